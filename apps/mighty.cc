@@ -1,0 +1,105 @@
+// mighty: the whole toolkit from the command line. Argument parsing only; the work lives in compress/.
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "compress/jobs.h"
+#include "compress/recipe.h"
+#include "runtime/error.h"
+
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+struct Common {
+  std::string recipe;
+  std::string out = "";
+  int threads = 0;
+};
+
+void add_common(CLI::App* cmd, Common& c) {
+  cmd->add_option("recipe", c.recipe, "Recipe file (JSON); see docs/recipes.md")->required();
+  cmd->add_option("--out", c.out, "Run directory (default: runs/<recipe name>)");
+  cmd->add_option("--threads", c.threads, "Threads for LibTorch (default: all cores)")->check(CLI::Range(1, 1024));
+}
+
+void apply_threads(int threads) {
+  const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(n);  // LibTorch's own default here is 1
+}
+
+std::string out_dir(const Common& c, const mighty::compress::Recipe& r) {
+  return c.out.empty() ? "runs/" + r.name : c.out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mighty: distill, prune and quantize models into one small int8 file, and prove it"};
+  app.set_version_flag("--version", std::string("mighty ") + kVersion);
+  app.require_subcommand(1);
+
+  Common train_args;
+  bool resume = false;
+  int64_t stop_after = 0;
+  auto* train = app.add_subcommand("train", "Train the recipe's teacher; writes weights, metrics.json and a table");
+  add_common(train, train_args);
+  train->add_flag("--resume", resume, "Continue from the run directory's last complete checkpoint");
+  train->add_option("--stop-after", stop_after, "Stop after this many steps, as if interrupted (resume later)")
+      ->check(CLI::PositiveNumber);
+
+  Common eval_args;
+  std::string weights;
+  auto* eval = app.add_subcommand("eval", "Evaluate the trained teacher on the test split (accuracy or bits/char, "
+                                          "size, latency)");
+  add_common(eval, eval_args);
+  eval->add_option("--weights", weights, "Weights file (default: <run directory>/teacher.pt)");
+
+  // Verbs of the full pipeline; their names are taken so recipes and scripts can rely on them.
+  for (const char* verb : {"compress", "export", "inspect", "run", "bench"}) {
+    app.add_subcommand(verb, "(reserved: not available in this version)")->allow_extras();
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (train->parsed()) {
+      apply_threads(train_args.threads);
+      const auto recipe = mighty::compress::load_recipe(train_args.recipe);
+      mighty::compress::JobOptions options;
+      options.out_dir = out_dir(train_args, recipe);
+      options.resume = resume;
+      options.stop_after_steps = stop_after;
+      mighty::compress::run_train(recipe, options);
+      return 0;
+    }
+    if (eval->parsed()) {
+      apply_threads(eval_args.threads);
+      const auto recipe = mighty::compress::load_recipe(eval_args.recipe);
+      mighty::compress::JobOptions options;
+      options.out_dir = out_dir(eval_args, recipe);
+      mighty::compress::run_eval(recipe, options, weights);
+      return 0;
+    }
+    for (auto* sub : app.get_subcommands()) {
+      fmt::print(stderr, "mighty: error: '{}' is not available in this version of mighty\n", sub->get_name());
+    }
+    return 2;
+  } catch (const mighty::Error& e) {
+    fmt::print(stderr, "mighty: error: {}\n", e.what());
+  } catch (const c10::Error& e) {
+    fmt::print(stderr, "mighty: error: LibTorch: {}\n", e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "mighty: error: {}\n", e.what());
+  }
+  return 1;
+}

@@ -1,0 +1,59 @@
+// Datasets as tensors, split deterministically from the recipe's seed, and the batches training draws from them.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "compress/recipe.h"
+
+namespace mighty::compress {
+
+struct ImageData {
+  // Pixels stay uint8 [N, C, H, W] until a batch is formed; labels int64 [N].
+  torch::Tensor train_x, train_y, val_x, val_y, test_x, test_y, calib_x, calib_y;
+  std::vector<std::string> class_names;
+  double mean = 0.0, std = 1.0;
+  int64_t crop_padding = 0;  // training augmentation
+  bool horizontal_flip = false;
+};
+
+struct TextData {
+  torch::Tensor train, val, test;  // int64 ids, contiguous splits in that order
+  std::vector<char32_t> vocab;
+  int64_t context = 0;
+};
+
+struct Dataset {
+  std::string kind;  // images | text
+  ImageData images;
+  TextData text;
+  std::string hash;  // xxHash64 over the source files' bytes
+
+  std::vector<int64_t> input_shape() const;  // per example, no batch dimension
+  int64_t classes() const;                   // classes, or vocabulary size for text
+  int64_t train_size() const;                // images, or characters
+};
+
+Dataset load_dataset(const DataSpec& spec, uint64_t seed);
+
+// Deterministic generator for a purpose and a step, independent of everything else in the process.
+std::mt19937_64 make_rng(uint64_t seed, uint64_t stream, uint64_t step);
+// Fisher-Yates permutation of [0, n) from `rng` (portable: no std distribution whose output varies by library).
+std::vector<int64_t> permutation(int64_t n, std::mt19937_64& rng);
+
+// uint8 images -> normalized float32.
+torch::Tensor normalize_images(const torch::Tensor& pixels, double mean, double std);
+
+// Random crop (after zero padding) and horizontal flip, drawn from `rng`, on uint8 images.
+torch::Tensor augment_images(const torch::Tensor& pixels, int64_t crop_padding, bool horizontal_flip,
+                             std::mt19937_64& rng);
+
+// `batch` windows of context+1 ids at random offsets: returns {inputs [B, T], targets [B, T]}.
+std::pair<torch::Tensor, torch::Tensor> sample_text_windows(const torch::Tensor& ids, int64_t context, int64_t batch,
+                                                            std::mt19937_64& rng);
+
+}  // namespace mighty::compress

@@ -1,0 +1,168 @@
+#include "compress/evaluate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "runtime/error.h"
+
+namespace mighty::compress {
+namespace {
+
+std::pair<torch::Tensor, torch::Tensor> image_split(const Dataset& d, Split split) {
+  switch (split) {
+    case Split::kTrain: return {d.images.train_x, d.images.train_y};
+    case Split::kValidation: return {d.images.val_x, d.images.val_y};
+    case Split::kTest: return {d.images.test_x, d.images.test_y};
+    case Split::kCalibration: return {d.images.calib_x, d.images.calib_y};
+  }
+  throw Error("unknown split");
+}
+
+const torch::Tensor& text_split(const Dataset& d, Split split) {
+  switch (split) {
+    case Split::kTrain: return d.text.train;
+    case Split::kValidation: return d.text.val;
+    case Split::kTest:
+    case Split::kCalibration: return d.text.test;
+  }
+  throw Error("unknown split");
+}
+
+nlohmann::json evaluate_classifier(GraphModule& model, const Dataset& d, Split split, bool detailed) {
+  const auto [x, y] = image_split(d, split);
+  const int64_t n = x.size(0), classes = d.classes();
+  if (n == 0) return {{"examples", 0}};
+  auto confusion = torch::zeros({classes, classes}, torch::kInt64);
+  double loss_sum = 0.0;
+  constexpr int64_t kBatch = 500;
+  for (int64_t lo = 0; lo < n; lo += kBatch) {
+    const int64_t hi = std::min(lo + kBatch, n);
+    auto logits = model->forward(normalize_images(x.slice(0, lo, hi), d.images.mean, d.images.std));
+    auto labels = y.slice(0, lo, hi);
+    loss_sum += torch::nn::functional::cross_entropy(
+                    logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                    .item<double>();
+    auto pred = logits.argmax(1);
+    confusion.view({-1}).index_add_(0, labels * classes + pred, torch::ones({hi - lo}, torch::kInt64));
+  }
+  const double correct = confusion.diagonal().sum().item<double>();
+  nlohmann::json m = {{"examples", n}, {"accuracy", correct / n}, {"loss", loss_sum / n}};
+  if (detailed) {
+    std::vector<double> per_class;
+    std::vector<std::vector<int64_t>> matrix;
+    for (int64_t c = 0; c < classes; ++c) {
+      const double total = confusion[c].sum().item<double>();
+      per_class.push_back(total > 0 ? confusion[c][c].item<double>() / total : 0.0);
+      auto row = confusion[c].contiguous();
+      matrix.emplace_back(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + classes);
+    }
+    m["per_class_accuracy"] = per_class;
+    m["confusion"] = matrix;
+    m["class_names"] = d.images.class_names;
+  }
+  return m;
+}
+
+nlohmann::json evaluate_lm(GraphModule& model, const Dataset& d, Split split) {
+  const auto& ids = text_split(d, split);
+  const int64_t ctx = d.text.context;
+  const int64_t windows = (ids.size(0) - 1) / ctx;
+  double loss_sum = 0.0;
+  int64_t tokens = 0;
+  constexpr int64_t kBatch = 32;
+  for (int64_t w = 0; w < windows; w += kBatch) {
+    const int64_t b = std::min(kBatch, windows - w);
+    auto x = ids.slice(0, w * ctx, (w + b) * ctx).view({b, ctx});
+    auto y = ids.slice(0, w * ctx + 1, (w + b) * ctx + 1).view({b, ctx});
+    auto logits = model->forward(x);
+    loss_sum += torch::nn::functional::cross_entropy(
+                    logits.reshape({-1, logits.size(-1)}), y.reshape({-1}),
+                    torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                    .item<double>();
+    tokens += b * ctx;
+  }
+  const double loss = loss_sum / std::max<int64_t>(tokens, 1);
+  return {{"characters", tokens}, {"loss", loss}, {"bits_per_char", loss / std::log(2.0)}};
+}
+
+torch::Tensor example_input(const Dataset& d, int64_t batch) {
+  if (d.kind == "images") {
+    auto x = d.images.test_x.slice(0, 0, std::min<int64_t>(batch, d.images.test_x.size(0)));
+    while (x.size(0) < batch) x = torch::cat({x, x}).slice(0, 0, batch);
+    return normalize_images(x, d.images.mean, d.images.std);
+  }
+  const int64_t ctx = d.text.context;
+  auto ids = d.text.test.slice(0, 0, ctx).view({1, ctx});
+  return ids.expand({batch, ctx}).contiguous();
+}
+
+double percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  const auto i = static_cast<size_t>(std::min<double>(v.size() - 1, std::floor(q * (v.size() - 1) + 0.5)));
+  return v[i];
+}
+
+}  // namespace
+
+const char* split_name(Split split) {
+  switch (split) {
+    case Split::kTrain: return "train";
+    case Split::kValidation: return "validation";
+    case Split::kTest: return "test";
+    case Split::kCalibration: return "calibration";
+  }
+  return "?";
+}
+
+nlohmann::json evaluate_split(GraphModule& model, const Dataset& data, Split split, bool detailed) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model->is_training();
+  model->eval();
+  auto m = data.kind == "images" ? evaluate_classifier(model, data, split, detailed) : evaluate_lm(model, data, split);
+  m["split"] = split_name(split);
+  if (was_training) model->train();
+  return m;
+}
+
+std::string summarize_metrics(const nlohmann::json& m) {
+  if (m.contains("accuracy")) {
+    return fmt::format("accuracy {:.2f}%, loss {:.4f}", 100.0 * m["accuracy"].get<double>(), m["loss"].get<double>());
+  }
+  if (m.contains("bits_per_char")) {
+    return fmt::format("bits/char {:.4f}, loss {:.4f}", m["bits_per_char"].get<double>(), m["loss"].get<double>());
+  }
+  return "no examples";
+}
+
+nlohmann::json measure_speed(GraphModule& model, const Dataset& data, const EvalSpec& spec) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  using clock = std::chrono::steady_clock;
+  auto one = example_input(data, 1);
+  for (int i = 0; i < 10; ++i) model->forward(one);
+  std::vector<double> ms;
+  for (int64_t i = 0; i < spec.latency_runs; ++i) {
+    const auto t0 = clock::now();
+    model->forward(one);
+    ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+  }
+  auto batch = example_input(data, spec.throughput_batch);
+  model->forward(batch);
+  std::vector<double> batch_s;
+  for (int i = 0; i < 5; ++i) {
+    const auto t0 = clock::now();
+    model->forward(batch);
+    batch_s.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+  }
+  return {{"latency_ms_b1", percentile(ms, 0.5)},
+          {"latency_ms_b1_p99", percentile(ms, 0.99)},
+          {"throughput_per_s", spec.throughput_batch / percentile(batch_s, 0.5)},
+          {"throughput_batch", spec.throughput_batch},
+          {"latency_runs", spec.latency_runs},
+          {"threads", torch::get_num_threads()}};
+}
+
+}  // namespace mighty::compress

@@ -1,0 +1,28 @@
+// Evaluation of a LibTorch model on a split of its dataset, and its fp32 speed on this machine.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "compress/data.h"
+#include "compress/recipe.h"
+#include "compress/zoo.h"
+
+namespace mighty::compress {
+
+enum class Split { kTrain, kValidation, kTest, kCalibration };
+const char* split_name(Split split);
+
+// Classifiers: accuracy, loss (and with `detailed`, per-class accuracy and the confusion matrix).
+// Language models: loss per character and bits per character, over non-overlapping windows of the context.
+nlohmann::json evaluate_split(GraphModule& model, const Dataset& data, Split split, bool detailed = false);
+
+// "accuracy 91.23%, loss 0.2451" or "bits/char 1.876, loss 1.3003".
+std::string summarize_metrics(const nlohmann::json& metrics);
+
+// Batch-1 latency (median and p99 of `latency_runs` timed forward passes after warm-up) and throughput at
+// `throughput_batch`, in LibTorch fp32 with the current thread count.
+nlohmann::json measure_speed(GraphModule& model, const Dataset& data, const EvalSpec& spec);
+
+}  // namespace mighty::compress

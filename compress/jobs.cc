@@ -1,0 +1,162 @@
+#include "compress/jobs.h"
+
+#include <filesystem>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "compress/data.h"
+#include "compress/evaluate.h"
+#include "compress/trainer.h"
+#include "compress/zoo.h"
+#include "runtime/atomic_file.h"
+#include "runtime/error.h"
+#include "runtime/progress.h"
+
+namespace mighty::compress {
+namespace {
+
+void ensure_dir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw Error(fmt::format("{}: cannot create run directory: {}", dir, ec.message()));
+}
+
+void save_weights(GraphModule& model, const std::string& path) {
+  torch::serialize::OutputArchive archive;
+  model->save(archive);
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  write_file_atomic(path, bytes.str());
+}
+
+void load_weights(GraphModule& model, const std::string& path) {
+  if (!std::filesystem::exists(path)) throw Error(fmt::format("{}: no trained weights (run 'mighty train' first)", path));
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    model->load(archive);
+  } catch (const c10::Error& e) {
+    throw Error(fmt::format("{}: weights do not load into this recipe's model: {}", path, e.what_without_backtrace()));
+  }
+}
+
+nlohmann::json model_summary(const ModelSpec& spec, GraphModule& model) {
+  return {{"arch", spec.arch}, {"params", model->parameter_count()}, {"fp32_bytes", model->fp32_bytes()},
+          {"spec", model_spec_to_json(spec)}};
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) { write_file_atomic(path, j.dump(2) + "\n"); }
+
+std::string with_commas(int64_t v) {
+  std::string s = std::to_string(v), out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i > 0 && (s.size() - i) % 3 == 0) out += ',';
+    out += s[i];
+  }
+  return out;
+}
+
+nlohmann::json evaluate_teacher(const Recipe& recipe, const Dataset& data, const ModelSpec& spec, GraphModule& model,
+                                const JobOptions& options) {
+  nlohmann::json metrics = {{"recipe", recipe.name},
+                            {"recipe_hash", recipe.hash()},
+                            {"data_hash", data.hash},
+                            {"model", model_summary(spec, model)},
+                            {"test", evaluate_split(model, data, Split::kTest, /*detailed=*/true)}};
+  if (options.measure_speed) metrics["speed"] = measure_speed(model, data, recipe.eval);
+  return metrics;
+}
+
+}  // namespace
+
+nlohmann::json run_train(const Recipe& recipe, const JobOptions& options) {
+  ensure_dir(options.out_dir);
+  const Dataset data = load_dataset(recipe.data, recipe.seed);
+  const ModelSpec spec = fill_from_data(recipe.teacher, data, "/teacher/model");
+  nlohmann::json resolved = {{"recipe", recipe.to_json()}, {"recipe_hash", recipe.hash()}, {"data_hash", data.hash},
+                             {"source", recipe.file}};
+  resolved["recipe"]["teacher"]["model"] = model_spec_to_json(spec);
+  write_json(options.out_dir + "/recipe.json", resolved);
+
+  torch::manual_seed(recipe.seed);  // initial weights
+  GraphModule model(build_graph(spec));
+  write_json(options.out_dir + "/teacher.graph.json", model->graph().to_json());
+  fmt::print(stderr, "teacher: {} with {} parameters; {} training examples, {} steps\n", spec.arch,
+             with_commas(model->parameter_count()), data.train_size(), total_steps(recipe.teacher_train, data));
+
+  TrainOptions topts;
+  topts.checkpoint_path = options.out_dir + "/checkpoint.pt";
+  topts.resume = options.resume;
+  topts.stop_after_steps = options.stop_after_steps;
+  topts.label = "train teacher";
+  topts.identity = recipe.hash();
+  const TrainResult result = train_model(model, recipe.teacher_train, data, recipe.seed, topts);
+  nlohmann::json train = {{"steps", result.steps_done}, {"total_steps", result.total_steps},
+                          {"completed", result.completed}, {"seconds", result.seconds},
+                          {"history", result.history}};
+  if (!result.completed) {
+    fmt::print(stderr, "train teacher: stopped after step {}/{}; continue with --resume\n", result.steps_done,
+               result.total_steps);
+    return {{"train", train}};
+  }
+  save_weights(model, options.out_dir + "/teacher.pt");
+  nlohmann::json metrics = evaluate_teacher(recipe, data, spec, model, options);
+  metrics["train"] = train;
+  write_json(options.out_dir + "/metrics.json", metrics);
+  if (!options.quiet) fmt::print("{}", metrics_table(metrics));
+  return metrics;
+}
+
+nlohmann::json run_eval(const Recipe& recipe, const JobOptions& options, const std::string& weights) {
+  ensure_dir(options.out_dir);
+  const Dataset data = load_dataset(recipe.data, recipe.seed);
+  const ModelSpec spec = fill_from_data(recipe.teacher, data, "/teacher/model");
+  GraphModule model(build_graph(spec));
+  load_weights(model, weights.empty() ? options.out_dir + "/teacher.pt" : weights);
+  nlohmann::json metrics = evaluate_teacher(recipe, data, spec, model, options);
+  write_json(options.out_dir + "/metrics.json", metrics);
+  if (!options.quiet) fmt::print("{}", metrics_table(metrics));
+  return metrics;
+}
+
+std::string metrics_table(const nlohmann::json& m) {
+  std::string out;
+  const auto& model = m.at("model");
+  const auto& test = m.at("test");
+  out += fmt::format("{} — teacher ({})\n", m.at("recipe").get<std::string>(), model.at("arch").get<std::string>());
+  auto row = [&](const std::string& k, const std::string& v) { out += fmt::format("  {:<22}{}\n", k, v); };
+  row("parameters", with_commas(model.at("params").get<int64_t>()));
+  row("size (fp32)", fmt::format("{:.1f} KiB", model.at("fp32_bytes").get<double>() / 1024.0));
+  if (test.contains("accuracy")) {
+    row("test accuracy", fmt::format("{:.2f}% ({} examples)", 100.0 * test["accuracy"].get<double>(),
+                                     test["examples"].get<int64_t>()));
+    row("test loss", fmt::format("{:.4f}", test["loss"].get<double>()));
+  } else if (test.contains("bits_per_char")) {
+    row("test bits/char", fmt::format("{:.4f} ({} characters)", test["bits_per_char"].get<double>(),
+                                      test["characters"].get<int64_t>()));
+    row("test loss", fmt::format("{:.4f} nats/char", test["loss"].get<double>()));
+  }
+  if (m.contains("speed")) {
+    const auto& s = m["speed"];
+    row("latency, batch 1", fmt::format("{:.3f} ms median, {:.3f} ms p99 ({} threads)", s["latency_ms_b1"].get<double>(),
+                                        s["latency_ms_b1_p99"].get<double>(), s["threads"].get<int>()));
+    row(fmt::format("throughput, batch {}", s["throughput_batch"].get<int64_t>()),
+        fmt::format("{:.0f} examples/s", s["throughput_per_s"].get<double>()));
+  }
+  if (m.contains("train")) {
+    const auto& t = m["train"];
+    row("training", fmt::format("{} steps in {}", t["steps"].get<int64_t>(), format_duration(t["seconds"].get<double>())));
+  }
+  if (test.contains("per_class_accuracy")) {
+    out += "  per-class accuracy:\n";
+    const auto& names = test["class_names"];
+    const auto& acc = test["per_class_accuracy"];
+    for (size_t c = 0; c < acc.size(); ++c) {
+      out += fmt::format("    {:<14}{:6.2f}%\n", names[c].get<std::string>(), 100.0 * acc[c].get<double>());
+    }
+  }
+  return out;
+}
+
+}  // namespace mighty::compress

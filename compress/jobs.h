@@ -1,0 +1,32 @@
+// The jobs behind the CLI verbs, so apps/ only parses arguments: each job reads a recipe, works in a run
+// directory and leaves its results there (written atomically).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "compress/recipe.h"
+
+namespace mighty::compress {
+
+struct JobOptions {
+  std::string out_dir;           // run directory (created)
+  bool resume = false;           // continue from out_dir/checkpoint.pt
+  int64_t stop_after_steps = 0;  // stop early as if interrupted (tests, debugging); 0 = run to the end
+  bool measure_speed = true;
+  bool quiet = false;  // no table on stdout
+};
+
+// Trains the recipe's teacher: writes recipe.json (resolved, with hashes), checkpoint.pt (during training),
+// teacher.pt and teacher.graph.json (the trained model and its graph IR) and metrics.json. Returns the metrics.
+nlohmann::json run_train(const Recipe& recipe, const JobOptions& options);
+
+// Evaluates out_dir/teacher.pt (or `weights` when given) on the test split; writes metrics.json.
+nlohmann::json run_eval(const Recipe& recipe, const JobOptions& options, const std::string& weights = "");
+
+// The readable table printed after train and eval.
+std::string metrics_table(const nlohmann::json& metrics);
+
+}  // namespace mighty::compress

@@ -1,0 +1,254 @@
+#include "compress/recipe.h"
+
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "compress/json_reader.h"
+#include "runtime/atomic_file.h"
+#include "runtime/hash.h"
+
+namespace mighty::compress {
+namespace {
+
+constexpr int64_t kMaxWidth = 1 << 16;
+constexpr int64_t kMaxCount = int64_t{1} << 40;
+
+ImageDataSpec read_images(JsonReader& d) {
+  ImageDataSpec s;
+  const std::string base = "/usr/share/datasets/fashion-mnist/";
+  s.train_images = d.string("train_images", base + "train-images-idx3-ubyte.gz");
+  s.train_labels = d.string("train_labels", base + "train-labels-idx1-ubyte.gz");
+  s.test_images = d.string("test_images", base + "t10k-images-idx3-ubyte.gz");
+  s.test_labels = d.string("test_labels", base + "t10k-labels-idx1-ubyte.gz");
+  s.class_names = d.string_list("class_names", std::vector<std::string>{});
+  s.validation_size = d.integer("validation_size", 5000, 0, kMaxCount);
+  s.train_limit = d.integer("train_limit", 0, 0, kMaxCount);
+  s.test_limit = d.integer("test_limit", 0, 0, kMaxCount);
+  s.calibration_size = d.integer("calibration_size", 1000, 0, kMaxCount);
+  auto norm = d.object("normalize", /*optional=*/true);
+  s.mean = norm.number("mean", 0.0, {-1e6, 1e6});
+  s.std = norm.number("std", 1.0, {0.0, 1e6, /*lo_open=*/true});
+  norm.finish();
+  auto aug = d.object("augment", /*optional=*/true);
+  s.crop_padding = aug.integer("crop_padding", 0, 0, 16);
+  s.horizontal_flip = aug.boolean("horizontal_flip", false);
+  aug.finish();
+  return s;
+}
+
+TextDataSpec read_text(JsonReader& d) {
+  TextDataSpec s;
+  s.path = d.string("path", std::nullopt);
+  s.context = d.integer("context", 128, 2, 1 << 16);
+  s.validation_fraction = d.number("validation_fraction", 0.05, {0.0, 0.5, true, false});
+  s.test_fraction = d.number("test_fraction", 0.05, {0.0, 0.5, true, false});
+  s.train_limit = d.integer("train_limit", 0, 0, kMaxCount);
+  s.eval_limit = d.integer("eval_limit", 0, 0, kMaxCount);
+  return s;
+}
+
+CnnBlockSpec read_block(JsonReader& b) {
+  CnnBlockSpec s;
+  s.channels = b.integer("channels", std::nullopt, 1, kMaxWidth);
+  s.kernel = b.integer("kernel", 3, 1, 15);
+  s.stride = b.integer("stride", 1, 1, 8);
+  s.padding = b.integer("padding", s.kernel / 2, 0, 15);
+  s.batchnorm = b.boolean("batchnorm", true);
+  s.activation = b.choice("activation", "relu", {"relu", "gelu"});
+  s.pool = b.choice("pool", "none", {"none", "max", "avg"});
+  s.pool_size = b.integer("pool_size", 2, 1, 8);
+  b.finish();
+  return s;
+}
+
+ModelSpec read_model(JsonReader m) {
+  ModelSpec s;
+  s.arch = m.choice("arch", std::nullopt, {"mlp", "cnn", "transformer"});
+  s.input_shape = m.integer_list("input_shape", std::vector<int64_t>{}, 1, kMaxWidth);
+  s.classes = m.integer("classes", 0, 0, kMaxWidth);
+  s.dropout = m.number("dropout", 0.0, {0.0, 1.0, false, true});
+  if (s.arch == "mlp") {
+    s.hidden = m.integer_list("hidden", std::nullopt, 1, kMaxWidth);
+    s.activation = m.choice("activation", "relu", {"relu", "gelu"});
+  } else if (s.arch == "cnn") {
+    auto blocks = m.object_list("blocks");
+    if (blocks.empty()) m.fail_at("blocks", "a CNN needs at least one block");
+    for (auto& b : blocks) s.blocks.push_back(read_block(b));
+    s.hidden = m.integer_list("hidden", std::vector<int64_t>{}, 1, kMaxWidth);
+    s.activation = m.choice("activation", "relu", {"relu", "gelu"});
+    s.global_pool = m.boolean("global_pool", false);
+  } else {
+    s.d_model = m.integer("d_model", std::nullopt, 1, kMaxWidth);
+    s.heads = m.integer("heads", std::nullopt, 1, 1024);
+    if (s.d_model % s.heads != 0) {
+      m.fail_at("heads", fmt::format("d_model {} is not divisible by {} heads", s.d_model, s.heads));
+    }
+    s.layers = m.integer("layers", std::nullopt, 1, 256);
+    s.ffn = m.integer("ffn", 4 * s.d_model, 1, kMaxWidth);
+    s.task = m.choice("task", "lm", {"lm", "classify"});
+  }
+  m.finish();
+  return s;
+}
+
+TrainSpec read_train(JsonReader t) {
+  TrainSpec s;
+  s.optimizer = t.choice("optimizer", "adamw", {"adamw", "sgd"});
+  s.lr = t.number("lr", 1e-3, {0.0, 10.0, true, false});
+  s.weight_decay = t.number("weight_decay", s.optimizer == "adamw" ? 0.01 : 0.0, {0.0, 1.0});
+  if (s.optimizer == "sgd") {
+    s.momentum = t.number("momentum", 0.9, {0.0, 1.0, false, true});
+    s.nesterov = t.boolean("nesterov", false);
+    if (s.nesterov && s.momentum == 0.0) t.fail_at("nesterov", "Nesterov momentum needs momentum > 0");
+  } else {
+    s.beta1 = t.number("beta1", 0.9, {0.0, 1.0, false, true});
+    s.beta2 = t.number("beta2", 0.999, {0.0, 1.0, false, true});
+  }
+  s.schedule = t.choice("schedule", "cosine", {"cosine", "step", "constant"});
+  s.warmup_steps = t.integer("warmup_steps", 0, 0, kMaxCount);
+  if (s.schedule == "cosine") s.min_lr_ratio = t.number("min_lr_ratio", 0.0, {0.0, 1.0});
+  if (s.schedule == "step") {
+    s.step_size = t.integer("step_size", std::nullopt, 1, kMaxCount);
+    s.gamma = t.number("gamma", 0.1, {0.0, 1.0, true, false});
+  }
+  s.batch_size = t.integer("batch_size", 64, 1, 1 << 16);
+  const bool has_epochs = t.has("epochs"), has_steps = t.has("steps");
+  if (has_epochs && has_steps) t.fail_at("steps", "give either 'epochs' or 'steps', not both");
+  if (!has_epochs && !has_steps) t.fail("one of 'epochs' or 'steps' is required");
+  if (has_epochs) s.epochs = t.integer("epochs", std::nullopt, 1, 100000);
+  if (has_steps) s.steps = t.integer("steps", std::nullopt, 1, kMaxCount);
+  s.grad_clip = t.number("grad_clip", 0.0, {0.0, 1e6});
+  s.label_smoothing = t.number("label_smoothing", 0.0, {0.0, 1.0, false, true});
+  s.checkpoint_every = t.integer("checkpoint_every", 0, 0, kMaxCount);
+  t.finish();
+  return s;
+}
+
+nlohmann::json train_to_json(const TrainSpec& s) {
+  nlohmann::json j = {{"optimizer", s.optimizer}, {"lr", s.lr}, {"weight_decay", s.weight_decay},
+                      {"schedule", s.schedule}, {"warmup_steps", s.warmup_steps}, {"batch_size", s.batch_size},
+                      {"grad_clip", s.grad_clip}, {"label_smoothing", s.label_smoothing},
+                      {"checkpoint_every", s.checkpoint_every}};
+  if (s.optimizer == "sgd") {
+    j["momentum"] = s.momentum;
+    j["nesterov"] = s.nesterov;
+  } else {
+    j["beta1"] = s.beta1;
+    j["beta2"] = s.beta2;
+  }
+  if (s.schedule == "cosine") j["min_lr_ratio"] = s.min_lr_ratio;
+  if (s.schedule == "step") {
+    j["step_size"] = s.step_size;
+    j["gamma"] = s.gamma;
+  }
+  if (s.epochs > 0) j["epochs"] = s.epochs;
+  else j["steps"] = s.steps;
+  return j;
+}
+
+}  // namespace
+
+std::string data_cache_dir() {
+  if (const char* env = std::getenv("MIGHTY_DATA"); env && *env) return env;
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return std::string(xdg) + "/mighty";
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : ".") + "/.cache/mighty";
+}
+
+std::string expand_data_path(const std::string& path) {
+  const std::string prefix = "$MIGHTY_DATA/";
+  if (path.rfind(prefix, 0) == 0) return data_cache_dir() + "/" + path.substr(prefix.size());
+  return path;
+}
+
+nlohmann::json model_spec_to_json(const ModelSpec& m) {
+  nlohmann::json j = {{"arch", m.arch}, {"dropout", m.dropout}};
+  if (!m.input_shape.empty()) j["input_shape"] = m.input_shape;
+  if (m.classes > 0) j["classes"] = m.classes;
+  if (m.arch == "mlp" || m.arch == "cnn") {
+    j["hidden"] = m.hidden;
+    j["activation"] = m.activation;
+  }
+  if (m.arch == "cnn") {
+    j["global_pool"] = m.global_pool;
+    j["blocks"] = nlohmann::json::array();
+    for (const auto& b : m.blocks) {
+      j["blocks"].push_back({{"channels", b.channels}, {"kernel", b.kernel}, {"stride", b.stride},
+                             {"padding", b.padding}, {"batchnorm", b.batchnorm}, {"activation", b.activation},
+                             {"pool", b.pool}, {"pool_size", b.pool_size}});
+    }
+  }
+  if (m.arch == "transformer") {
+    j.update({{"d_model", m.d_model}, {"heads", m.heads}, {"layers", m.layers}, {"ffn", m.ffn}, {"task", m.task}});
+  }
+  return j;
+}
+
+Recipe parse_recipe(const std::string& text, const std::string& file) {
+  const JsonSource source = parse_json_source(text, file);
+  auto root = JsonReader::root(source);
+  Recipe r;
+  r.file = file;
+  std::string stem = file.substr(file.find_last_of('/') + 1);
+  stem = stem.substr(0, stem.find('.'));
+  r.name = root.string("name", stem);
+  r.seed = static_cast<uint64_t>(root.integer("seed", 0, 0, INT64_MAX));
+
+  auto data = root.object("data");
+  r.data.kind = data.choice("kind", std::nullopt, {"images", "text"});
+  if (r.data.kind == "images") r.data.images = read_images(data);
+  else r.data.text = read_text(data);
+  data.finish();
+
+  auto teacher = root.object("teacher");
+  r.teacher = read_model(teacher.object("model"));
+  r.teacher_train = read_train(teacher.object("train"));
+  teacher.finish();
+  if (r.data.kind == "text" && r.teacher.arch == "transformer" && r.teacher.task != "lm") {
+    root.fail_at("teacher/model/task", "text data trains a language model: task must be 'lm'");
+  }
+  if (r.data.kind == "text" && r.teacher.arch != "transformer") {
+    root.fail_at("teacher/model/arch", "text data needs a transformer");
+  }
+  if (r.data.kind == "images" && r.teacher.arch == "transformer") {
+    root.fail_at("teacher/model/arch", "image data needs an mlp or cnn");
+  }
+
+  auto eval = root.object("eval", /*optional=*/true);
+  r.eval.latency_runs = eval.integer("latency_runs", 200, 1, 1000000);
+  r.eval.throughput_batch = eval.integer("throughput_batch", 64, 1, 65536);
+  eval.finish();
+  root.finish();
+  return r;
+}
+
+Recipe load_recipe(const std::string& path) {
+  return parse_recipe(read_file(path), path);
+}
+
+nlohmann::json Recipe::to_json() const {
+  nlohmann::json d = {{"kind", data.kind}};
+  if (data.kind == "images") {
+    const auto& s = data.images;
+    d.update({{"train_images", s.train_images}, {"train_labels", s.train_labels}, {"test_images", s.test_images},
+                 {"test_labels", s.test_labels}, {"class_names", s.class_names},
+                 {"validation_size", s.validation_size}, {"train_limit", s.train_limit},
+                 {"test_limit", s.test_limit}, {"calibration_size", s.calibration_size},
+                 {"normalize", {{"mean", s.mean}, {"std", s.std}}},
+                 {"augment", {{"crop_padding", s.crop_padding}, {"horizontal_flip", s.horizontal_flip}}}});
+  } else {
+    const auto& s = data.text;
+    d.update({{"path", s.path}, {"context", s.context}, {"validation_fraction", s.validation_fraction},
+                 {"test_fraction", s.test_fraction}, {"train_limit", s.train_limit}, {"eval_limit", s.eval_limit}});
+  }
+  return {{"name", name},
+          {"seed", seed},
+          {"data", d},
+          {"teacher", {{"model", model_spec_to_json(teacher)}, {"train", train_to_json(teacher_train)}}},
+          {"eval", {{"latency_runs", eval.latency_runs}, {"throughput_batch", eval.throughput_batch}}}};
+}
+
+std::string Recipe::hash() const { return hash64_hex(to_json().dump()); }
+
+}  // namespace mighty::compress

@@ -1,0 +1,118 @@
+// A recipe is the whole description of a run. Parsing fills every default, so the resolved recipe written into
+// the run directory says exactly what ran, and its hash identifies the run for checkpoints and artifacts.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace mighty::compress {
+
+struct ImageDataSpec {
+  std::string train_images, train_labels, test_images, test_labels;
+  std::vector<std::string> class_names;  // empty: "0".."C-1"
+  int64_t validation_size = 5000;        // taken from the training file, after a seeded shuffle
+  int64_t train_limit = 0;               // 0 = all remaining training images
+  int64_t test_limit = 0;                // 0 = the whole test file
+  int64_t calibration_size = 1000;
+  double mean = 0.0, std = 1.0;  // pixel/255 is normalized as (x - mean) / std
+  int64_t crop_padding = 0;      // random-crop augmentation (pixels of zero padding), 0 = off
+  bool horizontal_flip = false;
+};
+
+struct TextDataSpec {
+  std::string path;
+  int64_t context = 128;
+  double validation_fraction = 0.05;  // contiguous tail splits: train | validation | test
+  double test_fraction = 0.05;
+  int64_t train_limit = 0;  // characters of the training split used (0 = all)
+  int64_t eval_limit = 0;   // characters of validation/test evaluated (0 = all)
+};
+
+struct DataSpec {
+  std::string kind;  // "images" | "text"
+  ImageDataSpec images;
+  TextDataSpec text;
+};
+
+struct CnnBlockSpec {
+  int64_t channels = 0;
+  int64_t kernel = 3;
+  int64_t stride = 1;
+  int64_t padding = 1;
+  bool batchnorm = true;
+  std::string activation = "relu";
+  std::string pool = "none";  // none | max | avg
+  int64_t pool_size = 2;
+};
+
+struct ModelSpec {
+  std::string arch;  // mlp | cnn | transformer
+  // Filled from the data: image shape [C, H, W] or text context; classes or vocabulary size.
+  std::vector<int64_t> input_shape;
+  int64_t classes = 0;
+  int64_t vocab = 0;  // transformer: token vocabulary size (filled from the data)
+  // mlp and cnn head
+  std::vector<int64_t> hidden;
+  std::string activation = "relu";
+  double dropout = 0.0;
+  // cnn
+  std::vector<CnnBlockSpec> blocks;
+  bool global_pool = false;
+  // transformer
+  int64_t d_model = 0, heads = 0, layers = 0, ffn = 0;
+  std::string task = "lm";  // lm | classify
+};
+
+struct TrainSpec {
+  std::string optimizer = "adamw";  // adamw | sgd
+  double lr = 1e-3;
+  double weight_decay = 0.01;
+  double momentum = 0.9;  // sgd
+  bool nesterov = false;  // sgd
+  double beta1 = 0.9, beta2 = 0.999;  // adamw
+  std::string schedule = "cosine";  // cosine | step | constant
+  int64_t warmup_steps = 0;
+  double min_lr_ratio = 0.0;  // cosine floor, as a fraction of lr
+  int64_t step_size = 1000;   // step schedule: steps between decays
+  double gamma = 0.1;         // step schedule: decay factor
+  int64_t batch_size = 64;
+  int64_t epochs = 0;  // exactly one of epochs / steps is set
+  int64_t steps = 0;
+  double grad_clip = 0.0;  // max global gradient norm, 0 = off
+  double label_smoothing = 0.0;
+  int64_t checkpoint_every = 0;  // steps; 0 = at the end of each epoch only
+};
+
+struct EvalSpec {
+  int64_t latency_runs = 200;  // batch-1 forward passes timed for the median
+  int64_t throughput_batch = 64;
+};
+
+struct Recipe {
+  std::string name;
+  std::string file;  // where it was read from
+  uint64_t seed = 0;
+  DataSpec data;
+  ModelSpec teacher;
+  TrainSpec teacher_train;
+  EvalSpec eval;
+
+  nlohmann::json to_json() const;  // the resolved recipe: every default filled
+  std::string hash() const;        // xxHash64 of the resolved recipe, hex
+};
+
+// Reads, validates and resolves a recipe file; errors are mighty::Error with "file:line:col: /path: problem".
+Recipe load_recipe(const std::string& path);
+Recipe parse_recipe(const std::string& text, const std::string& file);
+
+// Expands a leading "$MIGHTY_DATA/" to the data cache directory (MIGHTY_DATA, else ~/.cache/mighty).
+std::string expand_data_path(const std::string& path);
+std::string data_cache_dir();
+
+nlohmann::json model_spec_to_json(const ModelSpec& m);
+
+}  // namespace mighty::compress

@@ -1,0 +1,44 @@
+// The training loop: optimizer, learning-rate schedule, batches drawn deterministically from (seed, step), atomic
+// checkpoints and exact resume. Given a seed and a thread count the final weights are reproducible, and a run
+// resumed from any checkpoint ends with the same weights as one that never stopped.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "compress/data.h"
+#include "compress/recipe.h"
+#include "compress/zoo.h"
+
+namespace mighty::compress {
+
+struct TrainOptions {
+  std::string checkpoint_path;   // where checkpoints go ("" = none)
+  bool resume = false;           // continue from checkpoint_path when it exists
+  int64_t stop_after_steps = 0;  // stop (as if killed) after this many total steps; 0 = run to the end
+  std::string label = "train";   // progress label
+  std::string identity;          // recipe hash: a checkpoint from another recipe is refused
+};
+
+struct TrainResult {
+  int64_t steps_done = 0;
+  int64_t total_steps = 0;
+  bool completed = false;
+  double seconds = 0.0;
+  nlohmann::json history = nlohmann::json::array();  // one entry per epoch: train loss, validation metrics, lr
+};
+
+// Learning rate at `step` (0-based) of `total` steps.
+double learning_rate(const TrainSpec& spec, int64_t step, int64_t total);
+
+int64_t steps_per_epoch(const TrainSpec& spec, const Dataset& data);
+int64_t total_steps(const TrainSpec& spec, const Dataset& data);
+
+TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset& data, uint64_t seed,
+                        const TrainOptions& options);
+
+}  // namespace mighty::compress

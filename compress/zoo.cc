@@ -1,0 +1,294 @@
+#include "compress/zoo.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "compress/data.h"
+#include "runtime/error.h"
+
+namespace mighty::compress {
+namespace {
+
+using nlohmann::json;
+
+OpKind activation_op(const std::string& name) { return name == "gelu" ? OpKind::kGELU : OpKind::kReLU; }
+
+json with_dropout(json attrs, double p) {
+  if (p > 0) attrs["train_dropout"] = p;
+  return attrs;
+}
+
+int classifier_head(Graph& g, int x, int64_t width, const ModelSpec& s) {
+  for (size_t i = 0; i < s.hidden.size(); ++i) {
+    x = g.add(fmt::format("fc.{}", i), OpKind::kLinear, {x}, {{"in_features", width}, {"out_features", s.hidden[i]}});
+    x = g.add(fmt::format("fc.{}.act", i), activation_op(s.activation), {x}, with_dropout(json::object(), s.dropout));
+    width = s.hidden[i];
+  }
+  return g.add("out", OpKind::kLinear, {x}, {{"in_features", width}, {"out_features", s.classes}});
+}
+
+void build_mlp(Graph& g, const ModelSpec& s) {
+  int x = g.add("input", OpKind::kInput, {}, {{"shape", s.input_shape}, {"dtype", "float32"}});
+  int64_t width = 1;
+  for (auto d : s.input_shape) width *= d;
+  x = g.add("flatten", OpKind::kFlatten, {x});
+  classifier_head(g, x, width, s);
+}
+
+void build_cnn(Graph& g, const ModelSpec& s) {
+  if (s.input_shape.size() != 3) throw Error("cnn: input_shape must be [C, H, W]");
+  int x = g.add("input", OpKind::kInput, {}, {{"shape", s.input_shape}, {"dtype", "float32"}});
+  int64_t channels = s.input_shape[0];
+  for (size_t i = 0; i < s.blocks.size(); ++i) {
+    const auto& b = s.blocks[i];
+    const std::string p = fmt::format("features.{}", i);
+    x = g.add(p + ".conv", OpKind::kConv2d, {x},
+              {{"in_channels", channels}, {"out_channels", b.channels}, {"kernel", b.kernel}, {"stride", b.stride},
+               {"padding", b.padding}, {"bias", !b.batchnorm}});
+    if (b.batchnorm) x = g.add(p + ".bn", OpKind::kBatchNorm2d, {x}, {{"channels", b.channels}});
+    x = g.add(p + ".act", activation_op(b.activation), {x});
+    if (b.pool != "none") {
+      x = g.add(p + ".pool", b.pool == "max" ? OpKind::kMaxPool2d : OpKind::kAvgPool2d, {x},
+                {{"kernel", b.pool_size}, {"stride", b.pool_size}});
+    }
+    channels = b.channels;
+  }
+  g.infer_shapes();  // the head's input width depends on the feature map's size
+  const Shape fmap = g.nodes()[x].shape;
+  int64_t width = channels;
+  if (s.global_pool) {
+    x = g.add("pool", OpKind::kGlobalAvgPool, {x}, with_dropout(json::object(), s.dropout));
+  } else {
+    x = g.add("flatten", OpKind::kFlatten, {x}, with_dropout(json::object(), s.dropout));
+    width = fmap[0] * fmap[1] * fmap[2];
+  }
+  classifier_head(g, x, width, s);
+}
+
+void build_transformer(Graph& g, const ModelSpec& s) {
+  const int64_t ctx = s.input_shape.at(0), d = s.d_model;
+  int tokens = g.add("input", OpKind::kInput, {}, {{"shape", s.input_shape}, {"dtype", "int64"}});
+  int tok = g.add("embed.token", OpKind::kEmbedding, {tokens}, {{"num_embeddings", s.vocab}, {"dim", d}});
+  int pos = g.add("embed.position", OpKind::kEmbedding, {tokens},
+                  {{"num_embeddings", ctx}, {"dim", d}, {"positional", true}});
+  int x = g.add("embed.sum", OpKind::kAdd, {tok, pos}, with_dropout(json::object(), s.dropout));
+  const bool causal = s.task == "lm";
+  for (int64_t l = 0; l < s.layers; ++l) {
+    const std::string p = fmt::format("blocks.{}", l);
+    int h = g.add(p + ".ln1", OpKind::kLayerNorm, {x}, {{"dim", d}});
+    h = g.add(p + ".attn", OpKind::kMultiHeadAttention, {h},
+              with_dropout({{"d_model", d}, {"heads", s.heads}, {"causal", causal}}, s.dropout));
+    x = g.add(p + ".add1", OpKind::kAdd, {x, h});
+    h = g.add(p + ".ln2", OpKind::kLayerNorm, {x}, {{"dim", d}});
+    h = g.add(p + ".ffn.fc1", OpKind::kLinear, {h}, {{"in_features", d}, {"out_features", s.ffn}});
+    h = g.add(p + ".ffn.act", OpKind::kGELU, {h});
+    h = g.add(p + ".ffn.fc2", OpKind::kLinear, {h},
+              with_dropout({{"in_features", s.ffn}, {"out_features", d}}, s.dropout));
+    x = g.add(p + ".add2", OpKind::kAdd, {x, h});
+  }
+  x = g.add("ln_f", OpKind::kLayerNorm, {x}, {{"dim", d}});
+  if (s.task == "classify") x = g.add("pool", OpKind::kGlobalAvgPool, {x});
+  g.add("out", OpKind::kLinear, {x}, {{"in_features", d}, {"out_features", s.classes}});
+}
+
+// Finds or creates the chain of container modules for "a.b.c" below `root`, returning the parent of "c".
+torch::nn::Module& parent_module(torch::nn::Module& root, const std::string& path, std::string* leaf) {
+  torch::nn::Module* current = &root;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = path.find('.', start);
+    if (dot == std::string::npos) {
+      *leaf = path.substr(start);
+      return *current;
+    }
+    const std::string part = path.substr(start, dot - start);
+    std::shared_ptr<torch::nn::Module> child;
+    for (const auto& item : current->named_children()) {
+      if (item.key() == part) child = item.value();
+    }
+    if (!child) child = current->register_module(part, std::make_shared<torch::nn::Module>());
+    current = child.get();
+    start = dot + 1;
+  }
+}
+
+}  // namespace
+
+Graph build_graph(const ModelSpec& spec) {
+  if (spec.input_shape.empty() || spec.classes <= 0) throw Error("model spec: input_shape and classes must be filled");
+  Graph g;
+  if (spec.arch == "mlp") build_mlp(g, spec);
+  else if (spec.arch == "cnn") build_cnn(g, spec);
+  else if (spec.arch == "transformer") build_transformer(g, spec);
+  else throw Error(fmt::format("model spec: unknown arch '{}'", spec.arch));
+  g.infer_shapes();
+  return g;
+}
+
+ModelSpec fill_from_data(ModelSpec spec, const Dataset& data, const std::string& json_path) {
+  const auto shape = data.input_shape();
+  const int64_t classes = data.classes();
+  if (!spec.input_shape.empty() && spec.input_shape != shape) {
+    throw Error(fmt::format("{}/input_shape: [{}] does not match the data's [{}]", json_path,
+                            fmt::join(spec.input_shape, ", "), fmt::join(shape, ", ")));
+  }
+  if (spec.classes != 0 && spec.classes != classes) {
+    throw Error(fmt::format("{}/classes: {} does not match the data's {}", json_path, spec.classes, classes));
+  }
+  spec.input_shape = shape;
+  spec.classes = classes;
+  if (spec.arch == "transformer") spec.vocab = data.kind == "text" ? classes : spec.vocab;
+  return spec;
+}
+
+AttentionImpl::AttentionImpl(int64_t d_model, int64_t heads, bool causal)
+    : d_model_(d_model), heads_(heads), causal_(causal) {
+  in_proj_ = register_module("in_proj", torch::nn::Linear(d_model, 3 * d_model));
+  out_proj_ = register_module("out_proj", torch::nn::Linear(d_model, d_model));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
+  const int64_t b = x.size(0), t = x.size(1), dh = d_model_ / heads_;
+  auto qkv = in_proj_->forward(x).view({b, t, 3, heads_, dh}).permute({2, 0, 3, 1, 4});  // [3, B, H, T, dh]
+  auto q = qkv[0], k = qkv[1], v = qkv[2];
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(dh));
+  if (causal_) {
+    auto mask = torch::ones({t, t}, torch::kBool).triu(1);
+    scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
+  }
+  auto context = torch::matmul(torch::softmax(scores, -1), v);  // [B, H, T, dh]
+  return out_proj_->forward(context.transpose(1, 2).reshape({b, t, d_model_}));
+}
+
+GraphModuleImpl::GraphModuleImpl(Graph graph) : graph_(std::move(graph)) {
+  graph_.infer_shapes();
+  const auto& nodes = graph_.nodes();
+  node_modules_.resize(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const Node& n = nodes[i];
+    auto a = [&](const char* key) { return n.attrs.at(key).get<int64_t>(); };
+    NodeModules& nm = node_modules_[i];
+    std::shared_ptr<torch::nn::Module> m;
+    switch (n.op) {
+      case OpKind::kLinear:
+        nm.linear = torch::nn::Linear(
+            torch::nn::LinearOptions(a("in_features"), a("out_features")).bias(n.attrs.value("bias", true)));
+        m = nm.linear.ptr();
+        break;
+      case OpKind::kConv2d:
+        nm.conv = torch::nn::Conv2d(torch::nn::Conv2dOptions(a("in_channels"), a("out_channels"), a("kernel"))
+                                        .stride(n.attrs.value("stride", 1))
+                                        .padding(n.attrs.value("padding", 0))
+                                        .bias(n.attrs.value("bias", true)));
+        m = nm.conv.ptr();
+        break;
+      case OpKind::kBatchNorm2d:
+        nm.batchnorm = torch::nn::BatchNorm2d(a("channels"));
+        m = nm.batchnorm.ptr();
+        break;
+      case OpKind::kEmbedding: {
+        nm.embedding = torch::nn::Embedding(a("num_embeddings"), a("dim"));
+        torch::NoGradGuard no_grad;
+        nm.embedding->weight.normal_(0.0, 0.02);
+        m = nm.embedding.ptr();
+        break;
+      }
+      case OpKind::kLayerNorm:
+        nm.layernorm = torch::nn::LayerNorm(torch::nn::LayerNormOptions({a("dim")}));
+        m = nm.layernorm.ptr();
+        break;
+      case OpKind::kMultiHeadAttention:
+        nm.attention = Attention(a("d_model"), a("heads"), n.attrs.value("causal", false));
+        m = nm.attention.ptr();
+        break;
+      default:
+        break;
+    }
+    if (m) {
+      std::string leaf;
+      parent_module(*this, n.name, &leaf).register_module(leaf, m);
+    }
+  }
+  // The registered names must be exactly the IR's tensor names, or export would have to guess.
+  auto params = named_parameters(true);
+  auto buffers = named_buffers(true);
+  for (const auto& spec : graph_.all_tensors()) {
+    const auto* t = spec.trainable ? params.find(spec.name) : buffers.find(spec.name);
+    if (!t) throw Error(fmt::format("GraphModule: tensor '{}' of the graph has no LibTorch counterpart", spec.name));
+    if (t->sizes().vec() != spec.shape) {
+      throw Error(fmt::format("GraphModule: tensor '{}' has shape [{}], graph says [{}]", spec.name,
+                              fmt::join(t->sizes().vec(), ", "), fmt::join(spec.shape, ", ")));
+    }
+  }
+}
+
+torch::Tensor GraphModuleImpl::forward(const torch::Tensor& input) {
+  const auto& nodes = graph_.nodes();
+  std::vector<torch::Tensor> values(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const Node& n = nodes[i];
+    const auto in = [&](int k) -> const torch::Tensor& { return values[n.inputs[k]]; };
+    torch::Tensor y;
+    switch (n.op) {
+      case OpKind::kInput: y = input; break;
+      case OpKind::kLinear: y = node_modules_[i].linear->forward(in(0)); break;
+      case OpKind::kConv2d: y = node_modules_[i].conv->forward(in(0)); break;
+      case OpKind::kBatchNorm2d:
+        y = node_modules_[i].batchnorm->forward(in(0));
+        break;
+      case OpKind::kReLU: y = torch::relu(in(0)); break;
+      case OpKind::kGELU: y = torch::gelu(in(0)); break;
+      case OpKind::kSoftmax: y = torch::softmax(in(0), -1); break;
+      case OpKind::kMaxPool2d: {
+        const int64_t k = n.attrs.at("kernel").get<int64_t>();
+        y = torch::max_pool2d(in(0), k, n.attrs.value("stride", k));
+        break;
+      }
+      case OpKind::kAvgPool2d: {
+        const int64_t k = n.attrs.at("kernel").get<int64_t>();
+        y = torch::avg_pool2d(in(0), k, n.attrs.value("stride", k));
+        break;
+      }
+      case OpKind::kGlobalAvgPool: y = in(0).dim() == 4 ? in(0).mean({2, 3}) : in(0).mean(1); break;
+      case OpKind::kFlatten: y = in(0).flatten(1); break;
+      case OpKind::kAdd: y = in(0) + in(1); break;
+      case OpKind::kEmbedding: {
+        auto& emb = node_modules_[i].embedding;
+        if (n.attrs.value("positional", false)) {
+          y = emb->forward(torch::arange(in(0).size(1), torch::kInt64)).unsqueeze(0);
+          y = y.expand({in(0).size(0), -1, -1});
+        } else {
+          y = emb->forward(in(0));
+        }
+        break;
+      }
+      case OpKind::kLayerNorm:
+        y = node_modules_[i].layernorm->forward(in(0));
+        break;
+      case OpKind::kMultiHeadAttention: y = node_modules_[i].attention->forward(in(0)); break;
+    }
+    const double p = n.attrs.value("train_dropout", 0.0);
+    if (p > 0 && is_training()) y = torch::dropout(y, p, /*train=*/true);
+    values[i] = std::move(y);
+  }
+  return values[graph_.output()];
+}
+
+int64_t GraphModuleImpl::parameter_count() const {
+  int64_t total = 0;
+  for (const auto& p : parameters()) total += p.numel();
+  return total;
+}
+
+int64_t GraphModuleImpl::fp32_bytes() const {
+  int64_t total = 0;
+  for (const auto& p : parameters()) total += p.numel() * 4;
+  for (const auto& b : buffers()) {
+    if (b.is_floating_point()) total += b.numel() * 4;
+  }
+  return total;
+}
+
+}  // namespace mighty::compress

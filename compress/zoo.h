@@ -1,0 +1,61 @@
+// The model zoo. A spec becomes a graph IR first; the LibTorch module is then built from that IR (GraphModule),
+// so the trained module, the exported graph and the runtime can never disagree about structure or names.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+#include "compress/recipe.h"
+#include "runtime/graph.h"
+
+namespace mighty::compress {
+
+// The spec's input_shape, classes and vocab must be filled (see fill_from_data). Dropout is carried as the
+// training-only node attribute "train_dropout" (applied to the node's output in training mode; ignored by the
+// runtime).
+Graph build_graph(const ModelSpec& spec);
+
+struct Dataset;
+// Fills input_shape / classes / vocab from the data, or checks the values the recipe gave against it.
+ModelSpec fill_from_data(ModelSpec spec, const Dataset& data, const std::string& json_path);
+
+// Multi-head self-attention with one packed input projection, as in the IR's MultiHeadAttention.
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(int64_t d_model, int64_t heads, bool causal);
+  torch::Tensor forward(const torch::Tensor& x);  // [B, T, D] -> [B, T, D]
+
+ private:
+  int64_t d_model_, heads_;
+  bool causal_;
+  torch::nn::Linear in_proj_{nullptr}, out_proj_{nullptr};
+};
+TORCH_MODULE(Attention);
+
+// A LibTorch module that executes a graph IR. Parameters are registered under the IR's dotted names.
+class GraphModuleImpl : public torch::nn::Module {
+ public:
+  explicit GraphModuleImpl(Graph graph);
+  torch::Tensor forward(const torch::Tensor& input);
+  const Graph& graph() const { return graph_; }
+
+  int64_t parameter_count() const;
+  int64_t fp32_bytes() const;  // parameters and buffers at 4 bytes each
+
+ private:
+  Graph graph_;
+  // Per node, the LibTorch module that holds its parameters (at most one is set; none for parameter-free ops).
+  struct NodeModules {
+    torch::nn::Linear linear{nullptr};
+    torch::nn::Conv2d conv{nullptr};
+    torch::nn::BatchNorm2d batchnorm{nullptr};
+    torch::nn::Embedding embedding{nullptr};
+    torch::nn::LayerNorm layernorm{nullptr};
+    Attention attention{nullptr};
+  };
+  std::vector<NodeModules> node_modules_;
+};
+TORCH_MODULE(GraphModule);
+
+}  // namespace mighty::compress

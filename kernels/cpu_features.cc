@@ -1,0 +1,106 @@
+#include "kernels/cpu_features.h"
+
+#include <cpuid.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+namespace mighty::kernels {
+namespace {
+
+uint64_t read_xcr0() {
+  uint32_t eax = 0, edx = 0;
+  // xgetbv is only valid when cpuid reports OSXSAVE; the caller checks that first.
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (static_cast<uint64_t>(edx) << 32) | eax;
+}
+
+CpuFeatures detect() {
+  CpuFeatures f;
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const unsigned max_leaf = __get_cpuid_max(0, nullptr);
+  if (max_leaf < 1) return f;
+  __cpuid_count(1, 0, eax, ebx, ecx, edx);
+  const bool osxsave = (ecx >> 27) & 1;
+  f.fma = (ecx >> 12) & 1;
+  if (osxsave) {
+    const uint64_t xcr0 = read_xcr0();
+    f.os_saves_avx = (xcr0 & 0x6) == 0x6;
+    f.os_saves_avx512 = f.os_saves_avx && (xcr0 & 0xe0) == 0xe0;
+  }
+  if (max_leaf >= 7) {
+    __cpuid_count(7, 0, eax, ebx, ecx, edx);
+    f.avx2 = (ebx >> 5) & 1;
+    f.avx512f = (ebx >> 16) & 1;
+    f.avx512bw = (ebx >> 30) & 1;
+    f.avx512vl = (ebx >> 31) & 1;
+    f.avx512vnni = (ecx >> 11) & 1;
+  }
+  unsigned ext = __get_cpuid_max(0x80000000, nullptr);
+  if (ext >= 0x80000004) {
+    char brand[49] = {};
+    for (unsigned i = 0; i < 3; ++i) {
+      __cpuid(0x80000002 + i, eax, ebx, ecx, edx);
+      std::memcpy(brand + 16 * i, &eax, 4);
+      std::memcpy(brand + 16 * i + 4, &ebx, 4);
+      std::memcpy(brand + 16 * i + 8, &ecx, 4);
+      std::memcpy(brand + 16 * i + 12, &edx, 4);
+    }
+    f.brand = brand;
+    while (!f.brand.empty() && f.brand.back() == ' ') f.brand.pop_back();
+  }
+  return f;
+}
+
+}  // namespace
+
+Isa CpuFeatures::best_supported() const {
+  if (os_saves_avx512 && avx512f && avx512bw && avx512vl && avx512vnni) return Isa::kAvx512Vnni;
+  if (os_saves_avx && avx2 && fma) return Isa::kAvx2;
+  return Isa::kRef;
+}
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures features = detect();
+  return features;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kRef: return "ref";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512Vnni: return "avx512vnni";
+  }
+  return "unknown";
+}
+
+std::optional<Isa> parse_isa(std::string_view name) {
+  for (Isa isa : {Isa::kRef, Isa::kAvx2, Isa::kAvx512Vnni}) {
+    if (name == isa_name(isa)) return isa;
+  }
+  return std::nullopt;
+}
+
+Isa resolve_isa(const CpuFeatures& cpu, std::string_view override_value) {
+  const Isa best = cpu.best_supported();
+  if (override_value.empty()) return best;
+  const auto forced = parse_isa(override_value);
+  if (!forced) {
+    throw std::runtime_error("MIGHTY_ISA=" + std::string(override_value) +
+                             " is not a known path (expected ref, avx2 or avx512vnni)");
+  }
+  if (*forced > best) {
+    throw std::runtime_error("MIGHTY_ISA=" + std::string(override_value) + " is not supported by this CPU (best: " +
+                             isa_name(best) + ")");
+  }
+  return *forced;
+}
+
+Isa selected_isa() {
+  const char* env = std::getenv("MIGHTY_ISA");
+  return resolve_isa(cpu_features(), env ? std::string_view(env) : std::string_view());
+}
+
+}  // namespace mighty::kernels

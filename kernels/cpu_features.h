@@ -1,0 +1,43 @@
+// What the CPU can run, detected once. A path is usable only when it was built and the CPU (and, for AVX-512,
+// the operating system's saved register state) supports it; MIGHTY_ISA can force a lower path so one machine
+// tests every path.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace mighty::kernels {
+
+// Ordered worst to best: a path may be used whenever it is <= the best supported one.
+enum class Isa { kRef = 0, kAvx2 = 1, kAvx512Vnni = 2 };
+
+struct CpuFeatures {
+  bool avx2 = false;
+  bool fma = false;
+  bool avx512f = false;
+  bool avx512bw = false;
+  bool avx512vl = false;
+  bool avx512vnni = false;
+  bool os_saves_avx = false;     // XCR0 bits 1-2: XMM and YMM state
+  bool os_saves_avx512 = false;  // XCR0 bits 5-7: opmask and ZMM state
+  std::string brand;
+
+  // The best path this CPU can run, regardless of MIGHTY_ISA.
+  Isa best_supported() const;
+};
+
+// Reads cpuid/xgetbv on the first call; later calls return the same object.
+const CpuFeatures& cpu_features();
+
+const char* isa_name(Isa isa);
+std::optional<Isa> parse_isa(std::string_view name);
+
+// The path to run: the best supported one, or MIGHTY_ISA when set. A MIGHTY_ISA that names an unknown path or
+// one this CPU cannot run is an error (std::runtime_error with one line saying which), never a silent fallback.
+Isa selected_isa();
+
+// Same rule, for a given override value (empty = none); exposed so the rule is testable without the environment.
+Isa resolve_isa(const CpuFeatures& cpu, std::string_view override_value);
+
+}  // namespace mighty::kernels

@@ -1,0 +1,84 @@
+// The graph IR shared by compress/ (which builds it from the same architecture spec as the LibTorch module) and
+// the runtime (which executes it). A node names its parameters with the same dotted names the LibTorch module
+// uses, so export copies tensors by name and nothing is guessed. Shapes exclude the batch dimension; a text
+// model's sequence dimension is its maximum context length.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace mighty {
+
+enum class OpKind {
+  kInput,
+  kLinear,
+  kConv2d,
+  kBatchNorm2d,
+  kReLU,
+  kGELU,
+  kMaxPool2d,
+  kAvgPool2d,
+  kGlobalAvgPool,
+  kFlatten,
+  kAdd,
+  kEmbedding,
+  kLayerNorm,
+  kMultiHeadAttention,
+  kSoftmax,
+};
+
+const char* op_name(OpKind op);
+OpKind op_from_name(const std::string& name);  // throws mighty::Error for an unknown name
+
+enum class DType { kFloat32, kInt64 };
+
+using Shape = std::vector<int64_t>;
+
+struct TensorSpec {
+  std::string name;
+  Shape shape;
+  bool trainable = true;  // false for buffers such as BatchNorm running statistics
+  int64_t numel() const;
+};
+
+struct Node {
+  std::string name;
+  OpKind op = OpKind::kInput;
+  std::vector<int> inputs;
+  nlohmann::json attrs = nlohmann::json::object();
+  Shape shape;  // output shape, filled by Graph::infer_shapes
+};
+
+class Graph {
+ public:
+  // Appends a node and returns its index. Inputs must refer to earlier nodes, so the order is topological.
+  int add(std::string name, OpKind op, std::vector<int> inputs, nlohmann::json attrs = nlohmann::json::object());
+
+  const std::vector<Node>& nodes() const { return nodes_; }
+  int output() const { return output_; }
+  void set_output(int index) { output_ = index; }
+
+  // Checks references, arity and attributes and computes every node's output shape. Errors name the node.
+  void infer_shapes();
+
+  // Parameters and buffers of one node, with their full names and shapes.
+  std::vector<TensorSpec> tensors(int node) const;
+  std::vector<TensorSpec> all_tensors() const;
+  int64_t parameter_count() const;  // trainable only
+
+  DType input_dtype() const;
+  const Shape& input_shape() const;
+  const Shape& output_shape() const { return nodes_.at(output_).shape; }
+
+  nlohmann::json to_json() const;
+  static Graph from_json(const nlohmann::json& j);  // validated; errors name the node index and field
+
+ private:
+  std::vector<Node> nodes_;
+  int output_ = -1;
+};
+
+}  // namespace mighty
