@@ -5,8 +5,8 @@
 #include <string>
 #include <thread>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "compress/jobs.h"
 #include "compress/recipe.h"
@@ -25,7 +25,8 @@ struct Common {
 void add_common(CLI::App* cmd, Common& c) {
   cmd->add_option("recipe", c.recipe, "Recipe file (JSON); see docs/recipes.md")->required();
   cmd->add_option("--out", c.out, "Run directory (default: runs/<recipe name>)");
-  cmd->add_option("--threads", c.threads, "Threads for LibTorch (default: all cores)")->check(CLI::Range(1, 1024));
+  cmd->add_option("--threads", c.threads, "Threads for LibTorch (default: all cores)")
+      ->check(CLI::Range(1, 1024));
 }
 
 void apply_threads(int threads) {
@@ -47,16 +48,19 @@ int main(int argc, char** argv) {
   Common train_args;
   bool resume = false;
   int64_t stop_after = 0;
-  auto* train = app.add_subcommand("train", "Train the recipe's teacher; writes weights, metrics.json and a table");
+  auto* train =
+      app.add_subcommand("train", "Train the recipe's teacher; writes weights, metrics.json and a table");
   add_common(train, train_args);
   train->add_flag("--resume", resume, "Continue from the run directory's last complete checkpoint");
-  train->add_option("--stop-after", stop_after, "Stop after this many steps, as if interrupted (resume later)")
+  train
+      ->add_option("--stop-after", stop_after, "Stop after this many steps, as if interrupted (resume later)")
       ->check(CLI::PositiveNumber);
 
   Common eval_args;
   std::string weights;
-  auto* eval = app.add_subcommand("eval", "Evaluate the trained teacher on the test split (accuracy or bits/char, "
-                                          "size, latency)");
+  auto* eval = app.add_subcommand("eval",
+                                  "Evaluate the trained teacher on the test split (accuracy or bits/char, "
+                                  "size, latency)");
   add_common(eval, eval_args);
   eval->add_option("--weights", weights, "Weights file (default: <run directory>/teacher.pt)");
 

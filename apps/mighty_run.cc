@@ -2,8 +2,8 @@
 #include <cstdio>
 #include <string>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "kernels/cpu_features.h"
 
@@ -25,8 +25,9 @@ int main(int argc, char** argv) {
       using namespace mighty::kernels;
       const auto& f = cpu_features();
       fmt::print("cpu: {}\n", f.brand.empty() ? "(unknown)" : f.brand);
-      fmt::print("avx2 {} fma {} avx512f {} avx512bw {} avx512vl {} avx512vnni {} (os: ymm {} zmm {})\n", f.avx2,
-                 f.fma, f.avx512f, f.avx512bw, f.avx512vl, f.avx512vnni, f.os_saves_avx, f.os_saves_avx512);
+      fmt::print("avx2 {} fma {} avx512f {} avx512bw {} avx512vl {} avx512vnni {} (os: ymm {} zmm {})\n",
+                 f.avx2, f.fma, f.avx512f, f.avx512bw, f.avx512vl, f.avx512vnni, f.os_saves_avx,
+                 f.os_saves_avx512);
       fmt::print("best path: {}; selected: {}\n", isa_name(f.best_supported()), isa_name(selected_isa()));
       return 0;
     }

@@ -28,15 +28,15 @@ Dataset load_images(const ImageDataSpec& s, uint64_t seed) {
     IdxArray images = read_idx(images_path);
     IdxArray labels = read_idx(labels_path);
     if (images.dims.size() != 3 && images.dims.size() != 4) {
-      throw Error(fmt::format("{}: images must have rank 3 (N, H, W) or 4 (N, C, H, W), found rank {}", images_path,
-                              images.dims.size()));
+      throw Error(fmt::format("{}: images must have rank 3 (N, H, W) or 4 (N, C, H, W), found rank {}",
+                              images_path, images.dims.size()));
     }
     if (labels.dims.size() != 1) {
       throw Error(fmt::format("{}: labels must have rank 1, found rank {}", labels_path, labels.dims.size()));
     }
     if (images.dims[0] != labels.dims[0]) {
-      throw Error(fmt::format("{}: {} labels for {} images in {}", labels_path, labels.dims[0], images.dims[0],
-                              images_path));
+      throw Error(fmt::format("{}: {} labels for {} images in {}", labels_path, labels.dims[0],
+                              images.dims[0], images_path));
     }
     std::vector<int64_t> shape = images.dims;
     if (shape.size() == 3) shape.insert(shape.begin() + 1, 1);
@@ -63,13 +63,15 @@ Dataset load_images(const ImageDataSpec& s, uint64_t seed) {
   }
   const int64_t n = train_x.size(0);
   if (s.validation_size >= n) {
-    throw Error(fmt::format("data.validation_size: {} leaves no training images out of {}", s.validation_size, n));
+    throw Error(
+        fmt::format("data.validation_size: {} leaves no training images out of {}", s.validation_size, n));
   }
   auto rng = make_rng(seed, /*stream=*/1, 0);
   const auto order = torch::tensor(permutation(n, rng), torch::kInt64);
   const auto val_idx = order.slice(0, 0, s.validation_size);
   auto train_idx = order.slice(0, s.validation_size);
-  if (s.train_limit > 0) train_idx = train_idx.slice(0, 0, std::min<int64_t>(s.train_limit, train_idx.size(0)));
+  if (s.train_limit > 0)
+    train_idx = train_idx.slice(0, 0, std::min<int64_t>(s.train_limit, train_idx.size(0)));
   d.images.train_x = train_x.index_select(0, train_idx);
   d.images.train_y = train_y.index_select(0, train_idx);
   d.images.val_x = train_x.index_select(0, val_idx);
@@ -103,9 +105,10 @@ Dataset load_text(const TextDataSpec& s) {
   const int64_t n_train = n - n_val - n_test;
   const int64_t need = s.context + 1;
   if (n_train < need || n_val < need || n_test < need) {
-    throw Error(fmt::format("{}: {} characters split into train {} / validation {} / test {}: each needs at least "
-                            "context + 1 = {}",
-                            path, n, n_train, n_val, n_test, need));
+    throw Error(
+        fmt::format("{}: {} characters split into train {} / validation {} / test {}: each needs at least "
+                    "context + 1 = {}",
+                    path, n, n_train, n_val, n_test, need));
   }
   auto ids = torch::empty({n}, torch::kInt64);
   std::copy(corpus.ids.begin(), corpus.ids.end(), ids.data_ptr<int64_t>());
@@ -133,7 +136,8 @@ std::vector<int64_t> Dataset::input_shape() const {
 }
 
 int64_t Dataset::classes() const {
-  return kind == "images" ? static_cast<int64_t>(images.class_names.size()) : static_cast<int64_t>(text.vocab.size());
+  return kind == "images" ? static_cast<int64_t>(images.class_names.size())
+                          : static_cast<int64_t>(text.vocab.size());
 }
 
 int64_t Dataset::train_size() const { return kind == "images" ? images.train_x.size(0) : text.train.size(0); }
@@ -184,8 +188,8 @@ torch::Tensor augment_images(const torch::Tensor& pixels, int64_t crop_padding, 
   return out;
 }
 
-std::pair<torch::Tensor, torch::Tensor> sample_text_windows(const torch::Tensor& ids, int64_t context, int64_t batch,
-                                                            std::mt19937_64& rng) {
+std::pair<torch::Tensor, torch::Tensor> sample_text_windows(const torch::Tensor& ids, int64_t context,
+                                                            int64_t batch, std::mt19937_64& rng) {
   const int64_t span = ids.size(0) - context - 1;
   auto x = torch::empty({batch, context}, torch::kInt64);
   auto y = torch::empty({batch, context}, torch::kInt64);

@@ -1,4 +1,5 @@
-// Datasets as tensors, split deterministically from the recipe's seed, and the batches training draws from them.
+// Datasets as tensors, split deterministically from the recipe's seed, and the batches training draws from
+// them.
 #pragma once
 
 #include <torch/torch.h>
@@ -42,7 +43,8 @@ Dataset load_dataset(const DataSpec& spec, uint64_t seed);
 
 // Deterministic generator for a purpose and a step, independent of everything else in the process.
 std::mt19937_64 make_rng(uint64_t seed, uint64_t stream, uint64_t step);
-// Fisher-Yates permutation of [0, n) from `rng` (portable: no std distribution whose output varies by library).
+// Fisher-Yates permutation of [0, n) from `rng` (portable: no std distribution whose output varies by
+// library).
 std::vector<int64_t> permutation(int64_t n, std::mt19937_64& rng);
 
 // uint8 images -> normalized float32.
@@ -53,7 +55,7 @@ torch::Tensor augment_images(const torch::Tensor& pixels, int64_t crop_padding, 
                              std::mt19937_64& rng);
 
 // `batch` windows of context+1 ids at random offsets: returns {inputs [B, T], targets [B, T]}.
-std::pair<torch::Tensor, torch::Tensor> sample_text_windows(const torch::Tensor& ids, int64_t context, int64_t batch,
-                                                            std::mt19937_64& rng);
+std::pair<torch::Tensor, torch::Tensor> sample_text_windows(const torch::Tensor& ids, int64_t context,
+                                                            int64_t batch, std::mt19937_64& rng);
 
 }  // namespace mighty::compress

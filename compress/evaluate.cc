@@ -13,20 +13,27 @@ namespace {
 
 std::pair<torch::Tensor, torch::Tensor> image_split(const Dataset& d, Split split) {
   switch (split) {
-    case Split::kTrain: return {d.images.train_x, d.images.train_y};
-    case Split::kValidation: return {d.images.val_x, d.images.val_y};
-    case Split::kTest: return {d.images.test_x, d.images.test_y};
-    case Split::kCalibration: return {d.images.calib_x, d.images.calib_y};
+    case Split::kTrain:
+      return {d.images.train_x, d.images.train_y};
+    case Split::kValidation:
+      return {d.images.val_x, d.images.val_y};
+    case Split::kTest:
+      return {d.images.test_x, d.images.test_y};
+    case Split::kCalibration:
+      return {d.images.calib_x, d.images.calib_y};
   }
   throw Error("unknown split");
 }
 
 const torch::Tensor& text_split(const Dataset& d, Split split) {
   switch (split) {
-    case Split::kTrain: return d.text.train;
-    case Split::kValidation: return d.text.val;
+    case Split::kTrain:
+      return d.text.train;
+    case Split::kValidation:
+      return d.text.val;
     case Split::kTest:
-    case Split::kCalibration: return d.text.test;
+    case Split::kCalibration:
+      return d.text.test;
   }
   throw Error("unknown split");
 }
@@ -109,10 +116,14 @@ double percentile(std::vector<double> v, double q) {
 
 const char* split_name(Split split) {
   switch (split) {
-    case Split::kTrain: return "train";
-    case Split::kValidation: return "validation";
-    case Split::kTest: return "test";
-    case Split::kCalibration: return "calibration";
+    case Split::kTrain:
+      return "train";
+    case Split::kValidation:
+      return "validation";
+    case Split::kTest:
+      return "test";
+    case Split::kCalibration:
+      return "calibration";
   }
   return "?";
 }
@@ -121,7 +132,8 @@ nlohmann::json evaluate_split(GraphModule& model, const Dataset& data, Split spl
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
-  auto m = data.kind == "images" ? evaluate_classifier(model, data, split, detailed) : evaluate_lm(model, data, split);
+  auto m = data.kind == "images" ? evaluate_classifier(model, data, split, detailed)
+                                 : evaluate_lm(model, data, split);
   m["split"] = split_name(split);
   if (was_training) model->train();
   return m;
@@ -129,10 +141,12 @@ nlohmann::json evaluate_split(GraphModule& model, const Dataset& data, Split spl
 
 std::string summarize_metrics(const nlohmann::json& m) {
   if (m.contains("accuracy")) {
-    return fmt::format("accuracy {:.2f}%, loss {:.4f}", 100.0 * m["accuracy"].get<double>(), m["loss"].get<double>());
+    return fmt::format("accuracy {:.2f}%, loss {:.4f}", 100.0 * m["accuracy"].get<double>(),
+                       m["loss"].get<double>());
   }
   if (m.contains("bits_per_char")) {
-    return fmt::format("bits/char {:.4f}, loss {:.4f}", m["bits_per_char"].get<double>(), m["loss"].get<double>());
+    return fmt::format("bits/char {:.4f}, loss {:.4f}", m["bits_per_char"].get<double>(),
+                       m["loss"].get<double>());
   }
   return "no examples";
 }

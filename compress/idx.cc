@@ -11,7 +11,8 @@ namespace mighty::compress {
 namespace {
 
 uint32_t read_be32(const std::string& b, size_t offset) {
-  return (uint32_t{static_cast<uint8_t>(b[offset])} << 24) | (uint32_t{static_cast<uint8_t>(b[offset + 1])} << 16) |
+  return (uint32_t{static_cast<uint8_t>(b[offset])} << 24) |
+         (uint32_t{static_cast<uint8_t>(b[offset + 1])} << 16) |
          (uint32_t{static_cast<uint8_t>(b[offset + 2])} << 8) | uint32_t{static_cast<uint8_t>(b[offset + 3])};
 }
 
@@ -39,9 +40,10 @@ std::string gunzip(const std::string& compressed, const std::string& what) {
     out.append(buffer, sizeof(buffer) - zs.avail_out);
     if (rc == Z_OK && zs.avail_in == 0 && zs.avail_out != 0) {
       inflateEnd(&zs);
-      throw Error(fmt::format("{}: truncated gzip data: the stream ends after {} compressed bytes without its end "
-                              "marker",
-                              what, compressed.size()));
+      throw Error(
+          fmt::format("{}: truncated gzip data: the stream ends after {} compressed bytes without its end "
+                      "marker",
+                      what, compressed.size()));
     }
   }
   const size_t trailing = zs.avail_in;
@@ -53,22 +55,24 @@ std::string gunzip(const std::string& compressed, const std::string& what) {
 }
 
 IdxArray parse_idx(const std::string& bytes, const std::string& what) {
-  if (bytes.size() < 4) throw Error(fmt::format("{}: IDX header: file has {} bytes, expected at least 4", what, bytes.size()));
+  if (bytes.size() < 4)
+    throw Error(fmt::format("{}: IDX header: file has {} bytes, expected at least 4", what, bytes.size()));
   if (bytes[0] != 0 || bytes[1] != 0) {
     throw Error(fmt::format("{}: IDX magic at offset 0: expected 00 00, found {:02x} {:02x}", what,
                             static_cast<uint8_t>(bytes[0]), static_cast<uint8_t>(bytes[1])));
   }
   const auto type = static_cast<uint8_t>(bytes[2]);
   if (type != 0x08) {
-    throw Error(fmt::format("{}: IDX element type at offset 2: expected 0x08 (unsigned byte), found 0x{:02x}", what,
-                            type));
+    throw Error(fmt::format("{}: IDX element type at offset 2: expected 0x08 (unsigned byte), found 0x{:02x}",
+                            what, type));
   }
   const auto rank = static_cast<uint8_t>(bytes[3]);
-  if (rank < 1 || rank > 4) throw Error(fmt::format("{}: IDX rank at offset 3: expected 1..4, found {}", what, rank));
+  if (rank < 1 || rank > 4)
+    throw Error(fmt::format("{}: IDX rank at offset 3: expected 1..4, found {}", what, rank));
   const size_t header = 4 + 4 * size_t{rank};
   if (bytes.size() < header) {
-    throw Error(fmt::format("{}: IDX header: file has {} bytes, a rank-{} header needs {}", what, bytes.size(), rank,
-                            header));
+    throw Error(fmt::format("{}: IDX header: file has {} bytes, a rank-{} header needs {}", what,
+                            bytes.size(), rank, header));
   }
   IdxArray out;
   uint64_t total = 1;
@@ -76,12 +80,13 @@ IdxArray parse_idx(const std::string& bytes, const std::string& what) {
     const uint32_t d = read_be32(bytes, 4 + 4 * i);
     if (d == 0) throw Error(fmt::format("{}: IDX dimension {} at offset {} is 0", what, i, 4 + 4 * i));
     total *= d;
-    if (total > (uint64_t{1} << 40)) throw Error(fmt::format("{}: IDX dimensions describe more than 2^40 bytes", what));
+    if (total > (uint64_t{1} << 40))
+      throw Error(fmt::format("{}: IDX dimensions describe more than 2^40 bytes", what));
     out.dims.push_back(d);
   }
   if (bytes.size() - header != total) {
-    throw Error(fmt::format("{}: IDX data: dimensions need {} bytes after the {}-byte header, found {}", what, total,
-                            header, bytes.size() - header));
+    throw Error(fmt::format("{}: IDX data: dimensions need {} bytes after the {}-byte header, found {}", what,
+                            total, header, bytes.size() - header));
   }
   out.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header), bytes.end());
   return out;

@@ -1,5 +1,6 @@
 // IDX files (the MNIST family's format), plain or gzip-compressed, read strictly: magic, element type, rank,
-// and the exact byte count the dimensions imply. Anything else is one mighty::Error naming the file and field.
+// and the exact byte count the dimensions imply. Anything else is one mighty::Error naming the file and
+// field.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +17,8 @@ struct IdxArray {
 // Decompresses a gzip stream; a truncated or corrupt stream is an error naming `what` and the byte offset.
 std::string gunzip(const std::string& compressed, const std::string& what);
 
-// Parses the bytes of an IDX file (already decompressed). Only the unsigned-byte element type (0x08) is accepted.
+// Parses the bytes of an IDX file (already decompressed). Only the unsigned-byte element type (0x08) is
+// accepted.
 IdxArray parse_idx(const std::string& bytes, const std::string& what);
 
 // Reads a file, gunzipping it when it starts with the gzip magic.

@@ -31,22 +31,28 @@ void save_weights(GraphModule& model, const std::string& path) {
 }
 
 void load_weights(GraphModule& model, const std::string& path) {
-  if (!std::filesystem::exists(path)) throw Error(fmt::format("{}: no trained weights (run 'mighty train' first)", path));
+  if (!std::filesystem::exists(path))
+    throw Error(fmt::format("{}: no trained weights (run 'mighty train' first)", path));
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(path);
     model->load(archive);
   } catch (const c10::Error& e) {
-    throw Error(fmt::format("{}: weights do not load into this recipe's model: {}", path, e.what_without_backtrace()));
+    throw Error(fmt::format("{}: weights do not load into this recipe's model: {}", path,
+                            e.what_without_backtrace()));
   }
 }
 
 nlohmann::json model_summary(const ModelSpec& spec, GraphModule& model) {
-  return {{"arch", spec.arch}, {"params", model->parameter_count()}, {"fp32_bytes", model->fp32_bytes()},
+  return {{"arch", spec.arch},
+          {"params", model->parameter_count()},
+          {"fp32_bytes", model->fp32_bytes()},
           {"spec", model_spec_to_json(spec)}};
 }
 
-void write_json(const std::string& path, const nlohmann::json& j) { write_file_atomic(path, j.dump(2) + "\n"); }
+void write_json(const std::string& path, const nlohmann::json& j) {
+  write_file_atomic(path, j.dump(2) + "\n");
+}
 
 std::string with_commas(int64_t v) {
   std::string s = std::to_string(v), out;
@@ -57,8 +63,8 @@ std::string with_commas(int64_t v) {
   return out;
 }
 
-nlohmann::json evaluate_teacher(const Recipe& recipe, const Dataset& data, const ModelSpec& spec, GraphModule& model,
-                                const JobOptions& options) {
+nlohmann::json evaluate_teacher(const Recipe& recipe, const Dataset& data, const ModelSpec& spec,
+                                GraphModule& model, const JobOptions& options) {
   nlohmann::json metrics = {{"recipe", recipe.name},
                             {"recipe_hash", recipe.hash()},
                             {"data_hash", data.hash},
@@ -74,7 +80,9 @@ nlohmann::json run_train(const Recipe& recipe, const JobOptions& options) {
   ensure_dir(options.out_dir);
   const Dataset data = load_dataset(recipe.data, recipe.seed);
   const ModelSpec spec = fill_from_data(recipe.teacher, data, "/teacher/model");
-  nlohmann::json resolved = {{"recipe", recipe.to_json()}, {"recipe_hash", recipe.hash()}, {"data_hash", data.hash},
+  nlohmann::json resolved = {{"recipe", recipe.to_json()},
+                             {"recipe_hash", recipe.hash()},
+                             {"data_hash", data.hash},
                              {"source", recipe.file}};
   resolved["recipe"]["teacher"]["model"] = model_spec_to_json(spec);
   write_json(options.out_dir + "/recipe.json", resolved);
@@ -83,7 +91,8 @@ nlohmann::json run_train(const Recipe& recipe, const JobOptions& options) {
   GraphModule model(build_graph(spec));
   write_json(options.out_dir + "/teacher.graph.json", model->graph().to_json());
   fmt::print(stderr, "teacher: {} with {} parameters; {} training examples, {} steps\n", spec.arch,
-             with_commas(model->parameter_count()), data.train_size(), total_steps(recipe.teacher_train, data));
+             with_commas(model->parameter_count()), data.train_size(),
+             total_steps(recipe.teacher_train, data));
 
   TrainOptions topts;
   topts.checkpoint_path = options.out_dir + "/checkpoint.pt";
@@ -92,8 +101,10 @@ nlohmann::json run_train(const Recipe& recipe, const JobOptions& options) {
   topts.label = "train teacher";
   topts.identity = recipe.hash();
   const TrainResult result = train_model(model, recipe.teacher_train, data, recipe.seed, topts);
-  nlohmann::json train = {{"steps", result.steps_done}, {"total_steps", result.total_steps},
-                          {"completed", result.completed}, {"seconds", result.seconds},
+  nlohmann::json train = {{"steps", result.steps_done},
+                          {"total_steps", result.total_steps},
+                          {"completed", result.completed},
+                          {"seconds", result.seconds},
                           {"history", result.history}};
   if (!result.completed) {
     fmt::print(stderr, "train teacher: stopped after step {}/{}; continue with --resume\n", result.steps_done,
@@ -124,7 +135,8 @@ std::string metrics_table(const nlohmann::json& m) {
   std::string out;
   const auto& model = m.at("model");
   const auto& test = m.at("test");
-  out += fmt::format("{} — teacher ({})\n", m.at("recipe").get<std::string>(), model.at("arch").get<std::string>());
+  out += fmt::format("{} — teacher ({})\n", m.at("recipe").get<std::string>(),
+                     model.at("arch").get<std::string>());
   auto row = [&](const std::string& k, const std::string& v) { out += fmt::format("  {:<22}{}\n", k, v); };
   row("parameters", with_commas(model.at("params").get<int64_t>()));
   row("size (fp32)", fmt::format("{:.1f} KiB", model.at("fp32_bytes").get<double>() / 1024.0));
@@ -139,14 +151,16 @@ std::string metrics_table(const nlohmann::json& m) {
   }
   if (m.contains("speed")) {
     const auto& s = m["speed"];
-    row("latency, batch 1", fmt::format("{:.3f} ms median, {:.3f} ms p99 ({} threads)", s["latency_ms_b1"].get<double>(),
-                                        s["latency_ms_b1_p99"].get<double>(), s["threads"].get<int>()));
+    row("latency, batch 1",
+        fmt::format("{:.3f} ms median, {:.3f} ms p99 ({} threads)", s["latency_ms_b1"].get<double>(),
+                    s["latency_ms_b1_p99"].get<double>(), s["threads"].get<int>()));
     row(fmt::format("throughput, batch {}", s["throughput_batch"].get<int64_t>()),
         fmt::format("{:.0f} examples/s", s["throughput_per_s"].get<double>()));
   }
   if (m.contains("train")) {
     const auto& t = m["train"];
-    row("training", fmt::format("{} steps in {}", t["steps"].get<int64_t>(), format_duration(t["seconds"].get<double>())));
+    row("training", fmt::format("{} steps in {}", t["steps"].get<int64_t>(),
+                                format_duration(t["seconds"].get<double>())));
   }
   if (test.contains("per_class_accuracy")) {
     out += "  per-class accuracy:\n";

@@ -20,7 +20,8 @@ struct JobOptions {
 };
 
 // Trains the recipe's teacher: writes recipe.json (resolved, with hashes), checkpoint.pt (during training),
-// teacher.pt and teacher.graph.json (the trained model and its graph IR) and metrics.json. Returns the metrics.
+// teacher.pt and teacher.graph.json (the trained model and its graph IR) and metrics.json. Returns the
+// metrics.
 nlohmann::json run_train(const Recipe& recipe, const JobOptions& options);
 
 // Evaluates out_dir/teacher.pt (or `weights` when given) on the test split; writes metrics.json.

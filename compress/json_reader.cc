@@ -30,12 +30,18 @@ std::string describe_json(const nlohmann::json& v) {
   std::string text = v.dump();
   if (text.size() > 40) text = text.substr(0, 37) + "...";
   switch (v.type()) {
-    case nlohmann::json::value_t::string: return "string " + text;
-    case nlohmann::json::value_t::boolean: return "boolean " + text;
-    case nlohmann::json::value_t::null: return "null";
-    case nlohmann::json::value_t::object: return "object";
-    case nlohmann::json::value_t::array: return "array";
-    default: return "number " + text;
+    case nlohmann::json::value_t::string:
+      return "string " + text;
+    case nlohmann::json::value_t::boolean:
+      return "boolean " + text;
+    case nlohmann::json::value_t::null:
+      return "null";
+    case nlohmann::json::value_t::object:
+      return "object";
+    case nlohmann::json::value_t::array:
+      return "array";
+    default:
+      return "number " + text;
   }
 }
 
@@ -47,7 +53,8 @@ JsonReader::JsonReader(const JsonSource& source, const nlohmann::json& value, st
 JsonReader JsonReader::root(const JsonSource& source) { return JsonReader(source, source.value, ""); }
 
 void JsonReader::fail(const std::string& message) const {
-  throw Error(fmt::format("{}: {}: {}", source_->where(pointer_), pointer_.empty() ? "/" : pointer_, message));
+  throw Error(
+      fmt::format("{}: {}: {}", source_->where(pointer_), pointer_.empty() ? "/" : pointer_, message));
 }
 
 void JsonReader::fail_at(const std::string& key, const std::string& message) const {
@@ -58,9 +65,12 @@ void JsonReader::fail_at(const std::string& key, const std::string& message) con
 std::string JsonReader::child_pointer(const std::string& key) const {
   std::string escaped;
   for (char c : key) {
-    if (c == '~') escaped += "~0";
-    else if (c == '/') escaped += "~1";
-    else escaped += c;
+    if (c == '~')
+      escaped += "~0";
+    else if (c == '/')
+      escaped += "~1";
+    else
+      escaped += c;
   }
   return pointer_ + "/" + escaped;
 }
@@ -132,8 +142,9 @@ std::string JsonReader::choice(const std::string& key, std::optional<std::string
   fail_at(key, fmt::format("'{}' is not one of: {}", s, list));
 }
 
-std::vector<int64_t> JsonReader::integer_list(const std::string& key, std::optional<std::vector<int64_t>> fallback,
-                                              int64_t lo, int64_t hi) {
+std::vector<int64_t> JsonReader::integer_list(const std::string& key,
+                                              std::optional<std::vector<int64_t>> fallback, int64_t lo,
+                                              int64_t hi) {
   const auto* v = lookup(key);
   if (!v) {
     if (!fallback) fail_at(key, "required list of integers is missing");
@@ -162,7 +173,8 @@ std::vector<std::string> JsonReader::string_list(const std::string& key,
   if (!v->is_array()) fail_at(key, "expected a list of strings, found " + describe_json(*v));
   std::vector<std::string> out;
   for (size_t i = 0; i < v->size(); ++i) {
-    if (!(*v)[i].is_string()) fail_at(key + "/" + std::to_string(i), "expected a string, found " + describe_json((*v)[i]));
+    if (!(*v)[i].is_string())
+      fail_at(key + "/" + std::to_string(i), "expected a string, found " + describe_json((*v)[i]));
     out.push_back((*v)[i].get<std::string>());
   }
   return out;
@@ -186,7 +198,8 @@ std::vector<JsonReader> JsonReader::object_list(const std::string& key) {
   for (size_t i = 0; i < v->size(); ++i) {
     const std::string p = child_pointer(key) + "/" + std::to_string(i);
     if (!(*v)[i].is_object()) {
-      throw Error(fmt::format("{}: {}: expected an object, found {}", source_->where(p), p, describe_json((*v)[i])));
+      throw Error(
+          fmt::format("{}: {}: expected an object, found {}", source_->where(p), p, describe_json((*v)[i])));
     }
     out.emplace_back(*source_, (*v)[i], p);
   }

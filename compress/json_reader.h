@@ -42,9 +42,10 @@ class JsonReader {
   std::string string(const std::string& key, std::optional<std::string> fallback);
   std::string choice(const std::string& key, std::optional<std::string> fallback,
                      std::initializer_list<const char*> options);
-  std::vector<int64_t> integer_list(const std::string& key, std::optional<std::vector<int64_t>> fallback, int64_t lo,
-                                    int64_t hi);
-  std::vector<std::string> string_list(const std::string& key, std::optional<std::vector<std::string>> fallback);
+  std::vector<int64_t> integer_list(const std::string& key, std::optional<std::vector<int64_t>> fallback,
+                                    int64_t lo, int64_t hi);
+  std::vector<std::string> string_list(const std::string& key,
+                                       std::optional<std::vector<std::string>> fallback);
 
   // Nested object (required unless `optional`; an absent optional object reads as an empty one).
   JsonReader object(const std::string& key, bool optional = false);

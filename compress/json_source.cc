@@ -47,9 +47,12 @@ class TrackingIterator {
 std::string escape_pointer_token(const std::string& key) {
   std::string out;
   for (char c : key) {
-    if (c == '~') out += "~0";
-    else if (c == '/') out += "~1";
-    else out += c;
+    if (c == '~')
+      out += "~0";
+    else if (c == '/')
+      out += "~1";
+    else
+      out += c;
   }
   return out;
 }
@@ -127,7 +130,9 @@ class LocatingSax : public nlohmann::json_sax<nlohmann::json> {
     return true;
   }
 
-  std::pair<int, int> position() const { return position_of(static_cast<size_t>(*furthest_ - text_.data()) - 1); }
+  std::pair<int, int> position() const {
+    return position_of(static_cast<size_t>(*furthest_ - text_.data()) - 1);
+  }
 
   std::pair<int, int> position_of(size_t offset) const {
     int line = 1, col = 1;

@@ -126,9 +126,14 @@ TrainSpec read_train(JsonReader t) {
 }
 
 nlohmann::json train_to_json(const TrainSpec& s) {
-  nlohmann::json j = {{"optimizer", s.optimizer}, {"lr", s.lr}, {"weight_decay", s.weight_decay},
-                      {"schedule", s.schedule}, {"warmup_steps", s.warmup_steps}, {"batch_size", s.batch_size},
-                      {"grad_clip", s.grad_clip}, {"label_smoothing", s.label_smoothing},
+  nlohmann::json j = {{"optimizer", s.optimizer},
+                      {"lr", s.lr},
+                      {"weight_decay", s.weight_decay},
+                      {"schedule", s.schedule},
+                      {"warmup_steps", s.warmup_steps},
+                      {"batch_size", s.batch_size},
+                      {"grad_clip", s.grad_clip},
+                      {"label_smoothing", s.label_smoothing},
                       {"checkpoint_every", s.checkpoint_every}};
   if (s.optimizer == "sgd") {
     j["momentum"] = s.momentum;
@@ -142,8 +147,10 @@ nlohmann::json train_to_json(const TrainSpec& s) {
     j["step_size"] = s.step_size;
     j["gamma"] = s.gamma;
   }
-  if (s.epochs > 0) j["epochs"] = s.epochs;
-  else j["steps"] = s.steps;
+  if (s.epochs > 0)
+    j["epochs"] = s.epochs;
+  else
+    j["steps"] = s.steps;
   return j;
 }
 
@@ -174,13 +181,19 @@ nlohmann::json model_spec_to_json(const ModelSpec& m) {
     j["global_pool"] = m.global_pool;
     j["blocks"] = nlohmann::json::array();
     for (const auto& b : m.blocks) {
-      j["blocks"].push_back({{"channels", b.channels}, {"kernel", b.kernel}, {"stride", b.stride},
-                             {"padding", b.padding}, {"batchnorm", b.batchnorm}, {"activation", b.activation},
-                             {"pool", b.pool}, {"pool_size", b.pool_size}});
+      j["blocks"].push_back({{"channels", b.channels},
+                             {"kernel", b.kernel},
+                             {"stride", b.stride},
+                             {"padding", b.padding},
+                             {"batchnorm", b.batchnorm},
+                             {"activation", b.activation},
+                             {"pool", b.pool},
+                             {"pool_size", b.pool_size}});
     }
   }
   if (m.arch == "transformer") {
-    j.update({{"d_model", m.d_model}, {"heads", m.heads}, {"layers", m.layers}, {"ffn", m.ffn}, {"task", m.task}});
+    j.update(
+        {{"d_model", m.d_model}, {"heads", m.heads}, {"layers", m.layers}, {"ffn", m.ffn}, {"task", m.task}});
   }
   return j;
 }
@@ -197,8 +210,10 @@ Recipe parse_recipe(const std::string& text, const std::string& file) {
 
   auto data = root.object("data");
   r.data.kind = data.choice("kind", std::nullopt, {"images", "text"});
-  if (r.data.kind == "images") r.data.images = read_images(data);
-  else r.data.text = read_text(data);
+  if (r.data.kind == "images")
+    r.data.images = read_images(data);
+  else
+    r.data.text = read_text(data);
   data.finish();
 
   auto teacher = root.object("teacher");
@@ -223,24 +238,31 @@ Recipe parse_recipe(const std::string& text, const std::string& file) {
   return r;
 }
 
-Recipe load_recipe(const std::string& path) {
-  return parse_recipe(read_file(path), path);
-}
+Recipe load_recipe(const std::string& path) { return parse_recipe(read_file(path), path); }
 
 nlohmann::json Recipe::to_json() const {
   nlohmann::json d = {{"kind", data.kind}};
   if (data.kind == "images") {
     const auto& s = data.images;
-    d.update({{"train_images", s.train_images}, {"train_labels", s.train_labels}, {"test_images", s.test_images},
-                 {"test_labels", s.test_labels}, {"class_names", s.class_names},
-                 {"validation_size", s.validation_size}, {"train_limit", s.train_limit},
-                 {"test_limit", s.test_limit}, {"calibration_size", s.calibration_size},
-                 {"normalize", {{"mean", s.mean}, {"std", s.std}}},
-                 {"augment", {{"crop_padding", s.crop_padding}, {"horizontal_flip", s.horizontal_flip}}}});
+    d.update({{"train_images", s.train_images},
+              {"train_labels", s.train_labels},
+              {"test_images", s.test_images},
+              {"test_labels", s.test_labels},
+              {"class_names", s.class_names},
+              {"validation_size", s.validation_size},
+              {"train_limit", s.train_limit},
+              {"test_limit", s.test_limit},
+              {"calibration_size", s.calibration_size},
+              {"normalize", {{"mean", s.mean}, {"std", s.std}}},
+              {"augment", {{"crop_padding", s.crop_padding}, {"horizontal_flip", s.horizontal_flip}}}});
   } else {
     const auto& s = data.text;
-    d.update({{"path", s.path}, {"context", s.context}, {"validation_fraction", s.validation_fraction},
-                 {"test_fraction", s.test_fraction}, {"train_limit", s.train_limit}, {"eval_limit", s.eval_limit}});
+    d.update({{"path", s.path},
+              {"context", s.context},
+              {"validation_fraction", s.validation_fraction},
+              {"test_fraction", s.test_fraction},
+              {"train_limit", s.train_limit},
+              {"eval_limit", s.eval_limit}});
   }
   return {{"name", name},
           {"seed", seed},

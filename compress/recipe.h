@@ -1,5 +1,6 @@
-// A recipe is the whole description of a run. Parsing fills every default, so the resolved recipe written into
-// the run directory says exactly what ran, and its hash identifies the run for checkpoints and artifacts.
+// A recipe is the whole description of a run. Parsing fills every default, so the resolved recipe written
+// into the run directory says exactly what ran, and its hash identifies the run for checkpoints and
+// artifacts.
 #pragma once
 
 #include <cstdint>
@@ -71,10 +72,10 @@ struct TrainSpec {
   std::string optimizer = "adamw";  // adamw | sgd
   double lr = 1e-3;
   double weight_decay = 0.01;
-  double momentum = 0.9;  // sgd
-  bool nesterov = false;  // sgd
+  double momentum = 0.9;              // sgd
+  bool nesterov = false;              // sgd
   double beta1 = 0.9, beta2 = 0.999;  // adamw
-  std::string schedule = "cosine";  // cosine | step | constant
+  std::string schedule = "cosine";    // cosine | step | constant
   int64_t warmup_steps = 0;
   double min_lr_ratio = 0.0;  // cosine floor, as a fraction of lr
   int64_t step_size = 1000;   // step schedule: steps between decays

@@ -39,16 +39,30 @@ TextCorpus parse_text_corpus(const std::string& bytes, const std::string& what) 
     const auto b0 = static_cast<uint8_t>(bytes[i]);
     int len = 0;
     char32_t cp = 0, min = 0;
-    if (b0 < 0x80) { len = 1; cp = b0; }
-    else if ((b0 & 0xe0) == 0xc0) { len = 2; cp = b0 & 0x1f; min = 0x80; }
-    else if ((b0 & 0xf0) == 0xe0) { len = 3; cp = b0 & 0x0f; min = 0x800; }
-    else if ((b0 & 0xf8) == 0xf0) { len = 4; cp = b0 & 0x07; min = 0x10000; }
-    else throw Error(fmt::format("{}: invalid UTF-8 lead byte 0x{:02x} at byte offset {}", what, b0, i));
-    if (i + len > bytes.size()) throw Error(fmt::format("{}: truncated UTF-8 sequence at byte offset {}", what, i));
+    if (b0 < 0x80) {
+      len = 1;
+      cp = b0;
+    } else if ((b0 & 0xe0) == 0xc0) {
+      len = 2;
+      cp = b0 & 0x1f;
+      min = 0x80;
+    } else if ((b0 & 0xf0) == 0xe0) {
+      len = 3;
+      cp = b0 & 0x0f;
+      min = 0x800;
+    } else if ((b0 & 0xf8) == 0xf0) {
+      len = 4;
+      cp = b0 & 0x07;
+      min = 0x10000;
+    } else
+      throw Error(fmt::format("{}: invalid UTF-8 lead byte 0x{:02x} at byte offset {}", what, b0, i));
+    if (i + len > bytes.size())
+      throw Error(fmt::format("{}: truncated UTF-8 sequence at byte offset {}", what, i));
     for (int k = 1; k < len; ++k) {
       const auto b = static_cast<uint8_t>(bytes[i + k]);
       if ((b & 0xc0) != 0x80) {
-        throw Error(fmt::format("{}: invalid UTF-8 continuation byte 0x{:02x} at byte offset {}", what, b, i + k));
+        throw Error(
+            fmt::format("{}: invalid UTF-8 continuation byte 0x{:02x} at byte offset {}", what, b, i + k));
       }
       cp = (cp << 6) | (b & 0x3f);
     }
@@ -65,7 +79,8 @@ TextCorpus parse_text_corpus(const std::string& bytes, const std::string& what) 
   out.vocab.erase(std::unique(out.vocab.begin(), out.vocab.end()), out.vocab.end());
   out.ids.reserve(cps.size());
   for (char32_t cp : cps) {
-    out.ids.push_back(static_cast<int32_t>(std::lower_bound(out.vocab.begin(), out.vocab.end(), cp) - out.vocab.begin()));
+    out.ids.push_back(
+        static_cast<int32_t>(std::lower_bound(out.vocab.begin(), out.vocab.end(), cp) - out.vocab.begin()));
   }
   return out;
 }

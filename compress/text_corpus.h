@@ -1,4 +1,5 @@
-// A character-level corpus: strict UTF-8, a vocabulary of the distinct code points (sorted), and the text as ids.
+// A character-level corpus: strict UTF-8, a vocabulary of the distinct code points (sorted), and the text as
+// ids.
 #pragma once
 
 #include <cstdint>

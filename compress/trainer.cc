@@ -1,7 +1,7 @@
 #include "compress/trainer.h"
 
-#include <ATen/core/Generator.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/Generator.h>
 
 #include <chrono>
 #include <cmath>
@@ -23,9 +23,10 @@ constexpr uint64_t kAugmentStream = 2, kOrderStream = 3, kTextStream = 4;
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(GraphModule& model, const TrainSpec& s) {
   if (s.optimizer == "sgd") {
-    return std::make_unique<torch::optim::SGD>(
-        model->parameters(),
-        torch::optim::SGDOptions(s.lr).momentum(s.momentum).nesterov(s.nesterov).weight_decay(s.weight_decay));
+    return std::make_unique<torch::optim::SGD>(model->parameters(), torch::optim::SGDOptions(s.lr)
+                                                                        .momentum(s.momentum)
+                                                                        .nesterov(s.nesterov)
+                                                                        .weight_decay(s.weight_decay));
   }
   return std::make_unique<torch::optim::AdamW>(
       model->parameters(),
@@ -97,7 +98,8 @@ int64_t load_checkpoint(const std::string& path, GraphModule& model, torch::opti
 }  // namespace
 
 double learning_rate(const TrainSpec& s, int64_t step, int64_t total) {
-  if (s.warmup_steps > 0 && step < s.warmup_steps) return s.lr * static_cast<double>(step + 1) / s.warmup_steps;
+  if (s.warmup_steps > 0 && step < s.warmup_steps)
+    return s.lr * static_cast<double>(step + 1) / s.warmup_steps;
   if (s.schedule == "constant") return s.lr;
   if (s.schedule == "step") {
     const int64_t decays = (step - s.warmup_steps) / s.step_size;
@@ -129,9 +131,11 @@ TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset
   torch::manual_seed(seed);
 
   int64_t step = 0;
-  if (options.resume && !options.checkpoint_path.empty() && std::filesystem::exists(options.checkpoint_path)) {
+  if (options.resume && !options.checkpoint_path.empty() &&
+      std::filesystem::exists(options.checkpoint_path)) {
     step = load_checkpoint(options.checkpoint_path, model, *opt, result, options.identity);
-    fmt::print(stderr, "{}: resumed from {} at step {}/{}\n", options.label, options.checkpoint_path, step, total);
+    fmt::print(stderr, "{}: resumed from {} at step {}/{}\n", options.label, options.checkpoint_path, step,
+               total);
   }
   std::string last_checkpoint = step > 0 ? options.checkpoint_path : "none";
 
@@ -172,11 +176,12 @@ TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset
     auto flat_logits = logits.reshape({-1, classes});
     auto flat_y = y.reshape({-1});
     auto loss = torch::nn::functional::cross_entropy(
-        flat_logits, flat_y, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(spec.label_smoothing));
+        flat_logits, flat_y,
+        torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(spec.label_smoothing));
     const double loss_value = loss.item<double>();
     if (!std::isfinite(loss_value)) {
-      throw Error(fmt::format("{}: loss is {} at step {} (lr {:.3g}); last good checkpoint: {}", options.label,
-                              loss_value, step, lr, last_checkpoint));
+      throw Error(fmt::format("{}: loss is {} at step {} (lr {:.3g}); last good checkpoint: {}",
+                              options.label, loss_value, step, lr, last_checkpoint));
     }
     opt->zero_grad();
     loss.backward();
@@ -192,8 +197,11 @@ TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset
 
     const bool epoch_end = in_epoch == per_epoch - 1 || step + 1 == total;
     if (epoch_end) {
-      nlohmann::json entry = {{"epoch", epoch + 1}, {"step", step + 1}, {"lr", lr},
-                              {"train_loss", loss_sum / seen}, {"train_accuracy", correct / seen}};
+      nlohmann::json entry = {{"epoch", epoch + 1},
+                              {"step", step + 1},
+                              {"lr", lr},
+                              {"train_loss", loss_sum / seen},
+                              {"train_accuracy", correct / seen}};
       entry["validation"] = evaluate_split(model, data, Split::kValidation);
       result.history.push_back(entry);
       progress.note(fmt::format("epoch {}: train loss {:.4f}, validation {}", epoch + 1, loss_sum / seen,

@@ -1,6 +1,6 @@
-// The training loop: optimizer, learning-rate schedule, batches drawn deterministically from (seed, step), atomic
-// checkpoints and exact resume. Given a seed and a thread count the final weights are reproducible, and a run
-// resumed from any checkpoint ends with the same weights as one that never stopped.
+// The training loop: optimizer, learning-rate schedule, batches drawn deterministically from (seed, step),
+// atomic checkpoints and exact resume. Given a seed and a thread count the final weights are reproducible,
+// and a run resumed from any checkpoint ends with the same weights as one that never stopped.
 #pragma once
 
 #include <torch/torch.h>
@@ -29,7 +29,8 @@ struct TrainResult {
   int64_t total_steps = 0;
   bool completed = false;
   double seconds = 0.0;
-  nlohmann::json history = nlohmann::json::array();  // one entry per epoch: train loss, validation metrics, lr
+  nlohmann::json history =
+      nlohmann::json::array();  // one entry per epoch: train loss, validation metrics, lr
 };
 
 // Learning rate at `step` (0-based) of `total` steps.

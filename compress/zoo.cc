@@ -22,8 +22,10 @@ json with_dropout(json attrs, double p) {
 
 int classifier_head(Graph& g, int x, int64_t width, const ModelSpec& s) {
   for (size_t i = 0; i < s.hidden.size(); ++i) {
-    x = g.add(fmt::format("fc.{}", i), OpKind::kLinear, {x}, {{"in_features", width}, {"out_features", s.hidden[i]}});
-    x = g.add(fmt::format("fc.{}.act", i), activation_op(s.activation), {x}, with_dropout(json::object(), s.dropout));
+    x = g.add(fmt::format("fc.{}", i), OpKind::kLinear, {x},
+              {{"in_features", width}, {"out_features", s.hidden[i]}});
+    x = g.add(fmt::format("fc.{}.act", i), activation_op(s.activation), {x},
+              with_dropout(json::object(), s.dropout));
     width = s.hidden[i];
   }
   return g.add("out", OpKind::kLinear, {x}, {{"in_features", width}, {"out_features", s.classes}});
@@ -45,8 +47,12 @@ void build_cnn(Graph& g, const ModelSpec& s) {
     const auto& b = s.blocks[i];
     const std::string p = fmt::format("features.{}", i);
     x = g.add(p + ".conv", OpKind::kConv2d, {x},
-              {{"in_channels", channels}, {"out_channels", b.channels}, {"kernel", b.kernel}, {"stride", b.stride},
-               {"padding", b.padding}, {"bias", !b.batchnorm}});
+              {{"in_channels", channels},
+               {"out_channels", b.channels},
+               {"kernel", b.kernel},
+               {"stride", b.stride},
+               {"padding", b.padding},
+               {"bias", !b.batchnorm}});
     if (b.batchnorm) x = g.add(p + ".bn", OpKind::kBatchNorm2d, {x}, {{"channels", b.channels}});
     x = g.add(p + ".act", activation_op(b.activation), {x});
     if (b.pool != "none") {
@@ -117,12 +123,17 @@ torch::nn::Module& parent_module(torch::nn::Module& root, const std::string& pat
 }  // namespace
 
 Graph build_graph(const ModelSpec& spec) {
-  if (spec.input_shape.empty() || spec.classes <= 0) throw Error("model spec: input_shape and classes must be filled");
+  if (spec.input_shape.empty() || spec.classes <= 0)
+    throw Error("model spec: input_shape and classes must be filled");
   Graph g;
-  if (spec.arch == "mlp") build_mlp(g, spec);
-  else if (spec.arch == "cnn") build_cnn(g, spec);
-  else if (spec.arch == "transformer") build_transformer(g, spec);
-  else throw Error(fmt::format("model spec: unknown arch '{}'", spec.arch));
+  if (spec.arch == "mlp")
+    build_mlp(g, spec);
+  else if (spec.arch == "cnn")
+    build_cnn(g, spec);
+  else if (spec.arch == "transformer")
+    build_transformer(g, spec);
+  else
+    throw Error(fmt::format("model spec: unknown arch '{}'", spec.arch));
   g.infer_shapes();
   return g;
 }
@@ -216,7 +227,9 @@ GraphModuleImpl::GraphModuleImpl(Graph graph) : graph_(std::move(graph)) {
   auto buffers = named_buffers(true);
   for (const auto& spec : graph_.all_tensors()) {
     const auto* t = spec.trainable ? params.find(spec.name) : buffers.find(spec.name);
-    if (!t) throw Error(fmt::format("GraphModule: tensor '{}' of the graph has no LibTorch counterpart", spec.name));
+    if (!t)
+      throw Error(
+          fmt::format("GraphModule: tensor '{}' of the graph has no LibTorch counterpart", spec.name));
     if (t->sizes().vec() != spec.shape) {
       throw Error(fmt::format("GraphModule: tensor '{}' has shape [{}], graph says [{}]", spec.name,
                               fmt::join(t->sizes().vec(), ", "), fmt::join(spec.shape, ", ")));
@@ -232,15 +245,27 @@ torch::Tensor GraphModuleImpl::forward(const torch::Tensor& input) {
     const auto in = [&](int k) -> const torch::Tensor& { return values[n.inputs[k]]; };
     torch::Tensor y;
     switch (n.op) {
-      case OpKind::kInput: y = input; break;
-      case OpKind::kLinear: y = node_modules_[i].linear->forward(in(0)); break;
-      case OpKind::kConv2d: y = node_modules_[i].conv->forward(in(0)); break;
+      case OpKind::kInput:
+        y = input;
+        break;
+      case OpKind::kLinear:
+        y = node_modules_[i].linear->forward(in(0));
+        break;
+      case OpKind::kConv2d:
+        y = node_modules_[i].conv->forward(in(0));
+        break;
       case OpKind::kBatchNorm2d:
         y = node_modules_[i].batchnorm->forward(in(0));
         break;
-      case OpKind::kReLU: y = torch::relu(in(0)); break;
-      case OpKind::kGELU: y = torch::gelu(in(0)); break;
-      case OpKind::kSoftmax: y = torch::softmax(in(0), -1); break;
+      case OpKind::kReLU:
+        y = torch::relu(in(0));
+        break;
+      case OpKind::kGELU:
+        y = torch::gelu(in(0));
+        break;
+      case OpKind::kSoftmax:
+        y = torch::softmax(in(0), -1);
+        break;
       case OpKind::kMaxPool2d: {
         const int64_t k = n.attrs.at("kernel").get<int64_t>();
         y = torch::max_pool2d(in(0), k, n.attrs.value("stride", k));
@@ -251,9 +276,15 @@ torch::Tensor GraphModuleImpl::forward(const torch::Tensor& input) {
         y = torch::avg_pool2d(in(0), k, n.attrs.value("stride", k));
         break;
       }
-      case OpKind::kGlobalAvgPool: y = in(0).dim() == 4 ? in(0).mean({2, 3}) : in(0).mean(1); break;
-      case OpKind::kFlatten: y = in(0).flatten(1); break;
-      case OpKind::kAdd: y = in(0) + in(1); break;
+      case OpKind::kGlobalAvgPool:
+        y = in(0).dim() == 4 ? in(0).mean({2, 3}) : in(0).mean(1);
+        break;
+      case OpKind::kFlatten:
+        y = in(0).flatten(1);
+        break;
+      case OpKind::kAdd:
+        y = in(0) + in(1);
+        break;
       case OpKind::kEmbedding: {
         auto& emb = node_modules_[i].embedding;
         if (n.attrs.value("positional", false)) {
@@ -267,7 +298,9 @@ torch::Tensor GraphModuleImpl::forward(const torch::Tensor& input) {
       case OpKind::kLayerNorm:
         y = node_modules_[i].layernorm->forward(in(0));
         break;
-      case OpKind::kMultiHeadAttention: y = node_modules_[i].attention->forward(in(0)); break;
+      case OpKind::kMultiHeadAttention:
+        y = node_modules_[i].attention->forward(in(0));
+        break;
     }
     const double p = n.attrs.value("train_dropout", 0.0);
     if (p > 0 && is_training()) y = torch::dropout(y, p, /*train=*/true);

@@ -1,5 +1,6 @@
-// The model zoo. A spec becomes a graph IR first; the LibTorch module is then built from that IR (GraphModule),
-// so the trained module, the exported graph and the runtime can never disagree about structure or names.
+// The model zoo. A spec becomes a graph IR first; the LibTorch module is then built from that IR
+// (GraphModule), so the trained module, the exported graph and the runtime can never disagree about structure
+// or names.
 #pragma once
 
 #include <torch/torch.h>
@@ -45,7 +46,8 @@ class GraphModuleImpl : public torch::nn::Module {
 
  private:
   Graph graph_;
-  // Per node, the LibTorch module that holds its parameters (at most one is set; none for parameter-free ops).
+  // Per node, the LibTorch module that holds its parameters (at most one is set; none for parameter-free
+  // ops).
   struct NodeModules {
     torch::nn::Linear linear{nullptr};
     torch::nn::Conv2d conv{nullptr};

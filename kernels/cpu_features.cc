@@ -69,9 +69,12 @@ const CpuFeatures& cpu_features() {
 
 const char* isa_name(Isa isa) {
   switch (isa) {
-    case Isa::kRef: return "ref";
-    case Isa::kAvx2: return "avx2";
-    case Isa::kAvx512Vnni: return "avx512vnni";
+    case Isa::kRef:
+      return "ref";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512Vnni:
+      return "avx512vnni";
   }
   return "unknown";
 }
@@ -92,8 +95,8 @@ Isa resolve_isa(const CpuFeatures& cpu, std::string_view override_value) {
                              " is not a known path (expected ref, avx2 or avx512vnni)");
   }
   if (*forced > best) {
-    throw std::runtime_error("MIGHTY_ISA=" + std::string(override_value) + " is not supported by this CPU (best: " +
-                             isa_name(best) + ")");
+    throw std::runtime_error("MIGHTY_ISA=" + std::string(override_value) +
+                             " is not supported by this CPU (best: " + isa_name(best) + ")");
   }
   return *forced;
 }

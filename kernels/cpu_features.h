@@ -34,10 +34,12 @@ const char* isa_name(Isa isa);
 std::optional<Isa> parse_isa(std::string_view name);
 
 // The path to run: the best supported one, or MIGHTY_ISA when set. A MIGHTY_ISA that names an unknown path or
-// one this CPU cannot run is an error (std::runtime_error with one line saying which), never a silent fallback.
+// one this CPU cannot run is an error (std::runtime_error with one line saying which), never a silent
+// fallback.
 Isa selected_isa();
 
-// Same rule, for a given override value (empty = none); exposed so the rule is testable without the environment.
+// Same rule, for a given override value (empty = none); exposed so the rule is testable without the
+// environment.
 Isa resolve_isa(const CpuFeatures& cpu, std::string_view override_value);
 
 }  // namespace mighty::kernels

@@ -1,5 +1,6 @@
 // The one exception type of the runtime and the layers above it. Its message is a single line that names what
-// was wrong and where (file, JSON path or byte offset, expected vs found); the CLI prints it and exits non-zero.
+// was wrong and where (file, JSON path or byte offset, expected vs found); the CLI prints it and exits
+// non-zero.
 #pragma once
 
 #include <stdexcept>

@@ -38,7 +38,9 @@ const OpInfo& info(OpKind op) {
   throw Error("unknown op kind");
 }
 
-std::string where(const Node& n, int index) { return fmt::format("graph node {} ('{}', {})", index, n.name, op_name(n.op)); }
+std::string where(const Node& n, int index) {
+  return fmt::format("graph node {} ('{}', {})", index, n.name, op_name(n.op));
+}
 
 int64_t attr_int(const Node& n, int index, const char* key, int64_t lo, int64_t hi) {
   auto it = n.attrs.find(key);
@@ -113,15 +115,17 @@ void Graph::infer_shapes() {
     }
     for (int in : n.inputs) {
       if (in < 0 || in >= i) {
-        throw Error(fmt::format("{}: input index {} is not an earlier node (must be in [0, {}))", where(n, i), in, i));
+        throw Error(fmt::format("{}: input index {} is not an earlier node (must be in [0, {}))", where(n, i),
+                                in, i));
       }
     }
-    if (n.op == OpKind::kInput && i != 0) throw Error(fmt::format("{}: only node 0 may be Input", where(n, i)));
+    if (n.op == OpKind::kInput && i != 0)
+      throw Error(fmt::format("{}: only node 0 may be Input", where(n, i)));
     const Shape in = arity > 0 ? nodes_[n.inputs[0]].shape : Shape{};
     auto need_rank = [&](size_t rank) {
       if (in.size() != rank) {
-        throw Error(fmt::format("{}: input shape [{}] has rank {}, expected {}", where(n, i), fmt::join(in, ", "),
-                                in.size(), rank));
+        throw Error(fmt::format("{}: input shape [{}] has rank {}, expected {}", where(n, i),
+                                fmt::join(in, ", "), in.size(), rank));
       }
     };
     auto need_dim = [&](int64_t found, int64_t expected, const char* what) {
@@ -166,7 +170,8 @@ void Graph::infer_shapes() {
         need_dim(in[0], cin, "input channels");
         const int64_t h = (in[1] + 2 * p - k) / s + 1, w = (in[2] + 2 * p - k) / s + 1;
         if (in[1] + 2 * p < k || in[2] + 2 * p < k) {
-          throw Error(fmt::format("{}: kernel {} is larger than the padded input {}x{}", where(n, i), k, in[1], in[2]));
+          throw Error(fmt::format("{}: kernel {} is larger than the padded input {}x{}", where(n, i), k,
+                                  in[1], in[2]));
         }
         n.shape = {cout, h, w};
         break;
@@ -187,7 +192,8 @@ void Graph::infer_shapes() {
         const int64_t k = attr_int(n, i, "kernel", 1, 64);
         const int64_t s = attr_int_or(n, i, "stride", k, 1, 64);
         if (in[1] < k || in[2] < k) {
-          throw Error(fmt::format("{}: pool {} is larger than the input {}x{}", where(n, i), k, in[1], in[2]));
+          throw Error(
+              fmt::format("{}: pool {} is larger than the input {}x{}", where(n, i), k, in[1], in[2]));
         }
         n.shape = {in[0], (in[1] - k) / s + 1, (in[2] - k) / s + 1};
         break;
@@ -238,7 +244,8 @@ void Graph::infer_shapes() {
         const int64_t d = attr_int(n, i, "d_model", 1, kMaxDim);
         const int64_t heads = attr_int(n, i, "heads", 1, 4096);
         need_dim(in[1], d, "model width");
-        if (d % heads != 0) throw Error(fmt::format("{}: d_model {} is not divisible by {} heads", where(n, i), d, heads));
+        if (d % heads != 0)
+          throw Error(fmt::format("{}: d_model {} is not divisible by {} heads", where(n, i), d, heads));
         n.shape = in;
         break;
       }
@@ -313,8 +320,10 @@ nlohmann::json Graph::to_json() const {
 }
 
 Graph Graph::from_json(const nlohmann::json& j) {
-  if (!j.is_object() || !j.contains("nodes") || !j["nodes"].is_array()) throw Error("graph: 'nodes' must be an array");
-  if (!j.contains("output") || !j["output"].is_number_integer()) throw Error("graph: 'output' must be an integer");
+  if (!j.is_object() || !j.contains("nodes") || !j["nodes"].is_array())
+    throw Error("graph: 'nodes' must be an array");
+  if (!j.contains("output") || !j["output"].is_number_integer())
+    throw Error("graph: 'output' must be an integer");
   Graph g;
   int index = 0;
   for (const auto& nj : j["nodes"]) {
@@ -329,7 +338,8 @@ Graph Graph::from_json(const nlohmann::json& j) {
     for (const auto& in : nj["inputs"]) {
       if (!in.is_number_integer()) fail("inputs", "an array of integers");
       const auto v = in.get<int64_t>();
-      if (v < 0 || v >= index) throw Error(fmt::format("graph node {}: input {} is not an earlier node", index, v));
+      if (v < 0 || v >= index)
+        throw Error(fmt::format("graph node {}: input {} is not an earlier node", index, v));
       inputs.push_back(static_cast<int>(v));
     }
     const auto attrs = nj.value("attrs", nlohmann::json::object());

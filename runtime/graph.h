@@ -1,7 +1,7 @@
-// The graph IR shared by compress/ (which builds it from the same architecture spec as the LibTorch module) and
-// the runtime (which executes it). A node names its parameters with the same dotted names the LibTorch module
-// uses, so export copies tensors by name and nothing is guessed. Shapes exclude the batch dimension; a text
-// model's sequence dimension is its maximum context length.
+// The graph IR shared by compress/ (which builds it from the same architecture spec as the LibTorch module)
+// and the runtime (which executes it). A node names its parameters with the same dotted names the LibTorch
+// module uses, so export copies tensors by name and nothing is guessed. Shapes exclude the batch dimension; a
+// text model's sequence dimension is its maximum context length.
 #pragma once
 
 #include <cstdint>
@@ -55,7 +55,8 @@ struct Node {
 class Graph {
  public:
   // Appends a node and returns its index. Inputs must refer to earlier nodes, so the order is topological.
-  int add(std::string name, OpKind op, std::vector<int> inputs, nlohmann::json attrs = nlohmann::json::object());
+  int add(std::string name, OpKind op, std::vector<int> inputs,
+          nlohmann::json attrs = nlohmann::json::object());
 
   const std::vector<Node>& nodes() const { return nodes_; }
   int output() const { return output_; }

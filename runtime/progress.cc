@@ -33,7 +33,11 @@ Progress::Progress(std::string label, int64_t total, std::string unit, std::FILE
     : Progress(std::move(label), total, std::move(unit), out, style_for(out)) {}
 
 Progress::Progress(std::string label, int64_t total, std::string unit, std::FILE* out, Style style)
-    : label_(std::move(label)), total_(std::max<int64_t>(total, 1)), unit_(std::move(unit)), out_(out), style_(style) {
+    : label_(std::move(label)),
+      total_(std::max<int64_t>(total, 1)),
+      unit_(std::move(unit)),
+      out_(out),
+      style_(style) {
   start_ = last_draw_ = std::chrono::steady_clock::now();
 }
 
@@ -85,12 +89,12 @@ void Progress::draw(int64_t done, std::string_view status, bool final_line) {
     const int filled = static_cast<int>(fraction * kWidth);
     std::string bar(filled, '#');
     bar.resize(kWidth, ' ');
-    fmt::print(out_, "\r\033[2K{} [{}] {:3.0f}% {}/{} {:.1f} {}/s {} {}", label_, bar, 100 * fraction, done, total_,
-               rate, unit_, timing, status);
+    fmt::print(out_, "\r\033[2K{} [{}] {:3.0f}% {}/{} {:.1f} {}/s {} {}", label_, bar, 100 * fraction, done,
+               total_, rate, unit_, timing, status);
     if (final_line) std::fputc('\n', out_);
   } else {
-    fmt::print(out_, "{}: {}/{} {}s ({:.0f}%) {:.1f} {}/s {} {}\n", label_, done, total_, unit_, 100 * fraction, rate,
-               unit_, timing, status);
+    fmt::print(out_, "{}: {}/{} {}s ({:.0f}%) {:.1f} {}/s {} {}\n", label_, done, total_, unit_,
+               100 * fraction, rate, unit_, timing, status);
   }
   std::fflush(out_);
 }

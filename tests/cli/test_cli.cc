@@ -1,0 +1,122 @@
+// The command-line contract: useful help, and bad input gives one clear line and a non-zero exit.
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace {
+
+struct Outcome {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+Outcome run(const std::string& args) {
+  const std::string err_path =
+      (std::filesystem::temp_directory_path() / ("mighty_cli_" + std::to_string(::getpid()) + ".err"))
+          .string();
+  const std::string cmd = args + " 2>" + err_path;
+  Outcome o;
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) o.out.append(buf, n);
+  const int raw = ::pclose(p);
+  o.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+  o.err = slurp(err_path);
+  std::filesystem::remove(err_path);
+  return o;
+}
+
+size_t lines(const std::string& s) {
+  size_t n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const auto p =
+      std::filesystem::temp_directory_path() / ("mighty_cli_" + std::to_string(::getpid()) + "_" + name);
+  std::ofstream(p) << text;
+  return p.string();
+}
+
+const std::string kMighty = MIGHTY_BIN;
+const std::string kMightyRun = MIGHTY_RUN_BIN;
+
+}  // namespace
+
+TEST_CASE("--help and --version") {
+  auto o = run(kMighty + " --help");
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out, Catch::Contains("train") && Catch::Contains("eval") && Catch::Contains("compress"));
+  o = run(kMighty + " train --help");
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out,
+               Catch::Contains("--resume") && Catch::Contains("--threads") && Catch::Contains("--out"));
+  o = run(kMighty + " --version");
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out, Catch::StartsWith("mighty 0."));
+  o = run(kMightyRun + " --help");
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out, Catch::Contains("cpu"));
+}
+
+TEST_CASE("bad recipes exit non-zero with one line naming the problem") {
+  auto missing = run(kMighty + " train /nonexistent/r.json --out /tmp/mighty_cli_never");
+  REQUIRE(missing.status != 0);
+  REQUIRE(lines(missing.err) == 1);
+  REQUIRE_THAT(missing.err, Catch::Contains("/nonexistent/r.json"));
+
+  const auto bad = write_temp("bad.json", R"({"data": {"kind": "images"},
+  "teacher": {"model": {"arch": "mlp", "hidden": [8]}, "train": {"epochs": 1, "lr": 99}}})");
+  auto o = run(kMighty + " train " + bad + " --out /tmp/mighty_cli_never");
+  REQUIRE(o.status != 0);
+  REQUIRE(lines(o.err) == 1);
+  REQUIRE_THAT(o.err, Catch::Contains(":2:") && Catch::Contains("/teacher/train/lr: 99 is outside (0, 10]"));
+  std::filesystem::remove(bad);
+
+  const auto broken_data =
+      write_temp("data.json", R"({"data": {"kind": "images", "test_labels": "/nonexistent/l.gz"},
+  "teacher": {"model": {"arch": "mlp", "hidden": [8]}, "train": {"epochs": 1}}})");
+  o = run(kMighty + " train " + broken_data + " --out /tmp/mighty_cli_never");
+  REQUIRE(o.status != 0);
+  REQUIRE(lines(o.err) == 1);
+  REQUIRE_THAT(o.err, Catch::Contains("/nonexistent/l.gz"));
+  std::filesystem::remove(broken_data);
+  std::filesystem::remove_all("/tmp/mighty_cli_never");
+}
+
+TEST_CASE("usage errors and reserved verbs exit non-zero") {
+  REQUIRE(run(kMighty + " train").status != 0);
+  REQUIRE(run(kMighty + " frobnicate").status != 0);
+  auto o = run(kMighty + " compress x.json");
+  REQUIRE(o.status != 0);
+  REQUIRE_THAT(o.err, Catch::Contains("not available"));
+  REQUIRE(run(kMighty + " train x.json --threads 0").status != 0);
+}
+
+TEST_CASE("mighty-run reports the CPU path and honours MIGHTY_ISA") {
+  auto o = run(kMightyRun + " cpu");
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out, Catch::Contains("best path"));
+  o = run("MIGHTY_ISA=ref " + kMightyRun + " cpu");
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out, Catch::Contains("selected: ref"));
+  o = run("MIGHTY_ISA=bogus " + kMightyRun + " cpu");
+  REQUIRE(o.status != 0);
+  REQUIRE(lines(o.err) == 1);
+  REQUIRE_THAT(o.err, Catch::Contains("MIGHTY_ISA=bogus"));
+}

@@ -1,0 +1,146 @@
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "compress/json_source.h"
+#include "compress/recipe.h"
+#include "runtime/error.h"
+
+using namespace mighty;
+using namespace mighty::compress;
+
+namespace {
+
+// A valid recipe whose train object's body and extra top-level text can be swapped in.
+std::string recipe_text(const std::string& train = R"("epochs": 2)", const std::string& extra = "") {
+  return R"({
+  "name": "t",
+  "seed": 3,
+  "data": {"kind": "images", "train_limit": 100},
+  "teacher": {
+    "model": {"arch": "mlp", "hidden": [32]},
+    "train": {)" +
+         train + R"(}
+  })" + extra +
+         R"(
+})";
+}
+
+std::string error_of(const std::string& text) {
+  try {
+    parse_recipe(text, "test.json");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST_CASE("a valid recipe resolves every default") {
+  const Recipe r = parse_recipe(recipe_text(), "dir/t.json");
+  REQUIRE(r.name == "t");
+  REQUIRE(r.seed == 3);
+  REQUIRE(r.teacher.hidden == std::vector<int64_t>{32});
+  REQUIRE(r.teacher_train.optimizer == "adamw");
+  REQUIRE(r.teacher_train.batch_size == 64);
+  REQUIRE(r.data.images.validation_size == 5000);
+  const auto j = r.to_json();
+  REQUIRE(j["teacher"]["train"]["schedule"] == "cosine");
+  REQUIRE(j["data"]["augment"]["crop_padding"] == 0);
+  REQUIRE(r.hash().size() == 16);
+  // Defaults written out explicitly give the same resolved recipe and hash.
+  const Recipe again =
+      parse_recipe(recipe_text(R"("epochs": 2, "optimizer": "adamw", "batch_size": 64)"), "x.json");
+  REQUIRE(again.hash() == r.hash());
+  // A different value changes the hash.
+  REQUIRE(parse_recipe(recipe_text(R"("epochs": 3)"), "x.json").hash() != r.hash());
+}
+
+TEST_CASE("the resolved recipe parses back to itself") {
+  const Recipe r = parse_recipe(recipe_text(R"("steps": 10, "schedule": "step", "step_size": 5)"), "t.json");
+  const Recipe back = parse_recipe(r.to_json().dump(2), "resolved.json");
+  REQUIRE(back.hash() == r.hash());
+}
+
+TEST_CASE("recipe errors name the JSON path, line and column") {
+  SECTION("unknown key") {
+    const auto e = error_of(recipe_text(R"("epochs": 2, "learning_rate": 0.1)"));
+    REQUIRE_THAT(e, Catch::Contains("test.json:7:") && Catch::Contains("/teacher/train/learning_rate") &&
+                        Catch::Contains("unknown key"));
+  }
+  SECTION("unknown top-level key") {
+    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2)", R"(, "stages": [])")),
+                 Catch::Contains("/stages: unknown key 'stages'"));
+  }
+  SECTION("duplicated key") {
+    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2, "epochs": 3)")),
+                 Catch::Contains("test.json:7:") && Catch::Contains("/teacher/train/epochs: duplicated key"));
+  }
+  SECTION("mistyped value") {
+    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2, "lr": "fast")")),
+                 Catch::Contains("/teacher/train/lr: expected a number, found string \"fast\""));
+    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2.5)")),
+                 Catch::Contains("/teacher/train/epochs: expected an integer"));
+  }
+  SECTION("out of range") {
+    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2, "lr": -1)")),
+                 Catch::Contains("/teacher/train/lr: -1 is outside (0, 10]"));
+    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2, "label_smoothing": 1.0)")),
+                 Catch::Contains("/teacher/train/label_smoothing: 1.0 is outside [0, 1)"));
+  }
+  SECTION("not one of the choices") {
+    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2, "optimizer": "adam")")),
+                 Catch::Contains("/teacher/train/optimizer: 'adam' is not one of: adamw, sgd"));
+  }
+  SECTION("missing required") {
+    REQUIRE_THAT(error_of(R"({"data": {"kind": "images"}})"),
+                 Catch::Contains("/teacher: required object is missing"));
+    REQUIRE_THAT(error_of(recipe_text("")),
+                 Catch::Contains("/teacher/train: one of 'epochs' or 'steps' is required"));
+  }
+  SECTION("conflicting keys") {
+    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2, "steps": 5)")),
+                 Catch::Contains("/teacher/train/steps: give either 'epochs' or 'steps'"));
+  }
+  SECTION("list element") {
+    const std::string bad =
+        R"({"data": {"kind": "images"}, "teacher": {"model": {"arch": "mlp", "hidden": [8, -2]},
+      "train": {"epochs": 1}}})";
+    REQUIRE_THAT(error_of(bad), Catch::Contains("/teacher/model/hidden/1: -2 is outside"));
+  }
+  SECTION("syntax error") {
+    REQUIRE_THAT(error_of("{\n  \"name\": \"x\",\n  \"seed\": ,\n}"),
+                 Catch::Contains("test.json:3:") && Catch::Contains("invalid JSON"));
+  }
+  SECTION("heads must divide d_model") {
+    const std::string bad =
+        R"({"data": {"kind": "text", "path": "x.txt"}, "teacher": {"model": {"arch": "transformer",
+      "d_model": 30, "heads": 4, "layers": 1}, "train": {"steps": 1}}})";
+    REQUIRE_THAT(error_of(bad),
+                 Catch::Contains("/teacher/model/heads: d_model 30 is not divisible by 4 heads"));
+  }
+  SECTION("data and architecture must fit") {
+    const std::string bad =
+        R"({"data": {"kind": "text", "path": "x.txt"}, "teacher": {"model": {"arch": "mlp",
+      "hidden": [4]}, "train": {"steps": 1}}})";
+    REQUIRE_THAT(error_of(bad), Catch::Contains("/teacher/model/arch: text data needs a transformer"));
+  }
+}
+
+TEST_CASE("missing recipe file is one clear error") {
+  REQUIRE_THROWS_WITH(load_recipe("/nonexistent/recipe.json"), Catch::Contains("/nonexistent/recipe.json"));
+}
+
+TEST_CASE("json source records positions of nested values") {
+  const auto src = parse_json_source("{\n  \"a\": {\n    \"b\": [1, 2]\n  }\n}", "p.json");
+  REQUIRE(src.where("/a/b/1").rfind("p.json:3:", 0) == 0);
+  REQUIRE(src.where("/a/missing").rfind("p.json:2:", 0) == 0);  // nearest located ancestor
+}
+
+TEST_CASE("data paths expand the data cache") {
+  setenv("MIGHTY_DATA", "/tmp/mighty-data", 1);
+  REQUIRE(expand_data_path("$MIGHTY_DATA/kjv.txt") == "/tmp/mighty-data/kjv.txt");
+  REQUIRE(expand_data_path("/abs/x.txt") == "/abs/x.txt");
+  unsetenv("MIGHTY_DATA");
+}

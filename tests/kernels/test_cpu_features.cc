@@ -1,0 +1,44 @@
+#include <catch2/catch.hpp>
+
+#include "kernels/cpu_features.h"
+
+using namespace mighty::kernels;
+
+TEST_CASE("isa names round-trip") {
+  for (Isa isa : {Isa::kRef, Isa::kAvx2, Isa::kAvx512Vnni}) {
+    REQUIRE(parse_isa(isa_name(isa)) == isa);
+  }
+  REQUIRE_FALSE(parse_isa("sse9").has_value());
+}
+
+TEST_CASE("best path needs both the CPU feature and OS register support") {
+  CpuFeatures f;
+  REQUIRE(f.best_supported() == Isa::kRef);
+  f.avx2 = f.fma = true;
+  REQUIRE(f.best_supported() == Isa::kRef);  // no OS support for YMM state
+  f.os_saves_avx = true;
+  REQUIRE(f.best_supported() == Isa::kAvx2);
+  f.avx512f = f.avx512bw = f.avx512vl = f.avx512vnni = true;
+  REQUIRE(f.best_supported() == Isa::kAvx2);  // ZMM state not saved by the OS
+  f.os_saves_avx512 = true;
+  REQUIRE(f.best_supported() == Isa::kAvx512Vnni);
+  f.avx512vnni = false;
+  REQUIRE(f.best_supported() == Isa::kAvx2);
+}
+
+TEST_CASE("MIGHTY_ISA override rule") {
+  CpuFeatures avx2_only;
+  avx2_only.avx2 = avx2_only.fma = avx2_only.os_saves_avx = true;
+  REQUIRE(resolve_isa(avx2_only, "") == Isa::kAvx2);
+  REQUIRE(resolve_isa(avx2_only, "ref") == Isa::kRef);
+  REQUIRE(resolve_isa(avx2_only, "avx2") == Isa::kAvx2);
+  REQUIRE_THROWS_WITH(resolve_isa(avx2_only, "avx512vnni"), Catch::Contains("not supported by this CPU"));
+  REQUIRE_THROWS_WITH(resolve_isa(avx2_only, "neon9"), Catch::Contains("not a known path"));
+}
+
+TEST_CASE("this machine's detection is consistent") {
+  const auto& f = cpu_features();
+  INFO("cpu: " << f.brand << ", best path " << isa_name(f.best_supported()));
+  if (f.best_supported() == Isa::kAvx512Vnni) REQUIRE(f.os_saves_avx512);
+  REQUIRE(&cpu_features() == &f);  // detected once
+}

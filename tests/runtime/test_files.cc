@@ -1,0 +1,58 @@
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "runtime/atomic_file.h"
+#include "runtime/error.h"
+#include "runtime/hash.h"
+#include "runtime/progress.h"
+
+using namespace mighty;
+
+TEST_CASE("atomic write replaces the file and leaves no temporary behind") {
+  const auto dir = std::filesystem::temp_directory_path() / ("mighty_files_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "a.json").string();
+  write_file_atomic(path, "first");
+  write_file_atomic(path, "second, longer");
+  REQUIRE(read_file(path) == "second, longer");
+  int entries = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir)) ++entries;
+  REQUIRE(entries == 1);
+  REQUIRE_THROWS_AS(write_file_atomic((dir / "missing" / "x").string(), "x"), Error);
+  REQUIRE_THROWS_WITH(read_file((dir / "nope").string()),
+                      Catch::Contains("nope") && Catch::Contains("cannot open"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("xxHash64 matches its published value") {
+  REQUIRE(hash64("") == 0xef46db3751d8e999ULL);
+  REQUIRE(hash64_hex("") == "ef46db3751d8e999");
+}
+
+TEST_CASE("plain progress prints lines with rate and ETA") {
+  std::FILE* f = std::tmpfile();
+  {
+    Progress p("work", 100, "step", f, Progress::Style::kPlain);
+    for (int i = 1; i <= 100; ++i) p.update(i, "loss 1.0");
+    p.note("epoch done");
+    p.finish(100);
+  }
+  std::rewind(f);
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  std::fclose(f);
+  REQUIRE(text.find("work: 50/100 steps (50%)") != std::string::npos);
+  REQUIRE(text.find("step/s ETA") != std::string::npos);
+  REQUIRE(text.find("work: epoch done") != std::string::npos);
+  REQUIRE(text.find("elapsed") != std::string::npos);
+  REQUIRE(text.find('\r') == std::string::npos);  // no redraws in logs
+  REQUIRE(format_duration(3725) == "1:02:05");
+  REQUIRE(format_duration(65) == "1:05");
+}

@@ -1,0 +1,91 @@
+#include <catch2/catch.hpp>
+
+#include "runtime/error.h"
+#include "runtime/graph.h"
+
+using namespace mighty;
+using nlohmann::json;
+
+namespace {
+
+Graph small_cnn() {
+  Graph g;
+  int x = g.add("input", OpKind::kInput, {}, {{"shape", {1, 28, 28}}});
+  x = g.add("c", OpKind::kConv2d, {x},
+            {{"in_channels", 1}, {"out_channels", 8}, {"kernel", 3}, {"padding", 1}, {"bias", false}});
+  x = g.add("bn", OpKind::kBatchNorm2d, {x}, {{"channels", 8}});
+  x = g.add("r", OpKind::kReLU, {x});
+  x = g.add("p", OpKind::kMaxPool2d, {x}, {{"kernel", 2}});
+  x = g.add("f", OpKind::kFlatten, {x});
+  g.add("out", OpKind::kLinear, {x}, {{"in_features", 8 * 14 * 14}, {"out_features", 10}});
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("shape inference through a small CNN") {
+  Graph g = small_cnn();
+  g.infer_shapes();
+  REQUIRE(g.nodes()[1].shape == Shape{8, 28, 28});
+  REQUIRE(g.nodes()[4].shape == Shape{8, 14, 14});
+  REQUIRE(g.output_shape() == Shape{10});
+  // conv 8*1*3*3 (no bias) + bn 8+8 + linear 1568*10+10
+  REQUIRE(g.parameter_count() == 72 + 16 + 15690);
+  const auto tensors = g.all_tensors();
+  REQUIRE(tensors.size() == 1 + 4 + 2);
+  REQUIRE(tensors[3].name == "bn.running_mean");
+  REQUIRE_FALSE(tensors[3].trainable);
+}
+
+TEST_CASE("graph JSON round trip keeps everything") {
+  Graph g = small_cnn();
+  g.infer_shapes();
+  const Graph back = Graph::from_json(g.to_json());
+  REQUIRE(back.to_json() == g.to_json());
+  REQUIRE(back.output_shape() == g.output_shape());
+}
+
+TEST_CASE("a transformer block infers shapes") {
+  Graph g;
+  int t = g.add("input", OpKind::kInput, {}, {{"shape", {16}}, {"dtype", "int64"}});
+  int a = g.add("tok", OpKind::kEmbedding, {t}, {{"num_embeddings", 50}, {"dim", 32}});
+  int b = g.add("pos", OpKind::kEmbedding, {t}, {{"num_embeddings", 16}, {"dim", 32}, {"positional", true}});
+  int x = g.add("sum", OpKind::kAdd, {a, b});
+  x = g.add("ln", OpKind::kLayerNorm, {x}, {{"dim", 32}});
+  x = g.add("attn", OpKind::kMultiHeadAttention, {x}, {{"d_model", 32}, {"heads", 4}, {"causal", true}});
+  g.add("out", OpKind::kLinear, {x}, {{"in_features", 32}, {"out_features", 50}});
+  g.infer_shapes();
+  REQUIRE(g.output_shape() == Shape{16, 50});
+  REQUIRE(g.parameter_count() == 50 * 32 + 16 * 32 + 64 + (3 * 32 * 32 + 96 + 32 * 32 + 32) + 32 * 50 + 50);
+}
+
+TEST_CASE("graph errors name the node and what was expected") {
+  SECTION("width mismatch") {
+    Graph g;
+    int x = g.add("input", OpKind::kInput, {}, {{"shape", {20}}});
+    g.add("fc", OpKind::kLinear, {x}, {{"in_features", 21}, {"out_features", 3}});
+    REQUIRE_THROWS_WITH(g.infer_shapes(), Catch::Contains("'fc'") && Catch::Contains("expected 21"));
+  }
+  SECTION("forward reference") {
+    json j = small_cnn().to_json();
+    j["nodes"][2]["inputs"] = {5};
+    REQUIRE_THROWS_WITH(Graph::from_json(j),
+                        Catch::Contains("graph node 2") && Catch::Contains("earlier node"));
+  }
+  SECTION("unknown op") {
+    json j = small_cnn().to_json();
+    j["nodes"][3]["op"] = "Swish";
+    REQUIRE_THROWS_WITH(Graph::from_json(j), Catch::Contains("graph node 3") && Catch::Contains("Swish"));
+  }
+  SECTION("wrong arity") {
+    json j = small_cnn().to_json();
+    j["nodes"][3]["inputs"] = {1, 2};
+    REQUIRE_THROWS_WITH(Graph::from_json(j), Catch::Contains("has 2 inputs, expected 1"));
+  }
+  SECTION("heads must divide the width") {
+    Graph g;
+    int x = g.add("input", OpKind::kInput, {}, {{"shape", {4, 30}}});
+    g.add("attn", OpKind::kMultiHeadAttention, {x}, {{"d_model", 30}, {"heads", 4}});
+    REQUIRE_THROWS_WITH(g.infer_shapes(), Catch::Contains("not divisible by 4 heads"));
+  }
+}
