@@ -62,6 +62,11 @@ void JsonReader::fail_at(const std::string& key, const std::string& message) con
   throw Error(fmt::format("{}: {}: {}", source_->where(p), p, message));
 }
 
+void JsonReader::fail_at_path(const std::string& relative, const std::string& message) const {
+  const std::string p = pointer_ + "/" + relative;
+  throw Error(fmt::format("{}: {}: {}", source_->where(p), p, message));
+}
+
 std::string JsonReader::child_pointer(const std::string& key) const {
   std::string escaped;
   for (char c : key) {
@@ -155,9 +160,9 @@ std::vector<int64_t> JsonReader::integer_list(const std::string& key,
   for (size_t i = 0; i < v->size(); ++i) {
     const auto& e = (*v)[i];
     const std::string at = key + "/" + std::to_string(i);
-    if (!e.is_number_integer()) fail_at(at, "expected an integer, found " + describe_json(e));
+    if (!e.is_number_integer()) fail_at_path(at, "expected an integer, found " + describe_json(e));
     const auto x = e.get<int64_t>();
-    if (x < lo || x > hi) fail_at(at, fmt::format("{} is outside [{}, {}]", x, lo, hi));
+    if (x < lo || x > hi) fail_at_path(at, fmt::format("{} is outside [{}, {}]", x, lo, hi));
     out.push_back(x);
   }
   return out;

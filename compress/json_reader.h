@@ -31,6 +31,8 @@ class JsonReader {
 
   [[noreturn]] void fail(const std::string& message) const;
   [[noreturn]] void fail_at(const std::string& key, const std::string& message) const;
+  // `relative` is a JSON pointer below this object ("model/arch", "hidden/1").
+  [[noreturn]] void fail_at_path(const std::string& relative, const std::string& message) const;
 
   const std::string& pointer() const { return pointer_; }
   bool has(const std::string& key) const;

@@ -221,13 +221,13 @@ Recipe parse_recipe(const std::string& text, const std::string& file) {
   r.teacher_train = read_train(teacher.object("train"));
   teacher.finish();
   if (r.data.kind == "text" && r.teacher.arch == "transformer" && r.teacher.task != "lm") {
-    root.fail_at("teacher/model/task", "text data trains a language model: task must be 'lm'");
+    root.fail_at_path("teacher/model/task", "text data trains a language model: task must be 'lm'");
   }
   if (r.data.kind == "text" && r.teacher.arch != "transformer") {
-    root.fail_at("teacher/model/arch", "text data needs a transformer");
+    root.fail_at_path("teacher/model/arch", "text data needs a transformer");
   }
   if (r.data.kind == "images" && r.teacher.arch == "transformer") {
-    root.fail_at("teacher/model/arch", "image data needs an mlp or cnn");
+    root.fail_at_path("teacher/model/arch", "image data needs an mlp or cnn");
   }
 
   auto eval = root.object("eval", /*optional=*/true);

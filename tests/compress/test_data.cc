@@ -62,7 +62,7 @@ struct TempDir {
 
 }  // namespace
 
-TEST_CASE("IDX: good files, plain and gzipped") {
+TEST_CASE("IDX: good files: plain and gzipped") {
   const auto a = parse_idx(idx_images(3, 4, 5), "mem");
   REQUIRE(a.dims == std::vector<int64_t>{3, 4, 5});
   REQUIRE(a.data.size() == 60);
@@ -103,7 +103,7 @@ TEST_CASE("IDX: truncated or corrupt gzip is a clear error") {
   REQUIRE_THROWS_WITH(gunzip(gz + "junk", "f.gz"), Catch::Contains("unexpected bytes after"));
 }
 
-TEST_CASE("image dataset: counts must agree, splits are deterministic") {
+TEST_CASE("image dataset: counts must agree and splits are deterministic") {
   TempDir dir;
   ImageDataSpec spec;
   spec.train_images = dir.write("tri", idx_images(50, 6, 6));
@@ -138,7 +138,7 @@ TEST_CASE("image dataset: counts must agree, splits are deterministic") {
   REQUIRE_THROWS_WITH(load_dataset(d, 7), Catch::Contains("absent"));
 }
 
-TEST_CASE("text corpus: vocabulary, ids and strict UTF-8") {
+TEST_CASE("text corpus: vocabulary and ids and strict UTF-8") {
   const auto c = parse_text_corpus("abca\xc3\xa9", "t");
   REQUIRE(c.vocab == std::vector<char32_t>{U'a', U'b', U'c', U'\u00e9'});
   REQUIRE(c.ids == std::vector<int32_t>{0, 1, 2, 0, 3});

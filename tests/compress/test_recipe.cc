@@ -63,7 +63,7 @@ TEST_CASE("the resolved recipe parses back to itself") {
   REQUIRE(back.hash() == r.hash());
 }
 
-TEST_CASE("recipe errors name the JSON path, line and column") {
+TEST_CASE("recipe errors name the JSON path and line and column") {
   SECTION("unknown key") {
     const auto e = error_of(recipe_text(R"("epochs": 2, "learning_rate": 0.1)"));
     REQUIRE_THAT(e, Catch::Contains("test.json:7:") && Catch::Contains("/teacher/train/learning_rate") &&

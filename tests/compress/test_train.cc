@@ -115,7 +115,7 @@ TEST_CASE("a short run on a small subset lowers the loss and beats chance") {
   REQUIRE(result.history[1]["train_loss"].get<double>() < result.history[0]["train_loss"].get<double>());
 }
 
-TEST_CASE("training is deterministic, and resume gives the uninterrupted run's weights") {
+TEST_CASE("training is deterministic and resume gives the uninterrupted run's weights") {
   setenv("MIGHTY_PROGRESS", "off", 1);
   torch::set_num_threads(2);
   const Dataset& data = small_fashion_mnist();

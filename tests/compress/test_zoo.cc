@@ -41,7 +41,7 @@ TEST_CASE("mlp: shapes and parameter count") {
   require_module_matches_graph(m);
 }
 
-TEST_CASE("cnn: shapes, parameter count, BatchNorm buffers") {
+TEST_CASE("cnn: shapes and parameter count and BatchNorm buffers") {
   auto s = image_spec("cnn");
   CnnBlockSpec b1;
   b1.channels = 8;

@@ -1,0 +1,120 @@
+// Packing, path selection and threading for the GEMM. Compiled without ISA flags.
+#include "kernels/gemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/requantize.h"
+#include "kernels/thread_pool.h"
+
+namespace mighty::kernels {
+
+void AlignedFree::operator()(void* p) const { std::free(p); }
+
+AlignedBytes aligned_bytes(size_t bytes) {
+  const size_t rounded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
+  void* p = std::aligned_alloc(64, rounded);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, rounded);
+  return AlignedBytes(static_cast<uint8_t*>(p));
+}
+
+PackedWeights pack_weights(const int8_t* w, int64_t n, int64_t k, int64_t ldw) {
+  PackedWeights p;
+  p.n = n;
+  p.k = k;
+  p.n_padded = (n + kPackColumns - 1) / kPackColumns * kPackColumns;
+  p.k_padded = (k + kPackDepth - 1) / kPackDepth * kPackDepth;
+  p.data = aligned_bytes(static_cast<size_t>(p.n_padded * p.k_padded));
+  p.column_sums.assign(static_cast<size_t>(p.n_padded), 0);
+  auto* out = reinterpret_cast<int8_t*>(p.data.get());
+  for (int64_t col = 0; col < n; ++col) {
+    const int64_t block = col / kPackColumns, lane = col % kPackColumns;
+    int32_t sum = 0;
+    for (int64_t kk = 0; kk < k; ++kk) {
+      const int8_t v = w[col * ldw + kk];
+      sum += v;
+      const int64_t group = kk / kPackDepth, within = kk % kPackDepth;
+      out[block * kPackColumns * p.k_padded + group * kPackColumns * kPackDepth + lane * kPackDepth +
+          within] = v;
+    }
+    p.column_sums[col] = sum;
+  }
+  return p;
+}
+
+void apply_epilogue_ref(const GemmArgs& args, int64_t row, int64_t n0, int64_t count, const int32_t* acc) {
+  const Epilogue& e = args.epilogue;
+  const int32_t za = args.a_zero_points ? args.a_zero_points[row] : args.a_zero_point;
+  const auto& sums = args.w->column_sums;
+  for (int64_t j = 0; j < count; ++j) {
+    const int64_t col = n0 + j;
+    int32_t v = acc[j] - za * sums[col];
+    if (e.bias) v += e.bias[col];
+    if (e.kind == OutputKind::kInt32) {
+      static_cast<int32_t*>(args.c)[row * args.ldc + col] = v;
+      continue;
+    }
+    float mult = e.per_channel ? e.multiplier[col] : e.multiplier[0];
+    if (e.row_scale) mult = e.row_scale[row] * mult;
+    if (e.kind == OutputKind::kUint8) {
+      static_cast<uint8_t*>(args.c)[row * args.ldc + col] =
+          static_cast<uint8_t>(requantize_value(v, mult, e.out_zero_point, e.clamp_lo, e.clamp_hi));
+    } else {
+      static_cast<float*>(args.c)[row * args.ldc + col] =
+          dequantize_value(v, mult, e.fp_bias ? e.fp_bias[col] : 0.0f);
+    }
+  }
+}
+
+int16_t* scratch_int16(size_t count) {
+  thread_local std::vector<int16_t> buffer;
+  if (buffer.size() < count) buffer.resize(count);
+  return buffer.data();
+}
+
+GemmKernel gemm_kernel(Isa isa) {
+  const Isa best = cpu_features().best_supported();
+  if (isa > best) {
+    throw std::runtime_error(std::string("kernel path ") + isa_name(isa) + " is not supported by this CPU");
+  }
+  switch (isa) {
+    case Isa::kRef:
+      return gemm_ref;
+    case Isa::kAvx2:
+      return gemm_avx2;
+    case Isa::kAvx512Vnni:
+      return gemm_avx512vnni;
+  }
+  throw std::runtime_error("unknown kernel path");
+}
+
+void gemm_u8s8(const GemmArgs& args, Isa isa, ThreadPool* pool) {
+  const GemmKernel kernel = gemm_kernel(isa);
+  const int64_t n = args.w->n;
+  // Column panels of 64 (a multiple of the packing block); a few per thread so uneven panels balance.
+  constexpr int64_t kPanel = 64;
+  const int64_t panels = (n + kPanel - 1) / kPanel;
+  if (!pool || pool->threads() == 1 || panels == 1) {
+    kernel(args, 0, n);
+    return;
+  }
+  const int64_t per_task = std::max<int64_t>(1, panels / (4 * pool->threads()));
+  const int64_t tasks = (panels + per_task - 1) / per_task;
+  pool->parallel_for(tasks, [&](int64_t t) {
+    const int64_t begin = t * per_task * kPanel;
+    const int64_t end = std::min(n, (t + 1) * per_task * kPanel);
+    kernel(args, begin, end);
+  });
+}
+
+void gemm_u8s8(const GemmArgs& args, ThreadPool* pool) {
+  static const Isa selected = selected_isa();
+  gemm_u8s8(args, selected, pool);
+}
+
+}  // namespace mighty::kernels

@@ -1,0 +1,104 @@
+// u8 x s8 -> s32 GEMM with a fused epilogue: C[m][n] = epilogue( sum_k (A[m][k] - za[m]) * W[n][k] ).
+//
+// Weights W are int8 [N][K] (a Linear layer's layout), symmetric (no zero point), packed once at model load
+// by pack_weights() into the layout of the path that will run. Activations A are uint8 [M][K] with a zero
+// point per tensor or per row. The zero point is applied after the dot product with precomputed per-column
+// weight sums: sum_k (a - za) * w = sum_k a * w - za * sum_k w, all in exact int32 arithmetic.
+//
+// Packed layout (every SIMD path): columns in blocks of 16, K in groups of 4, [N/16][K/4][16][4] bytes, N
+// padded to a multiple of 16 and K to a multiple of 4 with zero weights. One 64-byte row of a block is one
+// vpdpbusd operand; the AVX2 path widens 16-byte quarters of it to int16 and uses vpmaddwd, which cannot
+// saturate (vpmaddubsw can). The ref path reads the same packed bytes, so every path is tested on the same
+// packing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kernels/cpu_features.h"
+
+namespace mighty::kernels {
+
+class ThreadPool;
+
+inline constexpr int64_t kPackColumns = 16;
+inline constexpr int64_t kPackDepth = 4;
+
+struct AlignedFree {
+  void operator()(void* p) const;
+};
+using AlignedBytes = std::unique_ptr<uint8_t[], AlignedFree>;
+AlignedBytes aligned_bytes(size_t bytes);  // 64-byte aligned, zeroed
+
+struct PackedWeights {
+  int64_t n = 0, k = 0;                // logical shape of W
+  int64_t n_padded = 0, k_padded = 0;  // multiples of 16 and 4
+  AlignedBytes data;                   // n_padded * k_padded bytes in the packed layout
+  std::vector<int32_t> column_sums;    // sum_k W[n][k], n_padded entries (zero for padding)
+
+  const int8_t* block(int64_t n_block) const {
+    return reinterpret_cast<const int8_t*>(data.get()) + n_block * kPackColumns * k_padded;
+  }
+};
+
+// Packs row-major int8 W[n][k] (row stride ldw >= k).
+PackedWeights pack_weights(const int8_t* w, int64_t n, int64_t k, int64_t ldw);
+
+enum class OutputKind {
+  kInt32,    // raw accumulators (with zero-point compensation and int32 bias, no scaling)
+  kUint8,    // requantized: requantize_value(acc + bias, multiplier, out_zero_point, clamp_lo, clamp_hi)
+  kFloat32,  // dequantized: dequantize_value(acc + bias, multiplier, fp_bias)
+};
+
+struct Epilogue {
+  OutputKind kind = OutputKind::kInt32;
+  const int32_t* bias = nullptr;  // [N] int32, added to the accumulator (optional)
+  // Multiplier per output column ([N], per_channel) or one for all; multiplied by row_scale[m] when given
+  // (dynamic per-row activation quantization). Requantize: a_scale * w_scale / out_scale; dequantize: a_scale
+  // * w_scale.
+  const float* multiplier = nullptr;
+  bool per_channel = false;
+  const float* row_scale = nullptr;      // [M] (optional)
+  int32_t out_zero_point = 0;            // kUint8
+  int32_t clamp_lo = 0, clamp_hi = 255;  // kUint8; a fused ReLU is clamp_lo = out_zero_point
+  const float* fp_bias = nullptr;        // kFloat32: [N] added after scaling (optional)
+};
+
+struct GemmArgs {
+  const uint8_t* a = nullptr;
+  int64_t lda = 0;  // >= K
+  int64_t m = 0;
+  int32_t a_zero_point = 0;                // per tensor
+  const int32_t* a_zero_points = nullptr;  // per row [M] (optional; overrides a_zero_point)
+  const PackedWeights* w = nullptr;
+  Epilogue epilogue;
+  void* c = nullptr;  // int32, uint8 or float [M][ldc] per epilogue.kind
+  int64_t ldc = 0;    // >= N
+};
+
+// One path's kernel: computes output columns [n_begin, n_end) (multiples of 16 except at N) for all rows.
+using GemmKernel = void (*)(const GemmArgs& args, int64_t n_begin, int64_t n_end);
+
+GemmKernel gemm_kernel(Isa isa);  // throws std::runtime_error if the path was not built or the CPU lacks it
+
+// C = epilogue(A x W^T) on the selected path (MIGHTY_ISA or the best supported), split over `pool` when
+// given.
+void gemm_u8s8(const GemmArgs& args, ThreadPool* pool = nullptr);
+// The same on an explicit path (tests and benchmarks).
+void gemm_u8s8(const GemmArgs& args, Isa isa, ThreadPool* pool);
+
+// Path entry points (one translation unit each).
+void gemm_ref(const GemmArgs& args, int64_t n_begin, int64_t n_end);
+void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end);
+void gemm_avx512vnni(const GemmArgs& args, int64_t n_begin, int64_t n_end);
+
+// Per-thread scratch of at least `count` int16 values, valid until the next call on the same thread.
+int16_t* scratch_int16(size_t count);
+
+// Shared by the paths: the epilogue for one row segment of accumulators acc[0..count) at columns
+// n0..n0+count.
+void apply_epilogue_ref(const GemmArgs& args, int64_t row, int64_t n0, int64_t count, const int32_t* acc);
+
+}  // namespace mighty::kernels

@@ -1,0 +1,153 @@
+// AVX2 path, exact: vpmaddubsw would saturate int16 for u8 x s8 pairs (255 * 127 * 2 > 32767), so both
+// operands are widened to int16 and multiplied with vpmaddwd, whose int32 pair sums cannot overflow. A
+// 16-byte quarter of a packed 64-byte group (4 columns x 4 depths) widens to one ymm; vpmaddwd against the
+// row's four activations (as int16, repeated) gives two partial sums per column, added pairwise when the tile
+// is stored.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/gemm.h"
+
+namespace mighty::kernels {
+namespace {
+
+// Only internal-linkage helpers here: an inline std:: template instantiated in this ISA-flagged unit could be
+// picked by the linker for the generic code too and run on a CPU without the ISA.
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+constexpr int64_t kUnitColumns = 4;  // columns per widened ymm
+
+// Activations of one row, widened to int16 once per call so the inner loop broadcasts 64 bits from memory.
+void widen_row(const uint8_t* a, int64_t k, int64_t k_padded, int16_t* out) {
+  int64_t i = 0;
+  for (; i + 16 <= k; i += 16) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_cvtepu8_epi16(bytes));
+  }
+  for (; i < k; ++i) out[i] = a[i];
+  for (; i < k_padded; ++i) out[i] = 0;
+}
+
+// Two accumulators of 4 columns x 2 partial sums -> 8 column sums in column order.
+inline __m256i reduce_pairs(__m256i lo, __m256i hi) {
+  const __m256i h = _mm256_hadd_epi32(lo, hi);  // [c0 c1 c4 c5 | c2 c3 c6 c7]
+  return _mm256_permute4x64_epi64(h, 0xd8);     // [c0 c1 c2 c3 c4 c5 c6 c7]
+}
+
+// 8 columns of the epilogue, bit-identical to apply_epilogue_ref; `count` < 8 falls back to the scalar one.
+inline void epilogue8(const GemmArgs& args, int64_t row, int64_t col0, __m256i acc, int64_t count) {
+  if (count < 8) {
+    alignas(32) int32_t tmp[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), acc);
+    apply_epilogue_ref(args, row, col0, count, tmp);
+    return;
+  }
+  const Epilogue& e = args.epilogue;
+  const int32_t za = args.a_zero_points ? args.a_zero_points[row] : args.a_zero_point;
+  const __m256i sums =
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(args.w->column_sums.data() + col0));
+  __m256i v = _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_set1_epi32(za), sums));
+  if (e.bias) v = _mm256_add_epi32(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.bias + col0)));
+  if (e.kind == OutputKind::kInt32) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<int32_t*>(args.c) + row * args.ldc + col0), v);
+    return;
+  }
+  __m256 mult = e.per_channel ? _mm256_loadu_ps(e.multiplier + col0) : _mm256_set1_ps(e.multiplier[0]);
+  if (e.row_scale) mult = _mm256_mul_ps(_mm256_set1_ps(e.row_scale[row]), mult);
+  __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), mult);
+  if (e.kind == OutputKind::kUint8) {
+    f = _mm256_max_ps(f, _mm256_set1_ps(static_cast<float>(e.clamp_lo - e.out_zero_point)));
+    f = _mm256_min_ps(f, _mm256_set1_ps(static_cast<float>(e.clamp_hi - e.out_zero_point)));
+    const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(f), _mm256_set1_epi32(e.out_zero_point));
+    // Values are in [0, 255] after the clamp: pack 8 x int32 -> 8 x uint8.
+    const __m128i q16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    const __m128i q8 = _mm_packus_epi16(q16, q16);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint8_t*>(args.c) + row * args.ldc + col0), q8);
+  } else {
+    if (e.fp_bias) f = _mm256_add_ps(f, _mm256_loadu_ps(e.fp_bias + col0));
+    _mm256_storeu_ps(static_cast<float*>(args.c) + row * args.ldc + col0, f);
+  }
+}
+
+// Rows [row0, row0 + MR) x columns [col0, col0 + 4 * NU) (col0 a multiple of 4), writing columns below n_end.
+template <int MR, int NU>
+void tile(const GemmArgs& args, const int16_t* a16, int64_t row0, int64_t col0, int64_t n_end) {
+  static_assert(NU % 2 == 0, "units are stored in pairs of 8 columns");
+  const PackedWeights& w = *args.w;
+  const int64_t groups = w.k_padded / kPackDepth;
+  const int8_t* b[NU];
+  for (int u = 0; u < NU; ++u) {
+    const int64_t c = col0 + u * kUnitColumns;
+    b[u] = reinterpret_cast<const int8_t*>(w.data.get()) + (c / kPackColumns) * kPackColumns * w.k_padded +
+           (c % kPackColumns) * kPackDepth;
+  }
+  __m256i acc[MR][NU];
+  for (int r = 0; r < MR; ++r)
+    for (int u = 0; u < NU; ++u) acc[r][u] = _mm256_setzero_si256();
+
+  for (int64_t g = 0; g < groups; ++g) {
+    __m256i bw[NU];
+    for (int u = 0; u < NU; ++u) {
+      bw[u] = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(b[u] + g * 64)));
+    }
+    for (int r = 0; r < MR; ++r) {
+      int64_t a4;
+      std::memcpy(&a4, a16 + r * w.k_padded + g * kPackDepth, 8);
+      const __m256i av = _mm256_set1_epi64x(a4);
+      for (int u = 0; u < NU; ++u) acc[r][u] = _mm256_add_epi32(acc[r][u], _mm256_madd_epi16(av, bw[u]));
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    for (int u = 0; u < NU; u += 2) {
+      const int64_t c = col0 + u * kUnitColumns;
+      if (c >= n_end) break;
+      epilogue8(args, row0 + r, c, reduce_pairs(acc[r][u], acc[r][u + 1]), min64(8, n_end - c));
+    }
+  }
+}
+
+template <int MR, int NU>
+void row_strip(const GemmArgs& args, const int16_t* a16, int64_t row0, int64_t n_begin, int64_t n_end) {
+  constexpr int64_t kTileCols = NU * kUnitColumns;
+  int64_t c = n_begin;
+  for (; c + kTileCols <= n_end; c += kTileCols) tile<MR, NU>(args, a16, row0, c, c + kTileCols);
+  // Remainder in tiles of 8 columns (reading the zero padding of the packed weights, never past it).
+  for (; c < n_end; c += 2 * kUnitColumns)
+    tile<MR, 2>(args, a16, row0, c, min64(n_end, c + 2 * kUnitColumns));
+}
+
+void strip(int rows, const GemmArgs& args, const int16_t* a16, int64_t row0, int64_t n_begin, int64_t n_end) {
+  switch (rows) {
+    case 1:
+      return row_strip<1, 8>(args, a16, row0, n_begin, n_end);
+    case 2:
+      return row_strip<2, 4>(args, a16, row0, n_begin, n_end);
+    case 3:
+      return row_strip<3, 2>(args, a16, row0, n_begin, n_end);
+    default:
+      return row_strip<4, 2>(args, a16, row0, n_begin, n_end);
+  }
+}
+
+}  // namespace
+
+void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
+  const PackedWeights& w = *args.w;
+  constexpr int kRows = 4;
+  int16_t* a16 = scratch_int16(static_cast<size_t>(kRows * w.k_padded));
+  constexpr int64_t kL2Budget = 384 * 1024;
+  const int64_t panel = max64(64, kL2Budget / w.k_padded / 64 * 64);
+  for (int64_t p = n_begin; p < n_end; p += panel) {
+    const int64_t p_end = min64(n_end, p + panel);
+    for (int64_t row = 0; row < args.m; row += kRows) {
+      const int rows = static_cast<int>(min64(kRows, args.m - row));
+      for (int r = 0; r < rows; ++r)
+        widen_row(args.a + (row + r) * args.lda, w.k, w.k_padded, a16 + r * w.k_padded);
+      strip(rows, args, a16, row, p, p_end);
+    }
+  }
+}
+
+}  // namespace mighty::kernels

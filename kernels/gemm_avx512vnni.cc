@@ -1,0 +1,157 @@
+// AVX-512 VNNI path: vpdpbusd (u8 x s8, four products summed into each int32 lane, no saturation).
+// Register tiles of MR rows x NV vectors of 16 columns; batch-1..4 shapes use wide tiles (up to 8 vectors) so
+// enough independent accumulator chains hide vpdpbusd's latency while weights stream from cache.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/gemm.h"
+
+namespace mighty::kernels {
+namespace {
+
+// Only internal-linkage helpers here: an inline std:: template instantiated in this ISA-flagged unit could be
+// picked by the linker for the generic code too and run on a CPU without the ISA.
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+inline uint32_t load_a4(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+inline uint32_t load_a_tail(const uint8_t* p, int64_t count) {
+  uint32_t v = 0;
+  std::memcpy(&v, p, static_cast<size_t>(count));
+  return v;
+}
+
+inline __mmask16 column_mask(int64_t valid) {
+  return valid >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << valid) - 1);
+}
+
+// The epilogue of requantize.h / apply_epilogue_ref, 16 columns at a time, bit-identical to the scalar one.
+inline void epilogue16(const GemmArgs& args, int64_t row, int64_t col0, __m512i acc, __mmask16 mask) {
+  const Epilogue& e = args.epilogue;
+  const int32_t za = args.a_zero_points ? args.a_zero_points[row] : args.a_zero_point;
+  const __m512i sums = _mm512_loadu_si512(args.w->column_sums.data() + col0);  // padded to 16
+  __m512i v = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(za), sums));
+  if (e.bias) v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(mask, e.bias + col0));
+  if (e.kind == OutputKind::kInt32) {
+    _mm512_mask_storeu_epi32(static_cast<int32_t*>(args.c) + row * args.ldc + col0, mask, v);
+    return;
+  }
+  __m512 mult =
+      e.per_channel ? _mm512_maskz_loadu_ps(mask, e.multiplier + col0) : _mm512_set1_ps(e.multiplier[0]);
+  if (e.row_scale) mult = _mm512_mul_ps(_mm512_set1_ps(e.row_scale[row]), mult);
+  __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), mult);
+  if (e.kind == OutputKind::kUint8) {
+    f = _mm512_max_ps(f, _mm512_set1_ps(static_cast<float>(e.clamp_lo - e.out_zero_point)));
+    f = _mm512_min_ps(f, _mm512_set1_ps(static_cast<float>(e.clamp_hi - e.out_zero_point)));
+    const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(e.out_zero_point));
+    _mm_mask_storeu_epi8(static_cast<uint8_t*>(args.c) + row * args.ldc + col0, mask,
+                         _mm512_cvtepi32_epi8(q));
+  } else {
+    if (e.fp_bias) f = _mm512_add_ps(f, _mm512_maskz_loadu_ps(mask, e.fp_bias + col0));
+    _mm512_mask_storeu_ps(static_cast<float*>(args.c) + row * args.ldc + col0, mask, f);
+  }
+}
+
+// One register tile: rows [row0, row0 + MR) x columns [col0, col0 + 16 * NV) (col0 a multiple of 16), of
+// which the columns below n_end are written.
+template <int MR, int NV>
+void tile(const GemmArgs& args, int64_t row0, int64_t col0, int64_t n_end) {
+  const PackedWeights& w = *args.w;
+  const int64_t block_stride = kPackColumns * w.k_padded;
+  const int8_t* b = reinterpret_cast<const int8_t*>(w.data.get()) + (col0 / kPackColumns) * block_stride;
+  const uint8_t* a[MR];
+  for (int r = 0; r < MR; ++r) a[r] = args.a + (row0 + r) * args.lda;
+
+  __m512i acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_si512();
+
+  const int64_t full_groups = w.k / kPackDepth;
+  for (int64_t g = 0; g < full_groups; ++g) {
+    __m512i bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_si512(b + v * block_stride + g * 64);
+    for (int r = 0; r < MR; ++r) {
+      const __m512i av = _mm512_set1_epi32(static_cast<int>(load_a4(a[r] + g * kPackDepth)));
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
+    }
+  }
+  if (const int64_t rest = w.k - full_groups * kPackDepth; rest > 0) {
+    const int64_t g = full_groups;
+    __m512i bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_si512(b + v * block_stride + g * 64);
+    for (int r = 0; r < MR; ++r) {
+      const __m512i av = _mm512_set1_epi32(static_cast<int>(load_a_tail(a[r] + g * kPackDepth, rest)));
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    for (int v = 0; v < NV; ++v) {
+      const int64_t c = col0 + v * kPackColumns;
+      if (c >= n_end) break;
+      epilogue16(args, row0 + r, c, acc[r][v], column_mask(n_end - c));
+    }
+  }
+}
+
+// tile<MR, nv> for a run-time nv in [1, NVMAX].
+template <int MR, int NVMAX>
+void tile_nv(int nv, const GemmArgs& args, int64_t row0, int64_t col0, int64_t n_end) {
+  if constexpr (NVMAX > 1) {
+    if (nv < NVMAX) return tile_nv<MR, NVMAX - 1>(nv, args, row0, col0, n_end);
+  }
+  tile<MR, NVMAX>(args, row0, col0, n_end);
+}
+
+// Rows [row0, row0 + MR) over columns [n_begin, n_end) in tiles of NV vectors.
+template <int MR, int NV>
+void row_strip(const GemmArgs& args, int64_t row0, int64_t n_begin, int64_t n_end) {
+  constexpr int64_t kTileCols = NV * kPackColumns;
+  for (int64_t c = n_begin; c < n_end; c += kTileCols) {
+    const int64_t cols = min64(kTileCols, n_end - c);
+    const int nv = static_cast<int>((cols + kPackColumns - 1) / kPackColumns);
+    tile_nv<MR, NV>(nv, args, row0, c, min64(n_end, c + kTileCols));
+  }
+}
+
+// Row strips of fewer than 6 rows (the GEMM remainder, and the batch-1..4 GEMV shapes).
+void small_rows(int rows, const GemmArgs& args, int64_t row0, int64_t n_begin, int64_t n_end) {
+  switch (rows) {
+    case 1:
+      return row_strip<1, 8>(args, row0, n_begin, n_end);
+    case 2:
+      return row_strip<2, 8>(args, row0, n_begin, n_end);
+    case 3:
+      return row_strip<3, 8>(args, row0, n_begin, n_end);
+    case 4:
+      return row_strip<4, 6>(args, row0, n_begin, n_end);
+    default:
+      return row_strip<5, 4>(args, row0, n_begin, n_end);
+  }
+}
+
+}  // namespace
+
+void gemm_avx512vnni(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
+  const int64_t m = args.m;
+  if (m <= 5) {
+    small_rows(static_cast<int>(m), args, 0, n_begin, n_end);
+    return;
+  }
+  // Column panels sized so a panel of packed weights stays in L2 while every row tile passes over it.
+  constexpr int64_t kL2Budget = 384 * 1024;
+  const int64_t panel = max64(64, kL2Budget / args.w->k_padded / 64 * 64);
+  for (int64_t p = n_begin; p < n_end; p += panel) {
+    const int64_t p_end = min64(n_end, p + panel);
+    int64_t row = 0;
+    for (; row + 6 <= m; row += 6) row_strip<6, 4>(args, row, p, p_end);
+    if (row < m) small_rows(static_cast<int>(m - row), args, row, p, p_end);
+  }
+}
+
+}  // namespace mighty::kernels
