@@ -99,11 +99,19 @@ void tile(const GemmArgs& args, const int16_t* a16, int64_t row0, int64_t col0, 
       for (int u = 0; u < NU; ++u) acc[r][u] = _mm256_add_epi32(acc[r][u], _mm256_madd_epi16(av, bw[u]));
     }
   }
+  // Reduce and spill once through a plain buffer, so the epilogue loop does not index the register array
+  // (which would keep the accumulators in memory throughout the loop above).
+  alignas(32) int32_t sums[MR][NU / 2][8];
+  for (int r = 0; r < MR; ++r)
+    for (int u = 0; u < NU; u += 2)
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sums[r][u / 2]), reduce_pairs(acc[r][u], acc[r][u + 1]));
   for (int r = 0; r < MR; ++r) {
     for (int u = 0; u < NU; u += 2) {
       const int64_t c = col0 + u * kUnitColumns;
-      if (c >= n_end) break;
-      epilogue8(args, row0 + r, c, reduce_pairs(acc[r][u], acc[r][u + 1]), min64(8, n_end - c));
+      if (c < n_end) {
+        epilogue8(args, row0 + r, c, _mm256_load_si256(reinterpret_cast<const __m256i*>(sums[r][u / 2])),
+                  min64(8, n_end - c));
+      }
     }
   }
 }

@@ -81,6 +81,7 @@ void tile(const GemmArgs& args, int64_t row0, int64_t col0, int64_t n_end) {
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
     }
   }
+  // The last, partial group reads only the activations that exist; its weights are zero padding.
   if (const int64_t rest = w.k - full_groups * kPackDepth; rest > 0) {
     const int64_t g = full_groups;
     __m512i bv[NV];
@@ -90,11 +91,15 @@ void tile(const GemmArgs& args, int64_t row0, int64_t col0, int64_t n_end) {
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
     }
   }
+  // Spill once through a plain buffer: indexing the register array from the (not unrolled) epilogue loop
+  // would force the compiler to keep the accumulators in memory throughout the loop above.
+  alignas(64) int32_t sums[MR][NV][16];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) _mm512_store_si512(sums[r][v], acc[r][v]);
   for (int r = 0; r < MR; ++r) {
     for (int v = 0; v < NV; ++v) {
       const int64_t c = col0 + v * kPackColumns;
-      if (c >= n_end) break;
-      epilogue16(args, row0 + r, c, acc[r][v], column_mask(n_end - c));
+      if (c < n_end) epilogue16(args, row0 + r, c, _mm512_load_si512(sums[r][v]), column_mask(n_end - c));
     }
   }
 }
