@@ -1,0 +1,84 @@
+#include "kernels/conv.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace mighty::kernels {
+
+void im2col_hwc(const uint8_t* in, const ConvGeometry& g, uint8_t pad_value, uint8_t* out, int64_t ldo) {
+  const int64_t oh = g.out_height(), ow = g.out_width(), c = g.channels;
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      uint8_t* row = out + (oy * ow + ox) * ldo;
+      for (int64_t ky = 0; ky < g.kernel; ++ky) {
+        const int64_t iy = oy * g.stride - g.padding + ky;
+        for (int64_t kx = 0; kx < g.kernel; ++kx) {
+          const int64_t ix = ox * g.stride - g.padding + kx;
+          uint8_t* dst = row + (ky * g.kernel + kx) * c;
+          if (iy < 0 || iy >= g.height || ix < 0 || ix >= g.width) {
+            std::memset(dst, pad_value, static_cast<size_t>(c));
+          } else {
+            std::memcpy(dst, in + (iy * g.width + ix) * c, static_cast<size_t>(c));
+          }
+        }
+      }
+    }
+  }
+}
+
+void conv_weight_hwc(const int8_t* oihw, int64_t out_channels, int64_t in_channels, int64_t kernel, int8_t* ohwc) {
+  for (int64_t o = 0; o < out_channels; ++o)
+    for (int64_t c = 0; c < in_channels; ++c)
+      for (int64_t ky = 0; ky < kernel; ++ky)
+        for (int64_t kx = 0; kx < kernel; ++kx)
+          ohwc[((o * kernel + ky) * kernel + kx) * in_channels + c] =
+              oihw[((o * in_channels + c) * kernel + ky) * kernel + kx];
+}
+
+void max_pool_hwc(const uint8_t* in, int64_t height, int64_t width, int64_t channels, int64_t kernel, int64_t stride,
+                  uint8_t* out) {
+  const int64_t oh = (height - kernel) / stride + 1, ow = (width - kernel) / stride + 1;
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      uint8_t* dst = out + (oy * ow + ox) * channels;
+      std::memset(dst, 0, static_cast<size_t>(channels));
+      for (int64_t ky = 0; ky < kernel; ++ky) {
+        for (int64_t kx = 0; kx < kernel; ++kx) {
+          const uint8_t* src = in + ((oy * stride + ky) * width + ox * stride + kx) * channels;
+          for (int64_t c = 0; c < channels; ++c) dst[c] = std::max(dst[c], src[c]);
+        }
+      }
+    }
+  }
+}
+
+void avg_pool_hwc(const uint8_t* in, int64_t height, int64_t width, int64_t channels, int64_t kernel, int64_t stride,
+                  uint8_t* out) {
+  const int64_t oh = (height - kernel) / stride + 1, ow = (width - kernel) / stride + 1;
+  const uint32_t count = static_cast<uint32_t>(kernel * kernel);
+  std::vector<uint32_t> sum(static_cast<size_t>(channels));
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      std::fill(sum.begin(), sum.end(), 0u);
+      for (int64_t ky = 0; ky < kernel; ++ky) {
+        for (int64_t kx = 0; kx < kernel; ++kx) {
+          const uint8_t* src = in + ((oy * stride + ky) * width + ox * stride + kx) * channels;
+          for (int64_t c = 0; c < channels; ++c) sum[c] += src[c];
+        }
+      }
+      uint8_t* dst = out + (oy * ow + ox) * channels;
+      for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<uint8_t>((sum[c] + count / 2) / count);
+    }
+  }
+}
+
+void global_avg_pool_hwc(const uint8_t* in, int64_t pixels, int64_t channels, uint8_t* out) {
+  std::vector<uint64_t> sum(static_cast<size_t>(channels), 0);
+  for (int64_t p = 0; p < pixels; ++p)
+    for (int64_t c = 0; c < channels; ++c) sum[c] += in[p * channels + c];
+  const auto count = static_cast<uint64_t>(pixels);
+  for (int64_t c = 0; c < channels; ++c) out[c] = static_cast<uint8_t>((sum[c] + count / 2) / count);
+}
+
+}  // namespace mighty::kernels

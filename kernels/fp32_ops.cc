@@ -1,0 +1,49 @@
+#include "kernels/fp32_ops.h"
+
+#include <Eigen/Core>
+#include <unsupported/Eigen/SpecialFunctions>
+
+namespace mighty::kernels {
+namespace {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstRows = Eigen::Map<const RowMatrix>;
+using Rows = Eigen::Map<RowMatrix>;
+
+}  // namespace
+
+void layer_norm(const float* x, int64_t rows, int64_t dim, const float* gamma, const float* beta, float eps,
+                float* y) {
+  const Eigen::Map<const Eigen::ArrayXf> g(gamma, dim), b(beta, dim);
+  for (int64_t r = 0; r < rows; ++r) {
+    const Eigen::Map<const Eigen::ArrayXf> in(x + r * dim, dim);
+    const float mean = in.mean();
+    const float var = (in - mean).square().mean();
+    const float inv = 1.0f / std::sqrt(var + eps);
+    Eigen::Map<Eigen::ArrayXf>(y + r * dim, dim) = (in - mean) * inv * g + b;
+  }
+}
+
+void gelu(const float* x, int64_t count, float* y) {
+  const Eigen::Map<const Eigen::ArrayXf> in(x, count);
+  Eigen::Map<Eigen::ArrayXf> out(y, count);
+  out = 0.5f * in * (1.0f + (in * 0.70710678118654752f).erf());
+}
+
+void softmax_rows(const float* x, int64_t rows, int64_t cols, float* y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const Eigen::Map<const Eigen::ArrayXf> in(x + r * cols, cols);
+    Eigen::Map<Eigen::ArrayXf> out(y + r * cols, cols);
+    const float mx = in.maxCoeff();
+    out = (in - mx).exp();
+    out /= out.sum();
+  }
+}
+
+void linear_fp32(const float* x, int64_t rows, int64_t in, const float* w, const float* b, int64_t out, float* y) {
+  Rows result(y, rows, out);
+  result.noalias() = ConstRows(x, rows, in) * ConstRows(w, out, in).transpose();
+  if (b) result.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(b, out);
+}
+
+}  // namespace mighty::kernels
