@@ -27,7 +27,8 @@ void im2col_hwc(const uint8_t* in, const ConvGeometry& g, uint8_t pad_value, uin
   }
 }
 
-void conv_weight_hwc(const int8_t* oihw, int64_t out_channels, int64_t in_channels, int64_t kernel, int8_t* ohwc) {
+void conv_weight_hwc(const int8_t* oihw, int64_t out_channels, int64_t in_channels, int64_t kernel,
+                     int8_t* ohwc) {
   for (int64_t o = 0; o < out_channels; ++o)
     for (int64_t c = 0; c < in_channels; ++c)
       for (int64_t ky = 0; ky < kernel; ++ky)
@@ -36,8 +37,8 @@ void conv_weight_hwc(const int8_t* oihw, int64_t out_channels, int64_t in_channe
               oihw[((o * in_channels + c) * kernel + ky) * kernel + kx];
 }
 
-void max_pool_hwc(const uint8_t* in, int64_t height, int64_t width, int64_t channels, int64_t kernel, int64_t stride,
-                  uint8_t* out) {
+void max_pool_hwc(const uint8_t* in, int64_t height, int64_t width, int64_t channels, int64_t kernel,
+                  int64_t stride, uint8_t* out) {
   const int64_t oh = (height - kernel) / stride + 1, ow = (width - kernel) / stride + 1;
   for (int64_t oy = 0; oy < oh; ++oy) {
     for (int64_t ox = 0; ox < ow; ++ox) {
@@ -53,8 +54,8 @@ void max_pool_hwc(const uint8_t* in, int64_t height, int64_t width, int64_t chan
   }
 }
 
-void avg_pool_hwc(const uint8_t* in, int64_t height, int64_t width, int64_t channels, int64_t kernel, int64_t stride,
-                  uint8_t* out) {
+void avg_pool_hwc(const uint8_t* in, int64_t height, int64_t width, int64_t channels, int64_t kernel,
+                  int64_t stride, uint8_t* out) {
   const int64_t oh = (height - kernel) / stride + 1, ow = (width - kernel) / stride + 1;
   const uint32_t count = static_cast<uint32_t>(kernel * kernel);
   std::vector<uint32_t> sum(static_cast<size_t>(channels));

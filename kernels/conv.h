@@ -1,7 +1,8 @@
-// Convolution and pooling support for uint8 activations in HWC (channels-last) layout: a convolution is im2col
-// followed by the u8 x s8 GEMM, whose [pixels][out_channels] result is HWC again, so no transposes are needed
-// between layers. The weights of a conv are packed with K ordered (ky, kx, c) to match (see conv_weight_hwc).
-// These are data movement and exact integer arithmetic: one implementation serves every path.
+// Convolution and pooling support for uint8 activations in HWC (channels-last) layout: a convolution is
+// im2col followed by the u8 x s8 GEMM, whose [pixels][out_channels] result is HWC again, so no transposes are
+// needed between layers. The weights of a conv are packed with K ordered (ky, kx, c) to match (see
+// conv_weight_hwc). These are data movement and exact integer arithmetic: one implementation serves every
+// path.
 #pragma once
 
 #include <cstdint>
@@ -21,14 +22,15 @@ struct ConvGeometry {
 void im2col_hwc(const uint8_t* in, const ConvGeometry& g, uint8_t pad_value, uint8_t* out, int64_t ldo);
 
 // Reorders conv weights [O][C][kh][kw] (LibTorch's layout) to [O][kh][kw][C], the K order of im2col_hwc.
-void conv_weight_hwc(const int8_t* oihw, int64_t out_channels, int64_t in_channels, int64_t kernel, int8_t* ohwc);
+void conv_weight_hwc(const int8_t* oihw, int64_t out_channels, int64_t in_channels, int64_t kernel,
+                     int8_t* ohwc);
 
 // Pooling windows of `kernel` x `kernel` at `stride`, no padding, HWC. Average pooling rounds half up:
 // (sum + count / 2) / count; with equal input and output quantization the zero point cancels.
-void max_pool_hwc(const uint8_t* in, int64_t height, int64_t width, int64_t channels, int64_t kernel, int64_t stride,
-                  uint8_t* out);
-void avg_pool_hwc(const uint8_t* in, int64_t height, int64_t width, int64_t channels, int64_t kernel, int64_t stride,
-                  uint8_t* out);
+void max_pool_hwc(const uint8_t* in, int64_t height, int64_t width, int64_t channels, int64_t kernel,
+                  int64_t stride, uint8_t* out);
+void avg_pool_hwc(const uint8_t* in, int64_t height, int64_t width, int64_t channels, int64_t kernel,
+                  int64_t stride, uint8_t* out);
 // Mean over all pixels per channel, rounded half up: [H*W][C] -> [C].
 void global_avg_pool_hwc(const uint8_t* in, int64_t pixels, int64_t channels, uint8_t* out);
 

@@ -40,7 +40,8 @@ void softmax_rows(const float* x, int64_t rows, int64_t cols, float* y) {
   }
 }
 
-void linear_fp32(const float* x, int64_t rows, int64_t in, const float* w, const float* b, int64_t out, float* y) {
+void linear_fp32(const float* x, int64_t rows, int64_t in, const float* w, const float* b, int64_t out,
+                 float* y) {
   Rows result(y, rows, out);
   result.noalias() = ConstRows(x, rows, in) * ConstRows(w, out, in).transpose();
   if (b) result.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(b, out);

@@ -7,13 +7,16 @@
 
 namespace mighty::kernels {
 
-// y[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta over the last dimension (biased variance, as LibTorch).
-void layer_norm(const float* x, int64_t rows, int64_t dim, const float* gamma, const float* beta, float eps, float* y);
+// y[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta over the last dimension (biased variance, as
+// LibTorch).
+void layer_norm(const float* x, int64_t rows, int64_t dim, const float* gamma, const float* beta, float eps,
+                float* y);
 // y = 0.5 x (1 + erf(x / sqrt(2))), LibTorch's default GELU. x and y may alias.
 void gelu(const float* x, int64_t count, float* y);
 // Row-wise softmax, max-subtracted. x and y may alias.
 void softmax_rows(const float* x, int64_t rows, int64_t cols, float* y);
 // y[rows][out] = x[rows][in] * w[out][in]^T + b (b may be null).
-void linear_fp32(const float* x, int64_t rows, int64_t in, const float* w, const float* b, int64_t out, float* y);
+void linear_fp32(const float* x, int64_t rows, int64_t in, const float* w, const float* b, int64_t out,
+                 float* y);
 
 }  // namespace mighty::kernels

@@ -140,23 +140,29 @@ void small_rows(int rows, const GemmArgs& args, int64_t row0, int64_t n_begin, i
   }
 }
 
+// Rows [row0, m): strips of 8 rows x 48 columns (24 accumulators, 3 weight loads and 8 broadcasts per 24
+// vpdpbusd), then the remainder.
+void gemm_rows(const GemmArgs& args, int64_t row0, int64_t n_begin, int64_t n_end) {
+  int64_t row = row0;
+  for (; row + 8 <= args.m; row += 8) row_strip<8, 3>(args, row, n_begin, n_end);
+  if (row + 6 <= args.m) {
+    row_strip<6, 4>(args, row, n_begin, n_end);
+    row += 6;
+  }
+  if (row < args.m) small_rows(static_cast<int>(args.m - row), args, row, n_begin, n_end);
+}
+
 }  // namespace
 
 void gemm_avx512vnni(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
-  const int64_t m = args.m;
-  if (m <= 5) {
-    small_rows(static_cast<int>(m), args, 0, n_begin, n_end);
+  if (args.m <= 5) {
+    small_rows(static_cast<int>(args.m), args, 0, n_begin, n_end);
     return;
   }
-  // Column panels sized so a panel of packed weights stays in L2 while every row tile passes over it.
+  // Column panels sized so a panel of packed weights stays in L2 while every row strip passes over it.
   constexpr int64_t kL2Budget = 384 * 1024;
-  const int64_t panel = max64(64, kL2Budget / args.w->k_padded / 64 * 64);
-  for (int64_t p = n_begin; p < n_end; p += panel) {
-    const int64_t p_end = min64(n_end, p + panel);
-    int64_t row = 0;
-    for (; row + 6 <= m; row += 6) row_strip<6, 4>(args, row, p, p_end);
-    if (row < m) small_rows(static_cast<int>(m - row), args, row, p, p_end);
-  }
+  const int64_t panel = max64(48, kL2Budget / args.w->k_padded / 48 * 48);
+  for (int64_t p = n_begin; p < n_end; p += panel) gemm_rows(args, 0, p, min64(n_end, p + panel));
 }
 
 }  // namespace mighty::kernels

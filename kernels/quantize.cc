@@ -29,9 +29,12 @@ const QuantizeKernels& kernels_for(Isa isa) {
     throw std::runtime_error(std::string("kernel path ") + isa_name(isa) + " is not supported by this CPU");
   }
   switch (isa) {
-    case Isa::kRef: return kQuantizeRef;
-    case Isa::kAvx2: return kQuantizeAvx2;
-    case Isa::kAvx512Vnni: return kQuantizeAvx512;
+    case Isa::kRef:
+      return kQuantizeRef;
+    case Isa::kAvx2:
+      return kQuantizeAvx2;
+    case Isa::kAvx512Vnni:
+      return kQuantizeAvx512;
   }
   return kQuantizeRef;
 }
@@ -56,8 +59,8 @@ QuantParams choose_quant_params(float lo, float hi) {
   return p;
 }
 
-void quantize_rows(const float* x, int64_t rows, int64_t cols, int64_t ldx, QuantParams p, uint8_t* q, int64_t ldq,
-                   Isa isa) {
+void quantize_rows(const float* x, int64_t rows, int64_t cols, int64_t ldx, QuantParams p, uint8_t* q,
+                   int64_t ldq, Isa isa) {
   const auto& k = kernels_for(isa);
   const float inv = 1.0f / p.scale;
   for (int64_t r = 0; r < rows; ++r) k.quantize(x + r * ldx, cols, inv, p.zero_point, q + r * ldq);

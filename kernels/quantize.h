@@ -2,8 +2,10 @@
 //   quantize:   q = round_half_even(clamp(x * inv_scale, -zp, 255 - zp)) + zp
 //               (clamp with x86 max/min operand semantics: a NaN input maps to the low end, 0)
 //   dequantize: x = float(q - zp) * scale
-// Dynamic quantization picks per-row parameters from the row's range (extended to include 0, so zero is exact):
-//   scale = (max - min) / 255 (1 when the row is constant zero), zp = clamp(round_half_even(-min / scale), 0, 255).
+// Dynamic quantization picks per-row parameters from the row's range (extended to include 0, so zero is
+// exact):
+//   scale = (max - min) / 255 (1 when the row is constant zero), zp = clamp(round_half_even(-min / scale), 0,
+//   255).
 #pragma once
 
 #include <cstdint>
@@ -30,15 +32,16 @@ inline uint8_t quantize_value(float x, float inv_scale, int32_t zero_point) {
 }
 
 // Rows of x [rows][ldx] -> q [rows][ldq], one scale and zero point for all.
-void quantize_rows(const float* x, int64_t rows, int64_t cols, int64_t ldx, QuantParams p, uint8_t* q, int64_t ldq);
+void quantize_rows(const float* x, int64_t rows, int64_t cols, int64_t ldx, QuantParams p, uint8_t* q,
+                   int64_t ldq);
 // Each row with its own parameters, chosen from its range; written to scales[rows] and zero_points[rows].
 void quantize_rows_dynamic(const float* x, int64_t rows, int64_t cols, int64_t ldx, uint8_t* q, int64_t ldq,
                            float* scales, int32_t* zero_points);
 void dequantize(const uint8_t* q, int64_t count, QuantParams p, float* x);
 
 // The same on an explicit path (tests and benchmarks).
-void quantize_rows(const float* x, int64_t rows, int64_t cols, int64_t ldx, QuantParams p, uint8_t* q, int64_t ldq,
-                   Isa isa);
+void quantize_rows(const float* x, int64_t rows, int64_t cols, int64_t ldx, QuantParams p, uint8_t* q,
+                   int64_t ldq, Isa isa);
 void quantize_rows_dynamic(const float* x, int64_t rows, int64_t cols, int64_t ldx, uint8_t* q, int64_t ldq,
                            float* scales, int32_t* zero_points, Isa isa);
 void dequantize(const uint8_t* q, int64_t count, QuantParams p, float* x, Isa isa);

@@ -8,6 +8,7 @@ def main(path):
     data = json.load(open(path))
     ctx = data["context"]
     gops = {}
+    repetitions = max((b.get("repetitions", 1) for b in data["benchmarks"]), default=1)
     for b in data["benchmarks"]:
         if b.get("aggregate_name", "median") != "median" or "error_occurred" in b:
             continue
@@ -16,7 +17,7 @@ def main(path):
     peak_vnni = gops.get("peak/avx512vnni")
     peak_avx2 = gops.get("peak/avx2")
     print(f"host: {ctx.get('host_name', '?')}, {ctx.get('num_cpus', '?')} cpus @ {ctx.get('mhz_per_cpu', '?')} MHz; "
-          f"medians of {ctx.get('repetitions', '?')} repetitions; GOPS = 2*M*N*K/s")
+          f"medians of {repetitions} repetitions; GOPS = 2*M*N*K/s")
     if peak_vnni:
         print(f"measured peak, 1 core: avx512vnni {peak_vnni:.0f} GOPS, avx2 (vpmaddwd+vpaddd) {peak_avx2:.0f} GOPS")
     rows = defaultdict(dict)

@@ -35,7 +35,8 @@ TEST_CASE("conv: im2col + GEMM equals a direct convolution on every path") {
     std::vector<uint8_t> hwc(chw.size());
     for (int64_t c = 0; c < g.channels; ++c)
       for (int64_t y = 0; y < g.height; ++y)
-        for (int64_t x = 0; x < g.width; ++x) hwc[(y * g.width + x) * g.channels + c] = chw[(c * g.height + y) * g.width + x];
+        for (int64_t x = 0; x < g.width; ++x)
+          hwc[(y * g.width + x) * g.channels + c] = chw[(c * g.height + y) * g.width + x];
     std::vector<int8_t> ohwc(oihw.size());
     conv_weight_hwc(oihw.data(), out_ch, g.channels, g.kernel, ohwc.data());
     const PackedWeights packed = pack_weights(ohwc.data(), out_ch, g.patch(), g.patch());

@@ -29,7 +29,8 @@ TEST_CASE("fp32: layer norm") {
   for (int64_t dim : {1, 2, 7, 64, 193}) {
     const int64_t rows = 3;
     auto x = random_floats(static_cast<size_t>(rows * dim), rng);
-    auto g = random_floats(static_cast<size_t>(dim), rng, 1.0f), b = random_floats(static_cast<size_t>(dim), rng, 1.0f);
+    auto g = random_floats(static_cast<size_t>(dim), rng, 1.0f),
+         b = random_floats(static_cast<size_t>(dim), rng, 1.0f);
     std::vector<float> y(x.size());
     layer_norm(x.data(), rows, dim, g.data(), b.data(), 1e-5f, y.data());
     for (int64_t r = 0; r < rows; ++r) {
@@ -64,14 +65,16 @@ TEST_CASE("fp32: GELU and softmax") {
     double mx = -1e30, total = 0;
     for (int64_t i = 0; i < cols; ++i) mx = std::max<double>(mx, s[r * cols + i]);
     for (int64_t i = 0; i < cols; ++i) total += std::exp(s[r * cols + i] - mx);
-    for (int64_t i = 0; i < cols; ++i) REQUIRE(close(p[r * cols + i], std::exp(s[r * cols + i] - mx) / total, 1e-5, 1e-9));
+    for (int64_t i = 0; i < cols; ++i)
+      REQUIRE(close(p[r * cols + i], std::exp(s[r * cols + i] - mx) / total, 1e-5, 1e-9));
   }
 }
 
 TEST_CASE("fp32: linear") {
   std::mt19937_64 rng(3);
   const int64_t rows = 5, in = 37, out = 19;
-  auto x = random_floats(static_cast<size_t>(rows * in), rng), w = random_floats(static_cast<size_t>(out * in), rng);
+  auto x = random_floats(static_cast<size_t>(rows * in), rng),
+       w = random_floats(static_cast<size_t>(out * in), rng);
   auto b = random_floats(static_cast<size_t>(out), rng);
   std::vector<float> y(static_cast<size_t>(rows * out));
   linear_fp32(x.data(), rows, in, w.data(), b.data(), out, y.data());

@@ -18,8 +18,10 @@ namespace {
 std::vector<Isa> paths() {
   std::vector<Isa> out;
   for (Isa isa : {Isa::kAvx2, Isa::kAvx512Vnni}) {
-    if (isa <= cpu_features().best_supported()) out.push_back(isa);
-    else WARN("SKIPPING path " << isa_name(isa) << ": this CPU lacks it");
+    if (isa <= cpu_features().best_supported())
+      out.push_back(isa);
+    else
+      WARN("SKIPPING path " << isa_name(isa) << ": this CPU lacks it");
   }
   return out;
 }
@@ -27,10 +29,14 @@ std::vector<Isa> paths() {
 // Values that stress rounding: exact halves, integers, large magnitudes and plain random ones.
 float tricky(std::mt19937_64& rng, float inv_scale) {
   switch (rng() % 5) {
-    case 0: return (static_cast<float>(static_cast<int>(rng() % 600) - 300) + 0.5f) / inv_scale;
-    case 1: return static_cast<float>(static_cast<int>(rng() % 600) - 300) / inv_scale;
-    case 2: return (rng() & 1 ? 1e30f : -1e30f);
-    default: return std::ldexp(static_cast<float>(static_cast<int>(rng() % 20001) - 10000), -8);
+    case 0:
+      return (static_cast<float>(static_cast<int>(rng() % 600) - 300) + 0.5f) / inv_scale;
+    case 1:
+      return static_cast<float>(static_cast<int>(rng() % 600) - 300) / inv_scale;
+    case 2:
+      return (rng() & 1 ? 1e30f : -1e30f);
+    default:
+      return std::ldexp(static_cast<float>(static_cast<int>(rng() % 20001) - 10000), -8);
   }
 }
 
@@ -45,8 +51,8 @@ TEST_CASE("quantize: the scalar definition") {
   REQUIRE(quantize_value(std::numeric_limits<float>::quiet_NaN(), 1.0f, 10) == 0);
   const QuantParams p = choose_quant_params(-1.0f, 3.0f);
   REQUIRE(p.scale == Approx(4.0f / 255.0f));
-  REQUIRE(p.zero_point == 64);  // round(1 / (4/255)) = round(63.75)
-  REQUIRE(choose_quant_params(2.0f, 5.0f).zero_point == 0);     // range extended to include 0
+  REQUIRE(p.zero_point == 64);                               // round(1 / (4/255)) = round(63.75)
+  REQUIRE(choose_quant_params(2.0f, 5.0f).zero_point == 0);  // range extended to include 0
   REQUIRE(choose_quant_params(-5.0f, -2.0f).zero_point == 255);
   REQUIRE(choose_quant_params(0.0f, 0.0f).scale == 1.0f);
   // Zero is exactly representable.
@@ -80,7 +86,8 @@ TEST_CASE("dequantize and dynamic rows: every path equals ref") {
   for (int64_t cols = 1; cols <= 70; cols += 3) {
     const int64_t rows = 1 + static_cast<int64_t>(rng() % 4), ld = cols + static_cast<int64_t>(rng() % 3);
     GuardedBuffer<float> x(static_cast<size_t>((rows - 1) * ld + cols));
-    for (size_t i = 0; i < x.size(); ++i) x[i] = std::ldexp(static_cast<float>(static_cast<int>(rng() % 2001) - 700), -6);
+    for (size_t i = 0; i < x.size(); ++i)
+      x[i] = std::ldexp(static_cast<float>(static_cast<int>(rng() % 2001) - 700), -6);
     std::vector<uint8_t> q_ref(static_cast<size_t>(rows * ld), 0);
     std::vector<float> s_ref(static_cast<size_t>(rows));
     std::vector<int32_t> z_ref(static_cast<size_t>(rows));
