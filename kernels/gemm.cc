@@ -29,7 +29,9 @@ PackedWeights pack_weights(const int8_t* w, int64_t n, int64_t k, int64_t ldw) {
   p.k = k;
   p.n_padded = (n + kPackColumns - 1) / kPackColumns * kPackColumns;
   p.k_padded = (k + kPackDepth - 1) / kPackDepth * kPackDepth;
-  p.data = aligned_bytes(static_cast<size_t>(p.n_padded * p.k_padded));
+  p.block_stride = kPackColumns * p.k_padded;
+  if (p.block_stride % 4096 == 0) p.block_stride += 64;
+  p.data = aligned_bytes(static_cast<size_t>(p.n_padded / kPackColumns * p.block_stride));
   p.column_sums.assign(static_cast<size_t>(p.n_padded), 0);
   auto* out = reinterpret_cast<int8_t*>(p.data.get());
   for (int64_t col = 0; col < n; ++col) {
@@ -39,7 +41,7 @@ PackedWeights pack_weights(const int8_t* w, int64_t n, int64_t k, int64_t ldw) {
       const int8_t v = w[col * ldw + kk];
       sum += v;
       const int64_t group = kk / kPackDepth, within = kk % kPackDepth;
-      out[block * kPackColumns * p.k_padded + group * kPackColumns * kPackDepth + lane * kPackDepth +
+      out[block * p.block_stride + group * kPackColumns * kPackDepth + lane * kPackDepth +
           within] = v;
     }
     p.column_sums[col] = sum;

@@ -35,11 +35,12 @@ AlignedBytes aligned_bytes(size_t bytes);  // 64-byte aligned, zeroed
 struct PackedWeights {
   int64_t n = 0, k = 0;                // logical shape of W
   int64_t n_padded = 0, k_padded = 0;  // multiples of 16 and 4
-  AlignedBytes data;                   // n_padded * k_padded bytes in the packed layout
+  int64_t block_stride = 0;            // bytes from one block of 16 columns to the next (>= 16 * k_padded)
+  AlignedBytes data;                   // n_padded / 16 * block_stride bytes in the packed layout
   std::vector<int32_t> column_sums;    // sum_k W[n][k], n_padded entries (zero for padding)
 
   const int8_t* block(int64_t n_block) const {
-    return reinterpret_cast<const int8_t*>(data.get()) + n_block * kPackColumns * k_padded;
+    return reinterpret_cast<const int8_t*>(data.get()) + n_block * block_stride;
   }
 };
 

@@ -80,7 +80,7 @@ void tile(const GemmArgs& args, const int16_t* a16, int64_t row0, int64_t col0, 
   const int8_t* b[NU];
   for (int u = 0; u < NU; ++u) {
     const int64_t c = col0 + u * kUnitColumns;
-    b[u] = reinterpret_cast<const int8_t*>(w.data.get()) + (c / kPackColumns) * kPackColumns * w.k_padded +
+    b[u] = reinterpret_cast<const int8_t*>(w.data.get()) + (c / kPackColumns) * w.block_stride +
            (c % kPackColumns) * kPackDepth;
   }
   __m256i acc[MR][NU];

@@ -63,7 +63,7 @@ inline void epilogue16(const GemmArgs& args, int64_t row, int64_t col0, __m512i 
 template <int MR, int NV>
 void tile(const GemmArgs& args, int64_t row0, int64_t col0, int64_t n_end) {
   const PackedWeights& w = *args.w;
-  const int64_t block_stride = kPackColumns * w.k_padded;
+  const int64_t block_stride = w.block_stride;
   const int8_t* b = reinterpret_cast<const int8_t*>(w.data.get()) + (col0 / kPackColumns) * block_stride;
   const uint8_t* a[MR];
   for (int r = 0; r < MR; ++r) a[r] = args.a + (row0 + r) * args.lda;

@@ -196,6 +196,15 @@ TEST_CASE("gemm: packing and column sums") {
   REQUIRE(b[1 * 4 + 2] == 8);           // column 1, k = 2
   REQUIRE(b[16 * 4 + 0 * 4 + 0] == 5);  // column 0, k = 4 (second group)
   REQUIRE(b[16 * 4 + 0 * 4 + 1] == 0);  // padding
+  REQUIRE(p.block_stride == 16 * 8);
+
+  // Blocks 4 KiB apart would alias in L1: the stride gets 64 bytes of padding.
+  std::vector<int8_t> w2(32 * 256);
+  for (size_t i = 0; i < w2.size(); ++i) w2[i] = static_cast<int8_t>(i % 101);
+  const PackedWeights q = pack_weights(w2.data(), 32, 256, 256);
+  REQUIRE(q.block_stride == 16 * 256 + 64);
+  REQUIRE(q.block(1) - q.block(0) == 16 * 256 + 64);
+  REQUIRE(q.block(1)[0] == w2[16 * 256]);  // column 16, k = 0
 }
 
 TEST_CASE("gemm: requantization rounds half to even and clamps") {
