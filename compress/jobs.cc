@@ -126,7 +126,16 @@ nlohmann::json run_eval(const Recipe& recipe, const JobOptions& options, const s
   GraphModule model(build_graph(spec));
   load_weights(model, weights.empty() ? options.out_dir + "/teacher.pt" : weights);
   nlohmann::json metrics = evaluate_teacher(recipe, data, spec, model, options);
-  write_json(options.out_dir + "/metrics.json", metrics);
+  // Keep what training recorded (history, time) when re-evaluating the same run.
+  const std::string path = options.out_dir + "/metrics.json";
+  if (std::filesystem::exists(path)) {
+    const auto previous = nlohmann::json::parse(read_file(path), nullptr, /*allow_exceptions=*/false);
+    if (previous.is_object() && previous.contains("train") &&
+        previous.value("recipe_hash", "") == recipe.hash()) {
+      metrics["train"] = previous["train"];
+    }
+  }
+  write_json(path, metrics);
   if (!options.quiet) fmt::print("{}", metrics_table(metrics));
   return metrics;
 }

@@ -41,8 +41,7 @@ PackedWeights pack_weights(const int8_t* w, int64_t n, int64_t k, int64_t ldw) {
       const int8_t v = w[col * ldw + kk];
       sum += v;
       const int64_t group = kk / kPackDepth, within = kk % kPackDepth;
-      out[block * p.block_stride + group * kPackColumns * kPackDepth + lane * kPackDepth +
-          within] = v;
+      out[block * p.block_stride + group * kPackColumns * kPackDepth + lane * kPackDepth + within] = v;
     }
     p.column_sums[col] = sum;
   }

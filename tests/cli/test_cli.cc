@@ -120,3 +120,49 @@ TEST_CASE("mighty-run reports the CPU path and honours MIGHTY_ISA") {
   REQUIRE(lines(o.err) == 1);
   REQUIRE_THAT(o.err, Catch::Contains("MIGHTY_ISA=bogus"));
 }
+
+TEST_CASE("train then eval end to end on a small subset and resume through the CLI") {
+  const auto dir = std::filesystem::temp_directory_path() / ("mighty_cli_run_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const auto recipe = write_temp("tiny.json", R"({
+  "name": "tiny", "seed": 4,
+  "data": {"kind": "images", "validation_size": 100, "train_limit": 512, "test_limit": 300,
+           "normalize": {"mean": 0.286, "std": 0.353}},
+  "teacher": {"model": {"arch": "mlp", "hidden": [32]},
+              "train": {"epochs": 2, "batch_size": 64, "lr": 0.003, "checkpoint_every": 3}},
+  "eval": {"latency_runs": 5, "throughput_batch": 8}})");
+  const std::string straight = (dir / "straight").string(), resumed = (dir / "resumed").string();
+  auto o = run(kMighty + " train " + recipe + " --threads 1 --out " + straight);
+  INFO(o.err);
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out, Catch::Contains("test accuracy") && Catch::Contains("latency, batch 1"));
+  for (const char* f : {"recipe.json", "checkpoint.pt", "teacher.pt", "teacher.graph.json", "metrics.json"}) {
+    REQUIRE(std::filesystem::exists(std::filesystem::path(straight) / f));
+  }
+  const std::string metrics = slurp(straight + "/metrics.json");
+  REQUIRE_THAT(metrics, Catch::Contains("\"train\"") && Catch::Contains("\"confusion\"") &&
+                            Catch::Contains("\"latency_ms_b1\""));
+
+  // Re-evaluating keeps the training record.
+  o = run(kMighty + " eval " + recipe + " --threads 1 --out " + straight);
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(slurp(straight + "/metrics.json"),
+               Catch::Contains("\"train\"") && Catch::Contains("\"history\""));
+
+  // Interrupted after 5 steps (last checkpoint at 3), then resumed: the same test result as the straight run.
+  o = run(kMighty + " train " + recipe + " --threads 1 --stop-after 5 --out " + resumed);
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.err, Catch::Contains("continue with --resume"));
+  REQUIRE_FALSE(std::filesystem::exists(resumed + "/teacher.pt"));
+  o = run(kMighty + " train " + recipe + " --threads 1 --resume --out " + resumed);
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.err, Catch::Contains("resumed from") && Catch::Contains("at step 3/16"));
+  auto test_line = [](const std::string& text) {
+    const auto at = text.find("test accuracy");
+    return text.substr(at, text.find('\n', at) - at);
+  };
+  REQUIRE(test_line(o.out) ==
+          test_line(run(kMighty + " eval " + recipe + " --threads 1 --out " + straight).out));
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove(recipe);
+}
