@@ -1,0 +1,105 @@
+// The .mighty artifact: one file holding a model's graph, tensors and provenance.
+//
+//   offset 0   header, 64 bytes, little-endian:
+//                magic "MIGHTY\r\n" (8) | format_version u32 | header_size u32 (= 64) |
+//                metadata_offset u64 (= 64) | metadata_size u64 | data_offset u64 | data_size u64 |
+//                checksum u64 = xxHash64 over header bytes [0, 48) followed by the metadata | reserved u64 (= 0)
+//   metadata   JSON: producer, graph, input spec, labels, quantization, verify results, and the tensor table
+//              [{name, dtype, shape, offset, bytes, checksum}] with offsets relative to data_offset
+//   data       tensors 64-byte aligned, sorted by offset, non-overlapping, ending exactly at the end of the file
+//
+// Reading trusts nothing: every count, size and offset is checked against the bytes that exist, with overflow-
+// checked arithmetic, before anything is allocated or read; every tensor's xxHash64 is verified. A failure is one
+// mighty::Error line naming the file, the field, the byte offset, and what was expected and found.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace mighty {
+
+enum class TensorType { kFloat32, kInt8, kUint8, kInt32 };
+const char* tensor_type_name(TensorType t);
+size_t tensor_type_size(TensorType t);
+
+struct TensorView {
+  std::string name;
+  TensorType type = TensorType::kFloat32;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;
+  uint64_t bytes = 0;
+
+  int64_t numel() const;
+  template <typename T>
+  const T* as() const {
+    return static_cast<const T*>(data);
+  }
+};
+
+inline constexpr uint32_t kArtifactVersion = 1;
+inline constexpr size_t kArtifactHeaderSize = 64;
+inline constexpr uint64_t kArtifactAlignment = 64;
+
+class ArtifactWriter {
+ public:
+  // The metadata object (graph, input, labels, ...); "tensors" and "format" are filled by write().
+  void set_metadata(nlohmann::json metadata) { metadata_ = std::move(metadata); }
+  nlohmann::json& metadata() { return metadata_; }
+  // Copies the tensor's bytes; names must be unique.
+  void add_tensor(const std::string& name, TensorType type, std::vector<int64_t> shape, const void* data);
+  // The complete file as bytes, and the atomic write of it (temporary file, flush, rename).
+  std::string serialize() const;
+  void write(const std::string& path) const;
+
+ private:
+  struct Pending {
+    std::string name;
+    TensorType type;
+    std::vector<int64_t> shape;
+    std::string bytes;
+  };
+  nlohmann::json metadata_ = nlohmann::json::object();
+  std::vector<Pending> tensors_;
+};
+
+class Artifact {
+ public:
+  // Opens and verifies a file (memory-mapped; read() into memory where mmap is unavailable).
+  static Artifact open(const std::string& path);
+  // Verifies an in-memory image; `name` is used in messages. The bytes are copied.
+  static Artifact from_bytes(std::string bytes, const std::string& name);
+
+  Artifact(Artifact&&) noexcept;
+  Artifact& operator=(Artifact&&) noexcept;
+  ~Artifact();
+
+  const nlohmann::json& metadata() const { return metadata_; }
+  const std::vector<TensorView>& tensors() const { return tensors_; }
+  const TensorView& tensor(const std::string& name) const;  // throws mighty::Error naming the missing tensor
+  bool has_tensor(const std::string& name) const;
+  uint64_t file_size() const { return size_; }
+  const std::string& name() const { return name_; }
+
+ private:
+  Artifact() = default;
+  void parse();
+
+  std::string name_;
+  const uint8_t* base_ = nullptr;
+  uint64_t size_ = 0;
+  void* mapping_ = nullptr;  // munmap on destruction when set
+  struct FreeBytes {
+    void operator()(uint8_t* p) const;
+  };
+  std::unique_ptr<uint8_t[], FreeBytes> owned_;  // the bytes when not mapped (64-byte aligned)
+  nlohmann::json metadata_;
+  std::vector<TensorView> tensors_;
+  std::map<std::string, size_t> by_name_;
+};
+
+}  // namespace mighty
