@@ -34,12 +34,15 @@ constexpr TypeInfo kTypes[] = {{TensorType::kFloat32, "float32", 4},
                                {TensorType::kInt32, "int32", 4}};
 
 uint8_t* allocate_aligned(uint64_t size) {
-  void* p = std::aligned_alloc(kArtifactAlignment, (size + kArtifactAlignment) / kArtifactAlignment * kArtifactAlignment);
+  void* p = std::aligned_alloc(kArtifactAlignment,
+                               (size + kArtifactAlignment) / kArtifactAlignment * kArtifactAlignment);
   if (!p) throw Error(fmt::format("cannot allocate {} bytes", size));
   return static_cast<uint8_t*>(p);
 }
 
-uint64_t align_up(uint64_t v) { return (v + kArtifactAlignment - 1) / kArtifactAlignment * kArtifactAlignment; }
+uint64_t align_up(uint64_t v) {
+  return (v + kArtifactAlignment - 1) / kArtifactAlignment * kArtifactAlignment;
+}
 
 void put_u32(std::string& s, size_t at, uint32_t v) {
   for (int i = 0; i < 4; ++i) s[at + i] = static_cast<char>((v >> (8 * i)) & 0xff);
@@ -229,9 +232,11 @@ void Artifact::parse() {
     throw Error(fmt::format("{}: {} at byte {}: {}", name_, field, at, problem));
   };
   if (size_ < kArtifactHeaderSize) {
-    fail("header", 0, fmt::format("expected at least {} bytes, found a {}-byte file", kArtifactHeaderSize, size_));
+    fail("header", 0,
+         fmt::format("expected at least {} bytes, found a {}-byte file", kArtifactHeaderSize, size_));
   }
-  if (std::memcmp(base_, kMagic, sizeof kMagic) != 0) fail("magic", 0, "not a .mighty file (expected \"MIGHTY\\r\\n\")");
+  if (std::memcmp(base_, kMagic, sizeof kMagic) != 0)
+    fail("magic", 0, "not a .mighty file (expected \"MIGHTY\\r\\n\")");
   const uint32_t version = get_u32(base_ + 8);
   if (version != kArtifactVersion) {
     fail("format_version", 8, fmt::format("expected {}, found {}", kArtifactVersion, version));
@@ -248,15 +253,18 @@ void Artifact::parse() {
   }
   if (meta_size > size_ - kArtifactHeaderSize) {
     fail("metadata_size", 24,
-         fmt::format("expected at most the {} bytes after the header, found {}", size_ - kArtifactHeaderSize, meta_size));
+         fmt::format("expected at most the {} bytes after the header, found {}", size_ - kArtifactHeaderSize,
+                     meta_size));
   }
   const uint64_t meta_end = kArtifactHeaderSize + meta_size;
   if (data_offset < meta_end || data_offset > size_ || data_offset % kArtifactAlignment != 0) {
     fail("data_offset", 32,
-         fmt::format("expected a multiple of {} in [{}, {}], found {}", kArtifactAlignment, meta_end, size_, data_offset));
+         fmt::format("expected a multiple of {} in [{}, {}], found {}", kArtifactAlignment, meta_end, size_,
+                     data_offset));
   }
   if (data_size != size_ - data_offset) {
-    fail("data_size", 40, fmt::format("expected {} (the rest of the file), found {}", size_ - data_offset, data_size));
+    fail("data_size", 40,
+         fmt::format("expected {} (the rest of the file), found {}", size_ - data_offset, data_size));
   }
   if (reserved != 0) fail("reserved", 56, fmt::format("expected 0, found {}", reserved));
   const uint64_t actual = header_checksum(base_, base_ + kArtifactHeaderSize, meta_size);
@@ -267,8 +275,10 @@ void Artifact::parse() {
   for (uint64_t i = meta_end; i < data_offset; ++i) {
     if (base_[i] != 0) fail("padding", i, fmt::format("expected 0, found {}", base_[i]));
   }
-  metadata_ = nlohmann::json::parse(base_ + kArtifactHeaderSize, base_ + meta_end, nullptr, /*allow_exceptions=*/false);
-  if (metadata_.is_discarded() || !metadata_.is_object()) fail("metadata", kArtifactHeaderSize, "not a JSON object");
+  metadata_ = nlohmann::json::parse(base_ + kArtifactHeaderSize, base_ + meta_end, nullptr,
+                                    /*allow_exceptions=*/false);
+  if (metadata_.is_discarded() || !metadata_.is_object())
+    fail("metadata", kArtifactHeaderSize, "not a JSON object");
   if (!metadata_.contains("tensors") || !metadata_["tensors"].is_array()) {
     fail("metadata.tensors", kArtifactHeaderSize, "expected an array");
   }
@@ -289,7 +299,8 @@ void Artifact::parse() {
     const std::string name = t["name"].get<std::string>();
     label += " ('" + name + "')";
     if (!names.insert(name).second) tfail("name", "duplicated");
-    const std::string dtype = t.value("dtype", std::string());
+    if (!t.contains("dtype") || !t["dtype"].is_string()) tfail("dtype", "expected a string");
+    const std::string dtype = t["dtype"].get<std::string>();
     const TypeInfo* type = nullptr;
     for (const auto& i : kTypes)
       if (dtype == i.name) type = &i;
@@ -300,14 +311,17 @@ void Artifact::parse() {
     std::vector<int64_t> shape;
     uint64_t numel = 1;
     for (const auto& d : t["shape"]) {
-      if (!d.is_number_unsigned() || d.get<uint64_t>() > kMaxDim) tfail("shape", "dimensions must be integers in [0, 2^40]");
+      if (!d.is_number_unsigned() || d.get<uint64_t>() > kMaxDim)
+        tfail("shape", "dimensions must be integers in [0, 2^40]");
       const uint64_t dim = d.get<uint64_t>();
       if (dim != 0 && numel > (uint64_t{1} << 60) / dim) tfail("shape", "element count overflows");
       numel *= dim;
       shape.push_back(static_cast<int64_t>(dim));
     }
-    if (!t.contains("offset") || !t["offset"].is_number_unsigned()) tfail("offset", "expected an unsigned integer");
-    if (!t.contains("bytes") || !t["bytes"].is_number_unsigned()) tfail("bytes", "expected an unsigned integer");
+    if (!t.contains("offset") || !t["offset"].is_number_unsigned())
+      tfail("offset", "expected an unsigned integer");
+    if (!t.contains("bytes") || !t["bytes"].is_number_unsigned())
+      tfail("bytes", "expected an unsigned integer");
     const uint64_t offset = t["offset"].get<uint64_t>(), bytes = t["bytes"].get<uint64_t>();
     if (bytes != numel * type->size) {
       tfail("bytes", fmt::format("shape x {} needs {} bytes, found {}", dtype, numel * type->size, bytes));
@@ -315,17 +329,20 @@ void Artifact::parse() {
     if (offset % kArtifactAlignment != 0) {
       tfail("offset", fmt::format("expected a multiple of {}, found {}", kArtifactAlignment, offset));
     }
-    if (offset < end) tfail("offset", fmt::format("expected at least {} (sorted, non-overlapping), found {}", end, offset));
+    if (offset < end)
+      tfail("offset", fmt::format("expected at least {} (sorted, non-overlapping), found {}", end, offset));
     if (offset > data_size || bytes > data_size - offset) {
       tfail("offset", fmt::format("[{}, +{}) reaches past the {} data bytes", offset, bytes, data_size));
     }
     for (uint64_t i = end; i < offset; ++i) {
       if (data[i] != 0) fail("padding", data_offset + i, fmt::format("expected 0, found {}", data[i]));
     }
-    const std::string expected = t.value("checksum", std::string());
+    if (!t.contains("checksum") || !t["checksum"].is_string()) tfail("checksum", "expected a string");
+    const std::string expected = t["checksum"].get<std::string>();
     const std::string found = hex64(XXH64(data + offset, bytes, 0));
     if (expected != found) {
-      fail(label + ".checksum", data_offset + offset, fmt::format("data hashes to {}, the table says '{}'", found, expected));
+      fail(label + ".checksum", data_offset + offset,
+           fmt::format("data hashes to {}, the table says '{}'", found, expected));
     }
     by_name_[name] = tensors_.size();
     tensors_.push_back({name, type->type, std::move(shape), data + offset, bytes});
@@ -333,7 +350,8 @@ void Artifact::parse() {
     ++index;
   }
   if (end != data_size) {
-    fail("data", data_offset + end, fmt::format("{} bytes after the last tensor (the data must end with it)", data_size - end));
+    fail("data", data_offset + end,
+         fmt::format("{} bytes after the last tensor (the data must end with it)", data_size - end));
   }
 }
 

@@ -3,14 +3,17 @@
 //   offset 0   header, 64 bytes, little-endian:
 //                magic "MIGHTY\r\n" (8) | format_version u32 | header_size u32 (= 64) |
 //                metadata_offset u64 (= 64) | metadata_size u64 | data_offset u64 | data_size u64 |
-//                checksum u64 = xxHash64 over header bytes [0, 48) followed by the metadata | reserved u64 (= 0)
+//                checksum u64 = xxHash64 over header bytes [0, 48) followed by the metadata | reserved u64 (=
+//                0)
 //   metadata   JSON: producer, graph, input spec, labels, quantization, verify results, and the tensor table
 //              [{name, dtype, shape, offset, bytes, checksum}] with offsets relative to data_offset
-//   data       tensors 64-byte aligned, sorted by offset, non-overlapping, ending exactly at the end of the file
+//   data       tensors 64-byte aligned, sorted by offset, non-overlapping, ending exactly at the end of the
+//   file
 //
-// Reading trusts nothing: every count, size and offset is checked against the bytes that exist, with overflow-
-// checked arithmetic, before anything is allocated or read; every tensor's xxHash64 is verified. A failure is one
-// mighty::Error line naming the file, the field, the byte offset, and what was expected and found.
+// Reading trusts nothing: every count, size and offset is checked against the bytes that exist, with
+// overflow- checked arithmetic, before anything is allocated or read; every tensor's xxHash64 is verified. A
+// failure is one mighty::Error line naming the file, the field, the byte offset, and what was expected and
+// found.
 #pragma once
 
 #include <cstdint>
