@@ -9,6 +9,9 @@
 #include <fstream>
 #include <string>
 
+#include "runtime/artifact.h"
+#include "runtime/graph.h"
+
 namespace {
 
 struct Outcome {
@@ -165,4 +168,31 @@ TEST_CASE("train then eval end to end on a small subset and resume through the C
           test_line(run(kMighty + " eval " + recipe + " --threads 1 --out " + straight).out));
   std::filesystem::remove_all(dir);
   std::filesystem::remove(recipe);
+}
+
+TEST_CASE("mighty-run inspect describes a valid artifact and rejects a corrupt one in one line") {
+  mighty::Graph g;
+  int x = g.add("input", mighty::OpKind::kInput, {}, {{"shape", {4}}});
+  g.add("fc", mighty::OpKind::kLinear, {x}, {{"in_features", 4}, {"out_features", 2}});
+  g.infer_shapes();
+  mighty::ArtifactWriter w;
+  w.set_metadata({{"producer", "test_cli"}, {"graph", g.to_json()}, {"labels", {"no", "yes"}}});
+  const float weight[8] = {0, 1, 0, 2, 0, 0, 3, 0};
+  const float bias[2] = {0.5f, -0.5f};
+  w.add_tensor("fc.weight", mighty::TensorType::kFloat32, {2, 4}, weight);
+  w.add_tensor("fc.bias", mighty::TensorType::kFloat32, {2}, bias);
+  const std::string path = write_temp("m.mighty", "");
+  w.write(path);
+  auto o = run(kMightyRun + " inspect " + path);
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out, Catch::Contains("test_cli") && Catch::Contains("Linear") &&
+                          Catch::Contains("fc.weight") && Catch::Contains("sparsity 62.5%"));
+  std::string bytes = slurp(path);
+  bytes[bytes.size() - 1] ^= 1;
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  o = run(kMightyRun + " inspect " + path);
+  REQUIRE(o.status != 0);
+  REQUIRE(lines(o.err) == 1);
+  REQUIRE_THAT(o.err, Catch::Contains("fc.bias") && Catch::Contains("checksum"));
+  std::filesystem::remove(path);
 }
