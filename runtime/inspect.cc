@@ -15,10 +15,18 @@ double zero_fraction(const TensorView& t) {
   int64_t zeros = 0;
   for (int64_t i = 0; i < n; ++i) {
     switch (t.type) {
-      case TensorType::kFloat32: zeros += t.as<float>()[i] == 0.0f; break;
-      case TensorType::kInt8: zeros += t.as<int8_t>()[i] == 0; break;
-      case TensorType::kUint8: zeros += t.as<uint8_t>()[i] == 0; break;
-      case TensorType::kInt32: zeros += t.as<int32_t>()[i] == 0; break;
+      case TensorType::kFloat32:
+        zeros += t.as<float>()[i] == 0.0f;
+        break;
+      case TensorType::kInt8:
+        zeros += t.as<int8_t>()[i] == 0;
+        break;
+      case TensorType::kUint8:
+        zeros += t.as<uint8_t>()[i] == 0;
+        break;
+      case TensorType::kInt32:
+        zeros += t.as<int32_t>()[i] == 0;
+        break;
     }
   }
   return static_cast<double>(zeros) / static_cast<double>(n);
@@ -34,10 +42,11 @@ std::string human_bytes(uint64_t b) {
 
 std::string describe_artifact(const Artifact& a) {
   const auto& m = a.metadata();
-  std::string out = fmt::format("{}: {} ({} bytes), {} tensors\n", a.name(), human_bytes(a.file_size()), a.file_size(),
-                                a.tensors().size());
+  std::string out = fmt::format("{}: {} ({} bytes), {} tensors\n", a.name(), human_bytes(a.file_size()),
+                                a.file_size(), a.tensors().size());
   for (const char* key : {"producer", "producer_version", "recipe_hash", "data_hash"}) {
-    if (m.contains(key) && m[key].is_string()) out += fmt::format("  {:<18}{}\n", key, m[key].get<std::string>());
+    if (m.contains(key) && m[key].is_string())
+      out += fmt::format("  {:<18}{}\n", key, m[key].get<std::string>());
   }
   if (m.contains("input")) out += fmt::format("  {:<18}{}\n", "input", m["input"].dump());
   if (m.contains("labels") && m["labels"].is_array()) {
@@ -56,8 +65,8 @@ std::string describe_artifact(const Artifact& a) {
       for (const auto& spec : g.tensors(i)) {
         if (!a.has_tensor(spec.name)) continue;
         const auto& t = a.tensor(spec.name);
-        out += fmt::format("        {:<36} {:<8} [{}] sparsity {:.1f}%\n", spec.name, tensor_type_name(t.type),
-                           fmt::join(t.shape, ", "), 100.0 * zero_fraction(t));
+        out += fmt::format("        {:<36} {:<8} [{}] sparsity {:.1f}%\n", spec.name,
+                           tensor_type_name(t.type), fmt::join(t.shape, ", "), 100.0 * zero_fraction(t));
       }
     }
   }

@@ -1,0 +1,279 @@
+#include "runtime/session.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <Eigen/Core>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "kernels/fp32_ops.h"
+#include "runtime/error.h"
+
+namespace mighty {
+namespace {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstRows = Eigen::Map<const RowMatrix>;
+using Rows = Eigen::Map<RowMatrix>;
+
+int64_t product(const std::vector<int64_t>& shape, size_t from = 0) {
+  int64_t n = 1;
+  for (size_t i = from; i < shape.size(); ++i) n *= shape[i];
+  return n;
+}
+
+constexpr float kNormEps = 1e-5f;  // LibTorch's default for BatchNorm2d and LayerNorm
+
+}  // namespace
+
+Session::Session(Artifact artifact) : artifact_(std::move(artifact)) {
+  const auto& m = artifact_.metadata();
+  if (!m.contains("graph")) throw Error(fmt::format("{}: metadata has no graph", artifact_.name()));
+  try {
+    graph_ = Graph::from_json(m["graph"]);
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}: {}", artifact_.name(), e.what()));
+  }
+  for (const auto& spec : graph_.all_tensors()) {
+    if (!artifact_.has_tensor(spec.name)) {
+      throw Error(fmt::format("{}: the graph needs tensor '{}', which the file does not have", artifact_.name(), spec.name));
+    }
+    const auto& t = artifact_.tensor(spec.name);
+    if (t.shape != spec.shape || t.type != TensorType::kFloat32) {
+      throw Error(fmt::format("{}: tensor '{}' is {} [{}], the graph needs float32 [{}]", artifact_.name(), spec.name,
+                              tensor_type_name(t.type), fmt::join(t.shape, ", "), fmt::join(spec.shape, ", ")));
+    }
+  }
+}
+
+const float* Session::weights(const std::string& name) const { return artifact_.tensor(name).as<float>(); }
+
+int64_t Session::output_size(int64_t length) const {
+  Shape s = graph_.output_shape();
+  if (graph_.input_dtype() == DType::kInt64 && s.size() == 2 && length > 0) s[0] = length;
+  return product(s);
+}
+
+std::vector<float> Session::run(const float* input, int64_t batch) const {
+  if (graph_.input_dtype() != DType::kFloat32) throw Error("this model takes tokens: use run_tokens");
+  return execute(input, nullptr, batch, 0);
+}
+
+std::vector<float> Session::run_tokens(const int64_t* tokens, int64_t batch, int64_t length) const {
+  if (graph_.input_dtype() != DType::kInt64) throw Error("this model takes float input: use run");
+  const int64_t context = graph_.input_shape()[0];
+  if (length < 1 || length > context) {
+    throw Error(fmt::format("token sequence of length {} does not fit the context of {}", length, context));
+  }
+  return execute(nullptr, tokens, batch, length);
+}
+
+std::vector<float> Session::execute(const float* input, const int64_t* tokens, int64_t batch, int64_t length) const {
+  const auto& nodes = graph_.nodes();
+  std::vector<Value> values(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const Node& n = nodes[i];
+    Value& out = values[i];
+    const Value* in = n.inputs.empty() ? nullptr : &values[n.inputs[0]];
+    auto attr = [&](const char* key) { return n.attrs.at(key).get<int64_t>(); };
+    auto tensor = [&](const std::string& suffix) { return weights(n.name + "." + suffix); };
+    switch (n.op) {
+      case OpKind::kInput:
+        if (tokens) {
+          out.shape = {length};
+        } else {
+          out.shape = n.shape;
+          out.data.assign(input, input + batch * product(n.shape));
+        }
+        break;
+      case OpKind::kLinear: {
+        const int64_t fin = attr("in_features"), fout = attr("out_features");
+        out.shape = in->shape;
+        out.shape.back() = fout;
+        const int64_t rows = batch * product(in->shape) / fin;
+        out.data.resize(static_cast<size_t>(rows * fout));
+        const float* bias = n.attrs.value("bias", true) ? tensor("bias") : nullptr;
+        kernels::linear_fp32(in->data.data(), rows, fin, tensor("weight"), bias, fout, out.data.data());
+        break;
+      }
+      case OpKind::kConv2d: {
+        const int64_t cin = attr("in_channels"), cout = attr("out_channels"), k = attr("kernel");
+        const int64_t stride = n.attrs.value("stride", 1), pad = n.attrs.value("padding", 0);
+        const int64_t h = in->shape[1], w = in->shape[2];
+        const int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+        out.shape = {cout, oh, ow};
+        out.data.assign(static_cast<size_t>(batch * cout * oh * ow), 0.0f);
+        const int64_t patch = cin * k * k, pixels = oh * ow;
+        std::vector<float> cols(static_cast<size_t>(patch * pixels));
+        const float* bias = n.attrs.value("bias", true) ? tensor("bias") : nullptr;
+        for (int64_t b = 0; b < batch; ++b) {
+          const float* x = in->data.data() + b * cin * h * w;
+          // cols[(c * k + ky) * k + kx][oy * ow + ox], the layout of LibTorch's weight [O][C][k][k].
+          for (int64_t c = 0; c < cin; ++c)
+            for (int64_t ky = 0; ky < k; ++ky)
+              for (int64_t kx = 0; kx < k; ++kx) {
+                float* row = cols.data() + ((c * k + ky) * k + kx) * pixels;
+                for (int64_t oy = 0; oy < oh; ++oy) {
+                  const int64_t iy = oy * stride - pad + ky;
+                  for (int64_t ox = 0; ox < ow; ++ox) {
+                    const int64_t ix = ox * stride - pad + kx;
+                    row[oy * ow + ox] = (iy < 0 || iy >= h || ix < 0 || ix >= w) ? 0.0f : x[(c * h + iy) * w + ix];
+                  }
+                }
+              }
+          Rows y(out.data.data() + b * cout * pixels, cout, pixels);
+          y.noalias() = ConstRows(tensor("weight"), cout, patch) * ConstRows(cols.data(), patch, pixels);
+          if (bias) y.colwise() += Eigen::Map<const Eigen::VectorXf>(bias, cout);
+        }
+        break;
+      }
+      case OpKind::kBatchNorm2d: {
+        const int64_t c = attr("channels"), plane = in->shape[1] * in->shape[2];
+        out.shape = in->shape;
+        out.data.resize(in->data.size());
+        const float *wt = tensor("weight"), *bs = tensor("bias"), *mean = tensor("running_mean"),
+                    *var = tensor("running_var");
+        for (int64_t b = 0; b < batch; ++b)
+          for (int64_t ch = 0; ch < c; ++ch) {
+            const float inv = 1.0f / std::sqrt(var[ch] + kNormEps);
+            const float* x = in->data.data() + (b * c + ch) * plane;
+            float* y = out.data.data() + (b * c + ch) * plane;
+            for (int64_t p = 0; p < plane; ++p) y[p] = (x[p] - mean[ch]) * inv * wt[ch] + bs[ch];
+          }
+        break;
+      }
+      case OpKind::kReLU:
+        out.shape = in->shape;
+        out.data.resize(in->data.size());
+        std::transform(in->data.begin(), in->data.end(), out.data.begin(), [](float v) { return v > 0.0f ? v : 0.0f; });
+        break;
+      case OpKind::kGELU:
+        out.shape = in->shape;
+        out.data.resize(in->data.size());
+        kernels::gelu(in->data.data(), static_cast<int64_t>(in->data.size()), out.data.data());
+        break;
+      case OpKind::kSoftmax: {
+        out.shape = in->shape;
+        out.data.resize(in->data.size());
+        const int64_t cols = in->shape.back();
+        kernels::softmax_rows(in->data.data(), static_cast<int64_t>(in->data.size()) / cols, cols, out.data.data());
+        break;
+      }
+      case OpKind::kMaxPool2d:
+      case OpKind::kAvgPool2d: {
+        const int64_t k = attr("kernel"), stride = n.attrs.value("stride", k);
+        const int64_t c = in->shape[0], h = in->shape[1], w = in->shape[2];
+        const int64_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
+        out.shape = {c, oh, ow};
+        out.data.resize(static_cast<size_t>(batch * c * oh * ow));
+        const bool is_max = n.op == OpKind::kMaxPool2d;
+        for (int64_t plane = 0; plane < batch * c; ++plane) {
+          const float* x = in->data.data() + plane * h * w;
+          float* y = out.data.data() + plane * oh * ow;
+          for (int64_t oy = 0; oy < oh; ++oy)
+            for (int64_t ox = 0; ox < ow; ++ox) {
+              float acc = is_max ? -std::numeric_limits<float>::infinity() : 0.0f;
+              for (int64_t ky = 0; ky < k; ++ky)
+                for (int64_t kx = 0; kx < k; ++kx) {
+                  const float v = x[(oy * stride + ky) * w + ox * stride + kx];
+                  acc = is_max ? std::max(acc, v) : acc + v;
+                }
+              y[oy * ow + ox] = is_max ? acc : acc / static_cast<float>(k * k);
+            }
+        }
+        break;
+      }
+      case OpKind::kGlobalAvgPool: {
+        // [C, H, W] -> [C] (mean of each plane); [T, D] -> [D] (mean over the sequence).
+        const bool spatial = in->shape.size() == 3;
+        const int64_t groups = spatial ? in->shape[0] : in->shape[1];
+        const int64_t count = spatial ? in->shape[1] * in->shape[2] : in->shape[0];
+        out.shape = {groups};
+        out.data.assign(static_cast<size_t>(batch * groups), 0.0f);
+        for (int64_t b = 0; b < batch; ++b) {
+          const float* x = in->data.data() + b * groups * count;
+          float* y = out.data.data() + b * groups;
+          for (int64_t g = 0; g < groups; ++g) {
+            double sum = 0.0;
+            for (int64_t j = 0; j < count; ++j) sum += spatial ? x[g * count + j] : x[j * groups + g];
+            y[g] = static_cast<float>(sum / count);
+          }
+        }
+        break;
+      }
+      case OpKind::kFlatten:
+        out.shape = {product(in->shape)};
+        out.data = in->data;
+        break;
+      case OpKind::kAdd: {
+        const Value& other = values[n.inputs[1]];
+        out.shape = in->shape;
+        out.data.resize(in->data.size());
+        for (size_t j = 0; j < in->data.size(); ++j) out.data[j] = in->data[j] + other.data[j];
+        break;
+      }
+      case OpKind::kEmbedding: {
+        const int64_t num = attr("num_embeddings"), dim = attr("dim");
+        const float* table = tensor("weight");
+        const bool positional = n.attrs.value("positional", false);
+        out.shape = {length, dim};
+        out.data.resize(static_cast<size_t>(batch * length * dim));
+        for (int64_t b = 0; b < batch; ++b)
+          for (int64_t t = 0; t < length; ++t) {
+            const int64_t id = positional ? t : tokens[b * length + t];
+            if (id < 0 || id >= num) {
+              throw Error(fmt::format("token {} at position {} is outside the vocabulary of {}", id, t, num));
+            }
+            std::copy(table + id * dim, table + (id + 1) * dim, out.data.data() + (b * length + t) * dim);
+          }
+        break;
+      }
+      case OpKind::kLayerNorm: {
+        const int64_t dim = attr("dim");
+        out.shape = in->shape;
+        out.data.resize(in->data.size());
+        kernels::layer_norm(in->data.data(), static_cast<int64_t>(in->data.size()) / dim, dim, tensor("weight"),
+                            tensor("bias"), kNormEps, out.data.data());
+        break;
+      }
+      case OpKind::kMultiHeadAttention: {
+        const int64_t d = attr("d_model"), heads = attr("heads"), dh = d / heads, t = in->shape[0];
+        const bool causal = n.attrs.value("causal", false);
+        out.shape = in->shape;
+        out.data.resize(in->data.size());
+        std::vector<float> qkv(static_cast<size_t>(t * 3 * d)), context(static_cast<size_t>(t * d)),
+            scores(static_cast<size_t>(t * t));
+        const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+        for (int64_t b = 0; b < batch; ++b) {
+          kernels::linear_fp32(in->data.data() + b * t * d, t, d, tensor("in_proj.weight"), tensor("in_proj.bias"),
+                               3 * d, qkv.data());
+          for (int64_t hd = 0; hd < heads; ++hd) {
+            // Row stride 3d: q, k and v of head hd start at columns hd*dh, d + hd*dh and 2d + hd*dh.
+            using Strided = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+            const Strided q(qkv.data() + hd * dh, t, dh, Eigen::OuterStride<>(3 * d));
+            const Strided k(qkv.data() + d + hd * dh, t, dh, Eigen::OuterStride<>(3 * d));
+            const Strided v(qkv.data() + 2 * d + hd * dh, t, dh, Eigen::OuterStride<>(3 * d));
+            Rows s(scores.data(), t, t);
+            s.noalias() = q * k.transpose();
+            s *= scale;
+            if (causal) {
+              for (int64_t r = 0; r < t; ++r)
+                for (int64_t c = r + 1; c < t; ++c) s(r, c) = -std::numeric_limits<float>::infinity();
+            }
+            kernels::softmax_rows(scores.data(), t, t, scores.data());
+            Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> ctx(context.data() + hd * dh, t, dh, Eigen::OuterStride<>(d));
+            ctx.noalias() = s * v;
+          }
+          kernels::linear_fp32(context.data(), t, d, tensor("out_proj.weight"), tensor("out_proj.bias"), d,
+                               out.data.data() + b * t * d);
+        }
+        break;
+      }
+    }
+  }
+  return std::move(values[graph_.output()].data);
+}
+
+}  // namespace mighty

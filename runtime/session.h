@@ -1,0 +1,46 @@
+// Executes an artifact's graph on the CPU without LibTorch. This increment runs every op of the graph IR in fp32
+// (weights float32 in the artifact): the runtime's own fp32 path, which the int8 path will be measured against.
+// Tensors are checked against the graph (names, shapes, dtypes) when the session is built, so a run cannot read
+// a tensor that is not there.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/artifact.h"
+#include "runtime/graph.h"
+
+namespace mighty {
+
+class Session {
+ public:
+  explicit Session(Artifact artifact);
+  static Session load(const std::string& path) { return Session(Artifact::open(path)); }
+
+  const Graph& graph() const { return graph_; }
+  const Artifact& artifact() const { return artifact_; }
+
+  // Float input [batch, input_shape...] (already normalized); returns [batch, output_shape...] flattened.
+  std::vector<float> run(const float* input, int64_t batch) const;
+  // Token input [batch, length] with length <= the context; returns [batch, length, vocab] (language model) or
+  // [batch, classes] (sequence classifier) flattened.
+  std::vector<float> run_tokens(const int64_t* tokens, int64_t batch, int64_t length) const;
+
+  // Output elements per example for a sequence of `length` (the whole input for image models).
+  int64_t output_size(int64_t length = 0) const;
+
+ private:
+  struct Value {
+    std::vector<float> data;
+    std::vector<int64_t> shape;  // without the batch dimension
+  };
+  std::vector<float> execute(const float* input, const int64_t* tokens, int64_t batch, int64_t length) const;
+  const float* weights(const std::string& name) const;
+
+  Artifact artifact_;
+  Graph graph_;
+};
+
+}  // namespace mighty

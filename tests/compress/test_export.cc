@@ -1,0 +1,119 @@
+// The runtime's fp32 executor against LibTorch on the same weights, for every model family.
+#include <catch2/catch.hpp>
+
+#include "compress/export.h"
+#include "compress/zoo.h"
+#include "runtime/error.h"
+#include "runtime/session.h"
+
+using namespace mighty;
+using namespace mighty::compress;
+
+namespace {
+
+// Random BatchNorm statistics, so folding mistakes cannot hide behind mean 0 / variance 1.
+void randomize_buffers(GraphModule& m) {
+  torch::NoGradGuard no_grad;
+  for (auto& item : m->named_buffers(true)) {
+    if (item.key().find("running_mean") != std::string::npos) item.value().uniform_(-0.5, 0.5);
+    if (item.key().find("running_var") != std::string::npos) item.value().uniform_(0.5, 2.0);
+  }
+  for (auto& item : m->named_parameters(true)) {
+    if (item.key().find(".bn.") != std::string::npos) item.value().uniform_(0.5, 1.5);
+  }
+}
+
+Session session_for(GraphModule& m) {
+  return Session(Artifact::from_bytes(export_fp32(m, {{"producer", "test"}}).serialize(), "test.mighty"));
+}
+
+float max_abs_diff(const torch::Tensor& a, const std::vector<float>& b) {
+  auto flat = a.contiguous().view({-1});
+  REQUIRE(flat.numel() == static_cast<int64_t>(b.size()));
+  return (flat - torch::from_blob(const_cast<float*>(b.data()), {flat.numel()})).abs().max().item<float>();
+}
+
+}  // namespace
+
+TEST_CASE("runtime fp32 executor matches LibTorch: mlp and cnn") {
+  torch::manual_seed(3);
+  ModelSpec mlp;
+  mlp.arch = "mlp";
+  mlp.input_shape = {1, 12, 12};
+  mlp.classes = 7;
+  mlp.hidden = {20, 9};
+  mlp.activation = "gelu";
+  ModelSpec cnn = mlp;
+  cnn.arch = "cnn";
+  CnnBlockSpec a, b, c;
+  a.channels = 6;
+  a.pool = "max";
+  b.channels = 5;
+  b.stride = 2;
+  b.batchnorm = false;
+  b.pool = "avg";
+  b.kernel = 3;
+  b.padding = 0;
+  c.channels = 4;
+  c.kernel = 1;
+  c.activation = "gelu";
+  cnn.blocks = {a, b, c};
+  cnn.hidden = {11};
+  for (const ModelSpec& spec : {mlp, cnn}) {
+    for (bool global_pool : {false, true}) {
+      ModelSpec s = spec;
+      s.global_pool = global_pool;
+      GraphModule m(build_graph(s));
+      randomize_buffers(m);
+      m->eval();
+      const Session session = session_for(m);
+      auto x = torch::randn({3, 1, 12, 12});
+      const auto got = session.run(x.data_ptr<float>(), 3);
+      torch::NoGradGuard no_grad;
+      INFO(s.arch << " global_pool " << global_pool);
+      REQUIRE(max_abs_diff(m->forward(x), got) < 1e-4f);
+    }
+  }
+}
+
+TEST_CASE("runtime fp32 executor matches LibTorch: transformer language model and classifier") {
+  torch::manual_seed(4);
+  ModelSpec s;
+  s.arch = "transformer";
+  s.input_shape = {12};
+  s.classes = s.vocab = 23;
+  s.d_model = 16;
+  s.heads = 4;
+  s.layers = 2;
+  s.ffn = 40;
+  for (const std::string task : {"lm", "classify"}) {
+    s.task = task;
+    s.classes = task == "lm" ? 23 : 3;
+    GraphModule m(build_graph(s));
+    m->eval();
+    const Session session = session_for(m);
+    for (int64_t length : {12, 5, 1}) {
+      auto tokens = torch::randint(0, 23, {2, length}, torch::kInt64);
+      const auto got = session.run_tokens(tokens.data_ptr<int64_t>(), 2, length);
+      torch::NoGradGuard no_grad;
+      INFO(task << " length " << length);
+      REQUIRE(max_abs_diff(m->forward(tokens), got) < 1e-4f);
+    }
+    std::vector<int64_t> bad = {1, 2, 99};
+    REQUIRE_THROWS_WITH(session.run_tokens(bad.data(), 1, 3), Catch::Contains("outside the vocabulary"));
+    REQUIRE_THROWS_WITH(session.run_tokens(bad.data(), 1, 13), Catch::Contains("does not fit the context"));
+  }
+}
+
+TEST_CASE("a session refuses an artifact that lacks a tensor of its graph") {
+  ModelSpec s;
+  s.arch = "mlp";
+  s.input_shape = {4};
+  s.classes = 2;
+  s.hidden = {3};
+  GraphModule m(build_graph(s));
+  ArtifactWriter w;
+  w.set_metadata({{"graph", m->graph().to_json()}});
+  REQUIRE_THROWS_WITH(Session(Artifact::from_bytes(w.serialize(), "partial.mighty")),
+                      Catch::Contains("partial.mighty: the graph needs tensor 'fc.0.weight'"));
+}
