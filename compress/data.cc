@@ -4,8 +4,8 @@
 
 #include <fmt/format.h>
 
-#include "compress/idx.h"
-#include "compress/text_corpus.h"
+#include "runtime/idx.h"
+#include "runtime/text_corpus.h"
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
 #include "runtime/hash.h"

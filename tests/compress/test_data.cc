@@ -7,8 +7,8 @@
 #include <string>
 
 #include "compress/data.h"
-#include "compress/idx.h"
-#include "compress/text_corpus.h"
+#include "runtime/idx.h"
+#include "runtime/text_corpus.h"
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
 

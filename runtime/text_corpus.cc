@@ -1,4 +1,4 @@
-#include "compress/text_corpus.h"
+#include "runtime/text_corpus.h"
 
 #include <algorithm>
 #include <array>
@@ -8,7 +8,7 @@
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
 
-namespace mighty::compress {
+namespace mighty {
 
 std::string encode_utf8(char32_t cp) {
   std::string out;
@@ -87,4 +87,4 @@ TextCorpus parse_text_corpus(const std::string& bytes, const std::string& what) 
 
 TextCorpus load_text_corpus(const std::string& path) { return parse_text_corpus(read_file(path), path); }
 
-}  // namespace mighty::compress
+}  // namespace mighty

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace mighty::compress {
+namespace mighty {
 
 struct TextCorpus {
   std::vector<char32_t> vocab;  // id -> code point, ascending
@@ -19,4 +19,4 @@ TextCorpus load_text_corpus(const std::string& path);
 
 std::string encode_utf8(char32_t cp);
 
-}  // namespace mighty::compress
+}  // namespace mighty

@@ -1,4 +1,4 @@
-#include "compress/idx.h"
+#include "runtime/idx.h"
 
 #include <zlib.h>
 
@@ -7,7 +7,7 @@
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
 
-namespace mighty::compress {
+namespace mighty {
 namespace {
 
 uint32_t read_be32(const std::string& b, size_t offset) {
@@ -100,4 +100,4 @@ IdxArray read_idx(const std::string& path) {
   return parse_idx(bytes, path);
 }
 
-}  // namespace mighty::compress
+}  // namespace mighty

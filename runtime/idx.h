@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace mighty::compress {
+namespace mighty {
 
 struct IdxArray {
   std::vector<int64_t> dims;
@@ -24,4 +24,4 @@ IdxArray parse_idx(const std::string& bytes, const std::string& what);
 // Reads a file, gunzipping it when it starts with the gzip magic.
 IdxArray read_idx(const std::string& path);
 
-}  // namespace mighty::compress
+}  // namespace mighty
