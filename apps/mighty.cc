@@ -64,8 +64,14 @@ int main(int argc, char** argv) {
   add_common(eval, eval_args);
   eval->add_option("--weights", weights, "Weights file (default: <run directory>/teacher.pt)");
 
+  Common export_args;
+  auto* export_cmd = app.add_subcommand("export",
+                                        "Export the trained teacher as an fp32 .mighty artifact "
+                                        "(<run directory>/teacher.fp32.mighty)");
+  add_common(export_cmd, export_args);
+
   // Verbs of the full pipeline; their names are taken so recipes and scripts can rely on them.
-  for (const char* verb : {"compress", "export", "inspect", "run", "bench"}) {
+  for (const char* verb : {"compress", "inspect", "run", "bench"}) {
     app.add_subcommand(verb, "(reserved: not available in this version)")->allow_extras();
   }
 
@@ -92,6 +98,14 @@ int main(int argc, char** argv) {
       mighty::compress::JobOptions options;
       options.out_dir = out_dir(eval_args, recipe);
       mighty::compress::run_eval(recipe, options, weights);
+      return 0;
+    }
+    if (export_cmd->parsed()) {
+      apply_threads(export_args.threads);
+      const auto recipe = mighty::compress::load_recipe(export_args.recipe);
+      mighty::compress::JobOptions options;
+      options.out_dir = out_dir(export_args, recipe);
+      mighty::compress::run_export(recipe, options);
       return 0;
     }
     for (auto* sub : app.get_subcommands()) {

@@ -8,7 +8,10 @@
 #include "kernels/cpu_features.h"
 #include "runtime/artifact.h"
 #include "runtime/error.h"
+#include "runtime/input_spec.h"
 #include "runtime/inspect.h"
+#include "runtime/session.h"
+#include "runtime/tasks.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"mighty-run: run, evaluate, benchmark and inspect .mighty artifacts (no LibTorch)"};
@@ -19,7 +22,22 @@ int main(int argc, char** argv) {
   auto* inspect =
       app.add_subcommand("inspect", "Verify an artifact and describe it: provenance, graph, tensors, sizes");
   inspect->add_option("artifact", artifact_path, ".mighty file")->required();
-  for (const char* verb : {"run", "eval", "bench"}) {
+  std::string eval_artifact, images, labels, text;
+  int64_t limit = 0;
+  auto* eval = app.add_subcommand("eval", "Accuracy on an IDX image/label pair, or bits/char on a text file");
+  eval->add_option("artifact", eval_artifact, ".mighty file")->required();
+  eval->add_option("--images", images, "IDX images (plain or .gz)");
+  eval->add_option("--labels", labels, "IDX labels (plain or .gz)");
+  eval->add_option("--text", text, "UTF-8 text file (language models)");
+  eval->add_option("--limit", limit, "Evaluate only the first N images / characters")
+      ->check(CLI::NonNegativeNumber);
+  std::string bench_artifact;
+  int64_t runs = 200, batch = 64;
+  auto* bench = app.add_subcommand("bench", "Batch-1 latency (median, p99) and throughput of an artifact");
+  bench->add_option("artifact", bench_artifact, ".mighty file")->required();
+  bench->add_option("--runs", runs, "Timed batch-1 runs")->check(CLI::Range(int64_t{1}, int64_t{1000000}));
+  bench->add_option("--batch", batch, "Throughput batch size")->check(CLI::Range(int64_t{1}, int64_t{65536}));
+  for (const char* verb : {"run"}) {
     app.add_subcommand(verb, "(reserved: not available in this version)")->allow_extras();
   }
   try {
@@ -36,6 +54,37 @@ int main(int argc, char** argv) {
                  f.avx2, f.fma, f.avx512f, f.avx512bw, f.avx512vl, f.avx512vnni, f.os_saves_avx,
                  f.os_saves_avx512);
       fmt::print("best path: {}; selected: {}\n", isa_name(f.best_supported()), isa_name(selected_isa()));
+      return 0;
+    }
+    if (eval->parsed()) {
+      const mighty::Session session = mighty::Session::load(eval_artifact);
+      const auto spec = mighty::InputSpec::from_json(
+          session.artifact().metadata().value("input", nlohmann::json()), eval_artifact);
+      nlohmann::json result;
+      if (!text.empty()) {
+        result = mighty::evaluate_text(session, spec, text, limit);
+        fmt::print("bits/char {:.4f} over {} characters\n", result["bits_per_char"].get<double>(),
+                   result["characters"].get<int64_t>());
+      } else {
+        if (images.empty() || labels.empty())
+          throw mighty::Error("eval needs --images and --labels, or --text");
+        result = mighty::evaluate_images(session, spec, images, labels, limit);
+        fmt::print("accuracy {:.2f}% over {} images\n", 100.0 * result["accuracy"].get<double>(),
+                   result["examples"].get<int64_t>());
+      }
+      return 0;
+    }
+    if (bench->parsed()) {
+      const mighty::Session session = mighty::Session::load(bench_artifact);
+      const auto spec = mighty::InputSpec::from_json(
+          session.artifact().metadata().value("input", nlohmann::json()), bench_artifact);
+      const auto r = mighty::benchmark(session, spec, runs, batch);
+      fmt::print(
+          "latency, batch 1: {:.3f} ms median, {:.3f} ms p99 ({} runs, 1 thread)\nthroughput, batch {}: "
+          "{:.0f} "
+          "examples/s\n",
+          r["latency_ms_b1"].get<double>(), r["latency_ms_b1_p99"].get<double>(), runs, batch,
+          r["throughput_per_s"].get<double>());
       return 0;
     }
     if (inspect->parsed()) {

@@ -4,11 +4,11 @@
 
 #include <fmt/format.h>
 
-#include "runtime/idx.h"
-#include "runtime/text_corpus.h"
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
 #include "runtime/hash.h"
+#include "runtime/idx.h"
+#include "runtime/text_corpus.h"
 
 namespace mighty::compress {
 namespace {

@@ -7,10 +7,12 @@
 
 #include "compress/data.h"
 #include "compress/evaluate.h"
+#include "compress/export.h"
 #include "compress/trainer.h"
 #include "compress/zoo.h"
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
+#include "runtime/input_spec.h"
 #include "runtime/progress.h"
 
 namespace mighty::compress {
@@ -138,6 +140,37 @@ nlohmann::json run_eval(const Recipe& recipe, const JobOptions& options, const s
   write_json(path, metrics);
   if (!options.quiet) fmt::print("{}", metrics_table(metrics));
   return metrics;
+}
+
+std::string run_export(const Recipe& recipe, const JobOptions& options) {
+  const Dataset data = load_dataset(recipe.data, recipe.seed);
+  const ModelSpec spec = fill_from_data(recipe.teacher, data, "/teacher/model");
+  GraphModule model(build_graph(spec));
+  load_weights(model, options.out_dir + "/teacher.pt");
+  model->eval();
+  InputSpec input;
+  input.kind = data.kind;
+  nlohmann::json labels = nlohmann::json::array();
+  if (data.kind == "images") {
+    input.shape = data.input_shape();
+    input.mean = static_cast<float>(data.images.mean);
+    input.std = static_cast<float>(data.images.std);
+    labels = data.images.class_names;
+  } else {
+    input.vocab = data.text.vocab;
+    input.context = data.text.context;
+  }
+  const nlohmann::json metadata = {{"producer", "mighty"},     {"producer_version", "0.1.0"},
+                                   {"recipe", recipe.name},    {"recipe_hash", recipe.hash()},
+                                   {"data_hash", data.hash},   {"role", "teacher_fp32"},
+                                   {"input", input.to_json()}, {"labels", labels}};
+  const std::string path = options.out_dir + "/teacher.fp32.mighty";
+  export_fp32(model, metadata).write(path);
+  if (!options.quiet) {
+    fmt::print("exported {} ({} parameters, {} bytes)\n", path, with_commas(model->parameter_count()),
+               std::filesystem::file_size(path));
+  }
+  return path;
 }
 
 std::string metrics_table(const nlohmann::json& m) {

@@ -27,6 +27,10 @@ nlohmann::json run_train(const Recipe& recipe, const JobOptions& options);
 // Evaluates out_dir/teacher.pt (or `weights` when given) on the test split; writes metrics.json.
 nlohmann::json run_eval(const Recipe& recipe, const JobOptions& options, const std::string& weights = "");
 
+// Exports the trained teacher (out_dir/teacher.pt) as an fp32 artifact with its input spec, labels and
+// hashes: out_dir/teacher.fp32.mighty. Returns the path.
+std::string run_export(const Recipe& recipe, const JobOptions& options);
+
 // The readable table printed after train and eval.
 std::string metrics_table(const nlohmann::json& metrics);
 

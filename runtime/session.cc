@@ -4,9 +4,9 @@
 #include <cmath>
 #include <limits>
 
-#include <Eigen/Core>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <Eigen/Core>
 
 #include "kernels/fp32_ops.h"
 #include "runtime/error.h"
@@ -38,12 +38,14 @@ Session::Session(Artifact artifact) : artifact_(std::move(artifact)) {
   }
   for (const auto& spec : graph_.all_tensors()) {
     if (!artifact_.has_tensor(spec.name)) {
-      throw Error(fmt::format("{}: the graph needs tensor '{}', which the file does not have", artifact_.name(), spec.name));
+      throw Error(fmt::format("{}: the graph needs tensor '{}', which the file does not have",
+                              artifact_.name(), spec.name));
     }
     const auto& t = artifact_.tensor(spec.name);
     if (t.shape != spec.shape || t.type != TensorType::kFloat32) {
-      throw Error(fmt::format("{}: tensor '{}' is {} [{}], the graph needs float32 [{}]", artifact_.name(), spec.name,
-                              tensor_type_name(t.type), fmt::join(t.shape, ", "), fmt::join(spec.shape, ", ")));
+      throw Error(fmt::format("{}: tensor '{}' is {} [{}], the graph needs float32 [{}]", artifact_.name(),
+                              spec.name, tensor_type_name(t.type), fmt::join(t.shape, ", "),
+                              fmt::join(spec.shape, ", ")));
     }
   }
 }
@@ -70,7 +72,8 @@ std::vector<float> Session::run_tokens(const int64_t* tokens, int64_t batch, int
   return execute(nullptr, tokens, batch, length);
 }
 
-std::vector<float> Session::execute(const float* input, const int64_t* tokens, int64_t batch, int64_t length) const {
+std::vector<float> Session::execute(const float* input, const int64_t* tokens, int64_t batch,
+                                    int64_t length) const {
   const auto& nodes = graph_.nodes();
   std::vector<Value> values(nodes.size());
   for (size_t i = 0; i < nodes.size(); ++i) {
@@ -119,7 +122,8 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
                   const int64_t iy = oy * stride - pad + ky;
                   for (int64_t ox = 0; ox < ow; ++ox) {
                     const int64_t ix = ox * stride - pad + kx;
-                    row[oy * ow + ox] = (iy < 0 || iy >= h || ix < 0 || ix >= w) ? 0.0f : x[(c * h + iy) * w + ix];
+                    row[oy * ow + ox] =
+                        (iy < 0 || iy >= h || ix < 0 || ix >= w) ? 0.0f : x[(c * h + iy) * w + ix];
                   }
                 }
               }
@@ -147,7 +151,8 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
       case OpKind::kReLU:
         out.shape = in->shape;
         out.data.resize(in->data.size());
-        std::transform(in->data.begin(), in->data.end(), out.data.begin(), [](float v) { return v > 0.0f ? v : 0.0f; });
+        std::transform(in->data.begin(), in->data.end(), out.data.begin(),
+                       [](float v) { return v > 0.0f ? v : 0.0f; });
         break;
       case OpKind::kGELU:
         out.shape = in->shape;
@@ -158,7 +163,8 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
         out.shape = in->shape;
         out.data.resize(in->data.size());
         const int64_t cols = in->shape.back();
-        kernels::softmax_rows(in->data.data(), static_cast<int64_t>(in->data.size()) / cols, cols, out.data.data());
+        kernels::softmax_rows(in->data.data(), static_cast<int64_t>(in->data.size()) / cols, cols,
+                              out.data.data());
         break;
       }
       case OpKind::kMaxPool2d:
@@ -234,8 +240,8 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
         const int64_t dim = attr("dim");
         out.shape = in->shape;
         out.data.resize(in->data.size());
-        kernels::layer_norm(in->data.data(), static_cast<int64_t>(in->data.size()) / dim, dim, tensor("weight"),
-                            tensor("bias"), kNormEps, out.data.data());
+        kernels::layer_norm(in->data.data(), static_cast<int64_t>(in->data.size()) / dim, dim,
+                            tensor("weight"), tensor("bias"), kNormEps, out.data.data());
         break;
       }
       case OpKind::kMultiHeadAttention: {
@@ -247,8 +253,8 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
             scores(static_cast<size_t>(t * t));
         const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
         for (int64_t b = 0; b < batch; ++b) {
-          kernels::linear_fp32(in->data.data() + b * t * d, t, d, tensor("in_proj.weight"), tensor("in_proj.bias"),
-                               3 * d, qkv.data());
+          kernels::linear_fp32(in->data.data() + b * t * d, t, d, tensor("in_proj.weight"),
+                               tensor("in_proj.bias"), 3 * d, qkv.data());
           for (int64_t hd = 0; hd < heads; ++hd) {
             // Row stride 3d: q, k and v of head hd start at columns hd*dh, d + hd*dh and 2d + hd*dh.
             using Strided = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
@@ -263,7 +269,8 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
                 for (int64_t c = r + 1; c < t; ++c) s(r, c) = -std::numeric_limits<float>::infinity();
             }
             kernels::softmax_rows(scores.data(), t, t, scores.data());
-            Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> ctx(context.data() + hd * dh, t, dh, Eigen::OuterStride<>(d));
+            Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> ctx(context.data() + hd * dh, t, dh,
+                                                               Eigen::OuterStride<>(d));
             ctx.noalias() = s * v;
           }
           kernels::linear_fp32(context.data(), t, d, tensor("out_proj.weight"), tensor("out_proj.bias"), d,

@@ -1,7 +1,7 @@
-// Executes an artifact's graph on the CPU without LibTorch. This increment runs every op of the graph IR in fp32
-// (weights float32 in the artifact): the runtime's own fp32 path, which the int8 path will be measured against.
-// Tensors are checked against the graph (names, shapes, dtypes) when the session is built, so a run cannot read
-// a tensor that is not there.
+// Executes an artifact's graph on the CPU without LibTorch. This increment runs every op of the graph IR in
+// fp32 (weights float32 in the artifact): the runtime's own fp32 path, which the int8 path will be measured
+// against. Tensors are checked against the graph (names, shapes, dtypes) when the session is built, so a run
+// cannot read a tensor that is not there.
 #pragma once
 
 #include <cstdint>
@@ -24,8 +24,8 @@ class Session {
 
   // Float input [batch, input_shape...] (already normalized); returns [batch, output_shape...] flattened.
   std::vector<float> run(const float* input, int64_t batch) const;
-  // Token input [batch, length] with length <= the context; returns [batch, length, vocab] (language model) or
-  // [batch, classes] (sequence classifier) flattened.
+  // Token input [batch, length] with length <= the context; returns [batch, length, vocab] (language model)
+  // or [batch, classes] (sequence classifier) flattened.
   std::vector<float> run_tokens(const int64_t* tokens, int64_t batch, int64_t length) const;
 
   // Output elements per example for a sequence of `length` (the whole input for image models).

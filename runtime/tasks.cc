@@ -1,0 +1,115 @@
+#include "runtime/tasks.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "runtime/atomic_file.h"
+#include "runtime/error.h"
+#include "runtime/idx.h"
+#include "runtime/progress.h"
+
+namespace mighty {
+namespace {
+
+double percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  const auto i = static_cast<size_t>(std::floor(q * static_cast<double>(v.size() - 1) + 0.5));
+  return v[std::min(i, v.size() - 1)];
+}
+
+int64_t argmax(const float* x, int64_t n) { return std::max_element(x, x + n) - x; }
+
+}  // namespace
+
+nlohmann::json evaluate_images(const Session& session, const InputSpec& spec, const std::string& images_path,
+                               const std::string& labels_path, int64_t limit) {
+  if (spec.kind != "images") throw Error("this artifact takes text, not images");
+  const IdxArray images = read_idx(images_path), labels = read_idx(labels_path);
+  if (labels.dims.size() != 1 || images.dims.empty() || images.dims[0] != labels.dims[0]) {
+    throw Error(fmt::format("{}: {} labels do not match the images in {}", labels_path,
+                            labels.dims.empty() ? 0 : labels.dims[0], images_path));
+  }
+  const int64_t per = spec.example_size();
+  int64_t image_size = 1;
+  for (size_t i = 1; i < images.dims.size(); ++i) image_size *= images.dims[i];
+  if (image_size != per) {
+    throw Error(fmt::format("{}: images have {} pixels, the model takes {}", images_path, image_size, per));
+  }
+  int64_t n = images.dims[0];
+  if (limit > 0) n = std::min(n, limit);
+  const int64_t classes = session.output_size();
+  constexpr int64_t kBatch = 256;
+  int64_t correct = 0;
+  Progress progress("eval", n, "image");
+  for (int64_t lo = 0; lo < n; lo += kBatch) {
+    const int64_t b = std::min(kBatch, n - lo);
+    const auto x = spec.images(images.data.data() + lo * per, b);
+    const auto logits = session.run(x.data(), b);
+    for (int64_t i = 0; i < b; ++i) correct += argmax(logits.data() + i * classes, classes) == labels.data[lo + i];
+    progress.update(lo + b, fmt::format("accuracy {:.2f}%", 100.0 * correct / (lo + b)));
+  }
+  progress.finish(n);
+  return {{"examples", n}, {"accuracy", static_cast<double>(correct) / n}};
+}
+
+nlohmann::json evaluate_text(const Session& session, const InputSpec& spec, const std::string& path, int64_t limit) {
+  if (spec.kind != "text") throw Error("this artifact takes images, not text");
+  std::vector<int64_t> ids = spec.encode(read_file(path));
+  if (limit > 0 && static_cast<int64_t>(ids.size()) > limit + 1) ids.resize(static_cast<size_t>(limit + 1));
+  const int64_t ctx = spec.context, vocab = static_cast<int64_t>(spec.vocab.size());
+  const int64_t windows = (static_cast<int64_t>(ids.size()) - 1) / ctx;
+  if (windows < 1) throw Error(fmt::format("{}: needs at least {} characters", path, ctx + 1));
+  double nats = 0.0;
+  Progress progress("eval", windows, "window");
+  for (int64_t w = 0; w < windows; ++w) {
+    const auto logits = session.run_tokens(ids.data() + w * ctx, 1, ctx);
+    for (int64_t t = 0; t < ctx; ++t) {
+      const float* row = logits.data() + t * vocab;
+      const float mx = *std::max_element(row, row + vocab);
+      double sum = 0.0;
+      for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v] - mx));
+      nats += std::log(sum) + mx - row[ids[w * ctx + t + 1]];
+    }
+    progress.update(w + 1);
+  }
+  progress.finish(windows);
+  const double loss = nats / static_cast<double>(windows * ctx);
+  return {{"characters", windows * ctx}, {"loss", loss}, {"bits_per_char", loss / std::log(2.0)}};
+}
+
+nlohmann::json benchmark(const Session& session, const InputSpec& spec, int64_t runs, int64_t batch) {
+  using clock = std::chrono::steady_clock;
+  auto run_once = [&](int64_t b) {
+    if (spec.kind == "images") {
+      static thread_local std::vector<float> x;
+      x.assign(static_cast<size_t>(b * spec.example_size()), 0.5f);
+      return session.run(x.data(), b);
+    }
+    std::vector<int64_t> tokens(static_cast<size_t>(b * spec.context));
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int64_t>(i % spec.vocab.size());
+    return session.run_tokens(tokens.data(), b, spec.context);
+  };
+  for (int i = 0; i < 5; ++i) run_once(1);
+  std::vector<double> ms;
+  for (int64_t i = 0; i < runs; ++i) {
+    const auto t0 = clock::now();
+    run_once(1);
+    ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+  }
+  std::vector<double> batch_s;
+  for (int i = 0; i < 5; ++i) {
+    const auto t0 = clock::now();
+    run_once(batch);
+    batch_s.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+  }
+  return {{"latency_ms_b1", percentile(ms, 0.5)},
+          {"latency_ms_b1_p99", percentile(ms, 0.99)},
+          {"throughput_per_s", static_cast<double>(batch) / percentile(batch_s, 0.5)},
+          {"throughput_batch", batch},
+          {"runs", runs}};
+}
+
+}  // namespace mighty
