@@ -16,7 +16,9 @@ nlohmann::json InputSpec::to_json() const {
 }
 
 InputSpec InputSpec::from_json(const nlohmann::json& j, const std::string& where) {
-  auto fail = [&](const std::string& what) { throw Error(fmt::format("{}: metadata.input: {}", where, what)); };
+  auto fail = [&](const std::string& what) {
+    throw Error(fmt::format("{}: metadata.input: {}", where, what));
+  };
   if (!j.is_object() || !j.contains("kind") || !j["kind"].is_string()) fail("'kind' must be a string");
   InputSpec s;
   s.kind = j["kind"].get<std::string>();
@@ -33,11 +35,14 @@ InputSpec InputSpec::from_json(const nlohmann::json& j, const std::string& where
     s.std = j["std"].get<float>();
     if (!(s.std > 0.0f)) fail("'std' must be positive");
   } else if (s.kind == "text") {
-    if (!j.contains("context") || !j["context"].is_number_unsigned()) fail("'context' must be a positive integer");
+    if (!j.contains("context") || !j["context"].is_number_unsigned())
+      fail("'context' must be a positive integer");
     s.context = j["context"].get<int64_t>();
-    if (!j.contains("vocab") || !j["vocab"].is_array() || j["vocab"].empty()) fail("'vocab' must be a non-empty array");
+    if (!j.contains("vocab") || !j["vocab"].is_array() || j["vocab"].empty())
+      fail("'vocab' must be a non-empty array");
     for (const auto& c : j["vocab"]) {
-      if (!c.is_number_unsigned() || c.get<uint64_t>() > 0x10ffff) fail("'vocab' entries must be code points");
+      if (!c.is_number_unsigned() || c.get<uint64_t>() > 0x10ffff)
+        fail("'vocab' entries must be code points");
       s.vocab.push_back(static_cast<char32_t>(c.get<uint32_t>()));
     }
     if (!std::is_sorted(s.vocab.begin(), s.vocab.end())) fail("'vocab' must be sorted");
@@ -78,7 +83,8 @@ std::vector<int64_t> InputSpec::encode(const std::string& utf8) const {
 }
 
 std::string InputSpec::decode(int64_t id) const {
-  if (id < 0 || id >= static_cast<int64_t>(vocab.size())) throw Error(fmt::format("id {} is outside the vocabulary", id));
+  if (id < 0 || id >= static_cast<int64_t>(vocab.size()))
+    throw Error(fmt::format("id {} is outside the vocabulary", id));
   return encode_utf8(vocab[static_cast<size_t>(id)]);
 }
 

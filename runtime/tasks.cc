@@ -48,14 +48,16 @@ nlohmann::json evaluate_images(const Session& session, const InputSpec& spec, co
     const int64_t b = std::min(kBatch, n - lo);
     const auto x = spec.images(images.data.data() + lo * per, b);
     const auto logits = session.run(x.data(), b);
-    for (int64_t i = 0; i < b; ++i) correct += argmax(logits.data() + i * classes, classes) == labels.data[lo + i];
+    for (int64_t i = 0; i < b; ++i)
+      correct += argmax(logits.data() + i * classes, classes) == labels.data[lo + i];
     progress.update(lo + b, fmt::format("accuracy {:.2f}%", 100.0 * correct / (lo + b)));
   }
   progress.finish(n);
   return {{"examples", n}, {"accuracy", static_cast<double>(correct) / n}};
 }
 
-nlohmann::json evaluate_text(const Session& session, const InputSpec& spec, const std::string& path, int64_t limit) {
+nlohmann::json evaluate_text(const Session& session, const InputSpec& spec, const std::string& path,
+                             int64_t limit) {
   if (spec.kind != "text") throw Error("this artifact takes images, not text");
   std::vector<int64_t> ids = spec.encode(read_file(path));
   if (limit > 0 && static_cast<int64_t>(ids.size()) > limit + 1) ids.resize(static_cast<size_t>(limit + 1));

@@ -146,6 +146,29 @@ TEST_CASE("train then eval end to end on a small subset and resume through the C
   REQUIRE_THAT(metrics, Catch::Contains("\"train\"") && Catch::Contains("\"confusion\"") &&
                             Catch::Contains("\"latency_ms_b1\""));
 
+  // The exported fp32 artifact, run by mighty-run, gives LibTorch's test accuracy on the same 300 images.
+  o = run(kMighty + " export " + recipe + " --threads 1 --out " + straight);
+  REQUIRE(o.status == 0);
+  const std::string artifact = straight + "/teacher.fp32.mighty";
+  REQUIRE(std::filesystem::exists(artifact));
+  const std::string base = "/usr/share/datasets/fashion-mnist/";
+  auto e = run("MIGHTY_PROGRESS=off " + kMightyRun + " eval " + artifact + " --images " + base +
+               "t10k-images-idx3-ubyte.gz --labels " + base + "t10k-labels-idx1-ubyte.gz --limit 300");
+  INFO(e.err);
+  REQUIRE(e.status == 0);
+  // The number before the first '%' after `key`, e.g. "93.09".
+  const auto pct = [](const std::string& text, const std::string& key) {
+    const auto at = text.find(key);
+    REQUIRE(at != std::string::npos);
+    const auto end = text.find('%', at);
+    const auto begin = text.find_last_of(' ', end) + 1;
+    return text.substr(begin, end - begin);
+  };
+  REQUIRE_THAT(e.out, Catch::Contains("over 300 images"));
+  const auto libtorch = run(kMighty + " eval " + recipe + " --threads 1 --out " + straight);
+  REQUIRE(pct(e.out, "accuracy") == pct(libtorch.out, "test accuracy"));
+  REQUIRE(run(kMightyRun + " bench " + artifact + " --runs 3 --batch 2").status == 0);
+
   // Re-evaluating keeps the training record.
   o = run(kMighty + " eval " + recipe + " --threads 1 --out " + straight);
   REQUIRE(o.status == 0);
