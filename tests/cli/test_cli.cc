@@ -219,3 +219,32 @@ TEST_CASE("mighty-run inspect describes a valid artifact and rejects a corrupt o
   REQUIRE_THAT(o.err, Catch::Contains("fc.bias") && Catch::Contains("checksum"));
   std::filesystem::remove(path);
 }
+
+TEST_CASE("the C API example classifies through a model built here") {
+  // input [1, 2, 2] -> flatten -> linear 4 -> 3 with weights that pick out single pixels.
+  mighty::Graph g;
+  int x = g.add("input", mighty::OpKind::kInput, {}, {{"shape", {1, 2, 2}}});
+  x = g.add("flatten", mighty::OpKind::kFlatten, {x});
+  g.add("out", mighty::OpKind::kLinear, {x}, {{"in_features", 4}, {"out_features", 3}});
+  g.infer_shapes();
+  mighty::ArtifactWriter w;
+  w.set_metadata({{"graph", g.to_json()},
+                  {"input", {{"kind", "images"}, {"shape", {1, 2, 2}}, {"mean", 0.0}, {"std", 1.0}}},
+                  {"labels", {"first", "second", "third"}}});
+  const float weight[12] = {1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};  // class c reads pixel c (c = 0, 2, 3)
+  const float bias[3] = {0, 0, 0};
+  w.add_tensor("out.weight", mighty::TensorType::kFloat32, {3, 4}, weight);
+  w.add_tensor("out.bias", mighty::TensorType::kFloat32, {3}, bias);
+  const std::string model = write_temp("c_api.mighty", "");
+  w.write(model);
+  const std::string image = write_temp("pixels.raw", std::string("\x10\x00\xff\x20", 4));
+  auto o = run(std::string(CLASSIFY_BIN) + " " + model + " " + image);
+  INFO(o.err);
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out, Catch::StartsWith("1 second 1.0000"));  // pixel 2 = 255 -> 1.0
+  o = run(std::string(CLASSIFY_BIN) + " " + image + " " + image);
+  REQUIRE(o.status == 1);
+  REQUIRE_THAT(o.err, Catch::Contains("header at byte 0"));
+  std::filesystem::remove(model);
+  std::filesystem::remove(image);
+}

@@ -1,0 +1,121 @@
+// The C API over Session: exceptions never cross it; they become -1/NULL and mighty_last_error().
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "runtime/error.h"
+#include "runtime/input_spec.h"
+#include "runtime/mighty.h"
+#include "runtime/session.h"
+
+struct mighty_model {
+  mighty::Session session;
+  mighty::InputSpec spec;
+  std::vector<std::string> labels;
+};
+
+namespace {
+
+thread_local std::string last_error;
+
+template <typename F>
+auto guarded(F&& f, decltype(f()) on_error) -> decltype(f()) {
+  try {
+    last_error.clear();
+    return f();
+  } catch (const std::exception& e) {
+    last_error = e.what();
+  } catch (...) {
+    last_error = "unknown error";
+  }
+  return on_error;
+}
+
+mighty_model* wrap(mighty::Artifact artifact) {
+  const std::string name = artifact.name();
+  mighty::Session session(std::move(artifact));
+  const auto& meta = session.artifact().metadata();
+  if (!meta.contains("input")) throw mighty::Error(name + ": metadata has no input spec");
+  mighty::InputSpec spec = mighty::InputSpec::from_json(meta["input"], name);
+  std::vector<std::string> labels;
+  if (meta.contains("labels") && meta["labels"].is_array()) {
+    for (const auto& l : meta["labels"]) labels.push_back(l.is_string() ? l.get<std::string>() : l.dump());
+  }
+  return new mighty_model{std::move(session), std::move(spec), std::move(labels)};
+}
+
+}  // namespace
+
+extern "C" {
+
+mighty_model* mighty_load(const char* path) {
+  return guarded([&] { return wrap(mighty::Artifact::open(path ? path : "")); }, static_cast<mighty_model*>(nullptr));
+}
+
+mighty_model* mighty_load_memory(const void* data, size_t size) {
+  return guarded(
+      [&] {
+        if (!data && size) throw mighty::Error("mighty_load_memory: data is NULL");
+        return wrap(mighty::Artifact::from_bytes(std::string(static_cast<const char*>(data), size), "(memory)"));
+      },
+      static_cast<mighty_model*>(nullptr));
+}
+
+void mighty_free(mighty_model* model) { delete model; }
+
+const char* mighty_last_error(void) { return last_error.c_str(); }
+
+int mighty_input_kind(const mighty_model* m) {
+  return m && m->spec.kind == "text" ? MIGHTY_INPUT_TOKENS : MIGHTY_INPUT_IMAGES;
+}
+
+size_t mighty_input_size(const mighty_model* m) {
+  if (!m) return 0;
+  return static_cast<size_t>(m->spec.kind == "text" ? m->spec.context : m->spec.example_size());
+}
+
+size_t mighty_output_size(const mighty_model* m, size_t length) {
+  return m ? static_cast<size_t>(m->session.output_size(static_cast<int64_t>(length))) : 0;
+}
+
+size_t mighty_label_count(const mighty_model* m) { return m ? m->labels.size() : 0; }
+
+const char* mighty_label(const mighty_model* m, size_t index) {
+  return (m && index < m->labels.size()) ? m->labels[index].c_str() : nullptr;
+}
+
+int mighty_preprocess_images(const mighty_model* m, const uint8_t* pixels, size_t count, float* out) {
+  return guarded(
+      [&] {
+        if (!m || !pixels || !out) throw mighty::Error("mighty_preprocess_images: NULL argument");
+        if (m->spec.kind != "images") throw mighty::Error("mighty_preprocess_images: the model takes tokens");
+        const auto x = m->spec.images(pixels, static_cast<int64_t>(count));
+        std::memcpy(out, x.data(), x.size() * sizeof(float));
+        return 0;
+      },
+      -1);
+}
+
+int mighty_run(const mighty_model* m, const float* input, size_t batch, float* output) {
+  return guarded(
+      [&] {
+        if (!m || !input || !output) throw mighty::Error("mighty_run: NULL argument");
+        const auto y = m->session.run(input, static_cast<int64_t>(batch));
+        std::memcpy(output, y.data(), y.size() * sizeof(float));
+        return 0;
+      },
+      -1);
+}
+
+int mighty_run_tokens(const mighty_model* m, const int64_t* tokens, size_t batch, size_t length, float* output) {
+  return guarded(
+      [&] {
+        if (!m || !tokens || !output) throw mighty::Error("mighty_run_tokens: NULL argument");
+        const auto y = m->session.run_tokens(tokens, static_cast<int64_t>(batch), static_cast<int64_t>(length));
+        std::memcpy(output, y.data(), y.size() * sizeof(float));
+        return 0;
+      },
+      -1);
+}
+
+}  // extern "C"
