@@ -1,6 +1,6 @@
 /* Classifies one raw image with a .mighty model through the C API.
- * Usage: classify MODEL.mighty IMAGE.raw   (IMAGE.raw: the model's input size in uint8 pixels, e.g. 784 for 28x28)
- * Prints the predicted label and its logit. */
+ * Usage: classify MODEL.mighty IMAGE.raw   (IMAGE.raw: the model's input size in uint8 pixels, e.g. 784 for
+ * 28x28) Prints the predicted label and its logit. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -24,7 +24,8 @@ int main(int argc, char** argv) {
   int status = 1;
   if (!f || fread(image, 1, pixels, f) != pixels) {
     fprintf(stderr, "classify: %s: expected %zu bytes of pixels\n", argv[2], pixels);
-  } else if (mighty_preprocess_images(model, image, 1, input) != 0 || mighty_run(model, input, 1, logits) != 0) {
+  } else if (mighty_preprocess_images(model, image, 1, input) != 0 ||
+             mighty_run(model, input, 1, logits) != 0) {
     fprintf(stderr, "classify: %s\n", mighty_last_error());
   } else {
     size_t best = 0;

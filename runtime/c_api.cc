@@ -49,14 +49,16 @@ mighty_model* wrap(mighty::Artifact artifact) {
 extern "C" {
 
 mighty_model* mighty_load(const char* path) {
-  return guarded([&] { return wrap(mighty::Artifact::open(path ? path : "")); }, static_cast<mighty_model*>(nullptr));
+  return guarded([&] { return wrap(mighty::Artifact::open(path ? path : "")); },
+                 static_cast<mighty_model*>(nullptr));
 }
 
 mighty_model* mighty_load_memory(const void* data, size_t size) {
   return guarded(
       [&] {
         if (!data && size) throw mighty::Error("mighty_load_memory: data is NULL");
-        return wrap(mighty::Artifact::from_bytes(std::string(static_cast<const char*>(data), size), "(memory)"));
+        return wrap(
+            mighty::Artifact::from_bytes(std::string(static_cast<const char*>(data), size), "(memory)"));
       },
       static_cast<mighty_model*>(nullptr));
 }
@@ -107,11 +109,13 @@ int mighty_run(const mighty_model* m, const float* input, size_t batch, float* o
       -1);
 }
 
-int mighty_run_tokens(const mighty_model* m, const int64_t* tokens, size_t batch, size_t length, float* output) {
+int mighty_run_tokens(const mighty_model* m, const int64_t* tokens, size_t batch, size_t length,
+                      float* output) {
   return guarded(
       [&] {
         if (!m || !tokens || !output) throw mighty::Error("mighty_run_tokens: NULL argument");
-        const auto y = m->session.run_tokens(tokens, static_cast<int64_t>(batch), static_cast<int64_t>(length));
+        const auto y =
+            m->session.run_tokens(tokens, static_cast<int64_t>(batch), static_cast<int64_t>(length));
         std::memcpy(output, y.data(), y.size() * sizeof(float));
         return 0;
       },

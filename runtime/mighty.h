@@ -36,7 +36,8 @@ int mighty_preprocess_images(const mighty_model* model, const uint8_t* pixels, s
 /* output: batch x mighty_output_size(model, 0) floats (logits). 0 on success, -1 on error. */
 int mighty_run(const mighty_model* model, const float* input, size_t batch, float* output);
 /* tokens: batch x length ids; output: batch x mighty_output_size(model, length) floats. */
-int mighty_run_tokens(const mighty_model* model, const int64_t* tokens, size_t batch, size_t length, float* output);
+int mighty_run_tokens(const mighty_model* model, const int64_t* tokens, size_t batch, size_t length,
+                      float* output);
 
 #ifdef __cplusplus
 }
