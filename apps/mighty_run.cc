@@ -1,4 +1,5 @@
 // mighty-run: the deployable side. Links only the runtime and the kernels, never LibTorch.
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -8,6 +9,7 @@
 #include "kernels/cpu_features.h"
 #include "runtime/artifact.h"
 #include "runtime/error.h"
+#include "runtime/idx.h"
 #include "runtime/input_spec.h"
 #include "runtime/inspect.h"
 #include "runtime/session.h"
@@ -37,9 +39,22 @@ int main(int argc, char** argv) {
   bench->add_option("artifact", bench_artifact, ".mighty file")->required();
   bench->add_option("--runs", runs, "Timed batch-1 runs")->check(CLI::Range(int64_t{1}, int64_t{1000000}));
   bench->add_option("--batch", batch, "Throughput batch size")->check(CLI::Range(int64_t{1}, int64_t{65536}));
-  for (const char* verb : {"run"}) {
-    app.add_subcommand(verb, "(reserved: not available in this version)")->allow_extras();
-  }
+  std::string run_artifact, run_images, prompt;
+  int64_t run_limit = 10, count = 200, top_k = 0;
+  double temperature = 0.0;
+  uint64_t seed = 1;
+  auto* run =
+      app.add_subcommand("run", "Classify IDX images, or continue a text prompt with a language model");
+  run->add_option("artifact", run_artifact, ".mighty file")->required();
+  run->add_option("--images", run_images, "IDX images to classify (plain or .gz)");
+  run->add_option("--limit", run_limit, "Images to classify (default 10)")->check(CLI::PositiveNumber);
+  run->add_option("--prompt", prompt, "Text to continue (language models)");
+  run->add_option("--tokens", count, "Characters to generate (default 200)")->check(CLI::PositiveNumber);
+  run->add_option("--temperature", temperature, "0 = greedy (default); else sample")
+      ->check(CLI::Range(0.0, 100.0));
+  run->add_option("--top-k", top_k, "Sample among the k most likely characters (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  run->add_option("--seed", seed, "Sampling seed");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -54,6 +69,40 @@ int main(int argc, char** argv) {
                  f.avx2, f.fma, f.avx512f, f.avx512bw, f.avx512vl, f.avx512vnni, f.os_saves_avx,
                  f.os_saves_avx512);
       fmt::print("best path: {}; selected: {}\n", isa_name(f.best_supported()), isa_name(selected_isa()));
+      return 0;
+    }
+    if (run->parsed()) {
+      const mighty::Session session = mighty::Session::load(run_artifact);
+      const auto spec = mighty::InputSpec::from_json(
+          session.artifact().metadata().value("input", nlohmann::json()), run_artifact);
+      if (spec.kind == "text") {
+        if (prompt.empty()) throw mighty::Error("run: a language model needs --prompt");
+        double rate = 0.0;
+        const std::string text =
+            mighty::generate(session, spec, prompt, count, temperature, top_k, seed, &rate);
+        fmt::print("{}{}\n", prompt, text);
+        fmt::print(stderr, "generated {} characters at {:.1f} characters/s\n", count, rate);
+        return 0;
+      }
+      if (run_images.empty()) throw mighty::Error("run: an image model needs --images");
+      const mighty::IdxArray images = mighty::read_idx(run_images);
+      const int64_t per = spec.example_size();
+      if (images.dims.empty() || static_cast<int64_t>(images.data.size()) / images.dims[0] != per) {
+        throw mighty::Error(fmt::format("{}: images do not have the model's {} pixels", run_images, per));
+      }
+      const auto& labels = session.artifact().metadata().value("labels", nlohmann::json::array());
+      const int64_t n = std::min<int64_t>(run_limit, images.dims[0]);
+      const auto x = spec.images(images.data.data(), n);
+      const auto logits = session.run(x.data(), n);
+      const int64_t classes = session.output_size();
+      for (int64_t i = 0; i < n; ++i) {
+        const float* row = logits.data() + i * classes;
+        const int64_t best = std::max_element(row, row + classes) - row;
+        const std::string name = best < static_cast<int64_t>(labels.size()) && labels[best].is_string()
+                                     ? labels[best].get<std::string>()
+                                     : std::to_string(best);
+        fmt::print("{}\t{}\t{}\n", i, best, name);
+      }
       return 0;
     }
     if (eval->parsed()) {

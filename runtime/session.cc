@@ -60,7 +60,7 @@ int64_t Session::output_size(int64_t length) const {
 
 std::vector<float> Session::run(const float* input, int64_t batch) const {
   if (graph_.input_dtype() != DType::kFloat32) throw Error("this model takes tokens: use run_tokens");
-  return execute(input, nullptr, batch, 0);
+  return execute(input, nullptr, batch, 0, nullptr);
 }
 
 std::vector<float> Session::run_tokens(const int64_t* tokens, int64_t batch, int64_t length) const {
@@ -69,11 +69,35 @@ std::vector<float> Session::run_tokens(const int64_t* tokens, int64_t batch, int
   if (length < 1 || length > context) {
     throw Error(fmt::format("token sequence of length {} does not fit the context of {}", length, context));
   }
-  return execute(nullptr, tokens, batch, length);
+  return execute(nullptr, tokens, batch, length, nullptr);
 }
 
-std::vector<float> Session::execute(const float* input, const int64_t* tokens, int64_t batch,
-                                    int64_t length) const {
+std::vector<float> Session::decode(const int64_t* tokens, int64_t length, DecodeState& state) const {
+  if (graph_.input_dtype() != DType::kInt64) throw Error("decode needs a language model (token input)");
+  for (const Node& n : graph_.nodes()) {
+    if (n.op == OpKind::kMultiHeadAttention && !n.attrs.value("causal", false)) {
+      throw Error("decode needs causal attention (a language model)");
+    }
+    if (n.op == OpKind::kGlobalAvgPool)
+      throw Error("decode needs a language model, not a sequence classifier");
+  }
+  const int64_t context = graph_.input_shape()[0];
+  if (length < 1 || state.position + length > context) {
+    throw Error(fmt::format("decoding {} more tokens after {} exceeds the context of {}", length,
+                            state.position, context));
+  }
+  if (state.keys.empty()) {
+    state.keys.resize(graph_.nodes().size());
+    state.values.resize(graph_.nodes().size());
+  }
+  auto logits = execute(nullptr, tokens, 1, length, &state);
+  state.position += length;
+  return logits;
+}
+
+std::vector<float> Session::execute(const float* input, const int64_t* tokens, int64_t batch, int64_t length,
+                                    DecodeState* state) const {
+  const int64_t start = state ? state->position : 0;
   const auto& nodes = graph_.nodes();
   std::vector<Value> values(nodes.size());
   for (size_t i = 0; i < nodes.size(); ++i) {
@@ -228,7 +252,7 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
         out.data.resize(static_cast<size_t>(batch * length * dim));
         for (int64_t b = 0; b < batch; ++b)
           for (int64_t t = 0; t < length; ++t) {
-            const int64_t id = positional ? t : tokens[b * length + t];
+            const int64_t id = positional ? start + t : tokens[b * length + t];
             if (id < 0 || id >= num) {
               throw Error(fmt::format("token {} at position {} is outside the vocabulary of {}", id, t, num));
             }
@@ -255,20 +279,47 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
         for (int64_t b = 0; b < batch; ++b) {
           kernels::linear_fp32(in->data.data() + b * t * d, t, d, tensor("in_proj.weight"),
                                tensor("in_proj.bias"), 3 * d, qkv.data());
+          // Keys and values: this call's rows, or (decoding) the cache with this call's rows appended.
+          const float* keys = qkv.data() + d;
+          const float* vals = qkv.data() + 2 * d;
+          int64_t kv_stride = 3 * d, total = t;
+          if (state) {
+            auto& kc = state->keys[i];
+            auto& vc = state->values[i];
+            const int64_t context_length = graph_.input_shape()[0];
+            if (kc.empty()) {
+              kc.assign(static_cast<size_t>(context_length * d), 0.0f);
+              vc.assign(static_cast<size_t>(context_length * d), 0.0f);
+            }
+            for (int64_t r = 0; r < t; ++r) {
+              std::copy(qkv.data() + r * 3 * d + d, qkv.data() + r * 3 * d + 2 * d,
+                        kc.data() + (start + r) * d);
+              std::copy(qkv.data() + r * 3 * d + 2 * d, qkv.data() + r * 3 * d + 3 * d,
+                        vc.data() + (start + r) * d);
+            }
+            keys = kc.data();
+            vals = vc.data();
+            kv_stride = d;
+            total = start + t;
+          }
+          scores.resize(static_cast<size_t>(t * total));
           for (int64_t hd = 0; hd < heads; ++hd) {
-            // Row stride 3d: q, k and v of head hd start at columns hd*dh, d + hd*dh and 2d + hd*dh.
+            // q, k and v of head hd start at columns hd*dh (q in qkv, rows 3d apart; k and v in qkv or the
+            // cache).
             using Strided = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
             const Strided q(qkv.data() + hd * dh, t, dh, Eigen::OuterStride<>(3 * d));
-            const Strided k(qkv.data() + d + hd * dh, t, dh, Eigen::OuterStride<>(3 * d));
-            const Strided v(qkv.data() + 2 * d + hd * dh, t, dh, Eigen::OuterStride<>(3 * d));
-            Rows s(scores.data(), t, t);
+            const Strided k(keys + hd * dh, total, dh, Eigen::OuterStride<>(kv_stride));
+            const Strided v(vals + hd * dh, total, dh, Eigen::OuterStride<>(kv_stride));
+            Rows s(scores.data(), t, total);
             s.noalias() = q * k.transpose();
             s *= scale;
             if (causal) {
+              // Query row r sits at absolute position start + r and sees keys 0 .. start + r.
               for (int64_t r = 0; r < t; ++r)
-                for (int64_t c = r + 1; c < t; ++c) s(r, c) = -std::numeric_limits<float>::infinity();
+                for (int64_t c = start + r + 1; c < total; ++c)
+                  s(r, c) = -std::numeric_limits<float>::infinity();
             }
-            kernels::softmax_rows(scores.data(), t, t, scores.data());
+            kernels::softmax_rows(scores.data(), t, total, scores.data());
             Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> ctx(context.data() + hd * dh, t, dh,
                                                                Eigen::OuterStride<>(d));
             ctx.noalias() = s * v;

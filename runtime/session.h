@@ -28,6 +28,16 @@ class Session {
   // or [batch, classes] (sequence classifier) flattened.
   std::vector<float> run_tokens(const int64_t* tokens, int64_t batch, int64_t length) const;
 
+  // Incremental decoding of a causal language model (batch 1): the keys and values of every attention layer
+  // for the positions seen so far, so each new token costs one position's work instead of the whole prefix.
+  struct DecodeState {
+    int64_t position = 0;  // tokens consumed so far
+    std::vector<std::vector<float>> keys,
+        values;  // per graph node (empty for non-attention nodes): [context][d]
+  };
+  // Feeds `length` more tokens; returns their logits [length][vocab]. The total may not exceed the context.
+  std::vector<float> decode(const int64_t* tokens, int64_t length, DecodeState& state) const;
+
   // Output elements per example for a sequence of `length` (the whole input for image models).
   int64_t output_size(int64_t length = 0) const;
 
@@ -36,7 +46,8 @@ class Session {
     std::vector<float> data;
     std::vector<int64_t> shape;  // without the batch dimension
   };
-  std::vector<float> execute(const float* input, const int64_t* tokens, int64_t batch, int64_t length) const;
+  std::vector<float> execute(const float* input, const int64_t* tokens, int64_t batch, int64_t length,
+                             DecodeState* state) const;
   const float* weights(const std::string& name) const;
 
   Artifact artifact_;

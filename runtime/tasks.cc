@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <numeric>
+#include <random>
 
 #include <fmt/format.h>
 
@@ -80,6 +82,62 @@ nlohmann::json evaluate_text(const Session& session, const InputSpec& spec, cons
   progress.finish(windows);
   const double loss = nats / static_cast<double>(windows * ctx);
   return {{"characters", windows * ctx}, {"loss", loss}, {"bits_per_char", loss / std::log(2.0)}};
+}
+
+std::string generate(const Session& session, const InputSpec& spec, const std::string& prompt, int64_t count,
+                     double temperature, int64_t top_k, uint64_t seed, double* tokens_per_s) {
+  if (spec.kind != "text") throw Error("generation needs a text model");
+  std::vector<int64_t> history = spec.encode(prompt);
+  const int64_t vocab = static_cast<int64_t>(spec.vocab.size()), ctx = spec.context;
+  std::mt19937_64 rng(seed);
+  Session::DecodeState state;
+  // Feed the prompt (its last `ctx` characters).
+  const int64_t first = std::max<int64_t>(0, static_cast<int64_t>(history.size()) - ctx);
+  std::vector<float> logits =
+      session.decode(history.data() + first, static_cast<int64_t>(history.size()) - first, state);
+  std::vector<float> last(logits.end() - vocab, logits.end());
+  std::string out;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < count; ++i) {
+    int64_t next = 0;
+    if (temperature <= 0.0) {
+      next = argmax(last.data(), vocab);
+    } else {
+      std::vector<int64_t> order(static_cast<size_t>(vocab));
+      std::iota(order.begin(), order.end(), 0);
+      const int64_t k = top_k > 0 ? std::min(top_k, vocab) : vocab;
+      std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                        [&](int64_t a, int64_t b) { return last[a] > last[b]; });
+      std::vector<double> p(static_cast<size_t>(k));
+      double total = 0.0;
+      for (int64_t j = 0; j < k; ++j)
+        total += p[j] = std::exp((last[order[j]] - last[order[0]]) / temperature);
+      double u = static_cast<double>(rng() >> 11) * 0x1.0p-53 * total;
+      next = order[k - 1];
+      for (int64_t j = 0; j < k; ++j) {
+        if ((u -= p[j]) < 0.0) {
+          next = order[j];
+          break;
+        }
+      }
+    }
+    out += spec.decode(next);
+    history.push_back(next);
+    if (state.position == ctx) {
+      // The context is full: start again from the most recent half of it.
+      state = Session::DecodeState();
+      const int64_t keep = ctx / 2;
+      logits = session.decode(history.data() + history.size() - keep, keep, state);
+    } else {
+      logits = session.decode(&history.back(), 1, state);
+    }
+    last.assign(logits.end() - vocab, logits.end());
+  }
+  if (tokens_per_s) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    *tokens_per_s = s > 0 ? static_cast<double>(count) / s : 0.0;
+  }
+  return out;
 }
 
 nlohmann::json benchmark(const Session& session, const InputSpec& spec, int64_t runs, int64_t batch) {
