@@ -100,9 +100,21 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
   const int64_t start = state ? state->position : 0;
   const auto& nodes = graph_.nodes();
   std::vector<Value> values(nodes.size());
+  // Liveness: a node's buffer goes back to a free list after its last consumer has run, and later nodes take
+  // their buffers from that list, so peak memory follows the widest cut of the graph, not its length.
+  std::vector<size_t> last_use(nodes.size(), 0);
+  for (size_t i = 0; i < nodes.size(); ++i)
+    for (int in : nodes[i].inputs) last_use[static_cast<size_t>(in)] = i;
+  last_use[static_cast<size_t>(graph_.output())] = nodes.size();
+  std::vector<std::vector<float>> free_buffers;
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& n = nodes[i];
     Value& out = values[i];
+    if (!free_buffers.empty()) {
+      out.data = std::move(free_buffers.back());
+      free_buffers.pop_back();
+      out.data.clear();
+    }
     const Value* in = n.inputs.empty() ? nullptr : &values[n.inputs[0]];
     auto attr = [&](const char* key) { return n.attrs.at(key).get<int64_t>(); };
     auto tensor = [&](const std::string& suffix) { return weights(n.name + "." + suffix); };
@@ -328,6 +340,12 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
                                out.data.data() + b * t * d);
         }
         break;
+      }
+    }
+    for (int in : n.inputs) {
+      if (last_use[static_cast<size_t>(in)] == i && !values[static_cast<size_t>(in)].data.empty()) {
+        free_buffers.push_back(std::move(values[static_cast<size_t>(in)].data));
+        values[static_cast<size_t>(in)].data.clear();
       }
     }
   }
