@@ -101,6 +101,12 @@ Isa resolve_isa(const CpuFeatures& cpu, std::string_view override_value) {
   return *forced;
 }
 
+void require_isa(Isa isa) {
+  if (isa > cpu_features().best_supported()) {
+    throw std::runtime_error(std::string("kernel path ") + isa_name(isa) + " is not supported by this CPU");
+  }
+}
+
 Isa selected_isa() {
   const char* env = std::getenv("MIGHTY_ISA");
   return resolve_isa(cpu_features(), env ? std::string_view(env) : std::string_view());

@@ -38,6 +38,9 @@ std::optional<Isa> parse_isa(std::string_view name);
 // fallback.
 Isa selected_isa();
 
+// Throws std::runtime_error naming `isa` when this CPU cannot run it (explicit-path entry points call this).
+void require_isa(Isa isa);
+
 // Same rule, for a given override value (empty = none); exposed so the rule is testable without the
 // environment.
 Isa resolve_isa(const CpuFeatures& cpu, std::string_view override_value);

@@ -79,10 +79,7 @@ int16_t* scratch_int16(size_t count) {
 }
 
 GemmKernel gemm_kernel(Isa isa) {
-  const Isa best = cpu_features().best_supported();
-  if (isa > best) {
-    throw std::runtime_error(std::string("kernel path ") + isa_name(isa) + " is not supported by this CPU");
-  }
+  require_isa(isa);
   switch (isa) {
     case Isa::kRef:
       return gemm_ref;

@@ -25,9 +25,7 @@ void dequantize_ref(const uint8_t* q, int64_t n, float scale, int32_t zero_point
 }
 
 const QuantizeKernels& kernels_for(Isa isa) {
-  if (isa > cpu_features().best_supported()) {
-    throw std::runtime_error(std::string("kernel path ") + isa_name(isa) + " is not supported by this CPU");
-  }
+  require_isa(isa);
   switch (isa) {
     case Isa::kRef:
       return kQuantizeRef;
