@@ -65,10 +65,13 @@ int main(int argc, char** argv) {
   eval->add_option("--weights", weights, "Weights file (default: <run directory>/teacher.pt)");
 
   Common export_args;
+  bool export_int8 = false;
   auto* export_cmd = app.add_subcommand("export",
-                                        "Export the trained teacher as an fp32 .mighty artifact "
-                                        "(<run directory>/teacher.fp32.mighty)");
+                                        "Export the trained teacher as a .mighty artifact "
+                                        "(<run directory>/teacher.fp32.mighty or teacher.int8.mighty)");
   add_common(export_cmd, export_args);
+  export_cmd->add_flag("--int8", export_int8,
+                       "int8 weights (per channel), activations quantized per row at run time");
 
   // Verbs of the full pipeline; their names are taken so recipes and scripts can rely on them.
   for (const char* verb : {"compress", "inspect", "run", "bench"}) {
@@ -105,6 +108,7 @@ int main(int argc, char** argv) {
       const auto recipe = mighty::compress::load_recipe(export_args.recipe);
       mighty::compress::JobOptions options;
       options.out_dir = out_dir(export_args, recipe);
+      options.int8 = export_int8;
       mighty::compress::run_export(recipe, options);
       return 0;
     }

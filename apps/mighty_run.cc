@@ -55,6 +55,12 @@ int main(int argc, char** argv) {
   run->add_option("--top-k", top_k, "Sample among the k most likely characters (0 = all)")
       ->check(CLI::NonNegativeNumber);
   run->add_option("--seed", seed, "Sampling seed");
+  int threads = 1;
+  for (auto* cmd : {eval, bench, run}) {
+    cmd->add_option("--threads", threads, "Threads for the int8 kernels (default 1)")
+        ->check(CLI::Range(1, 256));
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -72,7 +78,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (run->parsed()) {
-      const mighty::Session session = mighty::Session::load(run_artifact);
+      const mighty::Session session = mighty::Session::load(run_artifact, threads);
       const auto spec = mighty::InputSpec::from_json(
           session.artifact().metadata().value("input", nlohmann::json()), run_artifact);
       if (spec.kind == "text") {
@@ -106,7 +112,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (eval->parsed()) {
-      const mighty::Session session = mighty::Session::load(eval_artifact);
+      const mighty::Session session = mighty::Session::load(eval_artifact, threads);
       const auto spec = mighty::InputSpec::from_json(
           session.artifact().metadata().value("input", nlohmann::json()), eval_artifact);
       nlohmann::json result;
@@ -124,15 +130,14 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (bench->parsed()) {
-      const mighty::Session session = mighty::Session::load(bench_artifact);
+      const mighty::Session session = mighty::Session::load(bench_artifact, threads);
       const auto spec = mighty::InputSpec::from_json(
           session.artifact().metadata().value("input", nlohmann::json()), bench_artifact);
       const auto r = mighty::benchmark(session, spec, runs, batch);
       fmt::print(
-          "latency, batch 1: {:.3f} ms median, {:.3f} ms p99 ({} runs, 1 thread)\nthroughput, batch {}: "
-          "{:.0f} "
-          "examples/s\n",
-          r["latency_ms_b1"].get<double>(), r["latency_ms_b1_p99"].get<double>(), runs, batch,
+          "latency, batch 1: {:.3f} ms median, {:.3f} ms p99 ({} runs, {} threads)\n"
+          "throughput, batch {}: {:.0f} examples/s\n",
+          r["latency_ms_b1"].get<double>(), r["latency_ms_b1_p99"].get<double>(), runs, threads, batch,
           r["throughput_per_s"].get<double>());
       return 0;
     }

@@ -1,15 +1,31 @@
 #include "compress/export.h"
 
+#include <set>
+
 #include <fmt/format.h>
 
 #include "runtime/error.h"
 
 namespace mighty::compress {
 
-ArtifactWriter export_fp32(GraphModule& model, const nlohmann::json& metadata) {
+namespace {
+
+bool is_weight_layer(const Node& n) { return n.op == OpKind::kLinear || n.op == OpKind::kConv2d; }
+
+ArtifactWriter write(GraphModule& model, const nlohmann::json& metadata, bool int8) {
   ArtifactWriter writer;
   nlohmann::json meta = metadata;
-  meta["graph"] = model->graph().to_json();
+  nlohmann::json graph = model->graph().to_json();
+  std::set<std::string> int8_weights;
+  if (int8) {
+    const auto& nodes = model->graph().nodes();
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (!is_weight_layer(nodes[i])) continue;
+      graph["nodes"][i]["attrs"]["quant"] = {{"weight", "int8"}, {"activation", "dynamic"}};
+      int8_weights.insert(nodes[i].name + ".weight");
+    }
+  }
+  meta["graph"] = graph;
   if (!meta.contains("producer")) meta["producer"] = "mighty";
   writer.set_metadata(meta);
   const auto params = model->named_parameters(true);
@@ -17,10 +33,35 @@ ArtifactWriter export_fp32(GraphModule& model, const nlohmann::json& metadata) {
   for (const auto& spec : model->graph().all_tensors()) {
     const torch::Tensor* t = spec.trainable ? params.find(spec.name) : buffers.find(spec.name);
     if (!t) throw Error(fmt::format("export: the model has no tensor '{}'", spec.name));
+    if (int8_weights.count(spec.name)) {
+      const auto [q, scales] = quantize_weight_per_channel(t->detach());
+      writer.add_tensor(spec.name, TensorType::kInt8, spec.shape, q.data_ptr<int8_t>());
+      const std::string scale_name = spec.name.substr(0, spec.name.size() - 7) + ".weight_scale";
+      writer.add_tensor(scale_name, TensorType::kFloat32, {spec.shape[0]}, scales.data_ptr<float>());
+      continue;
+    }
     const torch::Tensor data = t->detach().to(torch::kFloat32).contiguous();
     writer.add_tensor(spec.name, TensorType::kFloat32, spec.shape, data.data_ptr<float>());
   }
   return writer;
+}
+
+}  // namespace
+
+std::pair<torch::Tensor, torch::Tensor> quantize_weight_per_channel(const torch::Tensor& weight) {
+  const auto w = weight.to(torch::kFloat32).reshape({weight.size(0), -1});
+  auto scales = w.abs().amax(1) / 127.0;
+  scales = torch::where(scales > 0, scales, torch::ones_like(scales));
+  const auto q = torch::round(w / scales.unsqueeze(1)).clamp(-127, 127).to(torch::kInt8).contiguous();
+  return {q, scales.to(torch::kFloat32).contiguous()};
+}
+
+ArtifactWriter export_fp32(GraphModule& model, const nlohmann::json& metadata) {
+  return write(model, metadata, false);
+}
+
+ArtifactWriter export_int8_dynamic(GraphModule& model, const nlohmann::json& metadata) {
+  return write(model, metadata, true);
 }
 
 }  // namespace mighty::compress

@@ -164,8 +164,8 @@ std::string run_export(const Recipe& recipe, const JobOptions& options) {
                                    {"recipe", recipe.name},    {"recipe_hash", recipe.hash()},
                                    {"data_hash", data.hash},   {"role", "teacher_fp32"},
                                    {"input", input.to_json()}, {"labels", labels}};
-  const std::string path = options.out_dir + "/teacher.fp32.mighty";
-  export_fp32(model, metadata).write(path);
+  const std::string path = options.out_dir + (options.int8 ? "/teacher.int8.mighty" : "/teacher.fp32.mighty");
+  (options.int8 ? export_int8_dynamic(model, metadata) : export_fp32(model, metadata)).write(path);
   if (!options.quiet) {
     fmt::print("exported {} ({} parameters, {} bytes)\n", path, with_commas(model->parameter_count()),
                std::filesystem::file_size(path));

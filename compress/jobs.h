@@ -17,6 +17,7 @@ struct JobOptions {
   int64_t stop_after_steps = 0;  // stop early as if interrupted (tests, debugging); 0 = run to the end
   bool measure_speed = true;
   bool quiet = false;  // no table on stdout
+  bool int8 = false;   // export: int8 weights, dynamic activations
 };
 
 // Trains the recipe's teacher: writes recipe.json (resolved, with hashes), checkpoint.pt (during training),

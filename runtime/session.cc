@@ -9,6 +9,7 @@
 #include <Eigen/Core>
 
 #include "kernels/fp32_ops.h"
+#include "kernels/quantize.h"
 #include "runtime/error.h"
 
 namespace mighty {
@@ -28,7 +29,10 @@ constexpr float kNormEps = 1e-5f;  // LibTorch's default for BatchNorm2d and Lay
 
 }  // namespace
 
-Session::Session(Artifact artifact) : artifact_(std::move(artifact)) {
+Session::Session(Session&&) noexcept = default;
+Session::~Session() = default;
+
+Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)) {
   const auto& m = artifact_.metadata();
   if (!m.contains("graph")) throw Error(fmt::format("{}: metadata has no graph", artifact_.name()));
   try {
@@ -36,18 +40,83 @@ Session::Session(Artifact artifact) : artifact_(std::move(artifact)) {
   } catch (const Error& e) {
     throw Error(fmt::format("{}: {}", artifact_.name(), e.what()));
   }
-  for (const auto& spec : graph_.all_tensors()) {
-    if (!artifact_.has_tensor(spec.name)) {
-      throw Error(fmt::format("{}: the graph needs tensor '{}', which the file does not have",
-                              artifact_.name(), spec.name));
+  const auto& nodes = graph_.nodes();
+  int8_.resize(nodes.size());
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+    const Node& n = nodes[i];
+    const bool quantized = n.attrs.contains("quant");
+    if (quantized) {
+      const auto& q = n.attrs["quant"];
+      if ((n.op != OpKind::kLinear && n.op != OpKind::kConv2d) || !q.is_object() ||
+          q.value("weight", "") != "int8" || q.value("activation", "") != "dynamic") {
+        throw Error(fmt::format("{}: graph node {} ('{}'): unsupported quantization {}", artifact_.name(), i,
+                                n.name, q.dump()));
+      }
     }
-    const auto& t = artifact_.tensor(spec.name);
-    if (t.shape != spec.shape || t.type != TensorType::kFloat32) {
-      throw Error(fmt::format("{}: tensor '{}' is {} [{}], the graph needs float32 [{}]", artifact_.name(),
-                              spec.name, tensor_type_name(t.type), fmt::join(t.shape, ", "),
-                              fmt::join(spec.shape, ", ")));
+    for (const auto& spec : graph_.tensors(i)) {
+      if (!artifact_.has_tensor(spec.name)) {
+        throw Error(fmt::format("{}: the graph needs tensor '{}', which the file does not have",
+                                artifact_.name(), spec.name));
+      }
+      const auto& t = artifact_.tensor(spec.name);
+      const bool int8_weight = quantized && spec.name == n.name + ".weight";
+      const TensorType want = int8_weight ? TensorType::kInt8 : TensorType::kFloat32;
+      if (t.shape != spec.shape || t.type != want) {
+        throw Error(fmt::format("{}: tensor '{}' is {} [{}], the graph needs {} [{}]", artifact_.name(),
+                                spec.name, tensor_type_name(t.type), fmt::join(t.shape, ", "),
+                                tensor_type_name(want), fmt::join(spec.shape, ", ")));
+      }
     }
+    if (!quantized) continue;
+    const auto& w = artifact_.tensor(n.name + ".weight");
+    const int64_t out = w.shape[0], in = w.numel() / out;
+    const std::string scale_name = n.name + ".weight_scale";
+    if (!artifact_.has_tensor(scale_name)) {
+      throw Error(fmt::format("{}: int8 node '{}' has no tensor '{}'", artifact_.name(), n.name, scale_name));
+    }
+    const auto& sc = artifact_.tensor(scale_name);
+    if (sc.type != TensorType::kFloat32 || sc.shape != std::vector<int64_t>{out}) {
+      throw Error(fmt::format("{}: tensor '{}' is {} [{}], expected float32 [{}]", artifact_.name(),
+                              scale_name, tensor_type_name(sc.type), fmt::join(sc.shape, ", "), out));
+    }
+    for (int64_t c = 0; c < out; ++c) {
+      const float v = sc.as<float>()[c];
+      if (!(std::isfinite(v) && v > 0.0f)) {
+        throw Error(fmt::format("{}: tensor '{}' entry {}: expected a finite positive scale, found {}",
+                                artifact_.name(), scale_name, c, v));
+      }
+    }
+    auto layer = std::make_unique<Int8Weights>();
+    layer->packed = kernels::pack_weights(w.as<int8_t>(), out, in, in);
+    layer->scales = sc.as<float>();
+    int8_[i] = std::move(layer);
   }
+  if (threads > 1) pool_ = std::make_unique<kernels::ThreadPool>(threads);
+  pool_mutex_ = std::make_unique<std::mutex>();
+}
+
+void Session::linear_int8(int node, const float* x, int64_t rows, const float* bias, float* y) const {
+  const Int8Weights& layer = *int8_[node];
+  const int64_t in = layer.packed.k, out = layer.packed.n;
+  std::vector<uint8_t> a(static_cast<size_t>(rows * in));
+  std::vector<float> row_scale(static_cast<size_t>(rows));
+  std::vector<int32_t> row_zero(static_cast<size_t>(rows));
+  kernels::quantize_rows_dynamic(x, rows, in, in, a.data(), in, row_scale.data(), row_zero.data());
+  kernels::GemmArgs g;
+  g.a = a.data();
+  g.lda = in;
+  g.m = rows;
+  g.a_zero_points = row_zero.data();
+  g.w = &layer.packed;
+  g.epilogue.kind = kernels::OutputKind::kFloat32;
+  g.epilogue.multiplier = layer.scales;
+  g.epilogue.per_channel = true;
+  g.epilogue.row_scale = row_scale.data();
+  g.epilogue.fp_bias = bias;
+  g.c = y;
+  g.ldc = out;
+  std::unique_lock<std::mutex> lock(*pool_mutex_, std::try_to_lock);
+  kernels::gemm_u8s8(g, lock.owns_lock() ? pool_.get() : nullptr);
 }
 
 const float* Session::weights(const std::string& name) const { return artifact_.tensor(name).as<float>(); }
@@ -134,7 +203,11 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
         const int64_t rows = batch * product(in->shape) / fin;
         out.data.resize(static_cast<size_t>(rows * fout));
         const float* bias = n.attrs.value("bias", true) ? tensor("bias") : nullptr;
-        kernels::linear_fp32(in->data.data(), rows, fin, tensor("weight"), bias, fout, out.data.data());
+        if (int8_[i]) {
+          linear_int8(static_cast<int>(i), in->data.data(), rows, bias, out.data.data());
+        } else {
+          kernels::linear_fp32(in->data.data(), rows, fin, tensor("weight"), bias, fout, out.data.data());
+        }
         break;
       }
       case OpKind::kConv2d: {
@@ -164,8 +237,16 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
                 }
               }
           Rows y(out.data.data() + b * cout * pixels, cout, pixels);
-          y.noalias() = ConstRows(tensor("weight"), cout, patch) * ConstRows(cols.data(), patch, pixels);
-          if (bias) y.colwise() += Eigen::Map<const Eigen::VectorXf>(bias, cout);
+          if (int8_[i]) {
+            // The GEMM wants one row per pixel: [pixels][patch] in, [pixels][cout] out, then back to NCHW.
+            const RowMatrix patches = ConstRows(cols.data(), patch, pixels).transpose();
+            RowMatrix result(pixels, cout);
+            linear_int8(static_cast<int>(i), patches.data(), pixels, bias, result.data());
+            y = result.transpose();
+          } else {
+            y.noalias() = ConstRows(tensor("weight"), cout, patch) * ConstRows(cols.data(), patch, pixels);
+            if (bias) y.colwise() += Eigen::Map<const Eigen::VectorXf>(bias, cout);
+          }
         }
         break;
       }

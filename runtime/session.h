@@ -6,9 +6,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "kernels/gemm.h"
+#include "kernels/thread_pool.h"
 #include "runtime/artifact.h"
 #include "runtime/graph.h"
 
@@ -16,8 +19,13 @@ namespace mighty {
 
 class Session {
  public:
-  explicit Session(Artifact artifact);
-  static Session load(const std::string& path) { return Session(Artifact::open(path)); }
+  // `threads` splits the int8 GEMMs (results are identical for any count).
+  explicit Session(Artifact artifact, int threads = 1);
+  static Session load(const std::string& path, int threads = 1) {
+    return Session(Artifact::open(path), threads);
+  }
+  Session(Session&&) noexcept;
+  ~Session();
 
   const Graph& graph() const { return graph_; }
   const Artifact& artifact() const { return artifact_; }
@@ -49,9 +57,20 @@ class Session {
   std::vector<float> execute(const float* input, const int64_t* tokens, int64_t batch, int64_t length,
                              DecodeState* state) const;
   const float* weights(const std::string& name) const;
+  // y[rows][out] = x[rows][in] W^T (+ bias) on the int8 kernels, for the int8 node `node`.
+  void linear_int8(int node, const float* x, int64_t rows, const float* bias, float* y) const;
+
+  struct Int8Weights {
+    kernels::PackedWeights packed;
+    const float* scales = nullptr;  // [out]
+  };
 
   Artifact artifact_;
   Graph graph_;
+  std::vector<std::unique_ptr<Int8Weights>> int8_;  // per node; null for fp32 nodes
+  std::unique_ptr<kernels::ThreadPool> pool_;
+  std::unique_ptr<std::mutex>
+      pool_mutex_;  // the pool serves one run at a time; concurrent runs go single-threaded
 };
 
 }  // namespace mighty

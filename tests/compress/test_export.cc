@@ -171,3 +171,96 @@ TEST_CASE("incremental decoding with the key/value cache equals running the whol
   // Sampling is reproducible for a seed.
   REQUIRE(generate(session, spec, "ab", 20, 0.8, 5, 42) == generate(session, spec, "ab", 20, 0.8, 5, 42));
 }
+
+TEST_CASE("per-channel symmetric weight quantization") {
+  auto w = torch::tensor({{0.5f, -1.0f, 0.25f}, {0.0f, 0.0f, 0.0f}, {2.54f, 0.01f, -2.54f}});
+  const auto [q, scales] = quantize_weight_per_channel(w);
+  REQUIRE(scales[0].item<float>() == Approx(1.0f / 127));
+  REQUIRE(scales[1].item<float>() == 1.0f);  // an all-zero channel keeps a valid scale
+  REQUIRE(scales[2].item<float>() == Approx(2.54f / 127));
+  REQUIRE(q[0][1].item<int8_t>() == -127);
+  REQUIRE(q[0][0].item<int8_t>() == 64);  // 63.5 rounds half to even: 64
+  REQUIRE(q[2][0].item<int8_t>() == 127);
+  REQUIRE(q[2][1].item<int8_t>() == 0);
+  REQUIRE(q[1].abs().sum().item<int64_t>() == 0);
+}
+
+TEST_CASE("int8 artifacts (int8 weights, dynamic activations) track the fp32 model") {
+  torch::manual_seed(8);
+  ModelSpec cnn;
+  cnn.arch = "cnn";
+  cnn.input_shape = {1, 12, 12};
+  cnn.classes = 6;
+  CnnBlockSpec a, b;
+  a.channels = 8;
+  a.pool = "max";
+  b.channels = 12;
+  b.stride = 2;
+  cnn.blocks = {a, b};
+  cnn.hidden = {24};
+  ModelSpec lm;
+  lm.arch = "transformer";
+  lm.input_shape = {12};
+  lm.classes = lm.vocab = 20;
+  lm.d_model = 32;
+  lm.heads = 4;
+  lm.layers = 2;
+  lm.ffn = 64;
+  for (const ModelSpec& spec : {cnn, lm}) {
+    GraphModule m(build_graph(spec));
+    randomize_buffers(m);
+    m->eval();
+    const std::string bytes = export_int8_dynamic(m, {{"producer", "test"}}).serialize();
+    const Session fp32 = session_for(m);
+    for (int threads : {1, 2}) {
+      const Session int8(Artifact::from_bytes(bytes, "int8.mighty"), threads);
+      std::vector<float> want, got;
+      if (spec.arch == "cnn") {
+        auto x = torch::randn({16, 1, 12, 12});
+        want = fp32.run(x.data_ptr<float>(), 16);
+        got = int8.run(x.data_ptr<float>(), 16);
+      } else {
+        auto t = torch::randint(0, 20, {4, 12}, torch::kInt64);
+        want = fp32.run_tokens(t.data_ptr<int64_t>(), 4, 12);
+        got = int8.run_tokens(t.data_ptr<int64_t>(), 4, 12);
+      }
+      double err = 0, ref = 0;
+      for (size_t i = 0; i < want.size(); ++i) {
+        err += (got[i] - want[i]) * (got[i] - want[i]);
+        ref += want[i] * want[i];
+      }
+      INFO(spec.arch << " threads " << threads << ": relative error " << std::sqrt(err / ref));
+      REQUIRE(std::sqrt(err / ref) < 0.05);  // ~8-bit precision, not a copy of the fp32 numbers
+      REQUIRE(std::sqrt(err / ref) > 0.0);
+    }
+    // Thread count does not change the int8 results.
+    const Session one(Artifact::from_bytes(bytes, "a"), 1), two(Artifact::from_bytes(bytes, "b"), 2);
+    if (spec.arch == "cnn") {
+      auto x = torch::randn({5, 1, 12, 12});
+      REQUIRE(one.run(x.data_ptr<float>(), 5) == two.run(x.data_ptr<float>(), 5));
+    }
+  }
+}
+
+TEST_CASE("a session checks int8 quantization parameters") {
+  ModelSpec s;
+  s.arch = "mlp";
+  s.input_shape = {4};
+  s.classes = 2;
+  s.hidden = {3};
+  GraphModule m(build_graph(s));
+  std::string bytes = export_int8_dynamic(m, {}).serialize();
+  // Rebuild the artifact with a zero scale: the session must refuse it.
+  const Artifact good = Artifact::from_bytes(bytes, "good");
+  ArtifactWriter w;
+  w.set_metadata({{"graph", good.metadata()["graph"]}});
+  for (const auto& t : good.tensors()) {
+    std::vector<uint8_t> data(static_cast<const uint8_t*>(t.data),
+                              static_cast<const uint8_t*>(t.data) + t.bytes);
+    if (t.name == "fc.0.weight_scale") std::fill(data.begin(), data.end(), 0);
+    w.add_tensor(t.name, t.type, t.shape, data.data());
+  }
+  REQUIRE_THROWS_WITH(
+      Session(Artifact::from_bytes(w.serialize(), "bad.mighty")),
+      Catch::Contains("bad.mighty: tensor 'fc.0.weight_scale' entry 0: expected a finite positive scale"));
+}
