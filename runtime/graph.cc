@@ -63,6 +63,20 @@ bool attr_bool_or(const Node& n, const char* key, bool fallback) {
   return (it != n.attrs.end() && it->is_boolean()) ? it->get<bool>() : fallback;
 }
 
+// Attributes every op may carry: their types are checked once here, so later readers can rely on them.
+void check_common_attrs(const Node& n, int index) {
+  for (const char* key : {"bias", "positional", "causal"}) {
+    auto it = n.attrs.find(key);
+    if (it != n.attrs.end() && !it->is_boolean()) {
+      throw Error(fmt::format("{}: attribute '{}' must be true or false", where(n, index), key));
+    }
+  }
+  auto it = n.attrs.find("train_dropout");
+  if (it != n.attrs.end() && (!it->is_number() || !(it->get<double>() >= 0.0 && it->get<double>() < 1.0))) {
+    throw Error(fmt::format("{}: attribute 'train_dropout' must be a number in [0, 1)", where(n, index)));
+  }
+}
+
 constexpr int64_t kMaxDim = int64_t{1} << 31;
 
 }  // namespace
@@ -109,6 +123,7 @@ void Graph::infer_shapes() {
   }
   for (int i = 0; i < static_cast<int>(nodes_.size()); ++i) {
     Node& n = nodes_[i];
+    check_common_attrs(n, i);
     const int arity = info(n.op).arity;
     if (static_cast<int>(n.inputs.size()) != arity) {
       throw Error(fmt::format("{}: has {} inputs, expected {}", where(n, i), n.inputs.size(), arity));

@@ -47,8 +47,8 @@ Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)
     const bool quantized = n.attrs.contains("quant");
     if (quantized) {
       const auto& q = n.attrs["quant"];
-      if ((n.op != OpKind::kLinear && n.op != OpKind::kConv2d) || !q.is_object() ||
-          q.value("weight", "") != "int8" || q.value("activation", "") != "dynamic") {
+      if ((n.op != OpKind::kLinear && n.op != OpKind::kConv2d) || !q.is_object() || !q.contains("weight") ||
+          q["weight"] != "int8" || !q.contains("activation") || q["activation"] != "dynamic") {
         throw Error(fmt::format("{}: graph node {} ('{}'): unsupported quantization {}", artifact_.name(), i,
                                 n.name, q.dump()));
       }

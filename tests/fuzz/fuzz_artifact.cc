@@ -1,7 +1,7 @@
-// libFuzzer target for the artifact reader: any byte string must either load (and then every tensor view must
-// lie inside the input) or fail with mighty::Error. Each input is tried as it is and with its header checksum
-// recomputed, so mutations also reach the metadata and tensor-table checks behind the checksum.
-// Built with -DMIGHTY_FUZZ=ON (clang), run by scripts/fuzz.
+// libFuzzer target for the artifact reader and the session built on it: any byte string must either load (and
+// then every tensor view must lie inside the input) or fail with mighty::Error. Each input is tried as it is
+// and with its header checksum recomputed, so mutations also reach the metadata and tensor-table checks
+// behind the checksum. Built with -DMIGHTY_FUZZ=ON (clang), run by scripts/fuzz.
 #include <xxhash.h>
 
 #include <cstddef>
@@ -10,6 +10,7 @@
 
 #include "runtime/artifact.h"
 #include "runtime/error.h"
+#include "runtime/session.h"
 
 namespace {
 
@@ -22,6 +23,8 @@ void try_load(const std::string& bytes) {
       for (uint64_t i = 0; i < t.bytes; ++i) total += p[i];  // reads every byte: ASan checks the bounds
     }
     asm volatile("" : : "r"(total));
+    // A valid container goes on to the session, which checks the graph and the tensors against it.
+    if (a.metadata().contains("graph")) mighty::Session session(mighty::Artifact::from_bytes(bytes, "fuzz"));
   } catch (const mighty::Error&) {
   }
 }

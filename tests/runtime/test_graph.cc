@@ -82,6 +82,12 @@ TEST_CASE("graph errors name the node and what was expected") {
     j["nodes"][3]["inputs"] = {1, 2};
     REQUIRE_THROWS_WITH(Graph::from_json(j), Catch::Contains("has 2 inputs, expected 1"));
   }
+  SECTION("mistyped flag") {
+    json j = small_cnn().to_json();
+    j["nodes"][1]["attrs"]["bias"] = "no";
+    REQUIRE_THROWS_WITH(Graph::from_json(j),
+                        Catch::Contains("graph node 1") && Catch::Contains("'bias' must be true or false"));
+  }
   SECTION("heads must divide the width") {
     Graph g;
     int x = g.add("input", OpKind::kInput, {}, {{"shape", {4, 30}}});
