@@ -1,7 +1,9 @@
-// Writes seed artifacts for the fuzzer corpus: small valid files of every dtype (argument: output directory).
+// Writes seed artifacts for the fuzzer corpus (argument: output directory): small valid files of every dtype,
+// and a small model with a graph in fp32 and with an int8 layer, so mutations reach the session's checks.
 #include <string>
 
 #include "runtime/artifact.h"
+#include "runtime/graph.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) return 2;
@@ -15,5 +17,30 @@ int main(int argc, char** argv) {
   w.write(dir + "/two_tensors.mighty");
   mighty::ArtifactWriter empty;
   empty.write(dir + "/empty.mighty");
+
+  for (bool int8 : {false, true}) {
+    mighty::Graph g;
+    int x = g.add("input", mighty::OpKind::kInput, {}, {{"shape", {2}}});
+    x = g.add("fc", mighty::OpKind::kLinear, {x}, {{"in_features", 2}, {"out_features", 2}});
+    x = g.add("act", mighty::OpKind::kReLU, {x});
+    g.add("out", mighty::OpKind::kLinear, {x}, {{"in_features", 2}, {"out_features", 2}, {"bias", false}});
+    g.infer_shapes();
+    nlohmann::json graph = g.to_json();
+    if (int8) graph["nodes"][1]["attrs"]["quant"] = {{"weight", "int8"}, {"activation", "dynamic"}};
+    mighty::ArtifactWriter m;
+    m.set_metadata(
+        {{"graph", graph}, {"input", {{"kind", "images"}, {"shape", {2}}, {"mean", 0}, {"std", 1}}}});
+    const float bias[2] = {0.1f, -0.1f}, scales[2] = {0.01f, 0.02f};
+    const int8_t q4[4] = {-127, 3, 0, 127};
+    if (int8) {
+      m.add_tensor("fc.weight", mighty::TensorType::kInt8, {2, 2}, q4);
+      m.add_tensor("fc.weight_scale", mighty::TensorType::kFloat32, {2}, scales);
+    } else {
+      m.add_tensor("fc.weight", mighty::TensorType::kFloat32, {2, 2}, f);
+    }
+    m.add_tensor("fc.bias", mighty::TensorType::kFloat32, {2}, bias);
+    m.add_tensor("out.weight", mighty::TensorType::kFloat32, {2, 2}, f);
+    m.write(dir + (int8 ? "/mlp_int8.mighty" : "/mlp_fp32.mighty"));
+  }
   return 0;
 }
