@@ -135,10 +135,10 @@ int main(int argc, char** argv) {
           session.artifact().metadata().value("input", nlohmann::json()), bench_artifact);
       const auto r = mighty::benchmark(session, spec, runs, batch);
       fmt::print(
-          "latency, batch 1: {:.3f} ms median, {:.3f} ms p99 ({} runs, {} threads)\n"
+          "latency, batch 1: {:.3f} ms median, {:.3f} ms p99 ({} runs, {} thread{})\n"
           "throughput, batch {}: {:.0f} examples/s\n",
-          r["latency_ms_b1"].get<double>(), r["latency_ms_b1_p99"].get<double>(), runs, threads, batch,
-          r["throughput_per_s"].get<double>());
+          r["latency_ms_b1"].get<double>(), r["latency_ms_b1_p99"].get<double>(), runs, threads,
+          threads == 1 ? "" : "s", batch, r["throughput_per_s"].get<double>());
       return 0;
     }
     if (inspect->parsed()) {

@@ -194,8 +194,9 @@ std::string metrics_table(const nlohmann::json& m) {
   if (m.contains("speed")) {
     const auto& s = m["speed"];
     row("latency, batch 1",
-        fmt::format("{:.3f} ms median, {:.3f} ms p99 ({} threads)", s["latency_ms_b1"].get<double>(),
-                    s["latency_ms_b1_p99"].get<double>(), s["threads"].get<int>()));
+        fmt::format("{:.3f} ms median, {:.3f} ms p99 ({} thread{})", s["latency_ms_b1"].get<double>(),
+                    s["latency_ms_b1_p99"].get<double>(), s["threads"].get<int>(),
+                    s["threads"].get<int>() == 1 ? "" : "s"));
     row(fmt::format("throughput, batch {}", s["throughput_batch"].get<int64_t>()),
         fmt::format("{:.0f} examples/s", s["throughput_per_s"].get<double>()));
   }
