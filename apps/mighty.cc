@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
@@ -85,29 +86,28 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (train->parsed()) {
-      apply_threads(train_args.threads);
-      const auto recipe = mighty::compress::load_recipe(train_args.recipe);
+    // Every verb: threads, the recipe, and the run directory (default runs/<recipe name>).
+    auto start = [](const Common& c) {
+      apply_threads(c.threads);
+      auto recipe = mighty::compress::load_recipe(c.recipe);
       mighty::compress::JobOptions options;
-      options.out_dir = out_dir(train_args, recipe);
+      options.out_dir = out_dir(c, recipe);
+      return std::make_pair(std::move(recipe), options);
+    };
+    if (train->parsed()) {
+      auto [recipe, options] = start(train_args);
       options.resume = resume;
       options.stop_after_steps = stop_after;
       mighty::compress::run_train(recipe, options);
       return 0;
     }
     if (eval->parsed()) {
-      apply_threads(eval_args.threads);
-      const auto recipe = mighty::compress::load_recipe(eval_args.recipe);
-      mighty::compress::JobOptions options;
-      options.out_dir = out_dir(eval_args, recipe);
+      const auto [recipe, options] = start(eval_args);
       mighty::compress::run_eval(recipe, options, weights);
       return 0;
     }
     if (export_cmd->parsed()) {
-      apply_threads(export_args.threads);
-      const auto recipe = mighty::compress::load_recipe(export_args.recipe);
-      mighty::compress::JobOptions options;
-      options.out_dir = out_dir(export_args, recipe);
+      auto [recipe, options] = start(export_args);
       options.int8 = export_int8;
       mighty::compress::run_export(recipe, options);
       return 0;

@@ -25,6 +25,18 @@ void randomize_buffers(GraphModule& m) {
   }
 }
 
+ModelSpec tiny_transformer(int64_t context, int64_t vocab, int64_t d_model, int64_t heads, int64_t ffn) {
+  ModelSpec s;
+  s.arch = "transformer";
+  s.input_shape = {context};
+  s.classes = s.vocab = vocab;
+  s.d_model = d_model;
+  s.heads = heads;
+  s.layers = 2;
+  s.ffn = ffn;
+  return s;
+}
+
 Session session_for(GraphModule& m) {
   return Session(Artifact::from_bytes(export_fp32(m, {{"producer", "test"}}).serialize(), "test.mighty"));
 }
@@ -80,14 +92,7 @@ TEST_CASE("runtime fp32 executor matches LibTorch: mlp and cnn") {
 
 TEST_CASE("runtime fp32 executor matches LibTorch: transformer language model and classifier") {
   torch::manual_seed(4);
-  ModelSpec s;
-  s.arch = "transformer";
-  s.input_shape = {12};
-  s.classes = s.vocab = 23;
-  s.d_model = 16;
-  s.heads = 4;
-  s.layers = 2;
-  s.ffn = 40;
+  ModelSpec s = tiny_transformer(/*context=*/12, /*vocab=*/23, /*d_model=*/16, /*heads=*/4, /*ffn=*/40);
   for (const std::string task : {"lm", "classify"}) {
     s.task = task;
     s.classes = task == "lm" ? 23 : 3;
@@ -122,14 +127,7 @@ TEST_CASE("a session refuses an artifact that lacks a tensor of its graph") {
 
 TEST_CASE("incremental decoding with the key/value cache equals running the whole prefix") {
   torch::manual_seed(6);
-  ModelSpec s;
-  s.arch = "transformer";
-  s.input_shape = {10};
-  s.classes = s.vocab = 17;
-  s.d_model = 16;
-  s.heads = 2;
-  s.layers = 2;
-  s.ffn = 32;
+  const ModelSpec s = tiny_transformer(/*context=*/10, /*vocab=*/17, /*d_model=*/16, /*heads=*/2, /*ffn=*/32);
   GraphModule m(build_graph(s));
   m->eval();
   const Session session = session_for(m);
@@ -198,14 +196,8 @@ TEST_CASE("int8 artifacts (int8 weights, dynamic activations) track the fp32 mod
   b.stride = 2;
   cnn.blocks = {a, b};
   cnn.hidden = {24};
-  ModelSpec lm;
-  lm.arch = "transformer";
-  lm.input_shape = {12};
-  lm.classes = lm.vocab = 20;
-  lm.d_model = 32;
-  lm.heads = 4;
-  lm.layers = 2;
-  lm.ffn = 64;
+  const ModelSpec lm =
+      tiny_transformer(/*context=*/12, /*vocab=*/20, /*d_model=*/32, /*heads=*/4, /*ffn=*/64);
   for (const ModelSpec& spec : {cnn, lm}) {
     GraphModule m(build_graph(spec));
     randomize_buffers(m);
