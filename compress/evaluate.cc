@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "runtime/error.h"
+#include "runtime/timing.h"
 
 namespace mighty::compress {
 namespace {
@@ -106,12 +107,6 @@ torch::Tensor example_input(const Dataset& d, int64_t batch) {
   return ids.expand({batch, ctx}).contiguous();
 }
 
-double percentile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  const auto i = static_cast<size_t>(std::min<double>(v.size() - 1, std::floor(q * (v.size() - 1) + 0.5)));
-  return v[i];
-}
-
 }  // namespace
 
 const char* split_name(Split split) {
@@ -154,29 +149,12 @@ std::string summarize_metrics(const nlohmann::json& m) {
 nlohmann::json measure_speed(GraphModule& model, const Dataset& data, const EvalSpec& spec) {
   torch::NoGradGuard no_grad;
   model->eval();
-  using clock = std::chrono::steady_clock;
-  auto one = example_input(data, 1);
-  for (int i = 0; i < 10; ++i) model->forward(one);
-  std::vector<double> ms;
-  for (int64_t i = 0; i < spec.latency_runs; ++i) {
-    const auto t0 = clock::now();
-    model->forward(one);
-    ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
-  }
-  auto batch = example_input(data, spec.throughput_batch);
-  model->forward(batch);
-  std::vector<double> batch_s;
-  for (int i = 0; i < 5; ++i) {
-    const auto t0 = clock::now();
-    model->forward(batch);
-    batch_s.push_back(std::chrono::duration<double>(clock::now() - t0).count());
-  }
-  return {{"latency_ms_b1", percentile(ms, 0.5)},
-          {"latency_ms_b1_p99", percentile(ms, 0.99)},
-          {"throughput_per_s", spec.throughput_batch / percentile(batch_s, 0.5)},
-          {"throughput_batch", spec.throughput_batch},
-          {"latency_runs", spec.latency_runs},
-          {"threads", torch::get_num_threads()}};
+  const auto one = example_input(data, 1);
+  const auto batch = example_input(data, spec.throughput_batch);
+  auto speed = measure_latency([&] { model->forward(one); }, [&] { model->forward(batch); },
+                               spec.latency_runs, spec.throughput_batch);
+  speed["threads"] = torch::get_num_threads();
+  return speed;
 }
 
 }  // namespace mighty::compress

@@ -12,15 +12,10 @@
 #include "runtime/error.h"
 #include "runtime/idx.h"
 #include "runtime/progress.h"
+#include "runtime/timing.h"
 
 namespace mighty {
 namespace {
-
-double percentile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  const auto i = static_cast<size_t>(std::floor(q * static_cast<double>(v.size() - 1) + 0.5));
-  return v[std::min(i, v.size() - 1)];
-}
 
 int64_t argmax(const float* x, int64_t n) { return std::max_element(x, x + n) - x; }
 
@@ -141,35 +136,17 @@ std::string generate(const Session& session, const InputSpec& spec, const std::s
 }
 
 nlohmann::json benchmark(const Session& session, const InputSpec& spec, int64_t runs, int64_t batch) {
-  using clock = std::chrono::steady_clock;
-  auto run_once = [&](int64_t b) {
-    if (spec.kind == "images") {
-      static thread_local std::vector<float> x;
-      x.assign(static_cast<size_t>(b * spec.example_size()), 0.5f);
-      return session.run(x.data(), b);
-    }
-    std::vector<int64_t> tokens(static_cast<size_t>(b * spec.context));
-    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int64_t>(i % spec.vocab.size());
-    return session.run_tokens(tokens.data(), b, spec.context);
-  };
-  for (int i = 0; i < 5; ++i) run_once(1);
-  std::vector<double> ms;
-  for (int64_t i = 0; i < runs; ++i) {
-    const auto t0 = clock::now();
-    run_once(1);
-    ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+  if (spec.kind == "images") {
+    const std::vector<float> one(static_cast<size_t>(spec.example_size()), 0.5f);
+    const std::vector<float> many(static_cast<size_t>(batch * spec.example_size()), 0.5f);
+    return measure_latency([&] { session.run(one.data(), 1); }, [&] { session.run(many.data(), batch); },
+                           runs, batch, /*warmup=*/5);
   }
-  std::vector<double> batch_s;
-  for (int i = 0; i < 5; ++i) {
-    const auto t0 = clock::now();
-    run_once(batch);
-    batch_s.push_back(std::chrono::duration<double>(clock::now() - t0).count());
-  }
-  return {{"latency_ms_b1", percentile(ms, 0.5)},
-          {"latency_ms_b1_p99", percentile(ms, 0.99)},
-          {"throughput_per_s", static_cast<double>(batch) / percentile(batch_s, 0.5)},
-          {"throughput_batch", batch},
-          {"runs", runs}};
+  std::vector<int64_t> tokens(static_cast<size_t>(batch * spec.context));
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int64_t>(i % spec.vocab.size());
+  return measure_latency([&] { session.run_tokens(tokens.data(), 1, spec.context); },
+                         [&] { session.run_tokens(tokens.data(), batch, spec.context); }, runs, batch,
+                         /*warmup=*/5);
 }
 
 }  // namespace mighty

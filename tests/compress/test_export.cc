@@ -37,6 +37,16 @@ ModelSpec tiny_transformer(int64_t context, int64_t vocab, int64_t d_model, int6
   return s;
 }
 
+// 4 inputs -> 3 hidden -> 2 classes.
+ModelSpec tiny_mlp() {
+  ModelSpec s;
+  s.arch = "mlp";
+  s.input_shape = {4};
+  s.classes = 2;
+  s.hidden = {3};
+  return s;
+}
+
 Session session_for(GraphModule& m) {
   return Session(Artifact::from_bytes(export_fp32(m, {{"producer", "test"}}).serialize(), "test.mighty"));
 }
@@ -113,12 +123,7 @@ TEST_CASE("runtime fp32 executor matches LibTorch: transformer language model an
 }
 
 TEST_CASE("a session refuses an artifact that lacks a tensor of its graph") {
-  ModelSpec s;
-  s.arch = "mlp";
-  s.input_shape = {4};
-  s.classes = 2;
-  s.hidden = {3};
-  GraphModule m(build_graph(s));
+  GraphModule m(build_graph(tiny_mlp()));
   ArtifactWriter w;
   w.set_metadata({{"graph", m->graph().to_json()}});
   REQUIRE_THROWS_WITH(Session(Artifact::from_bytes(w.serialize(), "partial.mighty")),
@@ -235,12 +240,7 @@ TEST_CASE("int8 artifacts (int8 weights, dynamic activations) track the fp32 mod
 }
 
 TEST_CASE("a session checks int8 quantization parameters") {
-  ModelSpec s;
-  s.arch = "mlp";
-  s.input_shape = {4};
-  s.classes = 2;
-  s.hidden = {3};
-  GraphModule m(build_graph(s));
+  GraphModule m(build_graph(tiny_mlp()));
   std::string bytes = export_int8_dynamic(m, {}).serialize();
   // Rebuild the artifact with a zero scale: the session must refuse it.
   const Artifact good = Artifact::from_bytes(bytes, "good");
