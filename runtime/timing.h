@@ -13,9 +13,10 @@ namespace mighty {
 // The q-quantile (0..1) of `values`, nearest rank.
 double percentile(std::vector<double> values, double q);
 
-// After `warmup` calls of run_one, times `runs` calls of it (batch-1 latency: median and p99 in ms) and 5 calls
-// of run_batch (throughput: `batch` examples over the median time). Inputs are prepared by the caller, outside
-// the timed calls. Returns {latency_ms_b1, latency_ms_b1_p99, throughput_per_s, throughput_batch, latency_runs}.
+// After `warmup` calls of run_one, times `runs` calls of it (batch-1 latency: median and p99 in ms) and 5
+// calls of run_batch (throughput: `batch` examples over the median time). Inputs are prepared by the caller,
+// outside the timed calls. Returns {latency_ms_b1, latency_ms_b1_p99, throughput_per_s, throughput_batch,
+// latency_runs}.
 nlohmann::json measure_latency(const std::function<void()>& run_one, const std::function<void()>& run_batch,
                                int64_t runs, int64_t batch, int warmup = 10);
 
