@@ -74,8 +74,23 @@ int main(int argc, char** argv) {
   export_cmd->add_flag("--int8", export_int8,
                        "int8 weights (per channel), activations quantized per row at run time");
 
+  Common compress_args;
+  bool compress_resume = false;
+  int64_t compress_stop_after = 0;
+  auto* compress =
+      app.add_subcommand("compress",
+                         "Run the recipe: teacher (trained once and cached, or loaded), then its "
+                         "stages; writes <run directory>/report.json and report.md");
+  add_common(compress, compress_args);
+  compress->add_flag("--resume", compress_resume,
+                     "Continue: skip completed stage runs, resume the interrupted one from its checkpoint");
+  compress
+      ->add_option("--stop-after", compress_stop_after,
+                   "Stop a training run after this many steps, as if interrupted (resume later)")
+      ->check(CLI::PositiveNumber);
+
   // Verbs of the full pipeline; their names are taken so recipes and scripts can rely on them.
-  for (const char* verb : {"compress", "inspect", "run", "bench"}) {
+  for (const char* verb : {"inspect", "run", "bench"}) {
     app.add_subcommand(verb, "(reserved: not available in this version)")->allow_extras();
   }
 
@@ -104,6 +119,14 @@ int main(int argc, char** argv) {
     if (eval->parsed()) {
       const auto [recipe, options] = start(eval_args);
       mighty::compress::run_eval(recipe, options, weights);
+      return 0;
+    }
+    if (compress->parsed()) {
+      auto [recipe, options] = start(compress_args);
+      options.resume = compress_resume;
+      options.stop_after_steps = compress_stop_after;
+      const auto report = mighty::compress::run_compress(recipe, options);
+      (void)report;  // a run stopped with --stop-after is continued with --resume
       return 0;
     }
     if (export_cmd->parsed()) {

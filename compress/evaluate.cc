@@ -39,7 +39,7 @@ const torch::Tensor& text_split(const Dataset& d, Split split) {
   throw Error("unknown split");
 }
 
-nlohmann::json evaluate_classifier(GraphModule& model, const Dataset& d, Split split, bool detailed) {
+nlohmann::json evaluate_classifier(const Forward& model, const Dataset& d, Split split, bool detailed) {
   const auto [x, y] = image_split(d, split);
   const int64_t n = x.size(0), classes = d.classes();
   if (n == 0) return {{"examples", 0}};
@@ -48,7 +48,7 @@ nlohmann::json evaluate_classifier(GraphModule& model, const Dataset& d, Split s
   constexpr int64_t kBatch = 500;
   for (int64_t lo = 0; lo < n; lo += kBatch) {
     const int64_t hi = std::min(lo + kBatch, n);
-    auto logits = model->forward(normalize_images(x.slice(0, lo, hi), d.images.mean, d.images.std));
+    auto logits = model(normalize_images(x.slice(0, lo, hi), d.images.mean, d.images.std));
     auto labels = y.slice(0, lo, hi);
     loss_sum += torch::nn::functional::cross_entropy(
                     logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
@@ -74,7 +74,7 @@ nlohmann::json evaluate_classifier(GraphModule& model, const Dataset& d, Split s
   return m;
 }
 
-nlohmann::json evaluate_lm(GraphModule& model, const Dataset& d, Split split) {
+nlohmann::json evaluate_lm(const Forward& model, const Dataset& d, Split split) {
   const auto& ids = text_split(d, split);
   const int64_t ctx = d.text.context;
   const int64_t windows = (ids.size(0) - 1) / ctx;
@@ -85,7 +85,7 @@ nlohmann::json evaluate_lm(GraphModule& model, const Dataset& d, Split split) {
     const int64_t b = std::min(kBatch, windows - w);
     auto x = ids.slice(0, w * ctx, (w + b) * ctx).view({b, ctx});
     auto y = ids.slice(0, w * ctx + 1, (w + b) * ctx + 1).view({b, ctx});
-    auto logits = model->forward(x);
+    auto logits = model(x);
     loss_sum += torch::nn::functional::cross_entropy(
                     logits.reshape({-1, logits.size(-1)}), y.reshape({-1}),
                     torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
@@ -123,15 +123,54 @@ const char* split_name(Split split) {
   return "?";
 }
 
-nlohmann::json evaluate_split(GraphModule& model, const Dataset& data, Split split, bool detailed) {
+nlohmann::json evaluate_forward(const Forward& forward, const Dataset& data, Split split, bool detailed) {
   torch::NoGradGuard no_grad;
+  auto m = data.kind == "images" ? evaluate_classifier(forward, data, split, detailed)
+                                 : evaluate_lm(forward, data, split);
+  m["split"] = split_name(split);
+  return m;
+}
+
+nlohmann::json evaluate_split(GraphModule& model, const Dataset& data, Split split, bool detailed) {
   const bool was_training = model->is_training();
   model->eval();
-  auto m = data.kind == "images" ? evaluate_classifier(model, data, split, detailed)
-                                 : evaluate_lm(model, data, split);
-  m["split"] = split_name(split);
+  auto m = evaluate_forward([&](const torch::Tensor& x) { return model->forward(x); }, data, split, detailed);
   if (was_training) model->train();
   return m;
+}
+
+nlohmann::json compare_models(const Forward& teacher, const Forward& student, const Dataset& data,
+                              Split split) {
+  torch::NoGradGuard no_grad;
+  double agree = 0.0, kl_sum = 0.0;
+  int64_t count = 0;
+  auto accumulate = [&](const torch::Tensor& x) {
+    auto t = teacher(x), s = student(x);
+    t = t.reshape({-1, t.size(-1)});
+    s = s.reshape({-1, s.size(-1)});
+    agree += t.argmax(1).eq(s.argmax(1)).sum().item<double>();
+    auto log_t = torch::log_softmax(t, 1);
+    kl_sum += (log_t.exp() * (log_t - torch::log_softmax(s, 1))).sum().item<double>();
+    count += t.size(0);
+  };
+  if (data.kind == "images") {
+    const auto [x, y] = image_split(data, split);
+    constexpr int64_t kBatch = 500;
+    for (int64_t lo = 0; lo < x.size(0); lo += kBatch) {
+      accumulate(normalize_images(x.slice(0, lo, std::min(lo + kBatch, x.size(0))), data.images.mean,
+                                  data.images.std));
+    }
+  } else {
+    const auto& ids = text_split(data, split);
+    const int64_t ctx = data.text.context, windows = (ids.size(0) - 1) / ctx;
+    constexpr int64_t kBatch = 32;
+    for (int64_t w = 0; w < windows; w += kBatch) {
+      const int64_t b = std::min(kBatch, windows - w);
+      accumulate(ids.slice(0, w * ctx, (w + b) * ctx).view({b, ctx}));
+    }
+  }
+  const double n = static_cast<double>(std::max<int64_t>(count, 1));
+  return {{"split", split_name(split)}, {"count", count}, {"agreement", agree / n}, {"kl", kl_sum / n}};
 }
 
 std::string summarize_metrics(const nlohmann::json& m) {
@@ -147,12 +186,16 @@ std::string summarize_metrics(const nlohmann::json& m) {
 }
 
 nlohmann::json measure_speed(GraphModule& model, const Dataset& data, const EvalSpec& spec) {
-  torch::NoGradGuard no_grad;
   model->eval();
+  return measure_speed([&](const torch::Tensor& x) { return model->forward(x); }, data, spec);
+}
+
+nlohmann::json measure_speed(const Forward& forward, const Dataset& data, const EvalSpec& spec) {
+  torch::NoGradGuard no_grad;
   const auto one = example_input(data, 1);
   const auto batch = example_input(data, spec.throughput_batch);
-  auto speed = measure_latency([&] { model->forward(one); }, [&] { model->forward(batch); },
-                               spec.latency_runs, spec.throughput_batch);
+  auto speed = measure_latency([&] { forward(one); }, [&] { forward(batch); }, spec.latency_runs,
+                               spec.throughput_batch);
   speed["threads"] = torch::get_num_threads();
   return speed;
 }

@@ -1,6 +1,7 @@
 // Evaluation of a LibTorch model on a split of its dataset, and its fp32 speed on this machine.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -18,11 +19,23 @@ const char* split_name(Split split);
 // Language models: loss per character and bits per character, over non-overlapping windows of the context.
 nlohmann::json evaluate_split(GraphModule& model, const Dataset& data, Split split, bool detailed = false);
 
+// A model as a function from a batch (normalized NCHW images or ids [B, T]) to logits, called without
+// gradients.
+using Forward = std::function<torch::Tensor(const torch::Tensor&)>;
+nlohmann::json evaluate_forward(const Forward& forward, const Dataset& data, Split split,
+                                bool detailed = false);
+
+// How closely `student` follows `teacher` on a split: top-1 agreement and the mean KL(teacher || student) at
+// temperature 1 (per example, or per character for language models).
+nlohmann::json compare_models(const Forward& teacher, const Forward& student, const Dataset& data,
+                              Split split);
+
 // "accuracy 91.23%, loss 0.2451" or "bits/char 1.876, loss 1.3003".
 std::string summarize_metrics(const nlohmann::json& metrics);
 
 // Batch-1 latency (median and p99 of `latency_runs` timed forward passes after warm-up) and throughput at
 // `throughput_batch`, in LibTorch fp32 with the current thread count.
 nlohmann::json measure_speed(GraphModule& model, const Dataset& data, const EvalSpec& spec);
+nlohmann::json measure_speed(const Forward& forward, const Dataset& data, const EvalSpec& spec);
 
 }  // namespace mighty::compress

@@ -71,8 +71,9 @@ class LocatingSax : public nlohmann::json_sax<nlohmann::json> {
   bool binary(binary_t&) override { return value(); }
 
   bool start_object(std::size_t) override {
+    std::string pointer = current_pointer();  // before value() moves an enclosing array to its next index
     value();
-    frames_.push_back(Frame{true, current_pointer(), {}, {}, 0});
+    frames_.push_back(Frame{true, std::move(pointer), {}, {}, 0});
     return true;
   }
   bool end_object() override {
@@ -80,8 +81,9 @@ class LocatingSax : public nlohmann::json_sax<nlohmann::json> {
     return true;
   }
   bool start_array(std::size_t) override {
+    std::string pointer = current_pointer();  // before value() moves an enclosing array to its next index
     value();
-    frames_.push_back(Frame{false, current_pointer(), {}, {}, 0});
+    frames_.push_back(Frame{false, std::move(pointer), {}, {}, 0});
     return true;
   }
   bool end_array() override {

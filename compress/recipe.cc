@@ -1,5 +1,7 @@
 #include "compress/recipe.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 
 #include <fmt/format.h>
@@ -154,7 +156,165 @@ nlohmann::json train_to_json(const TrainSpec& s) {
   return j;
 }
 
+void check_model_fits_data(JsonReader& root, const std::string& where, const ModelSpec& m,
+                           const std::string& kind) {
+  if (kind == "text" && m.arch == "transformer" && m.task != "lm") {
+    root.fail_at_path(where + "/task", "text data trains a language model: task must be 'lm'");
+  }
+  if (kind == "text" && m.arch != "transformer")
+    root.fail_at_path(where + "/arch", "text data needs a transformer");
+  if (kind == "images" && m.arch == "transformer") {
+    root.fail_at_path(where + "/arch", "image data needs an mlp or cnn");
+  }
+}
+
+void read_teacher(JsonReader& root, Recipe& r) {
+  auto t = root.object("teacher");
+  TeacherSpec& s = r.teacher_spec;
+  if (t.has("torchscript")) {
+    s.source = "torchscript";
+    s.torchscript = t.string("torchscript", std::nullopt);
+    auto in = t.object("input", /*optional=*/true);
+    if (r.data.kind == "text") {
+      s.input.layout = in.choice("layout", "ids", {"ids"});
+    } else {
+      s.input.layout = in.choice("layout", "nchw", {"nchw", "nhwc", "flat"});
+      auto norm = in.object("normalize", /*optional=*/true);
+      s.input.mean = norm.number("mean", r.data.images.mean, {-1e6, 1e6});
+      s.input.std = norm.number("std", r.data.images.std, {0.0, 1e6, /*lo_open=*/true});
+      norm.finish();
+    }
+    in.finish();
+    t.finish();
+    return;
+  }
+  r.teacher = read_model(t.object("model"));
+  if (t.has("checkpoint")) {
+    s.source = "checkpoint";
+    s.checkpoint = t.string("checkpoint", std::nullopt);
+    if (t.has("train")) t.fail_at("train", "give either 'train' (mighty trains the teacher) or 'checkpoint'");
+  } else {
+    s.source = "train";
+    if (!t.has("train")) {
+      t.fail("the teacher needs 'train' (mighty trains it), 'checkpoint' (trained weights) or 'torchscript'");
+    }
+    r.teacher_train = read_train(t.object("train"));
+  }
+  t.finish();
+  check_model_fits_data(root, "teacher/model", r.teacher, r.data.kind);
+}
+
+ModelSpec read_student(JsonReader& root, const Recipe& r) {
+  auto st = root.object("student");
+  ModelSpec m;
+  if (st.has("from_teacher")) {
+    auto d = st.object("from_teacher");
+    const double width = d.number("width", 1.0, {0.0, 16.0, true, false});
+    const double depth = d.number("depth", 1.0, {0.0, 16.0, true, false});
+    d.finish();
+    if (st.has("model")) st.fail_at("model", "give either 'model' or 'from_teacher', not both");
+    if (r.teacher_spec.source == "torchscript") {
+      st.fail_at("from_teacher", "a TorchScript teacher has no zoo spec to derive a student from");
+    }
+    m = derive_student(r.teacher, width, depth);
+  } else {
+    m = read_model(st.object("model"));
+  }
+  st.finish();
+  check_model_fits_data(root, "student/model", m, r.data.kind);
+  return m;
+}
+
+FeatureSpec read_feature(JsonReader f) {
+  FeatureSpec s;
+  s.teacher = f.string("teacher", std::nullopt);
+  s.student = f.string("student", std::nullopt);
+  s.loss = f.choice("loss", "mse", {"mse", "cosine"});
+  s.weight = f.number("weight", 1.0, {0.0, 1e6, true, false});
+  f.finish();
+  return s;
+}
+
+StageSpec read_stage(JsonReader& st, const Recipe& r) {
+  StageSpec s;
+  s.kind = st.choice("kind", std::nullopt, {"distill"});
+  DistillSpec& d = s.distill;
+  d.alpha = st.number("alpha", 0.5, {0.0, 1.0});
+  d.temperature = st.number("temperature", 4.0, {0.0, 1000.0, true, false});
+  d.train = read_train(st.object("train"));
+  d.baseline = st.boolean("baseline", false);
+  d.repeats = st.integer("repeats", 1, 1, 100);
+  d.seed = static_cast<uint64_t>(st.integer("seed", static_cast<int64_t>(r.seed), 0, INT64_MAX));
+  if (st.has("features")) {
+    for (auto& f : st.object_list("features")) d.features.push_back(read_feature(f));
+    if (!d.features.empty() && r.teacher_spec.source == "torchscript") {
+      st.fail_at("features", "feature distillation needs a zoo teacher (its layers have names)");
+    }
+  }
+  d.teacher_cache = st.boolean("teacher_cache", false);
+  if (d.teacher_cache && !d.features.empty()) {
+    st.fail_at("teacher_cache", "the teacher's logits cannot be cached when feature terms need it to run");
+  }
+  st.finish();
+  return s;
+}
+
+nlohmann::json stage_to_json(const StageSpec& s) {
+  const DistillSpec& d = s.distill;
+  nlohmann::json features = nlohmann::json::array();
+  for (const auto& f : d.features) {
+    features.push_back(
+        {{"teacher", f.teacher}, {"student", f.student}, {"loss", f.loss}, {"weight", f.weight}});
+  }
+  return {{"kind", s.kind},
+          {"alpha", d.alpha},
+          {"temperature", d.temperature},
+          {"train", train_to_json(d.train)},
+          {"baseline", d.baseline},
+          {"repeats", d.repeats},
+          {"seed", d.seed},
+          {"features", features},
+          {"teacher_cache", d.teacher_cache}};
+}
+
 }  // namespace
+
+ModelSpec derive_student(const ModelSpec& t, double width, double depth) {
+  auto scale = [&](int64_t v) { return std::max<int64_t>(1, std::llround(static_cast<double>(v) * width)); };
+  auto count = [&](size_t n) {
+    return static_cast<size_t>(std::max<int64_t>(1, std::llround(static_cast<double>(n) * depth)));
+  };
+  ModelSpec s = t;
+  s.hidden.clear();
+  if (!t.hidden.empty()) {
+    const size_t keep = count(t.hidden.size());
+    for (size_t i = 0; i < keep && i < t.hidden.size(); ++i) s.hidden.push_back(scale(t.hidden[i]));
+  }
+  if (t.arch == "cnn") {
+    // Stages end at a pooling block (or at the last block); each keeps round(n * depth) >= 1 blocks, always
+    // its last one, so the spatial size of the result is the teacher's.
+    s.blocks.clear();
+    size_t begin = 0;
+    for (size_t i = 0; i < t.blocks.size(); ++i) {
+      if (t.blocks[i].pool == "none" && i + 1 != t.blocks.size()) continue;
+      const size_t n = i - begin + 1, keep = std::min(n, count(n));
+      for (size_t j = i + 1 - keep; j <= i; ++j) {
+        CnnBlockSpec b = t.blocks[j];
+        b.channels = scale(b.channels);
+        s.blocks.push_back(b);
+      }
+      begin = i + 1;
+    }
+  }
+  if (t.arch == "transformer") {
+    const int64_t head_dim =
+        std::max<int64_t>(1, std::llround(static_cast<double>(t.d_model / t.heads) * width));
+    s.d_model = head_dim * t.heads;
+    s.ffn = scale(t.ffn);
+    s.layers = static_cast<int64_t>(count(static_cast<size_t>(t.layers)));
+  }
+  return s;
+}
 
 std::string data_cache_dir() {
   if (const char* env = std::getenv("MIGHTY_DATA"); env && *env) return env;
@@ -216,18 +376,13 @@ Recipe parse_recipe(const std::string& text, const std::string& file) {
     r.data.text = read_text(data);
   data.finish();
 
-  auto teacher = root.object("teacher");
-  r.teacher = read_model(teacher.object("model"));
-  r.teacher_train = read_train(teacher.object("train"));
-  teacher.finish();
-  if (r.data.kind == "text" && r.teacher.arch == "transformer" && r.teacher.task != "lm") {
-    root.fail_at_path("teacher/model/task", "text data trains a language model: task must be 'lm'");
+  read_teacher(root, r);
+  if (root.has("student")) r.student = read_student(root, r);
+  if (root.has("stages")) {
+    for (auto& st : root.object_list("stages")) r.stages.push_back(read_stage(st, r));
   }
-  if (r.data.kind == "text" && r.teacher.arch != "transformer") {
-    root.fail_at_path("teacher/model/arch", "text data needs a transformer");
-  }
-  if (r.data.kind == "images" && r.teacher.arch == "transformer") {
-    root.fail_at_path("teacher/model/arch", "image data needs an mlp or cnn");
+  if (!r.stages.empty() && r.student.arch.empty()) {
+    root.fail_at("stages", "the stages need a 'student'");
   }
 
   auto eval = root.object("eval", /*optional=*/true);
@@ -264,13 +419,37 @@ nlohmann::json Recipe::to_json() const {
               {"train_limit", s.train_limit},
               {"eval_limit", s.eval_limit}});
   }
-  return {{"name", name},
-          {"seed", seed},
-          {"data", d},
-          {"teacher", {{"model", model_spec_to_json(teacher)}, {"train", train_to_json(teacher_train)}}},
-          {"eval", {{"latency_runs", eval.latency_runs}, {"throughput_batch", eval.throughput_batch}}}};
+  nlohmann::json j = {
+      {"name", name},
+      {"seed", seed},
+      {"data", d},
+      {"teacher", teacher_json()},
+      {"eval", {{"latency_runs", eval.latency_runs}, {"throughput_batch", eval.throughput_batch}}}};
+  if (!student.arch.empty()) j["student"] = {{"model", model_spec_to_json(student)}};
+  if (!stages.empty()) {
+    j["stages"] = nlohmann::json::array();
+    for (const auto& s : stages) j["stages"].push_back(stage_to_json(s));
+  }
+  return j;
+}
+
+nlohmann::json Recipe::teacher_json() const {
+  const TeacherSpec& t = teacher_spec;
+  if (t.source == "torchscript") {
+    nlohmann::json input = {{"layout", t.input.layout}};
+    if (data.kind == "images") input["normalize"] = {{"mean", t.input.mean}, {"std", t.input.std}};
+    return {{"torchscript", t.torchscript}, {"input", input}};
+  }
+  if (t.source == "checkpoint") return {{"model", model_spec_to_json(teacher)}, {"checkpoint", t.checkpoint}};
+  return {{"model", model_spec_to_json(teacher)}, {"train", train_to_json(teacher_train)}};
 }
 
 std::string Recipe::hash() const { return hash64_hex(to_json().dump()); }
+
+std::string Recipe::teacher_hash() const {
+  const auto j = to_json();
+  return hash64_hex(
+      nlohmann::json{{"seed", j["seed"]}, {"data", j["data"]}, {"teacher", j["teacher"]}}.dump());
+}
 
 }  // namespace mighty::compress

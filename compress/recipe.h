@@ -88,6 +88,46 @@ struct TrainSpec {
   int64_t checkpoint_every = 0;  // steps; 0 = at the end of each epoch only
 };
 
+// How a TorchScript teacher takes its input. Images: the student's normalized NCHW batch is mapped back to
+// pixels in [0, 1], normalized with this mean/std and laid out as `layout`; text: int64 ids [B, T].
+struct TeacherInputSpec {
+  std::string layout = "nchw";  // nchw | nhwc | flat (images), ids (text)
+  double mean = 0.0, std = 1.0;
+};
+
+// Where the teacher comes from; a zoo teacher's architecture is Recipe::teacher, its training
+// Recipe::teacher_train.
+struct TeacherSpec {
+  std::string source = "train";  // train (mighty trains it, cached) | checkpoint (zoo weights) | torchscript
+  std::string checkpoint;
+  std::string torchscript;
+  TeacherInputSpec input;  // torchscript
+};
+
+// One feature-distillation term: a teacher layer's output matched by a student layer's output (through a
+// learned linear projection over channels when the widths differ).
+struct FeatureSpec {
+  std::string teacher, student;  // graph IR node names
+  std::string loss = "mse";      // mse | cosine
+  double weight = 1.0;
+};
+
+struct DistillSpec {
+  double alpha = 0.5;        // weight of the soft-target term; 1 - alpha weighs the labels' cross-entropy
+  double temperature = 4.0;  // T > 0; the soft-target term is scaled by T^2
+  TrainSpec train;
+  bool baseline = false;  // also train the student from scratch with the same data, steps and schedule
+  int64_t repeats = 1;    // seeds seed, seed+1, ...: results are reported per seed and as mean/std
+  uint64_t seed = 0;      // student initialization and batch order (default: the recipe's seed)
+  std::vector<FeatureSpec> features;
+  bool teacher_cache = false;  // cache the teacher's logits on disk, per step (no feature terms)
+};
+
+struct StageSpec {
+  std::string kind;  // distill
+  DistillSpec distill;
+};
+
 struct EvalSpec {
   int64_t latency_runs = 200;  // batch-1 forward passes timed for the median
   int64_t throughput_batch = 64;
@@ -98,12 +138,19 @@ struct Recipe {
   std::string file;  // where it was read from
   uint64_t seed = 0;
   DataSpec data;
-  ModelSpec teacher;
-  TrainSpec teacher_train;
+  ModelSpec teacher;        // zoo teacher (source train or checkpoint)
+  TrainSpec teacher_train;  // source train
+  TeacherSpec teacher_spec;
+  ModelSpec student;  // arch empty: no student
+  std::vector<StageSpec> stages;
   EvalSpec eval;
 
   nlohmann::json to_json() const;  // the resolved recipe: every default filled
   std::string hash() const;        // xxHash64 of the resolved recipe, hex
+  // Identifies a trained teacher: seed, data and teacher only (a cache key shared by recipes that differ
+  // in their other parts).
+  std::string teacher_hash() const;
+  nlohmann::json teacher_json() const;  // the resolved "teacher" object
 };
 
 // Reads, validates and resolves a recipe file; errors are mighty::Error with "file:line:col: /path: problem".
@@ -115,5 +162,9 @@ std::string expand_data_path(const std::string& path);
 std::string data_cache_dir();
 
 nlohmann::json model_spec_to_json(const ModelSpec& m);
+
+// A student shaped like `teacher` with widths scaled by `width` and depth by `depth` (transformer layers;
+// CNN blocks within each pooling stage, the pooling block always kept; MLP/head hidden layers).
+ModelSpec derive_student(const ModelSpec& teacher, double width, double depth);
 
 }  // namespace mighty::compress

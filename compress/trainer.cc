@@ -21,16 +21,16 @@ namespace {
 constexpr double kPi = 3.14159265358979323846;
 constexpr uint64_t kAugmentStream = 2, kOrderStream = 3, kTextStream = 4;
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(GraphModule& model, const TrainSpec& s) {
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(std::vector<torch::Tensor> params,
+                                                        const TrainSpec& s) {
   if (s.optimizer == "sgd") {
-    return std::make_unique<torch::optim::SGD>(model->parameters(), torch::optim::SGDOptions(s.lr)
-                                                                        .momentum(s.momentum)
-                                                                        .nesterov(s.nesterov)
-                                                                        .weight_decay(s.weight_decay));
+    return std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(s.lr)
+                                                           .momentum(s.momentum)
+                                                           .nesterov(s.nesterov)
+                                                           .weight_decay(s.weight_decay));
   }
   return std::make_unique<torch::optim::AdamW>(
-      model->parameters(),
-      torch::optim::AdamWOptions(s.lr).betas({s.beta1, s.beta2}).weight_decay(s.weight_decay));
+      params, torch::optim::AdamWOptions(s.lr).betas({s.beta1, s.beta2}).weight_decay(s.weight_decay));
 }
 
 void set_lr(torch::optim::Optimizer& opt, double lr) {
@@ -47,10 +47,15 @@ std::string tensor_string(const torch::Tensor& t) {
   return std::string(reinterpret_cast<const char*>(t.data_ptr<uint8_t>()), static_cast<size_t>(t.numel()));
 }
 
-void save_checkpoint(const std::string& path, GraphModule& model, torch::optim::Optimizer& opt, int64_t step,
-                     const TrainResult& result, const std::string& identity) {
-  torch::serialize::OutputArchive archive, model_archive, opt_archive;
+void save_checkpoint(const std::string& path, GraphModule& model, torch::nn::Module* extra,
+                     torch::optim::Optimizer& opt, int64_t step, const TrainResult& result,
+                     const std::string& identity) {
+  torch::serialize::OutputArchive archive, model_archive, opt_archive, extra_archive;
   model->save(model_archive);
+  if (extra) {
+    extra->save(extra_archive);
+    archive.write("extra", extra_archive);
+  }
   opt.save(opt_archive);
   archive.write("model", model_archive);
   archive.write("optimizer", opt_archive);
@@ -63,9 +68,9 @@ void save_checkpoint(const std::string& path, GraphModule& model, torch::optim::
   write_file_atomic(path, bytes.str());
 }
 
-int64_t load_checkpoint(const std::string& path, GraphModule& model, torch::optim::Optimizer& opt,
-                        TrainResult& result, const std::string& identity) {
-  torch::serialize::InputArchive archive, model_archive, opt_archive;
+int64_t load_checkpoint(const std::string& path, GraphModule& model, torch::nn::Module* extra,
+                        torch::optim::Optimizer& opt, TrainResult& result, const std::string& identity) {
+  torch::serialize::InputArchive archive, model_archive, opt_archive, extra_archive;
   try {
     archive.load_from(path);
   } catch (const c10::Error& e) {
@@ -84,6 +89,10 @@ int64_t load_checkpoint(const std::string& path, GraphModule& model, torch::opti
     archive.read("rng", rng);
     archive.read("history", history);
     model->load(model_archive);
+    if (extra) {
+      archive.read("extra", extra_archive);
+      extra->load(extra_archive);
+    }
     opt.load(opt_archive);
   } catch (const c10::Error& e) {
     throw Error(fmt::format("{}: checkpoint is incomplete or does not match the model: {}", path,
@@ -121,19 +130,59 @@ int64_t total_steps(const TrainSpec& spec, const Dataset& data) {
   return spec.steps > 0 ? spec.steps : spec.epochs * steps_per_epoch(spec, data);
 }
 
+namespace {
+
+std::pair<torch::Tensor, torch::Tensor> training_batch(const TrainSpec& spec, const Dataset& data,
+                                                       uint64_t seed, int64_t step,
+                                                       std::vector<int64_t>& order, int64_t& order_epoch) {
+  if (data.kind == "text") {
+    auto rng = make_rng(seed, kTextStream, static_cast<uint64_t>(step));
+    return sample_text_windows(data.text.train, data.text.context, spec.batch_size, rng);
+  }
+  const int64_t per_epoch = steps_per_epoch(spec, data);
+  const int64_t epoch = step / per_epoch, in_epoch = step % per_epoch;
+  if (order_epoch != epoch) {
+    auto rng = make_rng(seed, kOrderStream, static_cast<uint64_t>(epoch));
+    order = permutation(data.train_size(), rng);
+    order_epoch = epoch;
+  }
+  const int64_t lo = in_epoch * spec.batch_size;
+  const int64_t hi = std::min<int64_t>(lo + spec.batch_size, data.train_size());
+  auto idx = torch::from_blob(order.data() + lo, {hi - lo}, torch::kInt64);
+  auto pixels = data.images.train_x.index_select(0, idx);
+  auto rng = make_rng(seed, kAugmentStream, static_cast<uint64_t>(step));
+  pixels = augment_images(pixels, data.images.crop_padding, data.images.horizontal_flip, rng);
+  return {normalize_images(pixels, data.images.mean, data.images.std),
+          data.images.train_y.index_select(0, idx)};
+}
+
+}  // namespace
+
+std::pair<torch::Tensor, torch::Tensor> training_batch(const TrainSpec& spec, const Dataset& data,
+                                                       uint64_t seed, int64_t step) {
+  std::vector<int64_t> order;
+  int64_t order_epoch = -1;
+  return training_batch(spec, data, seed, step, order, order_epoch);
+}
+
 TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset& data, uint64_t seed,
                         const TrainOptions& options) {
   TrainResult result;
   const int64_t per_epoch = steps_per_epoch(spec, data);
   const int64_t total = total_steps(spec, data);
   result.total_steps = total;
-  auto opt = make_optimizer(model, spec);
+  std::vector<torch::Tensor> params = model->parameters();
+  if (options.extra) {
+    for (auto& p : options.extra->parameters()) params.push_back(p);
+  }
+  auto opt = make_optimizer(params, spec);
   torch::manual_seed(seed);
 
   int64_t step = 0;
   if (options.resume && !options.checkpoint_path.empty() &&
       std::filesystem::exists(options.checkpoint_path)) {
-    step = load_checkpoint(options.checkpoint_path, model, *opt, result, options.identity);
+    step =
+        load_checkpoint(options.checkpoint_path, model, options.extra.get(), *opt, result, options.identity);
     fmt::print(stderr, "{}: resumed from {} at step {}/{}\n", options.label, options.checkpoint_path, step,
                total);
   }
@@ -148,36 +197,22 @@ TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset
 
   for (; step < stop_at; ++step) {
     const int64_t epoch = step / per_epoch, in_epoch = step % per_epoch;
-    torch::Tensor x, y;
-    if (data.kind == "images") {
-      if (order_epoch != epoch) {
-        auto rng = make_rng(seed, kOrderStream, static_cast<uint64_t>(epoch));
-        order = permutation(data.train_size(), rng);
-        order_epoch = epoch;
-      }
-      const int64_t lo = in_epoch * spec.batch_size;
-      const int64_t hi = std::min<int64_t>(lo + spec.batch_size, data.train_size());
-      auto idx = torch::from_blob(order.data() + lo, {hi - lo}, torch::kInt64);
-      auto pixels = data.images.train_x.index_select(0, idx);
-      auto rng = make_rng(seed, kAugmentStream, static_cast<uint64_t>(step));
-      pixels = augment_images(pixels, data.images.crop_padding, data.images.horizontal_flip, rng);
-      x = normalize_images(pixels, data.images.mean, data.images.std);
-      y = data.images.train_y.index_select(0, idx);
-    } else {
-      auto rng = make_rng(seed, kTextStream, static_cast<uint64_t>(step));
-      std::tie(x, y) = sample_text_windows(data.text.train, data.text.context, spec.batch_size, rng);
-    }
-
+    auto [x, y] = training_batch(spec, data, seed, step, order, order_epoch);
     const double lr = learning_rate(spec, step, total);
     set_lr(*opt, lr);
     model->train();
-    auto logits = model->forward(x);
-    const int64_t classes = logits.size(-1);
-    auto flat_logits = logits.reshape({-1, classes});
+    if (options.extra) options.extra->train();
+    torch::Tensor loss, logits;
+    if (options.objective) {
+      std::tie(loss, logits) = options.objective(model, x, y, step);
+    } else {
+      logits = model->forward(x);
+      loss = torch::nn::functional::cross_entropy(
+          logits.reshape({-1, logits.size(-1)}), y.reshape({-1}),
+          torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(spec.label_smoothing));
+    }
+    auto flat_logits = logits.reshape({-1, logits.size(-1)});
     auto flat_y = y.reshape({-1});
-    auto loss = torch::nn::functional::cross_entropy(
-        flat_logits, flat_y,
-        torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(spec.label_smoothing));
     const double loss_value = loss.item<double>();
     if (!std::isfinite(loss_value)) {
       throw Error(fmt::format("{}: loss is {} at step {} (lr {:.3g}); last good checkpoint: {}",
@@ -185,7 +220,7 @@ TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset
     }
     opt->zero_grad();
     loss.backward();
-    if (spec.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), spec.grad_clip);
+    if (spec.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, spec.grad_clip);
     opt->step();
 
     const auto n = static_cast<double>(flat_y.size(0));
@@ -210,7 +245,8 @@ TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset
     }
     const bool periodic = spec.checkpoint_every > 0 && (step + 1) % spec.checkpoint_every == 0;
     if (!options.checkpoint_path.empty() && (epoch_end || periodic)) {
-      save_checkpoint(options.checkpoint_path, model, *opt, step + 1, result, options.identity);
+      save_checkpoint(options.checkpoint_path, model, options.extra.get(), *opt, step + 1, result,
+                      options.identity);
       last_checkpoint = options.checkpoint_path;
     }
   }

@@ -6,6 +6,8 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -22,6 +24,13 @@ struct TrainOptions {
   int64_t stop_after_steps = 0;  // stop (as if killed) after this many total steps; 0 = run to the end
   std::string label = "train";   // progress label
   std::string identity;          // recipe hash: a checkpoint from another recipe is refused
+  // The loss of a batch: returns {loss, logits} (the logits feed the running accuracy). Default:
+  // cross-entropy with the spec's label smoothing. The model is in training mode when it is called.
+  std::function<std::pair<torch::Tensor, torch::Tensor>(GraphModule& model, const torch::Tensor& x,
+                                                        const torch::Tensor& y, int64_t step)>
+      objective;
+  // Parameters trained with the model and saved in its checkpoints (e.g. feature projections); may be null.
+  std::shared_ptr<torch::nn::Module> extra;
 };
 
 struct TrainResult {
@@ -38,6 +47,11 @@ double learning_rate(const TrainSpec& spec, int64_t step, int64_t total);
 
 int64_t steps_per_epoch(const TrainSpec& spec, const Dataset& data);
 int64_t total_steps(const TrainSpec& spec, const Dataset& data);
+
+// The batch of training step `step`: images augmented and normalized, or text windows. Deterministic in
+// (seed, step), so a teacher's logits for a step can be cached.
+std::pair<torch::Tensor, torch::Tensor> training_batch(const TrainSpec& spec, const Dataset& data,
+                                                       uint64_t seed, int64_t step);
 
 TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset& data, uint64_t seed,
                         const TrainOptions& options);

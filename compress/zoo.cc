@@ -238,6 +238,11 @@ GraphModuleImpl::GraphModuleImpl(Graph graph) : graph_(std::move(graph)) {
 }
 
 torch::Tensor GraphModuleImpl::forward(const torch::Tensor& input) {
+  return forward_capture(input, {}).first;
+}
+
+std::pair<torch::Tensor, std::vector<torch::Tensor>> GraphModuleImpl::forward_capture(
+    const torch::Tensor& input, const std::vector<int>& capture) {
   const auto& nodes = graph_.nodes();
   std::vector<torch::Tensor> values(nodes.size());
   for (size_t i = 0; i < nodes.size(); ++i) {
@@ -306,7 +311,9 @@ torch::Tensor GraphModuleImpl::forward(const torch::Tensor& input) {
     if (p > 0 && is_training()) y = torch::dropout(y, p, /*train=*/true);
     values[i] = std::move(y);
   }
-  return values[graph_.output()];
+  std::vector<torch::Tensor> captured;
+  for (int c : capture) captured.push_back(values.at(static_cast<size_t>(c)));
+  return {values[graph_.output()], std::move(captured)};
 }
 
 int64_t GraphModuleImpl::parameter_count() const {

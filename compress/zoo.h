@@ -39,6 +39,9 @@ class GraphModuleImpl : public torch::nn::Module {
  public:
   explicit GraphModuleImpl(Graph graph);
   torch::Tensor forward(const torch::Tensor& input);
+  // The output and the outputs of the nodes `nodes` (indices into the graph), in that order.
+  std::pair<torch::Tensor, std::vector<torch::Tensor>> forward_capture(const torch::Tensor& input,
+                                                                       const std::vector<int>& nodes);
   const Graph& graph() const { return graph_; }
 
   int64_t parameter_count() const;

@@ -136,6 +136,11 @@ TEST_CASE("json source records positions of nested values") {
   const auto src = parse_json_source("{\n  \"a\": {\n    \"b\": [1, 2]\n  }\n}", "p.json");
   REQUIRE(src.where("/a/b/1").rfind("p.json:3:", 0) == 0);
   REQUIRE(src.where("/a/missing").rfind("p.json:2:", 0) == 0);  // nearest located ancestor
+  // Objects and arrays inside arrays are numbered from 0 like any other element.
+  REQUIRE_THROWS_WITH(parse_json_source(R"({"a": [{"k": 1, "k": 2}]})", "q.json"),
+                      Catch::Contains("/a/0/k: duplicated key"));
+  REQUIRE_THROWS_WITH(parse_json_source(R"({"a": [[], {"k": 1, "k": 2}]})", "q.json"),
+                      Catch::Contains("/a/1/k: duplicated key"));
 }
 
 TEST_CASE("data paths expand the data cache") {
