@@ -105,7 +105,7 @@ TEST_CASE("bad recipes exit non-zero with one line naming the problem") {
 TEST_CASE("usage errors and reserved verbs exit non-zero") {
   REQUIRE(run(kMighty + " train").status != 0);
   REQUIRE(run(kMighty + " frobnicate").status != 0);
-  auto o = run(kMighty + " compress x.json");
+  auto o = run(kMighty + " inspect x.json");
   REQUIRE(o.status != 0);
   REQUIRE_THAT(o.err, Catch::Contains("not available"));
   REQUIRE(run(kMighty + " train x.json --threads 0").status != 0);
@@ -191,6 +191,35 @@ TEST_CASE("train then eval end to end on a small subset and resume through the C
           test_line(run(kMighty + " eval " + recipe + " --threads 1 --out " + straight).out));
   std::filesystem::remove_all(dir);
   std::filesystem::remove(recipe);
+}
+
+TEST_CASE("compress distills on a small subset and prints the side-by-side table") {
+  const auto dir = std::filesystem::temp_directory_path() / ("mighty_cli_compress_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const std::string teacher = R"(
+  "name": "tiny_distill", "seed": 4,
+  "data": {"kind": "images", "validation_size": 100, "train_limit": 256, "test_limit": 200},
+  "teacher": {"model": {"arch": "mlp", "hidden": [32]}, "train": {"steps": 8, "batch_size": 64}},
+  "eval": {"latency_runs": 3, "throughput_batch": 4})";
+  const auto no_stages = write_temp("no_stages.json", "{" + teacher + "}");
+  auto o = run("MIGHTY_DATA=" + dir.string() + " " + kMighty + " compress " + no_stages + " --out " + dir.string());
+  REQUIRE(o.status != 0);
+  REQUIRE(lines(o.err) == 1);
+  REQUIRE_THAT(o.err, Catch::Contains("no stages to run"));
+  const auto recipe = write_temp("distill.json", "{" + teacher + R"(,
+  "student": {"from_teacher": {"width": 0.25}},
+  "stages": [{"kind": "distill", "baseline": true, "train": {"steps": 8, "batch_size": 64}}]})");
+  o = run("MIGHTY_DATA=" + dir.string() + " " + kMighty + " compress " + recipe + " --threads 1 --out " +
+          (dir / "run").string());
+  INFO(o.err);
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out, Catch::Contains("| teacher | teacher |") && Catch::Contains("| student | student_fp32 |") &&
+                          Catch::Contains("gain of distillation over scratch"));
+  REQUIRE(std::filesystem::exists(dir / "run" / "report.json"));
+  REQUIRE_THAT(slurp((dir / "run" / "report.md").string()), Catch::Contains("| distilled | 4 |"));
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove(recipe);
+  std::filesystem::remove(no_stages);
 }
 
 TEST_CASE("mighty-run inspect describes a valid artifact and rejects a corrupt one in one line") {
