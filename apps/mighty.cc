@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "compress/jobs.h"
+#include "compress/pipeline.h"
 #include "compress/recipe.h"
 #include "runtime/error.h"
 

@@ -4,7 +4,10 @@
 
 #include <fmt/format.h>
 
+#include "compress/data.h"
+#include "compress/recipe.h"
 #include "runtime/error.h"
+#include "runtime/input_spec.h"
 
 namespace mighty::compress {
 
@@ -54,6 +57,25 @@ std::pair<torch::Tensor, torch::Tensor> quantize_weight_per_channel(const torch:
   scales = torch::where(scales > 0, scales, torch::ones_like(scales));
   const auto q = torch::round(w / scales.unsqueeze(1)).clamp(-127, 127).to(torch::kInt8).contiguous();
   return {q, scales.to(torch::kFloat32).contiguous()};
+}
+
+nlohmann::json artifact_metadata(const Recipe& recipe, const Dataset& data, const std::string& role) {
+  InputSpec input;
+  input.kind = data.kind;
+  nlohmann::json labels = nlohmann::json::array();
+  if (data.kind == "images") {
+    input.shape = data.input_shape();
+    input.mean = static_cast<float>(data.images.mean);
+    input.std = static_cast<float>(data.images.std);
+    labels = data.images.class_names;
+  } else {
+    input.vocab = data.text.vocab;
+    input.context = data.text.context;
+  }
+  return {{"producer", "mighty"},     {"producer_version", "0.1.0"},
+          {"recipe", recipe.name},    {"recipe_hash", recipe.hash()},
+          {"data_hash", data.hash},   {"role", role},
+          {"input", input.to_json()}, {"labels", labels}};
 }
 
 ArtifactWriter export_fp32(GraphModule& model, const nlohmann::json& metadata) {

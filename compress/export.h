@@ -23,6 +23,11 @@ ArtifactWriter export_fp32(GraphModule& model, const nlohmann::json& metadata);
 // per row by the runtime. Everything else stays fp32. No calibration is needed.
 ArtifactWriter export_int8_dynamic(GraphModule& model, const nlohmann::json& metadata);
 
+// The metadata of an artifact made from `recipe` on `data`: producer, hashes, `role`, input spec and labels.
+struct Recipe;
+struct Dataset;
+nlohmann::json artifact_metadata(const Recipe& recipe, const Dataset& data, const std::string& role);
+
 // Per-output-channel symmetric int8 quantization of a weight [out, ...]: {int8 [out, rest], float scales
 // [out]}.
 std::pair<torch::Tensor, torch::Tensor> quantize_weight_per_channel(const torch::Tensor& weight);

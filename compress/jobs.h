@@ -32,11 +32,10 @@ nlohmann::json run_eval(const Recipe& recipe, const JobOptions& options, const s
 // hashes: out_dir/teacher.fp32.mighty. Returns the path.
 std::string run_export(const Recipe& recipe, const JobOptions& options);
 
-// Runs the recipe's teacher (trained once into the data cache, or loaded) and then its stages in order, in
-// out_dir: stages/<i>-<kind>/ (resumable with `resume`), student.pt, student.graph.json, report.json and
-// report.md. Returns the report ({"completed": false} when stopped early).
-nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options);
-std::string report_markdown(const nlohmann::json& report);
+// Small helpers shared with compress/pipeline.cc.
+void write_json(const std::string& path, const nlohmann::json& j);
+void ensure_run_dir(const std::string& dir);
+std::string with_commas(int64_t v);
 
 // The readable table printed after train and eval.
 std::string metrics_table(const nlohmann::json& metrics);

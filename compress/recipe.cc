@@ -235,9 +235,47 @@ FeatureSpec read_feature(JsonReader f) {
   return s;
 }
 
+const std::initializer_list<const char*> kObservers = {"minmax", "percentile", "mse", "entropy"};
+
+void read_quantize(JsonReader& st, const Recipe& r, QuantizeSpec& q) {
+  q.observer = st.choice("observer", "percentile", kObservers);
+  q.percentile = st.number("percentile", 99.99, {50.0, 100.0, false, false});
+  q.activations =
+      st.choice("activations", r.data.kind == "text" ? "dynamic" : "static", {"static", "dynamic"});
+  q.fold_batchnorm = st.boolean("fold_batchnorm", true);
+  q.bias_correction = st.boolean("bias_correction", true);
+  q.smoothquant_alpha = st.number("smoothquant_alpha", 0.0, {0.0, 1.0});
+  q.calibration_examples = st.integer("calibration_examples", 0, 0, 1 << 20);
+  q.exclude = st.string_list("exclude", std::vector<std::string>{});
+  if (st.has("overrides")) {
+    for (auto& o : st.object_list("overrides")) {
+      QuantizeOverride v;
+      v.layers = o.string("layers", std::nullopt);
+      if (o.has("observer")) v.observer = o.choice("observer", std::nullopt, kObservers);
+      if (o.has("activations")) v.activations = o.choice("activations", std::nullopt, {"static", "dynamic"});
+      o.finish();
+      q.overrides.push_back(v);
+    }
+  }
+}
+
+void read_verify(JsonReader& st, VerifySpec& v) {
+  v.max_accuracy_drop = st.number("max_accuracy_drop", -1.0, {-1.0, 100.0});
+  v.max_bpc_increase = st.number("max_bpc_increase", -1.0, {-1.0, 100.0});
+  v.min_speedup = st.number("min_speedup", 0.0, {0.0, 1e6});
+  v.max_bytes = st.integer("max_bytes", 0, 0, kMaxCount);
+  v.latency_runs = st.integer("latency_runs", 0, 0, 1000000);
+}
+
 StageSpec read_stage(JsonReader& st, const Recipe& r) {
   StageSpec s;
-  s.kind = st.choice("kind", std::nullopt, {"distill"});
+  s.kind = st.choice("kind", std::nullopt, {"distill", "quantize", "export", "verify"});
+  if (s.kind == "quantize") read_quantize(st, r, s.quantize);
+  if (s.kind == "verify") read_verify(st, s.verify);
+  if (s.kind != "distill") {
+    st.finish();
+    return s;
+  }
   DistillSpec& d = s.distill;
   d.alpha = st.number("alpha", 0.5, {0.0, 1.0});
   d.temperature = st.number("temperature", 4.0, {0.0, 1000.0, true, false});
@@ -260,6 +298,36 @@ StageSpec read_stage(JsonReader& st, const Recipe& r) {
 }
 
 nlohmann::json stage_to_json(const StageSpec& s) {
+  if (s.kind == "quantize") {
+    const QuantizeSpec& q = s.quantize;
+    nlohmann::json overrides = nlohmann::json::array();
+    for (const auto& o : q.overrides) {
+      nlohmann::json j = {{"layers", o.layers}};
+      if (!o.observer.empty()) j["observer"] = o.observer;
+      if (!o.activations.empty()) j["activations"] = o.activations;
+      overrides.push_back(j);
+    }
+    return {{"kind", s.kind},
+            {"observer", q.observer},
+            {"percentile", q.percentile},
+            {"activations", q.activations},
+            {"fold_batchnorm", q.fold_batchnorm},
+            {"bias_correction", q.bias_correction},
+            {"smoothquant_alpha", q.smoothquant_alpha},
+            {"calibration_examples", q.calibration_examples},
+            {"exclude", q.exclude},
+            {"overrides", overrides}};
+  }
+  if (s.kind == "verify") {
+    const VerifySpec& v = s.verify;
+    return {{"kind", s.kind},
+            {"max_accuracy_drop", v.max_accuracy_drop},
+            {"max_bpc_increase", v.max_bpc_increase},
+            {"min_speedup", v.min_speedup},
+            {"max_bytes", v.max_bytes},
+            {"latency_runs", v.latency_runs}};
+  }
+  if (s.kind == "export") return {{"kind", s.kind}};
   const DistillSpec& d = s.distill;
   nlohmann::json features = nlohmann::json::array();
   for (const auto& f : d.features) {
@@ -383,6 +451,23 @@ Recipe parse_recipe(const std::string& text, const std::string& file) {
   }
   if (!r.stages.empty() && r.student.arch.empty()) {
     root.fail_at("stages", "the stages need a 'student'");
+  }
+  // Order: training stages, then quantize, then export, then verify; each of the last three at most once.
+  const std::vector<std::string> order = {"distill", "quantize", "export", "verify"};
+  size_t last = 0;
+  for (size_t i = 0; i < r.stages.size(); ++i) {
+    const auto rank =
+        static_cast<size_t>(std::find(order.begin(), order.end(), r.stages[i].kind) - order.begin());
+    const std::string at = fmt::format("stages/{}/kind", i);
+    if (rank < last || (rank == last && rank > 0 && i > 0)) {
+      root.fail_at_path(at, fmt::format("'{}' cannot come after '{}' (order: distill..., quantize, export, "
+                                        "verify)",
+                                        r.stages[i].kind, r.stages[i - 1].kind));
+    }
+    if (r.stages[i].kind == "verify" && (i == 0 || r.stages[i - 1].kind != "export")) {
+      root.fail_at_path(at, "'verify' checks the exported artifact: put an 'export' stage before it");
+    }
+    last = rank;
   }
 
   auto eval = root.object("eval", /*optional=*/true);

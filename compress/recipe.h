@@ -123,9 +123,39 @@ struct DistillSpec {
   bool teacher_cache = false;  // cache the teacher's logits on disk, per step (no feature terms)
 };
 
+// Per-layer settings of the quantize stage for the layers whose names match `layers` (a glob).
+struct QuantizeOverride {
+  std::string layers;
+  std::string observer;     // "" = the stage's
+  std::string activations;  // "" = the stage's
+};
+
+struct QuantizeSpec {
+  std::string observer = "percentile";  // minmax | percentile | mse | entropy
+  double percentile = 99.99;
+  std::string activations;  // static | dynamic; default: static for images, dynamic for text
+  bool fold_batchnorm = true;
+  bool bias_correction = true;
+  double smoothquant_alpha = 0.0;    // 0 = off; LayerNorm -> Linear pairs
+  int64_t calibration_examples = 0;  // 0 = images: the data's calibration_size; text: 64 windows
+  std::vector<std::string> exclude;  // globs of layers kept in fp32
+  std::vector<QuantizeOverride> overrides;
+};
+
+// Acceptance criteria of the verify stage; a criterion that is not met fails the run (non-zero exit).
+struct VerifySpec {
+  double max_accuracy_drop = -1.0;  // points of accuracy, int8 student vs teacher; < 0 = not checked
+  double max_bpc_increase = -1.0;   // bits/char, int8 student vs its fp32 twin; < 0 = not checked
+  double min_speedup = 0.0;         // batch-1 latency, LibTorch fp32 teacher / runtime int8 student; 0 = off
+  int64_t max_bytes = 0;            // artifact size on disk; 0 = not checked
+  int64_t latency_runs = 0;         // 0 = eval.latency_runs
+};
+
 struct StageSpec {
-  std::string kind;  // distill
+  std::string kind;  // distill | quantize | export | verify
   DistillSpec distill;
+  QuantizeSpec quantize;
+  VerifySpec verify;
 };
 
 struct EvalSpec {

@@ -242,71 +242,72 @@ torch::Tensor GraphModuleImpl::forward(const torch::Tensor& input) {
 }
 
 std::pair<torch::Tensor, std::vector<torch::Tensor>> GraphModuleImpl::forward_capture(
-    const torch::Tensor& input, const std::vector<int>& capture) {
+    const torch::Tensor& input, const std::vector<int>& capture, const NodeOverride* override_fn) {
   const auto& nodes = graph_.nodes();
   std::vector<torch::Tensor> values(nodes.size());
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& n = nodes[i];
     const auto in = [&](int k) -> const torch::Tensor& { return values[n.inputs[k]]; };
     torch::Tensor y;
-    switch (n.op) {
-      case OpKind::kInput:
-        y = input;
-        break;
-      case OpKind::kLinear:
-        y = node_modules_[i].linear->forward(in(0));
-        break;
-      case OpKind::kConv2d:
-        y = node_modules_[i].conv->forward(in(0));
-        break;
-      case OpKind::kBatchNorm2d:
-        y = node_modules_[i].batchnorm->forward(in(0));
-        break;
-      case OpKind::kReLU:
-        y = torch::relu(in(0));
-        break;
-      case OpKind::kGELU:
-        y = torch::gelu(in(0));
-        break;
-      case OpKind::kSoftmax:
-        y = torch::softmax(in(0), -1);
-        break;
-      case OpKind::kMaxPool2d: {
-        const int64_t k = n.attrs.at("kernel").get<int64_t>();
-        y = torch::max_pool2d(in(0), k, n.attrs.value("stride", k));
-        break;
-      }
-      case OpKind::kAvgPool2d: {
-        const int64_t k = n.attrs.at("kernel").get<int64_t>();
-        y = torch::avg_pool2d(in(0), k, n.attrs.value("stride", k));
-        break;
-      }
-      case OpKind::kGlobalAvgPool:
-        y = in(0).dim() == 4 ? in(0).mean({2, 3}) : in(0).mean(1);
-        break;
-      case OpKind::kFlatten:
-        y = in(0).flatten(1);
-        break;
-      case OpKind::kAdd:
-        y = in(0) + in(1);
-        break;
-      case OpKind::kEmbedding: {
-        auto& emb = node_modules_[i].embedding;
-        if (n.attrs.value("positional", false)) {
-          y = emb->forward(torch::arange(in(0).size(1), torch::kInt64)).unsqueeze(0);
-          y = y.expand({in(0).size(0), -1, -1});
-        } else {
-          y = emb->forward(in(0));
+    if (override_fn && !n.inputs.empty()) y = (*override_fn)(static_cast<int>(i), in(0));
+    if (!y.defined()) switch (n.op) {
+        case OpKind::kInput:
+          y = input;
+          break;
+        case OpKind::kLinear:
+          y = node_modules_[i].linear->forward(in(0));
+          break;
+        case OpKind::kConv2d:
+          y = node_modules_[i].conv->forward(in(0));
+          break;
+        case OpKind::kBatchNorm2d:
+          y = node_modules_[i].batchnorm->forward(in(0));
+          break;
+        case OpKind::kReLU:
+          y = torch::relu(in(0));
+          break;
+        case OpKind::kGELU:
+          y = torch::gelu(in(0));
+          break;
+        case OpKind::kSoftmax:
+          y = torch::softmax(in(0), -1);
+          break;
+        case OpKind::kMaxPool2d: {
+          const int64_t k = n.attrs.at("kernel").get<int64_t>();
+          y = torch::max_pool2d(in(0), k, n.attrs.value("stride", k));
+          break;
         }
-        break;
+        case OpKind::kAvgPool2d: {
+          const int64_t k = n.attrs.at("kernel").get<int64_t>();
+          y = torch::avg_pool2d(in(0), k, n.attrs.value("stride", k));
+          break;
+        }
+        case OpKind::kGlobalAvgPool:
+          y = in(0).dim() == 4 ? in(0).mean({2, 3}) : in(0).mean(1);
+          break;
+        case OpKind::kFlatten:
+          y = in(0).flatten(1);
+          break;
+        case OpKind::kAdd:
+          y = in(0) + in(1);
+          break;
+        case OpKind::kEmbedding: {
+          auto& emb = node_modules_[i].embedding;
+          if (n.attrs.value("positional", false)) {
+            y = emb->forward(torch::arange(in(0).size(1), torch::kInt64)).unsqueeze(0);
+            y = y.expand({in(0).size(0), -1, -1});
+          } else {
+            y = emb->forward(in(0));
+          }
+          break;
+        }
+        case OpKind::kLayerNorm:
+          y = node_modules_[i].layernorm->forward(in(0));
+          break;
+        case OpKind::kMultiHeadAttention:
+          y = node_modules_[i].attention->forward(in(0));
+          break;
       }
-      case OpKind::kLayerNorm:
-        y = node_modules_[i].layernorm->forward(in(0));
-        break;
-      case OpKind::kMultiHeadAttention:
-        y = node_modules_[i].attention->forward(in(0));
-        break;
-    }
     const double p = n.attrs.value("train_dropout", 0.0);
     if (p > 0 && is_training()) y = torch::dropout(y, p, /*train=*/true);
     values[i] = std::move(y);

@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 
 #include "compress/recipe.h"
@@ -34,14 +35,18 @@ class AttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Attention);
 
+// Replaces a node's computation: given the node index and its first input, returns the node's output, or an
+// undefined tensor to let the module compute it.
+using NodeOverride = std::function<torch::Tensor(int node, const torch::Tensor& input)>;
+
 // A LibTorch module that executes a graph IR. Parameters are registered under the IR's dotted names.
 class GraphModuleImpl : public torch::nn::Module {
  public:
   explicit GraphModuleImpl(Graph graph);
   torch::Tensor forward(const torch::Tensor& input);
   // The output and the outputs of the nodes `nodes` (indices into the graph), in that order.
-  std::pair<torch::Tensor, std::vector<torch::Tensor>> forward_capture(const torch::Tensor& input,
-                                                                       const std::vector<int>& nodes);
+  std::pair<torch::Tensor, std::vector<torch::Tensor>> forward_capture(
+      const torch::Tensor& input, const std::vector<int>& nodes, const NodeOverride* override_fn = nullptr);
   const Graph& graph() const { return graph_; }
 
   int64_t parameter_count() const;

@@ -45,12 +45,37 @@ Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)
   for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
     const Node& n = nodes[i];
     const bool quantized = n.attrs.contains("quant");
+    bool static_activation = false;
+    kernels::QuantParams input_params;
     if (quantized) {
       const auto& q = n.attrs["quant"];
-      if ((n.op != OpKind::kLinear && n.op != OpKind::kConv2d) || !q.is_object() || !q.contains("weight") ||
-          q["weight"] != "int8" || !q.contains("activation") || q["activation"] != "dynamic") {
+      const bool known = (n.op == OpKind::kLinear || n.op == OpKind::kConv2d) && q.is_object() &&
+                         q.value("weight", "") == "int8" && q.contains("activation") &&
+                         (q["activation"] == "dynamic" || q["activation"] == "static");
+      if (!known) {
         throw Error(fmt::format("{}: graph node {} ('{}'): unsupported quantization {}", artifact_.name(), i,
                                 n.name, q.dump()));
+      }
+      static_activation = q["activation"] == "static";
+      if (static_activation) {
+        // Static: the input is quantized with the calibrated scale and zero point stored here.
+        const auto& sc = q.contains("input_scale") ? q["input_scale"] : nlohmann::json();
+        const auto& zp = q.contains("input_zero_point") ? q["input_zero_point"] : nlohmann::json();
+        if (!sc.is_number() ||
+            !(std::isfinite(sc.get<double>()) && sc.get<double>() > 0 && sc.get<double>() < 1e30)) {
+          throw Error(
+              fmt::format("{}: graph node {} ('{}'): quant.input_scale: expected a finite positive "
+                          "number, found {}",
+                          artifact_.name(), i, n.name, sc.dump()));
+        }
+        if (!zp.is_number_integer() || zp.get<int64_t>() < 0 || zp.get<int64_t>() > 255) {
+          throw Error(
+              fmt::format("{}: graph node {} ('{}'): quant.input_zero_point: expected an integer in "
+                          "[0, 255], found {}",
+                          artifact_.name(), i, n.name, zp.dump()));
+        }
+        input_params.scale = sc.get<float>();
+        input_params.zero_point = static_cast<int32_t>(zp.get<int64_t>());
       }
     }
     for (const auto& spec : graph_.tensors(i)) {
@@ -89,6 +114,13 @@ Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)
     auto layer = std::make_unique<Int8Weights>();
     layer->packed = kernels::pack_weights(w.as<int8_t>(), out, in, in);
     layer->scales = sc.as<float>();
+    layer->static_activation = static_activation;
+    layer->input = input_params;
+    if (static_activation) {
+      // The dequantization multiplier of a static layer: input scale x weight scale, per output channel.
+      layer->multipliers.resize(static_cast<size_t>(out));
+      for (int64_t c = 0; c < out; ++c) layer->multipliers[c] = input_params.scale * layer->scales[c];
+    }
     int8_[i] = std::move(layer);
   }
   if (threads > 1) pool_ = std::make_unique<kernels::ThreadPool>(threads);
@@ -99,19 +131,27 @@ void Session::linear_int8(int node, const float* x, int64_t rows, const float* b
   const Int8Weights& layer = *int8_[node];
   const int64_t in = layer.packed.k, out = layer.packed.n;
   std::vector<uint8_t> a(static_cast<size_t>(rows * in));
-  std::vector<float> row_scale(static_cast<size_t>(rows));
-  std::vector<int32_t> row_zero(static_cast<size_t>(rows));
-  kernels::quantize_rows_dynamic(x, rows, in, in, a.data(), in, row_scale.data(), row_zero.data());
   kernels::GemmArgs g;
   g.a = a.data();
   g.lda = in;
   g.m = rows;
-  g.a_zero_points = row_zero.data();
   g.w = &layer.packed;
   g.epilogue.kind = kernels::OutputKind::kFloat32;
-  g.epilogue.multiplier = layer.scales;
   g.epilogue.per_channel = true;
-  g.epilogue.row_scale = row_scale.data();
+  std::vector<float> row_scale;
+  std::vector<int32_t> row_zero;
+  if (layer.static_activation) {
+    kernels::quantize_rows(x, rows, in, in, layer.input, a.data(), in);
+    g.a_zero_point = layer.input.zero_point;
+    g.epilogue.multiplier = layer.multipliers.data();
+  } else {
+    row_scale.resize(static_cast<size_t>(rows));
+    row_zero.resize(static_cast<size_t>(rows));
+    kernels::quantize_rows_dynamic(x, rows, in, in, a.data(), in, row_scale.data(), row_zero.data());
+    g.a_zero_points = row_zero.data();
+    g.epilogue.multiplier = layer.scales;
+    g.epilogue.row_scale = row_scale.data();
+  }
   g.epilogue.fp_bias = bias;
   g.c = y;
   g.ldc = out;

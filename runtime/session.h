@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/quantize.h"
 #include "kernels/thread_pool.h"
 #include "runtime/artifact.h"
 #include "runtime/graph.h"
@@ -63,6 +64,11 @@ class Session {
   struct Int8Weights {
     kernels::PackedWeights packed;
     const float* scales = nullptr;  // [out]
+    // Static activation quantization: the input's calibrated parameters and the per-channel dequantization
+    // multipliers (input scale x weight scale). Otherwise each row is quantized with its own range.
+    bool static_activation = false;
+    kernels::QuantParams input;
+    std::vector<float> multipliers;
   };
 
   Artifact artifact_;

@@ -194,7 +194,8 @@ TEST_CASE("train then eval end to end on a small subset and resume through the C
 }
 
 TEST_CASE("compress distills on a small subset and prints the side-by-side table") {
-  const auto dir = std::filesystem::temp_directory_path() / ("mighty_cli_compress_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("mighty_cli_compress_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   const std::string teacher = R"(
   "name": "tiny_distill", "seed": 4,
@@ -202,7 +203,8 @@ TEST_CASE("compress distills on a small subset and prints the side-by-side table
   "teacher": {"model": {"arch": "mlp", "hidden": [32]}, "train": {"steps": 8, "batch_size": 64}},
   "eval": {"latency_runs": 3, "throughput_batch": 4})";
   const auto no_stages = write_temp("no_stages.json", "{" + teacher + "}");
-  auto o = run("MIGHTY_DATA=" + dir.string() + " " + kMighty + " compress " + no_stages + " --out " + dir.string());
+  auto o = run("MIGHTY_DATA=" + dir.string() + " " + kMighty + " compress " + no_stages + " --out " +
+               dir.string());
   REQUIRE(o.status != 0);
   REQUIRE(lines(o.err) == 1);
   REQUIRE_THAT(o.err, Catch::Contains("no stages to run"));
@@ -213,7 +215,8 @@ TEST_CASE("compress distills on a small subset and prints the side-by-side table
           (dir / "run").string());
   INFO(o.err);
   REQUIRE(o.status == 0);
-  REQUIRE_THAT(o.out, Catch::Contains("| teacher | teacher |") && Catch::Contains("| student | student_fp32 |") &&
+  REQUIRE_THAT(o.out, Catch::Contains("| teacher | teacher |") &&
+                          Catch::Contains("| student | student_fp32 |") &&
                           Catch::Contains("gain of distillation over scratch"));
   REQUIRE(std::filesystem::exists(dir / "run" / "report.json"));
   REQUIRE_THAT(slurp((dir / "run" / "report.md").string()), Catch::Contains("| distilled | 4 |"));

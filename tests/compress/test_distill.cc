@@ -9,6 +9,7 @@
 
 #include "compress/distill.h"
 #include "compress/jobs.h"
+#include "compress/pipeline.h"
 #include "compress/recipe.h"
 #include "compress/teacher.h"
 #include "runtime/atomic_file.h"
