@@ -133,7 +133,7 @@ struct QuantizeOverride {
 struct QuantizeSpec {
   std::string observer = "percentile";  // minmax | percentile | mse | entropy
   double percentile = 99.99;
-  std::string activations;  // static | dynamic; default: static for images, dynamic for text
+  std::string activations = "static";  // static | dynamic (the recipe default: dynamic for text)
   bool fold_batchnorm = true;
   bool bias_correction = true;
   double smoothquant_alpha = 0.0;    // 0 = off; LayerNorm -> Linear pairs

@@ -1,0 +1,296 @@
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+
+#include "compress/evaluate.h"
+#include "compress/export.h"
+#include "compress/pipeline.h"
+#include "compress/quantize.h"
+#include "compress/recipe.h"
+#include "runtime/atomic_file.h"
+#include "runtime/error.h"
+#include "runtime/session.h"
+
+using namespace mighty;
+using namespace mighty::compress;
+
+namespace {
+
+std::string temp_dir(const std::string& name) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("mighty_quant_" + std::to_string(::getpid()) + "_" + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+const Dataset& small_data() {
+  static const Dataset data = [] {
+    DataSpec d;
+    d.kind = "images";
+    const std::string base = "/usr/share/datasets/fashion-mnist/";
+    d.images.train_images = base + "train-images-idx3-ubyte.gz";
+    d.images.train_labels = base + "train-labels-idx1-ubyte.gz";
+    d.images.test_images = base + "t10k-images-idx3-ubyte.gz";
+    d.images.test_labels = base + "t10k-labels-idx1-ubyte.gz";
+    d.images.validation_size = 100;
+    d.images.train_limit = 512;
+    d.images.test_limit = 300;
+    d.images.calibration_size = 200;
+    d.images.mean = 0.286;
+    d.images.std = 0.353;
+    return load_dataset(d, 3);
+  }();
+  return data;
+}
+
+// A CNN with BatchNorm whose statistics are not the identity (a few training-mode passes move them).
+GraphModule small_cnn() {
+  ModelSpec s;
+  s.arch = "cnn";
+  CnnBlockSpec a, b;
+  a.channels = 6;
+  b.channels = 8;
+  b.pool = "max";
+  s.blocks = {a, b};
+  s.hidden = {16};
+  s = fill_from_data(s, small_data(), "/student/model");
+  torch::manual_seed(11);
+  GraphModule m(build_graph(s));
+  {
+    torch::NoGradGuard no_grad;
+    m->train();
+    for (int i = 0; i < 3; ++i) m->forward(torch::randn({16, 1, 28, 28}) * 1.5 + 0.3);
+    for (auto& kv : m->named_parameters()) {
+      if (kv.key().find(".bn.") != std::string::npos) kv.value().uniform_(0.5, 1.5);
+    }
+  }
+  m->eval();
+  return m;
+}
+
+Session session_of(ArtifactWriter& w, const std::string& name) {
+  return Session(Artifact::from_bytes(w.serialize(), name), 1);
+}
+
+}  // namespace
+
+TEST_CASE("observers on known distributions") {
+  torch::manual_seed(5);
+  SECTION("uniform [0, 10]: every method keeps about the full range") {
+    const auto x = torch::rand({200000}) * 10.0;
+    RangeObserver o;
+    o.observe_range(x);
+    o.observe_histogram(x);
+    REQUIRE(o.range("minmax", 0).second == Approx(10.0).epsilon(1e-3));
+    REQUIRE(o.range("minmax", 0).first == 0.0f);
+    REQUIRE(o.range("percentile", 99.0).second == Approx(9.9).epsilon(0.01));
+    for (const char* m : {"mse", "entropy"}) REQUIRE(o.range(m, 0).second > 9.0);
+  }
+  SECTION("a few huge outliers: minmax follows them, the others clip them") {
+    auto x = torch::randn({100000}).abs();
+    x[0] = 1000.0f;
+    RangeObserver o;
+    o.observe_range(x);
+    o.observe_histogram(x);
+    REQUIRE(o.range("minmax", 0).second == Approx(1000.0));
+    REQUIRE(o.range("percentile", 99.99).second < 50.0);
+    REQUIRE(o.range("mse", 0).second < 1000.0);
+    REQUIRE(o.range("entropy", 0).second < 1000.0);
+  }
+  SECTION("symmetric data keeps both ends; the range always contains 0") {
+    const auto x = torch::randn({100000}) + 5.0;  // all positive
+    RangeObserver o;
+    o.observe_range(x);
+    o.observe_histogram(x);
+    REQUIRE(o.range("minmax", 0).first == 0.0f);
+    const auto y = torch::randn({100000});
+    RangeObserver p;
+    p.observe_range(y);
+    p.observe_histogram(y);
+    const auto [lo, hi] = p.range("percentile", 99.9);
+    REQUIRE(lo == Approx(-3.09).margin(0.1));  // the 0.1% tails of a standard normal
+    REQUIRE(hi == Approx(3.09).margin(0.1));
+  }
+  REQUIRE(glob_match("features.*.conv", "features.12.conv"));
+  REQUIRE_FALSE(glob_match("features.?.conv", "features.12.conv"));
+  REQUIRE(glob_match("out", "out"));
+  REQUIRE_FALSE(glob_match("out", "output"));
+}
+
+TEST_CASE("BatchNorm folding keeps the function") {
+  GraphModule m = small_cnn();
+  GraphModule folded = fold_batchnorm(m);
+  for (const auto& n : folded->graph().nodes()) REQUIRE(n.op != OpKind::kBatchNorm2d);
+  REQUIRE(folded->graph().nodes().size() + 2 == m->graph().nodes().size());
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({5, 1, 28, 28});
+  REQUIRE(torch::allclose(folded->forward(x), m->forward(x), 1e-4, 1e-4));
+}
+
+TEST_CASE("the LibTorch simulation is what the runtime computes: static and dynamic") {
+  GraphModule m = small_cnn();
+  for (const char* activations : {"static", "dynamic"}) {
+    INFO(activations);
+    QuantizeSpec spec;
+    spec.activations = activations;
+    spec.observer = "mse";
+    nlohmann::json report;
+    QuantizedModel qm = quantize_model(m, spec, small_data(), report);
+    REQUIRE(report["layers"].size() == 4);  // 2 convs, 1 hidden linear, out
+    for (const auto& l : report["layers"]) REQUIRE(l["sqnr_db"].get<double>() > 15.0);
+    auto writer = qm.export_artifact({{"producer", "test"}});
+    const Session s = session_of(writer, "q.mighty");
+    torch::NoGradGuard no_grad;
+    const auto x = normalize_images(small_data().images.test_x, 0.286, 0.353);
+    const auto sim = qm.forward(x);
+    const auto xc = x.contiguous();
+    const auto out = s.run(xc.data_ptr<float>(), x.size(0));
+    const auto rt = torch::from_blob(const_cast<float*>(out.data()), sim.sizes(), torch::kFloat32);
+    // Identical predictions; logits equal up to the float ops outside the int8 layers (ReLU, pooling and the
+    // int8 layers themselves are exact, so in practice they agree to the last bits).
+    REQUIRE(torch::equal(sim.argmax(1), rt.argmax(1)));
+    REQUIRE((sim - rt).abs().max().item<double>() < 1e-4);
+    // And the simulation tracks the float model.
+    const auto fp = m->forward(x);
+    REQUIRE(sim.argmax(1).eq(fp.argmax(1)).to(torch::kFloat32).mean().item<double>() > 0.9);
+  }
+}
+
+TEST_CASE("quantize options: exclusions, overrides, bias correction, SmoothQuant") {
+  GraphModule m = small_cnn();
+  QuantizeSpec spec;
+  spec.exclude = {"out"};
+  spec.overrides = {{"features.0.*", "minmax", "dynamic"}};
+  nlohmann::json report;
+  QuantizedModel qm = quantize_model(m, spec, small_data(), report);
+  REQUIRE(report["excluded"] == nlohmann::json::array({"out"}));
+  REQUIRE(report["layers"].size() == 3);
+  REQUIRE(report["layers"][0]["activations"] == "dynamic");
+  REQUIRE(report["layers"][1]["observer"] == "percentile");
+  auto writer = qm.export_artifact({{"producer", "test"}});
+  const Session s = session_of(writer, "q.mighty");
+  const auto& nodes = s.graph().nodes();
+  REQUIRE_FALSE(nodes.back().attrs.contains("quant"));  // "out" stays fp32
+  REQUIRE(nodes[1].attrs["quant"]["activation"] == "dynamic");
+
+  spec.exclude = {"nothing.*"};
+  REQUIRE_THROWS_WITH(quantize_model(m, spec, small_data(), report),
+                      Catch::Contains("exclude pattern 'nothing.*' matches no Linear or Conv2d layer"));
+
+  // Bias correction moves biases and does not make the calibration error worse.
+  QuantizeSpec plain;
+  plain.bias_correction = false;
+  nlohmann::json r0, r1;
+  quantize_model(m, plain, small_data(), r0);
+  plain.bias_correction = true;
+  quantize_model(m, plain, small_data(), r1);
+  REQUIRE(r1["layers"].back()["sqnr_db"].get<double>() >= r0["layers"].back()["sqnr_db"].get<double>() - 0.5);
+  REQUIRE(r1["layers"][0]["bias_correction_max"].get<double>() > 0.0);
+
+  // SmoothQuant on a transformer keeps the float function and lowers the LayerNorm outputs' peaks.
+  ModelSpec t;
+  t.arch = "transformer";
+  t.d_model = 16;
+  t.heads = 2;
+  t.layers = 1;
+  t.ffn = 32;
+  t.input_shape = {12};
+  t.vocab = 20;
+  t.classes = 20;
+  torch::manual_seed(4);
+  GraphModule lm(build_graph(t));
+  {
+    torch::NoGradGuard no_grad;
+    auto w = lm->named_parameters()["blocks.0.ln2.weight"];
+    w.uniform_(0.5, 1.5);
+    w[3] = 30.0f;  // an outlier channel
+  }
+  Dataset text;
+  text.kind = "text";
+  text.text.context = 12;
+  text.text.train = torch::randint(0, 20, {2000}, torch::kInt64);
+  QuantizeSpec sq;
+  sq.activations = "dynamic";
+  sq.smoothquant_alpha = 0.5;
+  sq.calibration_examples = 32;
+  nlohmann::json rs;
+  QuantizedModel smoothed = quantize_model(lm, sq, text, rs);
+  REQUIRE(rs["smoothquant"].size() == 2);  // ln2 -> fc1 and ln_f -> out
+  const auto& first = rs["smoothquant"][0];
+  REQUIRE(first["act_max_after"].get<double>() < first["act_max_before"].get<double>());
+  torch::NoGradGuard no_grad;
+  const auto x = text.text.train.slice(0, 0, 48).view({4, 12});
+  REQUIRE(torch::allclose(smoothed.fp32()->forward(x), lm->forward(x), 1e-3, 1e-3));
+}
+
+TEST_CASE("compress end to end on a small subset: distill, quantize, export, verify with criteria") {
+  const std::string cache = temp_dir("cache");
+  ::setenv("MIGHTY_DATA", cache.c_str(), 1);
+  auto recipe_with = [](const std::string& criteria) {
+    return R"({"name": "e2e", "seed": 2,
+    "data": {"kind": "images", "validation_size": 100, "train_limit": 512, "test_limit": 300,
+             "calibration_size": 200, "normalize": {"mean": 0.286, "std": 0.353}},
+    "teacher": {"model": {"arch": "cnn", "blocks": [{"channels": 8, "pool": "max"}], "hidden": [32]},
+                "train": {"lr": 0.003, "batch_size": 64, "steps": 24}},
+    "student": {"from_teacher": {"width": 0.5}},
+    "stages": [{"kind": "distill", "train": {"lr": 0.003, "batch_size": 64, "steps": 24}},
+               {"kind": "quantize", "observer": "percentile"},
+               {"kind": "export"},
+               {"kind": "verify", "latency_runs": 3)" +
+           criteria + R"(}],
+    "eval": {"latency_runs": 3, "throughput_batch": 4}})";
+  };
+  JobOptions o;
+  o.quiet = true;
+  o.out_dir = temp_dir("e2e");
+  const auto report = run_compress(parse_recipe(recipe_with(R"(, "max_bytes": 100000000)"), "e2e.json"), o);
+  REQUIRE(report["verify"]["pass"] == true);
+  const auto& models = report["models"];
+  REQUIRE(models.size() == 4);
+  REQUIRE(models[3]["role"] == "student_int8");
+  REQUIRE(models[3]["engine"] == "runtime int8");
+  REQUIRE(models[2]["engine"] == "runtime fp32");
+  // The runtime's fp32 path gives LibTorch's accuracy; int8 stays close.
+  REQUIRE(models[2]["accuracy"] == models[1]["accuracy"]);
+  REQUIRE(std::abs(models[3]["accuracy"].get<double>() - models[1]["accuracy"].get<double>()) < 0.05);
+  REQUIRE(report["verify"]["simulation_vs_runtime"]["agreement"].get<double>() >= 0.999);
+  // The shipped file carries its verify results.
+  const Artifact shipped = Artifact::open(o.out_dir + "/model.mighty");
+  REQUIRE(shipped.metadata()["verify"]["pass"] == true);
+  REQUIRE(shipped.metadata()["role"] == "student_int8");
+  REQUIRE_THAT(read_file(o.out_dir + "/report.md"),
+               Catch::Contains("| student | student_int8 | runtime int8 |"));
+
+  // Criteria that cannot be met fail the run after the report is written.
+  o.out_dir = temp_dir("e2e_fail");
+  REQUIRE_THROWS_WITH(
+      run_compress(parse_recipe(recipe_with(R"(, "max_bytes": 100, "min_speedup": 1000000)"), "e2e.json"), o),
+      Catch::Contains("verify: criteria not met: min_speedup") && Catch::Contains("max_bytes"));
+  REQUIRE_THAT(read_file(o.out_dir + "/report.md"), Catch::Contains("**FAIL**"));
+}
+
+TEST_CASE("stage order is checked") {
+  auto err = [](const std::string& stages) {
+    try {
+      parse_recipe(R"({"data": {"kind": "images"}, "teacher": {"model": {"arch": "mlp", "hidden": [4]},
+        "train": {"steps": 1}}, "student": {"from_teacher": {}}, "stages": )" +
+                       stages + "}",
+                   "s.json");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  REQUIRE(err(R"([{"kind": "quantize"}, {"kind": "export"}, {"kind": "verify"}])") == "no error");
+  REQUIRE_THAT(err(R"([{"kind": "export"}, {"kind": "quantize"}])"),
+               Catch::Contains("/stages/1/kind: 'quantize' cannot come after 'export'"));
+  REQUIRE_THAT(err(R"([{"kind": "quantize"}, {"kind": "verify"}])"),
+               Catch::Contains("/stages/1/kind: 'verify' checks the exported artifact"));
+  REQUIRE_THAT(err(R"([{"kind": "quantize", "observer": "kl"}])"),
+               Catch::Contains("/stages/0/observer: 'kl' is not one of"));
+}
