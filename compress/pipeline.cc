@@ -329,6 +329,7 @@ nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options) {
   const ModelSpec student_spec = fill_from_data(recipe.student, data, "/student/model");
   Pipeline p;
   p.student = GraphModule(build_graph(student_spec));
+  if (!recipe.student_checkpoint.empty()) load_weights(p.student, recipe.student_checkpoint);
   nlohmann::json stages = nlohmann::json::array();
   nlohmann::json baseline = nullptr;
   nlohmann::json verify_models;

@@ -237,13 +237,20 @@ namespace {
 // integer dot product (float64 holds it exactly), then float(acc) * multiplier + bias in single precision.
 torch::Tensor simulate_rows(const LayerQuant& q, const torch::Tensor& x2d, const torch::Tensor& w2d) {
   const auto x = x2d.to(torch::kFloat32).contiguous();
-  const int64_t rows = x.size(0), in = x.size(1);
+  const int64_t rows = x.size(0), in = x.size(1), out = w2d.size(0);
   auto a = torch::empty({rows, in}, torch::kUInt8);
+  const auto ws = q.weight_scale.contiguous();
+  const float* wsp = ws.data_ptr<float>();
   torch::Tensor centered, multiplier;
   if (q.static_activation) {
     kernels::quantize_rows(x.data_ptr<float>(), rows, in, in, q.input, a.data_ptr<uint8_t>(), in);
     centered = a.to(torch::kFloat64) - static_cast<double>(q.input.zero_point);
-    multiplier = (q.weight_scale * q.input.scale).unsqueeze(0);  // float: input scale x weight scale
+    // The runtime's multipliers, computed by the same expressions.
+    multiplier = torch::empty({1, out}, torch::kFloat32);
+    float* m = multiplier.data_ptr<float>();
+    for (int64_t c = 0; c < out; ++c) {
+      m[c] = q.u8_output ? q.input.scale * wsp[c] / q.output.scale : q.input.scale * wsp[c];
+    }
   } else {
     auto scales = torch::empty({rows}, torch::kFloat32);
     auto zeros = torch::empty({rows}, torch::kInt32);
@@ -252,8 +259,24 @@ torch::Tensor simulate_rows(const LayerQuant& q, const torch::Tensor& x2d, const
     centered = a.to(torch::kFloat64) - zeros.to(torch::kFloat64).unsqueeze(1);
     multiplier = scales.unsqueeze(1) * q.weight_scale.unsqueeze(0);  // row scale x weight scale
   }
-  const auto acc = centered.matmul(w2d.t()).to(torch::kFloat32);
-  auto y = acc * multiplier;
+  const auto acc = centered.matmul(w2d.t());  // exact integers
+  if (q.u8_output) {
+    // requantize_value(acc + int32 bias, multiplier, zp, clamp) and back to the float it stands for.
+    auto int_bias = torch::zeros({1, out}, torch::kFloat64);
+    if (q.bias.defined()) {
+      const auto b = q.bias.contiguous();
+      for (int64_t c = 0; c < out; ++c) {
+        const double acc_scale = static_cast<double>(q.input.scale) * static_cast<double>(wsp[c]);
+        int_bias[0][c] = std::nearbyint(static_cast<double>(b.data_ptr<float>()[c]) / acc_scale);
+      }
+    }
+    const double zp = q.output.zero_point;
+    const double lo = (q.relu ? zp : 0.0) - zp, hi = 255.0 - zp;
+    auto v = (acc + int_bias).to(torch::kFloat32) * multiplier;
+    v = v.clamp(lo, hi).round();  // round half to even, as cvtps2dq
+    return v * q.output.scale;    // (q - zp) * scale
+  }
+  auto y = acc.to(torch::kFloat32) * multiplier;
   if (q.bias.defined()) y = y + q.bias.unsqueeze(0);
   return y;
 }
@@ -308,6 +331,11 @@ ArtifactWriter QuantizedModel::export_artifact(const nlohmann::json& metadata) {
     if (q.static_activation) {
       quant["input_scale"] = q.input.scale;
       quant["input_zero_point"] = q.input.zero_point;
+    }
+    if (q.u8_output) {
+      quant["output_scale"] = q.output.scale;
+      quant["output_zero_point"] = q.output.zero_point;
+      quant["output_relu"] = q.relu;
     }
     graph["nodes"][static_cast<size_t>(i)]["attrs"]["quant"] = quant;
     by_weight[q.name + ".weight"] = &q;
@@ -500,6 +528,30 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
     if (n.attrs.value("bias", true)) q.bias = param(model, n.name + ".bias").detach().clone();
     layers[q.node] = q;
   }
+  // uint8 chains: a static conv -> (ReLU | MaxPool2d)* -> static conv, single consumers all the way.
+  for (auto& [i, q] : layers) {
+    if (!q.static_activation || g.nodes()[i].op != OpKind::kConv2d) continue;
+    int at = i;
+    bool relu = false;
+    while (true) {
+      const auto users = consumers(g, at);
+      if (users.size() != 1 || at == g.output()) break;
+      at = users[0];
+      const OpKind op = g.nodes()[at].op;
+      if (op == OpKind::kReLU) {
+        relu = true;
+        continue;
+      }
+      if (op == OpKind::kMaxPool2d) continue;
+      auto next = layers.find(at);
+      if (op == OpKind::kConv2d && next != layers.end() && next->second.static_activation) {
+        q.u8_output = true;
+        q.output = next->second.input;
+        q.relu = relu;
+      }
+      break;
+    }
+  }
   QuantizedModel qm(std::move(model), std::move(layers));
 
   // Bias correction, layer by layer in graph order: the mean per-channel error of the simulated output
@@ -510,7 +562,8 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
     nlohmann::json lr = {{"layer", q.name},
                          {"op", op_name(g.nodes()[q.node].op)},
                          {"activations", q.static_activation ? "static" : "dynamic"},
-                         {"weight_shape", q.weight_q.sizes().vec()}};
+                         {"weight_shape", q.weight_q.sizes().vec()},
+                         {"output", q.u8_output ? (q.relu ? "uint8 (ReLU fused)" : "uint8") : "float32"}};
     if (q.static_activation) {
       lr.update({{"observer", q.observer},
                  {"observed_min", observers[k].min()},
@@ -519,6 +572,10 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
                  {"input_zero_point", q.input.zero_point}});
     }
     if (spec.bias_correction && q.bias.defined()) {
+      // Measured on the float epilogue's output (before a fused ReLU's clamp), with earlier layers as
+      // deployed.
+      const bool u8 = q.u8_output;
+      q.u8_output = false;
       torch::Tensor diff;
       for (const auto& x : batches) {
         const auto yq = qm.forward_capture(x, {q.node}).second[0];
@@ -526,6 +583,7 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
         const auto d = channel_mean(yq - yf) * static_cast<double>(x.size(0));
         diff = diff.defined() ? diff + d : d;
       }
+      q.u8_output = u8;
       int64_t seen = 0;
       for (const auto& x : batches) seen += x.size(0);
       diff = diff / static_cast<double>(seen);
@@ -542,8 +600,10 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
     const auto yq = qm.forward_capture(x, quant_nodes).second;
     const auto yf = qm.fp32()->forward_capture(x, quant_nodes).second;
     for (size_t k = 0; k < plan.size(); ++k) {
-      signal[k] += yf[k].to(torch::kFloat64).pow(2).sum().item<double>();
-      noise[k] += (yq[k].to(torch::kFloat64) - yf[k].to(torch::kFloat64)).pow(2).sum().item<double>();
+      // A uint8 output with a fused ReLU is already rectified: compare it with the rectified float output.
+      const auto ref = qm.layers().at(plan[k].node).relu ? torch::relu(yf[k]) : yf[k];
+      signal[k] += ref.to(torch::kFloat64).pow(2).sum().item<double>();
+      noise[k] += (yq[k].to(torch::kFloat64) - ref.to(torch::kFloat64)).pow(2).sum().item<double>();
     }
   }
   for (size_t k = 0; k < plan.size(); ++k) {

@@ -51,6 +51,11 @@ struct LayerQuant {
   torch::Tensor weight_scale;  // float [out]
   torch::Tensor bias;          // float [out] (after bias correction), or undefined
   std::string observer;
+  // A static conv whose output goes (through ReLU / max pooling only) to another static conv is requantized
+  // to that conv's input parameters in the kernel's epilogue (ReLU fused as the clamp), and stays uint8.
+  bool u8_output = false;
+  kernels::QuantParams output;
+  bool relu = false;
 };
 
 class QuantizedModel {

@@ -204,9 +204,10 @@ void read_teacher(JsonReader& root, Recipe& r) {
   check_model_fits_data(root, "teacher/model", r.teacher, r.data.kind);
 }
 
-ModelSpec read_student(JsonReader& root, const Recipe& r) {
+ModelSpec read_student(JsonReader& root, Recipe& r) {
   auto st = root.object("student");
   ModelSpec m;
+  r.student_checkpoint = st.string("checkpoint", "");
   if (st.has("from_teacher")) {
     auto d = st.object("from_teacher");
     const double width = d.number("width", 1.0, {0.0, 16.0, true, false});
@@ -510,7 +511,10 @@ nlohmann::json Recipe::to_json() const {
       {"data", d},
       {"teacher", teacher_json()},
       {"eval", {{"latency_runs", eval.latency_runs}, {"throughput_batch", eval.throughput_batch}}}};
-  if (!student.arch.empty()) j["student"] = {{"model", model_spec_to_json(student)}};
+  if (!student.arch.empty()) {
+    j["student"] = {{"model", model_spec_to_json(student)}};
+    if (!student_checkpoint.empty()) j["student"]["checkpoint"] = student_checkpoint;
+  }
   if (!stages.empty()) {
     j["stages"] = nlohmann::json::array();
     for (const auto& s : stages) j["stages"].push_back(stage_to_json(s));

@@ -171,7 +171,8 @@ struct Recipe {
   ModelSpec teacher;        // zoo teacher (source train or checkpoint)
   TrainSpec teacher_train;  // source train
   TeacherSpec teacher_spec;
-  ModelSpec student;  // arch empty: no student
+  ModelSpec student;               // arch empty: no student
+  std::string student_checkpoint;  // start from these weights (e.g. an earlier run's student.pt)
   std::vector<StageSpec> stages;
   EvalSpec eval;
 

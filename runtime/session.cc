@@ -8,6 +8,7 @@
 #include <fmt/ranges.h>
 #include <Eigen/Core>
 
+#include "kernels/conv.h"
 #include "kernels/fp32_ops.h"
 #include "kernels/quantize.h"
 #include "runtime/error.h"
@@ -112,7 +113,15 @@ Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)
       }
     }
     auto layer = std::make_unique<Int8Weights>();
-    layer->packed = kernels::pack_weights(w.as<int8_t>(), out, in, in);
+    if (n.op == OpKind::kConv2d && static_activation) {
+      // Static convolutions run on channels-last uint8 patches: K ordered (ky, kx, c).
+      const int64_t cin = n.attrs.at("in_channels").get<int64_t>(), k = n.attrs.at("kernel").get<int64_t>();
+      std::vector<int8_t> hwc(static_cast<size_t>(out * in));
+      kernels::conv_weight_hwc(w.as<int8_t>(), out, cin, k, hwc.data());
+      layer->packed = kernels::pack_weights(hwc.data(), out, in, in);
+    } else {
+      layer->packed = kernels::pack_weights(w.as<int8_t>(), out, in, in);
+    }
     layer->scales = sc.as<float>();
     layer->static_activation = static_activation;
     layer->input = input_params;
@@ -123,8 +132,81 @@ Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)
     }
     int8_[i] = std::move(layer);
   }
+  setup_u8_outputs();
   if (threads > 1) pool_ = std::make_unique<kernels::ThreadPool>(threads);
   pool_mutex_ = std::make_unique<std::mutex>();
+}
+
+void Session::setup_u8_outputs() {
+  const auto& nodes = graph_.nodes();
+  std::vector<std::vector<int>> users(nodes.size());
+  for (size_t j = 0; j < nodes.size(); ++j)
+    for (int in : nodes[j].inputs) users[static_cast<size_t>(in)].push_back(static_cast<int>(j));
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const Node& n = nodes[i];
+    if (!n.attrs.contains("quant") || !n.attrs["quant"].contains("output_scale")) continue;
+    const auto& q = n.attrs["quant"];
+    auto fail = [&](const std::string& what) {
+      throw Error(fmt::format("{}: graph node {} ('{}'): {}", artifact_.name(), i, n.name, what));
+    };
+    if (!int8_[i] || !int8_[i]->static_activation || n.op != OpKind::kConv2d) {
+      fail("quant.output_scale is only for Conv2d with static activations");
+    }
+    const auto& sc = q["output_scale"];
+    const auto& zp = q.contains("output_zero_point") ? q["output_zero_point"] : nlohmann::json();
+    if (!sc.is_number() ||
+        !(std::isfinite(sc.get<double>()) && sc.get<double>() > 0 && sc.get<double>() < 1e30)) {
+      fail(fmt::format("quant.output_scale: expected a finite positive number, found {}", sc.dump()));
+    }
+    if (!zp.is_number_integer() || zp.get<int64_t>() < 0 || zp.get<int64_t>() > 255) {
+      fail(fmt::format("quant.output_zero_point: expected an integer in [0, 255], found {}", zp.dump()));
+    }
+    if (q.contains("output_relu") && !q["output_relu"].is_boolean())
+      fail("quant.output_relu: expected a boolean");
+    Int8Weights& layer = *int8_[i];
+    layer.output.scale = sc.get<float>();
+    layer.output.zero_point = static_cast<int32_t>(zp.get<int64_t>());
+    layer.relu = q.value("output_relu", false);
+    // The chain to the consumer: single users through ReLU and max pooling, ending at a static int8 conv
+    // whose input parameters are these.
+    int at = static_cast<int>(i);
+    bool relu_seen = false;
+    while (true) {
+      if (users[static_cast<size_t>(at)].size() != 1 || at == graph_.output()) {
+        fail("a uint8 output must have exactly one consumer chain (ReLU, MaxPool2d) ending at an int8 conv");
+      }
+      at = users[static_cast<size_t>(at)][0];
+      const OpKind op = nodes[static_cast<size_t>(at)].op;
+      if (op == OpKind::kReLU) {
+        relu_seen = true;
+        continue;
+      }
+      if (op == OpKind::kMaxPool2d) continue;
+      const auto& next = int8_[static_cast<size_t>(at)];
+      if (op != OpKind::kConv2d || !next || !next->static_activation ||
+          next->input.scale != layer.output.scale || next->input.zero_point != layer.output.zero_point) {
+        fail(fmt::format(
+            "uint8 output feeds '{}', which is not a static int8 conv with input scale {} and zero "
+            "point {}",
+            nodes[static_cast<size_t>(at)].name, layer.output.scale, layer.output.zero_point));
+      }
+      break;
+    }
+    if (relu_seen != layer.relu) fail("quant.output_relu must say whether a ReLU follows");
+    const int64_t out = layer.packed.n;
+    const float* bias = n.attrs.value("bias", true) ? weights(n.name + ".bias") : nullptr;
+    layer.int_bias.assign(static_cast<size_t>(out), 0);
+    layer.requant_multipliers.resize(static_cast<size_t>(out));
+    for (int64_t c = 0; c < out; ++c) {
+      const double acc_scale = static_cast<double>(layer.input.scale) * static_cast<double>(layer.scales[c]);
+      const double b = bias ? std::nearbyint(static_cast<double>(bias[c]) / acc_scale) : 0.0;
+      if (!(std::abs(b) < 1e9))
+        fail(fmt::format("bias of channel {} does not fit int32 at the accumulator's scale", c));
+      layer.int_bias[c] = static_cast<int32_t>(b);
+      layer.requant_multipliers[c] = layer.input.scale * layer.scales[c] / layer.output.scale;
+    }
+    layer.u8_output = true;
+  }
 }
 
 void Session::linear_int8(int node, const float* x, int64_t rows, const float* bias, float* y) const {
@@ -157,6 +239,107 @@ void Session::linear_int8(int node, const float* x, int64_t rows, const float* b
   g.ldc = out;
   std::unique_lock<std::mutex> lock(*pool_mutex_, std::try_to_lock);
   kernels::gemm_u8s8(g, lock.owns_lock() ? pool_.get() : nullptr);
+}
+
+void Session::conv_int8(int node, const Value& in, int64_t batch, const float* bias, Value& out) const {
+  const Node& n = graph_.nodes()[static_cast<size_t>(node)];
+  const Int8Weights& layer = *int8_[node];
+  kernels::ConvGeometry g;
+  g.channels = in.shape[0];
+  g.height = in.shape[1];
+  g.width = in.shape[2];
+  g.kernel = n.attrs.at("kernel").get<int64_t>();
+  g.stride = n.attrs.value("stride", 1);
+  g.padding = n.attrs.value("padding", 0);
+  const int64_t cin = g.channels, h = g.height, w = g.width;
+  const int64_t oh = g.out_height(), ow = g.out_width(), pixels = oh * ow, patch = g.patch();
+  const int64_t cout = layer.packed.n, rows = batch * pixels;
+  kernels::GemmArgs args;
+  args.w = &layer.packed;
+  args.epilogue.per_channel = true;
+  std::vector<uint8_t> a;
+  std::vector<float> result;
+  if (layer.static_activation) {
+    // uint8 channels-last input (from the previous conv, or quantized here), patches gathered with the zero
+    // point as padding (it stands for 0.0 exactly), one GEMM over every pixel of the batch.
+    const uint8_t* hwc = nullptr;
+    std::vector<uint8_t> planes, converted;
+    if (in.is_u8) {
+      hwc = in.u8.data();
+    } else {
+      planes.resize(static_cast<size_t>(batch * cin * h * w));
+      converted.resize(planes.size());
+      kernels::quantize_rows(in.data.data(), batch * cin, h * w, h * w, layer.input, planes.data(), h * w);
+      for (int64_t b = 0; b < batch; ++b) {
+        const uint8_t* src = planes.data() + b * cin * h * w;
+        uint8_t* dst = converted.data() + b * cin * h * w;
+        for (int64_t c = 0; c < cin; ++c)
+          for (int64_t p = 0; p < h * w; ++p) dst[p * cin + c] = src[c * h * w + p];
+      }
+      hwc = converted.data();
+    }
+    a.resize(static_cast<size_t>(rows * patch));
+    for (int64_t b = 0; b < batch; ++b) {
+      kernels::im2col_hwc(hwc + b * cin * h * w, g, static_cast<uint8_t>(layer.input.zero_point),
+                          a.data() + b * pixels * patch, patch);
+    }
+    args.a = a.data();
+    args.lda = patch;
+    args.m = rows;
+    args.a_zero_point = layer.input.zero_point;
+    if (layer.u8_output) {
+      out.u8.resize(static_cast<size_t>(rows * cout));
+      out.is_u8 = true;
+      out.params = layer.output;
+      args.epilogue.kind = kernels::OutputKind::kUint8;
+      args.epilogue.bias = layer.int_bias.data();
+      args.epilogue.multiplier = layer.requant_multipliers.data();
+      args.epilogue.out_zero_point = layer.output.zero_point;
+      args.epilogue.clamp_lo = layer.relu ? layer.output.zero_point : 0;
+      args.epilogue.clamp_hi = 255;
+      args.c = out.u8.data();
+      args.ldc = cout;
+      std::unique_lock<std::mutex> lock(*pool_mutex_, std::try_to_lock);
+      kernels::gemm_u8s8(args, lock.owns_lock() ? pool_.get() : nullptr);
+      return;  // stays [batch][oh][ow][cout] uint8
+    }
+    result.resize(static_cast<size_t>(rows * cout));
+    args.epilogue.kind = kernels::OutputKind::kFloat32;
+    args.epilogue.multiplier = layer.multipliers.data();
+    args.epilogue.fp_bias = bias;
+    args.c = result.data();
+    args.ldc = cout;
+    std::unique_lock<std::mutex> lock(*pool_mutex_, std::try_to_lock);
+    kernels::gemm_u8s8(args, lock.owns_lock() ? pool_.get() : nullptr);
+  } else {
+    // Dynamic: float patches, one row per output pixel in (c, ky, kx) order, each quantized on its own range.
+    if (in.is_u8) throw Error(fmt::format("graph node '{}': dynamic conv after a uint8 output", n.name));
+    std::vector<float> cols(static_cast<size_t>(rows * patch));
+    const int64_t k = g.kernel;
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* xb = in.data.data() + b * cin * h * w;
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          float* row = cols.data() + ((b * oh + oy) * ow + ox) * patch;
+          for (int64_t c = 0; c < cin; ++c)
+            for (int64_t ky = 0; ky < k; ++ky) {
+              const int64_t iy = oy * g.stride - g.padding + ky;
+              for (int64_t kx = 0; kx < k; ++kx) {
+                const int64_t ix = ox * g.stride - g.padding + kx;
+                *row++ = (iy < 0 || iy >= h || ix < 0 || ix >= w) ? 0.0f : xb[(c * h + iy) * w + ix];
+              }
+            }
+        }
+    }
+    result.resize(static_cast<size_t>(rows * cout));
+    linear_int8(node, cols.data(), rows, bias, result.data());
+  }
+  // [batch][pixels][cout] -> NCHW.
+  out.data.resize(static_cast<size_t>(rows * cout));
+  for (int64_t b = 0; b < batch; ++b) {
+    const ConstRows r(result.data() + b * pixels * cout, pixels, cout);
+    Rows(out.data.data() + b * cout * pixels, cout, pixels) = r.transpose();
+  }
 }
 
 const float* Session::weights(const std::string& name) const { return artifact_.tensor(name).as<float>(); }
@@ -225,6 +408,9 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
       out.data.clear();
     }
     const Value* in = n.inputs.empty() ? nullptr : &values[n.inputs[0]];
+    if (in && in->is_u8 && n.op != OpKind::kReLU && n.op != OpKind::kMaxPool2d && n.op != OpKind::kConv2d) {
+      throw Error(fmt::format("graph node '{}' ({}) cannot take a uint8 input", n.name, op_name(n.op)));
+    }
     auto attr = [&](const char* key) { return n.attrs.at(key).get<int64_t>(); };
     auto tensor = [&](const std::string& suffix) { return weights(n.name + "." + suffix); };
     switch (n.op) {
@@ -256,10 +442,14 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
         const int64_t h = in->shape[1], w = in->shape[2];
         const int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
         out.shape = {cout, oh, ow};
-        out.data.assign(static_cast<size_t>(batch * cout * oh * ow), 0.0f);
+        if (!int8_[i]) out.data.resize(static_cast<size_t>(batch * cout * oh * ow));
         const int64_t patch = cin * k * k, pixels = oh * ow;
-        std::vector<float> cols(static_cast<size_t>(patch * pixels));
         const float* bias = n.attrs.value("bias", true) ? tensor("bias") : nullptr;
+        if (int8_[i]) {
+          conv_int8(static_cast<int>(i), *in, batch, bias, out);
+          break;
+        }
+        std::vector<float> cols(static_cast<size_t>(patch * pixels));
         for (int64_t b = 0; b < batch; ++b) {
           const float* x = in->data.data() + b * cin * h * w;
           // cols[(c * k + ky) * k + kx][oy * ow + ox], the layout of LibTorch's weight [O][C][k][k].
@@ -277,16 +467,8 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
                 }
               }
           Rows y(out.data.data() + b * cout * pixels, cout, pixels);
-          if (int8_[i]) {
-            // The GEMM wants one row per pixel: [pixels][patch] in, [pixels][cout] out, then back to NCHW.
-            const RowMatrix patches = ConstRows(cols.data(), patch, pixels).transpose();
-            RowMatrix result(pixels, cout);
-            linear_int8(static_cast<int>(i), patches.data(), pixels, bias, result.data());
-            y = result.transpose();
-          } else {
-            y.noalias() = ConstRows(tensor("weight"), cout, patch) * ConstRows(cols.data(), patch, pixels);
-            if (bias) y.colwise() += Eigen::Map<const Eigen::VectorXf>(bias, cout);
-          }
+          y.noalias() = ConstRows(tensor("weight"), cout, patch) * ConstRows(cols.data(), patch, pixels);
+          if (bias) y.colwise() += Eigen::Map<const Eigen::VectorXf>(bias, cout);
         }
         break;
       }
@@ -306,6 +488,13 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
         break;
       }
       case OpKind::kReLU:
+        if (in->is_u8) {  // already clamped at the zero point by the producing conv
+          out.shape = in->shape;
+          out.u8 = in->u8;
+          out.is_u8 = true;
+          out.params = in->params;
+          break;
+        }
         out.shape = in->shape;
         out.data.resize(in->data.size());
         std::transform(in->data.begin(), in->data.end(), out.data.begin(),
@@ -330,6 +519,16 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
         const int64_t c = in->shape[0], h = in->shape[1], w = in->shape[2];
         const int64_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
         out.shape = {c, oh, ow};
+        if (in->is_u8) {  // max pooling commutes with the (monotonic) quantization
+          out.u8.resize(static_cast<size_t>(batch * c * oh * ow));
+          for (int64_t b = 0; b < batch; ++b) {
+            kernels::max_pool_hwc(in->u8.data() + b * h * w * c, h, w, c, k, stride,
+                                  out.u8.data() + b * oh * ow * c);
+          }
+          out.is_u8 = true;
+          out.params = in->params;
+          break;
+        }
         out.data.resize(static_cast<size_t>(batch * c * oh * ow));
         const bool is_max = n.op == OpKind::kMaxPool2d;
         for (int64_t plane = 0; plane < batch * c; ++plane) {

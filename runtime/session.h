@@ -54,12 +54,20 @@ class Session {
   struct Value {
     std::vector<float> data;
     std::vector<int64_t> shape;  // without the batch dimension
+    // uint8 channels-last form ([batch][h][w][c], quantized with `params`) between int8 convolutions; when
+    // set, `data` is unused.
+    std::vector<uint8_t> u8;
+    bool is_u8 = false;
+    kernels::QuantParams params;
   };
   std::vector<float> execute(const float* input, const int64_t* tokens, int64_t batch, int64_t length,
                              DecodeState* state) const;
   const float* weights(const std::string& name) const;
+  void setup_u8_outputs();  // validates and prepares the requantized (uint8) outputs of static convs
   // y[rows][out] = x[rows][in] W^T (+ bias) on the int8 kernels, for the int8 node `node`.
   void linear_int8(int node, const float* x, int64_t rows, const float* bias, float* y) const;
+  // y [batch][out][oh][ow] of the int8 Conv2d `node` from x [batch][cin][h][w].
+  void conv_int8(int node, const Value& in, int64_t batch, const float* bias, Value& out) const;
 
   struct Int8Weights {
     kernels::PackedWeights packed;
@@ -69,6 +77,13 @@ class Session {
     bool static_activation = false;
     kernels::QuantParams input;
     std::vector<float> multipliers;
+    // Requantized uint8 output (a static conv feeding another through ReLU/max pooling only): the consumer's
+    // input parameters, a fused ReLU as the clamp's low end, the bias in int32 at the accumulator's scale.
+    bool u8_output = false;
+    kernels::QuantParams output;
+    bool relu = false;
+    std::vector<int32_t> int_bias;
+    std::vector<float> requant_multipliers;  // input scale x weight scale / output scale
   };
 
   Artifact artifact_;

@@ -151,14 +151,45 @@ TEST_CASE("the LibTorch simulation is what the runtime computes: static and dyna
     const auto xc = x.contiguous();
     const auto out = s.run(xc.data_ptr<float>(), x.size(0));
     const auto rt = torch::from_blob(const_cast<float*>(out.data()), sim.sizes(), torch::kFloat32);
-    // Identical predictions; logits equal up to the float ops outside the int8 layers (ReLU, pooling and the
-    // int8 layers themselves are exact, so in practice they agree to the last bits).
-    REQUIRE(torch::equal(sim.argmax(1), rt.argmax(1)));
-    REQUIRE((sim - rt).abs().max().item<double>() < 1e-4);
+    // Identical logits, bit for bit: every int8 layer is computed by the same expressions, and what lies
+    // between them here (ReLU, max pooling, flatten) is exact.
+    REQUIRE(torch::equal(sim, rt));
+    if (std::string(activations) == "static") {
+      REQUIRE(s.graph().nodes()[1].attrs["quant"]["output_relu"] ==
+              true);  // conv -> ReLU -> conv stays uint8
+    }
     // And the simulation tracks the float model.
     const auto fp = m->forward(x);
     REQUIRE(sim.argmax(1).eq(fp.argmax(1)).to(torch::kFloat32).mean().item<double>() > 0.9);
   }
+}
+
+TEST_CASE("a session checks uint8 outputs: parameters and the chain to the next conv") {
+  GraphModule m = small_cnn();
+  QuantizeSpec spec;
+  nlohmann::json report;
+  QuantizedModel qm = quantize_model(m, spec, small_data(), report);
+  REQUIRE(report["layers"][0]["output"] == "uint8 (ReLU fused)");
+  auto error_with = [&](const std::function<void(nlohmann::json&)>& edit) {
+    auto writer = qm.export_artifact({{"producer", "test"}});
+    edit(writer.metadata()["graph"]["nodes"][1]["attrs"]["quant"]);
+    try {
+      session_of(writer, "bad.mighty");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  REQUIRE(error_with([](nlohmann::json&) {}) == "no error");
+  REQUIRE_THAT(
+      error_with([](nlohmann::json& q) { q["output_zero_point"] = 300; }),
+      Catch::Contains("'features.0.conv'): quant.output_zero_point: expected an integer in [0, 255]"));
+  REQUIRE_THAT(error_with([](nlohmann::json& q) { q["output_scale"] = -1.0; }),
+               Catch::Contains("quant.output_scale: expected a finite positive number"));
+  REQUIRE_THAT(error_with([](nlohmann::json& q) { q["output_scale"] = 0.123; }),
+               Catch::Contains("which is not a static int8 conv with input scale 0.123"));
+  REQUIRE_THAT(error_with([](nlohmann::json& q) { q["output_relu"] = false; }),
+               Catch::Contains("quant.output_relu must say whether a ReLU follows"));
 }
 
 TEST_CASE("quantize options: exclusions, overrides, bias correction, SmoothQuant") {
