@@ -115,7 +115,13 @@ struct Pipeline {
 // The verify stage: the four models side by side on the whole test split, at one thread count.
 nlohmann::json verify(const Recipe& recipe, const VerifySpec& spec, Pipeline& p, Teacher& teacher,
                       const Dataset& data, const nlohmann::json& teacher_test, nlohmann::json& models) {
-  const int threads = torch::get_num_threads();
+  const int run_threads = torch::get_num_threads();
+  const int threads = spec.threads > 0 ? static_cast<int>(spec.threads) : run_threads;
+  torch::set_num_threads(threads);
+  struct Restore {
+    int n;
+    ~Restore() { torch::set_num_threads(n); }
+  } restore{run_threads};
   EvalSpec eval = recipe.eval;
   if (spec.latency_runs > 0) eval.latency_runs = spec.latency_runs;
   const Session int8(Artifact::open(p.artifact), threads);

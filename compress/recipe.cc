@@ -266,6 +266,7 @@ void read_verify(JsonReader& st, VerifySpec& v) {
   v.min_speedup = st.number("min_speedup", 0.0, {0.0, 1e6});
   v.max_bytes = st.integer("max_bytes", 0, 0, kMaxCount);
   v.latency_runs = st.integer("latency_runs", 0, 0, 1000000);
+  v.threads = st.integer("threads", 0, 0, 1024);
 }
 
 StageSpec read_stage(JsonReader& st, const Recipe& r) {
@@ -326,7 +327,8 @@ nlohmann::json stage_to_json(const StageSpec& s) {
             {"max_bpc_increase", v.max_bpc_increase},
             {"min_speedup", v.min_speedup},
             {"max_bytes", v.max_bytes},
-            {"latency_runs", v.latency_runs}};
+            {"latency_runs", v.latency_runs},
+            {"threads", v.threads}};
   }
   if (s.kind == "export") return {{"kind", s.kind}};
   const DistillSpec& d = s.distill;

@@ -149,6 +149,7 @@ struct VerifySpec {
   double min_speedup = 0.0;         // batch-1 latency, LibTorch fp32 teacher / runtime int8 student; 0 = off
   int64_t max_bytes = 0;            // artifact size on disk; 0 = not checked
   int64_t latency_runs = 0;         // 0 = eval.latency_runs
+  int64_t threads = 0;              // every model is measured at this thread count; 0 = the run's (--threads)
 };
 
 struct StageSpec {

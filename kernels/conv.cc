@@ -6,20 +6,51 @@
 
 namespace mighty::kernels {
 
+namespace {
+
+// Copies of a few dozen bytes: fixed-size 16-byte moves (inlined) instead of a call to memcpy per run.
+inline void copy_small(uint8_t* dst, const uint8_t* src, size_t n) {
+  while (n >= 16) {
+    std::memcpy(dst, src, 16);
+    dst += 16;
+    src += 16;
+    n -= 16;
+  }
+  if (n >= 8) {
+    std::memcpy(dst, src, 8);
+    dst += 8;
+    src += 8;
+    n -= 8;
+  }
+  while (n--) *dst++ = *src++;
+}
+
+}  // namespace
+
 void im2col_hwc(const uint8_t* in, const ConvGeometry& g, uint8_t pad_value, uint8_t* out, int64_t ldo) {
-  const int64_t oh = g.out_height(), ow = g.out_width(), c = g.channels;
+  const int64_t oh = g.out_height(), ow = g.out_width(), c = g.channels, k = g.kernel;
+  const size_t span = static_cast<size_t>(k * c);  // one kernel row of a patch
   for (int64_t oy = 0; oy < oh; ++oy) {
     for (int64_t ox = 0; ox < ow; ++ox) {
       uint8_t* row = out + (oy * ow + ox) * ldo;
-      for (int64_t ky = 0; ky < g.kernel; ++ky) {
+      const int64_t ix0 = ox * g.stride - g.padding;
+      const bool inside_x = ix0 >= 0 && ix0 + k <= g.width;
+      for (int64_t ky = 0; ky < k; ++ky) {
         const int64_t iy = oy * g.stride - g.padding + ky;
-        for (int64_t kx = 0; kx < g.kernel; ++kx) {
-          const int64_t ix = ox * g.stride - g.padding + kx;
-          uint8_t* dst = row + (ky * g.kernel + kx) * c;
-          if (iy < 0 || iy >= g.height || ix < 0 || ix >= g.width) {
-            std::memset(dst, pad_value, static_cast<size_t>(c));
-          } else {
-            std::memcpy(dst, in + (iy * g.width + ix) * c, static_cast<size_t>(c));
+        uint8_t* dst = row + ky * k * c;
+        if (iy < 0 || iy >= g.height) {
+          std::memset(dst, pad_value, span);
+        } else if (inside_x) {
+          // The k pixels of this kernel row are adjacent in a channels-last image: one copy.
+          copy_small(dst, in + (iy * g.width + ix0) * c, span);
+        } else {
+          for (int64_t kx = 0; kx < k; ++kx) {
+            const int64_t ix = ix0 + kx;
+            if (ix < 0 || ix >= g.width) {
+              std::memset(dst + kx * c, pad_value, static_cast<size_t>(c));
+            } else {
+              copy_small(dst + kx * c, in + (iy * g.width + ix) * c, static_cast<size_t>(c));
+            }
           }
         }
       }

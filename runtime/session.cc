@@ -257,13 +257,13 @@ void Session::conv_int8(int node, const Value& in, int64_t batch, const float* b
   kernels::GemmArgs args;
   args.w = &layer.packed;
   args.epilogue.per_channel = true;
-  std::vector<uint8_t> a;
-  std::vector<float> result;
+  // Scratch reused across runs on this thread (no allocation, zeroing or page faults per call).
+  thread_local std::vector<uint8_t> a, planes, converted;
+  thread_local std::vector<float> result;
   if (layer.static_activation) {
     // uint8 channels-last input (from the previous conv, or quantized here), patches gathered with the zero
     // point as padding (it stands for 0.0 exactly), one GEMM over every pixel of the batch.
     const uint8_t* hwc = nullptr;
-    std::vector<uint8_t> planes, converted;
     if (in.is_u8) {
       hwc = in.u8.data();
     } else {
@@ -488,9 +488,9 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
         break;
       }
       case OpKind::kReLU:
-        if (in->is_u8) {  // already clamped at the zero point by the producing conv
+        if (in->is_u8) {  // already clamped at the zero point by the producing conv (its only consumer)
           out.shape = in->shape;
-          out.u8 = in->u8;
+          out.u8 = std::move(values[static_cast<size_t>(n.inputs[0])].u8);
           out.is_u8 = true;
           out.params = in->params;
           break;
