@@ -15,8 +15,10 @@
 #include "compress/zoo.h"
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
+#include "runtime/input_spec.h"
 #include "runtime/progress.h"
 #include "runtime/session.h"
+#include "runtime/tasks.h"
 
 namespace mighty::compress {
 namespace {
@@ -164,6 +166,15 @@ nlohmann::json verify(const Recipe& recipe, const VerifySpec& spec, Pipeline& p,
     models[i]["kl"] = vs["kl"];
   }
   nlohmann::json report = {{"kind", "verify"}, {"threads", threads}, {"completed", true}};
+  if (data.kind == "text") {
+    // What the deployed language model writes, and how fast (incremental decoding with the key/value cache).
+    const InputSpec input = InputSpec::from_json(int8.artifact().metadata().at("input"), p.artifact);
+    const std::string prompt = "And God said, ";
+    double tokens_per_s = 0.0;
+    const std::string sample = generate(int8, input, prompt, 300, 0.8, 10, recipe.seed, &tokens_per_s);
+    report["generation"] = {{"prompt", prompt}, {"characters", 300}, {"temperature", 0.8},
+                            {"top_k", 10},      {"sample", sample},  {"tokens_per_s", tokens_per_s}};
+  }
   if (p.quantized) {
     // The LibTorch simulation against the deployed file: the same predictions, the same logits up to the
     // float ops outside the quantized layers.
@@ -248,6 +259,16 @@ std::string report_markdown(const nlohmann::json& report) {
                            c["what"].get<std::string>(), c["value"].get<double>(), c["limit"].get<double>(),
                            c["pass"].get<bool>() ? "pass" : "**FAIL**");
       }
+    }
+    if (v.contains("generation")) {
+      const auto& gen = v["generation"];
+      std::string quoted;
+      for (char c : gen["sample"].get<std::string>())
+        quoted += c == '\n' ? std::string("\n> ") : std::string(1, c);
+      out += fmt::format(
+          "\nThe int8 model continues \"{}\" ({} characters/s, temperature {}, top-{}):\n\n> {}\n",
+          gen["prompt"].get<std::string>(), static_cast<int64_t>(gen["tokens_per_s"].get<double>()),
+          gen["temperature"].get<double>(), gen["top_k"].get<int64_t>(), quoted);
     }
     out += fmt::format("\nverify: **{}**\n", v["pass"].get<bool>() ? "pass" : "FAIL");
   }

@@ -42,5 +42,34 @@ int main(int argc, char** argv) {
     m.add_tensor("out.weight", mighty::TensorType::kFloat32, {2, 2}, f);
     m.write(dir + (int8 ? "/mlp_int8.mighty" : "/mlp_fp32.mighty"));
   }
+  // Two static int8 convs with a uint8 activation between them (requantizing epilogue, fused ReLU).
+  {
+    mighty::Graph g;
+    int x = g.add("input", mighty::OpKind::kInput, {}, {{"shape", {1, 4, 4}}});
+    nlohmann::json qa = {{"weight", "int8"},        {"activation", "static"}, {"input_scale", 0.02},
+                         {"input_zero_point", 128}, {"output_scale", 0.05},   {"output_zero_point", 0},
+                         {"output_relu", true}};
+    x = g.add("a", mighty::OpKind::kConv2d, {x},
+              {{"in_channels", 1}, {"out_channels", 2}, {"kernel", 3}, {"padding", 1}, {"quant", qa}});
+    x = g.add("act", mighty::OpKind::kReLU, {x});
+    nlohmann::json qb = {
+        {"weight", "int8"}, {"activation", "static"}, {"input_scale", 0.05}, {"input_zero_point", 0}};
+    x = g.add("b", mighty::OpKind::kConv2d, {x},
+              {{"in_channels", 2}, {"out_channels", 1}, {"kernel", 1}, {"bias", false}, {"quant", qb}});
+    g.add("flatten", mighty::OpKind::kFlatten, {x});
+    g.infer_shapes();
+    mighty::ArtifactWriter m;
+    m.set_metadata({{"graph", g.to_json()},
+                    {"input", {{"kind", "images"}, {"shape", {1, 4, 4}}, {"mean", 0}, {"std", 1}}}});
+    const int8_t wa[18] = {1, -2, 3, 4, 5, -6, 7, 8, 9, -1, 2, -3, 4, -5, 6, -7, 8, -9};
+    const int8_t wb[2] = {100, -100};
+    const float sa[2] = {0.01f, 0.02f}, ba[2] = {0.1f, -0.2f}, sb[1] = {0.03f};
+    m.add_tensor("a.weight", mighty::TensorType::kInt8, {2, 1, 3, 3}, wa);
+    m.add_tensor("a.weight_scale", mighty::TensorType::kFloat32, {2}, sa);
+    m.add_tensor("a.bias", mighty::TensorType::kFloat32, {2}, ba);
+    m.add_tensor("b.weight", mighty::TensorType::kInt8, {1, 2, 1, 1}, wb);
+    m.add_tensor("b.weight_scale", mighty::TensorType::kFloat32, {1}, sb);
+    m.write(dir + "/conv_u8.mighty");
+  }
   return 0;
 }
