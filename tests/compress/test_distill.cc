@@ -14,19 +14,14 @@
 #include "compress/teacher.h"
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
+#include "tests/compress/helpers.h"
 
 using namespace mighty;
 using namespace mighty::compress;
 
 namespace {
 
-std::string temp_dir(const std::string& name) {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("mighty_distill_" + std::to_string(::getpid()) + "_" + name);
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir.string();
-}
+std::string temp_dir(const std::string& name) { return testing::fresh_temp_dir("distill", name); }
 
 // A data cache of the test's own, so the teacher cache starts empty.
 void use_private_data_cache() {

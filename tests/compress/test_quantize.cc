@@ -14,37 +14,17 @@
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
 #include "runtime/session.h"
+#include "tests/compress/helpers.h"
 
 using namespace mighty;
 using namespace mighty::compress;
 
 namespace {
 
-std::string temp_dir(const std::string& name) {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("mighty_quant_" + std::to_string(::getpid()) + "_" + name);
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir.string();
-}
+std::string temp_dir(const std::string& name) { return testing::fresh_temp_dir("quant", name); }
 
 const Dataset& small_data() {
-  static const Dataset data = [] {
-    DataSpec d;
-    d.kind = "images";
-    const std::string base = "/usr/share/datasets/fashion-mnist/";
-    d.images.train_images = base + "train-images-idx3-ubyte.gz";
-    d.images.train_labels = base + "train-labels-idx1-ubyte.gz";
-    d.images.test_images = base + "t10k-images-idx3-ubyte.gz";
-    d.images.test_labels = base + "t10k-labels-idx1-ubyte.gz";
-    d.images.validation_size = 100;
-    d.images.train_limit = 512;
-    d.images.test_limit = 300;
-    d.images.calibration_size = 200;
-    d.images.mean = 0.286;
-    d.images.std = 0.353;
-    return load_dataset(d, 3);
-  }();
+  static const Dataset data = testing::small_fashion_mnist(512, 100, 300, 200, /*augment=*/false, 3);
   return data;
 }
 

@@ -10,6 +10,7 @@
 #include "compress/trainer.h"
 #include "compress/zoo.h"
 #include "runtime/error.h"
+#include "tests/compress/helpers.h"
 
 using namespace mighty;
 using namespace mighty::compress;
@@ -18,23 +19,7 @@ namespace {
 
 // A small slice of the real Fashion-MNIST (installed by scripts/setup).
 const Dataset& small_fashion_mnist() {
-  static const Dataset data = [] {
-    DataSpec d;
-    d.kind = "images";
-    const std::string base = "/usr/share/datasets/fashion-mnist/";
-    d.images.train_images = base + "train-images-idx3-ubyte.gz";
-    d.images.train_labels = base + "train-labels-idx1-ubyte.gz";
-    d.images.test_images = base + "t10k-images-idx3-ubyte.gz";
-    d.images.test_labels = base + "t10k-labels-idx1-ubyte.gz";
-    d.images.validation_size = 200;
-    d.images.train_limit = 1024;
-    d.images.test_limit = 500;
-    d.images.mean = 0.286;
-    d.images.std = 0.353;
-    d.images.crop_padding = 1;
-    d.images.horizontal_flip = true;
-    return load_dataset(d, 5);
-  }();
+  static const Dataset data = testing::small_fashion_mnist(1024, 200, 500, 1000, /*augment=*/true, 5);
   return data;
 }
 

@@ -1,0 +1,44 @@
+// Shared by the compress test suites: small real datasets and fresh temporary directories.
+#pragma once
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include "compress/data.h"
+
+namespace mighty::compress::testing {
+
+// The first `train` images of Fashion-MNIST's seeded training order (installed by scripts/setup), with
+// `validation` held out, the first `test` test images and `calibration` calibration images.
+inline Dataset small_fashion_mnist(int64_t train, int64_t validation, int64_t test, int64_t calibration,
+                                   bool augment, uint64_t seed) {
+  DataSpec d;
+  d.kind = "images";
+  const std::string base = "/usr/share/datasets/fashion-mnist/";
+  d.images.train_images = base + "train-images-idx3-ubyte.gz";
+  d.images.train_labels = base + "train-labels-idx1-ubyte.gz";
+  d.images.test_images = base + "t10k-images-idx3-ubyte.gz";
+  d.images.test_labels = base + "t10k-labels-idx1-ubyte.gz";
+  d.images.validation_size = validation;
+  d.images.train_limit = train;
+  d.images.test_limit = test;
+  d.images.calibration_size = calibration;
+  d.images.mean = 0.286;
+  d.images.std = 0.353;
+  d.images.crop_padding = augment ? 1 : 0;
+  d.images.horizontal_flip = augment;
+  return load_dataset(d, seed);
+}
+
+// An empty directory of this process: <tmp>/mighty_<suite>_<pid>_<name>.
+inline std::string fresh_temp_dir(const std::string& suite, const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("mighty_" + suite + "_" + std::to_string(::getpid()) + "_" + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+}  // namespace mighty::compress::testing
