@@ -9,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "compress/evaluate.h"
+#include "compress/lower.h"
 #include "compress/trainer.h"
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
@@ -250,12 +251,11 @@ std::pair<std::string, double> quality(const nlohmann::json& test) {
 
 nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teacher& teacher,
                                  const std::string& teacher_key, const Dataset& data, GraphModule& student,
-                                 const StageOptions& options) {
+                                 bool from_student, const StageOptions& options) {
   const DistillSpec& d = recipe.stages.at(stage_index).distill;
   const std::string path = fmt::format("/stages/{}", stage_index);
   std::filesystem::create_directories(options.dir);
-  const ModelSpec spec = fill_from_data(recipe.student, data, "/student/model");
-  const Graph student_graph = build_graph(spec);
+  const Graph student_graph = student->graph();
 
   std::vector<int> teacher_nodes, student_nodes;
   for (size_t i = 0; i < d.features.size(); ++i) {
@@ -289,6 +289,7 @@ nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teach
     }
     torch::manual_seed(run.seed);
     GraphModule model{Graph(student_graph)};
+    if (from_student && run.kind == "distilled") copy_parameters(student, model);
     TrainOptions topts;
     topts.checkpoint_path = base + ".checkpoint.pt";
     topts.resume = options.resume;

@@ -91,11 +91,13 @@ struct StageOptions {
   std::string identity;          // the recipe hash: checkpoints of another recipe are refused
 };
 
-// Runs a distill stage. For each seed: the distilled student (and with `baseline` the same student trained
-// from scratch), evaluated on the test split and compared with the teacher. `student` is left holding the
-// first seed's distilled weights. Returns the stage report, or a report with "completed": false when stopped.
+// Runs a distill stage on the graph of `student`. For each seed: the distilled student (starting from
+// `student`'s weights when `from_student`, else from the seed's initialization) and, with `baseline`, the
+// same architecture trained from scratch, evaluated on the test split and compared with the teacher.
+// `student` is left holding the first seed's distilled weights. Returns the stage report, or "completed":
+// false when stopped.
 nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teacher& teacher,
                                  const std::string& teacher_key, const Dataset& data, GraphModule& student,
-                                 const StageOptions& options);
+                                 bool from_student, const StageOptions& options);
 
 }  // namespace mighty::compress

@@ -9,6 +9,7 @@
 #include "compress/distill.h"
 #include "compress/evaluate.h"
 #include "compress/export.h"
+#include "compress/lower.h"
 #include "compress/quantize.h"
 #include "compress/teacher.h"
 #include "compress/trainer.h"
@@ -353,10 +354,18 @@ nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options) {
   fmt::print(stderr, "teacher ({}, {} parameters): test {}\n", teacher->describe(),
              with_commas(teacher->parameter_count()), summarize_metrics(teacher_test));
 
-  const ModelSpec student_spec = fill_from_data(recipe.student, data, "/student/model");
   Pipeline p;
-  p.student = GraphModule(build_graph(student_spec));
-  if (!recipe.student_checkpoint.empty()) load_weights(p.student, recipe.student_checkpoint);
+  if (!recipe.student_torchscript.empty()) {
+    p.student = lower_torchscript(recipe.student_torchscript, data.input_shape());
+    fmt::print(stderr, "student: lowered {} to {} graph nodes, {} parameters\n", recipe.student_torchscript,
+               p.student->graph().nodes().size(), with_commas(p.student->parameter_count()));
+  } else {
+    p.student = GraphModule(build_graph(fill_from_data(recipe.student, data, "/student/model")));
+    if (!recipe.student_checkpoint.empty()) load_weights(p.student, recipe.student_checkpoint);
+  }
+  // Distillation fine-tunes given weights; a zoo student without a checkpoint starts from each seed's init.
+  // Later training stages continue from the earlier ones.
+  bool student_given = !recipe.student_torchscript.empty() || !recipe.student_checkpoint.empty();
   nlohmann::json stages = nlohmann::json::array();
   nlohmann::json baseline = nullptr;
   nlohmann::json verify_models;
@@ -370,8 +379,10 @@ nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options) {
       sopts.resume = options.resume;
       sopts.stop_after_steps = options.stop_after_steps;
       sopts.identity = recipe.hash();
-      stage = run_distill_stage(recipe, i, *teacher, recipe.teacher_hash(), data, p.student, sopts);
+      stage = run_distill_stage(recipe, i, *teacher, recipe.teacher_hash(), data, p.student, student_given,
+                                sopts);
       if (!stage.value("completed", false)) return {{"completed", false}};
+      student_given = true;
       for (const auto& r : stage["runs"]) {
         if (r["kind"] != "scratch" || r["seed"] != stage["runs"][0]["seed"]) continue;
         baseline = model_entry("student (scratch)", "baseline_fp32", "libtorch fp32", r["params"],

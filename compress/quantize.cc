@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "compress/export.h"
+#include "compress/lower.h"
 #include "runtime/error.h"
 
 namespace mighty::compress {
@@ -31,18 +32,6 @@ torch::Tensor param(GraphModule& m, const std::string& name) {
   if (auto* p = m->named_parameters(true).find(name)) return *p;
   if (auto* b = m->named_buffers(true).find(name)) return *b;
   throw Error(fmt::format("quantize: the model has no tensor '{}'", name));
-}
-
-// Copies every tensor the two modules share by name from `src` to `dst`.
-void copy_shared(GraphModule& src, GraphModule& dst) {
-  torch::NoGradGuard no_grad;
-  auto sp = src->named_parameters(true), sb = src->named_buffers(true);
-  for (auto& kv : dst->named_parameters(true)) {
-    if (auto* t = sp.find(kv.key())) kv.value().copy_(*t);
-  }
-  for (auto& kv : dst->named_buffers(true)) {
-    if (auto* t = sb.find(kv.key())) kv.value().copy_(*t);
-  }
 }
 
 // The channel dimension of a layer's output: 1 for [B, C, H, W], the last otherwise.
@@ -112,7 +101,7 @@ GraphModule fold_batchnorm(GraphModule& model) {
   }
   out.set_output(remap[g.output()]);
   GraphModule folded(out);
-  copy_shared(model, folded);
+  copy_parameters(model, folded);
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < nodes.size(); ++i) {
     if (folded_into[i] < 0) continue;
@@ -450,7 +439,7 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
                               nlohmann::json& report) {
   student->eval();
   GraphModule model = spec.fold_batchnorm ? fold_batchnorm(student) : GraphModule(Graph(student->graph()));
-  if (!spec.fold_batchnorm) copy_shared(student, model);
+  if (!spec.fold_batchnorm) copy_parameters(student, model);
   model->eval();
   const Graph& g = model->graph();
   const auto batches = calibration_batches(data, spec.calibration_examples);

@@ -207,6 +207,14 @@ void read_teacher(JsonReader& root, Recipe& r) {
 ModelSpec read_student(JsonReader& root, Recipe& r) {
   auto st = root.object("student");
   ModelSpec m;
+  if (st.has("torchscript")) {
+    r.student_torchscript = st.string("torchscript", std::nullopt);
+    if (r.data.kind != "images")
+      st.fail_at("torchscript", "TorchScript students are lowered for image models only");
+    st.finish();
+    m.arch = "torchscript";
+    return m;
+  }
   r.student_checkpoint = st.string("checkpoint", "");
   if (st.has("from_teacher")) {
     auto d = st.object("from_teacher");
@@ -513,7 +521,9 @@ nlohmann::json Recipe::to_json() const {
       {"data", d},
       {"teacher", teacher_json()},
       {"eval", {{"latency_runs", eval.latency_runs}, {"throughput_batch", eval.throughput_batch}}}};
-  if (!student.arch.empty()) {
+  if (!student_torchscript.empty()) {
+    j["student"] = {{"torchscript", student_torchscript}};
+  } else if (!student.arch.empty()) {
     j["student"] = {{"model", model_spec_to_json(student)}};
     if (!student_checkpoint.empty()) j["student"]["checkpoint"] = student_checkpoint;
   }

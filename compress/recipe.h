@@ -174,6 +174,8 @@ struct Recipe {
   TeacherSpec teacher_spec;
   ModelSpec student;               // arch empty: no student
   std::string student_checkpoint;  // start from these weights (e.g. an earlier run's student.pt)
+  std::string
+      student_torchscript;  // a TorchScript student, lowered to the graph IR (student.arch "torchscript")
   std::vector<StageSpec> stages;
   EvalSpec eval;
 
