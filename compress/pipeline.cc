@@ -421,6 +421,8 @@ nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options) {
       p.artifact_writer.metadata()["verify"] = {
           {"models", verify_models}, {"criteria", stage["criteria"]}, {"pass", pass}};
       p.artifact_writer.write(p.artifact);
+      // The measured bytes are the file's before its verify results (a little JSON) were added.
+      stage["shipped_bytes"] = std::filesystem::file_size(p.artifact);
     }
     stage["index"] = i;
     stages.push_back(stage);
