@@ -301,10 +301,11 @@ nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teach
     FeatureTerms features{nullptr};
     if (run.kind == "distilled") {
       if (d.teacher_cache) {
-        // The batches of a step depend on the data (files, splits, augmentation), the seed and the batch size.
-        const std::string key = hash64_hex(fmt::format("{}/{}/{}/{}/{}", teacher_key, data.hash,
-                                                       recipe.to_json()["data"].dump(), run.seed,
-                                                       d.train.batch_size));
+        // The batches of a step depend on the data (files, splits, augmentation), the seed and the batch
+        // size.
+        const std::string key =
+            hash64_hex(fmt::format("{}/{}/{}/{}/{}", teacher_key, data.hash, recipe.to_json()["data"].dump(),
+                                   run.seed, d.train.batch_size));
         cache = std::make_unique<TeacherLogitCache>(
             options.dir + fmt::format("/teacher_logits.seed{}.bin", run.seed), key);
       }
