@@ -70,8 +70,8 @@ TEST_CASE("recipe errors name the JSON path and line and column") {
                         Catch::Contains("unknown key"));
   }
   SECTION("unknown top-level key") {
-    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2)", R"(, "stages": [])")),
-                 Catch::Contains("/stages: unknown key 'stages'"));
+    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2)", R"(, "pruning": [])")),
+                 Catch::Contains("/pruning: unknown key 'pruning'"));
   }
   SECTION("duplicated key") {
     REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2, "epochs": 3)")),
