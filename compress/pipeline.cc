@@ -182,7 +182,6 @@ nlohmann::json verify(const Recipe& recipe, const VerifySpec& spec, Pipeline& p,
     QuantizedModel& qm = *p.quantized;
     const Forward sim = [&](const torch::Tensor& x) { return qm.forward(x); };
     report["simulation_vs_runtime"] = compare_models(sim, int8_fwd, data, Split::kTest);
-    report["simulation_test"] = evaluate_forward(sim, data, Split::kTest);
   }
   // Criteria.
   const auto& t = models[0];
