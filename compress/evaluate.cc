@@ -139,6 +139,31 @@ nlohmann::json evaluate_split(GraphModule& model, const Dataset& data, Split spl
   return m;
 }
 
+Forward remembered(Forward forward) {
+  struct Memory {
+    std::vector<std::pair<torch::Tensor, torch::Tensor>> calls;
+    size_t next = 0;
+  };
+  auto memory = std::make_shared<Memory>();
+  return [forward = std::move(forward), memory](const torch::Tensor& x) {
+    auto& m = *memory;
+    auto same = [&](size_t i) {
+      return m.calls[i].first.sizes() == x.sizes() && torch::equal(m.calls[i].first, x);
+    };
+    if (m.next < m.calls.size() && same(m.next)) return m.calls[m.next++].second;
+    if (m.next == m.calls.size() && !m.calls.empty() && same(0)) {  // the next pass over the split
+      m.next = 1;
+      return m.calls[0].second;
+    }
+    auto y = forward(x);
+    if (m.next == m.calls.size()) {  // the first pass: remember
+      m.calls.emplace_back(x, y);
+      ++m.next;
+    }
+    return y;
+  };
+}
+
 nlohmann::json compare_models(const Forward& teacher, const Forward& student, const Dataset& data,
                               Split split) {
   torch::NoGradGuard no_grad;

@@ -25,6 +25,10 @@ using Forward = std::function<torch::Tensor(const torch::Tensor&)>;
 nlohmann::json evaluate_forward(const Forward& forward, const Dataset& data, Split split,
                                 bool detailed = false);
 
+// `forward` with its results remembered in call order: when the same inputs come again in the same order (the
+// same split evaluated against several models), the remembered outputs are returned instead of recomputed.
+Forward remembered(Forward forward);
+
 // How closely `student` follows `teacher` on a split: top-1 agreement and the mean KL(teacher || student) at
 // temperature 1 (per example, or per character for language models).
 nlohmann::json compare_models(const Forward& teacher, const Forward& student, const Dataset& data,

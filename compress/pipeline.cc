@@ -160,9 +160,10 @@ nlohmann::json verify(const Recipe& recipe, const VerifySpec& spec, Pipeline& p,
   models.push_back(model_entry("student", "student_int8", "runtime int8", params,
                                static_cast<int64_t>(std::filesystem::file_size(p.artifact)), int8_test,
                                int8_speed));
+  const Forward teacher_on_test = remembered(teacher_fwd);  // one teacher pass serves the three comparisons
   for (size_t i = 1; i < models.size(); ++i) {
     const Forward& f = i == 1 ? student_fwd : i == 2 ? fp32_fwd : int8_fwd;
-    const auto vs = compare_models(teacher_fwd, f, data, Split::kTest);
+    const auto vs = compare_models(teacher_on_test, f, data, Split::kTest);
     models[i]["agreement"] = vs["agreement"];
     models[i]["kl"] = vs["kl"];
   }

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "compress/distill.h"
+#include "compress/evaluate.h"
 #include "compress/jobs.h"
 #include "compress/pipeline.h"
 #include "compress/recipe.h"
@@ -375,4 +376,20 @@ TEST_CASE("a TorchScript teacher drives a distillation; a mismatched output is a
                               quiet_options(dir + "/bad3"));
                }),
                Catch::Contains("/nonexistent/t.pt: TorchScript teacher file not found"));
+}
+
+TEST_CASE("a remembered forward computes each batch of a split once however often it is compared") {
+  int calls = 0;
+  const Forward f = remembered([&](const torch::Tensor& x) {
+    ++calls;
+    return x * 2;
+  });
+  const std::vector<torch::Tensor> batches = {torch::ones({2, 3}), torch::zeros({2, 3}),
+                                              torch::full({1, 3}, 5.0)};
+  for (int pass = 0; pass < 3; ++pass) {
+    for (const auto& b : batches) REQUIRE(torch::equal(f(b), b * 2));
+  }
+  REQUIRE(calls == 3);
+  REQUIRE(torch::equal(f(torch::full({2, 3}, 7.0)), torch::full({2, 3}, 14.0)));  // other inputs are computed
+  REQUIRE(calls == 4);
 }
