@@ -71,9 +71,12 @@ void require_trainable_teacher(const Recipe& recipe, const char* verb) {
 }
 
 nlohmann::json run_train(const Recipe& recipe, const JobOptions& options) {
+  return run_train(recipe, load_dataset(recipe.data, recipe.seed), options);
+}
+
+nlohmann::json run_train(const Recipe& recipe, const Dataset& data, const JobOptions& options) {
   require_trainable_teacher(recipe, "train");
   ensure_dir(options.out_dir);
-  const Dataset data = load_dataset(recipe.data, recipe.seed);
   const ModelSpec spec = fill_from_data(recipe.teacher, data, "/teacher/model");
   nlohmann::json resolved = {{"recipe", recipe.to_json()},
                              {"recipe_hash", recipe.hash()},

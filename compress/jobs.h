@@ -24,6 +24,9 @@ struct JobOptions {
 // teacher.pt and teacher.graph.json (the trained model and its graph IR) and metrics.json. Returns the
 // metrics.
 nlohmann::json run_train(const Recipe& recipe, const JobOptions& options);
+struct Dataset;
+nlohmann::json run_train(const Recipe& recipe, const Dataset& data,
+                         const JobOptions& options);  // data loaded
 
 // Evaluates out_dir/teacher.pt (or `weights` when given) on the test split; writes metrics.json.
 nlohmann::json run_eval(const Recipe& recipe, const JobOptions& options, const std::string& weights = "");

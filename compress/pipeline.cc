@@ -55,7 +55,7 @@ std::unique_ptr<Teacher> obtain_teacher(const Recipe& recipe, const Dataset& dat
       topts.out_dir = dir;
       topts.resume = true;  // a cache directory is always continued
       topts.quiet = true;
-      const auto metrics = run_train(recipe, topts);
+      const auto metrics = run_train(recipe, data, topts);
       if (!metrics.value("train", nlohmann::json::object()).value("completed", false)) return nullptr;
       info["train_seconds"] = metrics["train"]["seconds"];
     }
