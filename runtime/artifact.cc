@@ -73,6 +73,31 @@ uint64_t header_checksum(const uint8_t* header, const uint8_t* metadata, size_t 
 
 std::string hex64(uint64_t v) { return fmt::format("{:016x}", v); }
 
+bool all_zero(const char* p, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (p[i] != 0) return false;
+  return true;
+}
+
+// The bitmap encoding of `dense` (elements of `size` bytes; an element is zero when all its bytes are), or ""
+// when it would not save at least a tenth of the bytes.
+std::string bitmap_encode(const std::string& dense, size_t size) {
+  const size_t n = size == 0 ? 0 : dense.size() / size;
+  size_t nonzero = 0;
+  for (size_t i = 0; i < n; ++i) nonzero += all_zero(dense.data() + i * size, size) ? 0 : 1;
+  const size_t encoded = (n + 7) / 8 + nonzero * size;
+  if (n < 64 || encoded * 10 > dense.size() * 9) return {};
+  std::string out((n + 7) / 8, '\0');
+  out.reserve(encoded);
+  for (size_t i = 0; i < n; ++i) {
+    const char* e = dense.data() + i * size;
+    if (all_zero(e, size)) continue;
+    out[i / 8] = static_cast<char>(static_cast<uint8_t>(out[i / 8]) | (1u << (i % 8)));
+    out.append(e, size);
+  }
+  return out;
+}
+
 }  // namespace
 
 const char* tensor_type_name(TensorType t) {
@@ -104,13 +129,20 @@ void ArtifactWriter::add_tensor(const std::string& name, TensorType type, std::v
     numel *= d;
   }
   const size_t bytes = static_cast<size_t>(numel) * tensor_type_size(type);
-  tensors_.push_back({name, type, std::move(shape), std::string(static_cast<const char*>(data), bytes)});
+  std::string dense(static_cast<const char*>(data), bytes);
+  std::string encoded = bitmap_encode(dense, tensor_type_size(type));
+  if (encoded.empty()) {
+    tensors_.push_back({name, type, std::move(shape), std::move(dense), ""});
+  } else {
+    tensors_.push_back({name, type, std::move(shape), std::move(encoded), "bitmap"});
+  }
 }
 
 std::string ArtifactWriter::serialize() const {
   nlohmann::json meta = metadata_;
   nlohmann::json table = nlohmann::json::array();
   uint64_t offset = 0;
+  bool encoded = false;
   for (const auto& t : tensors_) {
     offset = align_up(offset);
     table.push_back({{"name", t.name},
@@ -119,6 +151,10 @@ std::string ArtifactWriter::serialize() const {
                      {"offset", offset},
                      {"bytes", t.bytes.size()},
                      {"checksum", hex64(XXH64(t.bytes.data(), t.bytes.size(), 0))}});
+    if (!t.encoding.empty()) {
+      table.back()["encoding"] = t.encoding;
+      encoded = true;
+    }
     offset += t.bytes.size();
   }
   meta["tensors"] = table;
@@ -128,7 +164,7 @@ std::string ArtifactWriter::serialize() const {
 
   std::string out(data_offset + data_size, '\0');
   std::memcpy(out.data(), kMagic, sizeof kMagic);
-  put_u32(out, 8, kArtifactVersion);
+  put_u32(out, 8, encoded ? kArtifactVersionEncoded : kArtifactVersion);
   put_u32(out, 12, kArtifactHeaderSize);
   put_u64(out, 16, kArtifactHeaderSize);
   put_u64(out, 24, json.size());
@@ -203,6 +239,7 @@ Artifact& Artifact::operator=(Artifact&& o) noexcept {
     size_ = o.size_;
     mapping_ = o.mapping_;
     owned_ = std::move(o.owned_);
+    expanded_ = std::move(o.expanded_);
     metadata_ = std::move(o.metadata_);
     tensors_ = std::move(o.tensors_);
     by_name_ = std::move(o.by_name_);
@@ -227,6 +264,34 @@ const TensorView& Artifact::tensor(const std::string& name) const {
   return tensors_[it->second];
 }
 
+const uint8_t* Artifact::expand_bitmap(const uint8_t* stored, uint64_t bytes, uint64_t numel,
+                                       const void* type_info, const std::string& label, uint64_t at) {
+  const auto& type = *static_cast<const TypeInfo*>(type_info);
+  const uint64_t map_bytes = (numel + 7) / 8;
+  uint64_t nonzero = 0;
+  for (uint64_t i = 0; i < map_bytes; ++i) nonzero += static_cast<uint64_t>(__builtin_popcount(stored[i]));
+  if (numel % 8 != 0 && (stored[map_bytes - 1] >> (numel % 8)) != 0) {
+    throw Error(fmt::format("{}: {}.encoding at byte {}: bitmap bits past element {} are set", name_, label,
+                            at + map_bytes - 1, numel));
+  }
+  if (bytes != map_bytes + nonzero * type.size) {
+    throw Error(
+        fmt::format("{}: {}.bytes at byte {}: the bitmap marks {} nonzero elements ({} bytes with it), "
+                    "found {} bytes",
+                    name_, label, at, nonzero, map_bytes + nonzero * type.size, bytes));
+  }
+  expanded_.emplace_back(allocate_aligned(numel * type.size));
+  uint8_t* out = expanded_.back().get();
+  std::memset(out, 0, numel * type.size);
+  const uint8_t* value = stored + map_bytes;
+  for (uint64_t i = 0; i < numel; ++i) {
+    if (((stored[i / 8] >> (i % 8)) & 1u) == 0) continue;
+    std::memcpy(out + i * type.size, value, type.size);
+    value += type.size;
+  }
+  return out;
+}
+
 void Artifact::parse() {
   auto fail = [&](const std::string& field, uint64_t at, const std::string& problem) {
     throw Error(fmt::format("{}: {} at byte {}: {}", name_, field, at, problem));
@@ -238,8 +303,9 @@ void Artifact::parse() {
   if (std::memcmp(base_, kMagic, sizeof kMagic) != 0)
     fail("magic", 0, "not a .mighty file (expected \"MIGHTY\\r\\n\")");
   const uint32_t version = get_u32(base_ + 8);
-  if (version != kArtifactVersion) {
-    fail("format_version", 8, fmt::format("expected {}, found {}", kArtifactVersion, version));
+  if (version != kArtifactVersion && version != kArtifactVersionEncoded) {
+    fail("format_version", 8,
+         fmt::format("expected {} or {}, found {}", kArtifactVersion, kArtifactVersionEncoded, version));
   }
   const uint32_t header_size = get_u32(base_ + 12);
   if (header_size != kArtifactHeaderSize) {
@@ -323,8 +389,21 @@ void Artifact::parse() {
     if (!t.contains("bytes") || !t["bytes"].is_number_unsigned())
       tfail("bytes", "expected an unsigned integer");
     const uint64_t offset = t["offset"].get<uint64_t>(), bytes = t["bytes"].get<uint64_t>();
-    if (bytes != numel * type->size) {
-      tfail("bytes", fmt::format("shape x {} needs {} bytes, found {}", dtype, numel * type->size, bytes));
+    std::string encoding;
+    if (t.contains("encoding")) {
+      if (!t["encoding"].is_string() || t["encoding"] != "bitmap" || version < kArtifactVersionEncoded) {
+        tfail("encoding", fmt::format("expected \"bitmap\" (format {}), found {} in a format {} file",
+                                      kArtifactVersionEncoded, t["encoding"].dump(), version));
+      }
+      encoding = "bitmap";
+    }
+    const uint64_t dense_bytes = numel * type->size;
+    if (encoding.empty() && bytes != dense_bytes) {
+      tfail("bytes", fmt::format("shape x {} needs {} bytes, found {}", dtype, dense_bytes, bytes));
+    }
+    if (!encoding.empty() && (bytes < (numel + 7) / 8 || bytes > (numel + 7) / 8 + dense_bytes)) {
+      tfail("bytes", fmt::format("a bitmap-encoded {} tensor of {} elements takes {} to {} bytes, found {}",
+                                 dtype, numel, (numel + 7) / 8, (numel + 7) / 8 + dense_bytes, bytes));
     }
     if (offset % kArtifactAlignment != 0) {
       tfail("offset", fmt::format("expected a multiple of {}, found {}", kArtifactAlignment, offset));
@@ -344,8 +423,11 @@ void Artifact::parse() {
       fail(label + ".checksum", data_offset + offset,
            fmt::format("data hashes to {}, the table says '{}'", found, expected));
     }
+    const uint8_t* elements = data + offset;
+    if (!encoding.empty())
+      elements = expand_bitmap(data + offset, bytes, numel, type, label, data_offset + offset);
     by_name_[name] = tensors_.size();
-    tensors_.push_back({name, type->type, std::move(shape), data + offset, bytes});
+    tensors_.push_back({name, type->type, std::move(shape), elements, dense_bytes, bytes, encoding});
     end = offset + bytes;
     ++index;
   }

@@ -6,7 +6,11 @@
 //                checksum u64 = xxHash64 over header bytes [0, 48) followed by the metadata | reserved u64 (=
 //                0)
 //   metadata   JSON: producer, graph, input spec, labels, quantization, verify results, and the tensor table
-//              [{name, dtype, shape, offset, bytes, checksum}] with offsets relative to data_offset
+//              [{name, dtype, shape, offset, bytes, checksum, encoding?}] with offsets relative to
+//              data_offset and bytes/checksum of the stored bytes
+//   encoding   absent: the elements, row-major. "bitmap" (format 2): a bitmap of the nonzero elements (bit i
+//              of byte i/8 = element i; padding bits 0), then the nonzero elements in order. The writer uses
+//              it where it saves at least a tenth of the bytes (pruned weights); readers expand it on open.
 //   data       tensors 64-byte aligned, sorted by offset, non-overlapping, ending exactly at the end of the
 //   file
 //
@@ -34,8 +38,10 @@ struct TensorView {
   std::string name;
   TensorType type = TensorType::kFloat32;
   std::vector<int64_t> shape;
-  const void* data = nullptr;
-  uint64_t bytes = 0;
+  const void* data = nullptr;  // the dense elements (expanded on open when stored encoded)
+  uint64_t bytes = 0;          // of the dense elements
+  uint64_t stored_bytes = 0;   // in the file
+  std::string encoding;        // "" (dense) or "bitmap"
 
   int64_t numel() const;
   template <typename T>
@@ -44,7 +50,8 @@ struct TensorView {
   }
 };
 
-inline constexpr uint32_t kArtifactVersion = 1;
+inline constexpr uint32_t kArtifactVersion = 1;         // written when no tensor is encoded
+inline constexpr uint32_t kArtifactVersionEncoded = 2;  // written when some tensor is (readers take both)
 inline constexpr size_t kArtifactHeaderSize = 64;
 inline constexpr uint64_t kArtifactAlignment = 64;
 
@@ -53,7 +60,8 @@ class ArtifactWriter {
   // The metadata object (graph, input, labels, ...); "tensors" and "format" are filled by write().
   void set_metadata(nlohmann::json metadata) { metadata_ = std::move(metadata); }
   nlohmann::json& metadata() { return metadata_; }
-  // Copies the tensor's bytes; names must be unique.
+  // Copies the tensor's bytes (stored as a bitmap of nonzeros and the nonzero elements where that saves at
+  // least a tenth); names must be unique.
   void add_tensor(const std::string& name, TensorType type, std::vector<int64_t> shape, const void* data);
   // The complete file as bytes, and the atomic write of it (temporary file, flush, rename).
   std::string serialize() const;
@@ -64,7 +72,8 @@ class ArtifactWriter {
     std::string name;
     TensorType type;
     std::vector<int64_t> shape;
-    std::string bytes;
+    std::string bytes;     // as stored
+    std::string encoding;  // "" or "bitmap"
   };
   nlohmann::json metadata_ = nlohmann::json::object();
   std::vector<Pending> tensors_;
@@ -91,6 +100,9 @@ class Artifact {
  private:
   Artifact() = default;
   void parse();
+  // Checks a bitmap-encoded tensor (`type_info` is the dtype's entry) and expands it into expanded_.
+  const uint8_t* expand_bitmap(const uint8_t* stored, uint64_t bytes, uint64_t numel, const void* type_info,
+                               const std::string& label, uint64_t at);
 
   std::string name_;
   const uint8_t* base_ = nullptr;
@@ -100,6 +112,7 @@ class Artifact {
     void operator()(uint8_t* p) const;
   };
   std::unique_ptr<uint8_t[], FreeBytes> owned_;  // the bytes when not mapped (64-byte aligned)
+  std::vector<std::unique_ptr<uint8_t[], FreeBytes>> expanded_;  // encoded tensors, expanded
   nlohmann::json metadata_;
   std::vector<TensorView> tensors_;
   std::map<std::string, size_t> by_name_;

@@ -53,7 +53,7 @@ std::string describe_artifact(const Artifact& a) {
     out += fmt::format("  {:<18}{} labels\n", "labels", m["labels"].size());
   }
   uint64_t tensor_bytes = 0;
-  for (const auto& t : a.tensors()) tensor_bytes += t.bytes;
+  for (const auto& t : a.tensors()) tensor_bytes += t.stored_bytes;
   out += fmt::format("  {:<18}{} in tensors, {} of header and metadata\n", "sizes", human_bytes(tensor_bytes),
                      human_bytes(a.file_size() - tensor_bytes));
   if (m.contains("graph")) {
@@ -72,8 +72,12 @@ std::string describe_artifact(const Artifact& a) {
   }
   out += "tensors:\n";
   for (const auto& t : a.tensors()) {
+    const std::string stored =
+        t.encoding.empty()
+            ? human_bytes(t.bytes)
+            : fmt::format("{} ({}, {} dense)", human_bytes(t.stored_bytes), t.encoding, human_bytes(t.bytes));
     out += fmt::format("  {:<40} {:<8} [{}] {}\n", t.name, tensor_type_name(t.type), fmt::join(t.shape, ", "),
-                       human_bytes(t.bytes));
+                       stored);
   }
   return out;
 }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -31,6 +32,9 @@ ArtifactWriter small_writer() {
   w.add_tensor("q.weight", TensorType::kInt8, {5}, i8);
   w.add_tensor("zp", TensorType::kUint8, {3}, u8);
   w.add_tensor("bias", TensorType::kInt32, {2}, i32);
+  int8_t pruned[100] = {};  // 90% zeros: stored as a bitmap
+  for (int i = 0; i < 100; i += 10) pruned[i] = static_cast<int8_t>(i - 50);
+  w.add_tensor("pruned.weight", TensorType::kInt8, {10, 10}, pruned);
   return w;
 }
 
@@ -54,12 +58,12 @@ void reseal(std::string& file) {
 }
 
 // A file with the given metadata (tensor table included) and data region, built without the writer's rules.
-std::string craft(const json& metadata, const std::string& data) {
+std::string craft(const json& metadata, const std::string& data, uint32_t version = 1) {
   const std::string meta = metadata.dump();
   const uint64_t data_offset = (64 + meta.size() + 63) / 64 * 64;
   std::string file(data_offset + data.size(), '\0');
   std::memcpy(file.data(), "MIGHTY\r\n", 8);
-  put_u32(file, 8, 1);
+  put_u32(file, 8, version);
   put_u32(file, 12, 64);
   put_u64(file, 16, 64);
   put_u64(file, 24, meta.size());
@@ -95,7 +99,7 @@ json entry(const std::string& name, const std::string& dtype, json shape, uint64
 TEST_CASE("artifact: round trip of every dtype, from memory and from a file") {
   const std::string bytes = small_writer().serialize();
   const Artifact a = Artifact::from_bytes(bytes, "mem");
-  REQUIRE(a.tensors().size() == 4);
+  REQUIRE(a.tensors().size() == 5);
   REQUIRE(a.metadata()["labels"] == json({"a", "b"}));
   const auto& f = a.tensor("fc.weight");
   REQUIRE(f.type == TensorType::kFloat32);
@@ -133,8 +137,8 @@ TEST_CASE("artifact: every header field is checked") {
   REQUIRE_THAT(error_of(good.substr(0, 10)),
                Catch::Contains("x.mighty: header at byte 0: expected at least 64 bytes"));
   REQUIRE_THAT(with([](std::string& s) { s[0] = 'N'; }), Catch::Contains("magic at byte 0"));
-  REQUIRE_THAT(with([](std::string& s) { put_u32(s, 8, 2); }),
-               Catch::Contains("format_version at byte 8: expected 1, found 2"));
+  REQUIRE_THAT(with([](std::string& s) { put_u32(s, 8, 3); }),
+               Catch::Contains("format_version at byte 8: expected 1 or 2, found 3"));
   REQUIRE_THAT(with([](std::string& s) { put_u32(s, 12, 32); }),
                Catch::Contains("header_size at byte 12: expected 64, found 32"));
   REQUIRE_THAT(with([](std::string& s) { put_u64(s, 16, 128); }),
@@ -208,6 +212,65 @@ TEST_CASE("artifact: every tensor-table field is checked") {
           craft(table(json::array({entry("a", "int8", {16}, 0, 16, h), entry("b", "int8", {16}, 64, 16, h)})),
                 d16 + std::string(47, '\0') + "!" + d16)),
       Catch::Contains("padding at byte"));
+}
+
+TEST_CASE("artifact: pruned tensors are stored as a bitmap of nonzeros and read back exactly") {
+  ArtifactWriter w;
+  std::vector<int8_t> q(1000, 0);
+  std::vector<float> f(256, 0.0f);
+  for (int i = 0; i < 1000; i += 7) q[i] = static_cast<int8_t>(i % 255 - 127);
+  for (int i = 0; i < 256; i += 16) f[i] = 0.5f * static_cast<float>(i) - 3.0f;
+  f[3] = -0.0f;  // a negative zero is a nonzero bit pattern and survives
+  std::vector<int8_t> dense(1000, 1);
+  w.add_tensor("q", TensorType::kInt8, {10, 100}, q.data());
+  w.add_tensor("f", TensorType::kFloat32, {256}, f.data());
+  w.add_tensor("dense", TensorType::kInt8, {1000}, dense.data());
+  const std::string bytes = w.serialize();
+  REQUIRE(bytes[8] == 2);  // format 2: some tensor is encoded
+  const Artifact a = Artifact::from_bytes(bytes, "sparse");
+  const auto& tq = a.tensor("q");
+  REQUIRE(tq.encoding == "bitmap");
+  REQUIRE(tq.bytes == 1000);
+  REQUIRE(tq.stored_bytes == 125 + 142);  // bitmap + the nonzeros (143 multiples of 7, one of them maps to 0)
+  REQUIRE(std::memcmp(tq.data, q.data(), 1000) == 0);
+  REQUIRE(reinterpret_cast<uintptr_t>(tq.data) % 64 == 0);
+  const auto& tf = a.tensor("f");
+  REQUIRE(tf.encoding == "bitmap");
+  REQUIRE(std::memcmp(tf.data, f.data(), f.size() * 4) == 0);
+  REQUIRE(std::signbit(tf.as<float>()[3]));
+  REQUIRE(a.tensor("dense").encoding.empty());
+  REQUIRE(a.tensor("dense").stored_bytes == 1000);
+  // Without any encoded tensor the file stays format 1.
+  REQUIRE(small_writer().serialize()[8] == 2);
+  ArtifactWriter plain;
+  plain.add_tensor("dense", TensorType::kInt8, {1000}, dense.data());
+  REQUIRE(plain.serialize()[8] == 1);
+
+  // Crafted encodings: every rule names the tensor.
+  std::string map(2, '\0'), stored;
+  map[0] = 0x05;  // elements 0 and 2 of 16
+  stored = map + "\x07\x09";
+  auto sparse = [&](const std::string& data, json extra, uint32_t version = 2) {
+    json e = entry("s", "int8", {16}, 0, data.size(), hex(data));
+    e.update(extra);
+    return error_of(craft({{"tensors", json::array({e})}}, data, version));
+  };
+  REQUIRE_THAT(sparse(stored, {{"encoding", "bitmap"}}), Catch::Equals("no error"));
+  REQUIRE_THAT(
+      sparse(stored, {{"encoding", "bitmap"}}, 1),
+      Catch::Contains("('s').encoding at byte 64: expected \"bitmap\" (format 2), found \"bitmap\" in a "
+                      "format 1 file"));
+  REQUIRE_THAT(sparse(stored, {{"encoding", "rle"}}), Catch::Contains("('s').encoding"));
+  REQUIRE_THAT(
+      sparse(stored + "\x01", {{"encoding", "bitmap"}}),
+      Catch::Contains("('s').bytes at byte 192: the bitmap marks 2 nonzero elements (4 bytes with it), "
+                      "found 5 bytes"));
+  REQUIRE_THAT(sparse(std::string(1, '\0'), {{"encoding", "bitmap"}}),
+               Catch::Contains("takes 2 to 18 bytes, found 1"));
+  json odd = entry("s", "int8", {12}, 0, 3, hex(std::string("\x00\x10\x07", 3)));
+  odd["encoding"] = "bitmap";
+  REQUIRE_THAT(error_of(craft({{"tensors", json::array({odd})}}, std::string("\x00\x10\x07", 3), 2)),
+               Catch::Contains("bitmap bits past element 12 are set"));
 }
 
 TEST_CASE("artifact: truncation at every byte is a clean error") {
