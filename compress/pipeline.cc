@@ -10,6 +10,7 @@
 #include "compress/evaluate.h"
 #include "compress/export.h"
 #include "compress/lower.h"
+#include "compress/prune.h"
 #include "compress/quantize.h"
 #include "compress/teacher.h"
 #include "compress/trainer.h"
@@ -219,6 +220,30 @@ nlohmann::json verify(const Recipe& recipe, const VerifySpec& spec, Pipeline& p,
   return report;
 }
 
+// The prune stage: accuracy and bytes before and after, and each layer's shape and sparsity.
+std::string prune_markdown(const nlohmann::json& stage) {
+  const auto& masks = stage["masks"];
+  std::string out = fmt::format(
+      "\n## prune ({}, target {:.0f}%)\n\n{:.1f}% of the prunable weights are zero ({} of {} model "
+      "parameters "
+      "nonzero). Test {} -> {}; fp32 artifact {} -> {} bytes.\n\n",
+      stage["method"].get<std::string>(), 100.0 * stage["target"].get<double>(),
+      100.0 * masks["sparsity"].get<double>(), with_commas(masks["model_nonzero"].get<int64_t>()),
+      with_commas(masks["model_params"].get<int64_t>()), quality_cell(stage["dense_test"]),
+      quality_cell(stage["test"]), with_commas(stage["dense_fp32_bytes"].get<int64_t>()),
+      with_commas(stage["fp32_bytes"].get<int64_t>()));
+  out += "| layer | shape | parameters | nonzero | sparsity | ranking |\n|---|---|---:|---:|---:|---|\n";
+  for (const auto& l : masks["layers"]) {
+    std::vector<int64_t> shape = l["shape"];
+    out += fmt::format("| {} | [{}] | {} | {} | {:.1f}% | {} |\n", l["layer"].get<std::string>(),
+                       fmt::join(shape, ", "), with_commas(l["params"].get<int64_t>()),
+                       with_commas(l["nonzero"].get<int64_t>()), 100.0 * l["sparsity"].get<double>(),
+                       l.contains("skipped") ? "dense: " + l["skipped"].get<std::string>()
+                                             : l["ranking"].get<std::string>());
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string report_markdown(const nlohmann::json& report) {
@@ -297,6 +322,10 @@ std::string report_markdown(const nlohmann::json& report) {
       out += fmt::format("\nsimulated int8 test: {}\n", quality_cell(stage["simulated_test"]));
       continue;
     }
+    if (stage.value("kind", "") == "prune") {
+      out += prune_markdown(stage);
+      continue;
+    }
     if (stage.value("kind", "") != "distill") continue;
     out += fmt::format("\n## distill (alpha {}, T {}, {} feature term{})\n\n", stage["alpha"].get<double>(),
                        stage["temperature"].get<double>(), stage["features"].get<int64_t>(),
@@ -360,6 +389,7 @@ nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options) {
     fmt::print(stderr, "student: lowered {} to {} graph nodes, {} parameters\n", recipe.student_torchscript,
                p.student->graph().nodes().size(), with_commas(p.student->parameter_count()));
   } else {
+    torch::manual_seed(recipe.seed);  // the initialization does not depend on whether the teacher was cached
     p.student = GraphModule(build_graph(fill_from_data(recipe.student, data, "/student/model")));
     if (!recipe.student_checkpoint.empty()) load_weights(p.student, recipe.student_checkpoint);
   }
@@ -390,6 +420,15 @@ nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options) {
         baseline["agreement"] = r["vs_teacher"]["agreement"];
         baseline["kl"] = r["vs_teacher"]["kl"];
       }
+    } else if (st.kind == "prune") {
+      StageOptions sopts;
+      sopts.dir = fmt::format("{}/stages/{}-{}", options.out_dir, i, st.kind);
+      sopts.resume = options.resume;
+      sopts.stop_after_steps = options.stop_after_steps;
+      sopts.identity = recipe.hash();
+      stage = run_prune_stage(recipe, i, *teacher, data, p.student, sopts);
+      if (!stage.value("completed", false)) return {{"completed", false}};
+      student_given = true;
     } else if (st.kind == "quantize") {
       fmt::print(stderr, "quantize: calibrating\n");
       p.quantized = std::make_unique<QuantizedModel>(quantize_model(p.student, st.quantize, data, stage));

@@ -277,11 +277,71 @@ void read_verify(JsonReader& st, VerifySpec& v) {
   v.threads = st.integer("threads", 0, 0, 1024);
 }
 
+void read_prune(JsonReader& st, PruneSpec& p) {
+  p.method = st.choice("method", "magnitude", {"magnitude", "n:m"});
+  if (p.method == "magnitude") {
+    p.sparsity = st.number("sparsity", std::nullopt, {0.0, 1.0, false, true});
+    p.scope = st.choice("scope", "layer", {"layer", "global"});
+  } else {
+    p.n = st.integer("n", 2, 1, 64);
+    p.m = st.integer("m", 4, 2, 64);
+    if (p.n >= p.m) st.fail_at("n", fmt::format("n must be less than m ({})", p.m));
+    p.sparsity = 1.0 - static_cast<double>(p.n) / static_cast<double>(p.m);
+  }
+  auto sched = st.object("schedule", /*optional=*/true);
+  if (p.method == "magnitude") p.initial_sparsity = sched.number("initial_sparsity", 0.0, {0.0, p.sparsity});
+  p.begin = sched.number("begin", 0.0, {0.0, 1.0});
+  p.end = sched.number("end", 0.75, {p.begin, 1.0});
+  p.frequency = sched.integer("frequency", 100, 1, kMaxCount);
+  sched.finish();
+  p.exclude = st.string_list("exclude", std::vector<std::string>{});
+  if (st.has("layers")) {
+    if (p.method != "magnitude") st.fail_at("layers", "per-layer sparsities are for method 'magnitude'");
+    for (auto& o : st.object_list("layers")) {
+      PruneOverride v;
+      v.layers = o.string("layers", std::nullopt);
+      v.sparsity = o.number("sparsity", std::nullopt, {0.0, 1.0, false, true});
+      o.finish();
+      p.overrides.push_back(v);
+    }
+  }
+  p.finetune = st.has("train");
+  if (p.finetune) p.train = read_train(st.object("train"));
+  p.alpha = st.number("alpha", 0.0, {0.0, 1.0});
+  p.temperature = st.number("temperature", 2.0, {0.0, 1000.0, true, false});
+  if (p.alpha > 0 && !p.finetune) st.fail_at("alpha", "distilled fine-tuning needs 'train'");
+}
+
+nlohmann::json prune_to_json(const PruneSpec& p) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& o : p.overrides) layers.push_back({{"layers", o.layers}, {"sparsity", o.sparsity}});
+  nlohmann::json j = {{"kind", "prune"},
+                      {"method", p.method},
+                      {"sparsity", p.sparsity},
+                      {"schedule",
+                       {{"initial_sparsity", p.initial_sparsity},
+                        {"begin", p.begin},
+                        {"end", p.end},
+                        {"frequency", p.frequency}}},
+                      {"exclude", p.exclude},
+                      {"layers", layers},
+                      {"alpha", p.alpha},
+                      {"temperature", p.temperature}};
+  if (p.method == "magnitude") j["scope"] = p.scope;
+  if (p.method == "n:m") {
+    j["n"] = p.n;
+    j["m"] = p.m;
+  }
+  if (p.finetune) j["train"] = train_to_json(p.train);
+  return j;
+}
+
 StageSpec read_stage(JsonReader& st, const Recipe& r) {
   StageSpec s;
-  s.kind = st.choice("kind", std::nullopt, {"distill", "quantize", "export", "verify"});
+  s.kind = st.choice("kind", std::nullopt, {"distill", "prune", "quantize", "export", "verify"});
   if (s.kind == "quantize") read_quantize(st, r, s.quantize);
   if (s.kind == "verify") read_verify(st, s.verify);
+  if (s.kind == "prune") read_prune(st, s.prune);
   if (s.kind != "distill") {
     st.finish();
     return s;
@@ -339,6 +399,7 @@ nlohmann::json stage_to_json(const StageSpec& s) {
             {"threads", v.threads}};
   }
   if (s.kind == "export") return {{"kind", s.kind}};
+  if (s.kind == "prune") return prune_to_json(s.prune);
   const DistillSpec& d = s.distill;
   nlohmann::json features = nlohmann::json::array();
   for (const auto& f : d.features) {
@@ -463,16 +524,17 @@ Recipe parse_recipe(const std::string& text, const std::string& file) {
   if (!r.stages.empty() && r.student.arch.empty()) {
     root.fail_at("stages", "the stages need a 'student'");
   }
-  // Order: training stages, then quantize, then export, then verify; each of the last three at most once.
+  // Order: training stages (distill, prune, any number), then quantize, then export, then verify; each of
+  // the last three at most once.
   const std::vector<std::string> order = {"distill", "quantize", "export", "verify"};
   size_t last = 0;
   for (size_t i = 0; i < r.stages.size(); ++i) {
-    const auto rank =
-        static_cast<size_t>(std::find(order.begin(), order.end(), r.stages[i].kind) - order.begin());
+    const std::string& kind = r.stages[i].kind == "prune" ? order[0] : r.stages[i].kind;
+    const auto rank = static_cast<size_t>(std::find(order.begin(), order.end(), kind) - order.begin());
     const std::string at = fmt::format("stages/{}/kind", i);
     if (rank < last || (rank == last && rank > 0 && i > 0)) {
-      root.fail_at_path(at, fmt::format("'{}' cannot come after '{}' (order: distill..., quantize, export, "
-                                        "verify)",
+      root.fail_at_path(at, fmt::format("'{}' cannot come after '{}' (order: distill and prune..., quantize, "
+                                        "export, verify)",
                                         r.stages[i].kind, r.stages[i - 1].kind));
     }
     if (r.stages[i].kind == "verify" && (i == 0 || r.stages[i - 1].kind != "export")) {

@@ -123,6 +123,33 @@ struct DistillSpec {
   bool teacher_cache = false;  // cache the teacher's logits on disk, per step (no feature terms)
 };
 
+// A per-layer target of the prune stage for the layers whose names match `layers` (a glob).
+struct PruneOverride {
+  std::string layers;
+  double sparsity = 0.0;
+};
+
+// Magnitude pruning of Linear / Conv2d / attention-projection weights with masks that keep pruned weights at
+// zero. Unstructured: the target sparsity rises from initial_sparsity to sparsity along Zhu & Gupta's cubic
+// curve between fractions `begin` and `end` of the fine-tuning steps, masks recomputed every `frequency`
+// steps (one-shot when there is no fine-tuning or begin == end). N:M: in every group of m consecutive
+// weights along a layer's input channels, the n largest are kept.
+struct PruneSpec {
+  std::string method = "magnitude";  // magnitude | n:m
+  double sparsity = 0.5;             // final, magnitude
+  double initial_sparsity = 0.0;
+  std::string scope = "layer";  // layer (each layer to the target) | global (one threshold over all layers)
+  int64_t n = 2, m = 4;
+  double begin = 0.0, end = 0.75;    // fractions of the fine-tuning steps
+  int64_t frequency = 100;           // steps between mask updates
+  std::vector<std::string> exclude;  // globs of layers left dense
+  std::vector<PruneOverride> overrides;
+  bool finetune = false;  // "train" given
+  TrainSpec train;
+  double alpha = 0.0;  // > 0: fine-tuning is distilled from the teacher (as the distill stage's loss)
+  double temperature = 2.0;
+};
+
 // Per-layer settings of the quantize stage for the layers whose names match `layers` (a glob).
 struct QuantizeOverride {
   std::string layers;
@@ -153,8 +180,9 @@ struct VerifySpec {
 };
 
 struct StageSpec {
-  std::string kind;  // distill | quantize | export | verify
+  std::string kind;  // distill | prune | quantize | export | verify
   DistillSpec distill;
+  PruneSpec prune;
   QuantizeSpec quantize;
   VerifySpec verify;
 };

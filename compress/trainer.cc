@@ -187,6 +187,7 @@ TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset
                total);
   }
   std::string last_checkpoint = step > 0 ? options.checkpoint_path : "none";
+  if (options.on_start) options.on_start(model, step);
 
   const auto start = std::chrono::steady_clock::now();
   Progress progress(options.label, total, "step");
@@ -222,6 +223,7 @@ TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset
     loss.backward();
     if (spec.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, spec.grad_clip);
     opt->step();
+    if (options.after_step) options.after_step(model, step + 1);
 
     const auto n = static_cast<double>(flat_y.size(0));
     loss_sum += loss_value * n;

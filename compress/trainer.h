@@ -29,6 +29,9 @@ struct TrainOptions {
   std::function<std::pair<torch::Tensor, torch::Tensor>(GraphModule& model, const torch::Tensor& x,
                                                         const torch::Tensor& y, int64_t step)>
       objective;
+  // Called once before the first step (after a resume: with the step it resumes at), and after every
+  // optimizer step with the number of steps done; e.g. pruning masks are computed and applied here.
+  std::function<void(GraphModule&model, int64_t steps_done)> on_start, after_step;
   // Parameters trained with the model and saved in its checkpoints (e.g. feature projections); may be null.
   std::shared_ptr<torch::nn::Module> extra;
 };

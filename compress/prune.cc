@@ -1,0 +1,293 @@
+#include "compress/prune.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "compress/evaluate.h"
+#include "compress/export.h"
+#include "compress/jobs.h"
+#include "compress/quantize.h"
+#include "compress/trainer.h"
+#include "runtime/atomic_file.h"
+#include "runtime/error.h"
+#include "runtime/hash.h"
+
+namespace mighty::compress {
+
+std::vector<PrunableWeight> prunable_weights(GraphModule& model) {
+  std::vector<PrunableWeight> out;
+  for (const Node& n : model->graph().nodes()) {
+    if (n.op == OpKind::kLinear || n.op == OpKind::kConv2d) out.push_back({n.name, n.name + ".weight"});
+    if (n.op == OpKind::kMultiHeadAttention) {
+      out.push_back({n.name + ".in_proj", n.name + ".in_proj.weight"});
+      out.push_back({n.name + ".out_proj", n.name + ".out_proj.weight"});
+    }
+  }
+  return out;
+}
+
+double schedule_progress(const PruneSpec& spec, int64_t step, int64_t total) {
+  if (total <= 0) return 1.0;
+  const auto t0 = static_cast<int64_t>(std::llround(spec.begin * static_cast<double>(total)));
+  const auto t1 = static_cast<int64_t>(std::llround(spec.end * static_cast<double>(total)));
+  if (step >= t1) return 1.0;
+  if (step < t0) return 0.0;
+  // Counted in whole updates, so the masks change every `frequency` steps and nowhere else.
+  const int64_t at = t0 + (step - t0) / spec.frequency * spec.frequency;
+  const double p = static_cast<double>(at - t0) / static_cast<double>(t1 - t0);
+  return 1.0 - std::pow(1.0 - p, 3.0);
+}
+
+namespace {
+
+// Keeps all but the `prune` smallest magnitudes of `flat` (stable: among equal magnitudes the lower index
+// goes first).
+torch::Tensor keep_largest(const torch::Tensor& flat, int64_t prune) {
+  auto mask = torch::ones_like(flat);
+  if (prune <= 0) return mask;
+  auto order = std::get<1>(flat.abs().sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+  mask.index_fill_(0, order.slice(0, 0, std::min<int64_t>(prune, flat.numel())), 0.0);
+  return mask;
+}
+
+int64_t count_of(double fraction, int64_t n) {
+  return std::min<int64_t>(n, static_cast<int64_t>(std::llround(fraction * static_cast<double>(n))));
+}
+
+}  // namespace
+
+torch::Tensor magnitude_mask(const torch::Tensor& weight, double sparsity) {
+  torch::NoGradGuard no_grad;
+  const auto flat = weight.detach().reshape({-1});
+  return keep_largest(flat, count_of(sparsity, flat.numel())).reshape(weight.sizes());
+}
+
+std::vector<torch::Tensor> global_magnitude_masks(const std::vector<torch::Tensor>& weights,
+                                                  double sparsity) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> flats;
+  for (const auto& w : weights) flats.push_back(w.detach().reshape({-1}));
+  if (flats.empty()) return {};
+  const auto all = torch::cat(flats);
+  const auto mask = keep_largest(all, count_of(sparsity, all.numel()));
+  std::vector<torch::Tensor> out;
+  int64_t at = 0;
+  for (const auto& w : weights) {
+    out.push_back(mask.slice(0, at, at + w.numel()).reshape(w.sizes()).clone());
+    at += w.numel();
+  }
+  return out;
+}
+
+torch::Tensor nm_mask(const torch::Tensor& weight, int64_t n, int64_t m) {
+  torch::NoGradGuard no_grad;
+  TORCH_CHECK(weight.dim() >= 2 && weight.size(1) % m == 0, "nm_mask: input channels not a multiple of m");
+  // Input channels last, so every group of m is contiguous: [O, I, k...] -> [O, k..., I].
+  std::vector<int64_t> perm = {0};
+  for (int64_t d = 2; d < weight.dim(); ++d) perm.push_back(d);
+  perm.push_back(1);
+  const auto w = weight.detach().permute(perm).contiguous();
+  const auto groups = w.abs().reshape({-1, m});
+  const auto order = std::get<1>(groups.sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));
+  auto mask = torch::zeros_like(groups).scatter_(1, order.slice(1, 0, n), 1.0);
+  // Back to the weight's layout.
+  std::vector<int64_t> inverse(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i) inverse[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
+  return mask.reshape(w.sizes()).permute(inverse).contiguous();
+}
+
+Pruner::Pruner(const PruneSpec& spec, GraphModule& model, const std::string& json_path)
+    : spec_(spec), model_(model) {
+  const auto params = model->named_parameters(/*recurse=*/true);
+  std::vector<bool> used_exclude(spec.exclude.size(), false), used_override(spec.overrides.size(), false);
+  for (const auto& pw : prunable_weights(model)) {
+    Layer l;
+    l.w = pw;
+    l.weight = params[pw.param];
+    bool excluded = false;
+    for (size_t i = 0; i < spec.exclude.size(); ++i) {
+      if (glob_match(spec.exclude[i], pw.layer)) excluded = used_exclude[i] = true;
+    }
+    if (excluded) continue;
+    l.target = spec.sparsity;
+    l.global = spec.method == "magnitude" && spec.scope == "global";
+    for (size_t i = 0; i < spec.overrides.size(); ++i) {
+      if (!glob_match(spec.overrides[i].layers, pw.layer)) continue;
+      used_override[i] = true;
+      l.target = spec.overrides[i].sparsity;
+      l.global = false;
+    }
+    if (spec.method == "n:m" && l.weight.size(1) % spec.m != 0) {
+      l.skipped = fmt::format("{} input channels are not a multiple of {}", l.weight.size(1), spec.m);
+    }
+    layers_.push_back(l);
+  }
+  for (size_t i = 0; i < spec.exclude.size(); ++i) {
+    if (!used_exclude[i]) {
+      throw Error(
+          fmt::format("{}/exclude/{}: '{}' matches no prunable layer", json_path, i, spec.exclude[i]));
+    }
+  }
+  for (size_t i = 0; i < spec.overrides.size(); ++i) {
+    if (!used_override[i]) {
+      throw Error(fmt::format("{}/layers/{}/layers: '{}' matches no prunable layer", json_path, i,
+                              spec.overrides[i].layers));
+    }
+  }
+  const bool any =
+      std::any_of(layers_.begin(), layers_.end(), [](const Layer& l) { return l.skipped.empty(); });
+  if (!any) throw Error(fmt::format("{}: no layer left to prune", json_path));
+}
+
+void Pruner::update(double progress) {
+  if (progress != progress_) {
+    progress_ = progress;
+    auto level = [&](double target) {
+      const double initial = std::min(spec_.initial_sparsity, target);
+      return initial + (target - initial) * progress;
+    };
+    std::vector<torch::Tensor> global_weights;
+    for (auto& l : layers_) {
+      if (!l.skipped.empty()) continue;
+      if (spec_.method == "n:m") {
+        l.mask = progress > 0 ? nm_mask(l.weight, spec_.n, spec_.m) : torch::ones_like(l.weight);
+      } else if (l.global) {
+        global_weights.push_back(l.weight);
+      } else {
+        l.mask = magnitude_mask(l.weight, level(l.target));
+      }
+    }
+    if (!global_weights.empty()) {
+      auto masks = global_magnitude_masks(global_weights, level(spec_.sparsity));
+      size_t k = 0;
+      for (auto& l : layers_) {
+        if (l.skipped.empty() && l.global) l.mask = masks[k++];
+      }
+    }
+  }
+  apply();
+}
+
+void Pruner::apply() {
+  torch::NoGradGuard no_grad;
+  for (auto& l : layers_) {
+    // A fill, not a product: -w * 0 would leave -0.0, which the artifact has to store as a nonzero.
+    if (l.mask.defined()) l.weight.masked_fill_(l.mask.logical_not(), 0.0);
+  }
+}
+
+nlohmann::json Pruner::report() const {
+  nlohmann::json layers = nlohmann::json::array();
+  int64_t total = 0, zeros = 0;
+  for (const auto& l : layers_) {
+    const int64_t n = l.weight.numel();
+    const int64_t z = n - l.weight.count_nonzero().item<int64_t>();
+    total += n;
+    zeros += z;
+    nlohmann::json e = {{"layer", l.w.layer},
+                        {"shape", l.weight.sizes().vec()},
+                        {"params", n},
+                        {"nonzero", n - z},
+                        {"sparsity", static_cast<double>(z) / static_cast<double>(n)}};
+    if (l.skipped.empty()) {
+      e["target"] = l.target;
+      e["ranking"] = spec_.method == "n:m" ? fmt::format("{}:{}", spec_.n, spec_.m)
+                     : l.global            ? "global"
+                                           : "layer";
+    } else {
+      e["skipped"] = l.skipped;
+    }
+    layers.push_back(e);
+  }
+  int64_t model_params = 0, model_zeros = 0;
+  for (const auto& p : model_->parameters()) {
+    model_params += p.numel();
+    model_zeros += p.numel() - p.count_nonzero().item<int64_t>();
+  }
+  return {{"layers", layers},
+          {"pruned_params", total},
+          {"sparsity", total ? static_cast<double>(zeros) / static_cast<double>(total) : 0.0},
+          {"model_params", model_params},
+          {"model_nonzero", model_params - model_zeros}};
+}
+
+nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher& teacher,
+                               const Dataset& data, GraphModule& student, const StageOptions& options) {
+  const PruneSpec& spec = recipe.stages.at(stage_index).prune;
+  const std::string path = fmt::format("/stages/{}", stage_index);
+  std::filesystem::create_directories(options.dir);
+  const std::string identity = hash64_hex(fmt::format("{}/{}/prune", options.identity, stage_index));
+  const std::string result_path = options.dir + "/result.json", weights_path = options.dir + "/pruned.pt";
+  if (options.resume && std::filesystem::exists(result_path) && std::filesystem::exists(weights_path)) {
+    auto done = nlohmann::json::parse(read_file(result_path), nullptr, false);
+    if (done.is_object() && done.value("identity", "") == identity) {
+      fmt::print(stderr, "prune: already complete ({})\n", result_path);
+      load_weights(student, weights_path);
+      student->eval();
+      return done;
+    }
+  }
+  Pruner pruner(spec, student, path);
+  student->eval();
+  const auto dense_test = evaluate_split(student, data, Split::kTest);
+  const auto fp32_bytes = [&] {
+    return export_fp32(student, artifact_metadata(recipe, data, "student_fp32")).serialize().size();
+  };
+  const uint64_t dense_bytes = fp32_bytes();
+
+  nlohmann::json report = {{"kind", "prune"},          {"identity", identity},
+                           {"method", spec.method},    {"target", spec.sparsity},
+                           {"dense_test", dense_test}, {"dense_fp32_bytes", dense_bytes}};
+  if (spec.finetune) {
+    const int64_t total = total_steps(spec.train, data);
+    TrainOptions topts;
+    topts.checkpoint_path = options.dir + "/checkpoint.pt";
+    topts.resume = options.resume;
+    topts.stop_after_steps = options.stop_after_steps;
+    topts.label = fmt::format("prune to {:.0f}%", 100.0 * spec.sparsity);
+    topts.identity = identity;
+    topts.on_start = [&](GraphModule&, int64_t step) { pruner.update(schedule_progress(spec, step, total)); };
+    topts.after_step = [&](GraphModule&, int64_t step) {
+      pruner.update(schedule_progress(spec, step, total));
+    };
+    if (spec.alpha > 0) {
+      topts.objective = [&](GraphModule& m, const torch::Tensor& x, const torch::Tensor& y, int64_t) {
+        auto s_logits = m->forward(x);
+        auto loss = distillation_loss(s_logits, teacher.logits(x), y, spec.alpha, spec.temperature,
+                                      spec.train.label_smoothing);
+        return std::make_pair(loss.total, s_logits);
+      };
+    }
+    const TrainResult result = train_model(student, spec.train, data, recipe.seed + stage_index, topts);
+    if (!result.completed) {
+      fmt::print(stderr, "prune: stopped after step {}/{}; continue with --resume\n", result.steps_done,
+                 result.total_steps);
+      return {{"kind", "prune"}, {"completed", false}};
+    }
+    pruner.update(1.0);
+    report["steps"] = result.steps_done;
+    report["seconds"] = result.seconds;
+    report["history"] = result.history;
+  } else {
+    pruner.update(1.0);  // one shot, no fine-tuning
+  }
+  student->eval();
+  report["completed"] = true;
+  report["test"] = evaluate_split(student, data, Split::kTest);
+  report["fp32_bytes"] = fp32_bytes();
+  report["masks"] = pruner.report();
+  const Forward teacher_forward = [&](const torch::Tensor& x) { return teacher.logits(x); };
+  report["vs_teacher"] = compare_models(
+      teacher_forward, [&](const torch::Tensor& x) { return student->forward(x); }, data, Split::kTest);
+  save_weights(student, weights_path);
+  write_file_atomic(result_path, report.dump(2) + "\n");
+  fmt::print(stderr, "prune: {:.1f}% of the prunable weights are zero; test {} (dense {})\n",
+             100.0 * report["masks"]["sparsity"].get<double>(), summarize_metrics(report["test"]),
+             summarize_metrics(dense_test));
+  return report;
+}
+
+}  // namespace mighty::compress

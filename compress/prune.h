@@ -1,0 +1,73 @@
+// Pruning: magnitude masks (per layer or global), N:M masks, Zhu & Gupta's gradual schedule, and the
+// `prune` stage that fine-tunes (plainly or distilled) while the masks keep pruned weights at zero.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "compress/data.h"
+#include "compress/distill.h"
+#include "compress/recipe.h"
+#include "compress/teacher.h"
+#include "compress/zoo.h"
+
+namespace mighty::compress {
+
+// A weight that pruning can act on: Linear and Conv2d weights, attention input/output projections.
+struct PrunableWeight {
+  std::string layer;  // "features.0", "blocks.1.attn.in_proj"
+  std::string param;  // its parameter name ("features.0.weight")
+};
+std::vector<PrunableWeight> prunable_weights(GraphModule& model);
+
+// Fraction of the way from the initial to the final sparsity after `step` of `total` fine-tuning steps: 0
+// before `begin`, 1 from `end` on, 1 - (1 - p)^3 in between (p the progress, counted in whole updates of
+// `frequency` steps), 1 when there is no fine-tuning.
+double schedule_progress(const PruneSpec& spec, int64_t step, int64_t total);
+
+// 1 where a weight is kept: the round(sparsity * numel) smallest magnitudes are pruned (ties: lower index
+// first).
+torch::Tensor magnitude_mask(const torch::Tensor& weight, double sparsity);
+// One ranking over all the tensors: round(sparsity * total) weights pruned where they are smallest.
+std::vector<torch::Tensor> global_magnitude_masks(const std::vector<torch::Tensor>& weights, double sparsity);
+// In every group of m consecutive input channels (dimension 1, at each output channel and kernel position),
+// the n largest magnitudes are kept. Requires weight.size(1) % m == 0.
+torch::Tensor nm_mask(const torch::Tensor& weight, int64_t n, int64_t m);
+
+// The masks of a model under a prune spec: which weights, their targets, and the current masks.
+class Pruner {
+ public:
+  // Errors (unknown globs, nothing left to prune) name `json_path`.
+  Pruner(const PruneSpec& spec, GraphModule& model, const std::string& json_path);
+  // Recomputes the masks for schedule progress `progress` (when it changed) and applies them.
+  void update(double progress);
+  void apply();  // pruned weights set to +0
+  // Per layer: shape, parameters, nonzero, sparsity, target; totals over the pruned weights and the model.
+  nlohmann::json report() const;
+
+ private:
+  struct Layer {
+    PrunableWeight w;
+    torch::Tensor weight;  // the parameter (shares storage)
+    torch::Tensor mask;    // undefined until the first update
+    double target = 0.0;   // final sparsity
+    bool global = false;   // ranked with the other global layers
+    std::string skipped;   // why it stays dense
+  };
+  PruneSpec spec_;
+  GraphModule model_;
+  std::vector<Layer> layers_;
+  double progress_ = -1.0;
+};
+
+// Runs a prune stage on `student` (fine-tuned in place). Returns the stage report ("completed": false when
+// stopped early).
+nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher& teacher,
+                               const Dataset& data, GraphModule& student, const StageOptions& options);
+
+}  // namespace mighty::compress
