@@ -223,23 +223,31 @@ nlohmann::json verify(const Recipe& recipe, const VerifySpec& spec, Pipeline& p,
 // The prune stage: accuracy and bytes before and after, and each layer's shape and sparsity.
 std::string prune_markdown(const nlohmann::json& stage) {
   const auto& masks = stage["masks"];
+  const bool units = stage["method"] == "channels";
   std::string out = fmt::format(
-      "\n## prune ({}, target {:.0f}%)\n\n{:.1f}% of the prunable weights are zero ({} of {} model "
-      "parameters "
-      "nonzero). Test {} -> {}; fp32 artifact {} -> {} bytes.\n\n",
+      "\n## prune ({}, target {:.0f}%)\n\n{:.1f}% of the prunable {} pruned; parameters {} -> {} ({} "
+      "nonzero). "
+      "Test {} -> {}; fp32 artifact {} -> {} bytes.\n\n",
       stage["method"].get<std::string>(), 100.0 * stage["target"].get<double>(),
-      100.0 * masks["sparsity"].get<double>(), with_commas(masks["model_nonzero"].get<int64_t>()),
-      with_commas(masks["model_params"].get<int64_t>()), quality_cell(stage["dense_test"]),
+      100.0 * masks["sparsity"].get<double>(), units ? "units" : "weights",
+      with_commas(stage["params_before"].get<int64_t>()), with_commas(stage["params_after"].get<int64_t>()),
+      with_commas(masks["model_nonzero"].get<int64_t>()), quality_cell(stage["dense_test"]),
       quality_cell(stage["test"]), with_commas(stage["dense_fp32_bytes"].get<int64_t>()),
       with_commas(stage["fp32_bytes"].get<int64_t>()));
   out += "| layer | shape | parameters | nonzero | sparsity | ranking |\n|---|---|---:|---:|---:|---|\n";
-  for (const auto& l : masks["layers"]) {
-    std::vector<int64_t> shape = l["shape"];
-    out += fmt::format("| {} | [{}] | {} | {} | {:.1f}% | {} |\n", l["layer"].get<std::string>(),
-                       fmt::join(shape, ", "), with_commas(l["params"].get<int64_t>()),
-                       with_commas(l["nonzero"].get<int64_t>()), 100.0 * l["sparsity"].get<double>(),
-                       l.contains("skipped") ? "dense: " + l["skipped"].get<std::string>()
-                                             : l["ranking"].get<std::string>());
+  for (const auto& l : stage["layers"]) {
+    const std::vector<int64_t> before = l["shape_before"];
+    std::string shape = fmt::format("[{}]", fmt::join(before, ", "));
+    if (l.contains("shape") && l["shape"] != l["shape_before"]) {
+      const std::vector<int64_t> now = l["shape"];
+      shape += fmt::format(" -> [{}]", fmt::join(now, ", "));
+    }
+    const int64_t params = l.value("params", int64_t{0}), nonzero = l.value("nonzero", int64_t{0});
+    out +=
+        fmt::format("| {} | {} | {} | {} | {:.1f}% | {} |\n", l["layer"].get<std::string>(), shape,
+                    with_commas(params), with_commas(nonzero),
+                    params ? 100.0 * (1.0 - static_cast<double>(nonzero) / static_cast<double>(params)) : 0.0,
+                    l.value("ranking", std::string("dense")));
   }
   return out;
 }

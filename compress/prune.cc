@@ -103,27 +103,41 @@ Pruner::Pruner(const PruneSpec& spec, GraphModule& model, const std::string& jso
     : spec_(spec), model_(model) {
   const auto params = model->named_parameters(/*recurse=*/true);
   std::vector<bool> used_exclude(spec.exclude.size(), false), used_override(spec.overrides.size(), false);
-  for (const auto& pw : prunable_weights(model)) {
-    Layer l;
-    l.w = pw;
-    l.weight = params[pw.param];
+  // Excluded, or its target from the last override that matches.
+  // False when excluded; else the target, from the last override that matches.
+  auto target_of = [&](const std::string& layer, double& target, bool& overridden) {
     bool excluded = false;
     for (size_t i = 0; i < spec.exclude.size(); ++i) {
-      if (glob_match(spec.exclude[i], pw.layer)) excluded = used_exclude[i] = true;
+      if (glob_match(spec.exclude[i], layer)) excluded = used_exclude[i] = true;
     }
-    if (excluded) continue;
-    l.target = spec.sparsity;
-    l.global = spec.method == "magnitude" && spec.scope == "global";
-    for (size_t i = 0; i < spec.overrides.size(); ++i) {
-      if (!glob_match(spec.overrides[i].layers, pw.layer)) continue;
-      used_override[i] = true;
-      l.target = spec.overrides[i].sparsity;
-      l.global = false;
+    target = spec.sparsity;
+    overridden = false;
+    for (size_t i = 0; i < spec.overrides.size() && !excluded; ++i) {
+      if (!glob_match(spec.overrides[i].layers, layer)) continue;
+      used_override[i] = overridden = true;
+      target = spec.overrides[i].sparsity;
     }
-    if (spec.method == "n:m" && l.weight.size(1) % spec.m != 0) {
-      l.skipped = fmt::format("{} input channels are not a multiple of {}", l.weight.size(1), spec.m);
+    return !excluded;
+  };
+  bool overridden = false;
+  if (spec.method == "channels") {
+    for (const auto& g : unit_groups(model->graph())) {
+      Units u;
+      u.group = g;
+      if (target_of(g.layer, u.target, overridden)) units_.push_back(u);
     }
-    layers_.push_back(l);
+  } else {
+    for (const auto& pw : prunable_weights(model)) {
+      Layer l;
+      l.w = pw;
+      l.weight = params[pw.param];
+      if (!target_of(pw.layer, l.target, overridden)) continue;
+      l.global = spec.method == "magnitude" && spec.scope == "global" && !overridden;
+      if (spec.method == "n:m" && l.weight.size(1) % spec.m != 0) {
+        l.skipped = fmt::format("{} input channels are not a multiple of {}", l.weight.size(1), spec.m);
+      }
+      layers_.push_back(l);
+    }
   }
   for (size_t i = 0; i < spec.exclude.size(); ++i) {
     if (!used_exclude[i]) {
@@ -137,12 +151,38 @@ Pruner::Pruner(const PruneSpec& spec, GraphModule& model, const std::string& jso
                               spec.overrides[i].layers));
     }
   }
-  const bool any =
-      std::any_of(layers_.begin(), layers_.end(), [](const Layer& l) { return l.skipped.empty(); });
+  const bool any = !units_.empty() || std::any_of(layers_.begin(), layers_.end(),
+                                                  [](const Layer& l) { return l.skipped.empty(); });
   if (!any) throw Error(fmt::format("{}: no layer left to prune", json_path));
 }
 
+void Pruner::update_units(double progress) {
+  for (auto& u : units_) {
+    const double level = std::min(spec_.initial_sparsity, u.target) +
+                         (u.target - std::min(spec_.initial_sparsity, u.target)) * progress;
+    const int64_t remove = std::min(u.group.units - 1, count_of(level, u.group.units));
+    const auto scores = unit_scores(model_, u.group, spec_.criterion);
+    // The lowest scores go (ties: lower index first), at least one unit stays.
+    u.keep = keep_largest(scores, remove);
+  }
+}
+
+GraphModule Pruner::shrink() {
+  std::vector<UnitGroup> groups;
+  std::vector<torch::Tensor> keep;
+  for (const auto& u : units_) {
+    if (!u.keep.defined()) continue;
+    groups.push_back(u.group);
+    keep.push_back(u.keep);
+  }
+  return shrink_units(model_, groups, keep);
+}
+
 void Pruner::update(double progress) {
+  if (progress != progress_ && spec_.method == "channels") {
+    progress_ = progress;
+    update_units(progress);
+  }
   if (progress != progress_) {
     progress_ = progress;
     auto level = [&](double target) {
@@ -173,6 +213,9 @@ void Pruner::update(double progress) {
 
 void Pruner::apply() {
   torch::NoGradGuard no_grad;
+  for (auto& u : units_) {
+    if (u.keep.defined()) zero_units(model_, u.group, u.keep);
+  }
   for (auto& l : layers_) {
     // A fill, not a product: -w * 0 would leave -0.0, which the artifact has to store as a nonzero.
     if (l.mask.defined()) l.weight.masked_fill_(l.mask.logical_not(), 0.0);
@@ -182,6 +225,17 @@ void Pruner::apply() {
 nlohmann::json Pruner::report() const {
   nlohmann::json layers = nlohmann::json::array();
   int64_t total = 0, zeros = 0;
+  for (const auto& u : units_) {
+    const int64_t kept = u.keep.defined() ? u.keep.sum().item<int64_t>() : u.group.units;
+    layers.push_back({{"layer", u.group.layer},
+                      {"units", u.group.units},
+                      {"kept", kept},
+                      {"target", u.target},
+                      {"sparsity", 1.0 - static_cast<double>(kept) / static_cast<double>(u.group.units)},
+                      {"ranking", spec_.criterion}});
+    total += u.group.units;
+    zeros += u.group.units - kept;
+  }
   for (const auto& l : layers_) {
     const int64_t n = l.weight.numel();
     const int64_t z = n - l.weight.count_nonzero().item<int64_t>();
@@ -214,6 +268,24 @@ nlohmann::json Pruner::report() const {
           {"model_nonzero", model_params - model_zeros}};
 }
 
+namespace {
+
+// [{layer, shape, params, nonzero}] over the prunable weights (in graph order), and the model's parameters.
+std::pair<nlohmann::json, int64_t> weight_table(GraphModule& model) {
+  nlohmann::json table = nlohmann::json::array();
+  const auto params = model->named_parameters(true);
+  for (const auto& pw : prunable_weights(model)) {
+    const auto& w = params[pw.param];
+    table.push_back({{"layer", pw.layer},
+                     {"shape", w.sizes().vec()},
+                     {"params", w.numel()},
+                     {"nonzero", w.count_nonzero().item<int64_t>()}});
+  }
+  return {table, model->parameter_count()};
+}
+
+}  // namespace
+
 nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher& teacher,
                                const Dataset& data, GraphModule& student, const StageOptions& options) {
   const PruneSpec& spec = recipe.stages.at(stage_index).prune;
@@ -221,16 +293,23 @@ nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher
   std::filesystem::create_directories(options.dir);
   const std::string identity = hash64_hex(fmt::format("{}/{}/prune", options.identity, stage_index));
   const std::string result_path = options.dir + "/result.json", weights_path = options.dir + "/pruned.pt";
+  const std::string graph_path = options.dir + "/pruned.graph.json";
   if (options.resume && std::filesystem::exists(result_path) && std::filesystem::exists(weights_path)) {
     auto done = nlohmann::json::parse(read_file(result_path), nullptr, false);
     if (done.is_object() && done.value("identity", "") == identity) {
       fmt::print(stderr, "prune: already complete ({})\n", result_path);
+      if (spec.method == "channels") {
+        Graph g = Graph::from_json(nlohmann::json::parse(read_file(graph_path)));
+        g.infer_shapes();
+        student = GraphModule(g);
+      }
       load_weights(student, weights_path);
       student->eval();
       return done;
     }
   }
   Pruner pruner(spec, student, path);
+  const auto layers_before = weight_table(student);
   student->eval();
   const auto dense_test = evaluate_split(student, data, Split::kTest);
   const auto fp32_bytes = [&] {
@@ -274,18 +353,48 @@ nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher
   } else {
     pruner.update(1.0);  // one shot, no fine-tuning
   }
+  report["masks"] = pruner.report();
+  if (spec.method == "channels") {
+    student = pruner.shrink();
+    write_file_atomic(graph_path, student->graph().to_json().dump() + "\n");
+  }
   student->eval();
   report["completed"] = true;
   report["test"] = evaluate_split(student, data, Split::kTest);
   report["fp32_bytes"] = fp32_bytes();
-  report["masks"] = pruner.report();
+  report["params_before"] = layers_before.second;
+  report["params_after"] = student->parameter_count();
+  // Per prunable layer of the model that came in: shape before and after, parameters, nonzero.
+  const auto after = weight_table(student).first;
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& before : layers_before.first) {
+    const auto& name = before["layer"];
+    nlohmann::json l = {
+        {"layer", name}, {"shape_before", before["shape"]}, {"params_before", before["params"]}};
+    for (const auto& a : after) {
+      if (a["layer"] != name) continue;
+      l["shape"] = a["shape"];
+      l["params"] = a["params"];
+      l["nonzero"] = a["nonzero"];
+    }
+    for (const auto& m : report["masks"]["layers"]) {
+      if (m["layer"] != name) continue;
+      l["ranking"] = m.contains("skipped") ? "dense: " + m["skipped"].get<std::string>()
+                                           : m["ranking"].get<std::string>();
+      if (m.contains("target")) l["target"] = m["target"];
+    }
+    layers.push_back(l);
+  }
+  report["layers"] = layers;
   const Forward teacher_forward = [&](const torch::Tensor& x) { return teacher.logits(x); };
   report["vs_teacher"] = compare_models(
       teacher_forward, [&](const torch::Tensor& x) { return student->forward(x); }, data, Split::kTest);
   save_weights(student, weights_path);
   write_file_atomic(result_path, report.dump(2) + "\n");
-  fmt::print(stderr, "prune: {:.1f}% of the prunable weights are zero; test {} (dense {})\n",
-             100.0 * report["masks"]["sparsity"].get<double>(), summarize_metrics(report["test"]),
+  fmt::print(stderr, "prune: {:.1f}% of the prunable {} pruned, {} -> {} parameters; test {} (dense {})\n",
+             100.0 * report["masks"]["sparsity"].get<double>(),
+             spec.method == "channels" ? "units" : "weights", with_commas(layers_before.second),
+             with_commas(student->parameter_count()), summarize_metrics(report["test"]),
              summarize_metrics(dense_test));
   return report;
 }

@@ -13,6 +13,7 @@
 #include "compress/data.h"
 #include "compress/distill.h"
 #include "compress/recipe.h"
+#include "compress/structured.h"
 #include "compress/teacher.h"
 #include "compress/zoo.h"
 
@@ -39,14 +40,17 @@ std::vector<torch::Tensor> global_magnitude_masks(const std::vector<torch::Tenso
 // the n largest magnitudes are kept. Requires weight.size(1) % m == 0.
 torch::Tensor nm_mask(const torch::Tensor& weight, int64_t n, int64_t m);
 
-// The masks of a model under a prune spec: which weights, their targets, and the current masks.
+// The masks of a model under a prune spec: which weights (or, for method channels, which units), their
+// targets, and the current masks.
 class Pruner {
  public:
   // Errors (unknown globs, nothing left to prune) name `json_path`.
   Pruner(const PruneSpec& spec, GraphModule& model, const std::string& json_path);
   // Recomputes the masks for schedule progress `progress` (when it changed) and applies them.
   void update(double progress);
-  void apply();  // pruned weights set to +0
+  void apply();  // pruned weights set to +0; pruned units output 0
+  // Method channels: the model without its pruned units (call after update(1.0)).
+  GraphModule shrink();
   // Per layer: shape, parameters, nonzero, sparsity, target; totals over the pruned weights and the model.
   nlohmann::json report() const;
 
@@ -59,9 +63,16 @@ class Pruner {
     bool global = false;   // ranked with the other global layers
     std::string skipped;   // why it stays dense
   };
+  struct Units {
+    UnitGroup group;
+    double target = 0.0;
+    torch::Tensor keep;  // [units] of 0/1, undefined until the first update
+  };
+  void update_units(double progress);
   PruneSpec spec_;
   GraphModule model_;
   std::vector<Layer> layers_;
+  std::vector<Units> units_;
   double progress_ = -1.0;
 };
 

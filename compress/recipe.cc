@@ -278,10 +278,13 @@ void read_verify(JsonReader& st, VerifySpec& v) {
 }
 
 void read_prune(JsonReader& st, PruneSpec& p) {
-  p.method = st.choice("method", "magnitude", {"magnitude", "n:m"});
+  p.method = st.choice("method", "magnitude", {"magnitude", "n:m", "channels"});
   if (p.method == "magnitude") {
     p.sparsity = st.number("sparsity", std::nullopt, {0.0, 1.0, false, true});
     p.scope = st.choice("scope", "layer", {"layer", "global"});
+  } else if (p.method == "channels") {
+    p.sparsity = st.number("sparsity", std::nullopt, {0.0, 1.0, false, true});
+    p.criterion = st.choice("criterion", "l2", {"l1", "l2", "bn_scale"});
   } else {
     p.n = st.integer("n", 2, 1, 64);
     p.m = st.integer("m", 4, 2, 64);
@@ -289,14 +292,15 @@ void read_prune(JsonReader& st, PruneSpec& p) {
     p.sparsity = 1.0 - static_cast<double>(p.n) / static_cast<double>(p.m);
   }
   auto sched = st.object("schedule", /*optional=*/true);
-  if (p.method == "magnitude") p.initial_sparsity = sched.number("initial_sparsity", 0.0, {0.0, p.sparsity});
+  if (p.method != "n:m") p.initial_sparsity = sched.number("initial_sparsity", 0.0, {0.0, p.sparsity});
   p.begin = sched.number("begin", 0.0, {0.0, 1.0});
   p.end = sched.number("end", 0.75, {p.begin, 1.0});
   p.frequency = sched.integer("frequency", 100, 1, kMaxCount);
   sched.finish();
   p.exclude = st.string_list("exclude", std::vector<std::string>{});
   if (st.has("layers")) {
-    if (p.method != "magnitude") st.fail_at("layers", "per-layer sparsities are for method 'magnitude'");
+    if (p.method == "n:m")
+      st.fail_at("layers", "per-layer sparsities are for methods 'magnitude' and 'channels'");
     for (auto& o : st.object_list("layers")) {
       PruneOverride v;
       v.layers = o.string("layers", std::nullopt);
@@ -328,6 +332,7 @@ nlohmann::json prune_to_json(const PruneSpec& p) {
                       {"alpha", p.alpha},
                       {"temperature", p.temperature}};
   if (p.method == "magnitude") j["scope"] = p.scope;
+  if (p.method == "channels") j["criterion"] = p.criterion;
   if (p.method == "n:m") {
     j["n"] = p.n;
     j["m"] = p.m;

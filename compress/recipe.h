@@ -133,9 +133,12 @@ struct PruneOverride {
 // zero. Unstructured: the target sparsity rises from initial_sparsity to sparsity along Zhu & Gupta's cubic
 // curve between fractions `begin` and `end` of the fine-tuning steps, masks recomputed every `frequency`
 // steps (one-shot when there is no fine-tuning or begin == end). N:M: in every group of m consecutive
-// weights along a layer's input channels, the n largest are kept.
+// weights along a layer's input channels, the n largest are kept. Channels: that fraction of each prunable
+// layer's output channels / neurons (lowest criterion first) is zeroed on the same schedule and removed at
+// the end of the stage (compress/structured.h).
 struct PruneSpec {
-  std::string method = "magnitude";  // magnitude | n:m
+  std::string method = "magnitude";  // magnitude | n:m | channels (structured: units removed)
+  std::string criterion = "l2";      // channels: l1 | l2 (of each unit's weights) | bn_scale (|gamma|)
   double sparsity = 0.5;             // final, magnitude
   double initial_sparsity = 0.0;
   std::string scope = "layer";  // layer (each layer to the target) | global (one threshold over all layers)

@@ -1,0 +1,186 @@
+#include "compress/structured.h"
+
+#include <map>
+
+#include <fmt/format.h>
+
+#include "runtime/error.h"
+
+namespace mighty::compress {
+namespace {
+
+bool is_layer(OpKind op) { return op == OpKind::kLinear || op == OpKind::kConv2d; }
+
+// Ops that map each channel (or feature) to the same channel without mixing channels.
+bool per_channel(OpKind op) {
+  switch (op) {
+    case OpKind::kBatchNorm2d:
+    case OpKind::kReLU:
+    case OpKind::kGELU:
+    case OpKind::kMaxPool2d:
+    case OpKind::kAvgPool2d:
+    case OpKind::kGlobalAvgPool:
+    case OpKind::kFlatten:
+      return true;
+    default:
+      return false;
+  }
+}
+
+torch::Tensor named_tensor(GraphModule& model, const std::string& name) {
+  for (const auto& kv : model->named_parameters(true))
+    if (kv.key() == name) return kv.value();
+  for (const auto& kv : model->named_buffers(true))
+    if (kv.key() == name) return kv.value();
+  throw Error(fmt::format("structured pruning: the model has no tensor '{}'", name));
+}
+
+bool has_tensor(GraphModule& model, const std::string& name) {
+  for (const auto& kv : model->named_parameters(true))
+    if (kv.key() == name) return true;
+  return false;
+}
+
+}  // namespace
+
+std::vector<UnitGroup> unit_groups(const Graph& graph) {
+  const auto& nodes = graph.nodes();
+  std::vector<std::vector<int>> users(nodes.size());
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+    for (int in : nodes[i].inputs) users[in].push_back(i);
+  }
+  std::vector<UnitGroup> out;
+  for (int p = 0; p < static_cast<int>(nodes.size()); ++p) {
+    if (!is_layer(nodes[p].op)) continue;
+    UnitGroup g;
+    g.layer = nodes[p].name;
+    g.producer = p;
+    g.units = nodes[p].op == OpKind::kConv2d ? nodes[p].attrs.at("out_channels").get<int64_t>()
+                                             : nodes[p].attrs.at("out_features").get<int64_t>();
+    // A Linear on a sequence ([T, D]) is fine: its features are the last dimension all the way.
+    int at = p;
+    bool ok = true;
+    while (true) {
+      if (at == graph.output() || users[at].size() != 1) {
+        ok = false;
+        break;
+      }
+      const int next = users[at][0];
+      const OpKind op = nodes[next].op;
+      if (is_layer(op)) {
+        g.consumer = next;
+        break;
+      }
+      if (!per_channel(op)) {
+        ok = false;
+        break;
+      }
+      if (op == OpKind::kBatchNorm2d) {
+        if (g.batchnorm >= 0) {
+          ok = false;
+          break;
+        }
+        g.batchnorm = next;
+      }
+      if (op == OpKind::kFlatten) {
+        const Shape& s = nodes[at].shape;  // [C, H, W]
+        g.flatten = next;
+        g.spatial = 1;
+        for (size_t d = 1; d < s.size(); ++d) g.spatial *= s[d];
+      }
+      at = next;
+    }
+    if (!ok) continue;
+    // A Conv2d consumer must read channels (not a flattened map); a Linear consumer reads features.
+    if (nodes[g.consumer].op == OpKind::kConv2d && g.flatten >= 0) continue;
+    out.push_back(g);
+  }
+  return out;
+}
+
+torch::Tensor unit_scores(GraphModule& model, const UnitGroup& group, const std::string& criterion) {
+  torch::NoGradGuard no_grad;
+  const auto& nodes = model->graph().nodes();
+  if (criterion == "bn_scale" && group.batchnorm >= 0) {
+    return named_tensor(model, nodes[group.batchnorm].name + ".weight").detach().abs().clone();
+  }
+  const auto w = named_tensor(model, group.layer + ".weight").detach().reshape({group.units, -1});
+  return criterion == "l1" ? w.abs().sum(1) : w.pow(2).sum(1).sqrt();
+}
+
+void zero_units(GraphModule& model, const UnitGroup& group, const torch::Tensor& keep) {
+  torch::NoGradGuard no_grad;
+  const auto drop = keep.eq(0);
+  auto zero_rows = [&](const std::string& name) {
+    auto t = named_tensor(model, name);
+    auto rows = drop.reshape({-1});
+    for (int64_t d = 1; d < t.dim(); ++d) rows = rows.unsqueeze(-1);
+    t.masked_fill_(rows.expand_as(t), 0.0);
+  };
+  zero_rows(group.layer + ".weight");
+  if (has_tensor(model, group.layer + ".bias")) zero_rows(group.layer + ".bias");
+  if (group.batchnorm >= 0) {
+    const std::string bn = model->graph().nodes()[group.batchnorm].name;
+    zero_rows(bn + ".weight");
+    zero_rows(bn + ".bias");
+  }
+}
+
+GraphModule shrink_units(GraphModule& model, const std::vector<UnitGroup>& groups,
+                         const std::vector<torch::Tensor>& keep) {
+  torch::NoGradGuard no_grad;
+  const Graph& graph = model->graph();
+  nlohmann::json gj = graph.to_json();
+  // Per tensor name: the dimension to slice and the indices to keep.
+  std::map<std::string, std::pair<int64_t, torch::Tensor>> slices;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    const UnitGroup& g = groups[i];
+    const auto kept = keep[i].nonzero().reshape({-1}).to(torch::kInt64);
+    const int64_t n = kept.numel();
+    if (n == 0) throw Error(fmt::format("structured pruning: every unit of '{}' would be removed", g.layer));
+    const auto& nodes = graph.nodes();
+    auto& pattrs = gj["nodes"][g.producer]["attrs"];
+    pattrs[nodes[g.producer].op == OpKind::kConv2d ? "out_channels" : "out_features"] = n;
+    slices[g.layer + ".weight"] = {0, kept};
+    slices[g.layer + ".bias"] = {0, kept};
+    if (g.batchnorm >= 0) {
+      gj["nodes"][g.batchnorm]["attrs"]["channels"] = n;
+      for (const char* t : {".weight", ".bias", ".running_mean", ".running_var"})
+        slices[nodes[g.batchnorm].name + t] = {0, kept};
+    }
+    const std::string consumer = nodes[g.consumer].name;
+    auto& cattrs = gj["nodes"][g.consumer]["attrs"];
+    torch::Tensor columns = kept;
+    if (g.flatten >= 0) {
+      columns = (kept.unsqueeze(1) * g.spatial + torch::arange(g.spatial, torch::kInt64).unsqueeze(0))
+                    .reshape({-1});
+    }
+    if (nodes[g.consumer].op == OpKind::kConv2d) {
+      cattrs["in_channels"] = n;
+    } else {
+      cattrs["in_features"] = columns.numel();
+    }
+    // The consumer may also be a producer whose rows are sliced: compose (rows first, then columns).
+    slices[consumer + ".weight#in"] = {1, columns};
+  }
+  Graph shrunk = Graph::from_json(gj);
+  shrunk.infer_shapes();
+  GraphModule out(shrunk);
+  auto copy_into = [&](const std::string& name, torch::Tensor dst) {
+    auto t = named_tensor(model, name).detach();
+    if (auto it = slices.find(name); it != slices.end())
+      t = t.index_select(it->second.first, it->second.second);
+    if (auto it = slices.find(name + "#in"); it != slices.end())
+      t = t.index_select(it->second.first, it->second.second);
+    if (t.sizes() != dst.sizes()) {
+      throw Error(fmt::format("structured pruning: '{}' is [{}] after slicing, the smaller model needs [{}]",
+                              name, fmt::join(t.sizes(), ", "), fmt::join(dst.sizes(), ", ")));
+    }
+    dst.copy_(t);
+  };
+  for (auto& kv : out->named_parameters(true)) copy_into(kv.key(), kv.value());
+  for (auto& kv : out->named_buffers(true)) copy_into(kv.key(), kv.value());
+  return out;
+}
+
+}  // namespace mighty::compress

@@ -1,0 +1,189 @@
+// Structured pruning: which units can go, and a model with units zeroed equals its physically shrunk twin
+// (CNN with BatchNorm and a flattened head, MLP, transformer feed-forward width); the stage end to end down
+// to a smaller artifact that the runtime executes.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+
+#include "compress/jobs.h"
+#include "compress/pipeline.h"
+#include "compress/recipe.h"
+#include "compress/structured.h"
+#include "compress/zoo.h"
+#include "runtime/artifact.h"
+#include "runtime/session.h"
+#include "tests/compress/helpers.h"
+
+using namespace mighty;
+using namespace mighty::compress;
+
+namespace {
+
+ModelSpec cnn_spec() {
+  ModelSpec spec;
+  spec.arch = "cnn";
+  spec.input_shape = {1, 12, 12};
+  spec.classes = 5;
+  CnnBlockSpec a, b, c;
+  a.channels = 6;
+  b.channels = 8;
+  b.pool = "max";
+  c.channels = 10;
+  c.batchnorm = false;
+  c.pool = "avg";
+  spec.blocks = {a, b, c};
+  spec.hidden = {12};
+  return spec;
+}
+
+// Random weights and BatchNorm statistics, so zeroed units really are the only thing that differs.
+void randomize(GraphModule& m) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : m->parameters()) p.normal_(0.0, 0.5);
+  for (auto& kv : m->named_buffers(true)) {
+    if (kv.key().find("running_var") != std::string::npos) kv.value().uniform_(0.5, 2.0);
+    if (kv.key().find("running_mean") != std::string::npos) kv.value().normal_(0.0, 0.3);
+  }
+}
+
+// Zeroes every other unit of every group, shrinks, and compares the two models on `x`.
+void check_shrink_equals_zeroed(GraphModule& m, const torch::Tensor& x, size_t expected_groups) {
+  m->eval();
+  const auto groups = unit_groups(m->graph());
+  REQUIRE(groups.size() == expected_groups);
+  std::vector<torch::Tensor> keep;
+  for (const auto& g : groups) {
+    auto k = torch::ones({g.units});
+    for (int64_t u = 1; u < g.units; u += 2) k[u] = 0;
+    zero_units(m, g, k);
+    keep.push_back(k);
+  }
+  torch::NoGradGuard no_grad;
+  const auto zeroed = m->forward(x);
+  GraphModule small = shrink_units(m, groups, keep);
+  small->eval();
+  REQUIRE(small->parameter_count() < m->parameter_count());
+  const auto shrunk = small->forward(x);
+  REQUIRE(shrunk.sizes() == zeroed.sizes());
+  REQUIRE(torch::allclose(shrunk, zeroed, 1e-5, 1e-5));
+  // Without the zeroing the outputs would differ: the test can fail.
+  auto fresh = GraphModule(m->graph());
+  randomize(fresh);
+  fresh->eval();
+  REQUIRE(!torch::allclose(fresh->forward(x), zeroed, 1e-3, 1e-3));
+}
+
+}  // namespace
+
+TEST_CASE("structured: the prunable units of a CNN, an MLP and a transformer") {
+  auto spec = cnn_spec();
+  const Graph g = build_graph(spec);
+  const auto groups = unit_groups(g);
+  REQUIRE(groups.size() == 4);  // three convs and fc.0; "out" is the model's output
+  REQUIRE(groups[0].layer == "features.0.conv");
+  REQUIRE(g.nodes()[groups[0].batchnorm].name == "features.0.bn");
+  REQUIRE(g.nodes()[groups[0].consumer].name == "features.1.conv");
+  REQUIRE(groups[2].layer == "features.2.conv");
+  REQUIRE(groups[2].batchnorm == -1);
+  REQUIRE(groups[2].flatten >= 0);
+  REQUIRE(groups[2].spatial == 9);  // 12 -> pool 6 -> pool 3
+  REQUIRE(groups[3].layer == "fc.0");
+
+  ModelSpec t;
+  t.arch = "transformer";
+  t.input_shape = {8};
+  t.vocab = 11;
+  t.d_model = 16;
+  t.heads = 2;
+  t.layers = 2;
+  t.ffn = 24;
+  t.classes = 11;
+  const auto tg = unit_groups(build_graph(t));
+  REQUIRE(tg.size() == 2);  // each feed-forward's fc1; fc2, attention and the head feed residuals or output
+  REQUIRE(tg[0].layer == "blocks.0.ffn.fc1");
+  REQUIRE(tg[1].layer == "blocks.1.ffn.fc1");
+}
+
+TEST_CASE("structured: a model with units zeroed equals its physically shrunk version") {
+  torch::manual_seed(11);
+  SECTION("cnn with BatchNorm, pooling and a flattened head") {
+    auto m = GraphModule(build_graph(cnn_spec()));
+    randomize(m);
+    check_shrink_equals_zeroed(m, torch::randn({3, 1, 12, 12}), 4);
+  }
+  SECTION("cnn with global average pooling") {
+    auto spec = cnn_spec();
+    spec.global_pool = true;
+    auto m = GraphModule(build_graph(spec));
+    randomize(m);
+    check_shrink_equals_zeroed(m, torch::randn({3, 1, 12, 12}), 4);
+  }
+  SECTION("mlp") {
+    ModelSpec spec;
+    spec.arch = "mlp";
+    spec.input_shape = {1, 6, 6};
+    spec.classes = 4;
+    spec.hidden = {20, 14};
+    auto m = GraphModule(build_graph(spec));
+    randomize(m);
+    check_shrink_equals_zeroed(m, torch::randn({5, 1, 6, 6}), 2);
+  }
+  SECTION("transformer feed-forward width") {
+    ModelSpec t;
+    t.arch = "transformer";
+    t.input_shape = {8};
+    t.vocab = 11;
+    t.d_model = 16;
+    t.heads = 2;
+    t.layers = 2;
+    t.ffn = 24;
+    t.classes = 11;
+    auto m = GraphModule(build_graph(t));
+    randomize(m);
+    check_shrink_equals_zeroed(m, torch::randint(0, 11, {2, 8}, torch::kInt64), 2);
+  }
+}
+
+TEST_CASE("structured: the channels stage ends with a smaller model that the runtime runs") {
+  const std::string cache = testing::fresh_temp_dir("structured", "cache");
+  ::setenv("MIGHTY_DATA", cache.c_str(), 1);
+  const std::string text = R"({
+  "name": "structured_test", "seed": 5,
+  "data": {"kind": "images", "validation_size": 100, "train_limit": 512, "test_limit": 200,
+           "normalize": {"mean": 0.286, "std": 0.353}},
+  "teacher": {"model": {"arch": "cnn", "blocks": [{"channels": 8, "pool": "max"}], "hidden": [32]},
+              "train": {"lr": 0.003, "batch_size": 64, "steps": 16}},
+  "student": {"model": {"arch": "cnn", "blocks": [{"channels": 8}, {"channels": 8, "pool": "max"}],
+                        "hidden": [16]}},
+  "stages": [{"kind": "distill", "alpha": 0.5, "temperature": 2,
+              "train": {"lr": 0.003, "batch_size": 64, "steps": 16}},
+             {"kind": "prune", "method": "channels", "sparsity": 0.5, "criterion": "bn_scale",
+              "exclude": ["fc.*"], "schedule": {"begin": 0.0, "end": 0.5, "frequency": 4},
+              "train": {"lr": 0.003, "batch_size": 64, "steps": 16}},
+             {"kind": "quantize"}, {"kind": "export"}]
+})";
+  const Recipe recipe = parse_recipe(text, "structured.json");
+  JobOptions o;
+  o.measure_speed = false;
+  o.quiet = true;
+  o.out_dir = testing::fresh_temp_dir("structured", "run");
+  const auto report = run_compress(recipe, o);
+  const auto& stage = report["stages"][1];
+  REQUIRE(stage["kind"] == "prune");
+  REQUIRE(stage["masks"]["layers"].size() == 2);  // the two convs; fc.* excluded
+  REQUIRE(stage["layers"][0]["shape"] == nlohmann::json({4, 1, 3, 3}));
+  REQUIRE(stage["layers"][1]["shape"] == nlohmann::json({4, 4, 3, 3}));
+  REQUIRE(stage["layers"][2]["shape"] == nlohmann::json({16, 4 * 14 * 14}));
+  REQUIRE(stage["params_after"].get<int64_t>() < stage["params_before"].get<int64_t>() / 2 + 200);
+
+  // The exported int8 file holds the smaller graph, and the simulation of it classifies.
+  const Session s(Artifact::open(o.out_dir + "/model.mighty"), 1);
+  const Graph g = Graph::from_json(s.artifact().metadata()["graph"]);
+  REQUIRE(g.nodes()[1].attrs["out_channels"] == 4);
+  REQUIRE(report["stages"][2]["simulated_test"]["accuracy"].get<double>() > 0.3);
+  // Resumed: the finished stage rebuilds the smaller model from its directory.
+  o.resume = true;
+  const auto again = run_compress(recipe, o);
+  REQUIRE(again["stages"][1]["test"] == stage["test"]);
+  REQUIRE(again["stages"][2]["simulated_test"] == report["stages"][2]["simulated_test"]);
+}
