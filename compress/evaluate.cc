@@ -225,4 +225,10 @@ nlohmann::json measure_speed(const Forward& forward, const Dataset& data, const 
   return speed;
 }
 
+std::string quality_cell(const nlohmann::json& m) {
+  if (m.contains("accuracy")) return fmt::format("{:.2f}%", 100.0 * m["accuracy"].get<double>());
+  if (m.contains("bits_per_char")) return fmt::format("{:.4f} bits/char", m["bits_per_char"].get<double>());
+  return "-";
+}
+
 }  // namespace mighty::compress

@@ -168,6 +168,32 @@ std::vector<int64_t> JsonReader::integer_list(const std::string& key,
   return out;
 }
 
+std::vector<double> JsonReader::number_list(const std::string& key,
+                                            std::optional<std::vector<double>> fallback, Range range) {
+  const auto* v = lookup(key);
+  if (!v) {
+    if (!fallback) fail_at(key, "required list of numbers is missing");
+    return *fallback;
+  }
+  if (!v->is_array() || v->empty())
+    fail_at(key, "expected a non-empty list of numbers, found " + describe_json(*v));
+  std::vector<double> out;
+  for (size_t i = 0; i < v->size(); ++i) {
+    const auto& e = (*v)[i];
+    const std::string at = key + "/" + std::to_string(i);
+    if (!e.is_number()) fail_at_path(at, "expected a number, found " + describe_json(e));
+    const auto x = e.get<double>();
+    const bool below = range.lo_open ? x <= range.lo : x < range.lo;
+    const bool above = range.hi_open ? x >= range.hi : x > range.hi;
+    if (below || above) {
+      fail_at_path(at, fmt::format("{} is outside {}{}, {}{}", x, range.lo_open ? "(" : "[", range.lo,
+                                   range.hi, range.hi_open ? ")" : "]"));
+    }
+    out.push_back(x);
+  }
+  return out;
+}
+
 std::vector<std::string> JsonReader::string_list(const std::string& key,
                                                  std::optional<std::vector<std::string>> fallback) {
   const auto* v = lookup(key);

@@ -46,6 +46,8 @@ class JsonReader {
                      std::initializer_list<const char*> options);
   std::vector<int64_t> integer_list(const std::string& key, std::optional<std::vector<int64_t>> fallback,
                                     int64_t lo, int64_t hi);
+  std::vector<double> number_list(const std::string& key, std::optional<std::vector<double>> fallback,
+                                  Range range);
   std::vector<std::string> string_list(const std::string& key,
                                        std::optional<std::vector<std::string>> fallback);
 

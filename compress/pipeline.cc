@@ -82,12 +82,6 @@ nlohmann::json model_entry(const std::string& name, const std::string& role, con
   return m;
 }
 
-std::string quality_cell(const nlohmann::json& m) {
-  if (m.contains("accuracy")) return fmt::format("{:.2f}%", 100.0 * m["accuracy"].get<double>());
-  if (m.contains("bits_per_char")) return fmt::format("{:.4f} bits/char", m["bits_per_char"].get<double>());
-  return "-";
-}
-
 // A runtime session as a Forward over LibTorch tensors (normalized NCHW floats, or int64 ids [B, T]).
 Forward session_forward(const Session& s) {
   return [&s](const torch::Tensor& x) {
@@ -218,38 +212,6 @@ nlohmann::json verify(const Recipe& recipe, const VerifySpec& spec, Pipeline& p,
   report["size_ratio"] = static_cast<double>(teacher_bytes) / q["bytes"].get<double>();
   report["speedup_b1"] = t["latency_ms_b1"].get<double>() / q["latency_ms_b1"].get<double>();
   return report;
-}
-
-// The prune stage: accuracy and bytes before and after, and each layer's shape and sparsity.
-std::string prune_markdown(const nlohmann::json& stage) {
-  const auto& masks = stage["masks"];
-  const bool units = stage["method"] == "channels";
-  std::string out = fmt::format(
-      "\n## prune ({}, target {:.0f}%)\n\n{:.1f}% of the prunable {} pruned; parameters {} -> {} ({} "
-      "nonzero). "
-      "Test {} -> {}; fp32 artifact {} -> {} bytes.\n\n",
-      stage["method"].get<std::string>(), 100.0 * stage["target"].get<double>(),
-      100.0 * masks["sparsity"].get<double>(), units ? "units" : "weights",
-      with_commas(stage["params_before"].get<int64_t>()), with_commas(stage["params_after"].get<int64_t>()),
-      with_commas(masks["model_nonzero"].get<int64_t>()), quality_cell(stage["dense_test"]),
-      quality_cell(stage["test"]), with_commas(stage["dense_fp32_bytes"].get<int64_t>()),
-      with_commas(stage["fp32_bytes"].get<int64_t>()));
-  out += "| layer | shape | parameters | nonzero | sparsity | ranking |\n|---|---|---:|---:|---:|---|\n";
-  for (const auto& l : stage["layers"]) {
-    const std::vector<int64_t> before = l["shape_before"];
-    std::string shape = fmt::format("[{}]", fmt::join(before, ", "));
-    if (l.contains("shape") && l["shape"] != l["shape_before"]) {
-      const std::vector<int64_t> now = l["shape"];
-      shape += fmt::format(" -> [{}]", fmt::join(now, ", "));
-    }
-    const int64_t params = l.value("params", int64_t{0}), nonzero = l.value("nonzero", int64_t{0});
-    out +=
-        fmt::format("| {} | {} | {} | {} | {:.1f}% | {} |\n", l["layer"].get<std::string>(), shape,
-                    with_commas(params), with_commas(nonzero),
-                    params ? 100.0 * (1.0 - static_cast<double>(nonzero) / static_cast<double>(params)) : 0.0,
-                    l.value("ranking", std::string("dense")));
-  }
-  return out;
 }
 
 }  // namespace

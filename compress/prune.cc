@@ -10,6 +10,7 @@
 #include "compress/export.h"
 #include "compress/jobs.h"
 #include "compress/quantize.h"
+#include "compress/sensitivity.h"
 #include "compress/trainer.h"
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
@@ -167,6 +168,46 @@ void Pruner::update_units(double progress) {
   }
 }
 
+std::vector<std::pair<std::string, int64_t>> Pruner::layers() const {
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (const auto& u : units_) {
+    int64_t n = 0;
+    for (const auto& kv : model_->named_parameters(true))
+      if (kv.key() == u.group.layer + ".weight") n = kv.value().numel();
+    out.emplace_back(u.group.layer, n);
+  }
+  for (const auto& l : layers_)
+    if (l.skipped.empty()) out.emplace_back(l.w.layer, l.weight.numel());
+  return out;
+}
+
+void Pruner::set_targets(const std::map<std::string, double>& targets) {
+  for (auto& u : units_)
+    if (auto it = targets.find(u.group.layer); it != targets.end()) u.target = it->second;
+  for (auto& l : layers_) {
+    if (auto it = targets.find(l.w.layer); it != targets.end()) {
+      l.target = it->second;
+      l.global = false;
+    }
+  }
+  progress_ = -1.0;  // recompute at the next update
+}
+
+void Pruner::prune_one(const std::string& layer, double sparsity) {
+  torch::NoGradGuard no_grad;
+  for (auto& u : units_) {
+    if (u.group.layer != layer) continue;
+    const int64_t remove = std::min(u.group.units - 1, count_of(sparsity, u.group.units));
+    zero_units(model_, u.group, keep_largest(unit_scores(model_, u.group, spec_.criterion), remove));
+  }
+  for (auto& l : layers_) {
+    if (l.w.layer != layer) continue;
+    const auto mask =
+        spec_.method == "n:m" ? nm_mask(l.weight, spec_.n, spec_.m) : magnitude_mask(l.weight, sparsity);
+    l.weight.masked_fill_(mask.logical_not(), 0.0);
+  }
+}
+
 GraphModule Pruner::shrink() {
   std::vector<UnitGroup> groups;
   std::vector<torch::Tensor> keep;
@@ -286,6 +327,62 @@ std::pair<nlohmann::json, int64_t> weight_table(GraphModule& model) {
 
 }  // namespace
 
+// The prune stage: accuracy and bytes before and after, and each layer's shape and sparsity.
+std::string prune_markdown(const nlohmann::json& stage) {
+  const auto& masks = stage["masks"];
+  const bool units = stage["method"] == "channels";
+  std::string out = fmt::format(
+      "\n## prune ({}, target {:.0f}%)\n\n{:.1f}% of the prunable {} pruned; parameters {} -> {} ({} "
+      "nonzero). "
+      "Test {} -> {}; fp32 artifact {} -> {} bytes.\n\n",
+      stage["method"].get<std::string>(), 100.0 * stage["target"].get<double>(),
+      100.0 * masks["sparsity"].get<double>(), units ? "units" : "weights",
+      with_commas(stage["params_before"].get<int64_t>()), with_commas(stage["params_after"].get<int64_t>()),
+      with_commas(masks["model_nonzero"].get<int64_t>()), quality_cell(stage["dense_test"]),
+      quality_cell(stage["test"]), with_commas(stage["dense_fp32_bytes"].get<int64_t>()),
+      with_commas(stage["fp32_bytes"].get<int64_t>()));
+  out += "| layer | shape | parameters | nonzero | sparsity | ranking |\n|---|---|---:|---:|---:|---|\n";
+  for (const auto& l : stage["layers"]) {
+    const std::vector<int64_t> before = l["shape_before"];
+    std::string shape = fmt::format("[{}]", fmt::join(before, ", "));
+    if (l.contains("shape") && l["shape"] != l["shape_before"]) {
+      const std::vector<int64_t> now = l["shape"];
+      shape += fmt::format(" -> [{}]", fmt::join(now, ", "));
+    }
+    const int64_t params = l.value("params", int64_t{0}), nonzero = l.value("nonzero", int64_t{0});
+    out +=
+        fmt::format("| {} | {} | {} | {} | {:.1f}% | {} |\n", l["layer"].get<std::string>(), shape,
+                    with_commas(params), with_commas(nonzero),
+                    params ? 100.0 * (1.0 - static_cast<double>(nonzero) / static_cast<double>(params)) : 0.0,
+                    l.value("ranking", std::string("dense")));
+  }
+  if (stage.contains("sensitivity")) {
+    const auto& sens = stage["sensitivity"];
+    const bool acc = sens["metric"] == "accuracy";
+    auto cell = [&](double q) { return acc ? fmt::format("{:.2f}%", 100.0 * q) : fmt::format("{:.4f}", -q); };
+    out += fmt::format("\n### sensitivity ({} on the {} split; dense {})\n\n| layer | parameters |",
+                       acc ? "accuracy" : "bits/char", sens["split"].get<std::string>(),
+                       cell(sens["dense"].get<double>()));
+    std::string rule = "|---|---:|";
+    for (const auto& sp : sens["sparsities"]) {
+      out += fmt::format(" {:.0f}% |", 100.0 * sp.get<double>());
+      rule += "---:|";
+    }
+    out += " budget |\n" + rule + "---:|\n";
+    for (const auto& l : sens["layers"]) {
+      out +=
+          fmt::format("| {} | {} |", l["layer"].get<std::string>(), with_commas(l["params"].get<int64_t>()));
+      for (const auto& q : l["quality"]) out += " " + cell(q.get<double>()) + " |";
+      out += fmt::format(" {:.0f}% |\n", 100.0 * l["budget"].get<double>());
+    }
+    out += fmt::format("\nThe budget prunes {:.1f}% of these weights{}.\n",
+                       100.0 * sens["budget_sparsity"].get<double>(),
+                       stage.value("scope", "") == "sensitivity" ? " and is what this stage used"
+                                                                 : " (not used: scope is not 'sensitivity')");
+  }
+  return out;
+}
+
 nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher& teacher,
                                const Dataset& data, GraphModule& student, const StageOptions& options) {
   const PruneSpec& spec = recipe.stages.at(stage_index).prune;
@@ -312,14 +409,27 @@ nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher
   const auto layers_before = weight_table(student);
   student->eval();
   const auto dense_test = evaluate_split(student, data, Split::kTest);
+  nlohmann::json sensitivity;
+  if (spec.sensitivity) {
+    sensitivity = run_sensitivity(student, spec, pruner, data);
+    if (spec.scope == "sensitivity") {
+      std::map<std::string, double> budget;
+      for (const auto& l : sensitivity["layers"]) budget[l["layer"]] = l["budget"].get<double>();
+      pruner.set_targets(budget);
+    }
+  }
   const auto fp32_bytes = [&] {
     return export_fp32(student, artifact_metadata(recipe, data, "student_fp32")).serialize().size();
   };
   const uint64_t dense_bytes = fp32_bytes();
 
-  nlohmann::json report = {{"kind", "prune"},          {"identity", identity},
-                           {"method", spec.method},    {"target", spec.sparsity},
-                           {"dense_test", dense_test}, {"dense_fp32_bytes", dense_bytes}};
+  nlohmann::json report = {{"kind", "prune"},
+                           {"identity", identity},
+                           {"method", spec.method},
+                           {"target", spec.sparsity},
+                           {"scope", spec.scope},
+                           {"dense_test", dense_test},
+                           {"dense_fp32_bytes", dense_bytes}};
   if (spec.finetune) {
     const int64_t total = total_steps(spec.train, data);
     TrainOptions topts;
@@ -354,6 +464,7 @@ nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher
     pruner.update(1.0);  // one shot, no fine-tuning
   }
   report["masks"] = pruner.report();
+  if (!sensitivity.is_null()) report["sensitivity"] = sensitivity;
   if (spec.method == "channels") {
     student = pruner.shrink();
     write_file_atomic(graph_path, student->graph().to_json().dump() + "\n");

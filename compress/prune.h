@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,13 @@ class Pruner {
   // Recomputes the masks for schedule progress `progress` (when it changed) and applies them.
   void update(double progress);
   void apply();  // pruned weights set to +0; pruned units output 0
+  // The layers it prunes (not skipped) with their weight counts (channels: the producer's weights).
+  std::vector<std::pair<std::string, int64_t>> layers() const;
+  // Replaces the final targets (e.g. with a sensitivity budget); layers not named keep theirs. Per-layer
+  // targets leave the global ranking.
+  void set_targets(const std::map<std::string, double>& targets);
+  // One shot, this layer only, no mask kept: for sensitivity analysis (the caller restores the weights).
+  void prune_one(const std::string& layer, double sparsity);
   // Method channels: the model without its pruned units (call after update(1.0)).
   GraphModule shrink();
   // Per layer: shape, parameters, nonzero, sparsity, target; totals over the pruned weights and the model.
@@ -78,6 +86,9 @@ class Pruner {
 
 // Runs a prune stage on `student` (fine-tuned in place). Returns the stage report ("completed": false when
 // stopped early).
+// The prune stage's per-layer table: shapes before and after, parameters, nonzero, sparsity, ranking.
+std::string prune_markdown(const nlohmann::json& stage);
+
 nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher& teacher,
                                const Dataset& data, GraphModule& student, const StageOptions& options);
 

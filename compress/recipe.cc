@@ -281,9 +281,10 @@ void read_prune(JsonReader& st, PruneSpec& p) {
   p.method = st.choice("method", "magnitude", {"magnitude", "n:m", "channels"});
   if (p.method == "magnitude") {
     p.sparsity = st.number("sparsity", std::nullopt, {0.0, 1.0, false, true});
-    p.scope = st.choice("scope", "layer", {"layer", "global"});
+    p.scope = st.choice("scope", "layer", {"layer", "global", "sensitivity"});
   } else if (p.method == "channels") {
     p.sparsity = st.number("sparsity", std::nullopt, {0.0, 1.0, false, true});
+    p.scope = st.choice("scope", "layer", {"layer", "sensitivity"});
     p.criterion = st.choice("criterion", "l2", {"l1", "l2", "bn_scale"});
   } else {
     p.n = st.integer("n", 2, 1, 64);
@@ -309,6 +310,15 @@ void read_prune(JsonReader& st, PruneSpec& p) {
       p.overrides.push_back(v);
     }
   }
+  p.sensitivity = p.scope == "sensitivity" || st.has("sensitivity");
+  if (st.has("sensitivity")) {
+    auto sens = st.object("sensitivity");
+    p.sensitivity_sparsities =
+        sens.number_list("sparsities", p.sensitivity_sparsities, {0.0, 1.0, true, true});
+    if (!std::is_sorted(p.sensitivity_sparsities.begin(), p.sensitivity_sparsities.end()))
+      sens.fail_at("sparsities", "expected increasing sparsities");
+    sens.finish();
+  }
   p.finetune = st.has("train");
   if (p.finetune) p.train = read_train(st.object("train"));
   p.alpha = st.number("alpha", 0.0, {0.0, 1.0});
@@ -331,8 +341,9 @@ nlohmann::json prune_to_json(const PruneSpec& p) {
                       {"layers", layers},
                       {"alpha", p.alpha},
                       {"temperature", p.temperature}};
-  if (p.method == "magnitude") j["scope"] = p.scope;
+  if (p.method != "n:m") j["scope"] = p.scope;
   if (p.method == "channels") j["criterion"] = p.criterion;
+  if (p.sensitivity) j["sensitivity"] = {{"sparsities", p.sensitivity_sparsities}};
   if (p.method == "n:m") {
     j["n"] = p.n;
     j["m"] = p.m;

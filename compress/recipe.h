@@ -141,7 +141,11 @@ struct PruneSpec {
   std::string criterion = "l2";      // channels: l1 | l2 (of each unit's weights) | bn_scale (|gamma|)
   double sparsity = 0.5;             // final, magnitude
   double initial_sparsity = 0.0;
-  std::string scope = "layer";  // layer (each layer to the target) | global (one threshold over all layers)
+  // layer: each layer to the target; global: one threshold over all layers (magnitude); sensitivity:
+  // per-layer targets from the sensitivity analysis's budget for the target.
+  std::string scope = "layer";
+  bool sensitivity = false;  // run the analysis (always with scope sensitivity)
+  std::vector<double> sensitivity_sparsities = {0.3, 0.5, 0.7, 0.8, 0.9, 0.95};
   int64_t n = 2, m = 4;
   double begin = 0.0, end = 0.75;    // fractions of the fine-tuning steps
   int64_t frequency = 100;           // steps between mask updates

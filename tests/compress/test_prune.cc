@@ -9,6 +9,7 @@
 #include "compress/pipeline.h"
 #include "compress/prune.h"
 #include "compress/recipe.h"
+#include "compress/sensitivity.h"
 #include "compress/zoo.h"
 #include "runtime/artifact.h"
 #include "runtime/error.h"
@@ -184,4 +185,65 @@ TEST_CASE("prune: the stage fine-tunes under masks that hold, resumes, and the a
   for (const auto& t : a.tensors()) encoded += t.encoding == "bitmap" ? 1 : 0;
   REQUIRE(encoded >= 2);
   REQUIRE(stage["fp32_bytes"].get<double>() < stage["dense_fp32_bytes"].get<double>() / 3);
+}
+
+TEST_CASE("prune: the sensitivity budget spends sparsity where it costs the least") {
+  const std::vector<double> levels = {0.5, 0.9};
+  // "big" loses little at either level, "small" loses a lot at 90%, "fragile" at 50% already.
+  const std::vector<LayerSensitivity> layers = {
+      {"big", 1000, {0.899, 0.89}}, {"small", 100, {0.9, 0.70}}, {"fragile", 100, {0.6, 0.5}}};
+  auto b = sensitivity_budget(layers, levels, 0.9, 0.5);
+  // small to 50% is free (50 weights), then big to 50% (550 of 1200 < 600) and on to 90% (950).
+  REQUIRE(b["small"] == 0.5);
+  REQUIRE(b["big"] == 0.9);
+  REQUIRE(b["fragile"] == 0.0);
+  b = sensitivity_budget(layers, levels, 0.9, 0.8);  // 960: small to 90% costs less per weight than fragile
+  REQUIRE(b["big"] == 0.9);
+  REQUIRE(b["small"] == 0.9);
+  REQUIRE(b["fragile"] == 0.0);
+  // A target nothing can reach: every layer at the last level.
+  b = sensitivity_budget(layers, levels, 0.9, 0.99);
+  REQUIRE(b["fragile"] == 0.9);
+  // Losses are made monotone: a noisy gain at a higher level does not make it look free.
+  const std::vector<LayerSensitivity> noisy = {{"a", 100, {0.8, 0.95}}, {"b", 100, {0.85, 0.85}}};
+  b = sensitivity_budget(noisy, levels, 0.9, 0.45);
+  REQUIRE(b["b"] == 0.9);
+  REQUIRE(b["a"] == 0.0);
+}
+
+TEST_CASE("prune: scope sensitivity measures every layer and prunes to the budget") {
+  const std::string cache = testing::fresh_temp_dir("prune", "sens_cache");
+  ::setenv("MIGHTY_DATA", cache.c_str(), 1);
+  const std::string text = R"({
+  "name": "sensitivity_test", "seed": 9,
+  "data": {"kind": "images", "validation_size": 100, "train_limit": 512, "test_limit": 100,
+           "normalize": {"mean": 0.286, "std": 0.353}},
+  "teacher": {"model": {"arch": "cnn", "blocks": [{"channels": 8, "pool": "max"}], "hidden": [32]},
+              "train": {"lr": 0.003, "batch_size": 64, "steps": 16}},
+  "student": {"model": {"arch": "cnn", "blocks": [{"channels": 4, "pool": "max"}], "hidden": [16]}},
+  "stages": [{"kind": "distill", "alpha": 0.5, "train": {"lr": 0.003, "batch_size": 64, "steps": 16}},
+             {"kind": "prune", "sparsity": 0.7, "scope": "sensitivity",
+              "sensitivity": {"sparsities": [0.5, 0.8, 0.95]}}]
+})";
+  JobOptions o;
+  o.measure_speed = false;
+  o.quiet = true;
+  o.out_dir = testing::fresh_temp_dir("prune", "sens");
+  const auto report = run_compress(parse_recipe(text, "sens.json"), o);
+  const auto& stage = report["stages"][1];
+  const auto& sens = stage["sensitivity"];
+  REQUIRE(sens["layers"].size() == 3);  // features.0.conv, fc.0, out
+  double pruned = 0, total = 0;
+  for (const auto& l : sens["layers"]) {
+    REQUIRE(l["quality"].size() == 3);
+    double achieved = -1;
+    for (const auto& m : stage["masks"]["layers"])
+      if (m["layer"] == l["layer"]) achieved = m["sparsity"].get<double>();
+    INFO(l["layer"]);
+    REQUIRE(achieved == Approx(l["budget"].get<double>()).margin(0.01));
+    pruned += achieved * l["params"].get<double>();
+    total += l["params"].get<double>();
+  }
+  REQUIRE(pruned / total >= 0.69);
+  REQUIRE(prune_markdown(stage).find("### sensitivity") != std::string::npos);
 }
