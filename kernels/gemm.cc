@@ -45,7 +45,29 @@ PackedWeights pack_weights(const int8_t* w, int64_t n, int64_t k, int64_t ldw) {
     }
     p.column_sums[col] = sum;
   }
+  const double zero = index_zero_blocks(p, false);
+  p.sparse = zero >= kSparseCrossover;
   return p;
+}
+
+double index_zero_blocks(PackedWeights& w, bool sparse) {
+  const int64_t blocks = w.n_padded / kPackColumns, groups = w.k_padded / kPackDepth;
+  w.nz_begin.assign(static_cast<size_t>(blocks + 1), 0);
+  w.nz_group.clear();
+  const auto* data = reinterpret_cast<const uint64_t*>(w.data.get());
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const uint64_t* q = data + (b * w.block_stride + g * kPackColumns * kPackDepth) / 8;
+      uint64_t any = 0;
+      for (int i = 0; i < 8; ++i) any |= q[i];
+      if (any != 0) w.nz_group.push_back(static_cast<int32_t>(g));
+    }
+    w.nz_begin[static_cast<size_t>(b + 1)] = static_cast<int32_t>(w.nz_group.size());
+  }
+  const double total = static_cast<double>(blocks * groups);
+  w.zero_block_fraction = total > 0 ? 1.0 - static_cast<double>(w.nz_group.size()) / total : 0.0;
+  w.sparse = sparse;
+  return w.zero_block_fraction;
 }
 
 void apply_epilogue_ref(const GemmArgs& args, int64_t row, int64_t n0, int64_t count, const int32_t* acc) {

@@ -38,14 +38,29 @@ struct PackedWeights {
   int64_t block_stride = 0;            // bytes from one block of 16 columns to the next (>= 16 * k_padded)
   AlignedBytes data;                   // n_padded / 16 * block_stride bytes in the packed layout
   std::vector<int32_t> column_sums;    // sum_k W[n][k], n_padded entries (zero for padding)
+  // Block-sparse execution (set by index_zero_blocks when worth it): per block of 16 columns, the 4-deep
+  // groups whose 64 packed bytes are not all zero; every path then skips the others. The packed bytes stay as
+  // they are, so the sparse and dense loops read the same weights.
+  bool sparse = false;
+  double zero_block_fraction = 0.0;  // of all [16 x 4] blocks
+  std::vector<int32_t> nz_begin;     // [n_padded / 16 + 1] offsets into nz_group
+  std::vector<int32_t> nz_group;     // group indices, ascending within a column block
 
   const int8_t* block(int64_t n_block) const {
     return reinterpret_cast<const int8_t*>(data.get()) + n_block * block_stride;
   }
 };
 
-// Packs row-major int8 W[n][k] (row stride ldw >= k).
+// Packs row-major int8 W[n][k] (row stride ldw >= k). Weights with at least kSparseCrossover of their
+// [16 x 4] blocks zero are indexed for the block-sparse loops (see index_zero_blocks).
 PackedWeights pack_weights(const int8_t* w, int64_t n, int64_t k, int64_t ldw);
+
+// The fraction of zero [16 x 4] blocks above which the block-sparse loops beat the dense ones at batch 1
+// (measured by bench_sparse; see docs/kernels.md).
+inline constexpr double kSparseCrossover = 0.35;
+// Builds the index of nonzero blocks and sets `sparse` (forced: tests and benchmarks compare both loops on
+// the same packing); returns the fraction of zero blocks.
+double index_zero_blocks(PackedWeights& w, bool sparse);
 
 enum class OutputKind {
   kInt32,    // raw accumulators (with zero-point compensation and int32 bias, no scaling)

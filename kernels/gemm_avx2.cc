@@ -139,10 +139,76 @@ void strip(int rows, const GemmArgs& args, const int16_t* a16, int64_t row0, int
   }
 }
 
+// Block-sparse: rows [row0, row0 + MR) x the 16 columns of block `cb` over its nonzero groups only (the
+// widened activations are zero-padded to k_padded, so the partial last group needs no care).
+template <int MR>
+void sparse_block(const GemmArgs& args, const int16_t* a16, int64_t row0, int64_t cb, int64_t n_end) {
+  const PackedWeights& w = *args.w;
+  const int8_t* b = w.block(cb);
+  const int32_t* groups = w.nz_group.data() + w.nz_begin[cb];
+  const int64_t count = w.nz_begin[cb + 1] - w.nz_begin[cb];
+  __m256i acc[MR][4];
+  for (int r = 0; r < MR; ++r)
+    for (int u = 0; u < 4; ++u) acc[r][u] = _mm256_setzero_si256();
+  for (int64_t j = 0; j < count; ++j) {
+    const int64_t g = groups[j];
+    __m256i bw[4];
+    for (int u = 0; u < 4; ++u) {
+      bw[u] = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(b + g * 64 + u * 16)));
+    }
+    for (int r = 0; r < MR; ++r) {
+      int64_t a4;
+      std::memcpy(&a4, a16 + r * w.k_padded + g * kPackDepth, 8);
+      const __m256i av = _mm256_set1_epi64x(a4);
+      for (int u = 0; u < 4; ++u) acc[r][u] = _mm256_add_epi32(acc[r][u], _mm256_madd_epi16(av, bw[u]));
+    }
+  }
+  const int64_t col0 = cb * kPackColumns;
+  for (int r = 0; r < MR; ++r) {
+    for (int h = 0; h < 2; ++h) {
+      const int64_t c = col0 + h * 8;
+      if (c < n_end)
+        epilogue8(args, row0 + r, c, reduce_pairs(acc[r][2 * h], acc[r][2 * h + 1]), min64(8, n_end - c));
+    }
+  }
+}
+
+void sparse_rows(int rows, const GemmArgs& args, const int16_t* a16, int64_t row0, int64_t n_begin,
+                 int64_t n_end) {
+  for (int64_t c = n_begin; c < n_end; c += kPackColumns) {
+    const int64_t cb = c / kPackColumns, end = min64(n_end, c + kPackColumns);
+    switch (rows) {
+      case 1:
+        sparse_block<1>(args, a16, row0, cb, end);
+        break;
+      case 2:
+        sparse_block<2>(args, a16, row0, cb, end);
+        break;
+      case 3:
+        sparse_block<3>(args, a16, row0, cb, end);
+        break;
+      default:
+        sparse_block<4>(args, a16, row0, cb, end);
+        break;
+    }
+  }
+}
+
 }  // namespace
 
 void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   const PackedWeights& w = *args.w;
+  if (w.sparse) {
+    constexpr int kRows = 4;
+    int16_t* a16 = scratch_int16(static_cast<size_t>(kRows * w.k_padded));
+    for (int64_t row = 0; row < args.m; row += kRows) {
+      const int rows = static_cast<int>(min64(kRows, args.m - row));
+      for (int r = 0; r < rows; ++r)
+        widen_row(args.a + (row + r) * args.lda, w.k, w.k_padded, a16 + r * w.k_padded);
+      sparse_rows(rows, args, a16, row, n_begin, n_end);
+    }
+    return;
+  }
   constexpr int kRows = 4;
   int16_t* a16 = scratch_int16(static_cast<size_t>(kRows * w.k_padded));
   constexpr int64_t kL2Budget = 384 * 1024;

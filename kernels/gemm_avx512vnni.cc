@@ -152,9 +152,86 @@ void gemm_rows(const GemmArgs& args, int64_t row0, int64_t n_begin, int64_t n_en
   if (row < args.m) small_rows(static_cast<int>(args.m - row), args, row, n_begin, n_end);
 }
 
+// Block-sparse: rows [row0, row0 + MR) x the 16 columns of block `cb`, over that block's nonzero groups only,
+// in CH independent accumulator chains per row (vpdpbusd's latency, at MR = 1 nothing else hides it).
+template <int MR, int CH>
+void sparse_block(const GemmArgs& args, int64_t row0, int64_t cb, int64_t n_end) {
+  const PackedWeights& w = *args.w;
+  const int8_t* b = w.block(cb);
+  const int32_t* groups = w.nz_group.data() + w.nz_begin[cb];
+  int64_t count = w.nz_begin[cb + 1] - w.nz_begin[cb];
+  const int64_t full_groups = w.k / kPackDepth;
+  const uint8_t* a[MR];
+  for (int r = 0; r < MR; ++r) a[r] = args.a + (row0 + r) * args.lda;
+  __m512i acc[MR][CH];
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < CH; ++c) acc[r][c] = _mm512_setzero_si512();
+  // The partial last group (K not a multiple of 4) is the last in the list when present.
+  const bool tail = count > 0 && groups[count - 1] == full_groups;
+  if (tail) --count;
+  int64_t j = 0;
+  for (; j + CH <= count; j += CH) {
+    for (int c = 0; c < CH; ++c) {
+      const int64_t g = groups[j + c];
+      const __m512i bv = _mm512_load_si512(b + g * 64);
+      for (int r = 0; r < MR; ++r) {
+        const __m512i av = _mm512_set1_epi32(static_cast<int>(load_a4(a[r] + g * kPackDepth)));
+        acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], av, bv);
+      }
+    }
+  }
+  for (; j < count; ++j) {
+    const int64_t g = groups[j];
+    const __m512i bv = _mm512_load_si512(b + g * 64);
+    for (int r = 0; r < MR; ++r) {
+      const __m512i av = _mm512_set1_epi32(static_cast<int>(load_a4(a[r] + g * kPackDepth)));
+      acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, bv);
+    }
+  }
+  if (tail) {
+    const int64_t g = full_groups, rest = w.k - full_groups * kPackDepth;
+    const __m512i bv = _mm512_load_si512(b + g * 64);
+    for (int r = 0; r < MR; ++r) {
+      const __m512i av = _mm512_set1_epi32(static_cast<int>(load_a_tail(a[r] + g * kPackDepth, rest)));
+      acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, bv);
+    }
+  }
+  const int64_t col0 = cb * kPackColumns;
+  for (int r = 0; r < MR; ++r) {
+    __m512i sum = acc[r][0];
+    for (int c = 1; c < CH; ++c) sum = _mm512_add_epi32(sum, acc[r][c]);
+    epilogue16(args, row0 + r, col0, sum, column_mask(n_end - col0));
+  }
+}
+
+void gemm_sparse(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
+  for (int64_t c = n_begin; c < n_end; c += kPackColumns) {
+    const int64_t cb = c / kPackColumns, end = min64(n_end, c + kPackColumns);
+    int64_t row = 0;
+    for (; row + 4 <= args.m; row += 4) sparse_block<4, 1>(args, row, cb, end);
+    switch (args.m - row) {
+      case 1:
+        sparse_block<1, 4>(args, row, cb, end);
+        break;
+      case 2:
+        sparse_block<2, 2>(args, row, cb, end);
+        break;
+      case 3:
+        sparse_block<3, 1>(args, row, cb, end);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
 }  // namespace
 
 void gemm_avx512vnni(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
+  if (args.w->sparse) {
+    gemm_sparse(args, n_begin, n_end);
+    return;
+  }
   if (args.m <= 5) {
     small_rows(static_cast<int>(args.m), args, 0, n_begin, n_end);
     return;

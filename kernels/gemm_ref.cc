@@ -6,8 +6,35 @@
 
 namespace mighty::kernels {
 
+namespace {
+
+// The block-sparse loop: only the listed 4-deep groups of each column's block.
+void gemm_ref_sparse(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
+  const PackedWeights& w = *args.w;
+  std::vector<int32_t> acc(static_cast<size_t>(n_end - n_begin));
+  for (int64_t row = 0; row < args.m; ++row) {
+    const uint8_t* a = args.a + row * args.lda;
+    for (int64_t col = n_begin; col < n_end; ++col) {
+      const int64_t block = col / kPackColumns;
+      const int8_t* b = w.block(block) + (col % kPackColumns) * kPackDepth;
+      int32_t sum = 0;
+      for (int32_t j = w.nz_begin[block]; j < w.nz_begin[block + 1]; ++j) {
+        const int64_t g = w.nz_group[j];
+        for (int64_t d = 0; d < kPackDepth && g * kPackDepth + d < w.k; ++d) {
+          sum += static_cast<int32_t>(a[g * kPackDepth + d]) * b[g * kPackColumns * kPackDepth + d];
+        }
+      }
+      acc[col - n_begin] = sum;
+    }
+    apply_epilogue_ref(args, row, n_begin, n_end - n_begin, acc.data());
+  }
+}
+
+}  // namespace
+
 void gemm_ref(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   const PackedWeights& w = *args.w;
+  if (w.sparse) return gemm_ref_sparse(args, n_begin, n_end);
   std::vector<int32_t> acc(static_cast<size_t>(n_end - n_begin));
   for (int64_t row = 0; row < args.m; ++row) {
     const uint8_t* a = args.a + row * args.lda;

@@ -2,6 +2,7 @@
 // against an independent computation from the unpacked weights.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -53,6 +54,7 @@ struct Case {
   OutputKind kind;
   bool per_channel, per_row, with_bias;
   Values values = Values::kRandom;
+  double zero_blocks = 0.0;  // fraction of [16 columns x 4 depths] weight blocks set to zero
 };
 
 struct Problem {
@@ -76,6 +78,15 @@ struct Problem {
                                              : int8_t(rng() % 255 - 127);
     }
     for (size_t i = 0; i < a.size(); ++i) a[i] = c.values == Values::kRandom ? uint8_t(rng()) : 255;
+    if (c.zero_blocks > 0) {
+      for (int64_t b = 0; b < (c.n + 15) / 16; ++b) {
+        for (int64_t g = 0; g < (c.k + 3) / 4; ++g) {
+          if (static_cast<double>(rng() % 1000) >= 1000.0 * c.zero_blocks) continue;
+          for (int64_t j = b * 16; j < std::min<int64_t>(c.n, b * 16 + 16); ++j)
+            for (int64_t kk = g * 4; kk < std::min<int64_t>(c.k, g * 4 + 4); ++kk) w[j * c.k + kk] = 0;
+        }
+      }
+    }
     packed = pack_weights(w.data(), c.n, c.k, c.k);
     for (int64_t j = 0; j < c.n; ++j) {
       bias.push_back(static_cast<int32_t>(rng() % 20001) - 10000);
@@ -291,6 +302,52 @@ TEST_CASE("gemm: worst-case values at the largest K do not saturate") {
     REQUIRE(out[0] == 4099 * 255 * 127);
     REQUIRE(out[15] == 4099 * 255 * 127);
   }
+}
+
+TEST_CASE("gemm: block-sparse loops equal the dense reference on every path") {
+  std::mt19937_64 rng(test_seed() + 3);
+  ThreadPool pool2(2);
+  int sparse_cases = 0;
+  for (int i = 0; i < 400; ++i) {
+    Case c = random_case(rng);
+    c.zero_blocks = (i % 5) * 0.24;  // 0 .. 0.96, including all-zero columns blocks
+    Problem p(c, rng);
+    const size_t bytes = p.out_bytes();
+    GuardedBuffer<uint8_t> dense(bytes);
+    std::memset(dense.data(), 0xab, bytes);
+    index_zero_blocks(p.packed, false);
+    gemm_u8s8(p.args(dense.data()), Isa::kRef, nullptr);
+    const double zero = index_zero_blocks(p.packed, true);
+    // The index against a count from the unpacked weights (padding counts as zero).
+    int64_t zero_count = 0, blocks = 0;
+    for (int64_t b = 0; b < (c.n + 15) / 16; ++b) {
+      for (int64_t g = 0; g < (c.k + 3) / 4; ++g, ++blocks) {
+        bool all = true;
+        for (int64_t j = b * 16; j < std::min<int64_t>(c.n, b * 16 + 16); ++j)
+          for (int64_t kk = g * 4; kk < std::min<int64_t>(c.k, g * 4 + 4); ++kk)
+            all = all && p.w[j * c.k + kk] == 0;
+        zero_count += all ? 1 : 0;
+      }
+    }
+    REQUIRE(zero == Approx(static_cast<double>(zero_count) / static_cast<double>(blocks)));
+    GuardedBuffer<uint8_t> sparse(bytes);
+    std::memset(sparse.data(), 0xab, bytes);
+    gemm_u8s8(p.args(sparse.data()), Isa::kRef, nullptr);
+    INFO(describe(c) << " zero blocks " << zero);
+    REQUIRE(std::memcmp(sparse.data(), dense.data(), bytes) == 0);
+    if (i % 40 == 0) check_ref_against_naive(p);
+    check_paths(p, pool2);  // every path's sparse loop against the sparse ref (== the dense ref)
+    ++sparse_cases;
+  }
+  // pack_weights switches to the sparse loops by itself above the crossover.
+  Case c{1, 64, 256, 0, OutputKind::kInt32, false, false, false};
+  c.zero_blocks = 0.9;
+  Problem p(c, rng);
+  REQUIRE(p.packed.sparse);
+  REQUIRE(p.packed.zero_block_fraction > kSparseCrossover);
+  c.zero_blocks = 0.0;
+  REQUIRE_FALSE(Problem(c, rng).packed.sparse);
+  REQUIRE(sparse_cases == 400);
 }
 
 TEST_CASE("thread pool runs every task once") {
