@@ -60,25 +60,60 @@ int64_t count_of(double fraction, int64_t n) {
 
 }  // namespace
 
-torch::Tensor magnitude_mask(const torch::Tensor& weight, double sparsity) {
+torch::Tensor unit_magnitudes(const torch::Tensor& weight, bool block) {
   torch::NoGradGuard no_grad;
-  const auto flat = weight.detach().reshape({-1});
-  return keep_largest(flat, count_of(sparsity, flat.numel())).reshape(weight.sizes());
+  if (!block) return weight.detach().abs().reshape({-1});
+  // The weight as the GEMM sees it, [O, K] with K in the runtime's order (Conv2d: kernel rows, kernel
+  // columns, then input channels), zero-padded to whole [16 x 4] blocks.
+  auto w = weight.detach();
+  if (w.dim() == 4) w = w.permute({0, 2, 3, 1});
+  w = w.reshape({w.size(0), -1});
+  const int64_t o = w.size(0), k = w.size(1);
+  const int64_t op = (o + kBlockRows - 1) / kBlockRows * kBlockRows,
+                kp = (k + kBlockDepth - 1) / kBlockDepth * kBlockDepth;
+  w = torch::constant_pad_nd(w, {0, kp - k, 0, op - o});
+  return w.reshape({op / kBlockRows, kBlockRows, kp / kBlockDepth, kBlockDepth})
+      .pow(2)
+      .sum({1, 3})
+      .sqrt()
+      .reshape({-1});
 }
 
-std::vector<torch::Tensor> global_magnitude_masks(const std::vector<torch::Tensor>& weights,
-                                                  double sparsity) {
+torch::Tensor units_to_mask(const torch::Tensor& unit_mask, const torch::Tensor& weight, bool block) {
+  if (!block) return unit_mask.reshape(weight.sizes());
+  const int64_t o = weight.size(0), k = weight.numel() / o;
+  const int64_t ob = (o + kBlockRows - 1) / kBlockRows, kb = (k + kBlockDepth - 1) / kBlockDepth;
+  auto m = unit_mask.reshape({ob, 1, kb, 1})
+               .expand({ob, kBlockRows, kb, kBlockDepth})
+               .reshape({ob * kBlockRows, kb * kBlockDepth})
+               .slice(0, 0, o)
+               .slice(1, 0, k);
+  if (weight.dim() == 4) {
+    return m.reshape({o, weight.size(2), weight.size(3), weight.size(1)}).permute({0, 3, 1, 2}).contiguous();
+  }
+  return m.reshape(weight.sizes()).contiguous();
+}
+
+torch::Tensor magnitude_mask(const torch::Tensor& weight, double sparsity, bool block) {
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> flats;
-  for (const auto& w : weights) flats.push_back(w.detach().reshape({-1}));
-  if (flats.empty()) return {};
-  const auto all = torch::cat(flats);
+  const auto scores = unit_magnitudes(weight, block);
+  return units_to_mask(keep_largest(scores, count_of(sparsity, scores.numel())), weight, block);
+}
+
+std::vector<torch::Tensor> global_magnitude_masks(const std::vector<torch::Tensor>& weights, double sparsity,
+                                                  bool block) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> scores;
+  for (const auto& w : weights) scores.push_back(unit_magnitudes(w, block));
+  if (scores.empty()) return {};
+  const auto all = torch::cat(scores);
   const auto mask = keep_largest(all, count_of(sparsity, all.numel()));
   std::vector<torch::Tensor> out;
   int64_t at = 0;
-  for (const auto& w : weights) {
-    out.push_back(mask.slice(0, at, at + w.numel()).reshape(w.sizes()).clone());
-    at += w.numel();
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const int64_t n = scores[i].numel();
+    out.push_back(units_to_mask(mask.slice(0, at, at + n).clone(), weights[i], block));
+    at += n;
   }
   return out;
 }
@@ -101,7 +136,7 @@ torch::Tensor nm_mask(const torch::Tensor& weight, int64_t n, int64_t m) {
 }
 
 Pruner::Pruner(const PruneSpec& spec, GraphModule& model, const std::string& json_path)
-    : spec_(spec), model_(model) {
+    : spec_(spec), model_(model), block_(spec.method == "block") {
   const auto params = model->named_parameters(/*recurse=*/true);
   std::vector<bool> used_exclude(spec.exclude.size(), false), used_override(spec.overrides.size(), false);
   // Excluded, or its target from the last override that matches.
@@ -133,7 +168,7 @@ Pruner::Pruner(const PruneSpec& spec, GraphModule& model, const std::string& jso
       l.w = pw;
       l.weight = params[pw.param];
       if (!target_of(pw.layer, l.target, overridden)) continue;
-      l.global = spec.method == "magnitude" && spec.scope == "global" && !overridden;
+      l.global = spec.method != "n:m" && spec.scope == "global" && !overridden;
       if (spec.method == "n:m" && l.weight.size(1) % spec.m != 0) {
         l.skipped = fmt::format("{} input channels are not a multiple of {}", l.weight.size(1), spec.m);
       }
@@ -202,8 +237,8 @@ void Pruner::prune_one(const std::string& layer, double sparsity) {
   }
   for (auto& l : layers_) {
     if (l.w.layer != layer) continue;
-    const auto mask =
-        spec_.method == "n:m" ? nm_mask(l.weight, spec_.n, spec_.m) : magnitude_mask(l.weight, sparsity);
+    const auto mask = spec_.method == "n:m" ? nm_mask(l.weight, spec_.n, spec_.m)
+                                            : magnitude_mask(l.weight, sparsity, block_);
     l.weight.masked_fill_(mask.logical_not(), 0.0);
   }
 }
@@ -238,11 +273,11 @@ void Pruner::update(double progress) {
       } else if (l.global) {
         global_weights.push_back(l.weight);
       } else {
-        l.mask = magnitude_mask(l.weight, level(l.target));
+        l.mask = magnitude_mask(l.weight, level(l.target), block_);
       }
     }
     if (!global_weights.empty()) {
-      auto masks = global_magnitude_masks(global_weights, level(spec_.sparsity));
+      auto masks = global_magnitude_masks(global_weights, level(spec_.sparsity), block_);
       size_t k = 0;
       for (auto& l : layers_) {
         if (l.skipped.empty() && l.global) l.mask = masks[k++];
@@ -289,9 +324,9 @@ nlohmann::json Pruner::report() const {
                         {"sparsity", static_cast<double>(z) / static_cast<double>(n)}};
     if (l.skipped.empty()) {
       e["target"] = l.target;
-      e["ranking"] = spec_.method == "n:m" ? fmt::format("{}:{}", spec_.n, spec_.m)
-                     : l.global            ? "global"
-                                           : "layer";
+      std::string ranking = l.global ? "global" : "layer";
+      if (block_) ranking += ", 16x4 blocks";
+      e["ranking"] = spec_.method == "n:m" ? fmt::format("{}:{}", spec_.n, spec_.m) : ranking;
     } else {
       e["skipped"] = l.skipped;
     }

@@ -32,11 +32,22 @@ std::vector<PrunableWeight> prunable_weights(GraphModule& model);
 // `frequency` steps), 1 when there is no fine-tuning.
 double schedule_progress(const PruneSpec& spec, int64_t step, int64_t total);
 
-// 1 where a weight is kept: the round(sparsity * numel) smallest magnitudes are pruned (ties: lower index
-// first).
-torch::Tensor magnitude_mask(const torch::Tensor& weight, double sparsity);
-// One ranking over all the tensors: round(sparsity * total) weights pruned where they are smallest.
-std::vector<torch::Tensor> global_magnitude_masks(const std::vector<torch::Tensor>& weights, double sparsity);
+// Block pruning's unit: 16 output channels x 4 consecutive inputs in the runtime's GEMM order, one packed
+// block of the int8 kernels, which skip all-zero blocks (kernels/gemm.h).
+inline constexpr int64_t kBlockRows = 16, kBlockDepth = 4;
+
+// The magnitudes of a weight's pruning units, flattened: |w| per element, or (block) the L2 norm of each
+// [16 x 4] block of the weight as the GEMM sees it ([O, K], Conv2d's K ordered kernel row, column, channel;
+// zero-padded to whole blocks).
+torch::Tensor unit_magnitudes(const torch::Tensor& weight, bool block);
+// A mask over units back to the weight's shape.
+torch::Tensor units_to_mask(const torch::Tensor& unit_mask, const torch::Tensor& weight, bool block);
+
+// 1 where a weight is kept: the round(sparsity * units) smallest units are pruned (ties: lower index first).
+torch::Tensor magnitude_mask(const torch::Tensor& weight, double sparsity, bool block = false);
+// One ranking over all the tensors: round(sparsity * total units) pruned where they are smallest.
+std::vector<torch::Tensor> global_magnitude_masks(const std::vector<torch::Tensor>& weights, double sparsity,
+                                                  bool block = false);
 // In every group of m consecutive input channels (dimension 1, at each output channel and kernel position),
 // the n largest magnitudes are kept. Requires weight.size(1) % m == 0.
 torch::Tensor nm_mask(const torch::Tensor& weight, int64_t n, int64_t m);
@@ -79,6 +90,7 @@ class Pruner {
   void update_units(double progress);
   PruneSpec spec_;
   GraphModule model_;
+  bool block_ = false;  // method block: [16 x 4] units
   std::vector<Layer> layers_;
   std::vector<Units> units_;
   double progress_ = -1.0;

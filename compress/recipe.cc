@@ -278,8 +278,8 @@ void read_verify(JsonReader& st, VerifySpec& v) {
 }
 
 void read_prune(JsonReader& st, PruneSpec& p) {
-  p.method = st.choice("method", "magnitude", {"magnitude", "n:m", "channels"});
-  if (p.method == "magnitude") {
+  p.method = st.choice("method", "magnitude", {"magnitude", "block", "n:m", "channels"});
+  if (p.method == "magnitude" || p.method == "block") {
     p.sparsity = st.number("sparsity", std::nullopt, {0.0, 1.0, false, true});
     p.scope = st.choice("scope", "layer", {"layer", "global", "sensitivity"});
   } else if (p.method == "channels") {

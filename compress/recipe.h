@@ -137,9 +137,11 @@ struct PruneOverride {
 // layer's output channels / neurons (lowest criterion first) is zeroed on the same schedule and removed at
 // the end of the stage (compress/structured.h).
 struct PruneSpec {
-  std::string method = "magnitude";  // magnitude | n:m | channels (structured: units removed)
-  std::string criterion = "l2";      // channels: l1 | l2 (of each unit's weights) | bn_scale (|gamma|)
-  double sparsity = 0.5;             // final, magnitude
+  // magnitude | block (magnitude of [16 x 4] blocks the int8 kernels can skip) | n:m | channels (structured:
+  // units removed)
+  std::string method = "magnitude";
+  std::string criterion = "l2";  // channels: l1 | l2 (of each unit's weights) | bn_scale (|gamma|)
+  double sparsity = 0.5;         // final, magnitude
   double initial_sparsity = 0.0;
   // layer: each layer to the target; global: one threshold over all layers (magnitude); sensitivity:
   // per-layer targets from the sensitivity analysis's budget for the target.

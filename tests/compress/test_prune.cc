@@ -11,6 +11,7 @@
 #include "compress/recipe.h"
 #include "compress/sensitivity.h"
 #include "compress/zoo.h"
+#include "kernels/gemm.h"
 #include "runtime/artifact.h"
 #include "runtime/error.h"
 #include "tests/compress/helpers.h"
@@ -246,4 +247,29 @@ TEST_CASE("prune: scope sensitivity measures every layer and prunes to the budge
   }
   REQUIRE(pruned / total >= 0.69);
   REQUIRE(prune_markdown(stage).find("### sensitivity") != std::string::npos);
+}
+
+TEST_CASE("prune: block masks zero whole [16 x 4] blocks of the GEMM layout, which the kernels skip") {
+  torch::manual_seed(8);
+  auto linear = torch::randn({64, 256});
+  auto mask = magnitude_mask(linear, 0.9, /*block=*/true);
+  // Constant over every block, and 90% of the 256 blocks zero.
+  auto blocks = mask.reshape({4, 16, 64, 4});
+  REQUIRE(torch::equal(blocks.amax({1, 3}), blocks.amin({1, 3})));
+  REQUIRE(blocks.amax({1, 3}).sum().item<int64_t>() == 256 - 230);  // round(0.9 * 256) = 230 pruned
+  // The int8 kernels see the same blocks: pack the pruned, quantized weight.
+  const auto q = (linear * mask * 20).round().clamp(-127, 127).to(torch::kInt8).contiguous();
+  const auto packed = kernels::pack_weights(q.data_ptr<int8_t>(), 64, 256, 256);
+  REQUIRE(packed.zero_block_fraction == Approx(230.0 / 256.0));
+  REQUIRE(packed.sparse);
+
+  // Conv2d: blocks run along input channels at each kernel position (the runtime's channels-last K order).
+  auto conv = torch::randn({32, 8, 3, 3});
+  auto cmask = magnitude_mask(conv, 0.75, true);
+  auto gemm = cmask.permute({0, 2, 3, 1}).reshape({2, 16, 18, 4});
+  REQUIRE(torch::equal(gemm.amax({1, 3}), gemm.amin({1, 3})));
+  REQUIRE(gemm.amax({1, 3}).sum().item<int64_t>() == 36 - 27);
+  // Partial blocks at the edges (O = 20, K = 9) are ranked too and cut back to the weight's shape.
+  auto odd = magnitude_mask(torch::randn({20, 1, 3, 3}), 0.5, true);
+  REQUIRE(odd.sizes() == torch::IntArrayRef({20, 1, 3, 3}));
 }
