@@ -1,9 +1,11 @@
 #include "compress/distill.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <random>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -25,14 +27,18 @@ torch::Tensor soft_target_loss(const torch::Tensor& student_logits, const torch:
   return (log_t.exp() * (log_t - log_s)).sum(1).mean() * (temperature * temperature);
 }
 
+torch::Tensor hard_loss(const torch::Tensor& logits, const torch::Tensor& labels, double label_smoothing) {
+  return torch::nn::functional::cross_entropy(
+      logits.reshape({-1, logits.size(-1)}), labels.reshape({-1}),
+      torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(label_smoothing));
+}
+
 DistillLoss distillation_loss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
                               const torch::Tensor& labels, double alpha, double temperature,
                               double label_smoothing) {
   DistillLoss l;
   l.soft = soft_target_loss(student_logits, teacher_logits, temperature);
-  l.hard = torch::nn::functional::cross_entropy(
-      student_logits.reshape({-1, student_logits.size(-1)}), labels.reshape({-1}),
-      torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(label_smoothing));
+  l.hard = hard_loss(student_logits, labels, label_smoothing);
   l.total = alpha * l.soft + (1.0 - alpha) * l.hard;
   return l;
 }
@@ -219,6 +225,23 @@ void TeacherLogitCache::put(int64_t step, const torch::Tensor& logits) {
 
 // ---- the stage ----
 
+MixedBatch mix_batch(const torch::Tensor& x, const torch::Tensor& y, double beta, uint64_t seed,
+                     int64_t step) {
+  constexpr uint64_t kMixupStream = 5;
+  auto rng = make_rng(seed, kMixupStream, static_cast<uint64_t>(step));
+  std::gamma_distribution<double> gamma(beta, 1.0);
+  const double g1 = gamma(rng), g2 = gamma(rng);
+  MixedBatch m;
+  m.lambda = g1 + g2 > 0 ? g1 / (g1 + g2) : 0.5;
+  std::vector<int64_t> order(static_cast<size_t>(x.size(0)));
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  std::shuffle(order.begin(), order.end(), rng);
+  const auto perm = torch::tensor(order, torch::kInt64);
+  m.x = x * m.lambda + x.index_select(0, perm) * (1.0 - m.lambda);
+  m.y2 = y.index_select(0, perm);
+  return m;
+}
+
 namespace {
 
 struct RunPlan {
@@ -304,8 +327,8 @@ nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teach
         // The batches of a step depend on the data (files, splits, augmentation), the seed and the batch
         // size.
         const std::string key =
-            hash64_hex(fmt::format("{}/{}/{}/{}/{}", teacher_key, data.hash, recipe.to_json()["data"].dump(),
-                                   run.seed, d.train.batch_size));
+            hash64_hex(fmt::format("{}/{}/{}/{}/{}/{}", teacher_key, data.hash,
+                                   recipe.to_json()["data"].dump(), run.seed, d.train.batch_size, d.mixup));
         cache = std::make_unique<TeacherLogitCache>(
             options.dir + fmt::format("/teacher_logits.seed{}.bin", run.seed), key);
       }
@@ -319,7 +342,11 @@ nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teach
         features = FeatureTerms(d.features, s_feats, t_feats, path + "/features");
         topts.extra = features.ptr();
       }
-      topts.objective = [&](GraphModule& m, const torch::Tensor& x, const torch::Tensor& y, int64_t step) {
+      topts.objective = [&](GraphModule& m, const torch::Tensor& batch, const torch::Tensor& y,
+                            int64_t step) {
+        MixedBatch mixed{batch, y, 1.0};
+        if (d.mixup > 0) mixed = mix_batch(batch, y, d.mixup, run.seed, step);
+        const torch::Tensor& x = mixed.x;
         torch::Tensor t_logits, s_logits, feature_loss;
         if (!d.features.empty()) {
           auto [tl, tf] = teacher.logits_and_features(x, teacher_nodes);
@@ -339,8 +366,22 @@ nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teach
           s_logits = m->forward(x);
         }
         auto loss = distillation_loss(s_logits, t_logits, y, d.alpha, d.temperature, d.train.label_smoothing);
-        auto total = feature_loss.defined() ? loss.total + feature_loss : loss.total;
+        auto total = loss.total;
+        if (d.mixup > 0) {  // the hard term follows the mix: lambda CE(y) + (1 - lambda) CE(y2)
+          total = total + (1.0 - d.alpha) * (1.0 - mixed.lambda) *
+                              (hard_loss(s_logits, mixed.y2, d.train.label_smoothing) - loss.hard);
+        }
+        if (feature_loss.defined()) total = total + feature_loss;
         return std::make_pair(total, s_logits);
+      };
+    } else if (d.mixup > 0) {
+      topts.objective = [&](GraphModule& m, const torch::Tensor& batch, const torch::Tensor& y,
+                            int64_t step) {
+        const MixedBatch mixed = mix_batch(batch, y, d.mixup, run.seed, step);
+        auto logits = m->forward(mixed.x);
+        auto loss = hard_loss(logits, y, d.train.label_smoothing) * mixed.lambda +
+                    hard_loss(logits, mixed.y2, d.train.label_smoothing) * (1.0 - mixed.lambda);
+        return std::make_pair(loss, logits);
       };
     }
     const TrainResult result = train_model(model, d.train, data, run.seed, topts);

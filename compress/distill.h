@@ -25,6 +25,9 @@ namespace mighty::compress {
 torch::Tensor soft_target_loss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
                                double temperature);
 
+// Cross-entropy with label smoothing over rows (examples, or tokens).
+torch::Tensor hard_loss(const torch::Tensor& logits, const torch::Tensor& labels, double label_smoothing);
+
 struct DistillLoss {
   torch::Tensor total, soft, hard;
 };
@@ -83,6 +86,15 @@ class TeacherLogitCache {
   int64_t end_ = 0;
   int64_t hits_ = 0, misses_ = 0;
 };
+
+// Mixup of a batch, deterministic in (seed, step): x = lambda x + (1 - lambda) x[perm] with lambda ~
+// Beta(beta, beta); y2 = y[perm].
+struct MixedBatch {
+  torch::Tensor x, y2;
+  double lambda = 1.0;
+};
+MixedBatch mix_batch(const torch::Tensor& x, const torch::Tensor& y, double beta, uint64_t seed,
+                     int64_t step);
 
 struct StageOptions {
   std::string dir;  // the stage's directory (created)

@@ -121,6 +121,9 @@ struct DistillSpec {
   uint64_t seed = 0;      // student initialization and batch order (default: the recipe's seed)
   std::vector<FeatureSpec> features;
   bool teacher_cache = false;  // cache the teacher's logits on disk, per step (no feature terms)
+  // > 0: mixup with lambda ~ Beta(mixup, mixup) per batch, for the distilled and the scratch runs alike (the
+  // teacher labels the mixed images: "function matching"); images only.
+  double mixup = 0.0;
 };
 
 // A per-layer target of the prune stage for the layers whose names match `layers` (a glob).

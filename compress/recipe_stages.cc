@@ -217,6 +217,8 @@ StageSpec read_stage(JsonReader& st, const Recipe& r) {
     }
   }
   d.teacher_cache = st.boolean("teacher_cache", false);
+  d.mixup = st.number("mixup", 0.0, {0.0, 100.0});
+  if (d.mixup > 0 && r.data.kind != "images") st.fail_at("mixup", "mixup mixes images: not for text data");
   if (d.teacher_cache && !d.features.empty()) {
     st.fail_at("teacher_cache", "the teacher's logits cannot be cached when feature terms need it to run");
   }
@@ -271,7 +273,8 @@ nlohmann::json stage_to_json(const StageSpec& s) {
           {"repeats", d.repeats},
           {"seed", d.seed},
           {"features", features},
-          {"teacher_cache", d.teacher_cache}};
+          {"teacher_cache", d.teacher_cache},
+          {"mixup", d.mixup}};
 }
 
 }  // namespace mighty::compress::detail

@@ -393,3 +393,30 @@ TEST_CASE("a remembered forward computes each batch of a split once however ofte
   REQUIRE(torch::equal(f(torch::full({2, 3}, 7.0)), torch::full({2, 3}, 14.0)));  // other inputs are computed
   REQUIRE(calls == 4);
 }
+
+TEST_CASE("mixup: deterministic mixed batches, and a stage that trains both runs on them") {
+  const auto x = torch::arange(4 * 3, torch::kFloat32).reshape({4, 1, 1, 3});
+  const auto y = torch::tensor({0, 1, 2, 3}, torch::kInt64);
+  const auto a = mix_batch(x, y, 0.4, 7, 12), b = mix_batch(x, y, 0.4, 7, 12),
+             c = mix_batch(x, y, 0.4, 7, 13);
+  REQUIRE(torch::equal(a.x, b.x));
+  REQUIRE(a.lambda == b.lambda);
+  REQUIRE((a.lambda != c.lambda || !torch::equal(a.y2, c.y2)));
+  REQUIRE(a.lambda >= 0.0);
+  REQUIRE(a.lambda <= 1.0);
+  // Each mixed row is lambda * its own row + (1 - lambda) * the row its second label came from.
+  for (int64_t i = 0; i < 4; ++i) {
+    const auto expect = x[i] * a.lambda + x[a.y2[i].item<int64_t>()] * (1.0 - a.lambda);
+    REQUIRE(torch::allclose(a.x[i], expect));
+  }
+  use_private_data_cache();
+  const Recipe recipe = parse_recipe(recipe_text(kZooTeacher, distill_stage(R"(, "mixup": 0.4)")), "r.json");
+  REQUIRE(recipe.stages[0].distill.mixup == 0.4);
+  const auto mixed = run_compress(recipe, quiet_options(temp_dir("mixup")));
+  const auto plain = run_compress(parse_recipe(recipe_text(kZooTeacher, distill_stage()), "r.json"),
+                                  quiet_options(temp_dir("nomixup")));
+  for (int run = 0; run < 2; ++run) {  // distilled and scratch both see other batches than without mixup
+    INFO("run " << run);
+    REQUIRE(mixed["stages"][0]["runs"][run]["history"] != plain["stages"][0]["runs"][run]["history"]);
+  }
+}
