@@ -71,5 +71,25 @@ int main(int argc, char** argv) {
     m.add_tensor("b.weight_scale", mighty::TensorType::kFloat32, {1}, sb);
     m.write(dir + "/conv_u8.mighty");
   }
+  // A pruned int8 Linear: its weight is stored bitmap-encoded (format 2).
+  {
+    mighty::Graph g;
+    int x = g.add("input", mighty::OpKind::kInput, {}, {{"shape", {16}}});
+    g.add("fc", mighty::OpKind::kLinear, {x},
+          {{"in_features", 16},
+           {"out_features", 8},
+           {"bias", false},
+           {"quant", {{"weight", "int8"}, {"activation", "dynamic"}}}});
+    g.infer_shapes();
+    mighty::ArtifactWriter m;
+    m.set_metadata(
+        {{"graph", g.to_json()}, {"input", {{"kind", "images"}, {"shape", {16}}, {"mean", 0}, {"std", 1}}}});
+    int8_t w[128] = {};
+    for (int i = 0; i < 128; i += 9) w[i] = static_cast<int8_t>(i - 64);
+    const float scales[8] = {0.01f, 0.02f, 0.03f, 0.04f, 0.05f, 0.06f, 0.07f, 0.08f};
+    m.add_tensor("fc.weight", mighty::TensorType::kInt8, {8, 16}, w);
+    m.add_tensor("fc.weight_scale", mighty::TensorType::kFloat32, {8}, scales);
+    m.write(dir + "/pruned_int8.mighty");
+  }
   return 0;
 }
