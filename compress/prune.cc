@@ -373,7 +373,7 @@ std::string prune_markdown(const nlohmann::json& stage) {
       stage["method"].get<std::string>(), 100.0 * stage["target"].get<double>(),
       100.0 * masks["sparsity"].get<double>(), units ? "units" : "weights",
       with_commas(stage["params_before"].get<int64_t>()), with_commas(stage["params_after"].get<int64_t>()),
-      with_commas(masks["model_nonzero"].get<int64_t>()), quality_cell(stage["dense_test"]),
+      with_commas(stage["nonzero_after"].get<int64_t>()), quality_cell(stage["dense_test"]),
       quality_cell(stage["test"]), with_commas(stage["dense_fp32_bytes"].get<int64_t>()),
       with_commas(stage["fp32_bytes"].get<int64_t>()));
   out += "| layer | shape | parameters | nonzero | sparsity | ranking |\n|---|---|---:|---:|---:|---|\n";
@@ -510,6 +510,9 @@ nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher
   report["fp32_bytes"] = fp32_bytes();
   report["params_before"] = layers_before.second;
   report["params_after"] = student->parameter_count();
+  int64_t nonzero = 0;
+  for (const auto& p : student->parameters()) nonzero += p.count_nonzero().item<int64_t>();
+  report["nonzero_after"] = nonzero;
   // Per prunable layer of the model that came in: shape before and after, parameters, nonzero.
   const auto after = weight_table(student).first;
   nlohmann::json layers = nlohmann::json::array();
