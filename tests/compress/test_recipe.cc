@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <string>
 
 #include "compress/json_source.h"
@@ -148,4 +149,17 @@ TEST_CASE("data paths expand the data cache") {
   REQUIRE(expand_data_path("$MIGHTY_DATA/kjv.txt") == "/tmp/mighty-data/kjv.txt");
   REQUIRE(expand_data_path("/abs/x.txt") == "/abs/x.txt");
   unsetenv("MIGHTY_DATA");
+}
+
+TEST_CASE("every shipped recipe reads and resolves") {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(MIGHTY_SOURCE_DIR) + "/recipes")) {
+    if (entry.path().extension() != ".json") continue;
+    INFO(entry.path().string());
+    const Recipe r = load_recipe(entry.path().string());
+    REQUIRE(!r.name.empty());
+    REQUIRE(!r.hash().empty());
+    ++count;
+  }
+  REQUIRE(count >= 8);
 }
