@@ -225,6 +225,28 @@ nlohmann::json measure_speed(const Forward& forward, const Dataset& data, const 
   return speed;
 }
 
+nlohmann::json paired_latency(const Forward& a, const Forward& b, const Dataset& data, int64_t runs) {
+  torch::NoGradGuard no_grad;
+  using clock = std::chrono::steady_clock;
+  const auto one = example_input(data, 1);
+  for (int i = 0; i < 10; ++i) {
+    a(one);
+    b(one);
+  }
+  std::vector<double> ta, tb;
+  auto time = [&](const Forward& f) {
+    const auto t0 = clock::now();
+    f(one);
+    return std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+  };
+  for (int64_t i = 0; i < runs; ++i) {
+    ta.push_back(time(a));
+    tb.push_back(time(b));
+  }
+  const double ma = percentile(ta, 0.5), mb = percentile(tb, 0.5);
+  return {{"a_ms", ma}, {"b_ms", mb}, {"ratio", ma / mb}, {"runs", runs}};
+}
+
 std::string quality_cell(const nlohmann::json& m) {
   if (m.contains("accuracy")) return fmt::format("{:.2f}%", 100.0 * m["accuracy"].get<double>());
   if (m.contains("bits_per_char")) return fmt::format("{:.4f} bits/char", m["bits_per_char"].get<double>());

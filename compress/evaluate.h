@@ -42,6 +42,10 @@ std::string summarize_metrics(const nlohmann::json& metrics);
 nlohmann::json measure_speed(GraphModule& model, const Dataset& data, const EvalSpec& spec);
 nlohmann::json measure_speed(const Forward& forward, const Dataset& data, const EvalSpec& spec);
 
+// Batch-1 latency of two models timed alternately (a, b, a, b, ...), so both medians come from the same
+// stretch of a shared, noisy machine: {a_ms, b_ms, ratio = a_ms / b_ms, runs}.
+nlohmann::json paired_latency(const Forward& a, const Forward& b, const Dataset& data, int64_t runs);
+
 // A test metrics object as one report cell: "92.43%" or "1.9613 bits/char".
 std::string quality_cell(const nlohmann::json& metrics);
 

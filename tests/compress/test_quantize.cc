@@ -270,6 +270,12 @@ TEST_CASE("compress end to end on a small subset: distill, quantize, export, ver
   REQUIRE(models[2]["accuracy"] == models[1]["accuracy"]);
   REQUIRE(std::abs(models[3]["accuracy"].get<double>() - models[1]["accuracy"].get<double>()) < 0.05);
   REQUIRE(report["verify"]["simulation_vs_runtime"]["agreement"].get<double>() >= 0.999);
+  // The speedup comes from alternating teacher / int8 runs.
+  const auto& paired = report["verify"]["speedup_paired"];
+  REQUIRE(paired["runs"] == 3);
+  REQUIRE(paired["ratio"].get<double>() ==
+          Approx(paired["a_ms"].get<double>() / paired["b_ms"].get<double>()));
+  REQUIRE(report["verify"]["speedup_b1"] == paired["ratio"]);
   // The shipped file carries its verify results.
   const Artifact shipped = Artifact::open(o.out_dir + "/model.mighty");
   REQUIRE(shipped.metadata()["verify"]["pass"] == true);
