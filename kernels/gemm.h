@@ -58,6 +58,10 @@ PackedWeights pack_weights(const int8_t* w, int64_t n, int64_t k, int64_t ldw);
 // The fraction of zero [16 x 4] blocks above which the block-sparse loops beat the dense ones at batch 1
 // (measured by bench_sparse; see docs/kernels.md).
 inline constexpr double kSparseCrossover = 0.35;
+// The AVX2 sparse loop widens each weight block again for every strip of 4 rows, so above 4 rows it pays only
+// from this fraction on (measured: 0.96-0.99x at 0.50, 1.5x at 0.70 for M = 8 and 64); below it the dense
+// loops run.
+inline constexpr double kSparseCrossoverAvx2Rows = 0.55;
 // Builds the index of nonzero blocks and sets `sparse` (forced: tests and benchmarks compare both loops on
 // the same packing); returns the fraction of zero blocks.
 double index_zero_blocks(PackedWeights& w, bool sparse);

@@ -198,7 +198,7 @@ void sparse_rows(int rows, const GemmArgs& args, const int16_t* a16, int64_t row
 
 void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   const PackedWeights& w = *args.w;
-  if (w.sparse) {
+  if (w.sparse && (args.m <= 4 || w.zero_block_fraction >= kSparseCrossoverAvx2Rows)) {
     constexpr int kRows = 4;
     int16_t* a16 = scratch_int16(static_cast<size_t>(kRows * w.k_padded));
     for (int64_t row = 0; row < args.m; row += kRows) {
