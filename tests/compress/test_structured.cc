@@ -36,6 +36,20 @@ ModelSpec cnn_spec() {
   return spec;
 }
 
+// A two-layer character LM: vocabulary 11, context 8, width 16, feed-forward 24.
+ModelSpec transformer_spec() {
+  ModelSpec t;
+  t.arch = "transformer";
+  t.input_shape = {8};
+  t.vocab = 11;
+  t.classes = 11;
+  t.d_model = 16;
+  t.heads = 2;
+  t.layers = 2;
+  t.ffn = 24;
+  return t;
+}
+
 // Random weights and BatchNorm statistics, so zeroed units really are the only thing that differs.
 void randomize(GraphModule& m) {
   torch::NoGradGuard no_grad;
@@ -89,16 +103,7 @@ TEST_CASE("structured: the prunable units of a CNN, an MLP and a transformer") {
   REQUIRE(groups[2].spatial == 9);  // 12 -> pool 6 -> pool 3
   REQUIRE(groups[3].layer == "fc.0");
 
-  ModelSpec t;
-  t.arch = "transformer";
-  t.input_shape = {8};
-  t.vocab = 11;
-  t.d_model = 16;
-  t.heads = 2;
-  t.layers = 2;
-  t.ffn = 24;
-  t.classes = 11;
-  const auto tg = unit_groups(build_graph(t));
+  const auto tg = unit_groups(build_graph(transformer_spec()));
   REQUIRE(tg.size() == 2);  // each feed-forward's fc1; fc2, attention and the head feed residuals or output
   REQUIRE(tg[0].layer == "blocks.0.ffn.fc1");
   REQUIRE(tg[1].layer == "blocks.1.ffn.fc1");
@@ -129,16 +134,7 @@ TEST_CASE("structured: a model with units zeroed equals its physically shrunk ve
     check_shrink_equals_zeroed(m, torch::randn({5, 1, 6, 6}), 2);
   }
   SECTION("transformer feed-forward width") {
-    ModelSpec t;
-    t.arch = "transformer";
-    t.input_shape = {8};
-    t.vocab = 11;
-    t.d_model = 16;
-    t.heads = 2;
-    t.layers = 2;
-    t.ffn = 24;
-    t.classes = 11;
-    auto m = GraphModule(build_graph(t));
+    auto m = GraphModule(build_graph(transformer_spec()));
     randomize(m);
     check_shrink_equals_zeroed(m, torch::randint(0, 11, {2, 8}, torch::kInt64), 2);
   }
