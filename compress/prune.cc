@@ -192,14 +192,20 @@ Pruner::Pruner(const PruneSpec& spec, GraphModule& model, const std::string& jso
   if (!any) throw Error(fmt::format("{}: no layer left to prune", json_path));
 }
 
+double Pruner::level(double target, double progress) const {
+  const double initial = std::min(spec_.initial_sparsity, target);
+  return initial + (target - initial) * progress;
+}
+
+torch::Tensor Pruner::unit_keep(const UnitGroup& group, double sparsity) {
+  // The lowest scores go (ties: lower index first), at least one unit stays.
+  const int64_t remove = std::min(group.units - 1, count_of(sparsity, group.units));
+  return keep_largest(unit_scores(model_, group, spec_.criterion), remove);
+}
+
 void Pruner::update_units(double progress) {
   for (auto& u : units_) {
-    const double level = std::min(spec_.initial_sparsity, u.target) +
-                         (u.target - std::min(spec_.initial_sparsity, u.target)) * progress;
-    const int64_t remove = std::min(u.group.units - 1, count_of(level, u.group.units));
-    const auto scores = unit_scores(model_, u.group, spec_.criterion);
-    // The lowest scores go (ties: lower index first), at least one unit stays.
-    u.keep = keep_largest(scores, remove);
+    u.keep = unit_keep(u.group, level(u.target, progress));
   }
 }
 
@@ -232,8 +238,7 @@ void Pruner::prune_one(const std::string& layer, double sparsity) {
   torch::NoGradGuard no_grad;
   for (auto& u : units_) {
     if (u.group.layer != layer) continue;
-    const int64_t remove = std::min(u.group.units - 1, count_of(sparsity, u.group.units));
-    zero_units(model_, u.group, keep_largest(unit_scores(model_, u.group, spec_.criterion), remove));
+    zero_units(model_, u.group, unit_keep(u.group, sparsity));
   }
   for (auto& l : layers_) {
     if (l.w.layer != layer) continue;
@@ -261,10 +266,6 @@ void Pruner::update(double progress) {
   }
   if (progress != progress_) {
     progress_ = progress;
-    auto level = [&](double target) {
-      const double initial = std::min(spec_.initial_sparsity, target);
-      return initial + (target - initial) * progress;
-    };
     std::vector<torch::Tensor> global_weights;
     for (auto& l : layers_) {
       if (!l.skipped.empty()) continue;
@@ -273,11 +274,11 @@ void Pruner::update(double progress) {
       } else if (l.global) {
         global_weights.push_back(l.weight);
       } else {
-        l.mask = magnitude_mask(l.weight, level(l.target), block_);
+        l.mask = magnitude_mask(l.weight, level(l.target, progress), block_);
       }
     }
     if (!global_weights.empty()) {
-      auto masks = global_magnitude_masks(global_weights, level(spec_.sparsity), block_);
+      auto masks = global_magnitude_masks(global_weights, level(spec_.sparsity, progress), block_);
       size_t k = 0;
       for (auto& l : layers_) {
         if (l.skipped.empty() && l.global) l.mask = masks[k++];

@@ -88,6 +88,10 @@ class Pruner {
     torch::Tensor keep;  // [units] of 0/1, undefined until the first update
   };
   void update_units(double progress);
+  // The sparsity of a layer with final `target` at schedule progress `progress`.
+  double level(double target, double progress) const;
+  // 1 for the units of `group` kept at `sparsity`.
+  torch::Tensor unit_keep(const UnitGroup& group, double sparsity);
   PruneSpec spec_;
   GraphModule model_;
   bool block_ = false;  // method block: [16 x 4] units

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "compress/data.h"
+#include "compress/jobs.h"
 
 namespace mighty::compress::testing {
 
@@ -39,6 +40,15 @@ inline std::string fresh_temp_dir(const std::string& suite, const std::string& n
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
+}
+
+// Options of a compress run in `dir` that prints nothing and skips speed measurements.
+inline JobOptions quiet_run(const std::string& dir) {
+  JobOptions o;
+  o.out_dir = dir;
+  o.measure_speed = false;
+  o.quiet = true;
+  return o;
 }
 
 }  // namespace mighty::compress::testing

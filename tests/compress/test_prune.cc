@@ -162,10 +162,7 @@ TEST_CASE("prune: the stage fine-tunes under masks that hold, resumes, and the a
              {"kind": "quantize"}, {"kind": "export"}]
 })";
   const Recipe recipe = parse_recipe(text, "prune.json");
-  JobOptions o;
-  o.measure_speed = false;
-  o.quiet = true;
-  o.out_dir = testing::fresh_temp_dir("prune", "straight");
+  JobOptions o = testing::quiet_run(testing::fresh_temp_dir("prune", "straight"));
   const auto straight = run_compress(recipe, o);  // trains the teacher into the cache
   JobOptions stopped = o;
   stopped.out_dir = testing::fresh_temp_dir("prune", "stopped");
@@ -226,10 +223,7 @@ TEST_CASE("prune: scope sensitivity measures every layer and prunes to the budge
              {"kind": "prune", "sparsity": 0.7, "scope": "sensitivity",
               "sensitivity": {"sparsities": [0.5, 0.8, 0.95]}}]
 })";
-  JobOptions o;
-  o.measure_speed = false;
-  o.quiet = true;
-  o.out_dir = testing::fresh_temp_dir("prune", "sens");
+  JobOptions o = testing::quiet_run(testing::fresh_temp_dir("prune", "sens"));
   const auto report = run_compress(parse_recipe(text, "sens.json"), o);
   const auto& stage = report["stages"][1];
   const auto& sens = stage["sensitivity"];

@@ -159,10 +159,7 @@ TEST_CASE("structured: the channels stage ends with a smaller model that the run
              {"kind": "quantize"}, {"kind": "export"}]
 })";
   const Recipe recipe = parse_recipe(text, "structured.json");
-  JobOptions o;
-  o.measure_speed = false;
-  o.quiet = true;
-  o.out_dir = testing::fresh_temp_dir("structured", "run");
+  JobOptions o = testing::quiet_run(testing::fresh_temp_dir("structured", "run"));
   const auto report = run_compress(recipe, o);
   const auto& stage = report["stages"][1];
   REQUIRE(stage["kind"] == "prune");
