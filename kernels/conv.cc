@@ -62,13 +62,44 @@ void im2col_hwc(const uint8_t* in, const ConvGeometry& g, uint8_t pad_value, uin
   }
 }
 
+int64_t implicit_run_bytes(int64_t kernel, int64_t channels) { return (kernel * channels + 3) / 4 * 4; }
+
+int64_t padded_image_bytes(const ConvGeometry& g) {
+  return (g.height + 2 * g.padding) * (g.width + 2 * g.padding) * g.channels;
+}
+
+void pad_hwc(const uint8_t* in, const ConvGeometry& g, uint8_t pad_value, uint8_t* out) {
+  const int64_t pw = g.width + 2 * g.padding, c = g.channels;
+  const size_t row = static_cast<size_t>(pw * c), edge = static_cast<size_t>(g.padding * c);
+  const size_t inner = static_cast<size_t>(g.width * c);
+  for (int64_t y = 0; y < g.padding; ++y) std::memset(out + y * pw * c, pad_value, row);
+  for (int64_t y = 0; y < g.height; ++y) {
+    uint8_t* dst = out + (y + g.padding) * pw * c;
+    std::memset(dst, pad_value, edge);
+    std::memcpy(dst + edge, in + y * g.width * c, inner);
+    std::memset(dst + edge + inner, pad_value, edge);
+  }
+  for (int64_t y = g.height + g.padding; y < g.height + 2 * g.padding; ++y)
+    std::memset(out + y * pw * c, pad_value, row);
+}
+
+int64_t implicit_rows(const ConvGeometry& g, int64_t batch, int64_t* rows) {
+  const int64_t pw = g.width + 2 * g.padding, c = g.channels, image = padded_image_bytes(g);
+  const int64_t oh = g.out_height(), ow = g.out_width();
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) *rows++ = b * image + (oy * g.stride * pw + ox * g.stride) * c;
+  return pw * c;
+}
+
 void conv_weight_hwc(const int8_t* oihw, int64_t out_channels, int64_t in_channels, int64_t kernel,
-                     int8_t* ohwc) {
+                     int64_t run_bytes, int8_t* ohwc) {
+  std::memset(ohwc, 0, static_cast<size_t>(out_channels * kernel * run_bytes));
   for (int64_t o = 0; o < out_channels; ++o)
     for (int64_t c = 0; c < in_channels; ++c)
       for (int64_t ky = 0; ky < kernel; ++ky)
         for (int64_t kx = 0; kx < kernel; ++kx)
-          ohwc[((o * kernel + ky) * kernel + kx) * in_channels + c] =
+          ohwc[(o * kernel + ky) * run_bytes + kx * in_channels + c] =
               oihw[((o * in_channels + c) * kernel + ky) * kernel + kx];
 }
 

@@ -113,8 +113,23 @@ GemmKernel gemm_kernel(Isa isa) {
   throw std::runtime_error("unknown kernel path");
 }
 
-void gemm_u8s8(const GemmArgs& args, Isa isa, ThreadPool* pool) {
+void gemm_u8s8(const GemmArgs& args_in, Isa isa, ThreadPool* pool) {
   const GemmKernel kernel = gemm_kernel(isa);
+  GemmArgs args = args_in;
+  thread_local std::vector<int64_t> group_offsets;
+  if (args.a_rows) {
+    const int64_t k = args.w->k;
+    if (args.a_segments < 1 || k % args.a_segments != 0 || (k / args.a_segments) % kPackDepth != 0)
+      throw std::invalid_argument("gemm: implicit im2col needs K (" + std::to_string(k) + ") in " +
+                                  std::to_string(args.a_segments) + " runs of a multiple of 4 bytes");
+    const int64_t run = k / args.a_segments;
+    group_offsets.resize(static_cast<size_t>(k / kPackDepth));
+    for (int64_t g = 0; g < k / kPackDepth; ++g) {
+      const int64_t byte = g * kPackDepth;
+      group_offsets[static_cast<size_t>(g)] = byte / run * args.a_segment_stride + byte % run;
+    }
+    args.a_group_offsets = group_offsets.data();
+  }
   const int64_t n = args.w->n;
   const int threads = pool ? pool->threads() : 1;
   // One contiguous column range per thread. Batch-1..5 ranges are multiples of the 128-column GEMV tile (a

@@ -90,6 +90,16 @@ struct GemmArgs {
   const uint8_t* a = nullptr;
   int64_t lda = 0;  // >= K
   int64_t m = 0;
+  // Implicit im2col (a convolution reading its patches straight from a padded image, see conv.h): when
+  // a_rows is given, row m of A is not at a + m * lda but is the concatenation of a_segments runs of
+  // K / a_segments bytes (a multiple of 4: whole 4-deep groups), run s at a + a_rows[m] + s *
+  // a_segment_stride.
+  const int64_t* a_rows = nullptr;  // [M] byte offsets
+  int64_t a_segments = 1;
+  int64_t a_segment_stride = 0;
+  // Set by gemm_u8s8 for the block-sparse loops when a_rows is given: the offset of each 4-deep group of K
+  // from its row's start, [K / 4].
+  const int64_t* a_group_offsets = nullptr;
   int32_t a_zero_point = 0;                // per tensor
   const int32_t* a_zero_points = nullptr;  // per row [M] (optional; overrides a_zero_point)
   const PackedWeights* w = nullptr;
@@ -104,7 +114,7 @@ using GemmKernel = void (*)(const GemmArgs& args, int64_t n_begin, int64_t n_end
 GemmKernel gemm_kernel(Isa isa);  // throws std::runtime_error if the path was not built or the CPU lacks it
 
 // C = epilogue(A x W^T) on the selected path (MIGHTY_ISA or the best supported), split over `pool` when
-// given.
+// given. Throws std::invalid_argument for implicit im2col runs that are not whole 4-deep groups.
 void gemm_u8s8(const GemmArgs& args, ThreadPool* pool = nullptr);
 // The same on an explicit path (tests and benchmarks).
 void gemm_u8s8(const GemmArgs& args, Isa isa, ThreadPool* pool);

@@ -30,6 +30,15 @@ void widen_row(const uint8_t* a, int64_t k, int64_t k_padded, int16_t* out) {
   for (; i < k_padded; ++i) out[i] = 0;
 }
 
+// Row `row` of A widened (each run of an implicit im2col row in turn).
+void widen_a_row(const GemmArgs& args, int64_t row, int16_t* out) {
+  const PackedWeights& w = *args.w;
+  if (!args.a_rows) return widen_row(args.a + row * args.lda, w.k, w.k_padded, out);
+  const int64_t run = w.k / args.a_segments;  // a multiple of 4, so k_padded == k
+  for (int64_t s = 0; s < args.a_segments; ++s)
+    widen_row(args.a + args.a_rows[row] + s * args.a_segment_stride, run, run, out + s * run);
+}
+
 // Two accumulators of 4 columns x 2 partial sums -> 8 column sums in column order.
 inline __m256i reduce_pairs(__m256i lo, __m256i hi) {
   const __m256i h = _mm256_hadd_epi32(lo, hi);  // [c0 c1 c4 c5 | c2 c3 c6 c7]
@@ -203,8 +212,7 @@ void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
     int16_t* a16 = scratch_int16(static_cast<size_t>(kRows * w.k_padded));
     for (int64_t row = 0; row < args.m; row += kRows) {
       const int rows = static_cast<int>(min64(kRows, args.m - row));
-      for (int r = 0; r < rows; ++r)
-        widen_row(args.a + (row + r) * args.lda, w.k, w.k_padded, a16 + r * w.k_padded);
+      for (int r = 0; r < rows; ++r) widen_a_row(args, row + r, a16 + r * w.k_padded);
       sparse_rows(rows, args, a16, row, n_begin, n_end);
     }
     return;
@@ -217,8 +225,7 @@ void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
     const int64_t p_end = min64(n_end, p + panel);
     for (int64_t row = 0; row < args.m; row += kRows) {
       const int rows = static_cast<int>(min64(kRows, args.m - row));
-      for (int r = 0; r < rows; ++r)
-        widen_row(args.a + (row + r) * args.lda, w.k, w.k_padded, a16 + r * w.k_padded);
+      for (int r = 0; r < rows; ++r) widen_a_row(args, row + r, a16 + r * w.k_padded);
       strip(rows, args, a16, row, p, p_end);
     }
   }

@@ -27,6 +27,11 @@ inline uint32_t load_a_tail(const uint8_t* p, int64_t count) {
   return v;
 }
 
+// The first byte of row m of A (its first run when a_rows is given).
+inline const uint8_t* a_row(const GemmArgs& args, int64_t m) {
+  return args.a + (args.a_rows ? args.a_rows[m] : m * args.lda);
+}
+
 inline __mmask16 column_mask(int64_t valid) {
   return valid >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << valid) - 1);
 }
@@ -66,22 +71,30 @@ void tile(const GemmArgs& args, int64_t row0, int64_t col0, int64_t n_end) {
   const int64_t block_stride = w.block_stride;
   const int8_t* b = reinterpret_cast<const int8_t*>(w.data.get()) + (col0 / kPackColumns) * block_stride;
   const uint8_t* a[MR];
-  for (int r = 0; r < MR; ++r) a[r] = args.a + (row0 + r) * args.lda;
+  for (int r = 0; r < MR; ++r) a[r] = a_row(args, row0 + r);
 
   __m512i acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_si512();
 
+  // K in runs of whole groups: one run for a plain A, the kernel rows of a patch for an implicit im2col.
   const int64_t full_groups = w.k / kPackDepth;
-  for (int64_t g = 0; g < full_groups; ++g) {
-    __m512i bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_si512(b + v * block_stride + g * 64);
-    for (int r = 0; r < MR; ++r) {
-      const __m512i av = _mm512_set1_epi32(static_cast<int>(load_a4(a[r] + g * kPackDepth)));
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
+  const int64_t runs = args.a_rows ? args.a_segments : 1, run_groups = full_groups / runs;
+  for (int64_t s = 0; s < runs; ++s) {
+    const int8_t* bs = b + s * run_groups * 64;
+    for (int64_t g = 0; g < run_groups; ++g) {
+      __m512i bv[NV];
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_si512(bs + v * block_stride + g * 64);
+      for (int r = 0; r < MR; ++r) {
+        const __m512i av = _mm512_set1_epi32(static_cast<int>(load_a4(a[r] + g * kPackDepth)));
+        for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
+      }
     }
+    if (s + 1 < runs)
+      for (int r = 0; r < MR; ++r) a[r] += args.a_segment_stride;
   }
-  // The last, partial group reads only the activations that exist; its weights are zero padding.
+  // The last, partial group reads only the activations that exist; its weights are zero padding (never with
+  // runs: they are whole groups).
   if (const int64_t rest = w.k - full_groups * kPackDepth; rest > 0) {
     const int64_t g = full_groups;
     __m512i bv[NV];
@@ -153,8 +166,9 @@ void gemm_rows(const GemmArgs& args, int64_t row0, int64_t n_begin, int64_t n_en
 }
 
 // Block-sparse: rows [row0, row0 + MR) x the 16 columns of block `cb`, over that block's nonzero groups only,
-// in CH independent accumulator chains per row (vpdpbusd's latency, at MR = 1 nothing else hides it).
-template <int MR, int CH>
+// in CH independent accumulator chains per row (vpdpbusd's latency, at MR = 1 nothing else hides it). RUNS:
+// the rows are implicit im2col rows, group g at args.a_group_offsets[g].
+template <int MR, int CH, bool RUNS>
 void sparse_block(const GemmArgs& args, int64_t row0, int64_t cb, int64_t n_end) {
   const PackedWeights& w = *args.w;
   const int8_t* b = w.block(cb);
@@ -162,7 +176,9 @@ void sparse_block(const GemmArgs& args, int64_t row0, int64_t cb, int64_t n_end)
   int64_t count = w.nz_begin[cb + 1] - w.nz_begin[cb];
   const int64_t full_groups = w.k / kPackDepth;
   const uint8_t* a[MR];
-  for (int r = 0; r < MR; ++r) a[r] = args.a + (row0 + r) * args.lda;
+  for (int r = 0; r < MR; ++r) a[r] = a_row(args, row0 + r);
+  const int64_t* offsets = args.a_group_offsets;
+  auto at = [offsets](int64_t g) { return RUNS ? offsets[g] : g * kPackDepth; };
   __m512i acc[MR][CH];
   for (int r = 0; r < MR; ++r)
     for (int c = 0; c < CH; ++c) acc[r][c] = _mm512_setzero_si512();
@@ -175,7 +191,7 @@ void sparse_block(const GemmArgs& args, int64_t row0, int64_t cb, int64_t n_end)
       const int64_t g = groups[j + c];
       const __m512i bv = _mm512_load_si512(b + g * 64);
       for (int r = 0; r < MR; ++r) {
-        const __m512i av = _mm512_set1_epi32(static_cast<int>(load_a4(a[r] + g * kPackDepth)));
+        const __m512i av = _mm512_set1_epi32(static_cast<int>(load_a4(a[r] + at(g))));
         acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], av, bv);
       }
     }
@@ -184,7 +200,7 @@ void sparse_block(const GemmArgs& args, int64_t row0, int64_t cb, int64_t n_end)
     const int64_t g = groups[j];
     const __m512i bv = _mm512_load_si512(b + g * 64);
     for (int r = 0; r < MR; ++r) {
-      const __m512i av = _mm512_set1_epi32(static_cast<int>(load_a4(a[r] + g * kPackDepth)));
+      const __m512i av = _mm512_set1_epi32(static_cast<int>(load_a4(a[r] + at(g))));
       acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, bv);
     }
   }
@@ -204,20 +220,21 @@ void sparse_block(const GemmArgs& args, int64_t row0, int64_t cb, int64_t n_end)
   }
 }
 
+template <bool RUNS>
 void gemm_sparse(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   for (int64_t c = n_begin; c < n_end; c += kPackColumns) {
     const int64_t cb = c / kPackColumns, end = min64(n_end, c + kPackColumns);
     int64_t row = 0;
-    for (; row + 4 <= args.m; row += 4) sparse_block<4, 1>(args, row, cb, end);
+    for (; row + 4 <= args.m; row += 4) sparse_block<4, 1, RUNS>(args, row, cb, end);
     switch (args.m - row) {
       case 1:
-        sparse_block<1, 4>(args, row, cb, end);
+        sparse_block<1, 4, RUNS>(args, row, cb, end);
         break;
       case 2:
-        sparse_block<2, 2>(args, row, cb, end);
+        sparse_block<2, 2, RUNS>(args, row, cb, end);
         break;
       case 3:
-        sparse_block<3, 1>(args, row, cb, end);
+        sparse_block<3, 1, RUNS>(args, row, cb, end);
         break;
       default:
         break;
@@ -229,7 +246,10 @@ void gemm_sparse(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
 
 void gemm_avx512vnni(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   if (args.w->sparse) {
-    gemm_sparse(args, n_begin, n_end);
+    if (args.a_rows)
+      gemm_sparse<true>(args, n_begin, n_end);
+    else
+      gemm_sparse<false>(args, n_begin, n_end);
     return;
   }
   if (args.m <= 5) {

@@ -114,11 +114,13 @@ Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)
     }
     auto layer = std::make_unique<Int8Weights>();
     if (n.op == OpKind::kConv2d && static_activation) {
-      // Static convolutions run on channels-last uint8 patches: K ordered (ky, kx, c).
+      // Static convolutions read their patches from channels-last uint8 images (implicit im2col): K ordered
+      // (ky, kx, c), each kernel row padded to whole 4-deep groups.
       const int64_t cin = n.attrs.at("in_channels").get<int64_t>(), k = n.attrs.at("kernel").get<int64_t>();
-      std::vector<int8_t> hwc(static_cast<size_t>(out * in));
-      kernels::conv_weight_hwc(w.as<int8_t>(), out, cin, k, hwc.data());
-      layer->packed = kernels::pack_weights(hwc.data(), out, in, in);
+      const int64_t run = kernels::implicit_run_bytes(k, cin);
+      std::vector<int8_t> hwc(static_cast<size_t>(out * k * run));
+      kernels::conv_weight_hwc(w.as<int8_t>(), out, cin, k, run, hwc.data());
+      layer->packed = kernels::pack_weights(hwc.data(), out, k * run, k * run);
     } else {
       layer->packed = kernels::pack_weights(w.as<int8_t>(), out, in, in);
     }

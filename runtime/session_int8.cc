@@ -142,6 +142,7 @@ void Session::conv_int8(int node, const Value& in, int64_t batch, const float* b
   args.epilogue.per_channel = true;
   // Scratch reused across runs on this thread (no allocation, zeroing or page faults per call).
   thread_local std::vector<uint8_t> a, planes, converted;
+  thread_local std::vector<int64_t> offsets;
   thread_local std::vector<float> result;
   if (layer.static_activation) {
     // uint8 channels-last input (from the previous conv, or quantized here), patches gathered with the zero
@@ -161,13 +162,17 @@ void Session::conv_int8(int node, const Value& in, int64_t batch, const float* b
       }
       hwc = converted.data();
     }
-    a.resize(static_cast<size_t>(rows * patch));
-    for (int64_t b = 0; b < batch; ++b) {
-      kernels::im2col_hwc(hwc + b * cin * h * w, g, static_cast<uint8_t>(layer.input.zero_point),
-                          a.data() + b * pixels * patch, patch);
-    }
+    // The GEMM reads the patches from the padded images (implicit im2col); the last run may read kRunSlack
+    // bytes past the last image.
+    const auto pad = static_cast<uint8_t>(layer.input.zero_point);
+    const int64_t image = kernels::padded_image_bytes(g);
+    a.resize(static_cast<size_t>(batch * image + kernels::kRunSlack), pad);
+    for (int64_t b = 0; b < batch; ++b) kernels::pad_hwc(hwc + b * cin * h * w, g, pad, a.data() + b * image);
+    offsets.resize(static_cast<size_t>(rows));
+    args.a_segment_stride = kernels::implicit_rows(g, batch, offsets.data());
+    args.a_rows = offsets.data();
+    args.a_segments = g.kernel;
     args.a = a.data();
-    args.lda = patch;
     args.m = rows;
     args.a_zero_point = layer.input.zero_point;
     if (layer.u8_output) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "kernels/conv.h"
@@ -38,7 +39,7 @@ TEST_CASE("conv: im2col + GEMM equals a direct convolution on every path") {
         for (int64_t x = 0; x < g.width; ++x)
           hwc[(y * g.width + x) * g.channels + c] = chw[(c * g.height + y) * g.width + x];
     std::vector<int8_t> ohwc(oihw.size());
-    conv_weight_hwc(oihw.data(), out_ch, g.channels, g.kernel, ohwc.data());
+    conv_weight_hwc(oihw.data(), out_ch, g.channels, g.kernel, g.kernel * g.channels, ohwc.data());
     const PackedWeights packed = pack_weights(ohwc.data(), out_ch, g.patch(), g.patch());
 
     const int64_t oh = g.out_height(), ow = g.out_width();
@@ -80,6 +81,103 @@ TEST_CASE("conv: im2col + GEMM equals a direct convolution on every path") {
       }
     }
   }
+}
+
+TEST_CASE("conv: implicit im2col equals the patch matrix on every path, dense and block-sparse") {
+  std::mt19937_64 rng(7);
+  const int64_t channel_choices[] = {1, 2, 3, 4, 5, 8, 12, 16, 32};
+  for (int trial = 0; trial < 120; ++trial) {
+    ConvGeometry g;
+    g.height = 1 + static_cast<int64_t>(rng() % 10);
+    g.width = 1 + static_cast<int64_t>(rng() % 10);
+    g.channels = channel_choices[rng() % 9];
+    g.kernel = 1 + static_cast<int64_t>(rng() % 3);
+    g.stride = 1 + static_cast<int64_t>(rng() % 2);
+    g.padding = static_cast<int64_t>(rng() % 2);
+    if (g.height + 2 * g.padding < g.kernel || g.width + 2 * g.padding < g.kernel) continue;
+    const int64_t batch = 1 + static_cast<int64_t>(rng() % 2);
+    const int64_t out_ch = 1 + static_cast<int64_t>(rng() % 40);
+    const uint8_t zp = static_cast<uint8_t>(rng());
+    const int64_t image = g.height * g.width * g.channels, patch = g.patch();
+    std::vector<uint8_t> hwc(static_cast<size_t>(batch * image));
+    for (auto& v : hwc) v = static_cast<uint8_t>(rng());
+    // Whole [16 x 4] blocks of zeros (in the patch-matrix order) so the sparse loops have groups to skip.
+    std::vector<int8_t> oihw(static_cast<size_t>(out_ch * patch));
+    for (size_t i = 0; i < oihw.size(); ++i) {
+      const bool zero = (static_cast<int64_t>(i) / 4 + static_cast<int64_t>(i) / patch / 16) % 3 == 0;
+      oihw[i] = zero ? 0 : static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+    }
+
+    // The reference: the patch matrix and its weights.
+    const int64_t oh = g.out_height(), ow = g.out_width(), rows = batch * oh * ow;
+    std::vector<uint8_t> cols(static_cast<size_t>(rows * patch));
+    for (int64_t b = 0; b < batch; ++b)
+      im2col_hwc(hwc.data() + b * image, g, zp, cols.data() + b * oh * ow * patch, patch);
+    std::vector<int8_t> ohwc(oihw.size());
+    conv_weight_hwc(oihw.data(), out_ch, g.channels, g.kernel, g.kernel * g.channels, ohwc.data());
+    // The implicit im2col: padded images (the last run may read kRunSlack bytes past the last image, which
+    // end at the guard page) and weights in runs of whole groups.
+    const int64_t run = implicit_run_bytes(g.kernel, g.channels), image_padded = padded_image_bytes(g);
+    GuardedBuffer<uint8_t> padded(static_cast<size_t>(batch * image_padded + kRunSlack));
+    for (size_t i = 0; i < padded.size(); ++i) padded[i] = static_cast<uint8_t>(rng());  // slack: any value
+    for (int64_t b = 0; b < batch; ++b)
+      pad_hwc(hwc.data() + b * image, g, zp, padded.data() + b * image_padded);
+    std::vector<int64_t> offsets(static_cast<size_t>(rows));
+    const int64_t stride = implicit_rows(g, batch, offsets.data());
+    std::vector<int8_t> runs(static_cast<size_t>(out_ch * g.kernel * run));
+    conv_weight_hwc(oihw.data(), out_ch, g.channels, g.kernel, run, runs.data());
+
+    for (bool sparse : {false, true}) {
+      PackedWeights packed = pack_weights(ohwc.data(), out_ch, patch, patch);
+      PackedWeights packed_runs = pack_weights(runs.data(), out_ch, g.kernel * run, g.kernel * run);
+      index_zero_blocks(packed, sparse);
+      index_zero_blocks(packed_runs, sparse);
+      std::vector<int32_t> expected(static_cast<size_t>(rows * out_ch));
+      GemmArgs args;
+      args.a = cols.data();
+      args.lda = patch;
+      args.m = rows;
+      args.a_zero_point = zp;
+      args.w = &packed;
+      args.c = expected.data();
+      args.ldc = out_ch;
+      gemm_u8s8(args, Isa::kRef, nullptr);
+      for (Isa isa : {Isa::kRef, Isa::kAvx2, Isa::kAvx512Vnni}) {
+        if (isa > cpu_features().best_supported()) continue;
+        std::vector<int32_t> out(expected.size());
+        GemmArgs implicit = args;
+        implicit.a = padded.data();
+        implicit.lda = 0;
+        implicit.a_rows = offsets.data();
+        implicit.a_segments = g.kernel;
+        implicit.a_segment_stride = stride;
+        implicit.w = &packed_runs;
+        implicit.c = out.data();
+        gemm_u8s8(implicit, isa, nullptr);
+        INFO("trial " << trial << " path " << isa_name(isa) << " sparse " << sparse << " C " << g.channels
+                      << " k " << g.kernel << " stride " << g.stride << " pad " << g.padding);
+        REQUIRE(out == expected);
+      }
+    }
+  }
+}
+
+TEST_CASE("conv: implicit im2col rejects runs that are not whole 4-deep groups") {
+  std::vector<int8_t> w(2 * 6, 1);
+  const PackedWeights packed = pack_weights(w.data(), 2, 6, 6);
+  std::vector<uint8_t> a(64, 1);
+  std::vector<int64_t> rows = {0};
+  std::vector<int32_t> out(2);
+  GemmArgs args;
+  args.a = a.data();
+  args.m = 1;
+  args.a_rows = rows.data();
+  args.a_segments = 2;  // runs of 3 bytes
+  args.a_segment_stride = 8;
+  args.w = &packed;
+  args.c = out.data();
+  args.ldc = 2;
+  REQUIRE_THROWS_AS(gemm_u8s8(args, Isa::kRef, nullptr), std::invalid_argument);
 }
 
 TEST_CASE("pooling: max, average and global average") {
