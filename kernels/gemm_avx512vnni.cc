@@ -63,6 +63,67 @@ inline void epilogue16(const GemmArgs& args, int64_t row, int64_t col0, __m512i 
   }
 }
 
+// The epilogue of a tile of accumulators. With one activation zero point and no row scales, the per-column
+// terms (zero-point compensation + bias, multipliers, fp32 bias) are computed once for all rows; the integer
+// sum acc + (bias - za * sums) wraps exactly like epilogue16's (acc - za * sums) + bias, and the float steps
+// are the same, so both are bit-identical to apply_epilogue_ref.
+template <int MR, int NV>
+void store_tile(const GemmArgs& args, int64_t row0, int64_t col0, int64_t n_end,
+                const int32_t (*sums)[NV][16]) {
+  const Epilogue& e = args.epilogue;
+  if (args.a_zero_points || e.row_scale || e.kind == OutputKind::kInt32) {
+    for (int r = 0; r < MR; ++r) {
+      for (int v = 0; v < NV; ++v) {
+        const int64_t c = col0 + v * kPackColumns;
+        if (c < n_end) epilogue16(args, row0 + r, c, _mm512_load_si512(sums[r][v]), column_mask(n_end - c));
+      }
+    }
+    return;
+  }
+  __m512i offset[NV];
+  __m512 mult[NV], fp_bias[NV];
+  __mmask16 mask[NV];
+  int nv = 0;
+  const __m512i za = _mm512_set1_epi32(args.a_zero_point);
+  for (int v = 0; v < NV; ++v) {
+    const int64_t c = col0 + v * kPackColumns;
+    if (c >= n_end) break;
+    nv = v + 1;
+    mask[v] = column_mask(n_end - c);
+    const __m512i comp = _mm512_mullo_epi32(za, _mm512_loadu_si512(args.w->column_sums.data() + c));
+    const __m512i bias = e.bias ? _mm512_maskz_loadu_epi32(mask[v], e.bias + c) : _mm512_setzero_si512();
+    offset[v] = _mm512_sub_epi32(bias, comp);
+    mult[v] =
+        e.per_channel ? _mm512_maskz_loadu_ps(mask[v], e.multiplier + c) : _mm512_set1_ps(e.multiplier[0]);
+    fp_bias[v] = e.fp_bias ? _mm512_maskz_loadu_ps(mask[v], e.fp_bias + c) : _mm512_setzero_ps();
+  }
+  if (e.kind == OutputKind::kUint8) {
+    const __m512 lo = _mm512_set1_ps(static_cast<float>(e.clamp_lo - e.out_zero_point));
+    const __m512 hi = _mm512_set1_ps(static_cast<float>(e.clamp_hi - e.out_zero_point));
+    const __m512i zp = _mm512_set1_epi32(e.out_zero_point);
+    uint8_t* out = static_cast<uint8_t*>(args.c) + row0 * args.ldc + col0;
+    for (int r = 0; r < MR; ++r) {
+      for (int v = 0; v < nv; ++v) {
+        const __m512i acc = _mm512_add_epi32(_mm512_load_si512(sums[r][v]), offset[v]);
+        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult[v]);
+        f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
+        const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), zp);
+        _mm_mask_storeu_epi8(out + r * args.ldc + v * kPackColumns, mask[v], _mm512_cvtepi32_epi8(q));
+      }
+    }
+    return;
+  }
+  float* out = static_cast<float*>(args.c) + row0 * args.ldc + col0;
+  for (int r = 0; r < MR; ++r) {
+    for (int v = 0; v < nv; ++v) {
+      const __m512i acc = _mm512_add_epi32(_mm512_load_si512(sums[r][v]), offset[v]);
+      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult[v]);
+      if (e.fp_bias) f = _mm512_add_ps(f, fp_bias[v]);  // not + 0.0f: that would turn -0.0f into +0.0f
+      _mm512_mask_storeu_ps(out + r * args.ldc + v * kPackColumns, mask[v], f);
+    }
+  }
+}
+
 // One register tile: rows [row0, row0 + MR) x columns [col0, col0 + 16 * NV) (col0 a multiple of 16), of
 // which the columns below n_end are written.
 template <int MR, int NV>
@@ -109,12 +170,7 @@ void tile(const GemmArgs& args, int64_t row0, int64_t col0, int64_t n_end) {
   alignas(64) int32_t sums[MR][NV][16];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) _mm512_store_si512(sums[r][v], acc[r][v]);
-  for (int r = 0; r < MR; ++r) {
-    for (int v = 0; v < NV; ++v) {
-      const int64_t c = col0 + v * kPackColumns;
-      if (c < n_end) epilogue16(args, row0 + r, c, _mm512_load_si512(sums[r][v]), column_mask(n_end - c));
-    }
-  }
+  store_tile<MR, NV>(args, row0, col0, n_end, sums);
 }
 
 // tile<MR, nv> for a run-time nv in [1, NVMAX].
