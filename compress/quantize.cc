@@ -418,11 +418,12 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
     if (n.attrs.value("bias", true)) q.bias = param(model, n.name + ".bias").detach().clone();
     layers[q.node] = q;
   }
-  // uint8 chains: a static conv -> (ReLU | MaxPool2d)* -> static conv, single consumers all the way.
+  // uint8 chains (the runtime's rule, Session::setup_u8_outputs): a static conv -> (ReLU | MaxPool2d)* ->
+  // static conv, or -> ... -> Flatten -> ReLU* -> static Linear; single consumers all the way.
   for (auto& [i, q] : layers) {
     if (!q.static_activation || g.nodes()[i].op != OpKind::kConv2d) continue;
     int at = i;
-    bool relu = false;
+    bool relu = false, flattened = false;
     while (true) {
       const auto users = consumers(g, at);
       if (users.size() != 1 || at == g.output()) break;
@@ -432,9 +433,13 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
         relu = true;
         continue;
       }
-      if (op == OpKind::kMaxPool2d) continue;
+      if ((op == OpKind::kMaxPool2d || op == OpKind::kFlatten) && !flattened) {
+        flattened = op == OpKind::kFlatten;
+        continue;
+      }
       auto next = layers.find(at);
-      if (op == OpKind::kConv2d && next != layers.end() && next->second.static_activation) {
+      const OpKind consumer = flattened ? OpKind::kLinear : OpKind::kConv2d;
+      if (op == consumer && next != layers.end() && next->second.static_activation) {
         q.u8_output = true;
         q.output = next->second.input;
         q.relu = relu;

@@ -205,7 +205,8 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
       out.data.clear();
     }
     const Value* in = n.inputs.empty() ? nullptr : &values[n.inputs[0]];
-    if (in && in->is_u8 && n.op != OpKind::kReLU && n.op != OpKind::kMaxPool2d && n.op != OpKind::kConv2d) {
+    if (in && in->is_u8 && n.op != OpKind::kReLU && n.op != OpKind::kMaxPool2d && n.op != OpKind::kConv2d &&
+        n.op != OpKind::kFlatten && n.op != OpKind::kLinear) {
       throw Error(fmt::format("graph node '{}' ({}) cannot take a uint8 input", n.name, op_name(n.op)));
     }
     auto attr = [&](const char* key) { return n.attrs.at(key).get<int64_t>(); };
@@ -226,7 +227,13 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
         const int64_t rows = batch * product(in->shape) / fin;
         out.data.resize(static_cast<size_t>(rows * fout));
         const float* bias = n.attrs.value("bias", true) ? tensor("bias") : nullptr;
-        if (int8_[i]) {
+        if (in->is_u8 != (int8_[i] && int8_[i]->hwc_input)) {
+          throw Error(
+              fmt::format("graph node '{}': uint8 input and channels-last weights go together", n.name));
+        }
+        if (in->is_u8) {
+          linear_int8(static_cast<int>(i), nullptr, rows, bias, out.data.data(), in->u8.data());
+        } else if (int8_[i]) {
           linear_int8(static_cast<int>(i), in->data.data(), rows, bias, out.data.data());
         } else {
           kernels::linear_fp32(in->data.data(), rows, fin, tensor("weight"), bias, fout, out.data.data());
@@ -364,6 +371,12 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
       }
       case OpKind::kFlatten:
         out.shape = {product(in->shape)};
+        if (in->is_u8) {  // a channels-last uint8 map on its way to a Linear that reads it as it is
+          out.u8 = std::move(values[static_cast<size_t>(n.inputs[0])].u8);
+          out.is_u8 = true;
+          out.params = in->params;
+          break;
+        }
         out.data = in->data;
         break;
       case OpKind::kAdd: {

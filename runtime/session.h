@@ -63,9 +63,13 @@ class Session {
   std::vector<float> execute(const float* input, const int64_t* tokens, int64_t batch, int64_t length,
                              DecodeState* state) const;
   const float* weights(const std::string& name) const;
+  // Repacks a static Linear's weights to read a channels-last uint8 `map` [C, H, W] flattened.
+  void read_hwc(int node, const Shape& map);
   void setup_u8_outputs();  // validates and prepares the requantized (uint8) outputs of static convs
   // y[rows][out] = x[rows][in] W^T (+ bias) on the int8 kernels, for the int8 node `node`.
-  void linear_int8(int node, const float* x, int64_t rows, const float* bias, float* y) const;
+  // x: float rows, quantized here; or xq: uint8 rows already at the layer's input parameters.
+  void linear_int8(int node, const float* x, int64_t rows, const float* bias, float* y,
+                   const uint8_t* xq = nullptr) const;
   // y [batch][out][oh][ow] of the int8 Conv2d `node` from x [batch][cin][h][w].
   void conv_int8(int node, const Value& in, int64_t batch, const float* bias, Value& out) const;
 
@@ -84,6 +88,9 @@ class Session {
     bool relu = false;
     std::vector<int32_t> int_bias;
     std::vector<float> requant_multipliers;  // input scale x weight scale / output scale
+    // A static Linear behind Flatten at the end of a uint8 chain reads the channels-last uint8 map as it is:
+    // its weight columns are packed in (y, x, c) order instead of the graph's (c, y, x).
+    bool hwc_input = false;
   };
 
   Artifact artifact_;

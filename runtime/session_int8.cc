@@ -51,12 +51,14 @@ void Session::setup_u8_outputs() {
     layer.output.zero_point = static_cast<int32_t>(zp.get<int64_t>());
     layer.relu = q.value("output_relu", false);
     // The chain to the consumer: single users through ReLU and max pooling, ending at a static int8 conv
-    // whose input parameters are these.
-    int at = static_cast<int>(i);
+    // whose input parameters are these, or through Flatten at a static int8 Linear.
+    int at = static_cast<int>(i), flatten = -1;
     bool relu_seen = false;
     while (true) {
       if (users[static_cast<size_t>(at)].size() != 1 || at == graph_.output()) {
-        fail("a uint8 output must have exactly one consumer chain (ReLU, MaxPool2d) ending at an int8 conv");
+        fail(
+            "a uint8 output must have exactly one consumer chain (ReLU, MaxPool2d, Flatten) ending at an "
+            "int8 conv or Linear");
       }
       at = users[static_cast<size_t>(at)][0];
       const OpKind op = nodes[static_cast<size_t>(at)].op;
@@ -64,15 +66,22 @@ void Session::setup_u8_outputs() {
         relu_seen = true;
         continue;
       }
-      if (op == OpKind::kMaxPool2d) continue;
-      const auto& next = int8_[static_cast<size_t>(at)];
-      if (op != OpKind::kConv2d || !next || !next->static_activation ||
-          next->input.scale != layer.output.scale || next->input.zero_point != layer.output.zero_point) {
-        fail(fmt::format(
-            "uint8 output feeds '{}', which is not a static int8 conv with input scale {} and zero "
-            "point {}",
-            nodes[static_cast<size_t>(at)].name, layer.output.scale, layer.output.zero_point));
+      if (op == OpKind::kMaxPool2d && flatten < 0) continue;
+      if (op == OpKind::kFlatten && flatten < 0) {
+        flatten = at;
+        continue;
       }
+      const auto& next = int8_[static_cast<size_t>(at)];
+      const bool consumer = flatten < 0 ? op == OpKind::kConv2d : op == OpKind::kLinear;
+      if (!consumer || !next || !next->static_activation || next->input.scale != layer.output.scale ||
+          next->input.zero_point != layer.output.zero_point) {
+        fail(fmt::format(
+            "uint8 output feeds '{}', which is not a static int8 {} with input scale {} and zero point {}",
+            nodes[static_cast<size_t>(at)].name, flatten < 0 ? "conv" : "Linear (after Flatten)",
+            layer.output.scale, layer.output.zero_point));
+      }
+      if (flatten >= 0)
+        read_hwc(at, nodes[static_cast<size_t>(nodes[static_cast<size_t>(flatten)].inputs[0])].shape);
       break;
     }
     if (relu_seen != layer.relu) fail("quant.output_relu must say whether a ReLU follows");
@@ -92,12 +101,32 @@ void Session::setup_u8_outputs() {
   }
 }
 
-void Session::linear_int8(int node, const float* x, int64_t rows, const float* bias, float* y) const {
+void Session::read_hwc(int node, const Shape& map) {
+  Int8Weights& layer = *int8_[static_cast<size_t>(node)];
+  const Node& n = graph_.nodes()[static_cast<size_t>(node)];
+  const int64_t out = layer.packed.n, k = layer.packed.k;
+  if (map.size() != 3 || map[0] * map[1] * map[2] != k) {
+    throw Error(fmt::format("{}: graph node '{}': a uint8 map of shape [{}] cannot feed {} inputs",
+                            artifact_.name(), n.name, fmt::join(map, ", "), k));
+  }
+  const int64_t channels = map[0], pixels = map[1] * map[2];
+  const int8_t* w = artifact_.tensor(n.name + ".weight").as<int8_t>();
+  std::vector<int8_t> hwc(static_cast<size_t>(out * k));
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t p = 0; p < pixels; ++p) hwc[o * k + p * channels + c] = w[o * k + c * pixels + p];
+  layer.packed = kernels::pack_weights(hwc.data(), out, k, k);
+  layer.hwc_input = true;
+}
+
+void Session::linear_int8(int node, const float* x, int64_t rows, const float* bias, float* y,
+                          const uint8_t* xq) const {
   const Int8Weights& layer = *int8_[node];
   const int64_t in = layer.packed.k, out = layer.packed.n;
-  std::vector<uint8_t> a(static_cast<size_t>(rows * in));
+  thread_local std::vector<uint8_t> a;  // scratch reused across runs on this thread
+  a.resize(static_cast<size_t>(rows * in));
   kernels::GemmArgs g;
-  g.a = a.data();
+  g.a = xq ? xq : a.data();
   g.lda = in;
   g.m = rows;
   g.w = &layer.packed;
@@ -106,7 +135,7 @@ void Session::linear_int8(int node, const float* x, int64_t rows, const float* b
   std::vector<float> row_scale;
   std::vector<int32_t> row_zero;
   if (layer.static_activation) {
-    kernels::quantize_rows(x, rows, in, in, layer.input, a.data(), in);
+    if (!xq) kernels::quantize_rows(x, rows, in, in, layer.input, a.data(), in);
     g.a_zero_point = layer.input.zero_point;
     g.epilogue.multiplier = layer.multipliers.data();
   } else {

@@ -137,6 +137,9 @@ TEST_CASE("the LibTorch simulation is what the runtime computes: static and dyna
     if (std::string(activations) == "static") {
       REQUIRE(s.graph().nodes()[1].attrs["quant"]["output_relu"] ==
               true);  // conv -> ReLU -> conv stays uint8
+      // conv -> ReLU -> max pool -> flatten -> Linear too (the Linear reads the channels-last map).
+      REQUIRE(report["layers"][1]["layer"] == "features.1.conv");
+      REQUIRE(report["layers"][1]["output"] == "uint8 (ReLU fused)");
     }
     // And the simulation tracks the float model.
     const auto fp = m->forward(x);
@@ -150,9 +153,11 @@ TEST_CASE("a session checks uint8 outputs: parameters and the chain to the next 
   nlohmann::json report;
   QuantizedModel qm = quantize_model(m, spec, small_data(), report);
   REQUIRE(report["layers"][0]["output"] == "uint8 (ReLU fused)");
-  auto error_with = [&](const std::function<void(nlohmann::json&)>& edit) {
+  auto error_with = [&](const std::function<void(nlohmann::json&)>& edit,
+                        const char* node = "features.0.conv") {
     auto writer = qm.export_artifact({{"producer", "test"}});
-    edit(writer.metadata()["graph"]["nodes"][1]["attrs"]["quant"]);
+    for (auto& n : writer.metadata()["graph"]["nodes"])
+      if (n["name"] == node) edit(n["attrs"]["quant"]);
     try {
       session_of(writer, "bad.mighty");
     } catch (const Error& e) {
@@ -170,6 +175,8 @@ TEST_CASE("a session checks uint8 outputs: parameters and the chain to the next 
                Catch::Contains("which is not a static int8 conv with input scale 0.123"));
   REQUIRE_THAT(error_with([](nlohmann::json& q) { q["output_relu"] = false; }),
                Catch::Contains("quant.output_relu must say whether a ReLU follows"));
+  REQUIRE_THAT(error_with([](nlohmann::json& q) { q["output_zero_point"] = 3; }, "features.1.conv"),
+               Catch::Contains("which is not a static int8 Linear (after Flatten) with input scale"));
 }
 
 TEST_CASE("quantize options: exclusions, overrides, bias correction, SmoothQuant") {
