@@ -212,10 +212,8 @@ void Pruner::update_units(double progress) {
 std::vector<std::pair<std::string, int64_t>> Pruner::layers() const {
   std::vector<std::pair<std::string, int64_t>> out;
   for (const auto& u : units_) {
-    int64_t n = 0;
-    for (const auto& kv : model_->named_parameters(true))
-      if (kv.key() == u.group.layer + ".weight") n = kv.value().numel();
-    out.emplace_back(u.group.layer, n);
+    GraphModule model = model_;  // a handle to the same module
+    out.emplace_back(u.group.layer, unit_group_weights(model, u.group));
   }
   for (const auto& l : layers_)
     if (l.skipped.empty()) out.emplace_back(l.w.layer, l.weight.numel());

@@ -51,6 +51,16 @@ std::vector<UnitGroup> unit_groups(const Graph& graph) {
   }
   std::vector<UnitGroup> out;
   for (int p = 0; p < static_cast<int>(nodes.size()); ++p) {
+    if (nodes[p].op == OpKind::kMultiHeadAttention && nodes[p].attrs.at("heads").get<int64_t>() > 1) {
+      UnitGroup g;
+      g.layer = nodes[p].name;
+      g.producer = p;
+      g.heads = true;
+      g.units = nodes[p].attrs.at("heads").get<int64_t>();
+      g.head_dim = attention_head_dim(nodes[p]);
+      out.push_back(g);
+      continue;
+    }
     if (!is_layer(nodes[p].op)) continue;
     UnitGroup g;
     g.layer = nodes[p].name;
@@ -98,9 +108,35 @@ std::vector<UnitGroup> unit_groups(const Graph& graph) {
   return out;
 }
 
+namespace {
+
+// A head's weights as [3, heads, head_dim, d] (q, k, v rows) and [d, heads, head_dim] (output columns).
+torch::Tensor head_rows(GraphModule& model, const UnitGroup& g) {
+  return named_tensor(model, g.layer + ".in_proj.weight").view({3, g.units, g.head_dim, -1});
+}
+torch::Tensor head_columns(GraphModule& model, const UnitGroup& g) {
+  return named_tensor(model, g.layer + ".out_proj.weight").view({-1, g.units, g.head_dim});
+}
+
+}  // namespace
+
+int64_t unit_group_weights(GraphModule& model, const UnitGroup& group) {
+  if (group.heads) {
+    return named_tensor(model, group.layer + ".in_proj.weight").numel() +
+           named_tensor(model, group.layer + ".out_proj.weight").numel();
+  }
+  return named_tensor(model, group.layer + ".weight").numel();
+}
+
 torch::Tensor unit_scores(GraphModule& model, const UnitGroup& group, const std::string& criterion) {
   torch::NoGradGuard no_grad;
   const auto& nodes = model->graph().nodes();
+  if (group.heads) {
+    const auto rows = head_rows(model, group).detach(), cols = head_columns(model, group).detach();
+    const std::vector<int64_t> row_dims = {0, 2, 3}, col_dims = {0, 2};
+    if (criterion == "l1") return rows.abs().sum(row_dims) + cols.abs().sum(col_dims);
+    return (rows.pow(2).sum(row_dims) + cols.pow(2).sum(col_dims)).sqrt();
+  }
   if (criterion == "bn_scale" && group.batchnorm >= 0) {
     return named_tensor(model, nodes[group.batchnorm].name + ".weight").detach().abs().clone();
   }
@@ -111,6 +147,15 @@ torch::Tensor unit_scores(GraphModule& model, const UnitGroup& group, const std:
 void zero_units(GraphModule& model, const UnitGroup& group, const torch::Tensor& keep) {
   torch::NoGradGuard no_grad;
   const auto drop = keep.eq(0);
+  if (group.heads) {
+    const auto h = drop.reshape({-1});
+    head_rows(model, group).masked_fill_(h.view({1, -1, 1, 1}).expand({3, -1, group.head_dim, 1}), 0.0);
+    named_tensor(model, group.layer + ".in_proj.bias")
+        .view({3, group.units, group.head_dim})
+        .masked_fill_(h.view({1, -1, 1}), 0.0);
+    head_columns(model, group).masked_fill_(h.view({1, -1, 1}), 0.0);
+    return;
+  }
   auto zero_rows = [&](const std::string& name) {
     auto t = named_tensor(model, name);
     auto rows = drop.reshape({-1});
@@ -140,6 +185,20 @@ GraphModule shrink_units(GraphModule& model, const std::vector<UnitGroup>& group
     if (n == 0) throw Error(fmt::format("structured pruning: every unit of '{}' would be removed", g.layer));
     const auto& nodes = graph.nodes();
     auto& pattrs = gj["nodes"][g.producer]["attrs"];
+    if (g.heads) {
+      // Rows (part, head, i) of the packed q, k, v projection and columns (head, i) of the output one.
+      const auto within = torch::arange(g.head_dim, torch::kInt64);
+      const auto columns = (kept.unsqueeze(1) * g.head_dim + within.unsqueeze(0)).reshape({-1});
+      const auto rows =
+          (torch::arange(3, torch::kInt64).unsqueeze(1) * (g.units * g.head_dim) + columns.unsqueeze(0))
+              .reshape({-1});
+      pattrs["heads"] = n;
+      pattrs["head_dim"] = g.head_dim;
+      slices[g.layer + ".in_proj.weight"] = {0, rows};
+      slices[g.layer + ".in_proj.bias"] = {0, rows};
+      slices[g.layer + ".out_proj.weight"] = {1, columns};
+      continue;
+    }
     pattrs[nodes[g.producer].op == OpKind::kConv2d ? "out_channels" : "out_features"] = n;
     slices[g.layer + ".weight"] = {0, kept};
     slices[g.layer + ".bias"] = {0, kept};

@@ -154,14 +154,14 @@ ModelSpec fill_from_data(ModelSpec spec, const Dataset& data, const std::string&
   return spec;
 }
 
-AttentionImpl::AttentionImpl(int64_t d_model, int64_t heads, bool causal)
-    : d_model_(d_model), heads_(heads), causal_(causal) {
-  in_proj_ = register_module("in_proj", torch::nn::Linear(d_model, 3 * d_model));
-  out_proj_ = register_module("out_proj", torch::nn::Linear(d_model, d_model));
+AttentionImpl::AttentionImpl(int64_t d_model, int64_t heads, bool causal, int64_t head_dim)
+    : heads_(heads), head_dim_(head_dim), causal_(causal) {
+  in_proj_ = register_module("in_proj", torch::nn::Linear(d_model, 3 * heads * head_dim));
+  out_proj_ = register_module("out_proj", torch::nn::Linear(heads * head_dim, d_model));
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
-  const int64_t b = x.size(0), t = x.size(1), dh = d_model_ / heads_;
+  const int64_t b = x.size(0), t = x.size(1), dh = head_dim_;
   auto qkv = in_proj_->forward(x).view({b, t, 3, heads_, dh}).permute({2, 0, 3, 1, 4});  // [3, B, H, T, dh]
   auto q = qkv[0], k = qkv[1], v = qkv[2];
   auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(dh));
@@ -170,7 +170,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
     scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
   }
   auto context = torch::matmul(torch::softmax(scores, -1), v);  // [B, H, T, dh]
-  return out_proj_->forward(context.transpose(1, 2).reshape({b, t, d_model_}));
+  return out_proj_->forward(context.transpose(1, 2).reshape({b, t, heads_ * dh}));
 }
 
 GraphModuleImpl::GraphModuleImpl(Graph graph) : graph_(std::move(graph)) {
@@ -211,7 +211,8 @@ GraphModuleImpl::GraphModuleImpl(Graph graph) : graph_(std::move(graph)) {
         m = nm.layernorm.ptr();
         break;
       case OpKind::kMultiHeadAttention:
-        nm.attention = Attention(a("d_model"), a("heads"), n.attrs.value("causal", false));
+        nm.attention =
+            Attention(a("d_model"), a("heads"), n.attrs.value("causal", false), attention_head_dim(n));
         m = nm.attention.ptr();
         break;
       default:

@@ -22,14 +22,16 @@ struct Dataset;
 // Fills input_shape / classes / vocab from the data, or checks the values the recipe gave against it.
 ModelSpec fill_from_data(ModelSpec spec, const Dataset& data, const std::string& json_path);
 
-// Multi-head self-attention with one packed input projection, as in the IR's MultiHeadAttention.
+// Multi-head self-attention with one packed input projection, as in the IR's MultiHeadAttention: heads of
+// head_dim (d_model / heads unless heads were pruned away), projections [3 * heads * head_dim, d_model] and
+// [d_model, heads * head_dim].
 class AttentionImpl : public torch::nn::Module {
  public:
-  AttentionImpl(int64_t d_model, int64_t heads, bool causal);
+  AttentionImpl(int64_t d_model, int64_t heads, bool causal, int64_t head_dim);
   torch::Tensor forward(const torch::Tensor& x);  // [B, T, D] -> [B, T, D]
 
  private:
-  int64_t d_model_, heads_;
+  int64_t heads_, head_dim_;
   bool causal_;
   torch::nn::Linear in_proj_{nullptr}, out_proj_{nullptr};
 };

@@ -83,6 +83,14 @@ constexpr int64_t kMaxDim = int64_t{1} << 31;
 
 const char* op_name(OpKind op) { return info(op).name; }
 
+int64_t attention_head_dim(const Node& n) {
+  const int64_t heads = n.attrs.at("heads").get<int64_t>();
+  return n.attrs.contains("head_dim") ? n.attrs.at("head_dim").get<int64_t>()
+                                      : n.attrs.at("d_model").get<int64_t>() / heads;
+}
+
+int64_t attention_inner(const Node& n) { return n.attrs.at("heads").get<int64_t>() * attention_head_dim(n); }
+
 OpKind op_from_name(const std::string& name) {
   for (const auto& i : kOps)
     if (name == i.name) return i.op;
@@ -259,8 +267,10 @@ void Graph::infer_shapes() {
         const int64_t d = attr_int(n, i, "d_model", 1, kMaxDim);
         const int64_t heads = attr_int(n, i, "heads", 1, 4096);
         need_dim(in[1], d, "model width");
-        if (d % heads != 0)
+        // head_dim: given when heads were pruned away (heads * head_dim < d_model), else d_model / heads.
+        if (!n.attrs.contains("head_dim") && d % heads != 0)
           throw Error(fmt::format("{}: d_model {} is not divisible by {} heads", where(n, i), d, heads));
+        attr_int_or(n, i, "head_dim", d / heads, 1, kMaxDim);
         n.shape = in;
         break;
       }
@@ -297,10 +307,10 @@ std::vector<TensorSpec> Graph::tensors(int index) const {
       out.push_back({p + ".bias", {a("dim")}});
       break;
     case OpKind::kMultiHeadAttention: {
-      const int64_t d = a("d_model");
-      out.push_back({p + ".in_proj.weight", {3 * d, d}});
-      out.push_back({p + ".in_proj.bias", {3 * d}});
-      out.push_back({p + ".out_proj.weight", {d, d}});
+      const int64_t d = a("d_model"), inner = attention_inner(n);
+      out.push_back({p + ".in_proj.weight", {3 * inner, d}});
+      out.push_back({p + ".in_proj.bias", {3 * inner}});
+      out.push_back({p + ".out_proj.weight", {d, inner}});
       out.push_back({p + ".out_proj.bias", {d}});
       break;
     }

@@ -52,6 +52,11 @@ struct Node {
   Shape shape;  // output shape, filled by Graph::infer_shapes
 };
 
+// A MultiHeadAttention node's head width (attr head_dim, else d_model / heads) and projection width
+// heads * head_dim (d_model unless heads were pruned away).
+int64_t attention_head_dim(const Node& n);
+int64_t attention_inner(const Node& n);
+
 class Graph {
  public:
   // Appends a node and returns its index. Inputs must refer to earlier nodes, so the order is topological.

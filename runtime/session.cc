@@ -411,45 +411,48 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
         break;
       }
       case OpKind::kMultiHeadAttention: {
-        const int64_t d = attr("d_model"), heads = attr("heads"), dh = d / heads, t = in->shape[0];
+        // d: the model width (input and output); e = heads * dh: the projections' width (smaller than d
+        // once heads were pruned away).
+        const int64_t d = attr("d_model"), heads = attr("heads"), dh = attention_head_dim(n), e = heads * dh;
+        const int64_t t = in->shape[0];
         const bool causal = n.attrs.value("causal", false);
         out.shape = in->shape;
         out.data.resize(in->data.size());
-        std::vector<float> qkv(static_cast<size_t>(t * 3 * d)), context(static_cast<size_t>(t * d)),
+        std::vector<float> qkv(static_cast<size_t>(t * 3 * e)), context(static_cast<size_t>(t * e)),
             scores(static_cast<size_t>(t * t));
         const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
         for (int64_t b = 0; b < batch; ++b) {
           kernels::linear_fp32(in->data.data() + b * t * d, t, d, tensor("in_proj.weight"),
-                               tensor("in_proj.bias"), 3 * d, qkv.data());
+                               tensor("in_proj.bias"), 3 * e, qkv.data());
           // Keys and values: this call's rows, or (decoding) the cache with this call's rows appended.
-          const float* keys = qkv.data() + d;
-          const float* vals = qkv.data() + 2 * d;
-          int64_t kv_stride = 3 * d, total = t;
+          const float* keys = qkv.data() + e;
+          const float* vals = qkv.data() + 2 * e;
+          int64_t kv_stride = 3 * e, total = t;
           if (state) {
             auto& kc = state->keys[i];
             auto& vc = state->values[i];
             const int64_t context_length = graph_.input_shape()[0];
             if (kc.empty()) {
-              kc.assign(static_cast<size_t>(context_length * d), 0.0f);
-              vc.assign(static_cast<size_t>(context_length * d), 0.0f);
+              kc.assign(static_cast<size_t>(context_length * e), 0.0f);
+              vc.assign(static_cast<size_t>(context_length * e), 0.0f);
             }
             for (int64_t r = 0; r < t; ++r) {
-              std::copy(qkv.data() + r * 3 * d + d, qkv.data() + r * 3 * d + 2 * d,
-                        kc.data() + (start + r) * d);
-              std::copy(qkv.data() + r * 3 * d + 2 * d, qkv.data() + r * 3 * d + 3 * d,
-                        vc.data() + (start + r) * d);
+              std::copy(qkv.data() + r * 3 * e + e, qkv.data() + r * 3 * e + 2 * e,
+                        kc.data() + (start + r) * e);
+              std::copy(qkv.data() + r * 3 * e + 2 * e, qkv.data() + r * 3 * e + 3 * e,
+                        vc.data() + (start + r) * e);
             }
             keys = kc.data();
             vals = vc.data();
-            kv_stride = d;
+            kv_stride = e;
             total = start + t;
           }
           scores.resize(static_cast<size_t>(t * total));
           for (int64_t hd = 0; hd < heads; ++hd) {
-            // q, k and v of head hd start at columns hd*dh (q in qkv, rows 3d apart; k and v in qkv or the
+            // q, k and v of head hd start at columns hd*dh (q in qkv, rows 3e apart; k and v in qkv or the
             // cache).
             using Strided = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
-            const Strided q(qkv.data() + hd * dh, t, dh, Eigen::OuterStride<>(3 * d));
+            const Strided q(qkv.data() + hd * dh, t, dh, Eigen::OuterStride<>(3 * e));
             const Strided k(keys + hd * dh, total, dh, Eigen::OuterStride<>(kv_stride));
             const Strided v(vals + hd * dh, total, dh, Eigen::OuterStride<>(kv_stride));
             Rows s(scores.data(), t, total);
@@ -463,10 +466,10 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
             }
             kernels::softmax_rows(scores.data(), t, total, scores.data());
             Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> ctx(context.data() + hd * dh, t, dh,
-                                                               Eigen::OuterStride<>(d));
+                                                               Eigen::OuterStride<>(e));
             ctx.noalias() = s * v;
           }
-          kernels::linear_fp32(context.data(), t, d, tensor("out_proj.weight"), tensor("out_proj.bias"), d,
+          kernels::linear_fp32(context.data(), t, e, tensor("out_proj.weight"), tensor("out_proj.bias"), d,
                                out.data.data() + b * t * d);
         }
         break;

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 
+#include "compress/export.h"
 #include "compress/jobs.h"
 #include "compress/pipeline.h"
 #include "compress/recipe.h"
@@ -60,8 +61,9 @@ void randomize(GraphModule& m) {
   }
 }
 
-// Zeroes every other unit of every group, shrinks, and compares the two models on `x`.
-void check_shrink_equals_zeroed(GraphModule& m, const torch::Tensor& x, size_t expected_groups) {
+// Zeroes every other unit of every group, shrinks, and compares the two models on `x`; returns the shrunk
+// one.
+GraphModule check_shrink_equals_zeroed(GraphModule& m, const torch::Tensor& x, size_t expected_groups) {
   m->eval();
   const auto groups = unit_groups(m->graph());
   REQUIRE(groups.size() == expected_groups);
@@ -85,6 +87,7 @@ void check_shrink_equals_zeroed(GraphModule& m, const torch::Tensor& x, size_t e
   randomize(fresh);
   fresh->eval();
   REQUIRE(!torch::allclose(fresh->forward(x), zeroed, 1e-3, 1e-3));
+  return small;
 }
 
 }  // namespace
@@ -104,9 +107,15 @@ TEST_CASE("structured: the prunable units of a CNN, an MLP and a transformer") {
   REQUIRE(groups[3].layer == "fc.0");
 
   const auto tg = unit_groups(build_graph(transformer_spec()));
-  REQUIRE(tg.size() == 2);  // each feed-forward's fc1; fc2, attention and the head feed residuals or output
-  REQUIRE(tg[0].layer == "blocks.0.ffn.fc1");
-  REQUIRE(tg[1].layer == "blocks.1.ffn.fc1");
+  // Each block's attention heads and feed-forward fc1; fc2 and the head feed residuals or the output.
+  REQUIRE(tg.size() == 4);
+  REQUIRE(tg[0].layer == "blocks.0.attn");
+  REQUIRE(tg[0].heads);
+  REQUIRE(tg[0].units == 2);
+  REQUIRE(tg[0].head_dim == 8);
+  REQUIRE(tg[1].layer == "blocks.0.ffn.fc1");
+  REQUIRE(tg[2].layer == "blocks.1.attn");
+  REQUIRE(tg[3].layer == "blocks.1.ffn.fc1");
 }
 
 TEST_CASE("structured: a model with units zeroed equals its physically shrunk version") {
@@ -133,10 +142,32 @@ TEST_CASE("structured: a model with units zeroed equals its physically shrunk ve
     randomize(m);
     check_shrink_equals_zeroed(m, torch::randn({5, 1, 6, 6}), 2);
   }
-  SECTION("transformer feed-forward width") {
-    auto m = GraphModule(build_graph(transformer_spec()));
+  SECTION("transformer attention heads and feed-forward width") {
+    auto spec = transformer_spec();
+    spec.heads = 4;
+    auto m = GraphModule(build_graph(spec));
     randomize(m);
-    check_shrink_equals_zeroed(m, torch::randint(0, 11, {2, 8}, torch::kInt64), 2);
+    const auto tokens = torch::randint(0, 11, {2, 8}, torch::kInt64);
+    GraphModule small = check_shrink_equals_zeroed(m, tokens, 4);
+    const auto& attn = small->graph().nodes()[static_cast<size_t>(unit_groups(small->graph())[0].producer)];
+    REQUIRE(attn.attrs["heads"] == 2);
+    REQUIRE(attn.attrs["head_dim"] == 4);  // 16 / 4 heads, now 2 of them: projections 8 wide
+    // The runtime runs the smaller attention, whole and token by token with its key/value cache.
+    const Session session(
+        Artifact::from_bytes(export_fp32(small, {{"producer", "test"}}).serialize(), "heads.mighty"));
+    const auto got = session.run_tokens(tokens.data_ptr<int64_t>(), 2, 8);
+    torch::NoGradGuard no_grad;
+    const auto want = small->forward(tokens).contiguous().view({-1});
+    REQUIRE(want.numel() == static_cast<int64_t>(got.size()));
+    for (size_t i = 0; i < got.size(); ++i)
+      REQUIRE(got[i] == Approx(want[static_cast<int64_t>(i)].item<float>()).margin(1e-4));
+    Session::DecodeState state;
+    std::vector<float> pieces;
+    for (int64_t at = 0; at < 8; at += 4) {
+      const auto part = session.decode(tokens.data_ptr<int64_t>() + at, 4, state);
+      pieces.insert(pieces.end(), part.begin(), part.end());
+    }
+    for (size_t i = 0; i < pieces.size(); ++i) REQUIRE(pieces[i] == Approx(got[i]).margin(1e-5));
   }
 }
 
