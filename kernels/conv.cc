@@ -109,12 +109,26 @@ void max_pool_hwc(const uint8_t* in, int64_t height, int64_t width, int64_t chan
   for (int64_t oy = 0; oy < oh; ++oy) {
     for (int64_t ox = 0; ox < ow; ++ox) {
       uint8_t* dst = out + (oy * ow + ox) * channels;
-      std::memset(dst, 0, static_cast<size_t>(channels));
-      for (int64_t ky = 0; ky < kernel; ++ky) {
-        for (int64_t kx = 0; kx < kernel; ++kx) {
-          const uint8_t* src = in + ((oy * stride + ky) * width + ox * stride + kx) * channels;
-          for (int64_t c = 0; c < channels; ++c) dst[c] = std::max(dst[c], src[c]);
+      const uint8_t* corner = in + (oy * stride * width + ox * stride) * channels;
+      // 16 channels at a time in a local block (no aliasing with the input, so it becomes one vector max
+      // per window position), then the rest one by one.
+      int64_t c0 = 0;
+      for (; c0 + 16 <= channels; c0 += 16) {
+        uint8_t block[16];
+        std::memcpy(block, corner + c0, 16);
+        for (int64_t ky = 0; ky < kernel; ++ky) {
+          for (int64_t kx = 0; kx < kernel; ++kx) {
+            const uint8_t* src = corner + (ky * width + kx) * channels + c0;
+            for (int i = 0; i < 16; ++i) block[i] = std::max(block[i], src[i]);
+          }
         }
+        std::memcpy(dst + c0, block, 16);
+      }
+      for (int64_t c = c0; c < channels; ++c) {
+        uint8_t m = corner[c];
+        for (int64_t ky = 0; ky < kernel; ++ky)
+          for (int64_t kx = 0; kx < kernel; ++kx) m = std::max(m, corner[(ky * width + kx) * channels + c]);
+        dst[c] = m;
       }
     }
   }
