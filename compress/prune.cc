@@ -422,7 +422,11 @@ nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher
   const PruneSpec& spec = recipe.stages.at(stage_index).prune;
   const std::string path = fmt::format("/stages/{}", stage_index);
   std::filesystem::create_directories(options.dir);
-  const std::string identity = hash64_hex(fmt::format("{}/{}/prune", options.identity, stage_index));
+  // The result's format version is part of its identity: a result.json written by an older mighty (without
+  // fields this report reads) is not taken as complete; the stage runs again.
+  constexpr int kResultVersion = 2;
+  const std::string identity =
+      hash64_hex(fmt::format("{}/{}/prune/v{}", options.identity, stage_index, kResultVersion));
   const std::string result_path = options.dir + "/result.json", weights_path = options.dir + "/pruned.pt";
   const std::string graph_path = options.dir + "/pruned.graph.json";
   if (options.resume && std::filesystem::exists(result_path) && std::filesystem::exists(weights_path)) {
