@@ -4,6 +4,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace mighty::kernels {
 
 namespace {
@@ -28,6 +32,28 @@ inline void copy_small(uint8_t* dst, const uint8_t* src, size_t n) {
     *dst = *src;
   }
 }
+
+// 16 bytes and their lane-wise maximum: SSE2 (part of every x86-64), else plain bytes.
+#if defined(__SSE2__)
+using Block16 = __m128i;
+inline Block16 load16(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+inline void store16(uint8_t* p, Block16 b) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), b); }
+inline Block16 max16(Block16 a, Block16 b) { return _mm_max_epu8(a, b); }
+#else
+struct Block16 {
+  uint8_t b[16];
+};
+inline Block16 load16(const uint8_t* p) {
+  Block16 v;
+  std::memcpy(v.b, p, 16);
+  return v;
+}
+inline void store16(uint8_t* p, Block16 v) { std::memcpy(p, v.b, 16); }
+inline Block16 max16(Block16 a, Block16 b) {
+  for (int i = 0; i < 16; ++i) a.b[i] = std::max(a.b[i], b.b[i]);
+  return a;
+}
+#endif
 
 }  // namespace
 
@@ -106,29 +132,38 @@ void conv_weight_hwc(const int8_t* oihw, int64_t out_channels, int64_t in_channe
 void max_pool_hwc(const uint8_t* in, int64_t height, int64_t width, int64_t channels, int64_t kernel,
                   int64_t stride, uint8_t* out) {
   const int64_t oh = (height - kernel) / stride + 1, ow = (width - kernel) / stride + 1;
+  const int64_t row = width * channels;
+  // One output row at a time: the max over its `kernel` input rows into `rows` (contiguous bytes, 16 at a
+  // time), then over each window's `kernel` pixels, 16 channels at a time; `rows` has 16 bytes of slack so a
+  // block may start at any pixel.
+  thread_local std::vector<uint8_t> rows;
+  rows.resize(static_cast<size_t>(row + 16));
   for (int64_t oy = 0; oy < oh; ++oy) {
+    const uint8_t* top = in + oy * stride * row;
+    int64_t i = 0;
+    for (; i + 16 <= row; i += 16) {
+      Block16 m = load16(top + i);
+      for (int64_t ky = 1; ky < kernel; ++ky) m = max16(m, load16(top + ky * row + i));
+      store16(rows.data() + i, m);
+    }
+    for (; i < row; ++i) {
+      uint8_t m = top[i];
+      for (int64_t ky = 1; ky < kernel; ++ky) m = std::max(m, top[ky * row + i]);
+      rows[static_cast<size_t>(i)] = m;
+    }
+    uint8_t* dst = out + oy * ow * channels;
     for (int64_t ox = 0; ox < ow; ++ox) {
-      uint8_t* dst = out + (oy * ow + ox) * channels;
-      const uint8_t* corner = in + (oy * stride * width + ox * stride) * channels;
-      // 16 channels at a time in a local block (no aliasing with the input, so it becomes one vector max
-      // per window position), then the rest one by one.
-      int64_t c0 = 0;
-      for (; c0 + 16 <= channels; c0 += 16) {
-        uint8_t block[16];
-        std::memcpy(block, corner + c0, 16);
-        for (int64_t ky = 0; ky < kernel; ++ky) {
-          for (int64_t kx = 0; kx < kernel; ++kx) {
-            const uint8_t* src = corner + (ky * width + kx) * channels + c0;
-            for (int i = 0; i < 16; ++i) block[i] = std::max(block[i], src[i]);
-          }
+      const uint8_t* window = rows.data() + ox * stride * channels;
+      for (int64_t c0 = 0; c0 < channels; c0 += 16) {
+        Block16 m = load16(window + c0);
+        for (int64_t kx = 1; kx < kernel; ++kx) m = max16(m, load16(window + kx * channels + c0));
+        if (channels - c0 >= 16) {
+          store16(dst + ox * channels + c0, m);
+        } else {
+          uint8_t part[16];
+          store16(part, m);
+          copy_small(dst + ox * channels + c0, part, static_cast<size_t>(channels - c0));
         }
-        std::memcpy(dst + c0, block, 16);
-      }
-      for (int64_t c = c0; c < channels; ++c) {
-        uint8_t m = corner[c];
-        for (int64_t ky = 0; ky < kernel; ++ky)
-          for (int64_t kx = 0; kx < kernel; ++kx) m = std::max(m, corner[(ky * width + kx) * channels + c]);
-        dst[c] = m;
       }
     }
   }
