@@ -43,6 +43,22 @@ Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)
   }
   const auto& nodes = graph_.nodes();
   int8_.resize(nodes.size());
+  node_tensors_.resize(nodes.size());
+  layer_attrs_.resize(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const OpKind op = nodes[i].op;
+    if (op != OpKind::kLinear && op != OpKind::kConv2d && op != OpKind::kMaxPool2d && op != OpKind::kAvgPool2d)
+      continue;  // only these read them; their values were checked by Graph::infer_shapes
+    const auto& a = nodes[i].attrs;
+    LayerAttrs& la = layer_attrs_[i];
+    auto get = [&](const char* key, int64_t fallback) { return a.contains(key) ? a[key].get<int64_t>() : fallback; };
+    la.in = get(op == OpKind::kConv2d ? "in_channels" : "in_features", 0);
+    la.out = get(op == OpKind::kConv2d ? "out_channels" : "out_features", 0);
+    la.kernel = get("kernel", 1);
+    la.stride = get("stride", -1);
+    la.padding = get("padding", 0);
+    la.bias = a.value("bias", true);
+  }
   for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
     const Node& n = nodes[i];
     const bool quantized = n.attrs.contains("quant");
@@ -92,6 +108,7 @@ Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)
                                 spec.name, tensor_type_name(t.type), fmt::join(t.shape, ", "),
                                 tensor_type_name(want), fmt::join(spec.shape, ", ")));
       }
+      if (!int8_weight) node_tensors_[i].emplace_back(spec.name.substr(n.name.size() + 1), t.as<float>());
     }
     if (!quantized) continue;
     const auto& w = artifact_.tensor(n.name + ".weight");
@@ -210,7 +227,11 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
       throw Error(fmt::format("graph node '{}' ({}) cannot take a uint8 input", n.name, op_name(n.op)));
     }
     auto attr = [&](const char* key) { return n.attrs.at(key).get<int64_t>(); };
-    auto tensor = [&](const std::string& suffix) { return weights(n.name + "." + suffix); };
+    auto tensor = [&](const char* suffix) {
+      for (const auto& [name, data] : node_tensors_[i])
+        if (name == suffix) return data;
+      return weights(n.name + "." + suffix);  // not a tensor of the node's op: the artifact names what is missing
+    };
     switch (n.op) {
       case OpKind::kInput:
         if (tokens) {
@@ -221,12 +242,13 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
         }
         break;
       case OpKind::kLinear: {
-        const int64_t fin = attr("in_features"), fout = attr("out_features");
+        const LayerAttrs& la = layer_attrs_[i];
+        const int64_t fin = la.in, fout = la.out;
         out.shape = in->shape;
         out.shape.back() = fout;
         const int64_t rows = batch * product(in->shape) / fin;
         out.data.resize(static_cast<size_t>(rows * fout));
-        const float* bias = n.attrs.value("bias", true) ? tensor("bias") : nullptr;
+        const float* bias = la.bias ? tensor("bias") : nullptr;
         if (in->is_u8 != (int8_[i] && int8_[i]->hwc_input)) {
           throw Error(
               fmt::format("graph node '{}': uint8 input and channels-last weights go together", n.name));
@@ -241,14 +263,15 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
         break;
       }
       case OpKind::kConv2d: {
-        const int64_t cin = attr("in_channels"), cout = attr("out_channels"), k = attr("kernel");
-        const int64_t stride = n.attrs.value("stride", 1), pad = n.attrs.value("padding", 0);
+        const LayerAttrs& la = layer_attrs_[i];
+        const int64_t cin = la.in, cout = la.out, k = la.kernel;
+        const int64_t stride = la.stride < 0 ? 1 : la.stride, pad = la.padding;
         const int64_t h = in->shape[1], w = in->shape[2];
         const int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
         out.shape = {cout, oh, ow};
         if (!int8_[i]) out.data.resize(static_cast<size_t>(batch * cout * oh * ow));
         const int64_t patch = cin * k * k, pixels = oh * ow;
-        const float* bias = n.attrs.value("bias", true) ? tensor("bias") : nullptr;
+        const float* bias = la.bias ? tensor("bias") : nullptr;
         if (int8_[i]) {
           conv_int8(static_cast<int>(i), *in, batch, bias, out);
           break;
@@ -319,7 +342,7 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
       }
       case OpKind::kMaxPool2d:
       case OpKind::kAvgPool2d: {
-        const int64_t k = attr("kernel"), stride = n.attrs.value("stride", k);
+        const int64_t k = layer_attrs_[i].kernel, stride = layer_attrs_[i].stride < 0 ? k : layer_attrs_[i].stride;
         const int64_t c = in->shape[0], h = in->shape[1], w = in->shape[2];
         const int64_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
         out.shape = {c, oh, ow};

@@ -96,6 +96,15 @@ class Session {
   Artifact artifact_;
   Graph graph_;
   std::vector<std::unique_ptr<Int8Weights>> int8_;  // per node; null for fp32 nodes
+  // Per node: its fp32 tensors by name suffix ("bias", "in_proj.weight", ...), found once at load.
+  std::vector<std::vector<std::pair<std::string, const float*>>> node_tensors_;
+  // Per node: the integer attributes of Linear, Conv2d and pooling, read once at load (the graph has checked
+  // them); a missing one holds its default (stride: -1, meaning the kernel size for pooling).
+  struct LayerAttrs {
+    int64_t in = 0, out = 0, kernel = 1, stride = -1, padding = 0;
+    bool bias = true;
+  };
+  std::vector<LayerAttrs> layer_attrs_;
   std::unique_ptr<kernels::ThreadPool> pool_;
   std::unique_ptr<std::mutex>
       pool_mutex_;  // the pool serves one run at a time; concurrent runs go single-threaded

@@ -1,5 +1,6 @@
 // The int8 half of Session: quantized Linear layers (dynamic or static activations) and convolutions, and the
 // uint8 chains between static convolutions (requantizing epilogues, fused ReLU).
+#include <array>
 #include <cmath>
 #include <mutex>
 
@@ -153,6 +154,36 @@ void Session::linear_int8(int node, const float* x, int64_t rows, const float* b
   kernels::gemm_u8s8(g, lock.owns_lock() ? pool_.get() : nullptr);
 }
 
+namespace {
+
+// The implicit im2col rows of a geometry and batch size, computed once per thread (a model has a handful of
+// conv geometries).
+const int64_t* implicit_rows_cached(const kernels::ConvGeometry& g, int64_t batch, int64_t* run_stride) {
+  struct Entry {
+    std::array<int64_t, 7> key;
+    int64_t stride;
+    std::vector<int64_t> rows;
+  };
+  thread_local std::vector<Entry> cache;
+  const std::array<int64_t, 7> key = {g.height, g.width, g.channels, g.kernel, g.stride, g.padding, batch};
+  for (const Entry& e : cache) {
+    if (e.key == key) {
+      *run_stride = e.stride;
+      return e.rows.data();
+    }
+  }
+  if (cache.size() >= 64) cache.clear();
+  Entry e;
+  e.key = key;
+  e.rows.resize(static_cast<size_t>(batch * g.out_height() * g.out_width()));
+  e.stride = kernels::implicit_rows(g, batch, e.rows.data());
+  cache.push_back(std::move(e));
+  *run_stride = cache.back().stride;
+  return cache.back().rows.data();
+}
+
+}  // namespace
+
 void Session::conv_int8(int node, const Value& in, int64_t batch, const float* bias, Value& out) const {
   const Node& n = graph_.nodes()[static_cast<size_t>(node)];
   const Int8Weights& layer = *int8_[node];
@@ -160,9 +191,10 @@ void Session::conv_int8(int node, const Value& in, int64_t batch, const float* b
   g.channels = in.shape[0];
   g.height = in.shape[1];
   g.width = in.shape[2];
-  g.kernel = n.attrs.at("kernel").get<int64_t>();
-  g.stride = n.attrs.value("stride", 1);
-  g.padding = n.attrs.value("padding", 0);
+  const LayerAttrs& la = layer_attrs_[static_cast<size_t>(node)];
+  g.kernel = la.kernel;
+  g.stride = la.stride < 0 ? 1 : la.stride;
+  g.padding = la.padding;
   const int64_t cin = g.channels, h = g.height, w = g.width;
   const int64_t oh = g.out_height(), ow = g.out_width(), pixels = oh * ow, patch = g.patch();
   const int64_t cout = layer.packed.n, rows = batch * pixels;
@@ -171,7 +203,6 @@ void Session::conv_int8(int node, const Value& in, int64_t batch, const float* b
   args.epilogue.per_channel = true;
   // Scratch reused across runs on this thread (no allocation, zeroing or page faults per call).
   thread_local std::vector<uint8_t> a, planes, converted;
-  thread_local std::vector<int64_t> offsets;
   thread_local std::vector<float> result;
   if (layer.static_activation) {
     // uint8 channels-last input (from the previous conv, or quantized here), patches gathered with the zero
@@ -197,9 +228,7 @@ void Session::conv_int8(int node, const Value& in, int64_t batch, const float* b
     const int64_t image = kernels::padded_image_bytes(g);
     a.resize(static_cast<size_t>(batch * image + kernels::kRunSlack), pad);
     for (int64_t b = 0; b < batch; ++b) kernels::pad_hwc(hwc + b * cin * h * w, g, pad, a.data() + b * image);
-    offsets.resize(static_cast<size_t>(rows));
-    args.a_segment_stride = kernels::implicit_rows(g, batch, offsets.data());
-    args.a_rows = offsets.data();
+    args.a_rows = implicit_rows_cached(g, batch, &args.a_segment_stride);
     args.a_segments = g.kernel;
     args.a = a.data();
     args.m = rows;
