@@ -1,6 +1,8 @@
 // mighty: the whole toolkit from the command line. Argument parsing only; the work lives in compress/.
 #include <torch/torch.h>
 
+#include <malloc.h>
+
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -43,6 +45,15 @@ std::string out_dir(const Common& c, const mighty::compress::Recipe& r) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // LibTorch allocates and frees activation-sized buffers (megabytes) at every step. With glibc's defaults
+  // the freed memory goes back to the OS (trimmed, or unmapped above the mmap threshold) and comes back as
+  // fresh pages that the kernel must fault in and zero: measured, a third of the process's time in
+  // distillation went to the kernel (7.1 -> 9.0 steps/s with the settings below; quantize + verify of the
+  // default recipe 2 min -> 1 min). Keep it in the heap: no mmap for large blocks (im2col buffers pass
+  // glibc's 32 MB ceiling for the mmap threshold), a generous top pad, and no trimming below 1 GB.
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TOP_PAD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   CLI::App app{"mighty: distill, prune and quantize models into one small int8 file, and prove it"};
   app.set_version_flag("--version", std::string("mighty ") + kVersion);
   app.require_subcommand(1);

@@ -47,11 +47,14 @@ Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)
   layer_attrs_.resize(nodes.size());
   for (size_t i = 0; i < nodes.size(); ++i) {
     const OpKind op = nodes[i].op;
-    if (op != OpKind::kLinear && op != OpKind::kConv2d && op != OpKind::kMaxPool2d && op != OpKind::kAvgPool2d)
+    if (op != OpKind::kLinear && op != OpKind::kConv2d && op != OpKind::kMaxPool2d &&
+        op != OpKind::kAvgPool2d)
       continue;  // only these read them; their values were checked by Graph::infer_shapes
     const auto& a = nodes[i].attrs;
     LayerAttrs& la = layer_attrs_[i];
-    auto get = [&](const char* key, int64_t fallback) { return a.contains(key) ? a[key].get<int64_t>() : fallback; };
+    auto get = [&](const char* key, int64_t fallback) {
+      return a.contains(key) ? a[key].get<int64_t>() : fallback;
+    };
     la.in = get(op == OpKind::kConv2d ? "in_channels" : "in_features", 0);
     la.out = get(op == OpKind::kConv2d ? "out_channels" : "out_features", 0);
     la.kernel = get("kernel", 1);
@@ -230,7 +233,8 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
     auto tensor = [&](const char* suffix) {
       for (const auto& [name, data] : node_tensors_[i])
         if (name == suffix) return data;
-      return weights(n.name + "." + suffix);  // not a tensor of the node's op: the artifact names what is missing
+      return weights(n.name + "." +
+                     suffix);  // not a tensor of the node's op: the artifact names what is missing
     };
     switch (n.op) {
       case OpKind::kInput:
@@ -342,7 +346,8 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
       }
       case OpKind::kMaxPool2d:
       case OpKind::kAvgPool2d: {
-        const int64_t k = layer_attrs_[i].kernel, stride = layer_attrs_[i].stride < 0 ? k : layer_attrs_[i].stride;
+        const int64_t k = layer_attrs_[i].kernel,
+                      stride = layer_attrs_[i].stride < 0 ? k : layer_attrs_[i].stride;
         const int64_t c = in->shape[0], h = in->shape[1], w = in->shape[2];
         const int64_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
         out.shape = {c, oh, ow};
