@@ -233,8 +233,8 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
     auto tensor = [&](const char* suffix) {
       for (const auto& [name, data] : node_tensors_[i])
         if (name == suffix) return data;
-      return weights(n.name + "." +
-                     suffix);  // not a tensor of the node's op: the artifact names what is missing
+      // Not a tensor of the node's op: the artifact's lookup names what is missing.
+      return weights(n.name + "." + suffix);
     };
     switch (n.op) {
       case OpKind::kInput:
