@@ -122,7 +122,9 @@ void gemm_u8s8(const GemmArgs& args_in, Isa isa, ThreadPool* pool) {
     if (args.a_segments < 1 || k % args.a_segments != 0 || (k / args.a_segments) % kPackDepth != 0)
       throw std::invalid_argument("gemm: implicit im2col needs K (" + std::to_string(k) + ") in " +
                                   std::to_string(args.a_segments) + " runs of a multiple of 4 bytes");
-    const int64_t run = k / args.a_segments;
+  }
+  if (args.a_rows && args.w->sparse) {  // only the block-sparse loops look groups up
+    const int64_t k = args.w->k, run = k / args.a_segments;
     group_offsets.resize(static_cast<size_t>(k / kPackDepth));
     for (int64_t g = 0; g < k / kPackDepth; ++g) {
       const int64_t byte = g * kPackDepth;

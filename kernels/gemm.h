@@ -97,8 +97,8 @@ struct GemmArgs {
   const int64_t* a_rows = nullptr;  // [M] byte offsets
   int64_t a_segments = 1;
   int64_t a_segment_stride = 0;
-  // Set by gemm_u8s8 for the block-sparse loops when a_rows is given: the offset of each 4-deep group of K
-  // from its row's start, [K / 4].
+  // Set by gemm_u8s8 for the block-sparse loops when a_rows is given and the weights run sparse: the offset
+  // of each 4-deep group of K from its row's start, [K / 4].
   const int64_t* a_group_offsets = nullptr;
   int32_t a_zero_point = 0;                // per tensor
   const int32_t* a_zero_points = nullptr;  // per row [M] (optional; overrides a_zero_point)
