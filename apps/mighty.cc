@@ -1,9 +1,12 @@
 // mighty: the whole toolkit from the command line. Argument parsing only; the work lives in compress/.
 #include <torch/torch.h>
 
+#include <fcntl.h>
 #include <malloc.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <utility>
@@ -11,6 +14,8 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include "apps/launch.h"
+#include "compress/distributed.h"
 #include "compress/jobs.h"
 #include "compress/pipeline.h"
 #include "compress/recipe.h"
@@ -24,7 +29,97 @@ struct Common {
   std::string recipe;
   std::string out = "";
   int threads = 0;
+  // Data-parallel training (train, compress): flags win over the usual environment variables.
+  int nproc = 0;
+  int rank = -1;
+  int world = 0;
+  std::string master;
+  double dist_timeout = 0.0;
 };
+
+// Where errors go: stderr, or on ranks other than 0 (whose progress is silenced) a copy of it.
+int g_error_fd = 2;
+
+void add_distributed(CLI::App* cmd, Common& c) {
+  cmd->add_option("--nproc", c.nproc, "Start this many data-parallel ranks on this machine")
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--rank", c.rank, "This process's rank (default: $RANK)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--world-size", c.world, "Number of ranks (default: $WORLD_SIZE, else 1)")
+      ->check(CLI::Range(1, 65536));
+  cmd->add_option("--master", c.master, "Rank 0's HOST:PORT (default: $MASTER_ADDR:$MASTER_PORT)");
+  cmd->add_option("--dist-timeout", c.dist_timeout,
+                  "Seconds a rank waits for the others (rendezvous, each collective; default 300, or "
+                  "$MIGHTY_DIST_TIMEOUT)")
+      ->check(CLI::PositiveNumber);
+}
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  if (*end != '\0' || x < 0 || x > 1 << 20) {
+    throw mighty::Error(fmt::format("environment: {}='{}' is not a non-negative integer", name, v));
+  }
+  return static_cast<int>(x);
+}
+
+double timeout_of(const Common& c) {
+  if (c.dist_timeout > 0) return c.dist_timeout;
+  if (const char* v = std::getenv("MIGHTY_DIST_TIMEOUT")) {
+    char* end = nullptr;
+    const double t = std::strtod(v, &end);
+    if (*end != '\0' || !(t > 0)) {
+      throw mighty::Error(fmt::format("environment: MIGHTY_DIST_TIMEOUT='{}' is not a positive number", v));
+    }
+    return t;
+  }
+  return 300.0;
+}
+
+// The group this process belongs to, from flags and environment (world 1: not distributed).
+mighty::compress::dist::Options distributed_options(const Common& c) {
+  mighty::compress::dist::Options o;
+  o.world = c.world > 0 ? c.world : env_int("WORLD_SIZE", 1);
+  o.rank = c.rank >= 0 ? c.rank : env_int("RANK", 0);
+  o.timeout_s = timeout_of(c);
+  std::string master = c.master;
+  if (master.empty()) {
+    const char* addr = std::getenv("MASTER_ADDR");
+    const char* port = std::getenv("MASTER_PORT");
+    master = fmt::format("{}:{}", addr ? addr : "127.0.0.1", port ? port : "29500");
+  }
+  const auto colon = master.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    throw mighty::Error(fmt::format("--master '{}': expected HOST:PORT", master));
+  }
+  o.master_addr = master.substr(0, colon);
+  try {
+    size_t used = 0;
+    o.master_port = std::stoi(master.substr(colon + 1), &used);
+    if (used != master.size() - colon - 1) throw std::invalid_argument("trailing");
+  } catch (const std::exception&) {
+    throw mighty::Error(fmt::format("--master '{}': the port is not a number", master));
+  }
+  if (o.rank >= o.world) throw mighty::Error(fmt::format("rank {} is not in a world of {}", o.rank, o.world));
+  return o;
+}
+
+// Joins the group; ranks other than 0 keep quiet (rank 0's progress speaks for all) except for errors.
+void join_group(const Common& c) {
+  const auto o = distributed_options(c);
+  if (o.world == 1) return;
+  if (o.rank > 0 && std::getenv("MIGHTY_LOG_ALL_RANKS") == nullptr) {
+    g_error_fd = ::dup(2);
+    const int devnull = ::open("/dev/null", O_WRONLY);
+    if (devnull >= 0) {
+      ::dup2(devnull, 1);
+      ::dup2(devnull, 2);
+      ::close(devnull);
+    }
+  }
+  mighty::compress::dist::init(o);
+}
 
 void add_common(CLI::App* cmd, Common& c) {
   cmd->add_option("recipe", c.recipe, "Recipe file (JSON); see docs/recipes.md")->required();
@@ -34,7 +129,12 @@ void add_common(CLI::App* cmd, Common& c) {
 }
 
 void apply_threads(int threads) {
-  const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Ranks started together on one machine share its cores.
+  const int local =
+      std::max(1, std::atoi(std::getenv("LOCAL_WORLD_SIZE") ? std::getenv("LOCAL_WORLD_SIZE") : "1"));
+  const int n =
+      threads > 0 ? threads
+                  : std::max(1, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) / local);
   torch::set_num_threads(n);  // LibTorch's own default here is 1
 }
 
@@ -64,6 +164,7 @@ int main(int argc, char** argv) {
   auto* train =
       app.add_subcommand("train", "Train the recipe's teacher; writes weights, metrics.json and a table");
   add_common(train, train_args);
+  add_distributed(train, train_args);
   train->add_flag("--resume", resume, "Continue from the run directory's last complete checkpoint");
   train
       ->add_option("--stop-after", stop_after, "Stop after this many steps, as if interrupted (resume later)")
@@ -94,6 +195,7 @@ int main(int argc, char** argv) {
                          "Run the recipe: teacher (trained once and cached, or loaded), then its "
                          "stages; writes <run directory>/report.json and report.md");
   add_common(compress, compress_args);
+  add_distributed(compress, compress_args);
   compress->add_flag("--resume", compress_resume,
                      "Continue: skip completed stage runs, resume the interrupted one from its checkpoint");
   compress
@@ -112,11 +214,43 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
 
+  namespace dist = mighty::compress::dist;
+  // A process of a data-parallel group ends without running destructors: after a lost peer, tearing down the
+  // group's connections could block the exit that reports it.
+  const auto end = [](int code) {
+    if (dist::joined()) {
+      std::fflush(stdout);
+      std::fflush(stderr);
+      ::_exit(code);
+    }
+    return code;
+  };
+  const auto fail = [&](const std::string& message) {
+    std::string line = message;
+    if (dist::joined()) {
+      line = fmt::format("rank {}: {}", dist::rank(), message);
+      dist::report_failure(message);
+    }
+    line = "mighty: error: " + line + "\n";
+    const ssize_t written = ::write(g_error_fd, line.data(), line.size());
+    (void)written;  // nowhere left to report a failed report
+    return end(1);
+  };
   try {
+    // --nproc N: this process only starts the ranks and waits for them.
+    for (auto [cmd, args] : {std::make_pair(train, &train_args), std::make_pair(compress, &compress_args)}) {
+      if (!cmd->parsed() || args->nproc <= 1) continue;
+      if (args->rank >= 0 || args->world > 0) {
+        throw mighty::Error("--nproc starts its own ranks: do not combine it with --rank or --world-size");
+      }
+      return mighty::apps::launch_local(args->nproc, mighty::apps::without_option(argc, argv, "--nproc"),
+                                        timeout_of(*args) + 30.0);
+    }
     // Every verb: threads, the recipe, and the run directory (default runs/<recipe name>).
-    auto start = [](const Common& c) {
-      apply_threads(c.threads);
+    auto start = [&](const Common& c) {
       auto recipe = mighty::compress::load_recipe(c.recipe);
+      if (&c == &train_args || &c == &compress_args) join_group(c);
+      apply_threads(c.threads);
       mighty::compress::JobOptions options;
       options.out_dir = out_dir(c, recipe);
       return std::make_pair(std::move(recipe), options);
@@ -126,7 +260,7 @@ int main(int argc, char** argv) {
       options.resume = resume;
       options.stop_after_steps = stop_after;
       mighty::compress::run_train(recipe, options);
-      return 0;
+      return end(0);
     }
     if (eval->parsed()) {
       const auto [recipe, options] = start(eval_args);
@@ -139,7 +273,7 @@ int main(int argc, char** argv) {
       options.stop_after_steps = compress_stop_after;
       const auto report = mighty::compress::run_compress(recipe, options);
       (void)report;  // a run stopped with --stop-after is continued with --resume
-      return 0;
+      return end(0);
     }
     if (export_cmd->parsed()) {
       auto [recipe, options] = start(export_args);
@@ -152,11 +286,10 @@ int main(int argc, char** argv) {
     }
     return 2;
   } catch (const mighty::Error& e) {
-    fmt::print(stderr, "mighty: error: {}\n", e.what());
+    return fail(e.what());
   } catch (const c10::Error& e) {
-    fmt::print(stderr, "mighty: error: LibTorch: {}\n", e.what_without_backtrace());
+    return fail(std::string("LibTorch: ") + e.what_without_backtrace());
   } catch (const std::exception& e) {
-    fmt::print(stderr, "mighty: error: {}\n", e.what());
+    return fail(e.what());
   }
-  return 1;
 }

@@ -188,6 +188,10 @@ torch::Tensor augment_images(const torch::Tensor& pixels, int64_t crop_padding, 
   return out;
 }
 
+int64_t augment_draws_per_image(int64_t crop_padding, bool horizontal_flip) {
+  return (crop_padding > 0 ? 2 : 0) + (horizontal_flip ? 1 : 0);
+}
+
 std::pair<torch::Tensor, torch::Tensor> sample_text_windows(const torch::Tensor& ids, int64_t context,
                                                             int64_t batch, std::mt19937_64& rng) {
   const int64_t span = ids.size(0) - context - 1;

@@ -53,6 +53,8 @@ torch::Tensor normalize_images(const torch::Tensor& pixels, double mean, double 
 // Random crop (after zero padding) and horizontal flip, drawn from `rng`, on uint8 images.
 torch::Tensor augment_images(const torch::Tensor& pixels, int64_t crop_padding, bool horizontal_flip,
                              std::mt19937_64& rng);
+// How many numbers augment_images draws per image (so a part of a batch can skip to its first image).
+int64_t augment_draws_per_image(int64_t crop_padding, bool horizontal_flip);
 
 // `batch` windows of context+1 ids at random offsets: returns {inputs [B, T], targets [B, T]}.
 std::pair<torch::Tensor, torch::Tensor> sample_text_windows(const torch::Tensor& ids, int64_t context,

@@ -10,7 +10,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "compress/distributed.h"
 #include "compress/evaluate.h"
+#include "compress/jobs.h"
 #include "compress/lower.h"
 #include "compress/trainer.h"
 #include "runtime/atomic_file.h"
@@ -277,7 +279,7 @@ nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teach
                                  bool from_student, const StageOptions& options) {
   const DistillSpec& d = recipe.stages.at(stage_index).distill;
   const std::string path = fmt::format("/stages/{}", stage_index);
-  std::filesystem::create_directories(options.dir);
+  ensure_run_dir(options.dir);
   const Graph student_graph = student->graph();
 
   std::vector<int> teacher_nodes, student_nodes;
@@ -302,8 +304,8 @@ nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teach
     const std::string base = options.dir + "/" + run.name();
     const std::string identity =
         hash64_hex(fmt::format("{}/{}/{}", options.identity, stage_index, run.name()));
-    if (options.resume && std::filesystem::exists(base + ".json") && std::filesystem::exists(base + ".pt")) {
-      auto done = nlohmann::json::parse(read_file(base + ".json"), nullptr, false);
+    if (options.resume && dist::exists(base + ".json") && dist::exists(base + ".pt")) {
+      auto done = nlohmann::json::parse(dist::read_file(base + ".json"), nullptr, false);
       if (done.is_object() && done.value("identity", "") == identity) {
         fmt::print(stderr, "distill: {} already complete ({})\n", run.name(), base + ".json");
         runs.push_back(done);
@@ -323,7 +325,7 @@ nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teach
     std::unique_ptr<TeacherLogitCache> cache;
     FeatureTerms features{nullptr};
     if (run.kind == "distilled") {
-      if (d.teacher_cache) {
+      if (d.teacher_cache && !dist::active()) {  // a rank sees only its part of a batch
         // The batches of a step depend on the data (files, splits, augmentation), the seed and the batch
         // size.
         const std::string key =
@@ -404,7 +406,7 @@ nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teach
     r["vs_teacher"] = compare_models(
         teacher_forward, [&](const torch::Tensor& x) { return model->forward(x); }, data, Split::kTest);
     if (cache) r["teacher_cache"] = {{"hits", cache->hits()}, {"misses", cache->misses()}};
-    write_file_atomic(base + ".json", r.dump(2) + "\n");
+    write_text(base + ".json", r.dump(2) + "\n");
     fmt::print(stderr, "distill: {}: test {}, agreement with the teacher {:.2f}%\n", run.name(),
                summarize_metrics(r["test"]), 100.0 * r["vs_teacher"]["agreement"].get<double>());
     runs.push_back(r);

@@ -7,6 +7,7 @@
 
 #include "compress/data.h"
 #include "compress/distill.h"
+#include "compress/distributed.h"
 #include "compress/evaluate.h"
 #include "compress/export.h"
 #include "compress/teacher.h"
@@ -21,6 +22,7 @@ namespace mighty::compress {
 namespace {
 
 void ensure_dir(const std::string& dir) {
+  if (!dist::writes()) return;  // rank 0 writes the run's files
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error(fmt::format("{}: cannot create run directory: {}", dir, ec.message()));
@@ -50,7 +52,13 @@ nlohmann::json evaluate_teacher(const Recipe& recipe, const Dataset& data, const
 void ensure_run_dir(const std::string& dir) { ensure_dir(dir); }
 
 void write_json(const std::string& path, const nlohmann::json& j) {
+  if (!dist::writes()) return;
   write_file_atomic(path, j.dump(2) + "\n");
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  if (!dist::writes()) return;
+  write_file_atomic(path, text);
 }
 
 std::string with_commas(int64_t v) {
@@ -105,6 +113,7 @@ nlohmann::json run_train(const Recipe& recipe, const Dataset& data, const JobOpt
                           {"completed", result.completed},
                           {"seconds", result.seconds},
                           {"history", result.history}};
+  if (!dist::writes()) return {{"train", train}};  // rank 0 evaluates and writes
   if (!result.completed) {
     fmt::print(stderr, "train teacher: stopped after step {}/{}; continue with --resume\n", result.steps_done,
                result.total_steps);

@@ -36,7 +36,9 @@ nlohmann::json run_eval(const Recipe& recipe, const JobOptions& options, const s
 std::string run_export(const Recipe& recipe, const JobOptions& options);
 
 // Small helpers shared with compress/pipeline.cc.
+// Data-parallel runs: only rank 0 writes (see compress/distributed.h); on the other ranks these do nothing.
 void write_json(const std::string& path, const nlohmann::json& j);
+void write_text(const std::string& path, const std::string& text);
 void ensure_run_dir(const std::string& dir);
 std::string with_commas(int64_t v);
 

@@ -7,6 +7,7 @@
 
 #include "compress/data.h"
 #include "compress/distill.h"
+#include "compress/distributed.h"
 #include "compress/evaluate.h"
 #include "compress/export.h"
 #include "compress/lower.h"
@@ -42,8 +43,9 @@ std::unique_ptr<Teacher> obtain_teacher(const Recipe& recipe, const Dataset& dat
     const std::string dir = fmt::format("{}/teachers/{}", data_cache_dir(), recipe.teacher_hash());
     weights = dir + "/teacher.pt";
     bool cached = false;
-    if (std::filesystem::exists(weights) && std::filesystem::exists(dir + "/metrics.json")) {
-      const auto m = nlohmann::json::parse(read_file(dir + "/metrics.json"), nullptr, false);
+    // Data-parallel: rank 0's cache decides, and the other ranks load its file.
+    if (dist::exists(weights) && dist::exists(dir + "/metrics.json")) {
+      const auto m = nlohmann::json::parse(dist::read_file(dir + "/metrics.json"), nullptr, false);
       cached = m.is_object() && m.value("teacher_hash", "") == recipe.teacher_hash();
     }
     info["cache"] = dir;
@@ -353,9 +355,23 @@ nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options) {
   if (!teacher) return {{"completed", false}};
   check_teacher_output(*teacher, data);
   const Forward teacher_forward = [&](const torch::Tensor& x) { return teacher->logits(x); };
-  const auto teacher_test = evaluate_forward(teacher_forward, data, Split::kTest);
-  fmt::print(stderr, "teacher ({}, {} parameters): test {}\n", teacher->describe(),
-             with_commas(teacher->parameter_count()), summarize_metrics(teacher_test));
+  // Data-parallel: the other ranks take part in the training stages only; rank 0 alone calibrates,
+  // exports, verifies and reports.
+  size_t last_training_stage = 0;
+  bool trains = false;
+  for (size_t i = 0; i < recipe.stages.size(); ++i) {
+    if (recipe.stages[i].kind == "distill" || recipe.stages[i].kind == "prune") {
+      last_training_stage = i;
+      trains = true;
+    }
+  }
+  if (!dist::writes() && !trains) return {{"completed", true}, {"rank", dist::rank()}};
+  nlohmann::json teacher_test;
+  if (dist::writes()) {
+    teacher_test = evaluate_forward(teacher_forward, data, Split::kTest);
+    fmt::print(stderr, "teacher ({}, {} parameters): test {}\n", teacher->describe(),
+               with_commas(teacher->parameter_count()), summarize_metrics(teacher_test));
+  }
 
   Pipeline p;
   if (!recipe.student_torchscript.empty()) {
@@ -439,6 +455,10 @@ nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options) {
     }
     stage["index"] = i;
     stages.push_back(stage);
+    if (trains && i == last_training_stage) {
+      if (!dist::writes()) return {{"completed", true}, {"rank", dist::rank()}};
+      dist::finish();  // no collective follows
+    }
   }
   save_weights(p.student, options.out_dir + "/student.pt");
   write_json(options.out_dir + "/student.graph.json", p.student->graph().to_json());
@@ -472,7 +492,7 @@ nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options) {
   if (verified) report["verify"] = stages.back();
   write_json(options.out_dir + "/report.json", report);
   const std::string md = report_markdown(report);
-  write_file_atomic(options.out_dir + "/report.md", md);
+  write_text(options.out_dir + "/report.md", md);
   if (!options.quiet) fmt::print("{}", md);
   if (!pass) {
     std::string failed;

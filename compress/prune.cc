@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "compress/distributed.h"
 #include "compress/evaluate.h"
 #include "compress/export.h"
 #include "compress/jobs.h"
@@ -421,7 +422,7 @@ nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher
                                const Dataset& data, GraphModule& student, const StageOptions& options) {
   const PruneSpec& spec = recipe.stages.at(stage_index).prune;
   const std::string path = fmt::format("/stages/{}", stage_index);
-  std::filesystem::create_directories(options.dir);
+  ensure_run_dir(options.dir);
   // The result's format version is part of its identity: a result.json written by an older mighty (without
   // fields this report reads) is not taken as complete; the stage runs again.
   constexpr int kResultVersion = 2;
@@ -429,12 +430,12 @@ nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher
       hash64_hex(fmt::format("{}/{}/prune/v{}", options.identity, stage_index, kResultVersion));
   const std::string result_path = options.dir + "/result.json", weights_path = options.dir + "/pruned.pt";
   const std::string graph_path = options.dir + "/pruned.graph.json";
-  if (options.resume && std::filesystem::exists(result_path) && std::filesystem::exists(weights_path)) {
-    auto done = nlohmann::json::parse(read_file(result_path), nullptr, false);
+  if (options.resume && dist::exists(result_path) && dist::exists(weights_path)) {
+    auto done = nlohmann::json::parse(dist::read_file(result_path), nullptr, false);
     if (done.is_object() && done.value("identity", "") == identity) {
       fmt::print(stderr, "prune: already complete ({})\n", result_path);
       if (spec.method == "channels") {
-        Graph g = Graph::from_json(nlohmann::json::parse(read_file(graph_path)));
+        Graph g = Graph::from_json(nlohmann::json::parse(dist::read_file(graph_path)));
         g.infer_shapes();
         student = GraphModule(g);
       }
@@ -505,7 +506,7 @@ nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher
   if (!sensitivity.is_null()) report["sensitivity"] = sensitivity;
   if (spec.method == "channels") {
     student = pruner.shrink();
-    write_file_atomic(graph_path, student->graph().to_json().dump() + "\n");
+    write_text(graph_path, student->graph().to_json().dump() + "\n");
   }
   student->eval();
   report["completed"] = true;
@@ -542,7 +543,7 @@ nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher
   report["vs_teacher"] = compare_models(
       teacher_forward, [&](const torch::Tensor& x) { return student->forward(x); }, data, Split::kTest);
   save_weights(student, weights_path);
-  write_file_atomic(result_path, report.dump(2) + "\n");
+  write_text(result_path, report.dump(2) + "\n");
   fmt::print(stderr, "prune: {:.1f}% of the prunable {} pruned, {} -> {} parameters; test {} (dense {})\n",
              100.0 * report["masks"]["sparsity"].get<double>(),
              spec.method == "channels" ? "units" : "weights", with_commas(layers_before.second),

@@ -6,12 +6,14 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "compress/distributed.h"
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
 
 namespace mighty::compress {
 
 void save_weights(GraphModule& model, const std::string& path) {
+  if (!dist::writes()) return;  // rank 0 writes the run's files
   torch::serialize::OutputArchive archive;
   model->save(archive);
   std::ostringstream bytes;
@@ -20,10 +22,11 @@ void save_weights(GraphModule& model, const std::string& path) {
 }
 
 void load_weights(GraphModule& model, const std::string& path) {
-  if (!std::filesystem::exists(path)) throw Error(fmt::format("{}: no trained weights", path));
+  if (!dist::exists(path)) throw Error(fmt::format("{}: no trained weights", path));
   try {
     torch::serialize::InputArchive archive;
-    archive.load_from(path);
+    std::istringstream bytes(dist::read_file(path));  // every rank loads rank 0's file
+    archive.load_from(bytes);
     model->load(archive);
   } catch (const c10::Error& e) {
     throw Error(fmt::format("{}: weights do not load into this recipe's model: {}", path,

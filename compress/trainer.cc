@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "compress/distributed.h"
 #include "compress/evaluate.h"
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
@@ -50,6 +51,7 @@ std::string tensor_string(const torch::Tensor& t) {
 void save_checkpoint(const std::string& path, GraphModule& model, torch::nn::Module* extra,
                      torch::optim::Optimizer& opt, int64_t step, const TrainResult& result,
                      const std::string& identity) {
+  if (!dist::writes()) return;
   torch::serialize::OutputArchive archive, model_archive, opt_archive, extra_archive;
   model->save(model_archive);
   if (extra) {
@@ -72,7 +74,8 @@ int64_t load_checkpoint(const std::string& path, GraphModule& model, torch::nn::
                         torch::optim::Optimizer& opt, TrainResult& result, const std::string& identity) {
   torch::serialize::InputArchive archive, model_archive, opt_archive, extra_archive;
   try {
-    archive.load_from(path);
+    std::istringstream bytes(dist::read_file(path));  // every rank resumes from rank 0's file
+    archive.load_from(bytes);
   } catch (const c10::Error& e) {
     throw Error(fmt::format("{}: not a readable checkpoint: {}", path, e.what_without_backtrace()));
   }
@@ -132,12 +135,16 @@ int64_t total_steps(const TrainSpec& spec, const Dataset& data) {
 
 namespace {
 
-std::pair<torch::Tensor, torch::Tensor> training_batch(const TrainSpec& spec, const Dataset& data,
-                                                       uint64_t seed, int64_t step,
-                                                       std::vector<int64_t>& order, int64_t& order_epoch) {
+// The part [begin, end) of step `step`'s batch (all of it: begin 0, end = batch size). Every sample's
+// augmentation (or text window) is the one it gets in the whole batch, whichever rank draws it.
+std::pair<torch::Tensor, torch::Tensor> batch_part(const TrainSpec& spec, const Dataset& data, uint64_t seed,
+                                                   int64_t step, std::vector<int64_t>& order,
+                                                   int64_t& order_epoch, std::pair<int64_t, int64_t> part) {
+  const auto [begin, end] = part;
   if (data.kind == "text") {
     auto rng = make_rng(seed, kTextStream, static_cast<uint64_t>(step));
-    return sample_text_windows(data.text.train, data.text.context, spec.batch_size, rng);
+    rng.discard(static_cast<unsigned long long>(begin));  // one draw per window
+    return sample_text_windows(data.text.train, data.text.context, end - begin, rng);
   }
   const int64_t per_epoch = steps_per_epoch(spec, data);
   const int64_t epoch = step / per_epoch, in_epoch = step % per_epoch;
@@ -146,14 +153,23 @@ std::pair<torch::Tensor, torch::Tensor> training_batch(const TrainSpec& spec, co
     order = permutation(data.train_size(), rng);
     order_epoch = epoch;
   }
-  const int64_t lo = in_epoch * spec.batch_size;
-  const int64_t hi = std::min<int64_t>(lo + spec.batch_size, data.train_size());
-  auto idx = torch::from_blob(order.data() + lo, {hi - lo}, torch::kInt64);
+  const int64_t lo = in_epoch * spec.batch_size + begin;
+  const int64_t hi = std::min<int64_t>(in_epoch * spec.batch_size + end, data.train_size());
+  auto idx = torch::from_blob(order.data() + lo, {std::max<int64_t>(hi - lo, 0)}, torch::kInt64);
   auto pixels = data.images.train_x.index_select(0, idx);
   auto rng = make_rng(seed, kAugmentStream, static_cast<uint64_t>(step));
+  rng.discard(static_cast<unsigned long long>(
+      begin * augment_draws_per_image(data.images.crop_padding, data.images.horizontal_flip)));
   pixels = augment_images(pixels, data.images.crop_padding, data.images.horizontal_flip, rng);
   return {normalize_images(pixels, data.images.mean, data.images.std),
           data.images.train_y.index_select(0, idx)};
+}
+
+// Samples in the batch of `step` (the last batch of an epoch of images can be short).
+int64_t batch_samples(const TrainSpec& spec, const Dataset& data, int64_t step) {
+  if (data.kind == "text") return spec.batch_size;
+  const int64_t in_epoch = step % steps_per_epoch(spec, data);
+  return std::min<int64_t>(spec.batch_size, data.train_size() - in_epoch * spec.batch_size);
 }
 
 }  // namespace
@@ -162,7 +178,7 @@ std::pair<torch::Tensor, torch::Tensor> training_batch(const TrainSpec& spec, co
                                                        uint64_t seed, int64_t step) {
   std::vector<int64_t> order;
   int64_t order_epoch = -1;
-  return training_batch(spec, data, seed, step, order, order_epoch);
+  return batch_part(spec, data, seed, step, order, order_epoch, {0, spec.batch_size});
 }
 
 TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset& data, uint64_t seed,
@@ -179,14 +195,16 @@ TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset
   torch::manual_seed(seed);
 
   int64_t step = 0;
-  if (options.resume && !options.checkpoint_path.empty() &&
-      std::filesystem::exists(options.checkpoint_path)) {
+  if (options.resume && !options.checkpoint_path.empty() && dist::exists(options.checkpoint_path)) {
     step =
         load_checkpoint(options.checkpoint_path, model, options.extra.get(), *opt, result, options.identity);
     fmt::print(stderr, "{}: resumed from {} at step {}/{}\n", options.label, options.checkpoint_path, step,
                total);
   }
   std::string last_checkpoint = step > 0 ? options.checkpoint_path : "none";
+  // Data-parallel: every rank starts from rank 0's weights (the same seed gave them the same ones already).
+  dist::broadcast_module(*model);
+  if (options.extra) dist::broadcast_module(*options.extra);
   if (options.on_start) options.on_start(model, step);
 
   const auto start = std::chrono::steady_clock::now();
@@ -198,41 +216,55 @@ TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset
 
   for (; step < stop_at; ++step) {
     const int64_t epoch = step / per_epoch, in_epoch = step % per_epoch;
-    auto [x, y] = training_batch(spec, data, seed, step, order, order_epoch);
+    // This rank's part of the step's batch (all of it in one process).
+    auto [x, y] =
+        batch_part(spec, data, seed, step, order, order_epoch, dist::shard(batch_samples(spec, data, step)));
     const double lr = learning_rate(spec, step, total);
     set_lr(*opt, lr);
     model->train();
     if (options.extra) options.extra->train();
     torch::Tensor loss, logits;
-    if (options.objective) {
-      std::tie(loss, logits) = options.objective(model, x, y, step);
-    } else {
-      logits = model->forward(x);
-      loss = torch::nn::functional::cross_entropy(
-          logits.reshape({-1, logits.size(-1)}), y.reshape({-1}),
-          torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(spec.label_smoothing));
+    double local_n = 0.0, local_loss = 0.0, local_correct = 0.0;
+    if (x.size(0) > 0) {  // a rank's part of an epoch's short last batch can be empty
+      if (options.objective) {
+        std::tie(loss, logits) = options.objective(model, x, y, step);
+      } else {
+        logits = model->forward(x);
+        loss = torch::nn::functional::cross_entropy(
+            logits.reshape({-1, logits.size(-1)}), y.reshape({-1}),
+            torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(spec.label_smoothing));
+      }
+      auto flat_y = y.reshape({-1});
+      local_n = static_cast<double>(flat_y.size(0));
+      local_loss = loss.item<double>() * local_n;
+      local_correct = logits.reshape({-1, logits.size(-1)}).argmax(1).eq(flat_y).sum().item<double>();
     }
-    auto flat_logits = logits.reshape({-1, logits.size(-1)});
-    auto flat_y = y.reshape({-1});
-    const double loss_value = loss.item<double>();
+    // Over all ranks: the batch's summed loss, correct predictions and samples (or tokens).
+    const auto stats = dist::sum({local_loss, local_correct, local_n});
+    const double n = stats[2];
+    const double loss_value = stats[0] / n;
     if (!std::isfinite(loss_value)) {
       throw Error(fmt::format("{}: loss is {} at step {} (lr {:.3g}); last good checkpoint: {}",
                               options.label, loss_value, step, lr, last_checkpoint));
     }
     opt->zero_grad();
-    loss.backward();
+    if (local_n > 0) loss.backward();
+    // Each rank's loss is the mean over its part: the batch's gradient is the parts' weighted sum.
+    dist::allreduce_gradients(params, local_n / n);
     if (spec.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, spec.grad_clip);
     opt->step();
     if (options.after_step) options.after_step(model, step + 1);
 
-    const auto n = static_cast<double>(flat_y.size(0));
-    loss_sum += loss_value * n;
-    correct += flat_logits.argmax(1).eq(flat_y).sum().item<double>();
+    loss_sum += stats[0];
+    correct += stats[1];
     seen += n;
     progress.update(step + 1, fmt::format("epoch {} loss {:.4f} acc {:.2f}%", epoch + 1, loss_sum / seen,
                                           100.0 * correct / seen));
 
     const bool epoch_end = in_epoch == per_epoch - 1 || step + 1 == total;
+    const bool periodic = spec.checkpoint_every > 0 && (step + 1) % spec.checkpoint_every == 0;
+    // BatchNorm's batch statistics are each rank's own; the running ones are averaged before they are used.
+    if (epoch_end || periodic) dist::average_buffers(*model);
     if (epoch_end) {
       nlohmann::json entry = {{"epoch", epoch + 1},
                               {"step", step + 1},
@@ -245,7 +277,6 @@ TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset
                                 summarize_metrics(entry["validation"])));
       loss_sum = correct = seen = 0.0;
     }
-    const bool periodic = spec.checkpoint_every > 0 && (step + 1) % spec.checkpoint_every == 0;
     if (!options.checkpoint_path.empty() && (epoch_end || periodic)) {
       save_checkpoint(options.checkpoint_path, model, options.extra.get(), *opt, step + 1, result,
                       options.identity);
@@ -253,6 +284,7 @@ TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset
     }
   }
   progress.finish(step);
+  dist::average_buffers(*model);
   result.steps_done = step;
   result.completed = step == total;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
