@@ -181,6 +181,14 @@ std::pair<torch::Tensor, torch::Tensor> training_batch(const TrainSpec& spec, co
   return batch_part(spec, data, seed, step, order, order_epoch, {0, spec.batch_size});
 }
 
+std::pair<torch::Tensor, torch::Tensor> training_batch_part(const TrainSpec& spec, const Dataset& data,
+                                                            uint64_t seed, int64_t step, int64_t begin,
+                                                            int64_t end) {
+  std::vector<int64_t> order;
+  int64_t order_epoch = -1;
+  return batch_part(spec, data, seed, step, order, order_epoch, {begin, end});
+}
+
 TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset& data, uint64_t seed,
                         const TrainOptions& options) {
   TrainResult result;

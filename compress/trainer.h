@@ -55,6 +55,11 @@ int64_t total_steps(const TrainSpec& spec, const Dataset& data);
 // (seed, step), so a teacher's logits for a step can be cached.
 std::pair<torch::Tensor, torch::Tensor> training_batch(const TrainSpec& spec, const Dataset& data,
                                                        uint64_t seed, int64_t step);
+// Samples [begin, end) of that batch, each exactly as in the whole batch (its image, augmentation or text
+// window): what one rank of a data-parallel run trains on.
+std::pair<torch::Tensor, torch::Tensor> training_batch_part(const TrainSpec& spec, const Dataset& data,
+                                                            uint64_t seed, int64_t step, int64_t begin,
+                                                            int64_t end);
 
 TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset& data, uint64_t seed,
                         const TrainOptions& options);

@@ -177,3 +177,33 @@ TEST_CASE("a corrupt checkpoint is a clear error") {
                       Catch::Contains("not a readable checkpoint"));
   std::filesystem::remove(ckpt);
 }
+
+TEST_CASE("the parts of a batch that data-parallel ranks train on make up the whole batch") {
+  // Each rank draws its part of every step's batch; together the parts must be exactly the one-process
+  // batch, augmentation and text windows included, or two ranks would not train what one rank does.
+  const Dataset& images = small_fashion_mnist();
+  REQUIRE(images.images.crop_padding > 0);
+  Dataset text;
+  text.kind = "text";
+  text.text.context = 16;
+  text.text.train = torch::arange(3000, torch::kInt64).remainder(61);
+  TrainSpec spec = short_schedule();
+  spec.batch_size = 37;
+  for (const Dataset* data : {&images, static_cast<const Dataset*>(&text)}) {
+    for (int64_t step : {0, 5, 27}) {  // 27: the short last batch of an epoch of 1024 images
+      const auto whole = training_batch(spec, *data, 11, step);
+      const int64_t n = whole.first.size(0);
+      for (int64_t parts : {2, 3}) {
+        std::vector<torch::Tensor> xs, ys;
+        for (int64_t r = 0; r < parts; ++r) {
+          auto [x, y] = training_batch_part(spec, *data, 11, step, n * r / parts, n * (r + 1) / parts);
+          xs.push_back(x);
+          ys.push_back(y);
+        }
+        INFO("kind " << data->kind << ", step " << step << ", parts " << parts);
+        REQUIRE(torch::equal(torch::cat(xs), whole.first));
+        REQUIRE(torch::equal(torch::cat(ys), whole.second));
+      }
+    }
+  }
+}
