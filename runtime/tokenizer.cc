@@ -1,0 +1,200 @@
+#include "runtime/tokenizer.h"
+
+#include <utf8proc.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "runtime/error.h"
+
+namespace mighty {
+namespace {
+
+constexpr char32_t kReplacement = 0xFFFD;
+constexpr char32_t kSeparator = 0x2581;  // SentencePiece's word boundary
+
+void append_utf8(std::string& out, char32_t c) {
+  if (c < 0x80) {
+    out += static_cast<char>(c);
+  } else if (c < 0x800) {
+    out += static_cast<char>(0xC0 | (c >> 6));
+    out += static_cast<char>(0x80 | (c & 0x3F));
+  } else if (c < 0x10000) {
+    out += static_cast<char>(0xE0 | (c >> 12));
+    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (c & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (c >> 18));
+    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (c & 0x3F));
+  }
+}
+
+}  // namespace
+
+std::vector<char32_t> utf8_code_points(std::string_view s) {
+  std::vector<char32_t> out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto b = static_cast<uint8_t>(s[i]);
+    int extra = 0;
+    char32_t c = 0, min = 0;
+    if (b < 0x80) {
+      out.push_back(b);
+      ++i;
+      continue;
+    } else if ((b & 0xE0) == 0xC0) {
+      extra = 1, c = b & 0x1F, min = 0x80;
+    } else if ((b & 0xF0) == 0xE0) {
+      extra = 2, c = b & 0x0F, min = 0x800;
+    } else if ((b & 0xF8) == 0xF0) {
+      extra = 3, c = b & 0x07, min = 0x10000;
+    } else {
+      out.push_back(kReplacement);
+      ++i;
+      continue;
+    }
+    size_t j = i + 1;
+    bool ok = true;
+    for (int k = 0; k < extra; ++k, ++j) {
+      if (j >= s.size() || (static_cast<uint8_t>(s[j]) & 0xC0) != 0x80) {
+        ok = false;
+        break;
+      }
+      c = (c << 6) | (static_cast<uint8_t>(s[j]) & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are invalid too.
+    if (!ok || c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
+      out.push_back(kReplacement);
+      i = j;  // resume at the byte that broke the sequence (or after an invalid one)
+      continue;
+    }
+    out.push_back(c);
+    i = j;
+  }
+  return out;
+}
+
+std::string nfkc(std::string_view utf8) {
+  std::string clean;
+  clean.reserve(utf8.size());
+  for (char32_t c : utf8_code_points(utf8)) append_utf8(clean, c);
+  utf8proc_uint8_t* out = nullptr;
+  const auto n = utf8proc_map(
+      reinterpret_cast<const utf8proc_uint8_t*>(clean.data()), static_cast<utf8proc_ssize_t>(clean.size()),
+      &out, static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT));
+  if (n < 0) throw Error(fmt::format("NFKC normalization failed: {}", utf8proc_errmsg(n)));
+  std::string result(reinterpret_cast<const char*>(out), static_cast<size_t>(n));
+  std::free(out);
+  return result;
+}
+
+UnigramTokenizer::UnigramTokenizer(std::vector<std::pair<std::string, double>> pieces, int reserved)
+    : reserved_(reserved) {
+  if (pieces.empty()) throw Error("tokenizer: the vocabulary is empty");
+  if (reserved < 1 || static_cast<size_t>(reserved) > pieces.size()) {
+    throw Error(fmt::format("tokenizer: {} reserved pieces in a vocabulary of {}", reserved, pieces.size()));
+  }
+  node_piece_.push_back(-1);
+  for (size_t id = 0; id < pieces.size(); ++id) {
+    const auto& [text, score] = pieces[id];
+    pieces_.push_back(text);
+    scores_.push_back(score);
+    const auto cps = utf8_code_points(text);
+    int32_t units = 0;
+    for (char32_t c : cps) units += c >= 0x10000 ? 2 : 1;
+    utf16_lengths_.push_back(units);
+    if (static_cast<int>(id) < reserved || cps.empty()) continue;
+    int32_t node = 0;
+    for (char32_t c : cps) {
+      const uint64_t key = (static_cast<uint64_t>(node) << 21) | c;
+      auto it = edges_.find(key);
+      if (it == edges_.end()) {
+        it = edges_.emplace(key, static_cast<int32_t>(node_piece_.size())).first;
+        node_piece_.push_back(-1);
+      }
+      node = it->second;
+    }
+    node_piece_[static_cast<size_t>(node)] = static_cast<int32_t>(id);  // a repeated piece: the last one wins
+  }
+}
+
+UnigramTokenizer UnigramTokenizer::from_json(const nlohmann::json& vocab, const std::string& where,
+                                             int reserved) {
+  if (!vocab.is_array()) throw Error(fmt::format("{}: a vocabulary is an array of [piece, score]", where));
+  std::vector<std::pair<std::string, double>> pieces;
+  pieces.reserve(vocab.size());
+  for (size_t i = 0; i < vocab.size(); ++i) {
+    const auto& e = vocab[i];
+    if (!e.is_array() || e.size() != 2 || !e[0].is_string() || !(e[1].is_number() || e[1].is_null())) {
+      throw Error(fmt::format("{}: entry {} is not [piece, score]", where, i));
+    }
+    // USE-Lite's vocabulary has null scores (the pieces with ':'); JavaScript adds null as 0.
+    pieces.emplace_back(e[0].get<std::string>(), e[1].is_null() ? 0.0 : e[1].get<double>());
+  }
+  return UnigramTokenizer(std::move(pieces), reserved);
+}
+
+int32_t UnigramTokenizer::child(int32_t node, char32_t c) const {
+  const auto it = edges_.find((static_cast<uint64_t>(node) << 21) | c);
+  return it == edges_.end() ? -1 : it->second;
+}
+
+std::vector<int32_t> UnigramTokenizer::encode(std::string_view utf8) const {
+  const std::string normalized = nfkc(utf8);
+  if (normalized.empty()) return {};
+  std::vector<char32_t> symbols{kSeparator};
+  for (char32_t c : utf8_code_points(normalized)) symbols.push_back(c == U' ' ? kSeparator : c);
+  const size_t n = symbols.size();
+
+  // The lattice: for every end position, the pieces ending there in order of their start.
+  struct Arc {
+    size_t start;
+    int32_t id;
+  };
+  std::vector<std::vector<Arc>> ending(n + 1);
+  for (size_t i = 0; i < n; ++i) {
+    bool matched = false;
+    int32_t node = child(0, symbols[i]);
+    for (size_t j = i; j < n && node >= 0;) {
+      if (node_piece_[static_cast<size_t>(node)] >= 0) {
+        ending[j + 1].push_back({i, node_piece_[static_cast<size_t>(node)]});
+        matched = true;
+      }
+      ++j;
+      node = j < n ? child(node, symbols[j]) : -1;
+    }
+    if (!matched) ending[i + 1].push_back({i, 0});  // unknown: one character, id 0, score 0
+  }
+  // Viterbi; 0 means "not reached yet" (scores are log-probabilities, below 0), and ties go to the later arc.
+  std::vector<double> best(n + 1, 0.0);
+  std::vector<int32_t> words(n + 1, 0);
+  for (size_t end = 0; end <= n; ++end) {
+    for (const Arc& a : ending[end]) {
+      const double score = (a.id == 0 ? 0.0 : scores_[static_cast<size_t>(a.id)]) + best[a.start];
+      if (best[end] == 0.0 || score >= best[end]) {
+        best[end] = score;
+        words[end] = a.id;
+      }
+    }
+  }
+  std::vector<int32_t> reversed;
+  for (auto at = static_cast<int64_t>(n); at > 0;) {
+    const int32_t id = words[static_cast<size_t>(at)];
+    reversed.push_back(id);
+    at -= std::max(1, utf16_lengths_[static_cast<size_t>(id)]);
+  }
+  std::vector<int32_t> ids;
+  bool previous_unknown = false;
+  for (int32_t id : reversed) {
+    if (!(previous_unknown && id == 0)) ids.push_back(id);
+    previous_unknown = id == 0;
+  }
+  return {ids.rbegin(), ids.rend()};
+}
+
+}  // namespace mighty
