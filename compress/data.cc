@@ -1,14 +1,18 @@
 #include "compress/data.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "runtime/atomic_file.h"
+#include "runtime/email_text.h"
 #include "runtime/error.h"
 #include "runtime/hash.h"
 #include "runtime/idx.h"
 #include "runtime/text_corpus.h"
+#include "runtime/tokenizer.h"
 
 namespace mighty::compress {
 namespace {
@@ -125,9 +129,99 @@ Dataset load_text(const TextDataSpec& s) {
   return d;
 }
 
+// Emails in folders; the class is the folder name's prefix. Each becomes email_text, then USE-Lite token ids
+// (at most max_tokens, padded with -1).
+Dataset load_documents(const DocumentDataSpec& s, uint64_t seed) {
+  Dataset d;
+  d.kind = "documents";
+  const std::string corpus = expand_data_path(s.corpus), vocab_path = expand_data_path(s.vocab);
+  if (!std::filesystem::is_directory(corpus)) {
+    throw Error(
+        fmt::format("{}: no such corpus directory (scripts/setup installs the SpamAssassin corpus)", corpus));
+  }
+  const std::string vocab_bytes = read_file(vocab_path);
+  const auto vocab_json = nlohmann::json::parse(vocab_bytes, nullptr, false);
+  if (vocab_json.is_discarded()) throw Error(fmt::format("{}: not JSON", vocab_path));
+  const UnigramTokenizer tokenizer = UnigramTokenizer::from_json(vocab_json, vocab_path);
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(corpus)) {
+    if (e.is_regular_file() && e.path().extension() == ".json" && e.path().filename() != "file_list.json") {
+      files.push_back(e.path());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  const auto n = static_cast<int64_t>(files.size());
+  if (n < s.test_size + s.validation_size + 1) {
+    throw Error(fmt::format("{}: {} documents, fewer than test {} + validation {} + 1", corpus, n,
+                            s.test_size, s.validation_size));
+  }
+  auto ids = torch::full({n, s.max_tokens}, -1, torch::kInt64);
+  auto labels = torch::empty({n}, torch::kInt64);
+  std::string hashed = vocab_bytes;
+  std::vector<int64_t> per_class(s.class_names.size(), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string path = files[static_cast<size_t>(i)].string();
+    const std::string folder = files[static_cast<size_t>(i)].parent_path().filename().string();
+    int64_t label = -1;
+    for (size_t c = 0; c < s.class_names.size(); ++c) {
+      if (folder.find(s.class_names[c]) == std::string::npos) continue;
+      if (label >= 0) {
+        throw Error(fmt::format("{}: folder '{}' names two classes ('{}' and '{}')", path, folder,
+                                s.class_names[static_cast<size_t>(label)], s.class_names[c]));
+      }
+      label = static_cast<int64_t>(c);
+    }
+    if (label < 0) {
+      throw Error(
+          fmt::format("{}: folder '{}' names no class ({})", path, folder, fmt::join(s.class_names, ", ")));
+    }
+    const auto doc = nlohmann::json::parse(read_file(path), nullptr, false);
+    if (!doc.is_object() || !doc.contains("text") || !doc["text"].is_string()) {
+      throw Error(fmt::format("{}: expected a JSON object with a string \"text\"", path));
+    }
+    const std::string& raw = doc["text"].get_ref<const std::string&>();
+    hashed += folder;
+    hashed += raw;
+    const auto tokens = tokenizer.encode(email_text(raw, static_cast<size_t>(s.max_bytes)));
+    const int64_t kept = std::min<int64_t>(s.max_tokens, static_cast<int64_t>(tokens.size()));
+    auto row = ids[i];
+    for (int64_t t = 0; t < kept; ++t) row[t] = tokens[static_cast<size_t>(t)];
+    labels[i] = label;
+    ++per_class[static_cast<size_t>(label)];
+  }
+  for (size_t c = 0; c < per_class.size(); ++c) {
+    if (per_class[c] == 0)
+      throw Error(fmt::format("{}: no documents of class '{}'", corpus, s.class_names[c]));
+  }
+  auto rng = make_rng(seed, /*stream=*/1, 0);
+  const auto order = torch::tensor(permutation(n, rng), torch::kInt64);
+  const auto test_idx = order.slice(0, 0, s.test_size);
+  const auto val_idx = order.slice(0, s.test_size, s.test_size + s.validation_size);
+  auto train_idx = order.slice(0, s.test_size + s.validation_size);
+  if (s.train_limit > 0)
+    train_idx = train_idx.slice(0, 0, std::min<int64_t>(s.train_limit, train_idx.size(0)));
+  ImageData& x = d.images;  // classification data: x holds token ids [N, max_tokens]
+  x.train_x = ids.index_select(0, train_idx);
+  x.train_y = labels.index_select(0, train_idx);
+  x.val_x = ids.index_select(0, val_idx);
+  x.val_y = labels.index_select(0, val_idx);
+  x.test_x = ids.index_select(0, test_idx);
+  x.test_y = labels.index_select(0, test_idx);
+  const int64_t calib = std::min<int64_t>(s.calibration_size, x.train_x.size(0));
+  x.calib_x = x.train_x.slice(0, 0, calib);
+  x.calib_y = x.train_y.slice(0, 0, calib);
+  x.class_names = s.class_names;
+  x.token_vocab = static_cast<int64_t>(tokenizer.size());
+  d.hash = hash64_hex(hashed);
+  return d;
+}
+
 }  // namespace
 
+bool Dataset::classifies() const { return kind != "text"; }
+
 std::vector<int64_t> Dataset::input_shape() const {
+  if (kind == "documents") return {images.train_x.size(1)};
   if (kind == "images") {
     auto s = images.train_x.sizes().slice(1);
     return {s.begin(), s.end()};
@@ -136,13 +230,14 @@ std::vector<int64_t> Dataset::input_shape() const {
 }
 
 int64_t Dataset::classes() const {
-  return kind == "images" ? static_cast<int64_t>(images.class_names.size())
-                          : static_cast<int64_t>(text.vocab.size());
+  return classifies() ? static_cast<int64_t>(images.class_names.size())
+                      : static_cast<int64_t>(text.vocab.size());
 }
 
-int64_t Dataset::train_size() const { return kind == "images" ? images.train_x.size(0) : text.train.size(0); }
+int64_t Dataset::train_size() const { return classifies() ? images.train_x.size(0) : text.train.size(0); }
 
 Dataset load_dataset(const DataSpec& spec, uint64_t seed) {
+  if (spec.kind == "documents") return load_documents(spec.documents, seed);
   return spec.kind == "images" ? load_images(spec.images, seed) : load_text(spec.text);
 }
 
@@ -168,6 +263,8 @@ std::vector<int64_t> permutation(int64_t n, std::mt19937_64& rng) {
 }
 
 torch::Tensor normalize_images(const torch::Tensor& pixels, double mean, double std) {
+  if (pixels.scalar_type() == torch::kInt64)
+    return pixels;  // documents: token ids go to the model as they are
   return (pixels.to(torch::kFloat32).div_(255.0).sub_(mean)).div_(std);
 }
 

@@ -13,10 +13,12 @@
 
 namespace mighty::compress {
 
+// Classification data. Images: pixels stay uint8 [N, C, H, W] until a batch is formed. Documents: int64
+// token ids [N, max_tokens], -1 after the end. Labels int64 [N].
 struct ImageData {
-  // Pixels stay uint8 [N, C, H, W] until a batch is formed; labels int64 [N].
   torch::Tensor train_x, train_y, val_x, val_y, test_x, test_y, calib_x, calib_y;
   std::vector<std::string> class_names;
+  int64_t token_vocab = 0;  // documents: the tokenizer's vocabulary size
   double mean = 0.0, std = 1.0;
   int64_t crop_padding = 0;  // training augmentation
   bool horizontal_flip = false;
@@ -29,11 +31,12 @@ struct TextData {
 };
 
 struct Dataset {
-  std::string kind;  // images | text
-  ImageData images;
+  std::string kind;  // images | text | documents
+  ImageData images;  // images and documents
   TextData text;
   std::string hash;  // xxHash64 over the source files' bytes
 
+  bool classifies() const;                   // images and documents: one label per example
   std::vector<int64_t> input_shape() const;  // per example, no batch dimension
   int64_t classes() const;                   // classes, or vocabulary size for text
   int64_t train_size() const;                // images, or characters
@@ -47,7 +50,7 @@ std::mt19937_64 make_rng(uint64_t seed, uint64_t stream, uint64_t step);
 // library).
 std::vector<int64_t> permutation(int64_t n, std::mt19937_64& rng);
 
-// uint8 images -> normalized float32.
+// uint8 images -> normalized float32 (int64 token ids pass through unchanged).
 torch::Tensor normalize_images(const torch::Tensor& pixels, double mean, double std);
 
 // Random crop (after zero padding) and horizontal flip, drawn from `rng`, on uint8 images.

@@ -97,7 +97,7 @@ nlohmann::json evaluate_lm(const Forward& model, const Dataset& d, Split split) 
 }
 
 torch::Tensor example_input(const Dataset& d, int64_t batch) {
-  if (d.kind == "images") {
+  if (d.classifies()) {
     auto x = d.images.test_x.slice(0, 0, std::min<int64_t>(batch, d.images.test_x.size(0)));
     while (x.size(0) < batch) x = torch::cat({x, x}).slice(0, 0, batch);
     return normalize_images(x, d.images.mean, d.images.std);
@@ -125,8 +125,8 @@ const char* split_name(Split split) {
 
 nlohmann::json evaluate_forward(const Forward& forward, const Dataset& data, Split split, bool detailed) {
   torch::NoGradGuard no_grad;
-  auto m = data.kind == "images" ? evaluate_classifier(forward, data, split, detailed)
-                                 : evaluate_lm(forward, data, split);
+  auto m = data.classifies() ? evaluate_classifier(forward, data, split, detailed)
+                             : evaluate_lm(forward, data, split);
   m["split"] = split_name(split);
   return m;
 }
@@ -178,7 +178,7 @@ nlohmann::json compare_models(const Forward& teacher, const Forward& student, co
     kl_sum += (log_t.exp() * (log_t - torch::log_softmax(s, 1))).sum().item<double>();
     count += t.size(0);
   };
-  if (data.kind == "images") {
+  if (data.classifies()) {
     const auto [x, y] = image_split(data, split);
     constexpr int64_t kBatch = 500;
     for (int64_t lo = 0; lo < x.size(0); lo += kBatch) {

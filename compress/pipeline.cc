@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <sstream>
 
 #include <fmt/format.h>
 
@@ -15,6 +16,7 @@
 #include "compress/quantize.h"
 #include "compress/teacher.h"
 #include "compress/trainer.h"
+#include "compress/use_lite.h"
 #include "compress/zoo.h"
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
@@ -26,6 +28,45 @@
 namespace mighty::compress {
 namespace {
 
+// USE-Lite + its head: the head is trained once per (seed, data, teacher spec) into the data cache.
+std::unique_ptr<Teacher> obtain_use_lite(const Recipe& recipe, const Dataset& data, nlohmann::json& info) {
+  const TeacherSpec& t = recipe.teacher_spec;
+  const std::string model_json = expand_data_path(t.use_lite);
+  UseLiteClassifier model(model_json, t.head_hidden, data.classes());
+  const std::string dir = fmt::format("{}/teachers/{}", data_cache_dir(), recipe.teacher_hash());
+  const std::string weights = dir + "/teacher.pt", metrics_path = dir + "/metrics.json";
+  info["cache"] = dir;
+  info["model_json"] = model_json;
+  bool cached = false;
+  if (dist::exists(weights) && dist::exists(metrics_path)) {
+    const auto m = nlohmann::json::parse(dist::read_file(metrics_path), nullptr, false);
+    cached = m.is_object() && m.value("teacher_hash", "") == recipe.teacher_hash();
+  }
+  info["cached"] = cached;
+  if (cached) {
+    fmt::print(stderr, "teacher: USE-Lite head trained earlier, reusing {}\n", weights);
+    torch::serialize::InputArchive archive;
+    std::istringstream bytes(dist::read_file(weights));
+    archive.load_from(bytes);
+    model->load(archive);
+  } else {
+    fmt::print(stderr, "teacher: training USE-Lite's head once into the cache {}\n", dir);
+    const auto trained = train_use_lite(model, recipe.teacher_train, t.finetune, data, recipe.seed);
+    info["train_seconds"] = trained["seconds"];
+    if (dist::writes()) {
+      ensure_run_dir(dir);
+      torch::serialize::OutputArchive archive;
+      model->save(archive);
+      std::ostringstream bytes;
+      archive.save_to(bytes);
+      write_file_atomic(weights, bytes.str());
+      write_json(metrics_path, {{"teacher_hash", recipe.teacher_hash()}, {"train", trained}});
+    }
+  }
+  info["weights"] = weights;
+  return std::make_unique<UseLiteTeacher>(model);
+}
+
 // The teacher of a compress run: trained once per (seed, data, teacher) in the data cache and reused by every
 // recipe that shares them; or loaded from a checkpoint or a TorchScript file.
 std::unique_ptr<Teacher> obtain_teacher(const Recipe& recipe, const Dataset& data, const JobOptions& options,
@@ -36,6 +77,7 @@ std::unique_ptr<Teacher> obtain_teacher(const Recipe& recipe, const Dataset& dat
     info["path"] = t.torchscript;
     return std::make_unique<TorchScriptTeacher>(t.torchscript, t.input, data);
   }
+  if (t.source == "use_lite") return obtain_use_lite(recipe, data, info);
   const ModelSpec spec = fill_from_data(recipe.teacher, data, "/teacher/model");
   GraphModule model(build_graph(spec));
   std::string weights = t.checkpoint;
@@ -354,6 +396,7 @@ nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options) {
   auto teacher = obtain_teacher(recipe, data, options, teacher_info);
   if (!teacher) return {{"completed", false}};
   check_teacher_output(*teacher, data);
+  teacher->remember_outputs(true);  // off again before anything is timed
   const Forward teacher_forward = [&](const torch::Tensor& x) { return teacher->logits(x); };
   // Data-parallel: the other ranks take part in the training stages only; rank 0 alone calibrates,
   // exports, verifies and reports.
@@ -443,6 +486,7 @@ nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options) {
                {"fp32_bytes", std::filesystem::file_size(p.fp32_artifact)}};
       fmt::print(stderr, "export: {} ({} bytes)\n", p.artifact, with_commas(stage["bytes"].get<int64_t>()));
     } else if (st.kind == "verify") {
+      teacher->remember_outputs(false);
       stage = verify(recipe, st.verify, p, *teacher, data, teacher_test, verify_models);
       verified = true;
       pass = stage["pass"].get<bool>();
@@ -469,6 +513,7 @@ nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options) {
     if (!baseline.is_null()) models.insert(models.begin() + 1, baseline);
   } else {
     nlohmann::json teacher_speed, student_speed;
+    teacher->remember_outputs(false);
     if (options.measure_speed) {
       teacher_speed = measure_speed(teacher_forward, data, recipe.eval);
       student_speed = measure_speed(p.student, data, recipe.eval);

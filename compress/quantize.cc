@@ -264,7 +264,7 @@ ArtifactWriter QuantizedModel::export_artifact(const nlohmann::json& metadata) {
 std::vector<torch::Tensor> calibration_batches(const Dataset& data, int64_t max_examples) {
   std::vector<torch::Tensor> out;
   constexpr int64_t kBatch = 256;
-  if (data.kind == "images") {
+  if (data.classifies()) {
     const auto& x = data.images.calib_x;
     const int64_t n = max_examples > 0 ? std::min(max_examples, x.size(0)) : x.size(0);
     for (int64_t lo = 0; lo < n; lo += kBatch) {

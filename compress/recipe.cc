@@ -56,6 +56,22 @@ TextDataSpec read_text(JsonReader& d) {
   return s;
 }
 
+DocumentDataSpec read_documents(JsonReader& d) {
+  DocumentDataSpec s;
+  s.corpus = d.string("corpus", s.corpus);
+  s.vocab = d.string("vocab", s.vocab);
+  s.class_names = d.string_list("class_names", s.class_names);
+  if (s.class_names.size() < 2)
+    d.fail_at("class_names", "at least two classes (each names the folders of its documents)");
+  s.max_tokens = d.integer("max_tokens", 128, 1, 4096);
+  s.max_bytes = d.integer("max_bytes", 2000, 1, 1 << 20);
+  s.validation_size = d.integer("validation_size", 600, 1, kMaxCount);
+  s.test_size = d.integer("test_size", 1200, 1, kMaxCount);
+  s.train_limit = d.integer("train_limit", 0, 0, kMaxCount);
+  s.calibration_size = d.integer("calibration_size", 500, 1, kMaxCount);
+  return s;
+}
+
 CnnBlockSpec read_block(JsonReader& b) {
   CnnBlockSpec s;
   s.channels = b.integer("channels", std::nullopt, 1, kMaxWidth);
@@ -72,12 +88,16 @@ CnnBlockSpec read_block(JsonReader& b) {
 
 ModelSpec read_model(JsonReader m) {
   ModelSpec s;
-  s.arch = m.choice("arch", std::nullopt, {"mlp", "cnn", "transformer"});
+  s.arch = m.choice("arch", std::nullopt, {"mlp", "cnn", "transformer", "bag"});
   s.input_shape = m.integer_list("input_shape", std::vector<int64_t>{}, 1, kMaxWidth);
   s.classes = m.integer("classes", 0, 0, kMaxWidth);
   s.dropout = m.number("dropout", 0.0, {0.0, 1.0, false, true});
   if (s.arch == "mlp") {
     s.hidden = m.integer_list("hidden", std::nullopt, 1, kMaxWidth);
+    s.activation = m.choice("activation", "relu", {"relu", "gelu"});
+  } else if (s.arch == "bag") {
+    s.d_model = m.integer("dim", std::nullopt, 1, kMaxWidth);
+    s.hidden = m.integer_list("hidden", std::vector<int64_t>{}, 1, kMaxWidth);
     s.activation = m.choice("activation", "relu", {"relu", "gelu"});
   } else if (s.arch == "cnn") {
     auto blocks = m.object_list("blocks");
@@ -107,14 +127,37 @@ void check_model_fits_data(JsonReader& root, const std::string& where, const Mod
   }
   if (kind == "text" && m.arch != "transformer")
     root.fail_at_path(where + "/arch", "text data needs a transformer");
-  if (kind == "images" && m.arch == "transformer") {
+  if (kind == "images" && (m.arch == "transformer" || m.arch == "bag")) {
     root.fail_at_path(where + "/arch", "image data needs an mlp or cnn");
+  }
+  if (kind == "documents" && m.arch != "bag") {
+    root.fail_at_path(where + "/arch",
+                      "documents need a 'bag' model (token embeddings averaged, then an MLP)");
   }
 }
 
 void read_teacher(JsonReader& root, Recipe& r) {
   auto t = root.object("teacher");
   TeacherSpec& s = r.teacher_spec;
+  if (t.has("use_lite")) {
+    s.source = "use_lite";
+    s.use_lite = t.string("use_lite", std::nullopt);
+    if (r.data.kind != "documents")
+      t.fail_at("use_lite", "USE-Lite classifies documents: data kind must be 'documents'");
+    auto head = t.object("head", /*optional=*/true);
+    s.head_hidden = head.integer_list("hidden", std::vector<int64_t>{}, 1, kMaxWidth);
+    head.finish();
+    s.finetune = t.boolean("finetune", false);
+    if (!t.has("train"))
+      t.fail("a USE-Lite teacher needs 'train' (its head is trained on the training split)");
+    r.teacher_train = read_train(t.object("train"));
+    t.finish();
+    return;
+  }
+  if (r.data.kind == "documents") {
+    t.fail(
+        "documents need a USE-Lite teacher: \"teacher\": {\"use_lite\": \"<model.json>\", \"train\": {...}}");
+  }
   if (t.has("torchscript")) {
     s.source = "torchscript";
     s.torchscript = t.string("torchscript", std::nullopt);
@@ -234,10 +277,11 @@ nlohmann::json model_spec_to_json(const ModelSpec& m) {
   nlohmann::json j = {{"arch", m.arch}, {"dropout", m.dropout}};
   if (!m.input_shape.empty()) j["input_shape"] = m.input_shape;
   if (m.classes > 0) j["classes"] = m.classes;
-  if (m.arch == "mlp" || m.arch == "cnn") {
+  if (m.arch == "mlp" || m.arch == "cnn" || m.arch == "bag") {
     j["hidden"] = m.hidden;
     j["activation"] = m.activation;
   }
+  if (m.arch == "bag") j["dim"] = m.d_model;
   if (m.arch == "cnn") {
     j["global_pool"] = m.global_pool;
     j["blocks"] = nlohmann::json::array();
@@ -270,9 +314,11 @@ Recipe parse_recipe(const std::string& text, const std::string& file) {
   r.seed = static_cast<uint64_t>(root.integer("seed", 0, 0, INT64_MAX));
 
   auto data = root.object("data");
-  r.data.kind = data.choice("kind", std::nullopt, {"images", "text"});
+  r.data.kind = data.choice("kind", std::nullopt, {"images", "text", "documents"});
   if (r.data.kind == "images")
     r.data.images = read_images(data);
+  else if (r.data.kind == "documents")
+    r.data.documents = read_documents(data);
   else
     r.data.text = read_text(data);
   data.finish();
@@ -329,6 +375,17 @@ nlohmann::json Recipe::to_json() const {
               {"calibration_size", s.calibration_size},
               {"normalize", {{"mean", s.mean}, {"std", s.std}}},
               {"augment", {{"crop_padding", s.crop_padding}, {"horizontal_flip", s.horizontal_flip}}}});
+  } else if (data.kind == "documents") {
+    const auto& s = data.documents;
+    d.update({{"corpus", s.corpus},
+              {"vocab", s.vocab},
+              {"class_names", s.class_names},
+              {"max_tokens", s.max_tokens},
+              {"max_bytes", s.max_bytes},
+              {"validation_size", s.validation_size},
+              {"test_size", s.test_size},
+              {"train_limit", s.train_limit},
+              {"calibration_size", s.calibration_size}});
   } else {
     const auto& s = data.text;
     d.update({{"path", s.path},
@@ -365,6 +422,12 @@ nlohmann::json Recipe::teacher_json() const {
     return {{"torchscript", t.torchscript}, {"input", input}};
   }
   if (t.source == "checkpoint") return {{"model", model_spec_to_json(teacher)}, {"checkpoint", t.checkpoint}};
+  if (t.source == "use_lite") {
+    return {{"use_lite", t.use_lite},
+            {"head", {{"hidden", t.head_hidden}}},
+            {"finetune", t.finetune},
+            {"train", train_to_json(teacher_train)}};
+  }
   return {{"model", model_spec_to_json(teacher)}, {"train", train_to_json(teacher_train)}};
 }
 

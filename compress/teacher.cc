@@ -103,7 +103,7 @@ std::pair<torch::Tensor, std::vector<torch::Tensor>> TorchScriptTeacher::logits_
 void check_teacher_output(Teacher& teacher, const Dataset& data) {
   torch::Tensor x;
   std::vector<int64_t> expected;
-  if (data.kind == "images") {
+  if (data.classifies()) {
     x = normalize_images(data.images.train_x.slice(0, 0, 2), data.images.mean, data.images.std);
     expected = {x.size(0), data.classes()};
   } else {
@@ -116,7 +116,7 @@ void check_teacher_output(Teacher& teacher, const Dataset& data) {
     throw Error(fmt::format("teacher ({}): output has shape [{}] for a batch of {}, the task needs [{}] ({})",
                             teacher.describe(), fmt::join(out.sizes(), ", "), x.size(0),
                             fmt::join(expected, ", "),
-                            data.kind == "images" ? "batch x classes" : "batch x context x vocabulary"));
+                            data.classifies() ? "batch x classes" : "batch x context x vocabulary"));
   }
   if (!torch::isfinite(out).all().item<bool>()) {
     throw Error(fmt::format("teacher ({}): output is not finite", teacher.describe()));

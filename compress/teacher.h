@@ -27,6 +27,9 @@ class Teacher {
   virtual int64_t parameter_count() const = 0;
   virtual int64_t fp32_bytes() const = 0;
   virtual std::string describe() const = 0;
+  // While on, a teacher may answer an input it has seen before from memory (distillation on data that is not
+  // augmented). Off for anything timed. No effect unless the teacher implements it.
+  virtual void remember_outputs(bool on) { (void)on; }
 };
 
 class ZooTeacher : public Teacher {

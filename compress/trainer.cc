@@ -124,7 +124,7 @@ double learning_rate(const TrainSpec& s, int64_t step, int64_t total) {
 }
 
 int64_t steps_per_epoch(const TrainSpec& spec, const Dataset& data) {
-  if (data.kind == "images") return (data.train_size() + spec.batch_size - 1) / spec.batch_size;
+  if (data.classifies()) return (data.train_size() + spec.batch_size - 1) / spec.batch_size;
   // For text an epoch is as many windows as cover the training split once.
   return std::max<int64_t>(1, data.train_size() / (spec.batch_size * data.text.context));
 }

@@ -1,13 +1,17 @@
 #include "compress/use_lite.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 
 #include <fmt/format.h>
 
+#include "compress/evaluate.h"
+#include "compress/trainer.h"
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
+#include "runtime/progress.h"
 
 namespace mighty::compress {
 namespace {
@@ -194,6 +198,165 @@ torch::Tensor UseLiteEncoderImpl::forward(const torch::Tensor& ids_in) {
   const auto pooled = (x * validf).sum(1) / lengths;
   const auto t = torch::tanh(torch::matmul(pooled, tanh_w_) + tanh_b_);
   return t * torch::rsqrt(t.square().sum(-1, true).clamp_min(l2_epsilon_));
+}
+
+}  // namespace mighty::compress
+
+namespace mighty::compress {
+
+UseLiteClassifierImpl::UseLiteClassifierImpl(const std::string& model_json,
+                                             const std::vector<int64_t>& hidden, int64_t classes) {
+  encoder = register_module("encoder", UseLiteEncoder(model_json));
+  head_ = torch::nn::Sequential();
+  int64_t width = encoder->embedding_dim();
+  for (int64_t h : hidden) {
+    head_->push_back(torch::nn::Linear(width, h));
+    head_->push_back(torch::nn::ReLU());
+    width = h;
+  }
+  head_->push_back(torch::nn::Linear(width, classes));
+  register_module("head", head_);
+}
+
+torch::Tensor UseLiteClassifierImpl::head(const torch::Tensor& embedding) {
+  return head_->forward(embedding);
+}
+
+torch::Tensor UseLiteClassifierImpl::forward(const torch::Tensor& ids) { return head(encoder->forward(ids)); }
+
+nlohmann::json train_use_lite(UseLiteClassifier& model, const TrainSpec& spec, bool finetune,
+                              const Dataset& data, uint64_t seed) {
+  if (!data.classifies() || data.images.train_x.scalar_type() != torch::kInt64) {
+    throw Error("a USE-Lite teacher trains on documents (data kind 'documents')");
+  }
+  for (auto& p : model->encoder->parameters()) p.set_requires_grad(finetune);
+  const auto& x = data.images.train_x;
+  const auto& y = data.images.train_y;
+  const int64_t n = x.size(0);
+  // Frozen: the encoder's output for every document, once.
+  auto embed_all = [&](const torch::Tensor& ids, const std::string& what) {
+    torch::NoGradGuard no_grad;
+    model->eval();
+    std::vector<torch::Tensor> out;
+    Progress progress("teacher: embedding the " + what + " split", ids.size(0), "doc");
+    for (int64_t lo = 0; lo < ids.size(0); lo += 32) {
+      const int64_t hi = std::min<int64_t>(lo + 32, ids.size(0));
+      out.push_back(model->encoder->forward(ids.slice(0, lo, hi)));
+      progress.update(hi);
+    }
+    progress.finish(ids.size(0));
+    return torch::cat(out);
+  };
+  torch::Tensor train_embeddings, val_embeddings;
+  if (!finetune) {
+    train_embeddings = embed_all(x, "training");
+    val_embeddings = embed_all(data.images.val_x, "validation");
+  }
+  std::vector<torch::Tensor> params;
+  for (auto& p : model->parameters()) {
+    if (p.requires_grad()) params.push_back(p);
+  }
+  torch::manual_seed(seed);
+  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(spec.lr).weight_decay(spec.weight_decay));
+  const int64_t per_epoch = (n + spec.batch_size - 1) / spec.batch_size;
+  const int64_t total = spec.steps > 0 ? spec.steps : spec.epochs * per_epoch;
+  nlohmann::json history = nlohmann::json::array();
+  Progress progress("teacher: training the head" + std::string(finetune ? " and the encoder" : ""), total,
+                    "step");
+  std::vector<int64_t> order;
+  double loss_sum = 0.0;
+  int64_t seen = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t step = 0; step < total; ++step) {
+    const int64_t epoch = step / per_epoch, in_epoch = step % per_epoch;
+    if (in_epoch == 0) {
+      auto rng = make_rng(seed, /*stream=*/3, static_cast<uint64_t>(epoch));
+      order = permutation(n, rng);
+    }
+    const int64_t lo = in_epoch * spec.batch_size, hi = std::min<int64_t>(lo + spec.batch_size, n);
+    const auto idx = torch::from_blob(order.data() + lo, {hi - lo}, torch::kInt64).clone();
+    for (auto& group : opt.param_groups()) group.options().set_lr(learning_rate(spec, step, total));
+    model->train();
+    const auto logits = finetune ? model->forward(x.index_select(0, idx))
+                                 : model->head(train_embeddings.index_select(0, idx));
+    const auto loss = torch::nn::functional::cross_entropy(
+        logits, y.index_select(0, idx),
+        torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(spec.label_smoothing));
+    opt.zero_grad();
+    loss.backward();
+    if (spec.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, spec.grad_clip);
+    opt.step();
+    loss_sum += loss.item<double>() * static_cast<double>(hi - lo);
+    seen += hi - lo;
+    progress.update(step + 1, fmt::format("epoch {} loss {:.4f}", epoch + 1, loss_sum / seen));
+    if (in_epoch == per_epoch - 1 || step + 1 == total) {
+      model->eval();
+      nlohmann::json validation;
+      if (finetune) {
+        validation = evaluate_forward([&](const torch::Tensor& b) { return model->forward(b); }, data,
+                                      Split::kValidation);
+      } else {
+        torch::NoGradGuard no_grad;
+        const auto predicted = model->head(val_embeddings).argmax(1);
+        validation = {
+            {"accuracy", predicted.eq(data.images.val_y).to(torch::kFloat64).mean().item<double>()}};
+      }
+      history.push_back({{"epoch", epoch + 1}, {"train_loss", loss_sum / seen}, {"validation", validation}});
+      progress.note(fmt::format("epoch {}: train loss {:.4f}, validation accuracy {:.2f}%", epoch + 1,
+                                loss_sum / seen, 100.0 * validation["accuracy"].get<double>()));
+      loss_sum = 0.0;
+      seen = 0;
+    }
+  }
+  progress.finish(total);
+  model->eval();
+  for (auto& p : model->parameters()) p.set_requires_grad(false);
+  return {{"steps", total},
+          {"finetune", finetune},
+          {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()},
+          {"history", history}};
+}
+
+UseLiteTeacher::UseLiteTeacher(UseLiteClassifier model) : model_(std::move(model)) {
+  model_->eval();
+  for (auto& p : model_->parameters()) {
+    p.set_requires_grad(false);
+    params_ += p.numel();
+  }
+  bytes_ = 4 * params_;
+  for (const auto& b : model_->buffers()) bytes_ += 4 * b.numel();
+  params_ += model_->encoder->vocabulary_rows() * model_->encoder->embeddings_width();
+}
+
+torch::Tensor UseLiteTeacher::logits(const torch::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  if (!remember_) return model_->forward(x);
+  const auto ids = x.contiguous();
+  const int64_t rows = ids.size(0), row_bytes = ids.size(1) * static_cast<int64_t>(sizeof(int64_t));
+  std::vector<std::string> keys(static_cast<size_t>(rows));
+  std::vector<int64_t> missing;
+  for (int64_t r = 0; r < rows; ++r) {
+    keys[static_cast<size_t>(r)].assign(
+        reinterpret_cast<const char*>(ids.data_ptr<int64_t>() + r * ids.size(1)),
+        static_cast<size_t>(row_bytes));
+    if (!remembered_.count(keys[static_cast<size_t>(r)])) missing.push_back(r);
+  }
+  if (!missing.empty()) {
+    const auto idx = torch::tensor(missing, torch::kInt64);
+    const auto computed = model_->forward(ids.index_select(0, idx));
+    for (size_t k = 0; k < missing.size(); ++k) {
+      remembered_[keys[static_cast<size_t>(missing[k])]] = computed[static_cast<int64_t>(k)].clone();
+    }
+  }
+  std::vector<torch::Tensor> out;
+  for (const auto& key : keys) out.push_back(remembered_.at(key));
+  return torch::stack(out);
+}
+
+std::pair<torch::Tensor, std::vector<torch::Tensor>> UseLiteTeacher::logits_and_features(
+    const torch::Tensor& x, const std::vector<int>& nodes) {
+  if (!nodes.empty()) throw Error("the USE-Lite teacher has no graph nodes to distill features from");
+  return {logits(x), {}};
 }
 
 }  // namespace mighty::compress

@@ -13,9 +13,14 @@
 #include <torch/torch.h>
 
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "compress/data.h"
+#include "compress/recipe.h"
+#include "compress/teacher.h"
 
 namespace mighty::compress {
 
@@ -40,6 +45,7 @@ class UseLiteEncoderImpl : public torch::nn::Module {
   static constexpr int64_t kMaxTokens = 128;
   int64_t embedding_dim() const { return tanh_w_.size(1); }
   int64_t vocabulary_rows() const { return embeddings_.size(0); }
+  int64_t embeddings_width() const { return embeddings_.size(1); }
 
  private:
   torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& scale,
@@ -50,6 +56,46 @@ class UseLiteEncoderImpl : public torch::nn::Module {
   double ln_epsilon_ = 1e-6, l2_epsilon_ = 1e-12;
 };
 TORCH_MODULE(UseLiteEncoder);
+
+// USE-Lite with a classification head (an MLP on the 512-d embedding): the spam recipe's teacher.
+class UseLiteClassifierImpl : public torch::nn::Module {
+ public:
+  UseLiteClassifierImpl(const std::string& model_json, const std::vector<int64_t>& hidden, int64_t classes);
+  torch::Tensor forward(const torch::Tensor& ids);     // -> logits [B, classes]
+  torch::Tensor head(const torch::Tensor& embedding);  // [B, 512] -> logits
+  UseLiteEncoder encoder{nullptr};
+
+ private:
+  torch::nn::Sequential head_{nullptr};
+};
+TORCH_MODULE(UseLiteClassifier);
+
+// Trains the head (encoder frozen: the embeddings of every document are computed once) or, with
+// `finetune`, encoder and head together, on the training split; per-epoch validation metrics in the result.
+nlohmann::json train_use_lite(UseLiteClassifier& model, const TrainSpec& spec, bool finetune,
+                              const Dataset& data, uint64_t seed);
+
+// The teacher: a trained UseLiteClassifier. Inputs repeat exactly (documents are not augmented), so the
+// logits of every document seen are remembered: distillation runs the 7M-parameter encoder once per document,
+// not once per epoch.
+class UseLiteTeacher : public Teacher {
+ public:
+  explicit UseLiteTeacher(UseLiteClassifier model);
+  torch::Tensor logits(const torch::Tensor& x) override;
+  std::pair<torch::Tensor, std::vector<torch::Tensor>> logits_and_features(
+      const torch::Tensor& x, const std::vector<int>& nodes) override;
+  const Graph* graph() const override { return nullptr; }
+  int64_t parameter_count() const override { return params_; }
+  int64_t fp32_bytes() const override { return bytes_; }
+  std::string describe() const override { return "Universal Sentence Encoder Lite + head"; }
+  void remember_outputs(bool on) override { remember_ = on; }
+
+ private:
+  UseLiteClassifier model_;
+  int64_t params_ = 0, bytes_ = 0;
+  bool remember_ = false;
+  std::unordered_map<std::string, torch::Tensor> remembered_;
+};
 
 // The float32/int32 tensors of a TF.js weight manifest, by name, in manifest order.
 std::vector<std::pair<std::string, torch::Tensor>> read_tfjs_weights(const std::string& model_json);

@@ -73,6 +73,14 @@ void build_cnn(Graph& g, const ModelSpec& s) {
   classifier_head(g, x, width, s);
 }
 
+// Documents: the mean of the tokens' embeddings (padding skipped), then the MLP head (fastText-style).
+void build_bag(Graph& g, const ModelSpec& s) {
+  int tokens = g.add("input", OpKind::kInput, {}, {{"shape", s.input_shape}, {"dtype", "int64"}});
+  int x = g.add("embed", OpKind::kEmbeddingBag, {tokens},
+                with_dropout({{"num_embeddings", s.vocab}, {"dim", s.d_model}}, s.dropout));
+  classifier_head(g, x, s.d_model, s);
+}
+
 void build_transformer(Graph& g, const ModelSpec& s) {
   const int64_t ctx = s.input_shape.at(0), d = s.d_model;
   int tokens = g.add("input", OpKind::kInput, {}, {{"shape", s.input_shape}, {"dtype", "int64"}});
@@ -132,6 +140,8 @@ Graph build_graph(const ModelSpec& spec) {
     build_cnn(g, spec);
   else if (spec.arch == "transformer")
     build_transformer(g, spec);
+  else if (spec.arch == "bag")
+    build_bag(g, spec);
   else
     throw Error(fmt::format("model spec: unknown arch '{}'", spec.arch));
   g.infer_shapes();
@@ -151,6 +161,7 @@ ModelSpec fill_from_data(ModelSpec spec, const Dataset& data, const std::string&
   spec.input_shape = shape;
   spec.classes = classes;
   if (spec.arch == "transformer") spec.vocab = data.kind == "text" ? classes : spec.vocab;
+  if (data.kind == "documents") spec.vocab = data.images.token_vocab;
   return spec;
 }
 
@@ -199,7 +210,8 @@ GraphModuleImpl::GraphModuleImpl(Graph graph) : graph_(std::move(graph)) {
         nm.batchnorm = torch::nn::BatchNorm2d(a("channels"));
         m = nm.batchnorm.ptr();
         break;
-      case OpKind::kEmbedding: {
+      case OpKind::kEmbedding:
+      case OpKind::kEmbeddingBag: {
         nm.embedding = torch::nn::Embedding(a("num_embeddings"), a("dim"));
         torch::NoGradGuard no_grad;
         nm.embedding->weight.normal_(0.0, 0.02);
@@ -300,6 +312,14 @@ std::pair<torch::Tensor, std::vector<torch::Tensor>> GraphModuleImpl::forward_ca
           } else {
             y = emb->forward(in(0));
           }
+          break;
+        }
+        case OpKind::kEmbeddingBag: {
+          // Mean over the real tokens (id >= 0); a document without any gives zeros.
+          const auto& ids = in(0);
+          const auto valid = ids.ge(0);
+          const auto rows = node_modules_[i].embedding->forward(ids.clamp_min(0)) * valid.unsqueeze(-1);
+          y = rows.sum(1) / valid.sum(1, true).clamp_min(1).to(rows.scalar_type());
           break;
         }
         case OpKind::kLayerNorm:

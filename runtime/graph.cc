@@ -27,6 +27,7 @@ constexpr OpInfo kOps[] = {
     {OpKind::kFlatten, "Flatten", 1},
     {OpKind::kAdd, "Add", 2},
     {OpKind::kEmbedding, "Embedding", 1},
+    {OpKind::kEmbeddingBag, "EmbeddingBag", 1},
     {OpKind::kLayerNorm, "LayerNorm", 1},
     {OpKind::kMultiHeadAttention, "MultiHeadAttention", 1},
     {OpKind::kSoftmax, "Softmax", 1},
@@ -257,6 +258,16 @@ void Graph::infer_shapes() {
         n.shape = {in[0], dim};
         break;
       }
+      case OpKind::kEmbeddingBag: {
+        attr_int(n, i, "num_embeddings", 1, kMaxDim);
+        const int64_t dim = attr_int(n, i, "dim", 1, kMaxDim);
+        need_rank(1);
+        if (nodes_[n.inputs[0]].op != OpKind::kInput || input_dtype() != DType::kInt64) {
+          throw Error(fmt::format("{}: EmbeddingBag reads the int64 token input", where(n, i)));
+        }
+        n.shape = {dim};
+        break;
+      }
       case OpKind::kLayerNorm:
         if (in.empty()) throw Error(fmt::format("{}: input has rank 0", where(n, i)));
         need_dim(in.back(), attr_int(n, i, "dim", 1, kMaxDim), "input's last dimension");
@@ -300,6 +311,7 @@ std::vector<TensorSpec> Graph::tensors(int index) const {
       out.push_back({p + ".running_var", {a("channels")}, false});
       break;
     case OpKind::kEmbedding:
+    case OpKind::kEmbeddingBag:
       out.push_back({p + ".weight", {a("num_embeddings"), a("dim")}});
       break;
     case OpKind::kLayerNorm:

@@ -25,6 +25,7 @@ enum class OpKind {
   kFlatten,
   kAdd,
   kEmbedding,
+  kEmbeddingBag,  // int64 ids [T] -> the mean of their rows [dim]; ids < 0 (padding) are skipped
   kLayerNorm,
   kMultiHeadAttention,
   kSoftmax,

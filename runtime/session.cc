@@ -430,6 +430,30 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
           }
         break;
       }
+      case OpKind::kEmbeddingBag: {
+        // The mean of the rows of the real tokens; ids < 0 are padding.
+        const int64_t num = attr("num_embeddings"), dim = attr("dim");
+        const float* table = tensor("weight");
+        out.shape = {dim};
+        out.data.assign(static_cast<size_t>(batch * dim), 0.0f);
+        for (int64_t b = 0; b < batch; ++b) {
+          float* sum = out.data.data() + b * dim;
+          int64_t count = 0;
+          for (int64_t t = 0; t < length; ++t) {
+            const int64_t id = tokens[b * length + t];
+            if (id < 0) continue;
+            if (id >= num) {
+              throw Error(fmt::format("token {} at position {} is outside the vocabulary of {}", id, t, num));
+            }
+            const float* row = table + id * dim;
+            for (int64_t k = 0; k < dim; ++k) sum[k] += row[k];
+            ++count;
+          }
+          const float inv = 1.0f / static_cast<float>(std::max<int64_t>(count, 1));
+          for (int64_t k = 0; k < dim; ++k) sum[k] *= inv;
+        }
+        break;
+      }
       case OpKind::kLayerNorm: {
         const int64_t dim = attr("dim");
         out.shape = in->shape;

@@ -112,7 +112,7 @@ TEST_CASE("image dataset: counts must agree and splits are deterministic") {
   spec.test_labels = dir.write("tel", idx_labels(10, 4));
   spec.validation_size = 8;
   spec.calibration_size = 5;
-  DataSpec d{"images", spec, {}};
+  DataSpec d{"images", spec, {}, {}};
   const Dataset a = load_dataset(d, 7);
   REQUIRE(a.images.train_x.sizes() == torch::IntArrayRef{42, 1, 6, 6});
   REQUIRE(a.images.val_x.size(0) == 8);
