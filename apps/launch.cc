@@ -128,11 +128,11 @@ int launch_local(int nproc, const std::vector<std::string>& args, double grace_s
     g_children[static_cast<size_t>(r)] = -1;
     --running;
     const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!ok) fmt::print(stderr, "mighty: launcher: rank {} {}\n", r, describe(status));
     if (!ok && !failed) {
       failed = true;
       result = exit_code(status);
       deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000.0));
-      fmt::print(stderr, "mighty: launcher: rank {} {}\n", r, describe(status));
     }
   }
   return result;

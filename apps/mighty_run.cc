@@ -1,13 +1,16 @@
 // mighty-run: the deployable side. Links only the runtime and the kernels, never LibTorch.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
 #include "kernels/cpu_features.h"
 #include "runtime/artifact.h"
+#include "runtime/atomic_file.h"
 #include "runtime/error.h"
 #include "runtime/idx.h"
 #include "runtime/input_spec.h"
@@ -31,6 +34,9 @@ int main(int argc, char** argv) {
   eval->add_option("--images", images, "IDX images (plain or .gz)");
   eval->add_option("--labels", labels, "IDX labels (plain or .gz)");
   eval->add_option("--text", text, "UTF-8 text file (language models)");
+  std::string documents;
+  eval->add_option("--documents", documents,
+                   "Folder of documents in subfolders named after the labels (document classifiers)");
   eval->add_option("--limit", limit, "Evaluate only the first N images / characters")
       ->check(CLI::NonNegativeNumber);
   std::string bench_artifact;
@@ -39,6 +45,8 @@ int main(int argc, char** argv) {
   bench->add_option("artifact", bench_artifact, ".mighty file")->required();
   bench->add_option("--runs", runs, "Timed batch-1 runs")->check(CLI::Range(int64_t{1}, int64_t{1000000}));
   bench->add_option("--batch", batch, "Throughput batch size")->check(CLI::Range(int64_t{1}, int64_t{65536}));
+  std::string bench_email;
+  bench->add_option("--email", bench_email, "Document classifiers: time this raw email end to end");
   std::string run_artifact, run_images, prompt;
   int64_t run_limit = 10, count = 200, top_k = 0;
   double temperature = 0.0;
@@ -49,6 +57,8 @@ int main(int argc, char** argv) {
   run->add_option("--images", run_images, "IDX images to classify (plain or .gz)");
   run->add_option("--limit", run_limit, "Images to classify (default 10)")->check(CLI::PositiveNumber);
   run->add_option("--prompt", prompt, "Text to continue (language models)");
+  std::vector<std::string> emails;
+  run->add_option("--email", emails, "Raw email / text files to classify (document classifiers)");
   run->add_option("--tokens", count, "Characters to generate (default 200)")->check(CLI::PositiveNumber);
   run->add_option("--temperature", temperature, "0 = greedy (default); else sample")
       ->check(CLI::Range(0.0, 100.0));
@@ -81,6 +91,25 @@ int main(int argc, char** argv) {
       const mighty::Session session = mighty::Session::load(run_artifact, threads);
       const auto spec = mighty::InputSpec::from_json(
           session.artifact().metadata().value("input", nlohmann::json()), run_artifact);
+      if (spec.kind == "documents") {
+        if (emails.empty()) throw mighty::Error("run: a document classifier needs --email FILE...");
+        const auto& labels = session.artifact().metadata().value("labels", nlohmann::json::array());
+        for (const auto& path : emails) {
+          const std::string raw = mighty::read_file(path);
+          const auto ids = session.document_ids(raw);
+          const auto scores = session.run_document(raw);
+          std::vector<double> p(scores.begin(), scores.end());
+          const double top = *std::max_element(p.begin(), p.end());
+          double sum = 0.0;
+          for (double& v : p) sum += (v = std::exp(v - top));
+          const int64_t best = std::max_element(p.begin(), p.end()) - p.begin();
+          const std::string name = best < static_cast<int64_t>(labels.size()) && labels[best].is_string()
+                                       ? labels[best].get<std::string>()
+                                       : std::to_string(best);
+          fmt::print("{}\t{}\t{:.4f}\t({} tokens)\n", path, name, p[best] / sum, ids.size());
+        }
+        return 0;
+      }
       if (spec.kind == "text") {
         if (prompt.empty()) throw mighty::Error("run: a language model needs --prompt");
         double rate = 0.0;
@@ -116,7 +145,16 @@ int main(int argc, char** argv) {
       const auto spec = mighty::InputSpec::from_json(
           session.artifact().metadata().value("input", nlohmann::json()), eval_artifact);
       nlohmann::json result;
-      if (!text.empty()) {
+      if (!documents.empty()) {
+        result = mighty::evaluate_documents(session, documents, limit);
+        fmt::print("accuracy {:.2f}% over {} documents", 100.0 * result["accuracy"].get<double>(),
+                   result["examples"].get<int64_t>());
+        if (result.contains("precision")) {
+          fmt::print("; {} precision {:.2f}%, recall {:.2f}%", result["positive_class"].get<std::string>(),
+                     100.0 * result["precision"].get<double>(), 100.0 * result["recall"].get<double>());
+        }
+        fmt::print("\n");
+      } else if (!text.empty()) {
         result = mighty::evaluate_text(session, spec, text, limit);
         fmt::print("bits/char {:.4f} over {} characters\n", result["bits_per_char"].get<double>(),
                    result["characters"].get<int64_t>());
@@ -133,7 +171,8 @@ int main(int argc, char** argv) {
       const mighty::Session session = mighty::Session::load(bench_artifact, threads);
       const auto spec = mighty::InputSpec::from_json(
           session.artifact().metadata().value("input", nlohmann::json()), bench_artifact);
-      const auto r = mighty::benchmark(session, spec, runs, batch);
+      const auto r = mighty::benchmark(session, spec, runs, batch,
+                                       bench_email.empty() ? "" : mighty::read_file(bench_email));
       fmt::print(
           "latency, batch 1: {:.3f} ms median, {:.3f} ms p99 ({} runs, {} thread{})\n"
           "throughput, batch {}: {:.0f} examples/s\n",

@@ -58,6 +58,14 @@ nlohmann::json evaluate_classifier(const Forward& model, const Dataset& d, Split
   }
   const double correct = confusion.diagonal().sum().item<double>();
   nlohmann::json m = {{"examples", n}, {"accuracy", correct / n}, {"loss", loss_sum / n}};
+  if (classes == 2) {
+    // Binary: precision and recall of the second class (spam, say) reported on their own.
+    const double tp = confusion[1][1].item<double>(), fp = confusion[0][1].item<double>();
+    const double fn = confusion[1][0].item<double>();
+    m["positive_class"] = d.images.class_names.size() == 2 ? d.images.class_names[1] : std::string("1");
+    m["precision"] = tp + fp > 0 ? tp / (tp + fp) : 0.0;
+    m["recall"] = tp + fn > 0 ? tp / (tp + fn) : 0.0;
+  }
   if (detailed) {
     std::vector<double> per_class;
     std::vector<std::vector<int64_t>> matrix;
@@ -248,6 +256,11 @@ nlohmann::json paired_latency(const Forward& a, const Forward& b, const Dataset&
 }
 
 std::string quality_cell(const nlohmann::json& m) {
+  if (m.contains("accuracy") && m.contains("precision")) {
+    return fmt::format("{:.2f}% ({} precision {:.2f}%, recall {:.2f}%)", 100.0 * m["accuracy"].get<double>(),
+                       m.value("positive_class", "positive"), 100.0 * m["precision"].get<double>(),
+                       100.0 * m["recall"].get<double>());
+  }
   if (m.contains("accuracy")) return fmt::format("{:.2f}%", 100.0 * m["accuracy"].get<double>());
   if (m.contains("bits_per_char")) return fmt::format("{:.4f} bits/char", m["bits_per_char"].get<double>());
   return "-";

@@ -2,10 +2,13 @@
 
 #include <set>
 
+#include <zlib.h>
+
 #include <fmt/format.h>
 
 #include "compress/data.h"
 #include "compress/recipe.h"
+#include "runtime/atomic_file.h"
 #include "runtime/error.h"
 #include "runtime/input_spec.h"
 
@@ -59,6 +62,19 @@ std::pair<torch::Tensor, torch::Tensor> quantize_weight_per_channel(const torch:
   return {q, scales.to(torch::kFloat32).contiguous()};
 }
 
+void add_input_tensors(ArtifactWriter& writer, const Recipe& recipe, const Dataset& data) {
+  if (data.kind != "documents") return;
+  const std::string vocab = read_file(expand_data_path(recipe.data.documents.vocab));
+  std::string packed(compressBound(static_cast<uLong>(vocab.size())), '\0');
+  uLongf size = static_cast<uLongf>(packed.size());
+  if (compress2(reinterpret_cast<Bytef*>(packed.data()), &size, reinterpret_cast<const Bytef*>(vocab.data()),
+                static_cast<uLong>(vocab.size()), Z_BEST_COMPRESSION) != Z_OK) {
+    throw Error("export: cannot compress the tokenizer's vocabulary");
+  }
+  packed.resize(size);
+  writer.add_tensor("tokenizer.vocab_json", TensorType::kUint8, {static_cast<int64_t>(size)}, packed.data());
+}
+
 nlohmann::json artifact_metadata(const Recipe& recipe, const Dataset& data, const std::string& role) {
   InputSpec input;
   input.kind = data.kind;
@@ -67,6 +83,11 @@ nlohmann::json artifact_metadata(const Recipe& recipe, const Dataset& data, cons
     input.shape = data.input_shape();
     input.mean = static_cast<float>(data.images.mean);
     input.std = static_cast<float>(data.images.std);
+    labels = data.images.class_names;
+  } else if (data.kind == "documents") {
+    input.max_tokens = recipe.data.documents.max_tokens;
+    input.max_bytes = recipe.data.documents.max_bytes;
+    input.vocab_json_bytes = read_file(expand_data_path(recipe.data.documents.vocab)).size();
     labels = data.images.class_names;
   } else {
     input.vocab = data.text.vocab;

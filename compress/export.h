@@ -28,6 +28,10 @@ struct Recipe;
 struct Dataset;
 nlohmann::json artifact_metadata(const Recipe& recipe, const Dataset& data, const std::string& role);
 
+// What the runtime needs besides the model to read the recipe's raw input: for documents, the tokenizer's
+// vocab.json (zlib-compressed, tensor "tokenizer.vocab_json"). Nothing for images and text.
+void add_input_tensors(ArtifactWriter& writer, const Recipe& recipe, const Dataset& data);
+
 // Per-output-channel symmetric int8 quantization of a weight [out, ...]: {int8 [out, rest], float scales
 // [out]}.
 std::pair<torch::Tensor, torch::Tensor> quantize_weight_per_channel(const torch::Tensor& weight);

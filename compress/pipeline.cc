@@ -116,6 +116,9 @@ nlohmann::json model_entry(const std::string& name, const std::string& role, con
   nlohmann::json m = {
       {"name", name}, {"role", role}, {"engine", engine}, {"params", params}, {"bytes", bytes}};
   if (test.contains("accuracy")) m["accuracy"] = test["accuracy"];
+  for (const char* key : {"precision", "recall", "positive_class"}) {
+    if (test.contains(key)) m[key] = test[key];
+  }
   if (test.contains("bits_per_char")) m["bits_per_char"] = test["bits_per_char"];
   if (!speed.is_null()) {
     m["latency_ms_b1"] = speed["latency_ms_b1"];
@@ -136,7 +139,9 @@ Forward session_forward(const Session& s) {
       const auto ids = x.contiguous();
       const int64_t length = x.size(1);
       out = s.run_tokens(ids.data_ptr<int64_t>(), batch, length);
-      shape = {batch, length, s.output_size(length) / length};
+      const bool per_token = s.graph().nodes()[static_cast<size_t>(s.graph().output())].shape.size() > 1;
+      shape = per_token ? std::vector<int64_t>{batch, length, s.output_size(length) / length}
+                        : std::vector<int64_t>{batch, s.output_size(length)};
     } else {
       const auto in = x.to(torch::kFloat32).contiguous();
       out = s.run(in.data_ptr<float>(), batch);
@@ -473,11 +478,14 @@ nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options) {
     } else if (st.kind == "export") {
       p.fp32_artifact = options.out_dir + "/student.fp32.mighty";
       p.student->eval();
-      export_fp32(p.student, artifact_metadata(recipe, data, "student_fp32")).write(p.fp32_artifact);
+      ArtifactWriter fp32_writer = export_fp32(p.student, artifact_metadata(recipe, data, "student_fp32"));
+      add_input_tensors(fp32_writer, recipe, data);
+      fp32_writer.write(p.fp32_artifact);
       p.artifact = options.out_dir + "/model.mighty";
       p.artifact_writer = p.quantized
                               ? p.quantized->export_artifact(artifact_metadata(recipe, data, "student_int8"))
                               : export_fp32(p.student, artifact_metadata(recipe, data, "student_fp32"));
+      add_input_tensors(p.artifact_writer, recipe, data);
       p.artifact_writer.write(p.artifact);
       stage = {{"kind", "export"},
                {"path", p.artifact},

@@ -203,6 +203,14 @@ std::pair<torch::Tensor, std::vector<torch::Tensor>> QuantizedModel::forward_cap
   torch::NoGradGuard no_grad;
   const auto& graph = fp32_->graph();
   const NodeOverride override_fn = [&](int node, const torch::Tensor& input) -> torch::Tensor {
+    auto t = tables_.find(node);
+    if (t != tables_.end()) {
+      // The bag's mean over the dequantized rows of the real tokens.
+      const auto table = t->second.weight_q.to(torch::kFloat32) * t->second.weight_scale.unsqueeze(1);
+      const auto valid = input.ge(0);
+      const auto rows = torch::embedding(table, input.clamp_min(0)) * valid.unsqueeze(-1);
+      return rows.sum(1) / valid.sum(1, true).clamp_min(1).to(torch::kFloat32);
+    }
     auto it = layers_.find(node);
     if (it == layers_.end()) return {};
     return simulate_layer(graph.nodes()[node], it->second, input);
@@ -230,11 +238,25 @@ ArtifactWriter QuantizedModel::export_artifact(const nlohmann::json& metadata) {
     graph["nodes"][static_cast<size_t>(i)]["attrs"]["quant"] = quant;
     by_weight[q.name + ".weight"] = &q;
   }
+  std::map<std::string, const TableQuant*> tables;
+  for (const auto& [i, t] : tables_) {
+    graph["nodes"][static_cast<size_t>(i)]["attrs"]["quant"] = {{"weight", "int8"}, {"scale", "per_row"}};
+    tables[t.name + ".weight"] = &t;
+  }
   nlohmann::json meta = metadata;
   meta["graph"] = graph;
   ArtifactWriter writer;
   writer.set_metadata(meta);
   for (const auto& spec : g.all_tensors()) {
+    auto table = tables.find(spec.name);
+    if (table != tables.end()) {
+      const auto wq = table->second->weight_q.contiguous();
+      writer.add_tensor(spec.name, TensorType::kInt8, spec.shape, wq.data_ptr<int8_t>());
+      const auto ws = table->second->weight_scale.contiguous();
+      writer.add_tensor(table->second->name + ".weight_scale", TensorType::kFloat32, {spec.shape[0]},
+                        ws.data_ptr<float>());
+      continue;
+    }
     auto it = by_weight.find(spec.name);
     if (it != by_weight.end()) {
       const LayerQuant& q = *it->second;
@@ -376,9 +398,13 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
   }
   for (const auto& pattern : spec.exclude) {
     bool any = false;
-    for (const auto& n : g.nodes()) any = any || (quantizable(n) && glob_match(pattern, n.name));
-    if (!any)
-      throw Error(fmt::format("quantize: exclude pattern '{}' matches no Linear or Conv2d layer", pattern));
+    for (const auto& n : g.nodes()) {
+      any = any || ((quantizable(n) || n.op == OpKind::kEmbeddingBag) && glob_match(pattern, n.name));
+    }
+    if (!any) {
+      throw Error(fmt::format(
+          "quantize: exclude pattern '{}' matches no Linear, Conv2d or EmbeddingBag layer", pattern));
+    }
   }
   report["excluded"] = excluded;
 
@@ -448,6 +474,31 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
     }
   }
   QuantizedModel qm(std::move(model), std::move(layers));
+  // Embedding tables of bags: int8 rows (the largest tensor of a document model).
+  nlohmann::json table_reports = nlohmann::json::array();
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const Node& n = g.nodes()[i];
+    if (n.op != OpKind::kEmbeddingBag) continue;
+    if (std::any_of(spec.exclude.begin(), spec.exclude.end(),
+                    [&](const std::string& p) { return glob_match(p, n.name); })) {
+      excluded.push_back(n.name);
+      continue;
+    }
+    TableQuant t;
+    t.node = static_cast<int>(i);
+    t.name = n.name;
+    const auto w = param(qm.fp32(), n.name + ".weight").detach();
+    std::tie(t.weight_q, t.weight_scale) = quantize_weight_per_channel(w);
+    const auto back = t.weight_q.to(torch::kFloat32) * t.weight_scale.unsqueeze(1);
+    table_reports.push_back({{"layer", n.name},
+                             {"op", "EmbeddingBag"},
+                             {"weight_shape", w.sizes().vec()},
+                             {"scale", "per row"},
+                             {"sqnr_db", sqnr_db(w, back)}});
+    qm.tables()[t.node] = t;
+  }
+  report["excluded"] = excluded;
+  report["tables"] = table_reports;
 
   // Bias correction, layer by layer in graph order: the mean per-channel error of the simulated output
   // (earlier layers already quantized and corrected) against the float model's is taken out of the bias.

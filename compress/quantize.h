@@ -58,6 +58,15 @@ struct LayerQuant {
   bool relu = false;
 };
 
+// An EmbeddingBag table as int8 rows, each with its own scale (max |row| / 127): the runtime sums the rows
+// of a document's tokens in float after scaling, exactly what the simulation does.
+struct TableQuant {
+  int node = -1;
+  std::string name;
+  torch::Tensor weight_q;      // int8 [rows, dim]
+  torch::Tensor weight_scale;  // float [rows]
+};
+
 class QuantizedModel {
  public:
   QuantizedModel(GraphModule fp32, std::map<int, LayerQuant> layers);
@@ -67,11 +76,13 @@ class QuantizedModel {
                                                                        const std::vector<int>& nodes);
   GraphModule& fp32() { return fp32_; }  // the float model it was made from (folded, smoothed)
   std::map<int, LayerQuant>& layers() { return layers_; }
+  std::map<int, TableQuant>& tables() { return tables_; }
   ArtifactWriter export_artifact(const nlohmann::json& metadata);
 
  private:
   GraphModule fp32_;
   std::map<int, LayerQuant> layers_;
+  std::map<int, TableQuant> tables_;
 };
 
 // Linear/Conv2d output of one layer as the runtime computes it from fp32 input.

@@ -328,17 +328,22 @@ UseLiteTeacher::UseLiteTeacher(UseLiteClassifier model) : model_(std::move(model
   params_ += model_->encoder->vocabulary_rows() * model_->encoder->embeddings_width();
 }
 
-torch::Tensor UseLiteTeacher::logits(const torch::Tensor& x) {
+torch::Tensor UseLiteTeacher::logits(const torch::Tensor& x_in) {
   torch::NoGradGuard no_grad;
+  // Columns past the longest document are padding: the encoder masks them, so leave them out (the result is
+  // the same, and a batch of one document costs what that document costs).
+  const int64_t longest = x_in.size(0) > 0 ? x_in.ge(0).sum(1).max().item<int64_t>() : 0;
+  const auto x = x_in.slice(1, 0, std::max<int64_t>(longest, 1));
   if (!remember_) return model_->forward(x);
   const auto ids = x.contiguous();
-  const int64_t rows = ids.size(0), row_bytes = ids.size(1) * static_cast<int64_t>(sizeof(int64_t));
-  std::vector<std::string> keys(static_cast<size_t>(rows));
+  const auto lengths = ids.ge(0).sum(1);
+  const int64_t rows = ids.size(0);
+  std::vector<std::string> keys(static_cast<size_t>(rows));  // a document's real ids (its padding aside)
   std::vector<int64_t> missing;
   for (int64_t r = 0; r < rows; ++r) {
     keys[static_cast<size_t>(r)].assign(
         reinterpret_cast<const char*>(ids.data_ptr<int64_t>() + r * ids.size(1)),
-        static_cast<size_t>(row_bytes));
+        static_cast<size_t>(lengths[r].item<int64_t>()) * sizeof(int64_t));
     if (!remembered_.count(keys[static_cast<size_t>(r)])) missing.push_back(r);
   }
   if (!missing.empty()) {

@@ -68,11 +68,13 @@ void mighty_free(mighty_model* model) { delete model; }
 const char* mighty_last_error(void) { return last_error.c_str(); }
 
 int mighty_input_kind(const mighty_model* m) {
+  if (m && m->spec.kind == "documents") return MIGHTY_INPUT_TEXT;
   return m && m->spec.kind == "text" ? MIGHTY_INPUT_TOKENS : MIGHTY_INPUT_IMAGES;
 }
 
 size_t mighty_input_size(const mighty_model* m) {
   if (!m) return 0;
+  if (m->spec.kind == "documents") return static_cast<size_t>(m->spec.max_tokens);
   return static_cast<size_t>(m->spec.kind == "text" ? m->spec.context : m->spec.example_size());
 }
 
@@ -116,6 +118,17 @@ int mighty_run_tokens(const mighty_model* m, const int64_t* tokens, size_t batch
         if (!m || !tokens || !output) throw mighty::Error("mighty_run_tokens: NULL argument");
         const auto y =
             m->session.run_tokens(tokens, static_cast<int64_t>(batch), static_cast<int64_t>(length));
+        std::memcpy(output, y.data(), y.size() * sizeof(float));
+        return 0;
+      },
+      -1);
+}
+
+int mighty_run_text(const mighty_model* m, const char* text, size_t size, float* output) {
+  return guarded(
+      [&] {
+        if (!m || (!text && size > 0) || !output) throw mighty::Error("mighty_run_text: NULL argument");
+        const auto y = m->session.run_document(std::string_view(text ? text : "", size));
         std::memcpy(output, y.data(), y.size() * sizeof(float));
         return 0;
       },

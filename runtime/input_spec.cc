@@ -11,6 +11,13 @@ namespace mighty {
 
 nlohmann::json InputSpec::to_json() const {
   if (kind == "images") return {{"kind", kind}, {"shape", shape}, {"mean", mean}, {"std", std}};
+  if (kind == "documents") {
+    return {
+        {"kind", kind},
+        {"max_tokens", max_tokens},
+        {"max_bytes", max_bytes},
+        {"tokenizer", {{"tensor", "tokenizer.vocab_json"}, {"bytes", vocab_json_bytes}, {"reserved", 6}}}};
+  }
   std::vector<uint32_t> cps(vocab.begin(), vocab.end());
   return {{"kind", kind}, {"context", context}, {"vocab", cps}};
 }
@@ -46,6 +53,22 @@ InputSpec InputSpec::from_json(const nlohmann::json& j, const std::string& where
       s.vocab.push_back(static_cast<char32_t>(c.get<uint32_t>()));
     }
     if (!std::is_sorted(s.vocab.begin(), s.vocab.end())) fail("'vocab' must be sorted");
+  } else if (s.kind == "documents") {
+    for (const char* key : {"max_tokens", "max_bytes"}) {
+      if (!j.contains(key) || !j[key].is_number_unsigned() || j[key].get<uint64_t>() == 0 ||
+          j[key].get<uint64_t>() > (1u << 24)) {
+        fail(fmt::format("'{}' must be a positive integer", key));
+      }
+    }
+    s.max_tokens = j["max_tokens"].get<int64_t>();
+    s.max_bytes = j["max_bytes"].get<int64_t>();
+    const auto& t = j.contains("tokenizer") ? j["tokenizer"] : nlohmann::json();
+    if (!t.is_object() || t.value("tensor", "") != "tokenizer.vocab_json" || !t.contains("bytes") ||
+        !t["bytes"].is_number_unsigned() || t["bytes"].get<uint64_t>() > (1u << 28) ||
+        t.value("reserved", -1) != 6) {
+      fail("'tokenizer' must name the tensor tokenizer.vocab_json, its size and 6 reserved ids");
+    }
+    s.vocab_json_bytes = t["bytes"].get<uint64_t>();
   } else {
     fail(fmt::format("unknown kind '{}'", s.kind));
   }

@@ -12,11 +12,15 @@
 namespace mighty {
 
 struct InputSpec {
-  std::string kind;  // images | text
+  std::string kind;  // images | text | documents
   std::vector<int64_t> shape;
   float mean = 0.0f, std = 1.0f;
   std::vector<char32_t> vocab;
   int64_t context = 0;
+  // documents: raw text (an email) -> email_text (at most max_bytes) -> the artifact's tokenizer (the tensor
+  // "tokenizer.vocab_json", zlib-compressed vocab.json) -> at most max_tokens ids.
+  int64_t max_tokens = 0, max_bytes = 0;
+  uint64_t vocab_json_bytes = 0;  // uncompressed size of the tokenizer tensor
 
   nlohmann::json to_json() const;
   static InputSpec from_json(const nlohmann::json& j, const std::string& where);

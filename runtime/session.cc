@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include <zlib.h>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <Eigen/Core>
@@ -11,6 +13,7 @@
 #include "kernels/conv.h"
 #include "kernels/fp32_ops.h"
 #include "kernels/quantize.h"
+#include "runtime/email_text.h"
 #include "runtime/error.h"
 
 namespace mighty {
@@ -31,6 +34,44 @@ constexpr float kNormEps = 1e-5f;  // LibTorch's default for BatchNorm2d and Lay
 }  // namespace
 
 Session::Session(Session&&) noexcept = default;
+
+void Session::load_tokenizer() {
+  const std::string name = "tokenizer.vocab_json";
+  if (!artifact_.has_tensor(name)) {
+    throw Error(fmt::format("{}: a document classifier needs tensor '{}', which the file does not have",
+                            artifact_.name(), name));
+  }
+  const TensorView& t = artifact_.tensor(name);
+  if (t.type != TensorType::kUint8 || t.shape.size() != 1) {
+    throw Error(fmt::format("{}: tensor '{}' must be uint8 [bytes]", artifact_.name(), name));
+  }
+  std::string json(static_cast<size_t>(documents_.vocab_json_bytes), '\0');
+  uLongf size = static_cast<uLongf>(json.size());
+  const int rc =
+      uncompress(reinterpret_cast<Bytef*>(json.data()), &size, t.as<Bytef>(), static_cast<uLong>(t.bytes));
+  if (rc != Z_OK || size != json.size()) {
+    throw Error(
+        fmt::format("{}: tensor '{}' does not inflate to the {} bytes of vocab.json the metadata states",
+                    artifact_.name(), name, json.size()));
+  }
+  const auto vocab = nlohmann::json::parse(json, nullptr, false);
+  if (vocab.is_discarded()) throw Error(fmt::format("{}: tensor '{}' is not JSON", artifact_.name(), name));
+  tokenizer_ =
+      std::make_unique<UnigramTokenizer>(UnigramTokenizer::from_json(vocab, artifact_.name() + ": " + name));
+}
+
+std::vector<int64_t> Session::document_ids(std::string_view raw) const {
+  if (!tokenizer_) throw Error(fmt::format("{}: not a document classifier", artifact_.name()));
+  const auto ids = tokenizer_->encode(email_text(raw, static_cast<size_t>(documents_.max_bytes)));
+  const size_t kept = std::min(ids.size(), static_cast<size_t>(documents_.max_tokens));
+  return {ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(kept)};
+}
+
+std::vector<float> Session::run_document(std::string_view raw) const {
+  std::vector<int64_t> ids = document_ids(raw);
+  if (ids.empty()) ids.push_back(-1);  // no tokens: one padding position (the bag's mean is zeros)
+  return run_tokens(ids.data(), 1, static_cast<int64_t>(ids.size()));
+}
 Session::~Session() = default;
 
 Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)) {
@@ -40,6 +81,10 @@ Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)
     graph_ = Graph::from_json(m["graph"]);
   } catch (const Error& e) {
     throw Error(fmt::format("{}: {}", artifact_.name(), e.what()));
+  }
+  if (m.contains("input") && m["input"].is_object() && m["input"].value("kind", "") == "documents") {
+    documents_ = InputSpec::from_json(m["input"], artifact_.name());
+    load_tokenizer();
   }
   const auto& nodes = graph_.nodes();
   int8_.resize(nodes.size());
@@ -69,14 +114,16 @@ Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)
     kernels::QuantParams input_params;
     if (quantized) {
       const auto& q = n.attrs["quant"];
-      const bool known = (n.op == OpKind::kLinear || n.op == OpKind::kConv2d) && q.is_object() &&
-                         q.value("weight", "") == "int8" && q.contains("activation") &&
-                         (q["activation"] == "dynamic" || q["activation"] == "static");
+      const bool table = n.op == OpKind::kEmbeddingBag && q.is_object() && q.value("weight", "") == "int8" &&
+                         q.value("scale", "") == "per_row";
+      const bool known = table || ((n.op == OpKind::kLinear || n.op == OpKind::kConv2d) && q.is_object() &&
+                                   q.value("weight", "") == "int8" && q.contains("activation") &&
+                                   (q["activation"] == "dynamic" || q["activation"] == "static"));
       if (!known) {
         throw Error(fmt::format("{}: graph node {} ('{}'): unsupported quantization {}", artifact_.name(), i,
                                 n.name, q.dump()));
       }
-      static_activation = q["activation"] == "static";
+      static_activation = !table && q["activation"] == "static";
       if (static_activation) {
         // Static: the input is quantized with the calibrated scale and zero point stored here.
         const auto& sc = q.contains("input_scale") ? q["input_scale"] : nlohmann::json();
@@ -133,6 +180,12 @@ Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)
       }
     }
     auto layer = std::make_unique<Int8Weights>();
+    if (n.op == OpKind::kEmbeddingBag) {
+      layer->table = w.as<int8_t>();
+      layer->scales = sc.as<float>();
+      int8_[i] = std::move(layer);
+      continue;
+    }
     if (n.op == OpKind::kConv2d && static_activation) {
       // Static convolutions read their patches from channels-last uint8 images (implicit im2col): K ordered
       // (ky, kx, c), each kernel row padded to whole 4-deep groups.
@@ -433,7 +486,8 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
       case OpKind::kEmbeddingBag: {
         // The mean of the rows of the real tokens; ids < 0 are padding.
         const int64_t num = attr("num_embeddings"), dim = attr("dim");
-        const float* table = tensor("weight");
+        const Int8Weights* q = int8_[i].get();
+        const float* table = q ? nullptr : tensor("weight");
         out.shape = {dim};
         out.data.assign(static_cast<size_t>(batch * dim), 0.0f);
         for (int64_t b = 0; b < batch; ++b) {
@@ -445,8 +499,14 @@ std::vector<float> Session::execute(const float* input, const int64_t* tokens, i
             if (id >= num) {
               throw Error(fmt::format("token {} at position {} is outside the vocabulary of {}", id, t, num));
             }
-            const float* row = table + id * dim;
-            for (int64_t k = 0; k < dim; ++k) sum[k] += row[k];
+            if (q) {  // int8 rows: q * row scale, as the simulation dequantizes them
+              const int8_t* row = q->table + id * dim;
+              const float scale = q->scales[id];
+              for (int64_t k = 0; k < dim; ++k) sum[k] += static_cast<float>(row[k]) * scale;
+            } else {
+              const float* row = table + id * dim;
+              for (int64_t k = 0; k < dim; ++k) sum[k] += row[k];
+            }
             ++count;
           }
           const float inv = 1.0f / static_cast<float>(std::max<int64_t>(count, 1));

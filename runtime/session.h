@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kernels/gemm.h"
@@ -15,6 +16,8 @@
 #include "kernels/thread_pool.h"
 #include "runtime/artifact.h"
 #include "runtime/graph.h"
+#include "runtime/input_spec.h"
+#include "runtime/tokenizer.h"
 
 namespace mighty {
 
@@ -47,6 +50,11 @@ class Session {
   // Feeds `length` more tokens; returns their logits [length][vocab]. The total may not exceed the context.
   std::vector<float> decode(const int64_t* tokens, int64_t length, DecodeState& state) const;
 
+  // Document classifiers (input kind "documents"): the ids a raw text (an email) becomes — email_text, the
+  // artifact's own tokenizer, at most max_tokens — and its class scores. Other models: an Error.
+  std::vector<int64_t> document_ids(std::string_view raw) const;
+  std::vector<float> run_document(std::string_view raw) const;
+
   // Output elements per example for a sequence of `length` (the whole input for image models).
   int64_t output_size(int64_t length = 0) const;
 
@@ -63,6 +71,7 @@ class Session {
   std::vector<float> execute(const float* input, const int64_t* tokens, int64_t batch, int64_t length,
                              DecodeState* state) const;
   const float* weights(const std::string& name) const;
+  void load_tokenizer();
   // Repacks a static Linear's weights to read a channels-last uint8 `map` [C, H, W] flattened.
   void read_hwc(int node, const Shape& map);
   void setup_u8_outputs();  // validates and prepares the requantized (uint8) outputs of static convs
@@ -91,10 +100,14 @@ class Session {
     // A static Linear behind Flatten at the end of a uint8 chain reads the channels-last uint8 map as it is:
     // its weight columns are packed in (y, x, c) order instead of the graph's (c, y, x).
     bool hwc_input = false;
+    // An int8 EmbeddingBag table: rows [num][dim], one scale per row (no packing).
+    const int8_t* table = nullptr;
   };
 
   Artifact artifact_;
   Graph graph_;
+  InputSpec documents_;                             // kind "documents" only
+  std::unique_ptr<UnigramTokenizer> tokenizer_;     // documents: from the artifact's tensor
   std::vector<std::unique_ptr<Int8Weights>> int8_;  // per node; null for fp32 nodes
   // Per node: its fp32 tensors by name suffix ("bias", "in_proj.weight", ...), found once at load.
   std::vector<std::vector<std::pair<std::string, const float*>>> node_tensors_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <numeric>
 #include <random>
 
@@ -135,7 +136,78 @@ std::string generate(const Session& session, const InputSpec& spec, const std::s
   return out;
 }
 
-nlohmann::json benchmark(const Session& session, const InputSpec& spec, int64_t runs, int64_t batch) {
+nlohmann::json evaluate_documents(const Session& session, const std::string& dir, int64_t limit) {
+  const auto& labels = session.artifact().metadata().value("labels", nlohmann::json::array());
+  if (!labels.is_array() || labels.size() < 2) {
+    throw Error(
+        fmt::format("{}: the model has no class labels to match folders with", session.artifact().name()));
+  }
+  if (!std::filesystem::is_directory(dir)) throw Error(fmt::format("{}: not a directory", dir));
+  std::vector<std::pair<std::filesystem::path, int64_t>> files;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir); it != std::filesystem::end(it); ++it) {
+    const auto& e = *it;
+    if (!e.is_regular_file() || it.depth() == 0) continue;  // documents live in labelled folders
+    const std::string folder = e.path().parent_path().filename().string();
+    int64_t label = -1;
+    for (size_t c = 0; c < labels.size(); ++c) {
+      if (labels[c].is_string() && folder.find(labels[c].get<std::string>()) != std::string::npos) {
+        label = static_cast<int64_t>(c);
+      }
+    }
+    // One document per stem: SpamAssassin's corpus has each email as X.txt and X.json; take the .json.
+    const bool twin = e.path().extension() != ".json" &&
+                      std::filesystem::exists(std::filesystem::path(e.path()).replace_extension(".json"));
+    if (label >= 0 && !twin) files.emplace_back(e.path(), label);
+  }
+  std::sort(files.begin(), files.end());
+  if (limit > 0 && static_cast<int64_t>(files.size()) > limit) files.resize(static_cast<size_t>(limit));
+  if (files.empty()) throw Error(fmt::format("{}: no documents in folders named after the labels", dir));
+  const auto classes = static_cast<int64_t>(labels.size());
+  std::vector<int64_t> confusion(static_cast<size_t>(classes * classes), 0);
+  Progress progress("eval", static_cast<int64_t>(files.size()), "doc");
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::string raw = read_file(files[i].first.string());
+    if (files[i].first.extension() == ".json") {
+      const auto doc = nlohmann::json::parse(raw, nullptr, false);
+      if (!doc.is_object() || !doc.contains("text") || !doc["text"].is_string()) {
+        throw Error(
+            fmt::format("{}: expected a JSON object with a string \"text\"", files[i].first.string()));
+      }
+      raw = doc["text"].get<std::string>();
+    }
+    const auto scores = session.run_document(raw);
+    confusion[static_cast<size_t>(files[i].second * classes + argmax(scores.data(), classes))]++;
+    progress.update(static_cast<int64_t>(i + 1));
+  }
+  progress.finish(static_cast<int64_t>(files.size()));
+  int64_t correct = 0;
+  for (int64_t c = 0; c < classes; ++c) correct += confusion[static_cast<size_t>(c * classes + c)];
+  const auto n = static_cast<double>(files.size());
+  nlohmann::json r = {{"examples", files.size()}, {"accuracy", static_cast<double>(correct) / n}};
+  if (classes == 2) {
+    const double tp = static_cast<double>(confusion[3]), fp = static_cast<double>(confusion[1]);
+    const double fn = static_cast<double>(confusion[2]);
+    r["positive_class"] = labels[1];
+    r["precision"] = tp + fp > 0 ? tp / (tp + fp) : 0.0;
+    r["recall"] = tp + fn > 0 ? tp / (tp + fn) : 0.0;
+  }
+  return r;
+}
+
+nlohmann::json benchmark(const Session& session, const InputSpec& spec, int64_t runs, int64_t batch,
+                         const std::string& document) {
+  if (spec.kind == "documents") {
+    const std::string sample = !document.empty()
+                                   ? document
+                                   : "Subject: Limited offer: save 50% on printer toner today\n\n"
+                                     "Dear customer, click here to order before Friday and get free "
+                                     "shipping on every cartridge. To unsubscribe reply REMOVE.\n";
+    return measure_latency([&] { session.run_document(sample); },
+                           [&] {
+                             for (int64_t b = 0; b < batch; ++b) session.run_document(sample);
+                           },
+                           runs, batch, /*warmup=*/5);
+  }
   if (spec.kind == "images") {
     const std::vector<float> one(static_cast<size_t>(spec.example_size()), 0.5f);
     const std::vector<float> many(static_cast<size_t>(batch * spec.example_size()), 0.5f);

@@ -23,7 +23,15 @@ nlohmann::json evaluate_text(const Session& session, const InputSpec& spec, cons
 std::string generate(const Session& session, const InputSpec& spec, const std::string& prompt, int64_t count,
                      double temperature, int64_t top_k, uint64_t seed, double* tokens_per_s = nullptr);
 
-// Batch-1 latency (median and p99 of `runs`) and throughput at `batch`, on a fixed input.
-nlohmann::json benchmark(const Session& session, const InputSpec& spec, int64_t runs, int64_t batch);
+// Document classifiers over a corpus: every file below `dir` whose folder names one of the model's labels
+// (the folder name contains it); a .json file is read as {"text": raw}, anything else as raw bytes. Accuracy,
+// and for two classes the second class's precision and recall, end to end from the raw text.
+nlohmann::json evaluate_documents(const Session& session, const std::string& dir, int64_t limit = 0);
+
+// Batch-1 latency (median and p99 of `runs`) and throughput at `batch`, on a fixed input. Document
+// classifiers are timed end to end (email_text, tokenizer, model) on `document` (raw text; empty: a built-in
+// sample email).
+nlohmann::json benchmark(const Session& session, const InputSpec& spec, int64_t runs, int64_t batch,
+                         const std::string& document = "");
 
 }  // namespace mighty
