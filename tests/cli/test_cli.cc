@@ -9,9 +9,12 @@
 #include <fstream>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "runtime/artifact.h"
 #include "runtime/graph.h"
 #include "tests/cli/helpers.h"
+#include "tests/use_lite_reference.h"
 
 using namespace mighty::testing;
 
@@ -240,4 +243,70 @@ TEST_CASE("the C API example classifies through a model built here") {
   REQUIRE_THAT(o.err, Catch::Contains("header at byte 0"));
   std::filesystem::remove(model);
   std::filesystem::remove(image);
+}
+
+TEST_CASE("a spam filter from USE-Lite, end to end: compress, mighty-run on raw emails, the C API") {
+  const auto dir = std::filesystem::temp_directory_path() / ("mighty_cli_spam_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  // A small corpus in SpamAssassin's layout: folders named after the classes, each email as .json and .txt.
+  const char* spam_lines[] = {"WIN a FREE cruise, click here now", "Cheap meds online, no prescription",
+                              "Make $5000 a week from home", "Lowest mortgage rates, apply today"};
+  const char* ham_lines[] = {"Minutes of Tuesday's build meeting", "Re: the patch for the parser",
+                             "Lunch on Friday?", "Draft of the quarterly report attached"};
+  for (int i = 0; i < 40; ++i) {
+    for (int spam = 0; spam < 2; ++spam) {
+      const auto folder = dir / "corpus" / (spam ? "spam-1" : "easy-ham-1");
+      std::filesystem::create_directories(folder);
+      const std::string subject = spam ? spam_lines[i % 4] : ham_lines[i % 4];
+      const std::string text = "Received: from relay\nSubject: " + subject + "\n\n" + subject + ". Message " +
+                               std::to_string(i) + (spam ? ". Unsubscribe: reply REMOVE." : ". Thanks, Ann");
+      std::ofstream(folder / (std::to_string(i) + ".txt")) << text;
+      std::ofstream(folder / (std::to_string(i) + ".json")) << nlohmann::json{{"text", text}}.dump();
+    }
+  }
+  const std::string model_dir = mighty::testing::use_lite_model_dir();
+  const auto recipe =
+      write_temp("spam.json", R"({
+  "name": "spam_tiny", "seed": 2,
+  "data": {"kind": "documents", "corpus": ")" +
+                                  (dir / "corpus").string() + R"(",
+           "vocab": ")" + model_dir +
+                                  R"(/vocab.json", "max_tokens": 32, "validation_size": 10, "test_size": 20},
+  "teacher": {"use_lite": ")" + model_dir +
+                                  R"(/model.json", "train": {"epochs": 5, "batch_size": 16}},
+  "student": {"model": {"arch": "bag", "dim": 8, "hidden": [8]}},
+  "stages": [{"kind": "distill", "train": {"epochs": 10, "batch_size": 8, "lr": 0.01}},
+             {"kind": "quantize", "activations": "dynamic"}, {"kind": "export"},
+             {"kind": "verify", "max_accuracy_drop": 100, "min_speedup": 1}],
+  "eval": {"latency_runs": 5, "throughput_batch": 4}})");
+  auto o = run("MIGHTY_DATA=" + (dir / "cache").string() + " " + kMighty + " compress " + recipe +
+               " --threads 1 --out " + (dir / "run").string());
+  INFO(o.err);
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out, Catch::Contains("spam precision") && Catch::Contains("verify: **pass**"));
+  const std::string model = (dir / "run" / "model.mighty").string();
+  // The deployed file reads raw emails: the easy cases come out right.
+  const std::string spam_email = (dir / "corpus" / "spam-1" / "0.txt").string();
+  const std::string ham_email = (dir / "corpus" / "easy-ham-1" / "0.txt").string();
+  o = run(kMightyRun + " run " + model + " --email " + spam_email + " " + ham_email);
+  INFO(o.err);
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out, Catch::Contains("0.txt\tspam\t") && Catch::Contains("0.txt\tham\t"));
+  o = run("MIGHTY_PROGRESS=off " + kMightyRun + " eval " + model + " --documents " +
+          (dir / "corpus").string());
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out, Catch::Contains("over 80 documents; spam precision"));
+  o = run(kMightyRun + " bench " + model + " --runs 20 --batch 2 --email " + spam_email);
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out, Catch::Contains("latency, batch 1"));
+  o = run(std::string(CLASSIFY_BIN) + " " + model + " " + spam_email);
+  INFO(o.err);
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out, Catch::StartsWith("1 spam "));
+  // A document model without documents, or an email for an image model: one clear line.
+  o = run(kMightyRun + " run " + model);
+  REQUIRE(o.status != 0);
+  REQUIRE_THAT(o.err, Catch::Contains("needs --email"));
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove(recipe);
 }

@@ -12,10 +12,15 @@
 #include <string>
 #include <vector>
 
+#include <zlib.h>
 #include <nlohmann/json.hpp>
 
+#include "runtime/artifact.h"
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
+#include "runtime/graph.h"
+#include "runtime/input_spec.h"
+#include "runtime/session.h"
 #include "runtime/tokenizer.h"
 #include "tests/use_lite_reference.h"
 
@@ -105,4 +110,79 @@ TEST_CASE("USE-Lite's tokenizer gives the JavaScript reference's ids on real sen
   // Real text, not trivia: tens of thousands of tokens, some of them unknown characters.
   REQUIRE(tokens > 10000);
   REQUIRE(unknown > 0);
+}
+
+namespace {
+
+// A document classifier by hand: ids -> EmbeddingBag(13, 2) -> Linear(2 -> 2), the toy vocabulary inside.
+std::string document_artifact(const std::string& vocab_json, uint64_t stated_bytes, bool with_tensor,
+                              const std::string& type = "uint8") {
+  Graph g;
+  int x = g.add("input", OpKind::kInput, {}, {{"shape", {16}}, {"dtype", "int64"}});
+  x = g.add("embed", OpKind::kEmbeddingBag, {x}, {{"num_embeddings", 13}, {"dim", 2}});
+  g.add("out", OpKind::kLinear, {x}, {{"in_features", 2}, {"out_features", 2}});
+  g.infer_shapes();
+  ArtifactWriter w;
+  w.set_metadata(
+      {{"graph", g.to_json()},
+       {"input",
+        {{"kind", "documents"},
+         {"max_tokens", 16},
+         {"max_bytes", 100},
+         {"tokenizer", {{"tensor", "tokenizer.vocab_json"}, {"bytes", stated_bytes}, {"reserved", 6}}}}},
+       {"labels", {"ham", "spam"}}});
+  std::vector<float> table(26);
+  for (size_t i = 0; i < table.size(); ++i) table[i] = static_cast<float>(i);  // row r = (2r, 2r + 1)
+  const float weight[4] = {1, 0, 0, 1}, bias[2] = {0, 0};
+  w.add_tensor("embed.weight", TensorType::kFloat32, {13, 2}, table.data());
+  w.add_tensor("out.weight", TensorType::kFloat32, {2, 2}, weight);
+  w.add_tensor("out.bias", TensorType::kFloat32, {2}, bias);
+  if (with_tensor) {
+    std::string packed(compressBound(static_cast<uLong>(vocab_json.size())), '\0');
+    uLongf size = static_cast<uLongf>(packed.size());
+    REQUIRE(compress2(reinterpret_cast<Bytef*>(packed.data()), &size,
+                      reinterpret_cast<const Bytef*>(vocab_json.data()),
+                      static_cast<uLong>(vocab_json.size()), 9) == Z_OK);
+    if (type == "uint8") {
+      w.add_tensor("tokenizer.vocab_json", TensorType::kUint8, {static_cast<int64_t>(size)}, packed.data());
+    } else {
+      packed.resize(size / 4 * 4);
+      w.add_tensor("tokenizer.vocab_json", TensorType::kFloat32, {static_cast<int64_t>(size / 4)},
+                   packed.data());
+    }
+  }
+  return w.serialize();
+}
+
+}  // namespace
+
+TEST_CASE("a document classifier reads raw email text with the tokenizer stored in its file") {
+  const std::string vocab = R"([["\ufffd", 0], ["<s>", 0], ["</s>", 0], ["r3", 0], ["r4", 0], ["r5", 0],
+      ["\u2581", -2], ["\u2581ab", -3], ["a", -1], ["b", -1], ["ab", -2.5], ["c", -1.5], ["fi", -1]])";
+  const Session s(Artifact::from_bytes(document_artifact(vocab, vocab.size(), true), "doc.mighty"));
+  // Subject "ab", body "c": email_text "ab c" -> ids 7 ("\u2581ab"), 6, 11 -> mean of rows 7, 6, 11.
+  const std::string email = "Received: somewhere\nSubject: ab\n\nc\n";
+  REQUIRE(s.document_ids(email) == std::vector<int64_t>{7, 6, 11});
+  const auto y = s.run_document(email);
+  REQUIRE(y.size() == 2);
+  REQUIRE(y[0] == Approx((14.0 + 12.0 + 22.0) / 3.0));
+  REQUIRE(y[1] == Approx((15.0 + 13.0 + 23.0) / 3.0));
+  // No tokens at all: the bag is empty, the logits are the bias.
+  const auto empty = s.run_document("");
+  REQUIRE(empty == std::vector<float>{0.0f, 0.0f});
+  // The file's promises are checked when it is opened.
+  REQUIRE_THROWS_WITH(
+      Session(Artifact::from_bytes(document_artifact(vocab, vocab.size() + 1, true), "a.mighty")),
+      Catch::Contains("does not inflate to the"));
+  REQUIRE_THROWS_WITH(
+      Session(Artifact::from_bytes(document_artifact(vocab, vocab.size(), false), "b.mighty")),
+      Catch::Contains("needs tensor 'tokenizer.vocab_json'"));
+  REQUIRE_THROWS_WITH(
+      Session(Artifact::from_bytes(document_artifact(vocab, vocab.size(), true, "float32"), "c.mighty")),
+      Catch::Contains("must be uint8"));
+  REQUIRE_THROWS_WITH(Session(Artifact::from_bytes(document_artifact("[1, 2]", 6, true), "d.mighty")),
+                      Catch::Contains("entry 0 is not [piece, score]"));
+  // Not a document model: asking for documents is an error.
+  REQUIRE_THROWS_WITH(InputSpec::from_json({{"kind", "documents"}, {"max_tokens", 0}, {"max_bytes", 1}}, "e"),
+                      Catch::Contains("'max_tokens' must be a positive integer"));
 }
