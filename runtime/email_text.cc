@@ -1,5 +1,7 @@
 #include "runtime/email_text.h"
 
+#include "runtime/text_corpus.h"
+
 #include <cctype>
 #include <map>
 #include <utility>
@@ -297,22 +299,7 @@ std::string html_to_text(std::string_view html) {
           ++j;
         }
         if (j < html.size() && html[j] == ';' && j > i + 2 && code > 0 && code < 0x110000) {
-          // Encode the code point as UTF-8.
-          if (code < 0x80) {
-            out += static_cast<char>(code);
-          } else if (code < 0x800) {
-            out += static_cast<char>(0xC0 | (code >> 6));
-            out += static_cast<char>(0x80 | (code & 0x3F));
-          } else if (code < 0x10000) {
-            out += static_cast<char>(0xE0 | (code >> 12));
-            out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
-            out += static_cast<char>(0x80 | (code & 0x3F));
-          } else {
-            out += static_cast<char>(0xF0 | (code >> 18));
-            out += static_cast<char>(0x80 | ((code >> 12) & 0x3F));
-            out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
-            out += static_cast<char>(0x80 | (code & 0x3F));
-          }
+          out += encode_utf8(static_cast<char32_t>(code));
           i = j + 1;
           replaced = true;
         }

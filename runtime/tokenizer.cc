@@ -8,30 +8,13 @@
 #include <fmt/format.h>
 
 #include "runtime/error.h"
+#include "runtime/text_corpus.h"
 
 namespace mighty {
 namespace {
 
 constexpr char32_t kReplacement = 0xFFFD;
 constexpr char32_t kSeparator = 0x2581;  // SentencePiece's word boundary
-
-void append_utf8(std::string& out, char32_t c) {
-  if (c < 0x80) {
-    out += static_cast<char>(c);
-  } else if (c < 0x800) {
-    out += static_cast<char>(0xC0 | (c >> 6));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    out += static_cast<char>(0xE0 | (c >> 12));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (c >> 18));
-    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  }
-}
 
 }  // namespace
 
@@ -82,7 +65,7 @@ std::vector<char32_t> utf8_code_points(std::string_view s) {
 std::string nfkc(std::string_view utf8) {
   std::string clean;
   clean.reserve(utf8.size());
-  for (char32_t c : utf8_code_points(utf8)) append_utf8(clean, c);
+  for (char32_t c : utf8_code_points(utf8)) clean += encode_utf8(c);
   utf8proc_uint8_t* out = nullptr;
   const auto n = utf8proc_map(
       reinterpret_cast<const utf8proc_uint8_t*>(clean.data()), static_cast<utf8proc_ssize_t>(clean.size()),
