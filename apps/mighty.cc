@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string>
 #include <thread>
 #include <utility>
@@ -119,6 +120,15 @@ void join_group(const Common& c) {
     }
   }
   mighty::compress::dist::init(o);
+  // Gloo's own threads may throw when a peer vanishes, which ends the process through std::terminate; say
+  // which rank was lost instead of dying silently (other ranks' stderr goes to /dev/null).
+  std::set_terminate([] {
+    std::string line = fmt::format("mighty: error: rank {}: distributed: terminated: {}\n",
+                                   mighty::compress::dist::rank(), mighty::compress::dist::lost_ranks());
+    const ssize_t written = ::write(g_error_fd, line.data(), line.size());
+    (void)written;
+    ::_exit(1);
+  });
 }
 
 void add_common(CLI::App* cmd, Common& c) {

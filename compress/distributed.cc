@@ -264,6 +264,10 @@ std::string read_file(const std::string& path) {
   return std::string(reinterpret_cast<const char*>(data.data_ptr<uint8_t>()), static_cast<size_t>(n));
 }
 
+std::string lost_ranks() {
+  return g == nullptr || g->options.world == 1 ? std::string("no group") : diagnose();
+}
+
 void report_failure(const std::string& message) {
   if (g == nullptr || g->options.world == 1) return;
   try {

@@ -52,6 +52,9 @@ std::vector<double> sum(std::vector<double> values);
 bool exists(const std::string& path);
 std::string read_file(const std::string& path);
 
+// Which ranks are gone, as a phrase ("lost rank 1 (its heartbeat stopped)"); takes about two seconds.
+std::string lost_ranks();
+
 // Best effort: tells the other ranks why this one stops (they print it when they notice the loss).
 void report_failure(const std::string& message);
 
