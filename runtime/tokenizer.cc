@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -83,6 +84,7 @@ UnigramTokenizer::UnigramTokenizer(std::vector<std::pair<std::string, double>> p
     throw Error(fmt::format("tokenizer: {} reserved pieces in a vocabulary of {}", reserved, pieces.size()));
   }
   node_piece_.push_back(-1);
+  std::unordered_map<uint64_t, int32_t> edges;  // while building; then flattened for lookups
   for (size_t id = 0; id < pieces.size(); ++id) {
     const auto& [text, score] = pieces[id];
     pieces_.push_back(text);
@@ -95,14 +97,25 @@ UnigramTokenizer::UnigramTokenizer(std::vector<std::pair<std::string, double>> p
     int32_t node = 0;
     for (char32_t c : cps) {
       const uint64_t key = (static_cast<uint64_t>(node) << 21) | c;
-      auto it = edges_.find(key);
-      if (it == edges_.end()) {
-        it = edges_.emplace(key, static_cast<int32_t>(node_piece_.size())).first;
+      auto it = edges.find(key);
+      if (it == edges.end()) {
+        it = edges.emplace(key, static_cast<int32_t>(node_piece_.size())).first;
         node_piece_.push_back(-1);
       }
       node = it->second;
     }
     node_piece_[static_cast<size_t>(node)] = static_cast<int32_t>(id);  // a repeated piece: the last one wins
+  }
+  size_t capacity = 16;
+  while (capacity < 2 * edges.size()) capacity *= 2;
+  edge_shift_ = 64 - __builtin_ctzll(capacity);
+  edge_keys_.assign(capacity, 0);
+  edge_nodes_.assign(capacity, -1);
+  for (const auto& [key, child] : edges) {
+    size_t slot = static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> edge_shift_);
+    while (edge_keys_[slot] != 0) slot = (slot + 1) & (capacity - 1);
+    edge_keys_[slot] = key + 1;
+    edge_nodes_[slot] = child;
   }
 }
 
@@ -123,8 +136,13 @@ UnigramTokenizer UnigramTokenizer::from_json(const nlohmann::json& vocab, const 
 }
 
 int32_t UnigramTokenizer::child(int32_t node, char32_t c) const {
-  const auto it = edges_.find((static_cast<uint64_t>(node) << 21) | c);
-  return it == edges_.end() ? -1 : it->second;
+  const uint64_t key = (static_cast<uint64_t>(node) << 21) | c;
+  const size_t mask = edge_keys_.size() - 1;
+  for (size_t slot = static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> edge_shift_);;
+       slot = (slot + 1) & mask) {
+    if (edge_keys_[slot] == key + 1) return edge_nodes_[slot];
+    if (edge_keys_[slot] == 0) return -1;
+  }
 }
 
 std::vector<int32_t> UnigramTokenizer::encode(std::string_view utf8) const {
@@ -134,36 +152,31 @@ std::vector<int32_t> UnigramTokenizer::encode(std::string_view utf8) const {
   for (char32_t c : utf8_code_points(normalized)) symbols.push_back(c == U' ' ? kSeparator : c);
   const size_t n = symbols.size();
 
-  // The lattice: for every end position, the pieces ending there in order of their start.
-  struct Arc {
-    size_t start;
-    int32_t id;
+  // Viterbi, relaxing forward from each start in ascending order: every position receives its arcs in the
+  // reference's order (by end, then ascending start) and is final before arcs leave it, so this equals the
+  // reference's lattice pass without building the lattice. 0 means "not reached yet" (scores are
+  // log-probabilities, below 0), and ties go to the later arc.
+  std::vector<double> best(n + 1, 0.0);
+  std::vector<int32_t> words(n + 1, 0);
+  auto relax = [&](size_t end, double score, int32_t id) {
+    if (best[end] == 0.0 || score >= best[end]) {
+      best[end] = score;
+      words[end] = id;
+    }
   };
-  std::vector<std::vector<Arc>> ending(n + 1);
   for (size_t i = 0; i < n; ++i) {
     bool matched = false;
     int32_t node = child(0, symbols[i]);
     for (size_t j = i; j < n && node >= 0;) {
-      if (node_piece_[static_cast<size_t>(node)] >= 0) {
-        ending[j + 1].push_back({i, node_piece_[static_cast<size_t>(node)]});
+      const int32_t id = node_piece_[static_cast<size_t>(node)];
+      if (id >= 0) {
+        relax(j + 1, scores_[static_cast<size_t>(id)] + best[i], id);
         matched = true;
       }
       ++j;
       node = j < n ? child(node, symbols[j]) : -1;
     }
-    if (!matched) ending[i + 1].push_back({i, 0});  // unknown: one character, id 0, score 0
-  }
-  // Viterbi; 0 means "not reached yet" (scores are log-probabilities, below 0), and ties go to the later arc.
-  std::vector<double> best(n + 1, 0.0);
-  std::vector<int32_t> words(n + 1, 0);
-  for (size_t end = 0; end <= n; ++end) {
-    for (const Arc& a : ending[end]) {
-      const double score = (a.id == 0 ? 0.0 : scores_[static_cast<size_t>(a.id)]) + best[a.start];
-      if (best[end] == 0.0 || score >= best[end]) {
-        best[end] = score;
-        words[end] = a.id;
-      }
-    }
+    if (!matched) relax(i + 1, 0.0 + best[i], 0);  // unknown: one character, id 0, score 0
   }
   std::vector<int32_t> reversed;
   for (auto at = static_cast<int64_t>(n); at > 0;) {

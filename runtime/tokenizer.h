@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -45,8 +44,11 @@ class UnigramTokenizer {
   std::vector<double> scores_;
   std::vector<int32_t> utf16_lengths_;
   int reserved_;
-  // The trie: node 0 is the root; edges keyed by (node << 21) | code point.
-  std::unordered_map<uint64_t, int32_t> edges_;
+  // The trie: node 0 is the root; edges keyed by (node << 21) | code point, in an open-addressing table
+  // (linear probing, power-of-two size; slot keys store key + 1, 0 = empty).
+  std::vector<uint64_t> edge_keys_;
+  std::vector<int32_t> edge_nodes_;
+  int edge_shift_ = 64;
   std::vector<int32_t> node_piece_;  // id of the piece ending at the node, or -1
 };
 
