@@ -30,48 +30,65 @@ std::string encode_utf8(char32_t cp) {
   return out;
 }
 
+Utf8Char decode_utf8(std::string_view s, size_t i) {
+  Utf8Char c;
+  const auto b0 = static_cast<uint8_t>(s[i]);
+  size_t len = 0;
+  char32_t min = 0;
+  if (b0 < 0x80) {
+    c.cp = b0;
+    return c;
+  } else if ((b0 & 0xe0) == 0xc0) {
+    len = 2, c.cp = b0 & 0x1f, min = 0x80;
+  } else if ((b0 & 0xf0) == 0xe0) {
+    len = 3, c.cp = b0 & 0x0f, min = 0x800;
+  } else if ((b0 & 0xf8) == 0xf0) {
+    len = 4, c.cp = b0 & 0x07, min = 0x10000;
+  } else {
+    c.error = Utf8Error::kLeadByte;
+    return c;
+  }
+  size_t j = i + 1;
+  for (; j < i + len && j < s.size() && (static_cast<uint8_t>(s[j]) & 0xc0) == 0x80; ++j) {
+    c.cp = (c.cp << 6) | (static_cast<uint8_t>(s[j]) & 0x3f);
+  }
+  c.skip = j - i;
+  if (i + len > s.size()) {
+    c.error = Utf8Error::kTruncated;
+  } else if (j < i + len) {
+    c.error = Utf8Error::kContinuation;
+    c.error_at = j;
+  } else if (c.cp < min || c.cp > 0x10ffff || (c.cp >= 0xd800 && c.cp <= 0xdfff)) {
+    c.error = Utf8Error::kCodePoint;
+  } else {
+    c.length = len;
+  }
+  return c;
+}
+
 TextCorpus parse_text_corpus(const std::string& bytes, const std::string& what) {
   if (bytes.empty()) throw Error(what + ": the text is empty");
   std::vector<char32_t> cps;
   cps.reserve(bytes.size());
-  size_t i = 0;
-  while (i < bytes.size()) {
-    const auto b0 = static_cast<uint8_t>(bytes[i]);
-    int len = 0;
-    char32_t cp = 0, min = 0;
-    if (b0 < 0x80) {
-      len = 1;
-      cp = b0;
-    } else if ((b0 & 0xe0) == 0xc0) {
-      len = 2;
-      cp = b0 & 0x1f;
-      min = 0x80;
-    } else if ((b0 & 0xf0) == 0xe0) {
-      len = 3;
-      cp = b0 & 0x0f;
-      min = 0x800;
-    } else if ((b0 & 0xf8) == 0xf0) {
-      len = 4;
-      cp = b0 & 0x07;
-      min = 0x10000;
-    } else
-      throw Error(fmt::format("{}: invalid UTF-8 lead byte 0x{:02x} at byte offset {}", what, b0, i));
-    if (i + len > bytes.size())
-      throw Error(fmt::format("{}: truncated UTF-8 sequence at byte offset {}", what, i));
-    for (int k = 1; k < len; ++k) {
-      const auto b = static_cast<uint8_t>(bytes[i + k]);
-      if ((b & 0xc0) != 0x80) {
-        throw Error(
-            fmt::format("{}: invalid UTF-8 continuation byte 0x{:02x} at byte offset {}", what, b, i + k));
-      }
-      cp = (cp << 6) | (b & 0x3f);
+  for (size_t i = 0; i < bytes.size();) {
+    const Utf8Char c = decode_utf8(bytes, i);
+    switch (c.error) {
+      case Utf8Error::kNone:
+        break;
+      case Utf8Error::kLeadByte:
+        throw Error(fmt::format("{}: invalid UTF-8 lead byte 0x{:02x} at byte offset {}", what,
+                                static_cast<uint8_t>(bytes[i]), i));
+      case Utf8Error::kTruncated:
+        throw Error(fmt::format("{}: truncated UTF-8 sequence at byte offset {}", what, i));
+      case Utf8Error::kContinuation:
+        throw Error(fmt::format("{}: invalid UTF-8 continuation byte 0x{:02x} at byte offset {}", what,
+                                static_cast<uint8_t>(bytes[c.error_at]), c.error_at));
+      case Utf8Error::kCodePoint:
+        throw Error(fmt::format("{}: invalid UTF-8 code point U+{:04X} at byte offset {}", what,
+                                static_cast<uint32_t>(c.cp), i));
     }
-    if (len > 1 && (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))) {
-      throw Error(fmt::format("{}: invalid UTF-8 code point U+{:04X} at byte offset {}", what,
-                              static_cast<uint32_t>(cp), i));
-    }
-    cps.push_back(cp);
-    i += len;
+    cps.push_back(c.cp);
+    i += c.length;
   }
   TextCorpus out;
   out.vocab = cps;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mighty {
@@ -18,5 +19,19 @@ TextCorpus parse_text_corpus(const std::string& bytes, const std::string& what);
 TextCorpus load_text_corpus(const std::string& path);
 
 std::string encode_utf8(char32_t cp);
+
+// The UTF-8 sequence starting at s[i]: its code point, or what is wrong with it, checked in this order: a
+// lead byte that starts no sequence, a sequence running past the end, a byte that does not continue it (at
+// `error_at`), an overlong form / surrogate / value past U+10FFFF. `skip` is where a lenient reader resumes
+// after one replacement character (the byte that broke the sequence, or past an invalid one).
+enum class Utf8Error { kNone, kLeadByte, kTruncated, kContinuation, kCodePoint };
+struct Utf8Char {
+  char32_t cp = 0;
+  size_t length = 1;  // bytes of a valid sequence
+  size_t skip = 1;    // bytes to step over when invalid
+  Utf8Error error = Utf8Error::kNone;
+  size_t error_at = 0;
+};
+Utf8Char decode_utf8(std::string_view s, size_t i);
 
 }  // namespace mighty

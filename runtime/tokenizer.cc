@@ -22,43 +22,10 @@ constexpr char32_t kSeparator = 0x2581;  // SentencePiece's word boundary
 std::vector<char32_t> utf8_code_points(std::string_view s) {
   std::vector<char32_t> out;
   out.reserve(s.size());
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto b = static_cast<uint8_t>(s[i]);
-    int extra = 0;
-    char32_t c = 0, min = 0;
-    if (b < 0x80) {
-      out.push_back(b);
-      ++i;
-      continue;
-    } else if ((b & 0xE0) == 0xC0) {
-      extra = 1, c = b & 0x1F, min = 0x80;
-    } else if ((b & 0xF0) == 0xE0) {
-      extra = 2, c = b & 0x0F, min = 0x800;
-    } else if ((b & 0xF8) == 0xF0) {
-      extra = 3, c = b & 0x07, min = 0x10000;
-    } else {
-      out.push_back(kReplacement);
-      ++i;
-      continue;
-    }
-    size_t j = i + 1;
-    bool ok = true;
-    for (int k = 0; k < extra; ++k, ++j) {
-      if (j >= s.size() || (static_cast<uint8_t>(s[j]) & 0xC0) != 0x80) {
-        ok = false;
-        break;
-      }
-      c = (c << 6) | (static_cast<uint8_t>(s[j]) & 0x3F);
-    }
-    // Overlong forms, surrogates and values past U+10FFFF are invalid too.
-    if (!ok || c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
-      out.push_back(kReplacement);
-      i = j;  // resume at the byte that broke the sequence (or after an invalid one)
-      continue;
-    }
-    out.push_back(c);
-    i = j;
+  for (size_t i = 0; i < s.size();) {
+    const Utf8Char c = decode_utf8(s, i);
+    out.push_back(c.error == Utf8Error::kNone ? c.cp : kReplacement);
+    i += c.error == Utf8Error::kNone ? c.length : c.skip;
   }
   return out;
 }
