@@ -63,83 +63,39 @@ inline void epilogue16(const GemmArgs& args, int64_t row, int64_t col0, __m512i 
   }
 }
 
-// The epilogue of a tile of accumulators. With one activation zero point and no row scales, the per-column
-// terms (zero-point compensation + bias, multipliers, fp32 bias) are computed once for all rows; the integer
-// sum acc + (bias - za * sums) wraps exactly like epilogue16's (acc - za * sums) + bias, and the float steps
-// are the same, so both are bit-identical to apply_epilogue_ref.
+// The epilogue of a tile with per-row activation zero points or row scales (dynamic quantization): the
+// accumulators are spilled once and each 16-column vector goes through epilogue16.
 template <int MR, int NV>
 void store_tile(const GemmArgs& args, int64_t row0, int64_t col0, int64_t n_end,
                 const int32_t (*sums)[NV][16]) {
-  const Epilogue& e = args.epilogue;
-  if (args.a_zero_points || e.row_scale || e.kind == OutputKind::kInt32) {
-    for (int r = 0; r < MR; ++r) {
-      for (int v = 0; v < NV; ++v) {
-        const int64_t c = col0 + v * kPackColumns;
-        if (c < n_end) epilogue16(args, row0 + r, c, _mm512_load_si512(sums[r][v]), column_mask(n_end - c));
-      }
-    }
-    return;
-  }
-  __m512i offset[NV];
-  __m512 mult[NV], fp_bias[NV];
-  __mmask16 mask[NV];
-  int nv = 0;
-  const __m512i za = _mm512_set1_epi32(args.a_zero_point);
-  for (int v = 0; v < NV; ++v) {
-    const int64_t c = col0 + v * kPackColumns;
-    if (c >= n_end) break;
-    nv = v + 1;
-    mask[v] = column_mask(n_end - c);
-    const __m512i comp = _mm512_mullo_epi32(za, _mm512_loadu_si512(args.w->column_sums.data() + c));
-    const __m512i bias = e.bias ? _mm512_maskz_loadu_epi32(mask[v], e.bias + c) : _mm512_setzero_si512();
-    offset[v] = _mm512_sub_epi32(bias, comp);
-    mult[v] =
-        e.per_channel ? _mm512_maskz_loadu_ps(mask[v], e.multiplier + c) : _mm512_set1_ps(e.multiplier[0]);
-    fp_bias[v] = e.fp_bias ? _mm512_maskz_loadu_ps(mask[v], e.fp_bias + c) : _mm512_setzero_ps();
-  }
-  if (e.kind == OutputKind::kUint8) {
-    const __m512 lo = _mm512_set1_ps(static_cast<float>(e.clamp_lo - e.out_zero_point));
-    const __m512 hi = _mm512_set1_ps(static_cast<float>(e.clamp_hi - e.out_zero_point));
-    const __m512i zp = _mm512_set1_epi32(e.out_zero_point);
-    uint8_t* out = static_cast<uint8_t*>(args.c) + row0 * args.ldc + col0;
-    for (int r = 0; r < MR; ++r) {
-      for (int v = 0; v < nv; ++v) {
-        const __m512i acc = _mm512_add_epi32(_mm512_load_si512(sums[r][v]), offset[v]);
-        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult[v]);
-        f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
-        const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), zp);
-        _mm_mask_storeu_epi8(out + r * args.ldc + v * kPackColumns, mask[v], _mm512_cvtepi32_epi8(q));
-      }
-    }
-    return;
-  }
-  float* out = static_cast<float*>(args.c) + row0 * args.ldc + col0;
   for (int r = 0; r < MR; ++r) {
-    for (int v = 0; v < nv; ++v) {
-      const __m512i acc = _mm512_add_epi32(_mm512_load_si512(sums[r][v]), offset[v]);
-      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult[v]);
-      if (e.fp_bias) f = _mm512_add_ps(f, fp_bias[v]);  // not + 0.0f: that would turn -0.0f into +0.0f
-      _mm512_mask_storeu_ps(out + r * args.ldc + v * kPackColumns, mask[v], f);
+    for (int v = 0; v < NV; ++v) {
+      const int64_t c = col0 + v * kPackColumns;
+      if (c < n_end) epilogue16(args, row0 + r, c, _mm512_load_si512(sums[r][v]), column_mask(n_end - c));
     }
   }
 }
 
-// store_tile's hoisted case (one activation zero point, no row scales) for a whole tile (every column below
-// n_end), straight from the accumulator registers: no spill, no masks, loops the compiler unrolls completely.
-// Same operations as store_tile, so bit-identical to apply_epilogue_ref. Measured: the s32/f32 GEMM at M >= 8
-// went from 0.95-0.99x to 1.00-1.10x oneDNN on most shapes. (A per-row variant inlined beside this one made
-// clang keep the accumulators in memory throughout the K loop, 2.4x slower: per-row epilogues keep the
-// spill.)
+// The epilogue of a tile with one activation zero point and no row scales, straight from the accumulator
+// registers: the per-column terms (bias - za * column sums, multipliers) are loaded once per tile, the loops
+// unroll completely, and only the last vector of a partial tile is masked (tile_nv gives every vector at
+// least one column below n_end). The integer sum acc + (bias - za * sums) wraps exactly like epilogue16's
+// (acc - za * sums) + bias and the float steps are the same, so the result is bit-identical to
+// apply_epilogue_ref. Measured: the s32/f32 GEMM at M >= 8 went from 0.95-0.99x to 1.00-1.10x oneDNN on most
+// shapes against spilling the accumulators first. (A per-row variant inlined beside this one made clang keep
+// the accumulators in memory throughout the K loop, 2.4x slower: per-row epilogues keep the spill.)
 template <int MR, int NV>
 __attribute__((always_inline)) inline void store_tile_regs(const GemmArgs& args, int64_t row0, int64_t col0,
-                                                           const __m512i (&acc)[MR][NV]) {
+                                                           int64_t n_end, const __m512i (&acc)[MR][NV]) {
   const Epilogue& e = args.epilogue;
   __m512i offset[NV];
   __m512 mult[NV];
+  __mmask16 mask[NV];
   const __m512i za = _mm512_set1_epi32(args.a_zero_point);
   for (int v = 0; v < NV; ++v) {
     const int64_t c = col0 + v * kPackColumns;
-    const __m512i bias = e.bias ? _mm512_loadu_si512(e.bias + c) : _mm512_setzero_si512();
+    mask[v] = column_mask(n_end - c);
+    const __m512i bias = e.bias ? _mm512_maskz_loadu_epi32(mask[v], e.bias + c) : _mm512_setzero_si512();
     offset[v] =
         _mm512_sub_epi32(bias, _mm512_mullo_epi32(za, _mm512_loadu_si512(args.w->column_sums.data() + c)));
   }
@@ -147,11 +103,12 @@ __attribute__((always_inline)) inline void store_tile_regs(const GemmArgs& args,
     int32_t* out = static_cast<int32_t*>(args.c) + row0 * args.ldc + col0;
     for (int r = 0; r < MR; ++r)
       for (int v = 0; v < NV; ++v)
-        _mm512_storeu_si512(out + r * args.ldc + v * kPackColumns, _mm512_add_epi32(acc[r][v], offset[v]));
+        _mm512_mask_storeu_epi32(out + r * args.ldc + v * kPackColumns, mask[v],
+                                 _mm512_add_epi32(acc[r][v], offset[v]));
     return;
   }
   for (int v = 0; v < NV; ++v) {
-    mult[v] = e.per_channel ? _mm512_loadu_ps(e.multiplier + col0 + v * kPackColumns)
+    mult[v] = e.per_channel ? _mm512_maskz_loadu_ps(mask[v], e.multiplier + col0 + v * kPackColumns)
                             : _mm512_set1_ps(e.multiplier[0]);
   }
   if (e.kind == OutputKind::kUint8) {
@@ -163,8 +120,8 @@ __attribute__((always_inline)) inline void store_tile_regs(const GemmArgs& args,
       for (int v = 0; v < NV; ++v) {
         __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc[r][v], offset[v])), mult[v]);
         f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + r * args.ldc + v * kPackColumns),
-                         _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), zp)));
+        _mm_mask_storeu_epi8(out + r * args.ldc + v * kPackColumns, mask[v],
+                             _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), zp)));
       }
     }
     return;
@@ -173,8 +130,10 @@ __attribute__((always_inline)) inline void store_tile_regs(const GemmArgs& args,
   for (int r = 0; r < MR; ++r) {
     for (int v = 0; v < NV; ++v) {
       __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc[r][v], offset[v])), mult[v]);
-      if (e.fp_bias) f = _mm512_add_ps(f, _mm512_loadu_ps(e.fp_bias + col0 + v * kPackColumns));
-      _mm512_storeu_ps(out + r * args.ldc + v * kPackColumns, f);
+      // Not + 0.0f without an fp32 bias: that would turn -0.0f into +0.0f.
+      if (e.fp_bias)
+        f = _mm512_add_ps(f, _mm512_maskz_loadu_ps(mask[v], e.fp_bias + col0 + v * kPackColumns));
+      _mm512_mask_storeu_ps(out + r * args.ldc + v * kPackColumns, mask[v], f);
     }
   }
 }
@@ -220,8 +179,8 @@ void tile(const GemmArgs& args, int64_t row0, int64_t col0, int64_t n_end) {
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
     }
   }
-  if (col0 + NV * kPackColumns <= n_end && !args.a_zero_points && !args.epilogue.row_scale) {
-    store_tile_regs<MR, NV>(args, row0, col0, acc);
+  if (!args.a_zero_points && !args.epilogue.row_scale) {
+    store_tile_regs<MR, NV>(args, row0, col0, n_end, acc);
     return;
   }
   // Spill once through a plain buffer: indexing the register array from the (not unrolled) epilogue loop
