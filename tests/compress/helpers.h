@@ -8,8 +8,20 @@
 
 #include "compress/data.h"
 #include "compress/jobs.h"
+#include "compress/recipe.h"
+#include "runtime/error.h"
 
 namespace mighty::compress::testing {
+
+// The one-line error a recipe text gives ("no error" if it parses).
+inline std::string recipe_error(const std::string& text) {
+  try {
+    parse_recipe(text, "test.json");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
 
 // The first `train` images of Fashion-MNIST's seeded training order (installed by scripts/setup), with
 // `validation` held out, the first `test` test images and `calibration` calibration images.

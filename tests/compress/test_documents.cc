@@ -14,10 +14,12 @@
 #include "runtime/atomic_file.h"
 #include "runtime/error.h"
 #include "runtime/session.h"
+#include "tests/compress/helpers.h"
 #include "tests/use_lite_reference.h"
 
 using namespace mighty;
 using namespace mighty::compress;
+using namespace mighty::compress::testing;
 using namespace mighty::testing;
 
 namespace {
@@ -28,15 +30,6 @@ std::string recipe(const std::string& data_extra, const std::string& teacher, co
 }
 
 const std::string kTeacher = R"({"use_lite": "model.json", "train": {"epochs": 1}})";
-
-std::string error_of(const std::string& text) {
-  try {
-    parse_recipe(text, "r.json");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 // A corpus of n emails per class in folders named like SpamAssassin's.
 std::filesystem::path make_corpus(int per_class) {
@@ -70,16 +63,17 @@ TEST_CASE("document recipes: USE-Lite teacher, bag student, and what does not fi
   // The resolved recipe reads back to itself.
   REQUIRE(parse_recipe(r.to_json().dump(), "again.json").hash() == r.hash());
   REQUIRE_THAT(
-      error_of(recipe("", R"({"model": {"arch": "mlp", "hidden": [4]}, "train": {"epochs": 1}})", "")),
+      recipe_error(recipe("", R"({"model": {"arch": "mlp", "hidden": [4]}, "train": {"epochs": 1}})", "")),
       Catch::Contains("documents need a USE-Lite teacher"));
-  REQUIRE_THAT(error_of(recipe("", kTeacher, R"({"arch": "mlp", "hidden": [4]})")),
+  REQUIRE_THAT(recipe_error(recipe("", kTeacher, R"({"arch": "mlp", "hidden": [4]})")),
                Catch::Contains("documents need a 'bag' model"));
-  REQUIRE_THAT(error_of(recipe(R"(, "class_names": ["spam"])", kTeacher, "")),
+  REQUIRE_THAT(recipe_error(recipe(R"(, "class_names": ["spam"])", kTeacher, "")),
                Catch::Contains("at least two classes"));
-  REQUIRE_THAT(error_of(R"({"data": {"kind": "images"}, "teacher": {"use_lite": "m.json", "train": {}}})"),
-               Catch::Contains("data kind must be 'documents'"));
   REQUIRE_THAT(
-      error_of(
+      recipe_error(R"({"data": {"kind": "images"}, "teacher": {"use_lite": "m.json", "train": {}}})"),
+      Catch::Contains("data kind must be 'documents'"));
+  REQUIRE_THAT(
+      recipe_error(
           R"({"data": {"kind": "images"}, "teacher": {"model": {"arch": "bag", "dim": 4}, "train": {"epochs": 1}}})"),
       Catch::Contains("image data needs an mlp or cnn"));
 }

@@ -6,9 +6,11 @@
 #include "compress/json_source.h"
 #include "compress/recipe.h"
 #include "runtime/error.h"
+#include "tests/compress/helpers.h"
 
 using namespace mighty;
 using namespace mighty::compress;
+using namespace mighty::compress::testing;
 
 namespace {
 
@@ -25,15 +27,6 @@ std::string recipe_text(const std::string& train = R"("epochs": 2)", const std::
   })" + extra +
          R"(
 })";
-}
-
-std::string error_of(const std::string& text) {
-  try {
-    parse_recipe(text, "test.json");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 }  // namespace
@@ -66,66 +59,66 @@ TEST_CASE("the resolved recipe parses back to itself") {
 
 TEST_CASE("recipe errors name the JSON path and line and column") {
   SECTION("unknown key") {
-    const auto e = error_of(recipe_text(R"("epochs": 2, "learning_rate": 0.1)"));
+    const auto e = recipe_error(recipe_text(R"("epochs": 2, "learning_rate": 0.1)"));
     REQUIRE_THAT(e, Catch::Contains("test.json:7:") && Catch::Contains("/teacher/train/learning_rate") &&
                         Catch::Contains("unknown key"));
   }
   SECTION("unknown top-level key") {
-    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2)", R"(, "pruning": [])")),
+    REQUIRE_THAT(recipe_error(recipe_text(R"("epochs": 2)", R"(, "pruning": [])")),
                  Catch::Contains("/pruning: unknown key 'pruning'"));
   }
   SECTION("duplicated key") {
-    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2, "epochs": 3)")),
+    REQUIRE_THAT(recipe_error(recipe_text(R"("epochs": 2, "epochs": 3)")),
                  Catch::Contains("test.json:7:") && Catch::Contains("/teacher/train/epochs: duplicated key"));
   }
   SECTION("mistyped value") {
-    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2, "lr": "fast")")),
+    REQUIRE_THAT(recipe_error(recipe_text(R"("epochs": 2, "lr": "fast")")),
                  Catch::Contains("/teacher/train/lr: expected a number, found string \"fast\""));
-    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2.5)")),
+    REQUIRE_THAT(recipe_error(recipe_text(R"("epochs": 2.5)")),
                  Catch::Contains("/teacher/train/epochs: expected an integer"));
   }
   SECTION("out of range") {
-    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2, "lr": -1)")),
+    REQUIRE_THAT(recipe_error(recipe_text(R"("epochs": 2, "lr": -1)")),
                  Catch::Contains("/teacher/train/lr: -1 is outside (0, 10]"));
-    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2, "label_smoothing": 1.0)")),
+    REQUIRE_THAT(recipe_error(recipe_text(R"("epochs": 2, "label_smoothing": 1.0)")),
                  Catch::Contains("/teacher/train/label_smoothing: 1.0 is outside [0, 1)"));
   }
   SECTION("not one of the choices") {
-    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2, "optimizer": "adam")")),
+    REQUIRE_THAT(recipe_error(recipe_text(R"("epochs": 2, "optimizer": "adam")")),
                  Catch::Contains("/teacher/train/optimizer: 'adam' is not one of: adamw, sgd"));
   }
   SECTION("missing required") {
-    REQUIRE_THAT(error_of(R"({"data": {"kind": "images"}})"),
+    REQUIRE_THAT(recipe_error(R"({"data": {"kind": "images"}})"),
                  Catch::Contains("/teacher: required object is missing"));
-    REQUIRE_THAT(error_of(recipe_text("")),
+    REQUIRE_THAT(recipe_error(recipe_text("")),
                  Catch::Contains("/teacher/train: one of 'epochs' or 'steps' is required"));
   }
   SECTION("conflicting keys") {
-    REQUIRE_THAT(error_of(recipe_text(R"("epochs": 2, "steps": 5)")),
+    REQUIRE_THAT(recipe_error(recipe_text(R"("epochs": 2, "steps": 5)")),
                  Catch::Contains("/teacher/train/steps: give either 'epochs' or 'steps'"));
   }
   SECTION("list element") {
     const std::string bad =
         R"({"data": {"kind": "images"}, "teacher": {"model": {"arch": "mlp", "hidden": [8, -2]},
       "train": {"epochs": 1}}})";
-    REQUIRE_THAT(error_of(bad), Catch::Contains("/teacher/model/hidden/1: -2 is outside"));
+    REQUIRE_THAT(recipe_error(bad), Catch::Contains("/teacher/model/hidden/1: -2 is outside"));
   }
   SECTION("syntax error") {
-    REQUIRE_THAT(error_of("{\n  \"name\": \"x\",\n  \"seed\": ,\n}"),
+    REQUIRE_THAT(recipe_error("{\n  \"name\": \"x\",\n  \"seed\": ,\n}"),
                  Catch::Contains("test.json:3:") && Catch::Contains("invalid JSON"));
   }
   SECTION("heads must divide d_model") {
     const std::string bad =
         R"({"data": {"kind": "text", "path": "x.txt"}, "teacher": {"model": {"arch": "transformer",
       "d_model": 30, "heads": 4, "layers": 1}, "train": {"steps": 1}}})";
-    REQUIRE_THAT(error_of(bad),
+    REQUIRE_THAT(recipe_error(bad),
                  Catch::Contains("/teacher/model/heads: d_model 30 is not divisible by 4 heads"));
   }
   SECTION("data and architecture must fit") {
     const std::string bad =
         R"({"data": {"kind": "text", "path": "x.txt"}, "teacher": {"model": {"arch": "mlp",
       "hidden": [4]}, "train": {"steps": 1}}})";
-    REQUIRE_THAT(error_of(bad), Catch::Contains("/teacher/model/arch: text data needs a transformer"));
+    REQUIRE_THAT(recipe_error(bad), Catch::Contains("/teacher/model/arch: text data needs a transformer"));
   }
 }
 
