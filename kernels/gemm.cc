@@ -96,8 +96,9 @@ void apply_epilogue_ref(const GemmArgs& args, int64_t row, int64_t n0, int64_t c
 
 int16_t* scratch_int16(size_t count) {
   thread_local std::vector<int16_t> buffer;
-  if (buffer.size() < count) buffer.resize(count);
-  return buffer.data();
+  if (buffer.size() < count + 32) buffer.resize(count + 32);
+  const auto address = reinterpret_cast<uintptr_t>(buffer.data());
+  return reinterpret_cast<int16_t*>((address + 63) / 64 * 64);
 }
 
 GemmKernel gemm_kernel(Isa isa) {

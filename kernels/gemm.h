@@ -124,7 +124,8 @@ void gemm_ref(const GemmArgs& args, int64_t n_begin, int64_t n_end);
 void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end);
 void gemm_avx512vnni(const GemmArgs& args, int64_t n_begin, int64_t n_end);
 
-// Per-thread scratch of at least `count` int16 values, valid until the next call on the same thread.
+// Per-thread scratch of at least `count` int16 values, 64-byte aligned, valid until the next call on the same
+// thread.
 int16_t* scratch_int16(size_t count);
 
 // Shared by the paths: the epilogue for one row segment of accumulators acc[0..count) at columns
