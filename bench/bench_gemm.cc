@@ -126,10 +126,13 @@ void eigen_fp32(benchmark::State& state, Shape s) {
 
 }  // namespace
 
+void register_read_bandwidth(int64_t n, int64_t k);  // peak.cc
+
 int main(int argc, char** argv) {
   const int64_t ms[] = {1, 8, 64, 256};
   const std::pair<int64_t, int64_t> nks[] = {
       {256, 784}, {512, 512}, {1024, 1024}, {4096, 1024}, {1024, 4096}};
+  for (auto [n, k] : nks) register_read_bandwidth(n, k);
   for (int64_t m : ms) {
     for (auto [n, k] : nks) {
       const Shape s{m, n, k};

@@ -2,10 +2,17 @@
 // traffic, written in inline assembly so no compiler can shorten them. AVX-512 VNNI: vpdpbusd on 12 zmm
 // accumulators. AVX2: the exact u8 x s8 sequence our AVX2 path needs (vpmaddwd + vpaddd on int16-widened
 // operands) on 8 accumulators; vpmaddwd alone runs ~20% faster, but the vpaddd it needs shares its pipes.
-// 1 MAC = 2 ops.
+// 1 MAC = 2 ops. Also the batch-1 roofline: how fast one core reads a buffer of a layer's weight bytes (a GEMV
+// at M = 1 uses each weight byte once, so it cannot run faster than 2 ops per byte read).
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
 #include "kernels/cpu_features.h"
+#include "kernels/gemm.h"
 
 namespace {
 
@@ -71,7 +78,49 @@ void peak_avx2(benchmark::State& state) {
       benchmark::Counter(2 * macs * state.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 
+// Sums `bytes` (a multiple of 512) with 8 independent 512-bit accumulators, the loads folded into vpaddd.
+void read_bandwidth(benchmark::State& state, int64_t bytes) {
+  if (mighty::kernels::cpu_features().best_supported() < mighty::kernels::Isa::kAvx512Vnni) {
+    state.SkipWithError("CPU lacks AVX-512");
+    return;
+  }
+  const mighty::kernels::AlignedBytes buffer = mighty::kernels::aligned_bytes(static_cast<size_t>(bytes));
+  std::memset(buffer.get(), 1, static_cast<size_t>(bytes));
+  const uint8_t* begin = buffer.get();
+  const uint8_t* end = begin + bytes;
+  for (auto _ : state) {
+    __asm__ volatile(
+        "vpxord %%zmm0, %%zmm0, %%zmm0\n vpxord %%zmm1, %%zmm1, %%zmm1\n"
+        "vpxord %%zmm2, %%zmm2, %%zmm2\n vpxord %%zmm3, %%zmm3, %%zmm3\n"
+        "vpxord %%zmm4, %%zmm4, %%zmm4\n vpxord %%zmm5, %%zmm5, %%zmm5\n"
+        "vpxord %%zmm6, %%zmm6, %%zmm6\n vpxord %%zmm7, %%zmm7, %%zmm7\n"
+        "mov %0, %%rsi\n"
+        "1:\n"
+        "vpaddd (%%rsi), %%zmm0, %%zmm0\n vpaddd 64(%%rsi), %%zmm1, %%zmm1\n"
+        "vpaddd 128(%%rsi), %%zmm2, %%zmm2\n vpaddd 192(%%rsi), %%zmm3, %%zmm3\n"
+        "vpaddd 256(%%rsi), %%zmm4, %%zmm4\n vpaddd 320(%%rsi), %%zmm5, %%zmm5\n"
+        "vpaddd 384(%%rsi), %%zmm6, %%zmm6\n vpaddd 448(%%rsi), %%zmm7, %%zmm7\n"
+        "add $512, %%rsi\n"
+        "cmp %1, %%rsi\n"
+        "jb 1b\n"
+        :
+        : "r"(begin), "r"(end)
+        : "rsi", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "memory");
+  }
+  state.counters["GBps"] = benchmark::Counter(static_cast<double>(bytes) * static_cast<double>(state.iterations()) / 1e9,
+                                              benchmark::Counter::kIsRate);
+}
+
 }  // namespace
+
+// The batch-1 roofline of an N x K layer (its packed weights, rounded up to 512 bytes).
+void register_read_bandwidth(int64_t n, int64_t k) {
+  const int64_t bytes = (n * k + 511) / 512 * 512;
+  benchmark::RegisterBenchmark(("peak/read/N" + std::to_string(n) + "/K" + std::to_string(k)).c_str(),
+                               read_bandwidth, bytes)
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime();
+}
 
 BENCHMARK(peak_vnni)->Name("peak/avx512vnni")->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(peak_avx2)->Name("peak/avx2")->Unit(benchmark::kMicrosecond)->UseRealTime();
