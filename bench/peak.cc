@@ -2,8 +2,8 @@
 // traffic, written in inline assembly so no compiler can shorten them. AVX-512 VNNI: vpdpbusd on 12 zmm
 // accumulators. AVX2: the exact u8 x s8 sequence our AVX2 path needs (vpmaddwd + vpaddd on int16-widened
 // operands) on 8 accumulators; vpmaddwd alone runs ~20% faster, but the vpaddd it needs shares its pipes.
-// 1 MAC = 2 ops. Also the batch-1 roofline: how fast one core reads a buffer of a layer's weight bytes (a GEMV
-// at M = 1 uses each weight byte once, so it cannot run faster than 2 ops per byte read).
+// 1 MAC = 2 ops. Also the batch-1 roofline: how fast one core reads a buffer of a layer's weight bytes (a
+// GEMV at M = 1 uses each weight byte once, so it cannot run faster than 2 ops per byte read).
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -107,8 +107,9 @@ void read_bandwidth(benchmark::State& state, int64_t bytes) {
         : "r"(begin), "r"(end)
         : "rsi", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "memory");
   }
-  state.counters["GBps"] = benchmark::Counter(static_cast<double>(bytes) * static_cast<double>(state.iterations()) / 1e9,
-                                              benchmark::Counter::kIsRate);
+  state.counters["GBps"] =
+      benchmark::Counter(static_cast<double>(bytes) * static_cast<double>(state.iterations()) / 1e9,
+                         benchmark::Counter::kIsRate);
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 namespace mighty::kernels {
 
 ThreadPool::ThreadPool(int threads) {
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -18,21 +18,28 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::run_tasks() {
-  while (true) {
-    const int64_t i = next_.fetch_add(1, std::memory_order_relaxed);
-    if (i >= tasks_) break;
-    (*task_)(i);
-  }
+bool ThreadPool::claim(int64_t task, uint64_t generation) {
+  std::atomic<uint64_t>& flag = claims_[task].generation;
+  uint64_t seen = flag.load(std::memory_order_relaxed);
+  return seen != generation && flag.compare_exchange_strong(seen, generation, std::memory_order_relaxed);
 }
 
-void ThreadPool::worker_loop() {
+void ThreadPool::run_tasks(int self, uint64_t generation) {
+  const int64_t stride = threads();
+  for (int64_t i = self; i < tasks_; i += stride)
+    if (claim(i, generation)) (*task_)(i);
+  for (int64_t i = 0; i < tasks_; ++i)
+    if (claim(i, generation)) (*task_)(i);
+}
+
+void ThreadPool::worker_loop(int self) {
   uint64_t seen = 0;
   while (true) {
-    // Spin for a short while, then sleep until the next batch of work.
+    // Spin for a short while (reading the clock every 64 checks), then sleep until the next batch of work.
     const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
-    while (generation_.load(std::memory_order_acquire) == seen &&
-           std::chrono::steady_clock::now() < spin_until) {
+    for (int i = 1; generation_.load(std::memory_order_acquire) == seen; ++i) {
+      if (i % 64 == 0 && std::chrono::steady_clock::now() >= spin_until) break;
+      __builtin_ia32_pause();
     }
     if (generation_.load(std::memory_order_acquire) == seen) {
       std::unique_lock<std::mutex> lock(mutex_);
@@ -40,7 +47,7 @@ void ThreadPool::worker_loop() {
     }
     seen = generation_.load(std::memory_order_acquire);
     if (stop_) return;
-    run_tasks();
+    run_tasks(self, seen);
     busy_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
@@ -51,16 +58,20 @@ void ThreadPool::parallel_for(int64_t tasks, const std::function<void(int64_t)>&
     for (int64_t i = 0; i < tasks; ++i) task(i);
     return;
   }
+  uint64_t generation;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (claim_capacity_ < tasks) {  // new flags start unclaimed: generation 0 is never a parallel_for's
+      claims_ = std::make_unique<Claim[]>(static_cast<size_t>(tasks));
+      claim_capacity_ = tasks;
+    }
     task_ = &task;
     tasks_ = tasks;
-    next_.store(0, std::memory_order_relaxed);
     busy_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
+    generation = generation_.fetch_add(1, std::memory_order_release) + 1;
   }
   wake_.notify_all();
-  run_tasks();
+  run_tasks(0, generation);
   while (busy_.load(std::memory_order_acquire) != 0) {
   }
 }

@@ -3,10 +3,13 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "kernels/gemm.h"
@@ -353,9 +356,17 @@ TEST_CASE("gemm: block-sparse loops equal the dense reference on every path") {
 TEST_CASE("thread pool runs every task once") {
   for (int threads : {1, 2, 3}) {
     ThreadPool pool(threads);
-    for (int round = 0; round < 50; ++round) {
-      std::vector<std::atomic<int>> hits(37);
-      pool.parallel_for(37, [&](int64_t i) { hits[static_cast<size_t>(i)].fetch_add(1); });
+    // Task counts below, at and above the thread count, growing and shrinking between calls; task 0 (the
+    // caller's first) is slow in some rounds, so the other threads take the caller's remaining tasks.
+    const int64_t counts[] = {37, 2, 1, 3, 100, 5};
+    for (int round = 0; round < 60; ++round) {
+      const int64_t tasks = counts[round % 6];
+      const bool slow_first = round % 4 == 0;
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(tasks));
+      pool.parallel_for(tasks, [&](int64_t i) {
+        if (slow_first && i == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        hits[static_cast<size_t>(i)].fetch_add(1);
+      });
       for (auto& h : hits) REQUIRE(h.load() == 1);
     }
   }
