@@ -1,27 +1,45 @@
-"""Prints the int8 GEMM benchmark as one table: GOPS per implementation, % of the measured peak, ours/oneDNN."""
+"""Prints the int8 GEMM benchmark as one table: GOPS per implementation, % of the measured peak, ours/oneDNN.
+
+Usage: gemm_table.py RUN.json [RUN.json ...]  (several runs: the median across them)
+"""
 import json
+import statistics
 import sys
 from collections import defaultdict
 
 
-def main(path):
+def load(path):
+    """GOPS / GB/s per benchmark of one run (its median when it has repetitions) and the run's context."""
     data = json.load(open(path))
-    ctx = data["context"]
-    gops = {}
-    read_gbps = {}  # "N256/K784" -> one core's read bandwidth over a buffer of the layer's weight bytes
-    repetitions = max((b.get("repetitions", 1) for b in data["benchmarks"]), default=1)
+    values = {}
     for b in data["benchmarks"]:
         if b.get("aggregate_name", "median") != "median" or "error_occurred" in b:
             continue
         name = (b["run_name"] if "run_name" in b else b["name"]).replace("/real_time", "")
+        values[name] = b["GBps"] if name.startswith("peak/read/") else b["GOPS"]
+    repetitions = max((b.get("repetitions", 1) for b in data["benchmarks"]), default=1)
+    return values, data["context"], repetitions
+
+
+def main(paths):
+    # Several runs (rounds spread over minutes): the median across them, so a noisy phase of the machine (a
+    # neighbour on the same physical core) does not decide a number.
+    runs = [load(p) for p in paths]
+    ctx, repetitions = runs[0][1], runs[0][2]
+    per_name = defaultdict(list)
+    for values, _, _ in runs:
+        for name, v in values.items():
+            per_name[name].append(v)
+    gops, read_gbps = {}, {}  # read_gbps: "N256/K784" -> one core's read bandwidth over the layer's weight bytes
+    for name, vs in per_name.items():
         if name.startswith("peak/read/"):
-            read_gbps[name[len("peak/read/"):]] = b["GBps"]
+            read_gbps[name[len("peak/read/"):]] = statistics.median(vs)
         else:
-            gops[name] = b["GOPS"]
+            gops[name] = statistics.median(vs)
     peak_vnni = gops.get("peak/avx512vnni")
     peak_avx2 = gops.get("peak/avx2")
     print(f"host: {ctx.get('host_name', '?')}, {ctx.get('num_cpus', '?')} cpus @ {ctx.get('mhz_per_cpu', '?')} MHz; "
-          f"medians of {repetitions} repetitions; GOPS = 2*M*N*K/s")
+          f"{len(runs)} round(s) of {repetitions} repetition(s), median of all; GOPS = 2*M*N*K/s")
     if peak_vnni:
         print(f"measured peak, 1 core: avx512vnni {peak_vnni:.0f} GOPS, avx2 (vpmaddwd+vpaddd) {peak_avx2:.0f} GOPS")
     if read_gbps:
@@ -37,7 +55,7 @@ def main(path):
             "torch_fp32", "eigen_fp32"]
     short = ["vnni s32", "vnni f32", "dnnl s32", "dnnl f32", "avx2 s32", "torch f32", "eigen f32"]
     header = (f"{'shape':<24}" + "".join(f"{s:>10}" for s in short) +
-              f"{'%peak':>7}{'avx2%':>7}{'%read':>7}{'vs dnnl':>9}")
+              f"{'%peak':>7}{'avx2%':>7}{'%read':>7}{'vs t1':>7}{'vs dnnl':>9}")
     print(header)
     print("-" * len(header))
 
@@ -47,6 +65,11 @@ def main(path):
         k = int(shape.split("/")[2][1:])
         t = int(shape.split("/")[3][1:])
         return (t, m, n, k)
+
+    def round_ratio(num, den):
+        """num / den within each run (measured minutes apart from other runs), the median across runs."""
+        ratios = [v[num] / v[den] for v, _, _ in runs if v.get(num) and v.get(den)]
+        return statistics.median(ratios) if ratios else None
 
     for shape in sorted(rows, key=key):
         r = rows[shape]
@@ -59,12 +82,17 @@ def main(path):
         m = key(shape)[1]
         bw = read_gbps.get(shape.split("/", 1)[1].rsplit("/", 1)[0]) if m == 1 and threads == 1 else None
         pct3 = f"{100 * ours / 2 / bw:>6.0f}%" if ours and bw else f"{'-':>7}"
-        ratio = f"{ours / r['onednn_s32']:>8.2f}x" if ours and r.get("onednn_s32") else f"{'-':>9}"
-        print(line + pct + pct2 + pct3 + ratio)
+        ours_name = "mighty_avx512vnni_s32/" + shape
+        scale = round_ratio(ours_name, "mighty_avx512vnni_s32/" + shape.rsplit("/", 1)[0] + "/t1")
+        scaling = f"{scale:>6.2f}x" if threads > 1 and scale else f"{'-':>7}"
+        versus = round_ratio(ours_name, "onednn_s32/" + shape)
+        ratio = f"{versus:>8.2f}x" if versus else f"{'-':>9}"
+        print(line + pct + pct2 + pct3 + scaling + ratio)
     print("%peak: vnni s32 against the single-core vpdpbusd peak x threads; avx2%: avx2 s32 against its own peak; "
           "%read (M = 1, 1 thread): vnni s32 at 1 MAC per weight byte against the core's read bandwidth over "
-          "that many bytes; vs dnnl: vnni s32 / dnnl s32")
+          "that many bytes; vs t1: vnni s32 at this thread count / at 1 thread; vs dnnl: vnni s32 / dnnl s32 (both "
+          "ratios taken within each run, then the median across runs)")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "build-bench/bench_gemm.json")
+    main(sys.argv[1:] or ["build-bench/bench_gemm.json"])
