@@ -42,6 +42,10 @@ def main(paths):
           f"{len(runs)} round(s) of {repetitions} repetition(s), median of all; GOPS = 2*M*N*K/s")
     if peak_vnni:
         print(f"measured peak, 1 core: avx512vnni {peak_vnni:.0f} GOPS, avx2 (vpmaddwd+vpaddd) {peak_avx2:.0f} GOPS")
+    tile_loop = gops.get("peak/avx2_tile_loop")
+    if tile_loop and peak_avx2:
+        print(f"avx2 6x8 tile loop with its operands in L1: {tile_loop:.0f} GOPS ({100 * tile_loop / peak_avx2:.0f}% of "
+              "the avx2 peak: the ceiling of that path's GEMM)")
     if read_gbps:
         print("batch-1 roofline, 1 core reading the weight bytes: " +
               ", ".join(f"{nk} {v:.0f} GB/s" for nk, v in read_gbps.items()))
