@@ -93,18 +93,20 @@ void tile_loop_avx2(benchmark::State& state) {
         "1:\n"
         "mov %%rdx, %%rsi\n and $63, %%rsi\n shl $6, %%rsi\n add %1, %%rsi\n"
         "vmovdqa (%%rsi), %%ymm12\n vmovdqa 32(%%rsi), %%ymm13\n"
-#define MIGHTY_ROW(offset, lo, hi)                                                       \
-  "vpbroadcastq " #offset "(%%rsi), %%ymm14\n"                                           \
-  "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n vpaddd %%ymm15, %%ymm" #lo ", %%ymm" #lo "\n" \
+#define MIGHTY_ROW(offset, lo, hi)                                               \
+  "vpbroadcastq " #offset                                                        \
+  "(%%rsi), %%ymm14\n"                                                           \
+  "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n vpaddd %%ymm15, %%ymm" #lo ", %%ymm" #lo \
+  "\n"                                                                           \
   "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n vpaddd %%ymm14, %%ymm" #hi ", %%ymm" #hi "\n"
         MIGHTY_ROW(4096, 0, 1) MIGHTY_ROW(4104, 2, 3) MIGHTY_ROW(4112, 4, 5) MIGHTY_ROW(4120, 6, 7)
-        MIGHTY_ROW(4128, 8, 9) MIGHTY_ROW(4136, 10, 11)
+            MIGHTY_ROW(4128, 8, 9) MIGHTY_ROW(4136, 10, 11)
 #undef MIGHTY_ROW
-        "inc %%rdx\n cmp %0, %%rdx\n jne 1b\n"
+                "inc %%rdx\n cmp %0, %%rdx\n jne 1b\n"
         :
         : "r"(kLoops), "r"(operands)
-        : "rdx", "rsi", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
-          "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory");
+        : "rdx", "rsi", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+          "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory");
   }
   const double macs = 12.0 * 16 * kLoops;
   state.counters["GOPS"] =
