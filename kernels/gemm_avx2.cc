@@ -288,6 +288,9 @@ void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
     return;
   }
   constexpr int kRows = 6;
+  using WideStrip = void (*)(const GemmArgs&, const int16_t*, int64_t, const int16_t*, int64_t, int64_t);
+  static constexpr WideStrip kWideStrips[kRows] = {wide_strip<1>, wide_strip<2>, wide_strip<3>,
+                                                   wide_strip<4>, wide_strip<5>, wide_strip<6>};
   const int64_t panel_cols =
       min64(max64(16, kPanelBudget / (2 * w.k_padded) / 16 * 16), (n_end - n_begin + 15) / 16 * 16);
   const int64_t a_values = (kRows * w.k_padded + 31) / 32 * 32;  // the panel starts 64-byte aligned
@@ -299,26 +302,7 @@ void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
     for (int64_t row = 0; row < args.m; row += kRows) {
       const int rows = static_cast<int>(min64(kRows, args.m - row));
       for (int r = 0; r < rows; ++r) widen_a_row(args, row + r, a16 + r * w.k_padded);
-      switch (rows) {
-        case 1:
-          wide_strip<1>(args, b16, p, a16, row, p_end);
-          break;
-        case 2:
-          wide_strip<2>(args, b16, p, a16, row, p_end);
-          break;
-        case 3:
-          wide_strip<3>(args, b16, p, a16, row, p_end);
-          break;
-        case 4:
-          wide_strip<4>(args, b16, p, a16, row, p_end);
-          break;
-        case 5:
-          wide_strip<5>(args, b16, p, a16, row, p_end);
-          break;
-        default:
-          wide_strip<6>(args, b16, p, a16, row, p_end);
-          break;
-      }
+      kWideStrips[rows - 1](args, b16, p, a16, row, p_end);
     }
   }
 }
