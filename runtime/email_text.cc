@@ -2,7 +2,7 @@
 
 #include "runtime/text_corpus.h"
 
-#include <cctype>
+#include <algorithm>
 #include <map>
 #include <utility>
 #include <vector>
@@ -10,20 +10,26 @@
 namespace mighty {
 namespace {
 
+// The "C" locale's std::isspace and std::tolower, inline (the library calls cost a fifth of email_text).
+bool is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+char to_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
 std::string lower(std::string_view s) {
   std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : out) c = to_lower(c);
   return out;
 }
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
   return s;
 }
 
 bool valid_utf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
+    i = skip_ascii(s, i);
+    if (i == s.size()) break;
     const Utf8Char c = decode_utf8(s, i);
     if (c.error != Utf8Error::kNone) return false;
     i += c.length;
@@ -80,7 +86,7 @@ std::string parameter(const std::string& value, const std::string& name) {
   const std::string low = lower(value);
   size_t at = 0;
   while ((at = low.find(name, at)) != std::string::npos) {
-    const bool start = at == 0 || low[at - 1] == ';' || std::isspace(static_cast<unsigned char>(low[at - 1]));
+    const bool start = at == 0 || low[at - 1] == ';' || is_space(low[at - 1]);
     size_t eq = at + name.size();
     while (eq < low.size() && low[eq] == ' ') ++eq;
     if (!start || eq >= low.size() || low[eq] != '=') {
@@ -94,7 +100,7 @@ std::string parameter(const std::string& value, const std::string& name) {
       return value.substr(v + 1, close == std::string::npos ? std::string::npos : close - v - 1);
     }
     size_t e = v;
-    while (e < value.size() && value[e] != ';' && !std::isspace(static_cast<unsigned char>(value[e]))) ++e;
+    while (e < value.size() && value[e] != ';' && !is_space(value[e])) ++e;
     return value.substr(v, e - v);
   }
   return {};
@@ -124,7 +130,7 @@ std::string decode_words(const std::string& s) {
     }
     std::string between = s.substr(at, start - at);
     if (!trim(between).empty() || out.empty()) out += between;  // whitespace between encoded words goes
-    const char enc = static_cast<char>(std::tolower(static_cast<unsigned char>(s[q1 + 1])));
+    const char enc = to_lower(s[q1 + 1]);
     std::string text = s.substr(q2 + 1, end - q2 - 1);
     if (enc == 'q') {
       for (char& c : text) c = c == '_' ? ' ' : c;
@@ -189,7 +195,9 @@ std::string decode_quoted_printable(std::string_view s) {
   };
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] != '=') {
-      out += s[i];
+      const size_t run_end = std::min(s.find('=', i), s.size());
+      out.append(s.substr(i, run_end - i));
+      i = run_end - 1;
       continue;
     }
     if (i + 1 < s.size() && s[i + 1] == '\n') {  // soft line break
@@ -285,7 +293,7 @@ std::string html_to_text(std::string_view html) {
       if (!replaced && i + 2 < html.size() && html[i + 1] == '#') {
         size_t j = i + 2;
         uint32_t code = 0;
-        while (j < html.size() && j < i + 9 && std::isdigit(static_cast<unsigned char>(html[j]))) {
+        while (j < html.size() && j < i + 9 && html[j] >= '0' && html[j] <= '9') {
           code = code * 10 + static_cast<uint32_t>(html[j] - '0');
           ++j;
         }
@@ -312,7 +320,9 @@ std::string email_text(std::string_view raw, size_t max_bytes) {
       normalized += '\n';
       continue;
     }
-    normalized += raw[i];
+    const size_t run_end = std::min(raw.find('\r', i), raw.size());
+    normalized.append(raw.substr(i, run_end - i));
+    i = run_end - 1;
   }
   const Part message = parse_part(normalized);
   std::string plain, html;
@@ -327,7 +337,7 @@ std::string email_text(std::string_view raw, size_t max_bytes) {
   std::string out;
   bool space = false;
   for (char c : text) {
-    if (std::isspace(static_cast<unsigned char>(c))) {
+    if (is_space(c)) {
       space = !out.empty();
       continue;
     }

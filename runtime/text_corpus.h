@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,5 +34,17 @@ struct Utf8Char {
   size_t error_at = 0;
 };
 Utf8Char decode_utf8(std::string_view s, size_t i);
+
+// The first position at or after i whose byte is not ASCII (s.size() if none); 8 bytes at a time, so the
+// UTF-8 readers step over ASCII runs without decoding them.
+inline size_t skip_ascii(std::string_view s, size_t i) {
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, s.data() + i, 8);
+    if (word & 0x8080808080808080ull) break;
+  }
+  while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;
+  return i;
+}
 
 }  // namespace mighty

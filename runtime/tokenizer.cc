@@ -23,6 +23,9 @@ std::vector<char32_t> utf8_code_points(std::string_view s) {
   std::vector<char32_t> out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
+    for (const size_t ascii_end = skip_ascii(s, i); i < ascii_end; ++i)
+      out.push_back(static_cast<uint8_t>(s[i]));
+    if (i == s.size()) break;
     const Utf8Char c = decode_utf8(s, i);
     out.push_back(c.error == Utf8Error::kNone ? c.cp : kReplacement);
     i += c.error == Utf8Error::kNone ? c.length : c.skip;
