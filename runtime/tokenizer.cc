@@ -35,9 +35,7 @@ std::vector<char32_t> utf8_code_points(std::string_view s) {
 
 std::string nfkc(std::string_view utf8) {
   // ASCII is its own NFKC (and valid UTF-8): most email text takes this path.
-  if (std::all_of(utf8.begin(), utf8.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; })) {
-    return std::string(utf8);
-  }
+  if (skip_ascii(utf8, 0) == utf8.size()) return std::string(utf8);
   std::string clean;
   clean.reserve(utf8.size());
   for (char32_t c : utf8_code_points(utf8)) clean += encode_utf8(c);
