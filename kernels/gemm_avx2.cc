@@ -263,29 +263,32 @@ void sparse_rows(int rows, const GemmArgs& args, const int16_t* a16, int64_t row
   }
 }
 
+// Rows in strips of up to 4, each row widened to int16 once, then run(rows, widened rows, first row).
+template <class Run>
+void four_row_strips(const GemmArgs& args, const Run& run) {
+  constexpr int kRows = 4;
+  const int64_t k_padded = args.w->k_padded;
+  int16_t* a16 = scratch_int16(static_cast<size_t>(kRows * k_padded));
+  for (int64_t row = 0; row < args.m; row += kRows) {
+    const int rows = static_cast<int>(min64(kRows, args.m - row));
+    for (int r = 0; r < rows; ++r) widen_a_row(args, row + r, a16 + r * k_padded);
+    run(rows, a16, row);
+  }
+}
+
 }  // namespace
 
 void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   const PackedWeights& w = *args.w;
   if (w.sparse && (args.m <= 4 || w.zero_block_fraction >= kSparseCrossoverAvx2Rows)) {
-    constexpr int kRows = 4;
-    int16_t* a16 = scratch_int16(static_cast<size_t>(kRows * w.k_padded));
-    for (int64_t row = 0; row < args.m; row += kRows) {
-      const int rows = static_cast<int>(min64(kRows, args.m - row));
-      for (int r = 0; r < rows; ++r) widen_a_row(args, row + r, a16 + r * w.k_padded);
+    return four_row_strips(args, [&](int rows, const int16_t* a16, int64_t row) {
       sparse_rows(rows, args, a16, row, n_begin, n_end);
-    }
-    return;
+    });
   }
   if (args.m < kWideRows) {  // each weight is used by few rows: widened where it is used
-    constexpr int kRows = 4;
-    int16_t* a16 = scratch_int16(static_cast<size_t>(kRows * w.k_padded));
-    for (int64_t row = 0; row < args.m; row += kRows) {
-      const int rows = static_cast<int>(min64(kRows, args.m - row));
-      for (int r = 0; r < rows; ++r) widen_a_row(args, row + r, a16 + r * w.k_padded);
+    return four_row_strips(args, [&](int rows, const int16_t* a16, int64_t row) {
       strip(rows, args, a16, row, n_begin, n_end);
-    }
-    return;
+    });
   }
   constexpr int kRows = 6;
   using WideStrip = void (*)(const GemmArgs&, const int16_t*, int64_t, const int16_t*, int64_t, int64_t);
