@@ -39,7 +39,9 @@ void ThreadPool::worker_loop(int self) {
     const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
     for (int i = 1; generation_.load(std::memory_order_acquire) == seen; ++i) {
       if (i % 64 == 0 && std::chrono::steady_clock::now() >= spin_until) break;
-      __builtin_ia32_pause();
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();  // lets the core's other thread run and eases the exit from the loop
+#endif
     }
     if (generation_.load(std::memory_order_acquire) == seen) {
       std::unique_lock<std::mutex> lock(mutex_);
