@@ -85,8 +85,6 @@ inline void epilogue8(const GemmArgs& args, int64_t row, int64_t col0, __m256i a
   }
 }
 
-inline int64_t w_groups(const GemmArgs& args) { return args.w->k_padded / kPackDepth; }
-
 // Reduces a tile's accumulator pairs and spills them once through a plain buffer, so the epilogue loop does
 // not index the register array (which would keep the accumulators in memory throughout the K loop).
 template <int MR, int NU>
@@ -202,7 +200,7 @@ void wide_tile(const GemmArgs& args, const int16_t* b16, const int16_t* a16, int
 template <int MR>
 void wide_strip(const GemmArgs& args, const int16_t* panel, int64_t p, const int16_t* a16, int64_t row0,
                 int64_t p_end) {
-  const int64_t pair_values = w_groups(args) * 32;
+  const int64_t pair_values = args.w->k_padded / kPackDepth * 32;  // one 8-column pair of the panel
   for (int64_t c = p; c < p_end; c += 2 * kUnitColumns)
     wide_tile<MR>(args, panel + (c - p) / (2 * kUnitColumns) * pair_values, a16, row0, c,
                   min64(p_end, c + 8));
