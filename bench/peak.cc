@@ -18,11 +18,21 @@ namespace {
 
 constexpr long kLoops = 1 << 16;
 
+// False (and the benchmark skipped, naming the path) when this CPU cannot run `isa`.
+bool runs_here(benchmark::State& state, mighty::kernels::Isa isa) {
+  if (mighty::kernels::cpu_features().best_supported() >= isa) return true;
+  state.SkipWithError(("CPU lacks " + std::string(mighty::kernels::isa_name(isa))).c_str());
+  return false;
+}
+
+// GOPS of a loop doing `macs` multiply-accumulates per iteration of the benchmark (1 MAC = 2 ops).
+void set_gops(benchmark::State& state, double macs) {
+  state.counters["GOPS"] = benchmark::Counter(2 * macs * static_cast<double>(state.iterations()) / 1e9,
+                                              benchmark::Counter::kIsRate);
+}
+
 void peak_vnni(benchmark::State& state) {
-  if (mighty::kernels::cpu_features().best_supported() < mighty::kernels::Isa::kAvx512Vnni) {
-    state.SkipWithError("CPU lacks AVX-512 VNNI");
-    return;
-  }
+  if (!runs_here(state, mighty::kernels::Isa::kAvx512Vnni)) return;
   for (auto _ : state) {
     __asm__ volatile(
         "vpxord %%zmm14, %%zmm14, %%zmm14\n"
@@ -42,16 +52,11 @@ void peak_vnni(benchmark::State& state) {
         : "rcx", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
           "xmm11", "xmm14", "xmm15");
   }
-  const double macs = 12.0 * 64 * kLoops;
-  state.counters["GOPS"] =
-      benchmark::Counter(2 * macs * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  set_gops(state, 12.0 * 64 * kLoops);
 }
 
 void peak_avx2(benchmark::State& state) {
-  if (mighty::kernels::cpu_features().best_supported() < mighty::kernels::Isa::kAvx2) {
-    state.SkipWithError("CPU lacks AVX2");
-    return;
-  }
+  if (!runs_here(state, mighty::kernels::Isa::kAvx2)) return;
   for (auto _ : state) {
     __asm__ volatile(
         "vpxor %%ymm14, %%ymm14, %%ymm14\n"
@@ -73,19 +78,14 @@ void peak_avx2(benchmark::State& state) {
         : "rcx", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
           "xmm11", "xmm14", "xmm15");
   }
-  const double macs = 8.0 * 16 * kLoops;
-  state.counters["GOPS"] =
-      benchmark::Counter(2 * macs * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  set_gops(state, 8.0 * 16 * kLoops);
 }
 
 // The AVX2 path's 6 x 8 tile loop itself (kernels/gemm_avx2.cc, from 16 rows) with every operand in L1: per
 // group 2 weight loads, 6 activation broadcasts, 12 vpmaddwd + 12 vpaddd. The loads and broadcasts take issue
 // slots the peak loop above does not have, so this is the ceiling of that path's GEMM, below peak/avx2.
 void tile_loop_avx2(benchmark::State& state) {
-  if (mighty::kernels::cpu_features().best_supported() < mighty::kernels::Isa::kAvx2) {
-    state.SkipWithError("CPU lacks AVX2");
-    return;
-  }
+  if (!runs_here(state, mighty::kernels::Isa::kAvx2)) return;
   alignas(64) static int16_t operands[4096];  // 4 KB of weights, then 4 KB of activations: both stay in L1
   for (auto _ : state) {
     __asm__ volatile(
@@ -108,17 +108,12 @@ void tile_loop_avx2(benchmark::State& state) {
         : "rdx", "rsi", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
           "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory");
   }
-  const double macs = 12.0 * 16 * kLoops;
-  state.counters["GOPS"] =
-      benchmark::Counter(2 * macs * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  set_gops(state, 12.0 * 16 * kLoops);
 }
 
 // Sums `bytes` (a multiple of 512) with 8 independent 512-bit accumulators, the loads folded into vpaddd.
 void read_bandwidth(benchmark::State& state, int64_t bytes) {
-  if (mighty::kernels::cpu_features().best_supported() < mighty::kernels::Isa::kAvx512Vnni) {
-    state.SkipWithError("CPU lacks AVX-512");
-    return;
-  }
+  if (!runs_here(state, mighty::kernels::Isa::kAvx512Vnni)) return;
   const mighty::kernels::AlignedBytes buffer = mighty::kernels::aligned_bytes(static_cast<size_t>(bytes));
   std::memset(buffer.get(), 1, static_cast<size_t>(bytes));
   const uint8_t* begin = buffer.get();
