@@ -1,4 +1,4 @@
-#include "apps/launch.h"
+#include "launch.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

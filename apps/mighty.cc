@@ -15,11 +15,11 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
-#include "apps/launch.h"
 #include "compress/distributed.h"
 #include "compress/jobs.h"
 #include "compress/pipeline.h"
 #include "compress/recipe.h"
+#include "launch.h"
 #include "runtime/error.h"
 
 namespace {
@@ -212,11 +212,6 @@ int main(int argc, char** argv) {
       ->add_option("--stop-after", compress_stop_after,
                    "Stop a training run after this many steps, as if interrupted (resume later)")
       ->check(CLI::PositiveNumber);
-
-  // Verbs of the full pipeline; their names are taken so recipes and scripts can rely on them.
-  for (const char* verb : {"inspect", "run", "bench"}) {
-    app.add_subcommand(verb, "(reserved: not available in this version)")->allow_extras();
-  }
 
   try {
     app.parse(argc, argv);

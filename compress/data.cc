@@ -6,13 +6,13 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "runtime/atomic_file.h"
-#include "runtime/email_text.h"
 #include "runtime/error.h"
-#include "runtime/hash.h"
-#include "runtime/idx.h"
-#include "runtime/text_corpus.h"
-#include "runtime/tokenizer.h"
+#include "runtime/io/atomic_file.h"
+#include "runtime/io/hash.h"
+#include "runtime/io/idx.h"
+#include "runtime/text/email_text.h"
+#include "runtime/text/text_corpus.h"
+#include "runtime/text/tokenizer.h"
 
 namespace mighty::compress {
 namespace {

@@ -15,9 +15,9 @@
 #include "compress/jobs.h"
 #include "compress/lower.h"
 #include "compress/trainer.h"
-#include "runtime/atomic_file.h"
 #include "runtime/error.h"
-#include "runtime/hash.h"
+#include "runtime/io/atomic_file.h"
+#include "runtime/io/hash.h"
 
 namespace mighty::compress {
 

@@ -13,8 +13,8 @@
 
 #include <fmt/format.h>
 
-#include "runtime/atomic_file.h"
 #include "runtime/error.h"
+#include "runtime/io/atomic_file.h"
 
 namespace mighty::compress::dist {
 namespace {

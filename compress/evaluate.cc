@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 
 #include "runtime/error.h"
-#include "runtime/timing.h"
+#include "runtime/io/timing.h"
 
 namespace mighty::compress {
 namespace {

@@ -8,9 +8,9 @@
 
 #include "compress/data.h"
 #include "compress/recipe.h"
-#include "runtime/atomic_file.h"
 #include "runtime/error.h"
-#include "runtime/input_spec.h"
+#include "runtime/format/input_spec.h"
+#include "runtime/io/atomic_file.h"
 
 namespace mighty::compress {
 

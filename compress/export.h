@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "compress/zoo.h"
-#include "runtime/artifact.h"
+#include "runtime/format/artifact.h"
 
 namespace mighty::compress {
 

@@ -13,10 +13,10 @@
 #include "compress/teacher.h"
 #include "compress/trainer.h"
 #include "compress/zoo.h"
-#include "runtime/atomic_file.h"
 #include "runtime/error.h"
-#include "runtime/input_spec.h"
-#include "runtime/progress.h"
+#include "runtime/format/input_spec.h"
+#include "runtime/io/atomic_file.h"
+#include "runtime/io/progress.h"
 
 namespace mighty::compress {
 namespace {

@@ -6,8 +6,8 @@
 
 #include <fmt/format.h>
 
-#include "runtime/atomic_file.h"
 #include "runtime/error.h"
+#include "runtime/io/atomic_file.h"
 
 namespace mighty::compress {
 namespace {
@@ -178,7 +178,5 @@ JsonSource parse_json_source(const std::string& text, const std::string& file) {
   out.value = nlohmann::json::parse(text);
   return out;
 }
-
-JsonSource load_json_source(const std::string& path) { return parse_json_source(read_file(path), path); }
 
 }  // namespace mighty::compress

@@ -22,7 +22,4 @@ struct JsonSource {
 // Parses `text`; a syntax error or duplicated key throws mighty::Error with file, line, column and path.
 JsonSource parse_json_source(const std::string& text, const std::string& file);
 
-// Reads and parses a file; a missing file is a mighty::Error naming it.
-JsonSource load_json_source(const std::string& path);
-
 }  // namespace mighty::compress

@@ -18,12 +18,12 @@
 #include "compress/trainer.h"
 #include "compress/use_lite.h"
 #include "compress/zoo.h"
-#include "runtime/atomic_file.h"
 #include "runtime/error.h"
-#include "runtime/input_spec.h"
-#include "runtime/progress.h"
-#include "runtime/session.h"
-#include "runtime/tasks.h"
+#include "runtime/exec/session.h"
+#include "runtime/exec/tasks.h"
+#include "runtime/format/input_spec.h"
+#include "runtime/io/atomic_file.h"
+#include "runtime/io/progress.h"
 
 namespace mighty::compress {
 namespace {

@@ -1,5 +1,5 @@
-// mighty compress: the teacher, then the recipe's stages (distill, quantize, export, verify) on the student,
-// and the report that puts them side by side.
+// mighty compress: the teacher, then the recipe's stages (distill, prune, quantize, export, verify) on the
+// student, and the report that puts them side by side.
 #pragma once
 
 #include <string>

@@ -13,9 +13,9 @@
 #include "compress/quantize.h"
 #include "compress/sensitivity.h"
 #include "compress/trainer.h"
-#include "runtime/atomic_file.h"
 #include "runtime/error.h"
-#include "runtime/hash.h"
+#include "runtime/io/atomic_file.h"
+#include "runtime/io/hash.h"
 
 namespace mighty::compress {
 

@@ -9,6 +9,7 @@
 #include "compress/export.h"
 #include "compress/lower.h"
 #include "runtime/error.h"
+#include "runtime/exec/u8_chain.h"
 
 namespace mighty::compress {
 namespace {
@@ -16,17 +17,6 @@ namespace {
 constexpr double kNormEps = 1e-5;  // LibTorch's BatchNorm2d default, as in the runtime
 
 bool quantizable(const Node& n) { return n.op == OpKind::kLinear || n.op == OpKind::kConv2d; }
-
-// Every node that reads node `i`.
-std::vector<int> consumers(const Graph& g, int i) {
-  std::vector<int> out;
-  for (size_t j = 0; j < g.nodes().size(); ++j) {
-    for (int in : g.nodes()[j].inputs) {
-      if (in == i) out.push_back(static_cast<int>(j));
-    }
-  }
-  return out;
-}
 
 torch::Tensor param(GraphModule& m, const std::string& name) {
   if (auto* p = m->named_parameters(true).find(name)) return *p;
@@ -83,8 +73,7 @@ GraphModule fold_batchnorm(GraphModule& model) {
     const Node& n = nodes[i];
     if (n.op != OpKind::kBatchNorm2d) continue;
     const int src = n.inputs[0];
-    if (nodes[src].op == OpKind::kConv2d && consumers(g, src).size() == 1)
-      folded_into[src] = static_cast<int>(i);
+    if (nodes[src].op == OpKind::kConv2d && g.users(src).size() == 1) folded_into[src] = static_cast<int>(i);
   }
   Graph out;
   for (size_t i = 0; i < nodes.size(); ++i) {
@@ -317,7 +306,7 @@ nlohmann::json smooth(GraphModule& model, double alpha, const std::vector<torch:
   std::vector<int> norms;
   for (size_t i = 0; i < g.nodes().size(); ++i) {
     if (g.nodes()[i].op != OpKind::kLayerNorm) continue;
-    const auto users = consumers(g, static_cast<int>(i));
+    const auto& users = g.users(static_cast<int>(i));
     const bool all_linear = !users.empty() && std::all_of(users.begin(), users.end(), [&](int u) {
       return g.nodes()[u].op == OpKind::kLinear;
     });
@@ -334,7 +323,7 @@ nlohmann::json smooth(GraphModule& model, double alpha, const std::vector<torch:
     }
   }
   for (size_t k = 0; k < norms.size(); ++k) {
-    const auto users = consumers(g, norms[k]);
+    const auto& users = g.users(norms[k]);
     torch::Tensor w_max;
     for (int u : users) {
       auto m = param(model, g.nodes()[u].name + ".weight").abs().amax(0);
@@ -444,33 +433,16 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
     if (n.attrs.value("bias", true)) q.bias = param(model, n.name + ".bias").detach().clone();
     layers[q.node] = q;
   }
-  // uint8 chains (the runtime's rule, Session::setup_u8_outputs): a static conv -> (ReLU | MaxPool2d)* ->
-  // static conv, or -> ... -> Flatten -> ReLU* -> static Linear; single consumers all the way.
+  // uint8 chains: the runtime's rule (runtime/exec/u8_chain.h), so simulation and runtime agree.
   for (auto& [i, q] : layers) {
     if (!q.static_activation || g.nodes()[i].op != OpKind::kConv2d) continue;
-    int at = i;
-    bool relu = false, flattened = false;
-    while (true) {
-      const auto users = consumers(g, at);
-      if (users.size() != 1 || at == g.output()) break;
-      at = users[0];
-      const OpKind op = g.nodes()[at].op;
-      if (op == OpKind::kReLU) {
-        relu = true;
-        continue;
-      }
-      if ((op == OpKind::kMaxPool2d || op == OpKind::kFlatten) && !flattened) {
-        flattened = op == OpKind::kFlatten;
-        continue;
-      }
-      auto next = layers.find(at);
-      const OpKind consumer = flattened ? OpKind::kLinear : OpKind::kConv2d;
-      if (op == consumer && next != layers.end() && next->second.static_activation) {
-        q.u8_output = true;
-        q.output = next->second.input;
-        q.relu = relu;
-      }
-      break;
+    const U8Chain chain = follow_u8_chain(g, i);
+    if (chain.end < 0 || !chain.consumer) continue;
+    auto next = layers.find(chain.end);
+    if (next != layers.end() && next->second.static_activation) {
+      q.u8_output = true;
+      q.output = next->second.input;
+      q.relu = chain.relu;
     }
   }
   QuantizedModel qm(std::move(model), std::move(layers));

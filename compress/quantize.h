@@ -15,7 +15,7 @@
 #include "compress/recipe.h"
 #include "compress/zoo.h"
 #include "kernels/quantize.h"
-#include "runtime/artifact.h"
+#include "runtime/format/artifact.h"
 
 namespace mighty::compress {
 

@@ -8,8 +8,8 @@
 
 #include "compress/json_reader.h"
 #include "compress/recipe_internal.h"
-#include "runtime/atomic_file.h"
-#include "runtime/hash.h"
+#include "runtime/io/atomic_file.h"
+#include "runtime/io/hash.h"
 
 namespace mighty::compress {
 namespace {

@@ -66,7 +66,7 @@ struct CnnBlockSpec {
 };
 
 struct ModelSpec {
-  std::string arch;  // mlp | cnn | transformer
+  std::string arch;  // mlp | cnn | transformer | bag
   // Filled from the data: image shape [C, H, W] or text context; classes or vocabulary size.
   std::vector<int64_t> input_shape;
   int64_t classes = 0;

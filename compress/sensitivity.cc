@@ -5,7 +5,7 @@
 #include <fmt/format.h>
 
 #include "compress/evaluate.h"
-#include "runtime/progress.h"
+#include "runtime/io/progress.h"
 
 namespace mighty::compress {
 

@@ -45,10 +45,6 @@ bool has_tensor(GraphModule& model, const std::string& name) {
 
 std::vector<UnitGroup> unit_groups(const Graph& graph) {
   const auto& nodes = graph.nodes();
-  std::vector<std::vector<int>> users(nodes.size());
-  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
-    for (int in : nodes[i].inputs) users[in].push_back(i);
-  }
   std::vector<UnitGroup> out;
   for (int p = 0; p < static_cast<int>(nodes.size()); ++p) {
     if (nodes[p].op == OpKind::kMultiHeadAttention && nodes[p].attrs.at("heads").get<int64_t>() > 1) {
@@ -71,11 +67,11 @@ std::vector<UnitGroup> unit_groups(const Graph& graph) {
     int at = p;
     bool ok = true;
     while (true) {
-      if (at == graph.output() || users[at].size() != 1) {
+      if (at == graph.output() || graph.users(at).size() != 1) {
         ok = false;
         break;
       }
-      const int next = users[at][0];
+      const int next = graph.users(at)[0];
       const OpKind op = nodes[next].op;
       if (is_layer(op)) {
         g.consumer = next;

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "compress/zoo.h"
-#include "runtime/graph.h"
+#include "runtime/graph/graph.h"
 
 namespace mighty::compress {
 

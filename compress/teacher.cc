@@ -7,8 +7,8 @@
 #include <fmt/ranges.h>
 
 #include "compress/distributed.h"
-#include "runtime/atomic_file.h"
 #include "runtime/error.h"
+#include "runtime/io/atomic_file.h"
 
 namespace mighty::compress {
 

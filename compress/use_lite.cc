@@ -9,9 +9,9 @@
 
 #include "compress/evaluate.h"
 #include "compress/trainer.h"
-#include "runtime/atomic_file.h"
 #include "runtime/error.h"
-#include "runtime/progress.h"
+#include "runtime/io/atomic_file.h"
+#include "runtime/io/progress.h"
 
 namespace mighty::compress {
 namespace {

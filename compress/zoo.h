@@ -9,7 +9,7 @@
 #include <string>
 
 #include "compress/recipe.h"
-#include "runtime/graph.h"
+#include "runtime/graph/graph.h"
 
 namespace mighty::compress {
 

@@ -1,17 +1,19 @@
 // The C API over Session: exceptions never cross it; they become -1/NULL and mighty_last_error().
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "runtime/error.h"
-#include "runtime/input_spec.h"
+#include "runtime/exec/session.h"
+#include "runtime/format/input_spec.h"
 #include "runtime/mighty.h"
-#include "runtime/session.h"
+#include "runtime/text/document_model.h"
 
 struct mighty_model {
+  explicit mighty_model(mighty::Session s) : session(std::move(s)) {}
   mighty::Session session;
-  mighty::InputSpec spec;
-  std::vector<std::string> labels;
+  std::unique_ptr<mighty::DocumentModel> documents;  // document classifiers; reads `session`, which stays put
 };
 
 namespace {
@@ -32,16 +34,10 @@ auto guarded(F&& f, decltype(f()) on_error) -> decltype(f()) {
 }
 
 mighty_model* wrap(mighty::Artifact artifact) {
-  const std::string name = artifact.name();
-  mighty::Session session(std::move(artifact));
-  const auto& meta = session.artifact().metadata();
-  if (!meta.contains("input")) throw mighty::Error(name + ": metadata has no input spec");
-  mighty::InputSpec spec = mighty::InputSpec::from_json(meta["input"], name);
-  std::vector<std::string> labels;
-  if (meta.contains("labels") && meta["labels"].is_array()) {
-    for (const auto& l : meta["labels"]) labels.push_back(l.is_string() ? l.get<std::string>() : l.dump());
-  }
-  return new mighty_model{std::move(session), std::move(spec), std::move(labels)};
+  auto m = std::make_unique<mighty_model>(mighty::Session(std::move(artifact)));
+  const mighty::InputSpec& spec = m->session.input_spec();  // the C API needs one
+  if (spec.kind == "documents") m->documents = std::make_unique<mighty::DocumentModel>(m->session);
+  return m.release();
 }
 
 }  // namespace
@@ -68,32 +64,36 @@ void mighty_free(mighty_model* model) { delete model; }
 const char* mighty_last_error(void) { return last_error.c_str(); }
 
 int mighty_input_kind(const mighty_model* m) {
-  if (m && m->spec.kind == "documents") return MIGHTY_INPUT_TEXT;
-  return m && m->spec.kind == "text" ? MIGHTY_INPUT_TOKENS : MIGHTY_INPUT_IMAGES;
+  if (m && m->session.input_spec().kind == "documents") return MIGHTY_INPUT_TEXT;
+  return m && m->session.input_spec().kind == "text" ? MIGHTY_INPUT_TOKENS : MIGHTY_INPUT_IMAGES;
 }
 
 size_t mighty_input_size(const mighty_model* m) {
   if (!m) return 0;
-  if (m->spec.kind == "documents") return static_cast<size_t>(m->spec.max_tokens);
-  return static_cast<size_t>(m->spec.kind == "text" ? m->spec.context : m->spec.example_size());
+  if (m->session.input_spec().kind == "documents")
+    return static_cast<size_t>(m->session.input_spec().max_tokens);
+  return static_cast<size_t>(m->session.input_spec().kind == "text" ? m->session.input_spec().context
+                                                                    : m->session.input_spec().example_size());
 }
 
 size_t mighty_output_size(const mighty_model* m, size_t length) {
   return m ? static_cast<size_t>(m->session.output_size(static_cast<int64_t>(length))) : 0;
 }
 
-size_t mighty_label_count(const mighty_model* m) { return m ? m->labels.size() : 0; }
+size_t mighty_label_count(const mighty_model* m) { return m ? m->session.artifact().labels().size() : 0; }
 
 const char* mighty_label(const mighty_model* m, size_t index) {
-  return (m && index < m->labels.size()) ? m->labels[index].c_str() : nullptr;
+  return (m && index < m->session.artifact().labels().size()) ? m->session.artifact().labels()[index].c_str()
+                                                              : nullptr;
 }
 
 int mighty_preprocess_images(const mighty_model* m, const uint8_t* pixels, size_t count, float* out) {
   return guarded(
       [&] {
         if (!m || !pixels || !out) throw mighty::Error("mighty_preprocess_images: NULL argument");
-        if (m->spec.kind != "images") throw mighty::Error("mighty_preprocess_images: the model takes tokens");
-        const auto x = m->spec.images(pixels, static_cast<int64_t>(count));
+        if (m->session.input_spec().kind != "images")
+          throw mighty::Error("mighty_preprocess_images: the model takes tokens");
+        const auto x = m->session.input_spec().images(pixels, static_cast<int64_t>(count));
         std::memcpy(out, x.data(), x.size() * sizeof(float));
         return 0;
       },
@@ -128,7 +128,8 @@ int mighty_run_text(const mighty_model* m, const char* text, size_t size, float*
   return guarded(
       [&] {
         if (!m || (!text && size > 0) || !output) throw mighty::Error("mighty_run_text: NULL argument");
-        const auto y = m->session.run_document(std::string_view(text ? text : "", size));
+        if (!m->documents) throw mighty::Error(m->session.artifact().name() + ": not a document classifier");
+        const auto y = m->documents->run(std::string_view(text ? text : "", size));
         std::memcpy(output, y.data(), y.size() * sizeof(float));
         return 0;
       },

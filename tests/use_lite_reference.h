@@ -15,7 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/atomic_file.h"
+#include "runtime/io/atomic_file.h"
 
 namespace mighty::testing {
 

@@ -17,8 +17,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "runtime/artifact.h"
-#include "tests/cli/helpers.h"
+#include "helpers.h"
+#include "runtime/format/artifact.h"
 
 using namespace mighty;
 using namespace mighty::testing;
@@ -114,12 +114,14 @@ TEST_CASE("two ranks with global batch B train the weights one rank trains with 
     REQUIRE(h2[e]["validation"]["loss"].get<double>() ==
             Approx(h1[e]["validation"]["loss"].get<double>()).epsilon(1e-5));
   }
-  // The same final weights (float32 sums in another order: 1e-7 per step, measured ~1e-6 after 24 steps).
+  // The same final weights up to float32 sums in another order: 1e-7 per step, amplified by Adam where a
+  // gradient is near zero (its update is ~lr x sign). Measured after 24 steps: ~1e-6 on one machine, 2.3e-5
+  // on an AMD EPYC (Zen 4) with the same binaries; a wrong split of the batch moves weights by ~1e-2.
   REQUIRE(run(kMighty + " export " + recipe + " --threads 1 --out " + one).status == 0);
   REQUIRE(run(kMighty + " export " + recipe + " --threads 1 --out " + two).status == 0);
   const double diff = max_relative_difference(one + "/teacher.fp32.mighty", two + "/teacher.fp32.mighty");
   INFO("max relative weight difference " << diff);
-  REQUIRE(diff < 1e-5);
+  REQUIRE(diff < 1e-4);
   REQUIRE(m2["test"]["accuracy"] == m1["test"]["accuracy"]);
   std::filesystem::remove_all(dir);
   std::filesystem::remove(recipe);

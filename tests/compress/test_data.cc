@@ -7,10 +7,10 @@
 #include <string>
 
 #include "compress/data.h"
-#include "runtime/atomic_file.h"
 #include "runtime/error.h"
-#include "runtime/idx.h"
-#include "runtime/text_corpus.h"
+#include "runtime/io/atomic_file.h"
+#include "runtime/io/idx.h"
+#include "runtime/text/text_corpus.h"
 
 using namespace mighty;
 using namespace mighty::compress;

@@ -13,9 +13,9 @@
 #include "compress/pipeline.h"
 #include "compress/recipe.h"
 #include "compress/teacher.h"
-#include "runtime/atomic_file.h"
+#include "helpers.h"
 #include "runtime/error.h"
-#include "tests/compress/helpers.h"
+#include "runtime/io/atomic_file.h"
 
 using namespace mighty;
 using namespace mighty::compress;

@@ -6,16 +6,16 @@
 #include <filesystem>
 #include <string>
 
+#include "../use_lite_reference.h"
 #include "compress/data.h"
 #include "compress/export.h"
 #include "compress/recipe.h"
 #include "compress/use_lite.h"
 #include "compress/zoo.h"
-#include "runtime/atomic_file.h"
+#include "helpers.h"
 #include "runtime/error.h"
-#include "runtime/session.h"
-#include "tests/compress/helpers.h"
-#include "tests/use_lite_reference.h"
+#include "runtime/exec/session.h"
+#include "runtime/io/atomic_file.h"
 
 using namespace mighty;
 using namespace mighty::compress;

@@ -4,9 +4,9 @@
 #include "compress/export.h"
 #include "compress/zoo.h"
 #include "runtime/error.h"
-#include "runtime/input_spec.h"
-#include "runtime/session.h"
-#include "runtime/tasks.h"
+#include "runtime/exec/session.h"
+#include "runtime/exec/tasks.h"
+#include "runtime/format/input_spec.h"
 
 using namespace mighty;
 using namespace mighty::compress;

@@ -7,8 +7,8 @@
 #include "compress/lower.h"
 #include "compress/pipeline.h"
 #include "compress/recipe.h"
+#include "helpers.h"
 #include "runtime/error.h"
-#include "tests/compress/helpers.h"
 
 using namespace mighty;
 using namespace mighty::compress;

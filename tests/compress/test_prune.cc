@@ -11,10 +11,10 @@
 #include "compress/recipe.h"
 #include "compress/sensitivity.h"
 #include "compress/zoo.h"
+#include "helpers.h"
 #include "kernels/gemm.h"
-#include "runtime/artifact.h"
 #include "runtime/error.h"
-#include "tests/compress/helpers.h"
+#include "runtime/format/artifact.h"
 
 using namespace mighty;
 using namespace mighty::compress;

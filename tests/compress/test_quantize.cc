@@ -11,10 +11,10 @@
 #include "compress/pipeline.h"
 #include "compress/quantize.h"
 #include "compress/recipe.h"
-#include "runtime/atomic_file.h"
+#include "helpers.h"
 #include "runtime/error.h"
-#include "runtime/session.h"
-#include "tests/compress/helpers.h"
+#include "runtime/exec/session.h"
+#include "runtime/io/atomic_file.h"
 
 using namespace mighty;
 using namespace mighty::compress;
@@ -166,11 +166,12 @@ TEST_CASE("a session checks uint8 outputs: parameters and the chain to the next 
     return std::string("no error");
   };
   REQUIRE(error_with([](nlohmann::json&) {}) == "no error");
-  REQUIRE_THAT(
-      error_with([](nlohmann::json& q) { q["output_zero_point"] = 300; }),
-      Catch::Contains("'features.0.conv'): quant.output_zero_point: expected an integer in [0, 255]"));
+  REQUIRE_THAT(error_with([](nlohmann::json& q) { q["output_zero_point"] = 300; }),
+               Catch::Contains(
+                   "metadata /graph/nodes/1/attrs/quant/output_zero_point: expected an integer in [0, 255]"));
   REQUIRE_THAT(error_with([](nlohmann::json& q) { q["output_scale"] = -1.0; }),
-               Catch::Contains("quant.output_scale: expected a finite positive number"));
+               Catch::Contains(
+                   "bad.mighty: metadata /graph/nodes/1/attrs/quant/output_scale: expected a finite number"));
   REQUIRE_THAT(error_with([](nlohmann::json& q) { q["output_scale"] = 0.123; }),
                Catch::Contains("which is not a static int8 conv with input scale 0.123"));
   REQUIRE_THAT(error_with([](nlohmann::json& q) { q["output_relu"] = false; }),

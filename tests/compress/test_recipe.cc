@@ -5,8 +5,8 @@
 
 #include "compress/json_source.h"
 #include "compress/recipe.h"
+#include "helpers.h"
 #include "runtime/error.h"
-#include "tests/compress/helpers.h"
 
 using namespace mighty;
 using namespace mighty::compress;

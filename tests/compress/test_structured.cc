@@ -11,9 +11,9 @@
 #include "compress/recipe.h"
 #include "compress/structured.h"
 #include "compress/zoo.h"
-#include "runtime/artifact.h"
-#include "runtime/session.h"
-#include "tests/compress/helpers.h"
+#include "helpers.h"
+#include "runtime/exec/session.h"
+#include "runtime/format/artifact.h"
 
 using namespace mighty;
 using namespace mighty::compress;

@@ -9,8 +9,8 @@
 #include "compress/recipe.h"
 #include "compress/trainer.h"
 #include "compress/zoo.h"
+#include "helpers.h"
 #include "runtime/error.h"
-#include "tests/compress/helpers.h"
 
 using namespace mighty;
 using namespace mighty::compress;

@@ -6,11 +6,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "../use_lite_reference.h"
 #include "compress/use_lite.h"
-#include "runtime/atomic_file.h"
 #include "runtime/error.h"
-#include "runtime/tokenizer.h"
-#include "tests/use_lite_reference.h"
+#include "runtime/io/atomic_file.h"
+#include "runtime/text/tokenizer.h"
 
 using namespace mighty;
 using namespace mighty::compress;

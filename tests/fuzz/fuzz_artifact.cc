@@ -8,9 +8,9 @@
 #include <cstdint>
 #include <string>
 
-#include "runtime/artifact.h"
 #include "runtime/error.h"
-#include "runtime/session.h"
+#include "runtime/exec/session.h"
+#include "runtime/format/artifact.h"
 
 namespace {
 

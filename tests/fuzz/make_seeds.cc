@@ -2,8 +2,8 @@
 // and a small model with a graph in fp32 and with an int8 layer, so mutations reach the session's checks.
 #include <string>
 
-#include "runtime/artifact.h"
-#include "runtime/graph.h"
+#include "runtime/format/artifact.h"
+#include "runtime/graph/graph.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) return 2;

@@ -7,9 +7,9 @@
 #include <stdexcept>
 #include <vector>
 
+#include "guarded_buffer.h"
 #include "kernels/conv.h"
 #include "kernels/gemm.h"
-#include "tests/kernels/guarded_buffer.h"
 
 using namespace mighty::kernels;
 using mighty::testing::GuardedBuffer;

@@ -12,10 +12,10 @@
 #include <thread>
 #include <vector>
 
+#include "guarded_buffer.h"
 #include "kernels/gemm.h"
 #include "kernels/requantize.h"
 #include "kernels/thread_pool.h"
-#include "tests/kernels/guarded_buffer.h"
 
 using namespace mighty::kernels;
 using mighty::testing::GuardedBuffer;

@@ -7,8 +7,8 @@
 #include <random>
 #include <vector>
 
+#include "guarded_buffer.h"
 #include "kernels/quantize.h"
-#include "tests/kernels/guarded_buffer.h"
 
 using namespace mighty::kernels;
 using mighty::testing::GuardedBuffer;

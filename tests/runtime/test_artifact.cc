@@ -12,8 +12,8 @@
 
 #include <fmt/format.h>
 
-#include "runtime/artifact.h"
 #include "runtime/error.h"
+#include "runtime/format/artifact.h"
 
 using namespace mighty;
 using nlohmann::json;

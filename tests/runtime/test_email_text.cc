@@ -4,8 +4,8 @@
 #include <random>
 #include <string>
 
-#include "runtime/email_text.h"
-#include "runtime/tokenizer.h"
+#include "runtime/text/email_text.h"
+#include "runtime/text/tokenizer.h"
 
 using namespace mighty;
 

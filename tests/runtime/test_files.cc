@@ -6,10 +6,10 @@
 #include <filesystem>
 #include <string>
 
-#include "runtime/atomic_file.h"
 #include "runtime/error.h"
-#include "runtime/hash.h"
-#include "runtime/progress.h"
+#include "runtime/io/atomic_file.h"
+#include "runtime/io/hash.h"
+#include "runtime/io/progress.h"
 
 using namespace mighty;
 

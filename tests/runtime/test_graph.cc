@@ -1,7 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "runtime/error.h"
-#include "runtime/graph.h"
+#include "runtime/graph/graph.h"
 
 using namespace mighty;
 using nlohmann::json;

@@ -10,9 +10,9 @@
 
 #include "kernels/quantize.h"
 #include "kernels/requantize.h"
-#include "runtime/artifact.h"
 #include "runtime/error.h"
-#include "runtime/session.h"
+#include "runtime/exec/session.h"
+#include "runtime/format/artifact.h"
 
 using namespace mighty;
 

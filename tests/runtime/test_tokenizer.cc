@@ -15,14 +15,15 @@
 #include <zlib.h>
 #include <nlohmann/json.hpp>
 
-#include "runtime/artifact.h"
-#include "runtime/atomic_file.h"
+#include "../use_lite_reference.h"
 #include "runtime/error.h"
-#include "runtime/graph.h"
-#include "runtime/input_spec.h"
-#include "runtime/session.h"
-#include "runtime/tokenizer.h"
-#include "tests/use_lite_reference.h"
+#include "runtime/exec/session.h"
+#include "runtime/format/artifact.h"
+#include "runtime/format/input_spec.h"
+#include "runtime/graph/graph.h"
+#include "runtime/io/atomic_file.h"
+#include "runtime/text/document_model.h"
+#include "runtime/text/tokenizer.h"
 
 using namespace mighty;
 using namespace mighty::testing;
@@ -160,29 +161,32 @@ TEST_CASE("a document classifier reads raw email text with the tokenizer stored 
   const std::string vocab = R"([["\ufffd", 0], ["<s>", 0], ["</s>", 0], ["r3", 0], ["r4", 0], ["r5", 0],
       ["\u2581", -2], ["\u2581ab", -3], ["a", -1], ["b", -1], ["ab", -2.5], ["c", -1.5], ["fi", -1]])";
   const Session s(Artifact::from_bytes(document_artifact(vocab, vocab.size(), true), "doc.mighty"));
+  const DocumentModel doc(s);
   // Subject "ab", body "c": email_text "ab c" -> ids 7 ("\u2581ab"), 6, 11 -> mean of rows 7, 6, 11.
   const std::string email = "Received: somewhere\nSubject: ab\n\nc\n";
-  REQUIRE(s.document_ids(email) == std::vector<int64_t>{7, 6, 11});
-  const auto y = s.run_document(email);
+  REQUIRE(doc.ids(email) == std::vector<int64_t>{7, 6, 11});
+  const auto y = doc.run(email);
   REQUIRE(y.size() == 2);
   REQUIRE(y[0] == Approx((14.0 + 12.0 + 22.0) / 3.0));
   REQUIRE(y[1] == Approx((15.0 + 13.0 + 23.0) / 3.0));
   // No tokens at all: the bag is empty, the logits are the bias.
-  const auto empty = s.run_document("");
+  const auto empty = doc.run("");
   REQUIRE(empty == std::vector<float>{0.0f, 0.0f});
-  // The file's promises are checked when it is opened.
-  REQUIRE_THROWS_WITH(
-      Session(Artifact::from_bytes(document_artifact(vocab, vocab.size() + 1, true), "a.mighty")),
-      Catch::Contains("does not inflate to the"));
-  REQUIRE_THROWS_WITH(
-      Session(Artifact::from_bytes(document_artifact(vocab, vocab.size(), false), "b.mighty")),
-      Catch::Contains("needs tensor 'tokenizer.vocab_json'"));
-  REQUIRE_THROWS_WITH(
-      Session(Artifact::from_bytes(document_artifact(vocab, vocab.size(), true, "float32"), "c.mighty")),
-      Catch::Contains("must be uint8"));
-  REQUIRE_THROWS_WITH(Session(Artifact::from_bytes(document_artifact("[1, 2]", 6, true), "d.mighty")),
+  // The file's promises are checked when the document model is made.
+  auto open = [](const std::string& bytes, const char* name) {
+    const Session session(Artifact::from_bytes(bytes, name));
+    return DocumentModel(session).ids("");
+  };
+  REQUIRE_THROWS_WITH(open(document_artifact(vocab, vocab.size() + 1, true), "a.mighty"),
+                      Catch::Contains("does not inflate to the"));
+  REQUIRE_THROWS_WITH(open(document_artifact(vocab, vocab.size(), false), "b.mighty"),
+                      Catch::Contains("needs tensor 'tokenizer.vocab_json'"));
+  REQUIRE_THROWS_WITH(open(document_artifact(vocab, vocab.size(), true, "float32"), "c.mighty"),
+                      Catch::Contains("must be uint8"));
+  REQUIRE_THROWS_WITH(open(document_artifact("[1, 2]", 6, true), "d.mighty"),
                       Catch::Contains("entry 0 is not [piece, score]"));
   // Not a document model: asking for documents is an error.
-  REQUIRE_THROWS_WITH(InputSpec::from_json({{"kind", "documents"}, {"max_tokens", 0}, {"max_bytes", 1}}, "e"),
-                      Catch::Contains("'max_tokens' must be a positive integer"));
+  REQUIRE_THROWS_WITH(
+      InputSpec::from_json({{"kind", "documents"}, {"max_tokens", 0}, {"max_bytes", 1}}, "e"),
+      Catch::Contains("e: metadata /input/max_tokens: expected an integer in [1, 16777216], found 0"));
 }

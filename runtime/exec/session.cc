@@ -1,0 +1,196 @@
+#include "runtime/exec/session.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "runtime/error.h"
+#include "runtime/format/metadata.h"
+#include "runtime/graph/op_def.h"
+
+namespace mighty {
+
+Session::Session(Session&&) noexcept = default;
+Session::~Session() = default;
+
+Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)) {
+  const MetaValue meta(artifact_.metadata(), artifact_.name());
+  try {
+    graph_ = Graph::from_json(meta.at("graph").json());
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}: {}", artifact_.name(), e.what()));
+  }
+  if (meta.has("input")) {
+    input_ = InputSpec::from_json(meta.at("input"));
+    has_input_ = true;
+  }
+  const auto& nodes = graph_.nodes();
+  nodes_.resize(nodes.size());
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) prepare_node(i);
+  // Requantized uint8 outputs read their consumers' int8 forms, so they come once every node is prepared.
+  std::vector<exec::Int8Layer*> int8(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) int8[i] = nodes_[i].int8.get();
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+    const MetaValue node = meta.at("graph").at("nodes").at(static_cast<size_t>(i));
+    if (!node.has("attrs") || !node.at("attrs").has("quant")) continue;
+    const MetaValue quant = node.at("attrs").at("quant");
+    if (quant.has("output_scale")) exec::prepare_u8_output(artifact_, graph_, i, quant, int8);
+  }
+  // Liveness: a node's buffer goes back to a free list after its last consumer has run, and later nodes take
+  // their buffers from that list, so peak memory follows the widest cut of the graph, not its length.
+  last_use_.assign(nodes.size(), 0);
+  for (size_t i = 0; i < nodes.size(); ++i)
+    for (int in : nodes[i].inputs) last_use_[static_cast<size_t>(in)] = i;
+  last_use_[static_cast<size_t>(graph_.output())] = nodes.size();
+  if (threads > 1) pool_ = std::make_unique<kernels::ThreadPool>(threads);
+  pool_mutex_ = std::make_unique<std::mutex>();
+}
+
+// Checks the node's tensors against the graph, finds its fp32 tensors, reads its layer attributes and, when
+// quantized, prepares its int8 form.
+void Session::prepare_node(int i) {
+  const Node& n = graph_.nodes()[static_cast<size_t>(i)];
+  exec::PreparedNode& p = nodes_[static_cast<size_t>(i)];
+  const MetaValue node =
+      MetaValue(artifact_.metadata(), artifact_.name()).at("graph").at("nodes").at(static_cast<size_t>(i));
+  const bool quantized = node.has("attrs") && node.at("attrs").has("quant");
+  for (const auto& spec : graph_.tensors(i)) {
+    if (!artifact_.has_tensor(spec.name)) {
+      throw Error(fmt::format("{}: the graph needs tensor '{}', which the file does not have",
+                              artifact_.name(), spec.name));
+    }
+    const auto& t = artifact_.tensor(spec.name);
+    const bool int8_weight = quantized && spec.name == n.name + ".weight";
+    const TensorType want = int8_weight ? TensorType::kInt8 : TensorType::kFloat32;
+    if (t.shape != spec.shape || t.type != want) {
+      throw Error(fmt::format("{}: tensor '{}' is {} [{}], the graph needs {} [{}]", artifact_.name(),
+                              spec.name, tensor_type_name(t.type), fmt::join(t.shape, ", "),
+                              tensor_type_name(want), fmt::join(spec.shape, ", ")));
+    }
+    if (!int8_weight) p.tensors.emplace_back(spec.name.substr(n.name.size() + 1), t.as<float>());
+  }
+  if (quantized && n.op != OpKind::kLinear && n.op != OpKind::kConv2d && n.op != OpKind::kEmbeddingBag) {
+    throw Error(fmt::format("{}: graph node {} ('{}'): unsupported quantization {}", artifact_.name(), i,
+                            n.name, describe_json(node.at("attrs").at("quant").json())));
+  }
+  if (n.op == OpKind::kLinear || n.op == OpKind::kConv2d || n.op == OpKind::kMaxPool2d ||
+      n.op == OpKind::kAvgPool2d) {
+    // Only these read them; their values were checked by Graph::infer_shapes.
+    auto get = [&](const char* key, int64_t fallback) {
+      return n.attrs.contains(key) ? n.attrs[key].get<int64_t>() : fallback;
+    };
+    p.attrs.in = get(n.op == OpKind::kConv2d ? "in_channels" : "in_features", 0);
+    p.attrs.out = get(n.op == OpKind::kConv2d ? "out_channels" : "out_features", 0);
+    p.attrs.kernel = get("kernel", 1);
+    p.attrs.stride = get("stride", -1);
+    p.attrs.padding = get("padding", 0);
+    p.attrs.bias = n.attrs.value("bias", true);
+  }
+  if (quantized) p.int8 = exec::prepare_int8(artifact_, graph_, i, node.at("attrs").at("quant"));
+}
+
+const InputSpec& Session::input_spec() const {
+  if (!has_input_) throw Error(fmt::format("{}: metadata has no input spec", artifact_.name()));
+  return input_;
+}
+
+int64_t Session::output_size(int64_t length) const {
+  Shape s = graph_.output_shape();
+  if (graph_.input_dtype() == DType::kInt64 && s.size() == 2 && length > 0) s[0] = length;
+  int64_t n = 1;
+  for (auto d : s) n *= d;
+  return n;
+}
+
+std::vector<float> Session::run(const float* input, int64_t batch) const {
+  if (graph_.input_dtype() != DType::kFloat32) throw Error("this model takes tokens: use run_tokens");
+  exec::RunCall call;
+  call.input = input;
+  call.batch = batch;
+  return execute(call);
+}
+
+std::vector<float> Session::run_tokens(const int64_t* tokens, int64_t batch, int64_t length) const {
+  if (graph_.input_dtype() != DType::kInt64) throw Error("this model takes float input: use run");
+  const int64_t context = graph_.input_shape()[0];
+  if (length < 1 || length > context) {
+    throw Error(fmt::format("token sequence of length {} does not fit the context of {}", length, context));
+  }
+  exec::RunCall call;
+  call.tokens = tokens;
+  call.batch = batch;
+  call.length = length;
+  return execute(call);
+}
+
+std::vector<float> Session::decode(const int64_t* tokens, int64_t length, DecodeState& state) const {
+  if (graph_.input_dtype() != DType::kInt64) throw Error("decode needs a language model (token input)");
+  for (const Node& n : graph_.nodes()) {
+    if (n.op == OpKind::kMultiHeadAttention && !n.attrs.value("causal", false))
+      throw Error("decode needs causal attention (a language model)");
+    if (n.op == OpKind::kGlobalAvgPool)
+      throw Error("decode needs a language model, not a sequence classifier");
+  }
+  const int64_t context = graph_.input_shape()[0];
+  if (length < 1 || state.position + length > context) {
+    throw Error(fmt::format("decoding {} more tokens after {} exceeds the context of {}", length,
+                            state.position, context));
+  }
+  if (state.keys.empty()) {
+    state.keys.resize(graph_.nodes().size());
+    state.values.resize(graph_.nodes().size());
+  }
+  exec::DecodeCache cache{state.position, &state.keys, &state.values};
+  exec::RunCall call;
+  call.tokens = tokens;
+  call.length = length;
+  call.decode = &cache;
+  auto logits = execute(call);
+  state.position += length;
+  return logits;
+}
+
+std::vector<float> Session::execute(exec::RunCall call) const {
+  const auto& nodes = graph_.nodes();
+  if (graph_.input_dtype() == DType::kInt64) call.context = graph_.input_shape()[0];
+  std::unique_lock<std::mutex> lock(*pool_mutex_, std::try_to_lock);
+  call.pool = lock.owns_lock() ? pool_.get() : nullptr;
+  std::vector<exec::Value> values(nodes.size());
+  std::vector<std::vector<float>> free_buffers;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const Node& n = nodes[i];
+    const OpDef& def = op_def(n.op);
+    if (!free_buffers.empty()) {
+      values[i].data = std::move(free_buffers.back());
+      free_buffers.pop_back();
+      values[i].data.clear();
+    }
+    if (!n.inputs.empty() && values[static_cast<size_t>(n.inputs[0])].is_u8 && !def.takes_u8)
+      throw Error(fmt::format("graph node '{}' ({}) cannot take a uint8 input", n.name, def.name));
+    exec::OpContext ctx(n, static_cast<int>(i), nodes_[i], call, values);
+    def.run(ctx);
+    for (int in : n.inputs) {
+      auto& v = values[static_cast<size_t>(in)];
+      if (last_use_[static_cast<size_t>(in)] == i && !v.data.empty()) {
+        free_buffers.push_back(std::move(v.data));
+        v.data.clear();
+      }
+    }
+  }
+  return std::move(values[static_cast<size_t>(graph_.output())].data);
+}
+
+namespace exec {
+
+const float* OpContext::tensor(const char* suffix) const {
+  for (const auto& [name, data] : prepared_.tensors)
+    if (name == suffix) return data;
+  throw Error(fmt::format("graph node '{}' has no tensor '{}.{}'", node_.name, node_.name, suffix));
+}
+
+bool OpContext::attr_bool(const char* key, bool fallback) const {
+  auto it = node_.attrs.find(key);
+  return it != node_.attrs.end() ? it->get<bool>() : fallback;  // a boolean (Graph::infer_shapes checks)
+}
+
+}  // namespace exec
+}  // namespace mighty

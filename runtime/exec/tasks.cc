@@ -1,0 +1,227 @@
+#include "runtime/exec/tasks.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "runtime/error.h"
+#include "runtime/io/atomic_file.h"
+#include "runtime/io/idx.h"
+#include "runtime/io/progress.h"
+#include "runtime/io/timing.h"
+#include "runtime/text/document_model.h"
+
+namespace mighty {
+namespace {
+
+int64_t argmax(const float* x, int64_t n) { return std::max_element(x, x + n) - x; }
+
+}  // namespace
+
+nlohmann::json evaluate_images(const Session& session, const InputSpec& spec, const std::string& images_path,
+                               const std::string& labels_path, int64_t limit) {
+  if (spec.kind != "images") throw Error("this artifact takes text, not images");
+  const IdxArray images = read_idx(images_path), labels = read_idx(labels_path);
+  if (labels.dims.size() != 1 || images.dims.empty() || images.dims[0] != labels.dims[0]) {
+    throw Error(fmt::format("{}: {} labels do not match the images in {}", labels_path,
+                            labels.dims.empty() ? 0 : labels.dims[0], images_path));
+  }
+  const int64_t per = spec.example_size();
+  int64_t image_size = 1;
+  for (size_t i = 1; i < images.dims.size(); ++i) image_size *= images.dims[i];
+  if (image_size != per) {
+    throw Error(fmt::format("{}: images have {} pixels, the model takes {}", images_path, image_size, per));
+  }
+  int64_t n = images.dims[0];
+  if (limit > 0) n = std::min(n, limit);
+  const int64_t classes = session.output_size();
+  constexpr int64_t kBatch = 256;
+  int64_t correct = 0;
+  Progress progress("eval", n, "image");
+  for (int64_t lo = 0; lo < n; lo += kBatch) {
+    const int64_t b = std::min(kBatch, n - lo);
+    const auto x = spec.images(images.data.data() + lo * per, b);
+    const auto logits = session.run(x.data(), b);
+    for (int64_t i = 0; i < b; ++i)
+      correct += argmax(logits.data() + i * classes, classes) == labels.data[lo + i];
+    progress.update(lo + b, fmt::format("accuracy {:.2f}%", 100.0 * correct / (lo + b)));
+  }
+  progress.finish(n);
+  return {{"examples", n}, {"accuracy", static_cast<double>(correct) / n}};
+}
+
+nlohmann::json evaluate_text(const Session& session, const InputSpec& spec, const std::string& path,
+                             int64_t limit) {
+  if (spec.kind != "text") throw Error("this artifact takes images, not text");
+  std::vector<int64_t> ids = spec.encode(read_file(path));
+  if (limit > 0 && static_cast<int64_t>(ids.size()) > limit + 1) ids.resize(static_cast<size_t>(limit + 1));
+  const int64_t ctx = spec.context, vocab = static_cast<int64_t>(spec.vocab.size());
+  const int64_t windows = (static_cast<int64_t>(ids.size()) - 1) / ctx;
+  if (windows < 1) throw Error(fmt::format("{}: needs at least {} characters", path, ctx + 1));
+  double nats = 0.0;
+  Progress progress("eval", windows, "window");
+  for (int64_t w = 0; w < windows; ++w) {
+    const auto logits = session.run_tokens(ids.data() + w * ctx, 1, ctx);
+    for (int64_t t = 0; t < ctx; ++t) {
+      const float* row = logits.data() + t * vocab;
+      const float mx = *std::max_element(row, row + vocab);
+      double sum = 0.0;
+      for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v] - mx));
+      nats += std::log(sum) + mx - row[ids[w * ctx + t + 1]];
+    }
+    progress.update(w + 1);
+  }
+  progress.finish(windows);
+  const double loss = nats / static_cast<double>(windows * ctx);
+  return {{"characters", windows * ctx}, {"loss", loss}, {"bits_per_char", loss / std::log(2.0)}};
+}
+
+std::string generate(const Session& session, const InputSpec& spec, const std::string& prompt, int64_t count,
+                     double temperature, int64_t top_k, uint64_t seed, double* tokens_per_s) {
+  if (spec.kind != "text") throw Error("generation needs a text model");
+  std::vector<int64_t> history = spec.encode(prompt);
+  const int64_t vocab = static_cast<int64_t>(spec.vocab.size()), ctx = spec.context;
+  std::mt19937_64 rng(seed);
+  Session::DecodeState state;
+  // Feed the prompt (its last `ctx` characters).
+  const int64_t first = std::max<int64_t>(0, static_cast<int64_t>(history.size()) - ctx);
+  std::vector<float> logits =
+      session.decode(history.data() + first, static_cast<int64_t>(history.size()) - first, state);
+  std::vector<float> last(logits.end() - vocab, logits.end());
+  std::string out;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < count; ++i) {
+    int64_t next = 0;
+    if (temperature <= 0.0) {
+      next = argmax(last.data(), vocab);
+    } else {
+      std::vector<int64_t> order(static_cast<size_t>(vocab));
+      std::iota(order.begin(), order.end(), 0);
+      const int64_t k = top_k > 0 ? std::min(top_k, vocab) : vocab;
+      std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                        [&](int64_t a, int64_t b) { return last[a] > last[b]; });
+      std::vector<double> p(static_cast<size_t>(k));
+      double total = 0.0;
+      for (int64_t j = 0; j < k; ++j)
+        total += p[j] = std::exp((last[order[j]] - last[order[0]]) / temperature);
+      double u = static_cast<double>(rng() >> 11) * 0x1.0p-53 * total;
+      next = order[k - 1];
+      for (int64_t j = 0; j < k; ++j) {
+        if ((u -= p[j]) < 0.0) {
+          next = order[j];
+          break;
+        }
+      }
+    }
+    out += spec.decode(next);
+    history.push_back(next);
+    if (state.position == ctx) {
+      // The context is full: start again from the most recent half of it.
+      state = Session::DecodeState();
+      const int64_t keep = ctx / 2;
+      logits = session.decode(history.data() + history.size() - keep, keep, state);
+    } else {
+      logits = session.decode(&history.back(), 1, state);
+    }
+    last.assign(logits.end() - vocab, logits.end());
+  }
+  if (tokens_per_s) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    *tokens_per_s = s > 0 ? static_cast<double>(count) / s : 0.0;
+  }
+  return out;
+}
+
+nlohmann::json evaluate_documents(const Session& session, const std::string& dir, int64_t limit) {
+  const DocumentModel model(session);
+  const std::vector<std::string> labels = session.artifact().labels();
+  if (labels.size() < 2) {
+    throw Error(
+        fmt::format("{}: the model has no class labels to match folders with", session.artifact().name()));
+  }
+  if (!std::filesystem::is_directory(dir)) throw Error(fmt::format("{}: not a directory", dir));
+  std::vector<std::pair<std::filesystem::path, int64_t>> files;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir); it != std::filesystem::end(it); ++it) {
+    const auto& e = *it;
+    if (!e.is_regular_file() || it.depth() == 0) continue;  // documents live in labelled folders
+    const std::string folder = e.path().parent_path().filename().string();
+    int64_t label = -1;
+    for (size_t c = 0; c < labels.size(); ++c) {
+      if (folder.find(labels[c]) != std::string::npos) {
+        label = static_cast<int64_t>(c);
+      }
+    }
+    // One document per stem: SpamAssassin's corpus has each email as X.txt and X.json; take the .json.
+    const bool twin = e.path().extension() != ".json" &&
+                      std::filesystem::exists(std::filesystem::path(e.path()).replace_extension(".json"));
+    if (label >= 0 && !twin) files.emplace_back(e.path(), label);
+  }
+  std::sort(files.begin(), files.end());
+  if (limit > 0 && static_cast<int64_t>(files.size()) > limit) files.resize(static_cast<size_t>(limit));
+  if (files.empty()) throw Error(fmt::format("{}: no documents in folders named after the labels", dir));
+  const auto classes = static_cast<int64_t>(labels.size());
+  std::vector<int64_t> confusion(static_cast<size_t>(classes * classes), 0);
+  Progress progress("eval", static_cast<int64_t>(files.size()), "doc");
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::string raw = read_file(files[i].first.string());
+    if (files[i].first.extension() == ".json") {
+      const auto doc = nlohmann::json::parse(raw, nullptr, false);
+      if (!doc.is_object() || !doc.contains("text") || !doc["text"].is_string()) {
+        throw Error(
+            fmt::format("{}: expected a JSON object with a string \"text\"", files[i].first.string()));
+      }
+      raw = doc["text"].get<std::string>();
+    }
+    const auto scores = model.run(raw);
+    confusion[static_cast<size_t>(files[i].second * classes + argmax(scores.data(), classes))]++;
+    progress.update(static_cast<int64_t>(i + 1));
+  }
+  progress.finish(static_cast<int64_t>(files.size()));
+  int64_t correct = 0;
+  for (int64_t c = 0; c < classes; ++c) correct += confusion[static_cast<size_t>(c * classes + c)];
+  const auto n = static_cast<double>(files.size());
+  nlohmann::json r = {{"examples", files.size()}, {"accuracy", static_cast<double>(correct) / n}};
+  if (classes == 2) {
+    const double tp = static_cast<double>(confusion[3]), fp = static_cast<double>(confusion[1]);
+    const double fn = static_cast<double>(confusion[2]);
+    r["positive_class"] = labels[1];
+    r["precision"] = tp + fp > 0 ? tp / (tp + fp) : 0.0;
+    r["recall"] = tp + fn > 0 ? tp / (tp + fn) : 0.0;
+  }
+  return r;
+}
+
+nlohmann::json benchmark(const Session& session, const InputSpec& spec, int64_t runs, int64_t batch,
+                         const std::string& document) {
+  if (spec.kind == "documents") {
+    const std::string sample = !document.empty()
+                                   ? document
+                                   : "Subject: Limited offer: save 50% on printer toner today\n\n"
+                                     "Dear customer, click here to order before Friday and get free "
+                                     "shipping on every cartridge. To unsubscribe reply REMOVE.\n";
+    const DocumentModel model(session);
+    return measure_latency([&] { model.run(sample); },
+                           [&] {
+                             for (int64_t b = 0; b < batch; ++b) model.run(sample);
+                           },
+                           runs, batch, /*warmup=*/5);
+  }
+  if (spec.kind == "images") {
+    const std::vector<float> one(static_cast<size_t>(spec.example_size()), 0.5f);
+    const std::vector<float> many(static_cast<size_t>(batch * spec.example_size()), 0.5f);
+    return measure_latency([&] { session.run(one.data(), 1); }, [&] { session.run(many.data(), batch); },
+                           runs, batch, /*warmup=*/5);
+  }
+  std::vector<int64_t> tokens(static_cast<size_t>(batch * spec.context));
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int64_t>(i % spec.vocab.size());
+  return measure_latency([&] { session.run_tokens(tokens.data(), 1, spec.context); },
+                         [&] { session.run_tokens(tokens.data(), batch, spec.context); }, runs, batch,
+                         /*warmup=*/5);
+}
+
+}  // namespace mighty

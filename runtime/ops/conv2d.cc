@@ -1,0 +1,81 @@
+// Conv2d: square kernel, stride, zero padding, NCHW; fp32 (im2col + Eigen GEMM), or int8 (exec/int8_layer.h:
+// implicit im2col over channels-last uint8 for static activations, float patches quantized per row for
+// dynamic ones).
+#include "runtime/exec/op_context.h"
+#include "runtime/graph/op_def.h"
+#include "runtime/ops/common.h"
+
+namespace mighty {
+namespace {
+
+Shape infer(const ShapeContext& ctx) {
+  ctx.need_rank(3);
+  const Shape& in = ctx.input();
+  const int64_t cin = ctx.attr_int("in_channels", 1, kMaxDim);
+  const int64_t cout = ctx.attr_int("out_channels", 1, kMaxDim);
+  const int64_t k = ctx.attr_int("kernel", 1, 64);
+  const int64_t s = ctx.attr_int_or("stride", 1, 1, 64);
+  const int64_t p = ctx.attr_int_or("padding", 0, 0, 64);
+  ctx.need_dim(in[0], cin, "input channels");
+  if (in[1] + 2 * p < k || in[2] + 2 * p < k)
+    ctx.fail(fmt::format("kernel {} is larger than the padded input {}x{}", k, in[1], in[2]));
+  return {cout, (in[1] + 2 * p - k) / s + 1, (in[2] + 2 * p - k) / s + 1};
+}
+
+std::vector<TensorSpec> tensors(const Node& n) {
+  auto a = [&](const char* key) { return n.attrs.at(key).get<int64_t>(); };
+  std::vector<TensorSpec> t = {
+      {n.name + ".weight", {a("out_channels"), a("in_channels"), a("kernel"), a("kernel")}}};
+  if (n.attrs.value("bias", true)) t.push_back({n.name + ".bias", {a("out_channels")}});
+  return t;
+}
+
+// cols[(c * k + ky) * k + kx][oy * ow + ox] of one image: the layout of LibTorch's weight [O][C][k][k].
+void im2col_nchw(const float* x, int64_t cin, int64_t h, int64_t w, int64_t k, int64_t stride, int64_t pad,
+                 int64_t oh, int64_t ow, float* cols) {
+  const int64_t pixels = oh * ow;
+  for (int64_t c = 0; c < cin; ++c)
+    for (int64_t ky = 0; ky < k; ++ky)
+      for (int64_t kx = 0; kx < k; ++kx) {
+        float* row = cols + ((c * k + ky) * k + kx) * pixels;
+        for (int64_t oy = 0; oy < oh; ++oy) {
+          const int64_t iy = oy * stride - pad + ky;
+          for (int64_t ox = 0; ox < ow; ++ox) {
+            const int64_t ix = ox * stride - pad + kx;
+            row[oy * ow + ox] = (iy < 0 || iy >= h || ix < 0 || ix >= w) ? 0.0f : x[(c * h + iy) * w + ix];
+          }
+        }
+      }
+}
+
+void run(exec::OpContext& ctx) {
+  const exec::Value& in = ctx.in();
+  exec::Value& out = ctx.out();
+  const exec::LayerAttrs& la = ctx.attrs();
+  const int64_t cin = la.in, cout = la.out, k = la.kernel;
+  const int64_t stride = la.stride < 0 ? 1 : la.stride, pad = la.padding;
+  const int64_t h = in.shape[1], w = in.shape[2];
+  const int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  out.shape = {cout, oh, ow};
+  const float* bias = la.bias ? ctx.tensor("bias") : nullptr;
+  if (const exec::Int8Layer* q = ctx.int8()) {
+    exec::conv_int8(*q, ctx.node(), k, stride, pad, in, ctx.batch(), bias, out, ctx.call().pool);
+    return;
+  }
+  out.data.resize(static_cast<size_t>(ctx.batch() * cout * oh * ow));
+  const int64_t patch = cin * k * k, pixels = oh * ow;
+  std::vector<float> cols(static_cast<size_t>(patch * pixels));
+  for (int64_t b = 0; b < ctx.batch(); ++b) {
+    im2col_nchw(in.data.data() + b * cin * h * w, cin, h, w, k, stride, pad, oh, ow, cols.data());
+    ops::Rows y(out.data.data() + b * cout * pixels, cout, pixels);
+    y.noalias() =
+        ops::ConstRows(ctx.tensor("weight"), cout, patch) * ops::ConstRows(cols.data(), patch, pixels);
+    if (bias) y.colwise() += Eigen::Map<const Eigen::VectorXf>(bias, cout);
+  }
+}
+
+}  // namespace
+
+extern const OpDef kConv2dOp = {OpKind::kConv2d, "Conv2d", 1, infer, tensors, run, true};
+
+}  // namespace mighty

@@ -1,0 +1,94 @@
+// Pooling: MaxPool2d and AvgPool2d (square window, stride defaulting to the window, no padding; max pooling
+// also on a uint8 chain, since it commutes with the monotonic quantization) and GlobalAvgPool (over H and W
+// of [C, H, W], or over the sequence of [T, D]).
+#include <algorithm>
+#include <limits>
+
+#include "kernels/conv.h"
+#include "runtime/error.h"
+#include "runtime/exec/op_context.h"
+#include "runtime/graph/op_def.h"
+#include "runtime/ops/common.h"
+
+namespace mighty {
+namespace {
+
+Shape infer_pool(const ShapeContext& ctx) {
+  ctx.need_rank(3);
+  const Shape& in = ctx.input();
+  const int64_t k = ctx.attr_int("kernel", 1, 64);
+  const int64_t s = ctx.attr_int_or("stride", k, 1, 64);
+  if (in[1] < k || in[2] < k)
+    ctx.fail(fmt::format("pool {} is larger than the input {}x{}", k, in[1], in[2]));
+  return {in[0], (in[1] - k) / s + 1, (in[2] - k) / s + 1};
+}
+
+void run_pool(exec::OpContext& ctx, bool is_max) {
+  const exec::Value& in = ctx.in();
+  exec::Value& out = ctx.out();
+  const int64_t k = ctx.attrs().kernel, stride = ctx.attrs().stride < 0 ? k : ctx.attrs().stride;
+  const int64_t c = in.shape[0], h = in.shape[1], w = in.shape[2];
+  const int64_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1, batch = ctx.batch();
+  out.shape = {c, oh, ow};
+  if (in.is_u8) {  // only max pooling is part of a uint8 chain (OpDef::takes_u8)
+    out.u8.resize(static_cast<size_t>(batch * c * oh * ow));
+    for (int64_t b = 0; b < batch; ++b)
+      kernels::max_pool_hwc(in.u8.data() + b * h * w * c, h, w, c, k, stride,
+                            out.u8.data() + b * oh * ow * c);
+    out.is_u8 = true;
+    out.params = in.params;
+    return;
+  }
+  out.data.resize(static_cast<size_t>(batch * c * oh * ow));
+  for (int64_t plane = 0; plane < batch * c; ++plane) {
+    const float* x = in.data.data() + plane * h * w;
+    float* y = out.data.data() + plane * oh * ow;
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        float acc = is_max ? -std::numeric_limits<float>::infinity() : 0.0f;
+        for (int64_t ky = 0; ky < k; ++ky)
+          for (int64_t kx = 0; kx < k; ++kx) {
+            const float v = x[(oy * stride + ky) * w + ox * stride + kx];
+            acc = is_max ? std::max(acc, v) : acc + v;
+          }
+        y[oy * ow + ox] = is_max ? acc : acc / static_cast<float>(k * k);
+      }
+  }
+}
+
+void run_max(exec::OpContext& ctx) { run_pool(ctx, true); }
+void run_avg(exec::OpContext& ctx) { run_pool(ctx, false); }
+
+Shape infer_global(const ShapeContext& ctx) {
+  if (ctx.input().size() == 3) return {ctx.input()[0]};
+  ctx.need_rank(2);
+  return {ctx.input()[1]};
+}
+
+void run_global(exec::OpContext& ctx) {
+  const exec::Value& in = ctx.in();
+  exec::Value& out = ctx.out();
+  const bool spatial = in.shape.size() == 3;
+  const int64_t groups = spatial ? in.shape[0] : in.shape[1];
+  const int64_t count = spatial ? in.shape[1] * in.shape[2] : in.shape[0];
+  out.shape = {groups};
+  out.data.assign(static_cast<size_t>(ctx.batch() * groups), 0.0f);
+  for (int64_t b = 0; b < ctx.batch(); ++b) {
+    const float* x = in.data.data() + b * groups * count;
+    float* y = out.data.data() + b * groups;
+    for (int64_t g = 0; g < groups; ++g) {
+      double sum = 0.0;
+      for (int64_t j = 0; j < count; ++j) sum += spatial ? x[g * count + j] : x[j * groups + g];
+      y[g] = static_cast<float>(sum / count);
+    }
+  }
+}
+
+}  // namespace
+
+extern const OpDef kMaxPool2dOp = {OpKind::kMaxPool2d, "MaxPool2d", 1, infer_pool, nullptr, run_max, true};
+extern const OpDef kAvgPool2dOp = {OpKind::kAvgPool2d, "AvgPool2d", 1, infer_pool, nullptr, run_avg, false};
+extern const OpDef kGlobalAvgPoolOp = {
+    OpKind::kGlobalAvgPool, "GlobalAvgPool", 1, infer_global, nullptr, run_global, false};
+
+}  // namespace mighty

@@ -1,0 +1,293 @@
+// The runtime's fp32 executor without LibTorch: small graphs built by hand with random weights, run by
+// Session and compared with plain loops written here from each op's definition (only summation order differs,
+// so the tolerance is relative 1e-4). Runs under the sanitizers too (scripts/test-sanitize).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "runtime/error.h"
+#include "runtime/exec/session.h"
+#include "runtime/format/artifact.h"
+#include "runtime/graph/graph.h"
+
+using namespace mighty;
+
+namespace {
+
+using Tensors = std::map<std::string, std::vector<float>>;
+using Vec = std::vector<float>;
+
+// An artifact of `g` with every tensor random (variances positive), kept in `t` for the reference.
+Session make_session(Graph g, Tensors& t, uint32_t seed) {
+  g.infer_shapes();
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f), pos(0.5f, 1.5f);
+  ArtifactWriter w;
+  w.set_metadata({{"graph", g.to_json()}});
+  for (const auto& spec : g.all_tensors()) {
+    Vec v(static_cast<size_t>(spec.numel()));
+    const bool variance = spec.name.size() > 11 && spec.name.substr(spec.name.size() - 11) == "running_var";
+    for (float& x : v) x = variance ? pos(rng) : u(rng);
+    w.add_tensor(spec.name, TensorType::kFloat32, spec.shape, v.data());
+    t[spec.name] = std::move(v);
+  }
+  return Session(Artifact::from_bytes(w.serialize(), "fp32.mighty"));
+}
+
+Vec random_input(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  Vec v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+void require_close(const Vec& got, const Vec& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("element " << i);
+    REQUIRE(got[i] == Approx(want[i]).epsilon(1e-4).margin(1e-5));
+  }
+}
+
+// y[rows][out] = x W^T + b.
+Vec linear(const Vec& x, int64_t rows, int64_t in, const Vec& w, const Vec* b, int64_t out) {
+  Vec y(static_cast<size_t>(rows * out));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < out; ++o) {
+      double s = b ? (*b)[o] : 0.0;
+      for (int64_t i = 0; i < in; ++i) s += static_cast<double>(x[r * in + i]) * w[o * in + i];
+      y[r * out + o] = static_cast<float>(s);
+    }
+  return y;
+}
+
+// NCHW convolution of one image.
+Vec conv(const Vec& x, int64_t cin, int64_t h, int64_t wd, const Vec& w, const Vec* b, int64_t cout,
+         int64_t k, int64_t stride, int64_t pad) {
+  const int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (wd + 2 * pad - k) / stride + 1;
+  Vec y(static_cast<size_t>(cout * oh * ow));
+  for (int64_t o = 0; o < cout; ++o)
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        double s = b ? (*b)[o] : 0.0;
+        for (int64_t c = 0; c < cin; ++c)
+          for (int64_t ky = 0; ky < k; ++ky)
+            for (int64_t kx = 0; kx < k; ++kx) {
+              const int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+              if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
+              s += static_cast<double>(x[(c * h + iy) * wd + ix]) * w[((o * cin + c) * k + ky) * k + kx];
+            }
+        y[(o * oh + oy) * ow + ox] = static_cast<float>(s);
+      }
+  return y;
+}
+
+Vec pool(const Vec& x, int64_t c, int64_t h, int64_t w, int64_t k, int64_t stride, bool is_max) {
+  const int64_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
+  Vec y(static_cast<size_t>(c * oh * ow));
+  for (int64_t ch = 0; ch < c; ++ch)
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        float m = -INFINITY;
+        double s = 0.0;
+        for (int64_t ky = 0; ky < k; ++ky)
+          for (int64_t kx = 0; kx < k; ++kx) {
+            const float v = x[(ch * h + oy * stride + ky) * w + ox * stride + kx];
+            m = std::max(m, v);
+            s += v;
+          }
+        y[(ch * oh + oy) * ow + ox] = is_max ? m : static_cast<float>(s / (k * k));
+      }
+  return y;
+}
+
+Vec layer_norm(const Vec& x, int64_t dim, const Vec& g, const Vec& b) {
+  Vec y(x.size());
+  for (size_t r = 0; r < x.size() / static_cast<size_t>(dim); ++r) {
+    double mean = 0.0, var = 0.0;
+    for (int64_t i = 0; i < dim; ++i) mean += x[r * dim + i];
+    mean /= dim;
+    for (int64_t i = 0; i < dim; ++i) var += (x[r * dim + i] - mean) * (x[r * dim + i] - mean);
+    var /= dim;
+    for (int64_t i = 0; i < dim; ++i)
+      y[r * dim + i] = static_cast<float>((x[r * dim + i] - mean) / std::sqrt(var + 1e-5) * g[i] + b[i]);
+  }
+  return y;
+}
+
+void softmax_row(float* x, int64_t n) {
+  const float top = *std::max_element(x, x + n);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i]) - top);
+  for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(std::exp(static_cast<double>(x[i]) - top) / sum);
+}
+
+// Multi-head attention over x [t][d] with the node's packed projections.
+Vec attention(const Vec& x, int64_t t, int64_t d, int64_t heads, bool causal, const Tensors& w,
+              const std::string& p) {
+  const int64_t dh = d / heads;
+  const Vec qkv = linear(x, t, d, w.at(p + ".in_proj.weight"), &w.at(p + ".in_proj.bias"), 3 * d);
+  Vec ctx(static_cast<size_t>(t * d), 0.0f);
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t r = 0; r < t; ++r) {
+      Vec s(static_cast<size_t>(t));
+      for (int64_t c = 0; c < t; ++c) {
+        double dot = 0.0;
+        for (int64_t i = 0; i < dh; ++i) dot += qkv[r * 3 * d + h * dh + i] * qkv[c * 3 * d + d + h * dh + i];
+        s[c] = (causal && c > r) ? -INFINITY : static_cast<float>(dot / std::sqrt(static_cast<double>(dh)));
+      }
+      softmax_row(s.data(), t);
+      for (int64_t c = 0; c < t; ++c)
+        for (int64_t i = 0; i < dh; ++i)
+          ctx[r * d + h * dh + i] += s[c] * qkv[c * 3 * d + 2 * d + h * dh + i];
+    }
+  return linear(ctx, t, d, w.at(p + ".out_proj.weight"), &w.at(p + ".out_proj.bias"), d);
+}
+
+}  // namespace
+
+TEST_CASE("fp32 executor: a CNN (conv strides and padding, BatchNorm, ReLU, pooling, Add, Flatten, Linear)") {
+  Graph g;
+  int x = g.add("in", OpKind::kInput, {}, {{"shape", {3, 9, 11}}});
+  const int c1 =
+      g.add("c1", OpKind::kConv2d, {x},
+            {{"in_channels", 3}, {"out_channels", 5}, {"kernel", 3}, {"stride", 2}, {"padding", 1}});
+  x = g.add("bn", OpKind::kBatchNorm2d, {c1}, {{"channels", 5}});
+  x = g.add("relu", OpKind::kReLU, {x});
+  const int c2 = g.add("c2", OpKind::kConv2d, {x},
+                       {{"in_channels", 5}, {"out_channels", 5}, {"kernel", 1}, {"bias", false}});
+  x = g.add("sum", OpKind::kAdd, {c2, c1});
+  const int mp = g.add("mp", OpKind::kMaxPool2d, {x}, {{"kernel", 2}});
+  const int ap = g.add("ap", OpKind::kAvgPool2d, {x}, {{"kernel", 3}, {"stride", 1}});
+  const int gp = g.add("gp", OpKind::kGlobalAvgPool, {ap});
+  x = g.add("flat", OpKind::kFlatten, {mp});
+  x = g.add("fc", OpKind::kLinear, {x}, {{"in_features", 5 * 2 * 3}, {"out_features", 5}});
+  x = g.add("join", OpKind::kAdd, {x, gp});
+  g.add("probs", OpKind::kSoftmax, {x});
+  Tensors t;
+  const Session s = make_session(g, t, 7);
+  const int64_t batch = 3, image = 3 * 9 * 11;
+  const Vec input = random_input(static_cast<size_t>(batch * image), 11);
+  const Vec got = s.run(input.data(), batch);
+  Vec want;
+  for (int64_t b = 0; b < batch; ++b) {
+    const Vec xb(input.begin() + b * image, input.begin() + (b + 1) * image);
+    const Vec y1 = conv(xb, 3, 9, 11, t["c1.weight"], &t["c1.bias"], 5, 3, 2, 1);  // [5][5][6]
+    Vec y = y1;
+    for (int64_t c = 0; c < 5; ++c)
+      for (int64_t p = 0; p < 30; ++p) {
+        const float inv = 1.0f / std::sqrt(t["bn.running_var"][c] + 1e-5f);
+        const float v = (y[c * 30 + p] - t["bn.running_mean"][c]) * inv * t["bn.weight"][c] + t["bn.bias"][c];
+        y[c * 30 + p] = std::max(v, 0.0f);
+      }
+    Vec sum = conv(y, 5, 5, 6, t["c2.weight"], nullptr, 5, 1, 1, 0);
+    for (size_t i = 0; i < sum.size(); ++i) sum[i] += y1[i];
+    const Vec m = pool(sum, 5, 5, 6, 2, 2, true),
+              a = pool(sum, 5, 5, 6, 3, 1, false);  // [5][2][3], [5][3][4]
+    Vec out = linear(m, 1, 30, t["fc.weight"], &t["fc.bias"], 5);
+    for (int64_t c = 0; c < 5; ++c) {
+      double mean = 0.0;
+      for (int64_t p = 0; p < 12; ++p) mean += a[c * 12 + p];
+      out[c] += static_cast<float>(mean / 12);
+    }
+    softmax_row(out.data(), 5);
+    want.insert(want.end(), out.begin(), out.end());
+  }
+  require_close(got, want);
+  REQUIRE(s.output_size() == 5);
+  // The same session answers a batch of one with the first example's result.
+  require_close(s.run(input.data(), 1), Vec(want.begin(), want.begin() + 5));
+}
+
+TEST_CASE("fp32 executor: a transformer (embeddings, LayerNorm, attention, GELU) and incremental decoding") {
+  for (const bool causal : {true, false}) {
+    INFO("causal " << causal);
+    const int64_t ctx = 6, d = 8, heads = 2, vocab = 11;
+    Graph g;
+    const int in = g.add("in", OpKind::kInput, {}, {{"shape", {ctx}}, {"dtype", "int64"}});
+    const int tok = g.add("tok", OpKind::kEmbedding, {in}, {{"num_embeddings", vocab}, {"dim", d}});
+    const int pos =
+        g.add("pos", OpKind::kEmbedding, {in}, {{"num_embeddings", ctx}, {"dim", d}, {"positional", true}});
+    int x = g.add("embed", OpKind::kAdd, {tok, pos});
+    const int ln = g.add("ln", OpKind::kLayerNorm, {x}, {{"dim", d}});
+    const int att = g.add("att", OpKind::kMultiHeadAttention, {ln},
+                          {{"d_model", d}, {"heads", heads}, {"causal", causal}});
+    x = g.add("res", OpKind::kAdd, {x, att});
+    x = g.add("ff", OpKind::kLinear, {x}, {{"in_features", d}, {"out_features", d}});
+    x = g.add("gelu", OpKind::kGELU, {x});
+    if (!causal) x = g.add("mean", OpKind::kGlobalAvgPool, {x});
+    g.add("head", OpKind::kLinear, {x}, {{"in_features", d}, {"out_features", vocab}});
+    Tensors t;
+    const Session s = make_session(g, t, causal ? 3 : 4);
+    const std::vector<int64_t> ids = {3, 10, 0, 7, 7};
+    const int64_t len = static_cast<int64_t>(ids.size());
+    Vec e(static_cast<size_t>(len * d));
+    for (int64_t r = 0; r < len; ++r)
+      for (int64_t i = 0; i < d; ++i)
+        e[r * d + i] = t["tok.weight"][ids[r] * d + i] + t["pos.weight"][r * d + i];
+    const Vec a = attention(layer_norm(e, d, t["ln.weight"], t["ln.bias"]), len, d, heads, causal, t, "att");
+    for (size_t i = 0; i < e.size(); ++i) e[i] += a[i];
+    Vec h = linear(e, len, d, t["ff.weight"], &t["ff.bias"], d);
+    for (float& v : h) v = static_cast<float>(0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))));
+    int64_t rows = len;
+    if (!causal) {
+      Vec m(static_cast<size_t>(d), 0.0f);
+      for (int64_t r = 0; r < len; ++r)
+        for (int64_t i = 0; i < d; ++i) m[i] += h[r * d + i] / static_cast<float>(len);
+      h = m;
+      rows = 1;
+    }
+    const Vec want = linear(h, rows, d, t["head.weight"], &t["head.bias"], vocab);
+    require_close(s.run_tokens(ids.data(), 1, len), want);
+    if (!causal) {
+      REQUIRE_THROWS_WITH(s.decode(ids.data(), 1, *std::make_unique<Session::DecodeState>()),
+                          Catch::Contains("causal"));
+      continue;
+    }
+    // Decoding 2 + 1 + 2 tokens gives the full run's rows.
+    Session::DecodeState state;
+    Vec stepped = s.decode(ids.data(), 2, state);
+    for (const auto& [at, n] : {std::pair<int64_t, int64_t>{2, 1}, {3, 2}}) {
+      const Vec more = s.decode(ids.data() + at, n, state);
+      stepped.insert(stepped.end(), more.begin(), more.end());
+    }
+    require_close(stepped, want);
+    REQUIRE_THROWS_WITH(s.decode(ids.data(), 2, state), Catch::Contains("exceeds the context of 6"));
+    const std::vector<int64_t> bad = {3, 11};
+    REQUIRE_THROWS_WITH(s.run_tokens(bad.data(), 1, 2), Catch::Contains("token 11 at position 1 is outside"));
+  }
+}
+
+TEST_CASE("fp32 executor: EmbeddingBag averages the real tokens and skips padding") {
+  Graph g;
+  const int in = g.add("in", OpKind::kInput, {}, {{"shape", {5}}, {"dtype", "int64"}});
+  const int bag = g.add("bag", OpKind::kEmbeddingBag, {in}, {{"num_embeddings", 9}, {"dim", 4}});
+  g.add("out", OpKind::kLinear, {bag}, {{"in_features", 4}, {"out_features", 3}});
+  Tensors t;
+  const Session s = make_session(g, t, 5);
+  const std::vector<int64_t> ids = {2, -1, 8, 2, -1, /* second row: padding only */ -1, -1, -1, -1, -1};
+  const Vec got = s.run_tokens(ids.data(), 2, 5);
+  Vec mean(4, 0.0f);
+  for (int64_t id : {2, 8, 2})
+    for (int64_t i = 0; i < 4; ++i) mean[i] += t["bag.weight"][id * 4 + i] / 3.0f;
+  Vec want = linear(mean, 1, 4, t["out.weight"], &t["out.bias"], 3);
+  const Vec empty = linear(Vec(4, 0.0f), 1, 4, t["out.weight"], &t["out.bias"], 3);
+  want.insert(want.end(), empty.begin(), empty.end());
+  require_close(got, want);
+}
+
+TEST_CASE("fp32 executor: wrong inputs are errors, not crashes") {
+  Graph g;
+  const int in = g.add("in", OpKind::kInput, {}, {{"shape", {4}}});
+  g.add("fc", OpKind::kLinear, {in}, {{"in_features", 4}, {"out_features", 2}});
+  Tensors t;
+  const Session s = make_session(g, t, 9);
+  const std::vector<int64_t> ids = {1};
+  REQUIRE_THROWS_WITH(s.run_tokens(ids.data(), 1, 1), Catch::Contains("takes float input"));
+}
