@@ -294,7 +294,7 @@ const uint8_t* Artifact::expand_bitmap(const uint8_t* stored, uint64_t bytes, ui
   return out;
 }
 
-void Artifact::parse() {
+Artifact::Layout Artifact::parse_header() {
   auto fail = [&](const std::string& field, uint64_t at, const std::string& problem) {
     throw Error(fmt::format("{}: {} at byte {}: {}", name_, field, at, problem));
   };
@@ -350,92 +350,105 @@ void Artifact::parse() {
   if (!metadata_.contains("tensors") || !metadata_["tensors"].is_array()) {
     fail("metadata.tensors", kArtifactHeaderSize, "expected an array");
   }
+  return {version, data_offset, data_size};
+}
 
+// One entry of the tensor table: every field checked against the bytes that exist; `end` is where the
+// previous tensor ended (tensors are sorted and do not overlap).
+void Artifact::parse_tensor(const nlohmann::json& t, size_t index, const Layout& layout, uint64_t& end,
+                            std::set<std::string>& names) {
+  auto fail = [&](const std::string& field, uint64_t at, const std::string& problem) {
+    throw Error(fmt::format("{}: {} at byte {}: {}", name_, field, at, problem));
+  };
+  const uint32_t version = layout.version;
+  const uint64_t data_offset = layout.data_offset, data_size = layout.data_size;
   const uint8_t* data = base_ + data_offset;
+  std::string label = fmt::format("tensors[{}]", index);
+  auto tfail = [&](const std::string& field, const std::string& problem) {
+    fail(fmt::format("{}.{}", label, field), kArtifactHeaderSize, problem);
+  };
+  if (!t.is_object()) tfail("entry", "expected an object");
+  if (!t.contains("name") || !t["name"].is_string() || t["name"].get<std::string>().empty()) {
+    tfail("name", "expected a non-empty string");
+  }
+  const std::string name = t["name"].get<std::string>();
+  label += " ('" + name + "')";
+  if (!names.insert(name).second) tfail("name", "duplicated");
+  if (!t.contains("dtype") || !t["dtype"].is_string()) tfail("dtype", "expected a string");
+  const std::string dtype = t["dtype"].get<std::string>();
+  const TypeInfo* type = nullptr;
+  for (const auto& i : kTypes)
+    if (dtype == i.name) type = &i;
+  if (!type) tfail("dtype", fmt::format("expected float32, int8, uint8 or int32, found '{}'", dtype));
+  if (!t.contains("shape") || !t["shape"].is_array() || t["shape"].size() > 8) {
+    tfail("shape", "expected an array of at most 8 dimensions");
+  }
+  std::vector<int64_t> shape;
+  uint64_t numel = 1;
+  for (const auto& d : t["shape"]) {
+    if (!d.is_number_unsigned() || d.get<uint64_t>() > kMaxDim)
+      tfail("shape", "dimensions must be integers in [0, 2^40]");
+    const uint64_t dim = d.get<uint64_t>();
+    if (dim != 0 && numel > (uint64_t{1} << 60) / dim) tfail("shape", "element count overflows");
+    numel *= dim;
+    shape.push_back(static_cast<int64_t>(dim));
+  }
+  if (!t.contains("offset") || !t["offset"].is_number_unsigned())
+    tfail("offset", "expected an unsigned integer");
+  if (!t.contains("bytes") || !t["bytes"].is_number_unsigned())
+    tfail("bytes", "expected an unsigned integer");
+  const uint64_t offset = t["offset"].get<uint64_t>(), bytes = t["bytes"].get<uint64_t>();
+  std::string encoding;
+  if (t.contains("encoding")) {
+    if (!t["encoding"].is_string() || t["encoding"] != "bitmap" || version < kArtifactVersionEncoded) {
+      tfail("encoding", fmt::format("expected \"bitmap\" (format {}), found {} in a format {} file",
+                                    kArtifactVersionEncoded, t["encoding"].dump(), version));
+    }
+    encoding = "bitmap";
+  }
+  const uint64_t dense_bytes = numel * type->size;
+  if (encoding.empty() && bytes != dense_bytes) {
+    tfail("bytes", fmt::format("shape x {} needs {} bytes, found {}", dtype, dense_bytes, bytes));
+  }
+  if (!encoding.empty() && (bytes < (numel + 7) / 8 || bytes > (numel + 7) / 8 + dense_bytes)) {
+    tfail("bytes", fmt::format("a bitmap-encoded {} tensor of {} elements takes {} to {} bytes, found {}",
+                               dtype, numel, (numel + 7) / 8, (numel + 7) / 8 + dense_bytes, bytes));
+  }
+  if (offset % kArtifactAlignment != 0) {
+    tfail("offset", fmt::format("expected a multiple of {}, found {}", kArtifactAlignment, offset));
+  }
+  if (offset < end)
+    tfail("offset", fmt::format("expected at least {} (sorted, non-overlapping), found {}", end, offset));
+  if (offset > data_size || bytes > data_size - offset) {
+    tfail("offset", fmt::format("[{}, +{}) reaches past the {} data bytes", offset, bytes, data_size));
+  }
+  for (uint64_t i = end; i < offset; ++i) {
+    if (data[i] != 0) fail("padding", data_offset + i, fmt::format("expected 0, found {}", data[i]));
+  }
+  if (!t.contains("checksum") || !t["checksum"].is_string()) tfail("checksum", "expected a string");
+  const std::string expected = t["checksum"].get<std::string>();
+  const std::string found = hex64(XXH64(data + offset, bytes, 0));
+  if (expected != found) {
+    fail(label + ".checksum", data_offset + offset,
+         fmt::format("data hashes to {}, the table says '{}'", found, expected));
+  }
+  const uint8_t* elements = data + offset;
+  if (!encoding.empty())
+    elements = expand_bitmap(data + offset, bytes, numel, type, label, data_offset + offset);
+  by_name_[name] = tensors_.size();
+  tensors_.push_back({name, type->type, std::move(shape), elements, dense_bytes, bytes, encoding});
+  end = offset + bytes;
+}
+
+void Artifact::parse() {
+  const Layout layout = parse_header();
   uint64_t end = 0;
   size_t index = 0;
   std::set<std::string> names;
-  for (const auto& t : metadata_["tensors"]) {
-    std::string label = fmt::format("tensors[{}]", index);
-    auto tfail = [&](const std::string& field, const std::string& problem) {
-      fail(fmt::format("{}.{}", label, field), kArtifactHeaderSize, problem);
-    };
-    if (!t.is_object()) tfail("entry", "expected an object");
-    if (!t.contains("name") || !t["name"].is_string() || t["name"].get<std::string>().empty()) {
-      tfail("name", "expected a non-empty string");
-    }
-    const std::string name = t["name"].get<std::string>();
-    label += " ('" + name + "')";
-    if (!names.insert(name).second) tfail("name", "duplicated");
-    if (!t.contains("dtype") || !t["dtype"].is_string()) tfail("dtype", "expected a string");
-    const std::string dtype = t["dtype"].get<std::string>();
-    const TypeInfo* type = nullptr;
-    for (const auto& i : kTypes)
-      if (dtype == i.name) type = &i;
-    if (!type) tfail("dtype", fmt::format("expected float32, int8, uint8 or int32, found '{}'", dtype));
-    if (!t.contains("shape") || !t["shape"].is_array() || t["shape"].size() > 8) {
-      tfail("shape", "expected an array of at most 8 dimensions");
-    }
-    std::vector<int64_t> shape;
-    uint64_t numel = 1;
-    for (const auto& d : t["shape"]) {
-      if (!d.is_number_unsigned() || d.get<uint64_t>() > kMaxDim)
-        tfail("shape", "dimensions must be integers in [0, 2^40]");
-      const uint64_t dim = d.get<uint64_t>();
-      if (dim != 0 && numel > (uint64_t{1} << 60) / dim) tfail("shape", "element count overflows");
-      numel *= dim;
-      shape.push_back(static_cast<int64_t>(dim));
-    }
-    if (!t.contains("offset") || !t["offset"].is_number_unsigned())
-      tfail("offset", "expected an unsigned integer");
-    if (!t.contains("bytes") || !t["bytes"].is_number_unsigned())
-      tfail("bytes", "expected an unsigned integer");
-    const uint64_t offset = t["offset"].get<uint64_t>(), bytes = t["bytes"].get<uint64_t>();
-    std::string encoding;
-    if (t.contains("encoding")) {
-      if (!t["encoding"].is_string() || t["encoding"] != "bitmap" || version < kArtifactVersionEncoded) {
-        tfail("encoding", fmt::format("expected \"bitmap\" (format {}), found {} in a format {} file",
-                                      kArtifactVersionEncoded, t["encoding"].dump(), version));
-      }
-      encoding = "bitmap";
-    }
-    const uint64_t dense_bytes = numel * type->size;
-    if (encoding.empty() && bytes != dense_bytes) {
-      tfail("bytes", fmt::format("shape x {} needs {} bytes, found {}", dtype, dense_bytes, bytes));
-    }
-    if (!encoding.empty() && (bytes < (numel + 7) / 8 || bytes > (numel + 7) / 8 + dense_bytes)) {
-      tfail("bytes", fmt::format("a bitmap-encoded {} tensor of {} elements takes {} to {} bytes, found {}",
-                                 dtype, numel, (numel + 7) / 8, (numel + 7) / 8 + dense_bytes, bytes));
-    }
-    if (offset % kArtifactAlignment != 0) {
-      tfail("offset", fmt::format("expected a multiple of {}, found {}", kArtifactAlignment, offset));
-    }
-    if (offset < end)
-      tfail("offset", fmt::format("expected at least {} (sorted, non-overlapping), found {}", end, offset));
-    if (offset > data_size || bytes > data_size - offset) {
-      tfail("offset", fmt::format("[{}, +{}) reaches past the {} data bytes", offset, bytes, data_size));
-    }
-    for (uint64_t i = end; i < offset; ++i) {
-      if (data[i] != 0) fail("padding", data_offset + i, fmt::format("expected 0, found {}", data[i]));
-    }
-    if (!t.contains("checksum") || !t["checksum"].is_string()) tfail("checksum", "expected a string");
-    const std::string expected = t["checksum"].get<std::string>();
-    const std::string found = hex64(XXH64(data + offset, bytes, 0));
-    if (expected != found) {
-      fail(label + ".checksum", data_offset + offset,
-           fmt::format("data hashes to {}, the table says '{}'", found, expected));
-    }
-    const uint8_t* elements = data + offset;
-    if (!encoding.empty())
-      elements = expand_bitmap(data + offset, bytes, numel, type, label, data_offset + offset);
-    by_name_[name] = tensors_.size();
-    tensors_.push_back({name, type->type, std::move(shape), elements, dense_bytes, bytes, encoding});
-    end = offset + bytes;
-    ++index;
-  }
-  if (end != data_size) {
-    fail("data", data_offset + end,
-         fmt::format("{} bytes after the last tensor (the data must end with it)", data_size - end));
+  for (const auto& t : metadata_["tensors"]) parse_tensor(t, index++, layout, end, names);
+  if (end != layout.data_size) {
+    throw Error(fmt::format("{}: data at byte {}: {} bytes after the last tensor (the data must end with it)",
+                            name_, layout.data_offset + end, layout.data_size - end));
   }
   check_provenance();
 }

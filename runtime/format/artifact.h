@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -101,7 +102,14 @@ class Artifact {
 
  private:
   Artifact() = default;
+  struct Layout {
+    uint32_t version;
+    uint64_t data_offset, data_size;
+  };
   void parse();
+  Layout parse_header();  // the header and the metadata JSON
+  void parse_tensor(const nlohmann::json& entry, size_t index, const Layout& layout, uint64_t& end,
+                    std::set<std::string>& names);
   void check_provenance();
   // Checks a bitmap-encoded tensor (`type_info` is the dtype's entry) and expands it into expanded_.
   const uint8_t* expand_bitmap(const uint8_t* stored, uint64_t bytes, uint64_t numel, const void* type_info,

@@ -11,6 +11,8 @@
 #include "runtime/error.h"
 #include "runtime/exec/session.h"
 #include "runtime/format/artifact.h"
+#include "runtime/format/inspect.h"
+#include "runtime/text/document_model.h"
 
 namespace {
 
@@ -23,8 +25,14 @@ void try_load(const std::string& bytes) {
       for (uint64_t i = 0; i < t.bytes; ++i) total += p[i];  // reads every byte: ASan checks the bounds
     }
     asm volatile("" : : "r"(total));
-    // A valid container goes on to the session, which checks the graph and the tensors against it.
-    if (a.metadata().contains("graph")) mighty::Session session(mighty::Artifact::from_bytes(bytes, "fuzz"));
+    mighty::describe_artifact(a);  // mighty-run inspect
+    // A valid container goes on to the session, which checks the graph, the tensors against it and the input
+    // spec, and for a document classifier to its tokenizer.
+    if (a.metadata().contains("graph")) {
+      const mighty::Session session(mighty::Artifact::from_bytes(bytes, "fuzz"));
+      if (session.has_input_spec() && session.input_spec().kind == "documents")
+        mighty::DocumentModel doc(session);
+    }
   } catch (const mighty::Error&) {
   }
 }

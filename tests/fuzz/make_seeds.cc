@@ -91,5 +91,37 @@ int main(int argc, char** argv) {
     m.add_tensor("fc.weight_scale", mighty::TensorType::kFloat32, {8}, scales);
     m.write(dir + "/pruned_int8.mighty");
   }
+  // The fuzzer's first finding: metadata values of other types behind a valid checksum (input.kind, a node's
+  // quant.weight, an Input's dtype, provenance), and an absurd input.mean. Each must be one mighty::Error.
+  {
+    mighty::Graph g;
+    int x = g.add("input", mighty::OpKind::kInput, {}, {{"shape", {2}}, {"dtype", "float32"}});
+    g.add("fc", mighty::OpKind::kLinear, {x},
+          {{"in_features", 2},
+           {"out_features", 2},
+           {"quant", {{"weight", "int8"}, {"activation", "dynamic"}}}});
+    g.infer_shapes();
+    const nlohmann::json good = {{"graph", g.to_json()},
+                                 {"data_hash", "0123"},
+                                 {"input", {{"kind", "images"}, {"shape", {2}}, {"mean", 0}, {"std", 1}}}};
+    const std::pair<const char*, nlohmann::json> cases[] = {{"/input/kind", 5},
+                                                            {"/graph/nodes/1/attrs/quant/weight", 5},
+                                                            {"/graph/nodes/0/attrs/dtype", 5},
+                                                            {"/data_hash", 5},
+                                                            {"/input/mean", 1e300}};
+    int index = 0;
+    for (const auto& [pointer, value] : cases) {
+      nlohmann::json meta = good;
+      meta[nlohmann::json::json_pointer(pointer)] = value;
+      mighty::ArtifactWriter m;
+      m.set_metadata(meta);
+      const int8_t q4[4] = {-127, 3, 0, 127};
+      const float scales[2] = {0.01f, 0.02f}, bias[2] = {0.5f, -0.5f};
+      m.add_tensor("fc.weight", mighty::TensorType::kInt8, {2, 2}, q4);
+      m.add_tensor("fc.weight_scale", mighty::TensorType::kFloat32, {2}, scales);
+      m.add_tensor("fc.bias", mighty::TensorType::kFloat32, {2}, bias);
+      m.write(dir + "/wrong_type_" + std::to_string(index++) + ".mighty");
+    }
+  }
   return 0;
 }
