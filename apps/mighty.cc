@@ -152,6 +152,135 @@ std::string out_dir(const Common& c, const mighty::compress::Recipe& r) {
   return c.out.empty() ? "runs/" + r.name : c.out;
 }
 
+namespace dist = mighty::compress::dist;
+
+// A process of a data-parallel group ends without running destructors: after a lost peer, tearing down the
+// group's connections could block the exit that reports it.
+int finish(int code) {
+  if (dist::joined()) {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    ::_exit(code);
+  }
+  return code;
+}
+
+// One line on the saved error descriptor (and, in a group, to the other ranks), then the exit code.
+int fail(const std::string& message) {
+  std::string line = message;
+  if (dist::joined()) {
+    line = fmt::format("rank {}: {}", dist::rank(), message);
+    dist::report_failure(message);
+  }
+  line = "mighty: error: " + line + "\n";
+  const ssize_t written = ::write(g_error_fd, line.data(), line.size());
+  (void)written;  // nowhere left to report a failed report
+  return finish(1);
+}
+
+struct Args {
+  Common train_args, eval_args, export_args, compress_args;
+  bool resume = false, compress_resume = false, export_int8 = false;
+  int64_t stop_after = 0, compress_stop_after = 0;
+  std::string weights;
+};
+
+struct Verbs {
+  CLI::App *train, *eval, *export_cmd, *compress;
+};
+
+Verbs declare_verbs(CLI::App& app, Args& a) {
+  Verbs v{};
+  v.train =
+      app.add_subcommand("train", "Train the recipe's teacher; writes weights, metrics.json and a table");
+  add_common(v.train, a.train_args);
+  add_distributed(v.train, a.train_args);
+  v.train->add_flag("--resume", a.resume, "Continue from the run directory's last complete checkpoint");
+  v.train
+      ->add_option("--stop-after", a.stop_after,
+                   "Stop after this many steps, as if interrupted (resume later)")
+      ->check(CLI::PositiveNumber);
+
+  v.eval = app.add_subcommand("eval",
+                              "Evaluate the trained teacher on the test split (accuracy or bits/char, "
+                              "size, latency)");
+  add_common(v.eval, a.eval_args);
+  v.eval->add_option("--weights", a.weights, "Weights file (default: <run directory>/teacher.pt)");
+
+  v.export_cmd = app.add_subcommand("export",
+                                    "Export the trained teacher as a .mighty artifact "
+                                    "(<run directory>/teacher.fp32.mighty or teacher.int8.mighty)");
+  add_common(v.export_cmd, a.export_args);
+  v.export_cmd->add_flag("--int8", a.export_int8,
+                         "int8 weights (per channel), activations quantized per row at run time");
+
+  v.compress = app.add_subcommand("compress",
+                                  "Run the recipe: teacher (trained once and cached, or loaded), then its "
+                                  "stages; writes <run directory>/report.json and report.md");
+  add_common(v.compress, a.compress_args);
+  add_distributed(v.compress, a.compress_args);
+  v.compress->add_flag("--resume", a.compress_resume,
+                       "Continue: skip completed stage runs, resume the interrupted one from its checkpoint");
+  v.compress
+      ->add_option("--stop-after", a.compress_stop_after,
+                   "Stop a training run after this many steps, as if interrupted (resume later)")
+      ->check(CLI::PositiveNumber);
+
+  return v;
+}
+
+int dispatch(const CLI::App& app, const Verbs& v, Args& a, int argc, char** argv) {
+  // --nproc N: this process only starts the ranks and waits for them.
+  for (auto [cmd, args] :
+       {std::make_pair(v.train, &a.train_args), std::make_pair(v.compress, &a.compress_args)}) {
+    if (!cmd->parsed() || args->nproc <= 1) continue;
+    if (args->rank >= 0 || args->world > 0) {
+      throw mighty::Error("--nproc starts its own ranks: do not combine it with --rank or --world-size");
+    }
+    return mighty::apps::launch_local(args->nproc, mighty::apps::without_option(argc, argv, "--nproc"),
+                                      timeout_of(*args) + 30.0);
+  }
+  // Every verb: threads, the recipe, and the run directory (default runs/<recipe name>).
+  auto start = [&](const Common& c) {
+    auto recipe = mighty::compress::load_recipe(c.recipe);
+    if (&c == &a.train_args || &c == &a.compress_args) join_group(c);
+    apply_threads(c.threads);
+    mighty::compress::JobOptions options;
+    options.out_dir = out_dir(c, recipe);
+    return std::make_pair(std::move(recipe), options);
+  };
+  if (v.train->parsed()) {
+    auto [recipe, options] = start(a.train_args);
+    options.resume = a.resume;
+    options.stop_after_steps = a.stop_after;
+    mighty::compress::run_train(recipe, options);
+    return finish(0);
+  }
+  if (v.eval->parsed()) {
+    const auto [recipe, options] = start(a.eval_args);
+    mighty::compress::run_eval(recipe, options, a.weights);
+    return 0;
+  }
+  if (v.compress->parsed()) {
+    auto [recipe, options] = start(a.compress_args);
+    options.resume = a.compress_resume;
+    options.stop_after_steps = a.compress_stop_after;
+    const auto report = mighty::compress::run_compress(recipe, options);
+    (void)report;  // a run stopped with --stop-after is continued with --resume
+    return finish(0);
+  }
+  if (v.export_cmd->parsed()) {
+    auto [recipe, options] = start(a.export_args);
+    options.int8 = a.export_int8;
+    mighty::compress::run_export(recipe, options);
+    return 0;
+  }
+  for (auto* sub : app.get_subcommands()) {
+    fmt::print(stderr, "mighty: error: '{}' is not available in this version of mighty\n", sub->get_name());
+  }
+  return 2;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -167,129 +296,15 @@ int main(int argc, char** argv) {
   CLI::App app{"mighty: distill, prune and quantize models into one small int8 file, and prove it"};
   app.set_version_flag("--version", std::string("mighty ") + kVersion);
   app.require_subcommand(1);
-
-  Common train_args;
-  bool resume = false;
-  int64_t stop_after = 0;
-  auto* train =
-      app.add_subcommand("train", "Train the recipe's teacher; writes weights, metrics.json and a table");
-  add_common(train, train_args);
-  add_distributed(train, train_args);
-  train->add_flag("--resume", resume, "Continue from the run directory's last complete checkpoint");
-  train
-      ->add_option("--stop-after", stop_after, "Stop after this many steps, as if interrupted (resume later)")
-      ->check(CLI::PositiveNumber);
-
-  Common eval_args;
-  std::string weights;
-  auto* eval = app.add_subcommand("eval",
-                                  "Evaluate the trained teacher on the test split (accuracy or bits/char, "
-                                  "size, latency)");
-  add_common(eval, eval_args);
-  eval->add_option("--weights", weights, "Weights file (default: <run directory>/teacher.pt)");
-
-  Common export_args;
-  bool export_int8 = false;
-  auto* export_cmd = app.add_subcommand("export",
-                                        "Export the trained teacher as a .mighty artifact "
-                                        "(<run directory>/teacher.fp32.mighty or teacher.int8.mighty)");
-  add_common(export_cmd, export_args);
-  export_cmd->add_flag("--int8", export_int8,
-                       "int8 weights (per channel), activations quantized per row at run time");
-
-  Common compress_args;
-  bool compress_resume = false;
-  int64_t compress_stop_after = 0;
-  auto* compress =
-      app.add_subcommand("compress",
-                         "Run the recipe: teacher (trained once and cached, or loaded), then its "
-                         "stages; writes <run directory>/report.json and report.md");
-  add_common(compress, compress_args);
-  add_distributed(compress, compress_args);
-  compress->add_flag("--resume", compress_resume,
-                     "Continue: skip completed stage runs, resume the interrupted one from its checkpoint");
-  compress
-      ->add_option("--stop-after", compress_stop_after,
-                   "Stop a training run after this many steps, as if interrupted (resume later)")
-      ->check(CLI::PositiveNumber);
-
+  Args args;
+  const Verbs verbs = declare_verbs(app, args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-
-  namespace dist = mighty::compress::dist;
-  // A process of a data-parallel group ends without running destructors: after a lost peer, tearing down the
-  // group's connections could block the exit that reports it.
-  const auto end = [](int code) {
-    if (dist::joined()) {
-      std::fflush(stdout);
-      std::fflush(stderr);
-      ::_exit(code);
-    }
-    return code;
-  };
-  const auto fail = [&](const std::string& message) {
-    std::string line = message;
-    if (dist::joined()) {
-      line = fmt::format("rank {}: {}", dist::rank(), message);
-      dist::report_failure(message);
-    }
-    line = "mighty: error: " + line + "\n";
-    const ssize_t written = ::write(g_error_fd, line.data(), line.size());
-    (void)written;  // nowhere left to report a failed report
-    return end(1);
-  };
   try {
-    // --nproc N: this process only starts the ranks and waits for them.
-    for (auto [cmd, args] : {std::make_pair(train, &train_args), std::make_pair(compress, &compress_args)}) {
-      if (!cmd->parsed() || args->nproc <= 1) continue;
-      if (args->rank >= 0 || args->world > 0) {
-        throw mighty::Error("--nproc starts its own ranks: do not combine it with --rank or --world-size");
-      }
-      return mighty::apps::launch_local(args->nproc, mighty::apps::without_option(argc, argv, "--nproc"),
-                                        timeout_of(*args) + 30.0);
-    }
-    // Every verb: threads, the recipe, and the run directory (default runs/<recipe name>).
-    auto start = [&](const Common& c) {
-      auto recipe = mighty::compress::load_recipe(c.recipe);
-      if (&c == &train_args || &c == &compress_args) join_group(c);
-      apply_threads(c.threads);
-      mighty::compress::JobOptions options;
-      options.out_dir = out_dir(c, recipe);
-      return std::make_pair(std::move(recipe), options);
-    };
-    if (train->parsed()) {
-      auto [recipe, options] = start(train_args);
-      options.resume = resume;
-      options.stop_after_steps = stop_after;
-      mighty::compress::run_train(recipe, options);
-      return end(0);
-    }
-    if (eval->parsed()) {
-      const auto [recipe, options] = start(eval_args);
-      mighty::compress::run_eval(recipe, options, weights);
-      return 0;
-    }
-    if (compress->parsed()) {
-      auto [recipe, options] = start(compress_args);
-      options.resume = compress_resume;
-      options.stop_after_steps = compress_stop_after;
-      const auto report = mighty::compress::run_compress(recipe, options);
-      (void)report;  // a run stopped with --stop-after is continued with --resume
-      return end(0);
-    }
-    if (export_cmd->parsed()) {
-      auto [recipe, options] = start(export_args);
-      options.int8 = export_int8;
-      mighty::compress::run_export(recipe, options);
-      return 0;
-    }
-    for (auto* sub : app.get_subcommands()) {
-      fmt::print(stderr, "mighty: error: '{}' is not available in this version of mighty\n", sub->get_name());
-    }
-    return 2;
+    return dispatch(app, verbs, args, argc, argv);
   } catch (const mighty::Error& e) {
     return fail(e.what());
   } catch (const c10::Error& e) {

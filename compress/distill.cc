@@ -18,6 +18,7 @@
 #include "runtime/error.h"
 #include "runtime/io/atomic_file.h"
 #include "runtime/io/hash.h"
+#include "runtime/io/progress.h"
 
 namespace mighty::compress {
 
@@ -448,6 +449,40 @@ nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teach
   load_weights(student, options.dir + "/" + plan.front().name() + ".pt");
   student->eval();
   return report;
+}
+
+std::string distill_markdown(const nlohmann::json& stage) {
+  std::string out;
+  out += fmt::format("\n## distill (alpha {}, T {}, {} feature term{})\n\n", stage["alpha"].get<double>(),
+                     stage["temperature"].get<double>(), stage["features"].get<int64_t>(),
+                     stage["features"].get<int64_t>() == 1 ? "" : "s");
+  out += "| run | seed | test | agreement | KL | time |\n|---|---:|---:|---:|---:|---:|\n";
+  for (const auto& r : stage["runs"]) {
+    out += fmt::format("| {} | {} | {} | {:.2f}% | {:.4f} | {} |\n", r["kind"].get<std::string>(),
+                       r["seed"].get<uint64_t>(), quality_cell(r["test"]),
+                       100.0 * r["vs_teacher"]["agreement"].get<double>(),
+                       r["vs_teacher"]["kl"].get<double>(), format_duration(r["seconds"].get<double>()));
+  }
+  const auto& summary = stage["summary"];
+  for (const char* kind : {"distilled", "scratch"}) {
+    if (!summary.contains(kind)) continue;
+    const auto& k = summary[kind];
+    const bool acc = k["metric"] == "accuracy";
+    const double scale = acc ? 100.0 : 1.0;
+    out +=
+        fmt::format("\n{}: mean {:.{}f}{} (sd {:.{}f}) over {} seed{}", kind, scale * k["mean"].get<double>(),
+                    acc ? 2 : 4, acc ? "%" : " bits/char", scale * k["std"].get<double>(), acc ? 2 : 4,
+                    k["values"].size(), k["values"].size() == 1 ? "" : "s");
+  }
+  if (stage.contains("gain")) {
+    const bool acc = summary["distilled"]["metric"] == "accuracy";
+    out += fmt::format("\n\ngain of distillation over scratch: {:+.{}f}{}\n",
+                       (acc ? 100.0 : 1.0) * stage["gain"].get<double>(), acc ? 2 : 4,
+                       acc ? " points" : " bits/char");
+  } else {
+    out += "\n";
+  }
+  return out;
 }
 
 }  // namespace mighty::compress

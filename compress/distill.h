@@ -112,4 +112,7 @@ nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teach
                                  const std::string& teacher_key, const Dataset& data, GraphModule& student,
                                  bool from_student, const StageOptions& options);
 
+// The distill stage's section of report.md.
+std::string distill_markdown(const nlohmann::json& stage);
+
 }  // namespace mighty::compress
