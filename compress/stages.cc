@@ -24,14 +24,14 @@ StageOptions training_options(const StageContext& ctx) {
 
 nlohmann::json run_distill(const StageSpec&, StageContext& ctx) {
   Pipeline& p = ctx.pipeline;
-  nlohmann::json stage = run_distill_stage(ctx.recipe, ctx.index, ctx.teacher, ctx.recipe.teacher_hash(), ctx.data,
-                                           p.student, p.student_given, training_options(ctx));
+  nlohmann::json stage = run_distill_stage(ctx.recipe, ctx.index, ctx.teacher, ctx.recipe.teacher_hash(),
+                                           ctx.data, p.student, p.student_given, training_options(ctx));
   if (!stage.value("completed", false)) return stage;
   p.student_given = true;
   for (const auto& r : stage["runs"]) {
     if (r["kind"] != "scratch" || r["seed"] != stage["runs"][0]["seed"]) continue;
-    p.baseline = model_entry("student (scratch)", "baseline_fp32", "libtorch fp32", r["params"], r["fp32_bytes"],
-                             r["test"], nullptr);
+    p.baseline = model_entry("student (scratch)", "baseline_fp32", "libtorch fp32", r["params"],
+                             r["fp32_bytes"], r["test"], nullptr);
     p.baseline["agreement"] = r["vs_teacher"]["agreement"];
     p.baseline["kl"] = r["vs_teacher"]["kl"];
   }
@@ -39,8 +39,8 @@ nlohmann::json run_distill(const StageSpec&, StageContext& ctx) {
 }
 
 nlohmann::json run_prune(const StageSpec&, StageContext& ctx) {
-  nlohmann::json stage =
-      run_prune_stage(ctx.recipe, ctx.index, ctx.teacher, ctx.data, ctx.pipeline.student, training_options(ctx));
+  nlohmann::json stage = run_prune_stage(ctx.recipe, ctx.index, ctx.teacher, ctx.data, ctx.pipeline.student,
+                                         training_options(ctx));
   if (stage.value("completed", false)) ctx.pipeline.student_given = true;
   return stage;
 }
@@ -63,13 +63,14 @@ nlohmann::json run_export(const StageSpec&, StageContext& ctx) {
   const std::string& out = ctx.options.out_dir;
   p.fp32_artifact = out + "/student.fp32.mighty";
   p.student->eval();
-  ArtifactWriter fp32_writer = export_fp32(p.student, artifact_metadata(ctx.recipe, ctx.data, "student_fp32"));
+  ArtifactWriter fp32_writer =
+      export_fp32(p.student, artifact_metadata(ctx.recipe, ctx.data, "student_fp32"));
   add_input_tensors(fp32_writer, ctx.recipe, ctx.data);
   fp32_writer.write(p.fp32_artifact);
   p.artifact = out + "/model.mighty";
-  p.artifact_writer = p.quantized
-                          ? p.quantized->export_artifact(artifact_metadata(ctx.recipe, ctx.data, "student_int8"))
-                          : export_fp32(p.student, artifact_metadata(ctx.recipe, ctx.data, "student_fp32"));
+  p.artifact_writer =
+      p.quantized ? p.quantized->export_artifact(artifact_metadata(ctx.recipe, ctx.data, "student_int8"))
+                  : export_fp32(p.student, artifact_metadata(ctx.recipe, ctx.data, "student_fp32"));
   add_input_tensors(p.artifact_writer, ctx.recipe, ctx.data);
   p.artifact_writer.write(p.artifact);
   nlohmann::json stage = {{"kind", "export"},
@@ -82,8 +83,9 @@ nlohmann::json run_export(const StageSpec&, StageContext& ctx) {
 }
 
 std::string quantize_markdown(const nlohmann::json& stage) {
-  std::string out = fmt::format("\n## quantize (observer {}, {} calibration batches)\n\n",
-                                stage["observer"].get<std::string>(), stage["calibration_batches"].get<int64_t>());
+  std::string out =
+      fmt::format("\n## quantize (observer {}, {} calibration batches)\n\n",
+                  stage["observer"].get<std::string>(), stage["calibration_batches"].get<int64_t>());
   out +=
       "| layer | activations | input scale, zero point | bias correction (max) | SQNR of output |\n"
       "|---|---|---:|---:|---:|\n";
@@ -92,8 +94,9 @@ std::string quantize_markdown(const nlohmann::json& stage) {
         l.contains("input_scale")
             ? fmt::format("{:.4g}, {}", l["input_scale"].get<double>(), l["input_zero_point"].get<int>())
             : "per row";
-    const std::string bc =
-        l.contains("bias_correction_max") ? fmt::format("{:.3g}", l["bias_correction_max"].get<double>()) : "-";
+    const std::string bc = l.contains("bias_correction_max")
+                               ? fmt::format("{:.3g}", l["bias_correction_max"].get<double>())
+                               : "-";
     out += fmt::format("| {} | {} | {} | {} | {:.1f} dB |\n", l["layer"].get<std::string>(),
                        l["activations"].get<std::string>(), params, bc, l["sqnr_db"].get<double>());
   }
@@ -135,8 +138,10 @@ const StageDef& stage_def(const std::string& kind) {
 }
 
 nlohmann::json model_entry(const std::string& name, const std::string& role, const std::string& engine,
-                           int64_t params, int64_t bytes, const nlohmann::json& test, const nlohmann::json& speed) {
-  nlohmann::json m = {{"name", name}, {"role", role}, {"engine", engine}, {"params", params}, {"bytes", bytes}};
+                           int64_t params, int64_t bytes, const nlohmann::json& test,
+                           const nlohmann::json& speed) {
+  nlohmann::json m = {
+      {"name", name}, {"role", role}, {"engine", engine}, {"params", params}, {"bytes", bytes}};
   if (test.contains("accuracy")) m["accuracy"] = test["accuracy"];
   for (const char* key : {"precision", "recall", "positive_class"}) {
     if (test.contains(key)) m[key] = test[key];

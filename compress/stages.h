@@ -1,6 +1,7 @@
 // The stages of `mighty compress` as units behind one interface: each kind has a run function and a report
-// section, found through one table (find_stage), so the pipeline's loop knows no kind by name. Adding a stage:
-// its spec in compress/recipe.h and recipe_stages.cc, its entry in compress/stages.cc, docs/recipes.md.
+// section, found through one table (find_stage), so the pipeline's loop knows no kind by name. Adding a
+// stage: its spec in compress/recipe.h and recipe_stages.cc, its entry in compress/stages.cc,
+// docs/recipes.md.
 #pragma once
 
 #include <memory>
@@ -38,7 +39,7 @@ struct StageContext {
   Teacher& teacher;
   const nlohmann::json& teacher_test;  // the teacher on the test split
   Pipeline& pipeline;
-  size_t index;  // in recipe.stages
+  size_t index;             // in recipe.stages
   std::string dir() const;  // <out>/stages/<index>-<kind>
 };
 
@@ -58,7 +59,8 @@ const std::vector<const StageDef*>& stage_defs();
 
 // A model's row of the report (accuracy or bits/char, size, speed).
 nlohmann::json model_entry(const std::string& name, const std::string& role, const std::string& engine,
-                           int64_t params, int64_t bytes, const nlohmann::json& test, const nlohmann::json& speed);
+                           int64_t params, int64_t bytes, const nlohmann::json& test,
+                           const nlohmann::json& speed);
 
 // The verify stage (compress/verify.cc).
 nlohmann::json run_verify_stage(const StageSpec& spec, StageContext& ctx);

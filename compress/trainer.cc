@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/Generator.h>
+#include <array>
 
 #include <chrono>
 #include <cmath>
@@ -189,6 +190,31 @@ std::pair<torch::Tensor, torch::Tensor> training_batch_part(const TrainSpec& spe
   return batch_part(spec, data, seed, step, order, order_epoch, {begin, end});
 }
 
+namespace {
+
+// This rank's loss on its part of the step's batch (`loss`, for backward) and its summed loss, correct
+// predictions and samples (or tokens); zeros for an empty part.
+std::array<double, 3> part_loss(GraphModule& model, const torch::Tensor& x, const torch::Tensor& y,
+                                int64_t step, const TrainSpec& spec, const TrainOptions& options,
+                                torch::Tensor& loss) {
+  if (x.size(0) == 0) return {0.0, 0.0, 0.0};  // a rank's part of an epoch's short last batch can be empty
+  torch::Tensor logits;
+  if (options.objective) {
+    std::tie(loss, logits) = options.objective(model, x, y, step);
+  } else {
+    logits = model->forward(x);
+    loss = torch::nn::functional::cross_entropy(
+        logits.reshape({-1, logits.size(-1)}), y.reshape({-1}),
+        torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(spec.label_smoothing));
+  }
+  auto flat_y = y.reshape({-1});
+  const auto n = static_cast<double>(flat_y.size(0));
+  return {loss.item<double>() * n,
+          logits.reshape({-1, logits.size(-1)}).argmax(1).eq(flat_y).sum().item<double>(), n};
+}
+
+}  // namespace
+
 TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset& data, uint64_t seed,
                         const TrainOptions& options) {
   TrainResult result;
@@ -231,22 +257,8 @@ TrainResult train_model(GraphModule& model, const TrainSpec& spec, const Dataset
     set_lr(*opt, lr);
     model->train();
     if (options.extra) options.extra->train();
-    torch::Tensor loss, logits;
-    double local_n = 0.0, local_loss = 0.0, local_correct = 0.0;
-    if (x.size(0) > 0) {  // a rank's part of an epoch's short last batch can be empty
-      if (options.objective) {
-        std::tie(loss, logits) = options.objective(model, x, y, step);
-      } else {
-        logits = model->forward(x);
-        loss = torch::nn::functional::cross_entropy(
-            logits.reshape({-1, logits.size(-1)}), y.reshape({-1}),
-            torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(spec.label_smoothing));
-      }
-      auto flat_y = y.reshape({-1});
-      local_n = static_cast<double>(flat_y.size(0));
-      local_loss = loss.item<double>() * local_n;
-      local_correct = logits.reshape({-1, logits.size(-1)}).argmax(1).eq(flat_y).sum().item<double>();
-    }
+    torch::Tensor loss;
+    const auto [local_loss, local_correct, local_n] = part_loss(model, x, y, step, spec, options, loss);
     // Over all ranks: the batch's summed loss, correct predictions and samples (or tokens).
     const auto stats = dist::sum({local_loss, local_correct, local_n});
     const double n = stats[2];

@@ -46,9 +46,10 @@ nlohmann::json measure_models(StageContext& ctx, const Measured& f, const EvalSp
   fmt::print(stderr, "verify: teacher (LibTorch fp32) speed\n");
   const auto teacher_speed = measure_speed(f.teacher, ctx.data, eval);
   nlohmann::json tests = nlohmann::json::array(), speeds = nlohmann::json::array();
-  for (const auto& [what, forward] : {std::pair<const char*, const Forward*>{"student (LibTorch fp32)", &f.student},
-                                      {"student (runtime fp32)", &f.fp32},
-                                      {"student (runtime int8)", &f.int8}}) {
+  for (const auto& [what, forward] :
+       {std::pair<const char*, const Forward*>{"student (LibTorch fp32)", &f.student},
+        {"student (runtime fp32)", &f.fp32},
+        {"student (runtime int8)", &f.int8}}) {
     fmt::print(stderr, "verify: {}\n", what);
     tests.push_back(evaluate_forward(*forward, ctx.data, Split::kTest));
     speeds.push_back(measure_speed(*forward, ctx.data, eval));
@@ -57,12 +58,15 @@ nlohmann::json measure_models(StageContext& ctx, const Measured& f, const EvalSp
   const auto fp32_bytes = static_cast<int64_t>(std::filesystem::file_size(p.fp32_artifact));
   nlohmann::json models = nlohmann::json::array();
   models.push_back(model_entry("teacher", "teacher", "libtorch fp32", ctx.teacher.parameter_count(),
-                               static_cast<int64_t>(ctx.teacher.fp32_bytes()), ctx.teacher_test, teacher_speed));
+                               static_cast<int64_t>(ctx.teacher.fp32_bytes()), ctx.teacher_test,
+                               teacher_speed));
   models.push_back(
       model_entry("student", "student_fp32", "libtorch fp32", params, fp32_bytes, tests[0], speeds[0]));
-  models.push_back(model_entry("student", "student_fp32", "runtime fp32", params, fp32_bytes, tests[1], speeds[1]));
+  models.push_back(
+      model_entry("student", "student_fp32", "runtime fp32", params, fp32_bytes, tests[1], speeds[1]));
   models.push_back(model_entry("student", "student_int8", "runtime int8", params,
-                               static_cast<int64_t>(std::filesystem::file_size(p.artifact)), tests[2], speeds[2]));
+                               static_cast<int64_t>(std::filesystem::file_size(p.artifact)), tests[2],
+                               speeds[2]));
   const Forward teacher_on_test = remembered(f.teacher);  // one teacher pass serves the three comparisons
   for (size_t i = 1; i < models.size(); ++i) {
     const Forward& g = i == 1 ? f.student : i == 2 ? f.fp32 : f.int8;
@@ -78,7 +82,8 @@ nlohmann::json criteria(const VerifySpec& spec, const nlohmann::json& models, co
   const auto& t = models[0];
   const auto& q = models[3];
   nlohmann::json out = nlohmann::json::array();
-  auto check = [&](const std::string& name, double value, double limit, bool at_most, const std::string& text) {
+  auto check = [&](const std::string& name, double value, double limit, bool at_most,
+                   const std::string& text) {
     const bool pass = at_most ? value <= limit : value >= limit;
     out.push_back({{"criterion", name}, {"value", value}, {"limit", limit}, {"pass", pass}, {"what", text}});
   };
@@ -187,10 +192,12 @@ std::string verify_markdown(const nlohmann::json& v) {
   if (v.contains("generation")) {
     const auto& gen = v["generation"];
     std::string quoted;
-    for (char c : gen["sample"].get<std::string>()) quoted += c == '\n' ? std::string("\n> ") : std::string(1, c);
-    out += fmt::format("\nThe int8 model continues \"{}\" ({} characters/s, temperature {}, top-{}):\n\n> {}\n",
-                       gen["prompt"].get<std::string>(), static_cast<int64_t>(gen["tokens_per_s"].get<double>()),
-                       gen["temperature"].get<double>(), gen["top_k"].get<int64_t>(), quoted);
+    for (char c : gen["sample"].get<std::string>())
+      quoted += c == '\n' ? std::string("\n> ") : std::string(1, c);
+    out +=
+        fmt::format("\nThe int8 model continues \"{}\" ({} characters/s, temperature {}, top-{}):\n\n> {}\n",
+                    gen["prompt"].get<std::string>(), static_cast<int64_t>(gen["tokens_per_s"].get<double>()),
+                    gen["temperature"].get<double>(), gen["top_k"].get<int64_t>(), quoted);
   }
   out += fmt::format("\nverify: **{}**\n", v["pass"].get<bool>() ? "pass" : "FAIL");
   return out;
