@@ -425,10 +425,57 @@ std::string prune_markdown(const nlohmann::json& stage) {
   return out;
 }
 
+namespace {
+
+// Per prunable layer of the model that came in: shape before and after, parameters, nonzero, ranking.
+nlohmann::json layer_table(const nlohmann::json& before_layers, const nlohmann::json& after,
+                           const nlohmann::json& masks) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& before : before_layers) {
+    const auto& name = before["layer"];
+    nlohmann::json l = {
+        {"layer", name}, {"shape_before", before["shape"]}, {"params_before", before["params"]}};
+    for (const auto& a : after) {
+      if (a["layer"] != name) continue;
+      l["shape"] = a["shape"];
+      l["params"] = a["params"];
+      l["nonzero"] = a["nonzero"];
+    }
+    for (const auto& m : masks) {
+      if (m["layer"] != name) continue;
+      l["ranking"] = m.contains("skipped") ? "dense: " + m["skipped"].get<std::string>()
+                                           : m["ranking"].get<std::string>();
+      if (m.contains("target")) l["target"] = m["target"];
+    }
+    layers.push_back(l);
+  }
+  return layers;
+}
+
+// --resume: the stage's result when an earlier run completed it with this identity (the student takes its
+// pruned graph and weights), else null.
+nlohmann::json completed_result(const PruneSpec& spec, const std::string& dir, const std::string& identity,
+                                GraphModule& student) {
+  const std::string result_path = dir + "/result.json", weights_path = dir + "/pruned.pt";
+  if (!dist::exists(result_path) || !dist::exists(weights_path)) return nullptr;
+  auto done = nlohmann::json::parse(dist::read_file(result_path), nullptr, false);
+  if (!done.is_object() || done.value("identity", "") != identity) return nullptr;
+  fmt::print(stderr, "prune: already complete ({})\n", result_path);
+  if (spec.method == "channels") {
+    Graph g = Graph::from_json(nlohmann::json::parse(dist::read_file(dir + "/pruned.graph.json")));
+    g.infer_shapes();
+    student = GraphModule(g);
+  }
+  load_weights(student, weights_path);
+  student->eval();
+  return done;
+}
+
+}  // namespace
+
 nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher& teacher,
                                const Dataset& data, GraphModule& student, const StageOptions& options) {
   const PruneSpec& spec = recipe.stages.at(stage_index).prune;
-  const std::string path = fmt::format("/stages/{}", stage_index);
   ensure_run_dir(options.dir);
   // The result's format version is part of its identity: a result.json written by an older mighty (without
   // fields this report reads) is not taken as complete; the stage runs again.
@@ -437,21 +484,11 @@ nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher
       hash64_hex(fmt::format("{}/{}/prune/v{}", options.identity, stage_index, kResultVersion));
   const std::string result_path = options.dir + "/result.json", weights_path = options.dir + "/pruned.pt";
   const std::string graph_path = options.dir + "/pruned.graph.json";
-  if (options.resume && dist::exists(result_path) && dist::exists(weights_path)) {
-    auto done = nlohmann::json::parse(dist::read_file(result_path), nullptr, false);
-    if (done.is_object() && done.value("identity", "") == identity) {
-      fmt::print(stderr, "prune: already complete ({})\n", result_path);
-      if (spec.method == "channels") {
-        Graph g = Graph::from_json(nlohmann::json::parse(dist::read_file(graph_path)));
-        g.infer_shapes();
-        student = GraphModule(g);
-      }
-      load_weights(student, weights_path);
-      student->eval();
-      return done;
-    }
+  if (options.resume) {
+    auto done = completed_result(spec, options.dir, identity, student);
+    if (!done.is_null()) return done;
   }
-  Pruner pruner(spec, student, path);
+  Pruner pruner(spec, student, fmt::format("/stages/{}", stage_index));
   const auto layers_before = weight_table(student);
   student->eval();
   const auto dense_test = evaluate_split(student, data, Split::kTest);
@@ -502,13 +539,11 @@ nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher
                  result.total_steps);
       return {{"kind", "prune"}, {"completed", false}};
     }
-    pruner.update(1.0);
     report["steps"] = result.steps_done;
     report["seconds"] = result.seconds;
     report["history"] = result.history;
-  } else {
-    pruner.update(1.0);  // one shot, no fine-tuning
   }
+  pruner.update(1.0);  // the final masks (after fine-tuning, or one shot without it)
   report["masks"] = pruner.report();
   if (!sensitivity.is_null()) report["sensitivity"] = sensitivity;
   if (spec.method == "channels") {
@@ -524,31 +559,10 @@ nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher
   int64_t nonzero = 0;
   for (const auto& p : student->parameters()) nonzero += p.count_nonzero().item<int64_t>();
   report["nonzero_after"] = nonzero;
-  // Per prunable layer of the model that came in: shape before and after, parameters, nonzero.
-  const auto after = weight_table(student).first;
-  nlohmann::json layers = nlohmann::json::array();
-  for (const auto& before : layers_before.first) {
-    const auto& name = before["layer"];
-    nlohmann::json l = {
-        {"layer", name}, {"shape_before", before["shape"]}, {"params_before", before["params"]}};
-    for (const auto& a : after) {
-      if (a["layer"] != name) continue;
-      l["shape"] = a["shape"];
-      l["params"] = a["params"];
-      l["nonzero"] = a["nonzero"];
-    }
-    for (const auto& m : report["masks"]["layers"]) {
-      if (m["layer"] != name) continue;
-      l["ranking"] = m.contains("skipped") ? "dense: " + m["skipped"].get<std::string>()
-                                           : m["ranking"].get<std::string>();
-      if (m.contains("target")) l["target"] = m["target"];
-    }
-    layers.push_back(l);
-  }
-  report["layers"] = layers;
-  const Forward teacher_forward = [&](const torch::Tensor& x) { return teacher.logits(x); };
-  report["vs_teacher"] = compare_models(
-      teacher_forward, [&](const torch::Tensor& x) { return student->forward(x); }, data, Split::kTest);
+  report["layers"] = layer_table(layers_before.first, weight_table(student).first, report["masks"]["layers"]);
+  report["vs_teacher"] =
+      compare_models([&](const torch::Tensor& x) { return teacher.logits(x); },
+                     [&](const torch::Tensor& x) { return student->forward(x); }, data, Split::kTest);
   save_weights(student, weights_path);
   write_text(result_path, report.dump(2) + "\n");
   fmt::print(stderr, "prune: {:.1f}% of the prunable {} pruned, {} -> {} parameters; test {} (dense {})\n",

@@ -1,5 +1,7 @@
 #include "runtime/exec/session.h"
 
+#include <optional>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -25,15 +27,19 @@ Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)
   }
   const auto& nodes = graph_.nodes();
   nodes_.resize(nodes.size());
-  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) prepare_node(i);
+  // Each node's "quant" attribute (checked where it is read), or none.
+  const MetaValue node_list = meta.at("graph").at("nodes");
+  std::vector<std::optional<MetaValue>> quant(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i].attrs.contains("quant")) quant[i] = node_list.at(i).at("attrs").at("quant");
+    prepare_node(static_cast<int>(i), quant[i]);
+  }
   // Requantized uint8 outputs read their consumers' int8 forms, so they come once every node is prepared.
   std::vector<exec::Int8Layer*> int8(nodes.size());
   for (size_t i = 0; i < nodes.size(); ++i) int8[i] = nodes_[i].int8.get();
-  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
-    const MetaValue node = meta.at("graph").at("nodes").at(static_cast<size_t>(i));
-    if (!node.has("attrs") || !node.at("attrs").has("quant")) continue;
-    const MetaValue quant = node.at("attrs").at("quant");
-    if (quant.has("output_scale")) exec::prepare_u8_output(artifact_, graph_, i, quant, int8);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (quant[i] && quant[i]->has("output_scale"))
+      exec::prepare_u8_output(artifact_, graph_, static_cast<int>(i), *quant[i], int8);
   }
   // Liveness: a node's buffer goes back to a free list after its last consumer has run, and later nodes take
   // their buffers from that list, so peak memory follows the widest cut of the graph, not its length.
@@ -47,12 +53,10 @@ Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)
 
 // Checks the node's tensors against the graph, finds its fp32 tensors, reads its layer attributes and, when
 // quantized, prepares its int8 form.
-void Session::prepare_node(int i) {
+void Session::prepare_node(int i, const std::optional<MetaValue>& quant) {
   const Node& n = graph_.nodes()[static_cast<size_t>(i)];
   exec::PreparedNode& p = nodes_[static_cast<size_t>(i)];
-  const MetaValue node =
-      MetaValue(artifact_.metadata(), artifact_.name()).at("graph").at("nodes").at(static_cast<size_t>(i));
-  const bool quantized = node.has("attrs") && node.at("attrs").has("quant");
+  const bool quantized = quant.has_value();
   for (const auto& spec : graph_.tensors(i)) {
     if (!artifact_.has_tensor(spec.name)) {
       throw Error(fmt::format("{}: the graph needs tensor '{}', which the file does not have",
@@ -70,7 +74,7 @@ void Session::prepare_node(int i) {
   }
   if (quantized && n.op != OpKind::kLinear && n.op != OpKind::kConv2d && n.op != OpKind::kEmbeddingBag) {
     throw Error(fmt::format("{}: graph node {} ('{}'): unsupported quantization {}", artifact_.name(), i,
-                            n.name, describe_json(node.at("attrs").at("quant").json())));
+                            n.name, describe_json(quant->json())));
   }
   if (n.op == OpKind::kLinear || n.op == OpKind::kConv2d || n.op == OpKind::kMaxPool2d ||
       n.op == OpKind::kAvgPool2d) {
@@ -85,7 +89,7 @@ void Session::prepare_node(int i) {
     p.attrs.padding = get("padding", 0);
     p.attrs.bias = n.attrs.value("bias", true);
   }
-  if (quantized) p.int8 = exec::prepare_int8(artifact_, graph_, i, node.at("attrs").at("quant"));
+  if (quantized) p.int8 = exec::prepare_int8(artifact_, graph_, i, *quant);
 }
 
 const InputSpec& Session::input_spec() const {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "runtime/exec/op_context.h"
 #include "runtime/format/artifact.h"
 #include "runtime/format/input_spec.h"
+#include "runtime/format/metadata.h"
 #include "runtime/graph/graph.h"
 
 namespace mighty {
@@ -57,7 +59,7 @@ class Session {
 
  private:
   std::vector<float> execute(exec::RunCall call) const;
-  void prepare_node(int index);
+  void prepare_node(int index, const std::optional<MetaValue>& quant);
 
   Artifact artifact_;
   Graph graph_;

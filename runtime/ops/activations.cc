@@ -44,10 +44,6 @@ void run_softmax(exec::OpContext& ctx) {
 
 }  // namespace
 
-namespace ops {
-Shape same_shape(const ShapeContext& ctx) { return ctx.input(); }
-}  // namespace ops
-
 extern const OpDef kReLUOp = {OpKind::kReLU, "ReLU", 1, ops::same_shape, nullptr, run_relu, true};
 extern const OpDef kGELUOp = {OpKind::kGELU, "GELU", 1, ops::same_shape, nullptr, run_gelu, false};
 extern const OpDef kSoftmaxOp = {OpKind::kSoftmax, "Softmax",   1,    ops::same_shape,

@@ -36,6 +36,10 @@ const OpDef* find_op_def(const std::string& name) {
   return nullptr;
 }
 
+namespace ops {
+Shape same_shape(const ShapeContext& ctx) { return ctx.input(); }
+}  // namespace ops
+
 const Shape& ShapeContext::input(int k) const { return input_node(k).shape; }
 
 const Node& ShapeContext::input_node(int k) const {
