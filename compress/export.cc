@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "compress/data.h"
+#include "compress/ops/torch_op.h"
 #include "compress/recipe.h"
 #include "runtime/error.h"
 #include "runtime/format/input_spec.h"
@@ -16,7 +17,7 @@ namespace mighty::compress {
 
 namespace {
 
-bool is_weight_layer(const Node& n) { return n.op == OpKind::kLinear || n.op == OpKind::kConv2d; }
+bool is_weight_layer(const Node& n) { return torch_op(n.op).int8_weights; }
 
 ArtifactWriter write(GraphModule& model, const nlohmann::json& metadata, bool int8) {
   ArtifactWriter writer;

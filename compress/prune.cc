@@ -22,13 +22,9 @@ namespace mighty::compress {
 std::vector<PrunableWeight> prunable_weights(GraphModule& model) {
   std::vector<PrunableWeight> out;
   for (const Node& n : model->graph().nodes()) {
-    if (n.op == OpKind::kLinear || n.op == OpKind::kConv2d || n.op == OpKind::kEmbeddingBag) {
-      out.push_back({n.name, n.name + ".weight"});
-    }
-    if (n.op == OpKind::kMultiHeadAttention) {
-      out.push_back({n.name + ".in_proj", n.name + ".in_proj.weight"});
-      out.push_back({n.name + ".out_proj", n.name + ".out_proj.weight"});
-    }
+    const auto prunable = torch_op(n.op).prunable;
+    if (!prunable) continue;
+    for (auto& w : prunable(n)) out.push_back(std::move(w));
   }
   return out;
 }
@@ -172,10 +168,7 @@ Pruner::Pruner(const PruneSpec& spec, GraphModule& model, const std::string& jso
       l.weight = params[pw.param];
       if (!target_of(pw.layer, l.target, overridden)) continue;
       l.global = spec.method != "n:m" && spec.scope == "global" && !overridden;
-      bool table = false;
-      for (const Node& n : model->graph().nodes())
-        table = table || (n.name == pw.layer && n.op == OpKind::kEmbeddingBag);
-      if (table && spec.method != "magnitude") {
+      if (pw.table && spec.method != "magnitude") {
         l.skipped = "an embedding table is pruned by magnitude only (its rows are tokens, not GEMM columns)";
       } else if (spec.method == "n:m" && l.weight.size(1) % spec.m != 0) {
         l.skipped = fmt::format("{} input channels are not a multiple of {}", l.weight.size(1), spec.m);

@@ -13,6 +13,7 @@
 
 #include "compress/data.h"
 #include "compress/distill.h"
+#include "compress/ops/torch_op.h"
 #include "compress/recipe.h"
 #include "compress/structured.h"
 #include "compress/teacher.h"
@@ -20,11 +21,8 @@
 
 namespace mighty::compress {
 
-// A weight that pruning can act on: Linear and Conv2d weights, attention input/output projections.
-struct PrunableWeight {
-  std::string layer;  // "features.0", "blocks.1.attn.in_proj"
-  std::string param;  // its parameter name ("features.0.weight")
-};
+// The weights pruning can act on, in graph order: each op's TorchOpDef::prunable (Linear and Conv2d weights,
+// attention input/output projections, the bag model's embedding table).
 std::vector<PrunableWeight> prunable_weights(GraphModule& model);
 
 // Fraction of the way from the initial to the final sparsity after `step` of `total` fine-tuning steps: 0

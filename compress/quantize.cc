@@ -8,6 +8,7 @@
 
 #include "compress/export.h"
 #include "compress/lower.h"
+#include "compress/ops/torch_op.h"
 #include "runtime/error.h"
 #include "runtime/exec/u8_chain.h"
 
@@ -16,7 +17,7 @@ namespace {
 
 constexpr double kNormEps = 1e-5;  // LibTorch's BatchNorm2d default, as in the runtime
 
-bool quantizable(const Node& n) { return n.op == OpKind::kLinear || n.op == OpKind::kConv2d; }
+bool quantizable(const Node& n) { return torch_op(n.op).int8_weights; }
 
 torch::Tensor param(GraphModule& m, const std::string& name) {
   if (auto* p = m->named_parameters(true).find(name)) return *p;

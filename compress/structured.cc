@@ -4,28 +4,13 @@
 
 #include <fmt/format.h>
 
+#include "compress/ops/torch_op.h"
 #include "runtime/error.h"
 
 namespace mighty::compress {
 namespace {
 
-bool is_layer(OpKind op) { return op == OpKind::kLinear || op == OpKind::kConv2d; }
-
-// Ops that map each channel (or feature) to the same channel without mixing channels.
-bool per_channel(OpKind op) {
-  switch (op) {
-    case OpKind::kBatchNorm2d:
-    case OpKind::kReLU:
-    case OpKind::kGELU:
-    case OpKind::kMaxPool2d:
-    case OpKind::kAvgPool2d:
-    case OpKind::kGlobalAvgPool:
-    case OpKind::kFlatten:
-      return true;
-    default:
-      return false;
-  }
-}
+bool is_layer(OpKind op) { return torch_op(op).channels == ChannelRole::kLayer; }
 
 torch::Tensor named_tensor(GraphModule& model, const std::string& name) {
   for (const auto& kv : model->named_parameters(true))
@@ -61,8 +46,7 @@ std::vector<UnitGroup> unit_groups(const Graph& graph) {
     UnitGroup g;
     g.layer = nodes[p].name;
     g.producer = p;
-    g.units = nodes[p].op == OpKind::kConv2d ? nodes[p].attrs.at("out_channels").get<int64_t>()
-                                             : nodes[p].attrs.at("out_features").get<int64_t>();
+    g.units = nodes[p].attrs.at(torch_op(nodes[p].op).out_units).get<int64_t>();
     // A Linear on a sequence ([T, D]) is fine: its features are the last dimension all the way.
     int at = p;
     bool ok = true;
@@ -72,23 +56,23 @@ std::vector<UnitGroup> unit_groups(const Graph& graph) {
         break;
       }
       const int next = graph.users(at)[0];
-      const OpKind op = nodes[next].op;
-      if (is_layer(op)) {
+      const TorchOpDef& def = torch_op(nodes[next].op);
+      if (def.channels == ChannelRole::kLayer) {
         g.consumer = next;
         break;
       }
-      if (!per_channel(op)) {
+      if (def.channels == ChannelRole::kMixes) {
         ok = false;
         break;
       }
-      if (op == OpKind::kBatchNorm2d) {
+      if (def.channel_tensors) {
         if (g.batchnorm >= 0) {
           ok = false;
           break;
         }
         g.batchnorm = next;
       }
-      if (op == OpKind::kFlatten) {
+      if (def.channels == ChannelRole::kFlattens) {
         const Shape& s = nodes[at].shape;  // [C, H, W]
         g.flatten = next;
         g.spatial = 1;
@@ -97,8 +81,8 @@ std::vector<UnitGroup> unit_groups(const Graph& graph) {
       at = next;
     }
     if (!ok) continue;
-    // A Conv2d consumer must read channels (not a flattened map); a Linear consumer reads features.
-    if (nodes[g.consumer].op == OpKind::kConv2d && g.flatten >= 0) continue;
+    // A consumer that reads channels (a convolution) cannot read a flattened map.
+    if (g.flatten >= 0 && !torch_op(nodes[g.consumer].op).flat_input) continue;
     out.push_back(g);
   }
   return out;
@@ -195,13 +179,12 @@ GraphModule shrink_units(GraphModule& model, const std::vector<UnitGroup>& group
       slices[g.layer + ".out_proj.weight"] = {1, columns};
       continue;
     }
-    pattrs[nodes[g.producer].op == OpKind::kConv2d ? "out_channels" : "out_features"] = n;
+    pattrs[torch_op(nodes[g.producer].op).out_units] = n;
     slices[g.layer + ".weight"] = {0, kept};
     slices[g.layer + ".bias"] = {0, kept};
     if (g.batchnorm >= 0) {
-      gj["nodes"][g.batchnorm]["attrs"]["channels"] = n;
-      for (const char* t : {".weight", ".bias", ".running_mean", ".running_var"})
-        slices[nodes[g.batchnorm].name + t] = {0, kept};
+      gj["nodes"][g.batchnorm]["attrs"][torch_op(nodes[g.batchnorm].op).channel_tensors] = n;
+      for (const TensorSpec& t : graph.tensors(g.batchnorm)) slices[t.name] = {0, kept};
     }
     const std::string consumer = nodes[g.consumer].name;
     auto& cattrs = gj["nodes"][g.consumer]["attrs"];
@@ -210,11 +193,7 @@ GraphModule shrink_units(GraphModule& model, const std::vector<UnitGroup>& group
       columns = (kept.unsqueeze(1) * g.spatial + torch::arange(g.spatial, torch::kInt64).unsqueeze(0))
                     .reshape({-1});
     }
-    if (nodes[g.consumer].op == OpKind::kConv2d) {
-      cattrs["in_channels"] = n;
-    } else {
-      cattrs["in_features"] = columns.numel();
-    }
+    cattrs[torch_op(nodes[g.consumer].op).in_units] = columns.numel();
     // The consumer may also be a producer whose rows are sliced: compose (rows first, then columns).
     slices[consumer + ".weight#in"] = {1, columns};
   }

@@ -14,13 +14,14 @@
 
 namespace mighty::compress {
 
-// Units that can be removed together: the outputs of `producer` (a Conv2d or Linear) that reach exactly one
-// consumer (a Conv2d or Linear) through per-channel ops only (BatchNorm, activations, pooling, flatten).
+// Units that can be removed together: the outputs of `producer` (a weight layer: Conv2d, Linear) that reach
+// exactly one consumer (a weight layer) through per-channel ops only (BatchNorm, activations, pooling,
+// flatten). Each op's role is its TorchOpDef's (compress/ops/torch_op.h: channels, out_units, in_units).
 // Outputs that feed a residual sum, a LayerNorm, attention or the model's output are not prunable.
 struct UnitGroup {
   std::string layer;   // the producer's name
   int producer = -1;   // node indices
-  int batchnorm = -1;  // -1: none
+  int batchnorm = -1;  // the per-channel op with per-channel tensors on the path (BatchNorm); -1: none
   int consumer = -1;
   int flatten = -1;   // -1: none; else the consumer reads unit u at columns [u * spatial, (u + 1) * spatial)
   int64_t units = 0;  // output channels / features

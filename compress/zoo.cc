@@ -1,11 +1,10 @@
 #include "compress/zoo.h"
 
-#include <cmath>
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include "compress/data.h"
+#include "compress/ops/torch_op.h"
 #include "runtime/error.h"
 
 namespace mighty::compress {
@@ -165,75 +164,17 @@ ModelSpec fill_from_data(ModelSpec spec, const Dataset& data, const std::string&
   return spec;
 }
 
-AttentionImpl::AttentionImpl(int64_t d_model, int64_t heads, bool causal, int64_t head_dim)
-    : heads_(heads), head_dim_(head_dim), causal_(causal) {
-  in_proj_ = register_module("in_proj", torch::nn::Linear(d_model, 3 * heads * head_dim));
-  out_proj_ = register_module("out_proj", torch::nn::Linear(heads * head_dim, d_model));
-}
-
-torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
-  const int64_t b = x.size(0), t = x.size(1), dh = head_dim_;
-  auto qkv = in_proj_->forward(x).view({b, t, 3, heads_, dh}).permute({2, 0, 3, 1, 4});  // [3, B, H, T, dh]
-  auto q = qkv[0], k = qkv[1], v = qkv[2];
-  auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(dh));
-  if (causal_) {
-    auto mask = torch::ones({t, t}, torch::kBool).triu(1);
-    scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
-  }
-  auto context = torch::matmul(torch::softmax(scores, -1), v);  // [B, H, T, dh]
-  return out_proj_->forward(context.transpose(1, 2).reshape({b, t, heads_ * dh}));
-}
-
 GraphModuleImpl::GraphModuleImpl(Graph graph) : graph_(std::move(graph)) {
   graph_.infer_shapes();
   const auto& nodes = graph_.nodes();
   node_modules_.resize(nodes.size());
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& n = nodes[i];
-    auto a = [&](const char* key) { return n.attrs.at(key).get<int64_t>(); };
-    NodeModules& nm = node_modules_[i];
-    std::shared_ptr<torch::nn::Module> m;
-    switch (n.op) {
-      case OpKind::kLinear:
-        nm.linear = torch::nn::Linear(
-            torch::nn::LinearOptions(a("in_features"), a("out_features")).bias(n.attrs.value("bias", true)));
-        m = nm.linear.ptr();
-        break;
-      case OpKind::kConv2d:
-        nm.conv = torch::nn::Conv2d(torch::nn::Conv2dOptions(a("in_channels"), a("out_channels"), a("kernel"))
-                                        .stride(n.attrs.value("stride", 1))
-                                        .padding(n.attrs.value("padding", 0))
-                                        .bias(n.attrs.value("bias", true)));
-        m = nm.conv.ptr();
-        break;
-      case OpKind::kBatchNorm2d:
-        nm.batchnorm = torch::nn::BatchNorm2d(a("channels"));
-        m = nm.batchnorm.ptr();
-        break;
-      case OpKind::kEmbedding:
-      case OpKind::kEmbeddingBag: {
-        nm.embedding = torch::nn::Embedding(a("num_embeddings"), a("dim"));
-        torch::NoGradGuard no_grad;
-        nm.embedding->weight.normal_(0.0, 0.02);
-        m = nm.embedding.ptr();
-        break;
-      }
-      case OpKind::kLayerNorm:
-        nm.layernorm = torch::nn::LayerNorm(torch::nn::LayerNormOptions({a("dim")}));
-        m = nm.layernorm.ptr();
-        break;
-      case OpKind::kMultiHeadAttention:
-        nm.attention =
-            Attention(a("d_model"), a("heads"), n.attrs.value("causal", false), attention_head_dim(n));
-        m = nm.attention.ptr();
-        break;
-      default:
-        break;
-    }
-    if (m) {
-      std::string leaf;
-      parent_module(*this, n.name, &leaf).register_module(leaf, m);
-    }
+    const TorchOpDef& def = torch_op(n.op);
+    if (!def.module) continue;
+    node_modules_[i] = def.module(n);
+    std::string leaf;
+    parent_module(*this, n.name, &leaf).register_module(leaf, node_modules_[i]);
   }
   // The registered names must be exactly the IR's tensor names, or export would have to guess.
   auto params = named_parameters(true);
@@ -260,75 +201,9 @@ std::pair<torch::Tensor, std::vector<torch::Tensor>> GraphModuleImpl::forward_ca
   std::vector<torch::Tensor> values(nodes.size());
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& n = nodes[i];
-    const auto in = [&](int k) -> const torch::Tensor& { return values[n.inputs[k]]; };
     torch::Tensor y;
-    if (override_fn && !n.inputs.empty()) y = (*override_fn)(static_cast<int>(i), in(0));
-    if (!y.defined()) switch (n.op) {
-        case OpKind::kInput:
-          y = input;
-          break;
-        case OpKind::kLinear:
-          y = node_modules_[i].linear->forward(in(0));
-          break;
-        case OpKind::kConv2d:
-          y = node_modules_[i].conv->forward(in(0));
-          break;
-        case OpKind::kBatchNorm2d:
-          y = node_modules_[i].batchnorm->forward(in(0));
-          break;
-        case OpKind::kReLU:
-          y = torch::relu(in(0));
-          break;
-        case OpKind::kGELU:
-          y = torch::gelu(in(0));
-          break;
-        case OpKind::kSoftmax:
-          y = torch::softmax(in(0), -1);
-          break;
-        case OpKind::kMaxPool2d: {
-          const int64_t k = n.attrs.at("kernel").get<int64_t>();
-          y = torch::max_pool2d(in(0), k, n.attrs.value("stride", k));
-          break;
-        }
-        case OpKind::kAvgPool2d: {
-          const int64_t k = n.attrs.at("kernel").get<int64_t>();
-          y = torch::avg_pool2d(in(0), k, n.attrs.value("stride", k));
-          break;
-        }
-        case OpKind::kGlobalAvgPool:
-          y = in(0).dim() == 4 ? in(0).mean({2, 3}) : in(0).mean(1);
-          break;
-        case OpKind::kFlatten:
-          y = in(0).flatten(1);
-          break;
-        case OpKind::kAdd:
-          y = in(0) + in(1);
-          break;
-        case OpKind::kEmbedding: {
-          auto& emb = node_modules_[i].embedding;
-          if (n.attrs.value("positional", false)) {
-            y = emb->forward(torch::arange(in(0).size(1), torch::kInt64)).unsqueeze(0);
-            y = y.expand({in(0).size(0), -1, -1});
-          } else {
-            y = emb->forward(in(0));
-          }
-          break;
-        }
-        case OpKind::kEmbeddingBag: {
-          // Mean over the real tokens (id >= 0); a document without any gives zeros.
-          const auto& ids = in(0);
-          const auto valid = ids.ge(0);
-          const auto rows = node_modules_[i].embedding->forward(ids.clamp_min(0)) * valid.unsqueeze(-1);
-          y = rows.sum(1) / valid.sum(1, true).clamp_min(1).to(rows.scalar_type());
-          break;
-        }
-        case OpKind::kLayerNorm:
-          y = node_modules_[i].layernorm->forward(in(0));
-          break;
-        case OpKind::kMultiHeadAttention:
-          y = node_modules_[i].attention->forward(in(0));
-          break;
-      }
+    if (override_fn && !n.inputs.empty()) y = (*override_fn)(static_cast<int>(i), values[n.inputs[0]]);
+    if (!y.defined()) y = torch_op(n.op).forward(TorchCall(n, node_modules_[i].get(), values, input));
     const double p = n.attrs.value("train_dropout", 0.0);
     if (p > 0 && is_training()) y = torch::dropout(y, p, /*train=*/true);
     values[i] = std::move(y);

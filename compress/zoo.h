@@ -22,21 +22,6 @@ struct Dataset;
 // Fills input_shape / classes / vocab from the data, or checks the values the recipe gave against it.
 ModelSpec fill_from_data(ModelSpec spec, const Dataset& data, const std::string& json_path);
 
-// Multi-head self-attention with one packed input projection, as in the IR's MultiHeadAttention: heads of
-// head_dim (d_model / heads unless heads were pruned away), projections [3 * heads * head_dim, d_model] and
-// [d_model, heads * head_dim].
-class AttentionImpl : public torch::nn::Module {
- public:
-  AttentionImpl(int64_t d_model, int64_t heads, bool causal, int64_t head_dim);
-  torch::Tensor forward(const torch::Tensor& x);  // [B, T, D] -> [B, T, D]
-
- private:
-  int64_t heads_, head_dim_;
-  bool causal_;
-  torch::nn::Linear in_proj_{nullptr}, out_proj_{nullptr};
-};
-TORCH_MODULE(Attention);
-
 // Replaces a node's computation: given the node index and its first input, returns the node's output, or an
 // undefined tensor to let the module compute it.
 using NodeOverride = std::function<torch::Tensor(int node, const torch::Tensor& input)>;
@@ -56,17 +41,8 @@ class GraphModuleImpl : public torch::nn::Module {
 
  private:
   Graph graph_;
-  // Per node, the LibTorch module that holds its parameters (at most one is set; none for parameter-free
-  // ops).
-  struct NodeModules {
-    torch::nn::Linear linear{nullptr};
-    torch::nn::Conv2d conv{nullptr};
-    torch::nn::BatchNorm2d batchnorm{nullptr};
-    torch::nn::Embedding embedding{nullptr};
-    torch::nn::LayerNorm layernorm{nullptr};
-    Attention attention{nullptr};
-  };
-  std::vector<NodeModules> node_modules_;
+  // Per node, the LibTorch module that holds its tensors (torch_op(op).module; null for ops that own none).
+  std::vector<std::shared_ptr<torch::nn::Module>> node_modules_;
 };
 TORCH_MODULE(GraphModule);
 

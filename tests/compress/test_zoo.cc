@@ -1,7 +1,11 @@
 #include <catch2/catch.hpp>
 
+#include <set>
+
+#include "compress/ops/torch_op.h"
 #include "compress/zoo.h"
 #include "runtime/error.h"
+#include "runtime/graph/op_def.h"
 
 using namespace mighty;
 using namespace mighty::compress;
@@ -130,4 +134,39 @@ TEST_CASE("a spec without data-derived sizes is refused") {
   ModelSpec s;
   s.arch = "mlp";
   REQUIRE_THROWS_AS(build_graph(s), Error);
+}
+
+TEST_CASE("the LibTorch op table defines every op of the IR consistently with the runtime's") {
+  std::set<std::string> script_ops;
+  const OpKind every_op[] = {
+#define MIGHTY_OP(name) OpKind::k##name,
+#include "runtime/graph/op_list.h"
+#undef MIGHTY_OP
+  };
+  for (const OpKind kind : every_op) {
+    const OpDef* rt = &op_def(kind);
+    INFO(rt->name);
+    const TorchOpDef& def = torch_op(kind);
+    REQUIRE(def.kind == kind);
+    REQUIRE(def.forward != nullptr);
+    // An op owns tensors in the runtime exactly when it has a LibTorch module to hold them.
+    REQUIRE((rt->tensors != nullptr) == (def.module != nullptr));
+    if (def.channels == ChannelRole::kLayer) {
+      REQUIRE(def.out_units != nullptr);
+      REQUIRE(def.in_units != nullptr);
+      REQUIRE(def.prunable != nullptr);
+    }
+    if (def.int8_weights) REQUIRE(def.channels == ChannelRole::kLayer);
+    bool any_script_op = false;
+    for (const char* name : def.script_ops) {
+      if (!name) continue;
+      any_script_op = true;
+      REQUIRE(script_ops.insert(name).second);  // one op per TorchScript kind
+      REQUIRE(find_script_op(name) == &def);
+    }
+    REQUIRE(any_script_op == (def.lower != nullptr));
+  }
+  REQUIRE(script_ops.count("aten::conv2d") == 1);
+  REQUIRE(find_script_op("aten::sigmoid") == nullptr);
+  REQUIRE(script_ops_supported().find("aten::linear") != std::string::npos);
 }

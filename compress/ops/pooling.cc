@@ -1,0 +1,68 @@
+// Pooling in LibTorch: MaxPool2d and AvgPool2d (square windows, no padding), GlobalAvgPool (the mean over H
+// and W of a map, over T of a sequence); lowered from aten::max_pool2d, aten::avg_pool2d and
+// aten::adaptive_avg_pool2d to 1x1. All per channel.
+#include <torch/csrc/jit/ir/ir.h>
+
+#include "compress/ops/script_lowering.h"
+#include "compress/ops/torch_op.h"
+
+namespace mighty::compress {
+namespace {
+
+int64_t kernel(const Node& n) { return n.attrs.at("kernel").get<int64_t>(); }
+
+torch::Tensor max_pool(const TorchCall& c) {
+  const int64_t k = kernel(c.node());
+  return torch::max_pool2d(c.in(), k, c.node().attrs.value("stride", k));
+}
+
+torch::Tensor avg_pool(const TorchCall& c) {
+  const int64_t k = kernel(c.node());
+  return torch::avg_pool2d(c.in(), k, c.node().attrs.value("stride", k));
+}
+
+torch::Tensor global_avg_pool(const TorchCall& c) { return c.in().dim() == 4 ? c.in().mean({2, 3}) : c.in().mean(1); }
+
+// aten::max_pool2d(input, kernel, stride, padding, dilation, ceil_mode) and
+// aten::avg_pool2d(input, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override).
+void lower_window(ScriptLowering& l, const torch::jit::Node* n, bool is_max) {
+  const int64_t k = l.square(n, 1, "kernel");
+  int64_t stride = l.square(n, 2, "stride");
+  if (stride < 0) stride = k;  // an empty stride list means the kernel size
+  if (l.square(n, 3, "padding") != 0) l.fail(n, "padding must be 0");
+  if (is_max && l.square(n, 4, "dilation") != 1) l.fail(n, "dilation must be 1");
+  if (l.constant(n, is_max ? 5 : 4).toBool()) l.fail(n, "ceil_mode must be False");
+  l.add(n, is_max ? "maxpool" : "avgpool", is_max ? OpKind::kMaxPool2d : OpKind::kAvgPool2d,
+        {l.input_of(n, 0)}, {{"kernel", k}, {"stride", stride}});
+}
+
+void lower_max(ScriptLowering& l, const torch::jit::Node* n) { lower_window(l, n, true); }
+void lower_avg(ScriptLowering& l, const torch::jit::Node* n) { lower_window(l, n, false); }
+
+void lower_adaptive(ScriptLowering& l, const torch::jit::Node* n) {
+  if (l.square(n, 1, "output size") != 1) l.fail(n, "only a 1x1 output (global average pooling)");
+  l.add(n, "gap", OpKind::kGlobalAvgPool, {l.input_of(n, 0)});
+}
+
+}  // namespace
+
+extern const TorchOpDef kMaxPool2dTorchOp = {
+    OpKind::kMaxPool2d, nullptr, max_pool, {"aten::max_pool2d"}, lower_max, nullptr, ChannelRole::kPerChannel,
+    nullptr,            nullptr, false,    nullptr,              false};
+extern const TorchOpDef kAvgPool2dTorchOp = {
+    OpKind::kAvgPool2d, nullptr, avg_pool, {"aten::avg_pool2d"}, lower_avg, nullptr, ChannelRole::kPerChannel,
+    nullptr,            nullptr, false,    nullptr,              false};
+extern const TorchOpDef kGlobalAvgPoolTorchOp = {OpKind::kGlobalAvgPool,
+                                                 nullptr,
+                                                 global_avg_pool,
+                                                 {"aten::adaptive_avg_pool2d"},
+                                                 lower_adaptive,
+                                                 nullptr,
+                                                 ChannelRole::kPerChannel,
+                                                 nullptr,
+                                                 nullptr,
+                                                 false,
+                                                 nullptr,
+                                                 false};
+
+}  // namespace mighty::compress

@@ -1,0 +1,60 @@
+// What an op's TorchScript lowering (TorchOpDef::lower) sees: the node's constant arguments (weights and
+// settings are constants after freezing), the IR values of its tensor arguments, and a way to add the IR node
+// with its weights. Errors name the file and the TorchScript node. Implemented in compress/lower.cc.
+#pragma once
+
+#include <ATen/core/ivalue.h>
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/graph/graph.h"
+
+namespace torch::jit {
+struct Node;
+struct Value;
+}  // namespace torch::jit
+
+namespace mighty::compress {
+
+class ScriptLowering {
+ public:
+  explicit ScriptLowering(std::string path) : path_(std::move(path)) {}
+
+  [[noreturn]] void fail(const torch::jit::Node* n, const std::string& what) const;
+  c10::IValue constant(const torch::jit::Node* n, size_t i) const;
+  torch::Tensor tensor(const torch::jit::Node* n, size_t i) const;  // float32, contiguous
+  bool has_tensor(const torch::jit::Node* n, size_t i) const;       // not None
+  // A square size from an int list ([k] or [k, k]) or an int; -1 for an empty list.
+  int64_t square(const torch::jit::Node* n, size_t i, const char* what) const;
+  // The IR value of tensor argument i.
+  int input_of(const torch::jit::Node* n, size_t i) const;
+
+  // Adds the IR node computing n's output, named "<prefix>_<count>"; returns the name (for weights).
+  std::string add(const torch::jit::Node* n, const char* prefix, OpKind op, std::vector<int> inputs,
+                  nlohmann::json attrs = nlohmann::json::object());
+  void weight(const std::string& name, torch::Tensor t) { weights_[name] = std::move(t); }
+  // n's output is the IR value `value` (ops that vanish at inference).
+  void alias(const torch::jit::Node* n, int value);
+
+  // Used by lower_torchscript.
+  void bind_input(const torch::jit::Value* v, int value) { values_[v] = value; }
+  bool has_value(const torch::jit::Value* v) const { return values_.count(v) != 0; }
+  int value_of(const torch::jit::Value* v) const { return values_.at(v); }
+  Graph& graph() { return g_; }
+  const std::map<std::string, torch::Tensor>& weights() const { return weights_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  Graph g_;
+  std::map<const torch::jit::Value*, int> values_;
+  std::map<std::string, torch::Tensor> weights_;
+  int count_ = 0;
+};
+
+}  // namespace mighty::compress
