@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/dispatch.h"
 #include "kernels/requantize.h"
 #include "kernels/thread_pool.h"
 
@@ -101,21 +102,8 @@ int16_t* scratch_int16(size_t count) {
   return reinterpret_cast<int16_t*>((address + 63) / 64 * 64);
 }
 
-GemmKernel gemm_kernel(Isa isa) {
-  require_isa(isa);
-  switch (isa) {
-    case Isa::kRef:
-      return gemm_ref;
-    case Isa::kAvx2:
-      return gemm_avx2;
-    case Isa::kAvx512Vnni:
-      return gemm_avx512vnni;
-  }
-  throw std::runtime_error("unknown kernel path");
-}
-
 void gemm_u8s8(const GemmArgs& args_in, Isa isa, ThreadPool* pool) {
-  const GemmKernel kernel = gemm_kernel(isa);
+  const GemmKernel kernel = kernel_table(isa).gemm;
   GemmArgs args = args_in;
   thread_local std::vector<int64_t> group_offsets;
   if (args.a_rows) {

@@ -111,8 +111,6 @@ struct GemmArgs {
 // One path's kernel: computes output columns [n_begin, n_end) (multiples of 16 except at N) for all rows.
 using GemmKernel = void (*)(const GemmArgs& args, int64_t n_begin, int64_t n_end);
 
-GemmKernel gemm_kernel(Isa isa);  // throws std::runtime_error if the path was not built or the CPU lacks it
-
 // C = epilogue(A x W^T) on the selected path (MIGHTY_ISA or the best supported), split over `pool` when
 // given. Throws std::invalid_argument for implicit im2col runs that are not whole 4-deep groups.
 void gemm_u8s8(const GemmArgs& args, ThreadPool* pool = nullptr);

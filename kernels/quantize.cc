@@ -3,6 +3,8 @@
 
 #include <stdexcept>
 
+#include "kernels/dispatch.h"
+
 namespace mighty::kernels {
 namespace {
 
@@ -24,18 +26,7 @@ void dequantize_ref(const uint8_t* q, int64_t n, float scale, int32_t zero_point
   for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(static_cast<int32_t>(q[i]) - zero_point) * scale;
 }
 
-const QuantizeKernels& kernels_for(Isa isa) {
-  require_isa(isa);
-  switch (isa) {
-    case Isa::kRef:
-      return kQuantizeRef;
-    case Isa::kAvx2:
-      return kQuantizeAvx2;
-    case Isa::kAvx512Vnni:
-      return kQuantizeAvx512;
-  }
-  return kQuantizeRef;
-}
+const QuantizeKernels& kernels_for(Isa isa) { return *kernel_table(isa).quantize; }
 
 Isa default_isa() {
   static const Isa isa = selected_isa();

@@ -17,7 +17,8 @@ void lower_relu(ScriptLowering& l, const torch::jit::Node* n) {
 }
 
 void lower_gelu(ScriptLowering& l, const torch::jit::Node* n) {
-  if (n->inputs().size() > 1 && l.constant(n, 1).toStringRef() != "none") l.fail(n, "only the exact (erf) GELU");
+  if (n->inputs().size() > 1 && l.constant(n, 1).toStringRef() != "none")
+    l.fail(n, "only the exact (erf) GELU");
   l.add(n, "gelu", OpKind::kGELU, {l.input_of(n, 0)});
 }
 
@@ -29,12 +30,21 @@ void lower_softmax(ScriptLowering& l, const torch::jit::Node* n) {
 
 }  // namespace
 
-extern const TorchOpDef kReLUTorchOp = {
-    OpKind::kReLU, nullptr, relu, {"aten::relu", "aten::relu_"}, lower_relu, nullptr, ChannelRole::kPerChannel,
-    nullptr,       nullptr, false, nullptr, false};
+extern const TorchOpDef kReLUTorchOp = {OpKind::kReLU,
+                                        nullptr,
+                                        relu,
+                                        {"aten::relu", "aten::relu_"},
+                                        lower_relu,
+                                        nullptr,
+                                        ChannelRole::kPerChannel,
+                                        nullptr,
+                                        nullptr,
+                                        false,
+                                        nullptr,
+                                        false};
 extern const TorchOpDef kGELUTorchOp = {
-    OpKind::kGELU, nullptr, gelu, {"aten::gelu"}, lower_gelu, nullptr, ChannelRole::kPerChannel,
-    nullptr,       nullptr, false, nullptr, false};
+    OpKind::kGELU, nullptr, gelu,  {"aten::gelu"}, lower_gelu, nullptr, ChannelRole::kPerChannel,
+    nullptr,       nullptr, false, nullptr,        false};
 extern const TorchOpDef kSoftmaxTorchOp = {
     OpKind::kSoftmax, nullptr, softmax, {"aten::softmax"}, lower_softmax, nullptr, ChannelRole::kMixes,
     nullptr,          nullptr, false,   nullptr,           false};

@@ -17,8 +17,17 @@ void lower(ScriptLowering& l, const torch::jit::Node* n) {
 
 }  // namespace
 
-extern const TorchOpDef kAddTorchOp = {
-    OpKind::kAdd, nullptr, forward, {"aten::add", "aten::add_"}, lower, nullptr, ChannelRole::kMixes,
-    nullptr,      nullptr, false,   nullptr,                     false};
+extern const TorchOpDef kAddTorchOp = {OpKind::kAdd,
+                                       nullptr,
+                                       forward,
+                                       {"aten::add", "aten::add_"},
+                                       lower,
+                                       nullptr,
+                                       ChannelRole::kMixes,
+                                       nullptr,
+                                       nullptr,
+                                       false,
+                                       nullptr,
+                                       false};
 
 }  // namespace mighty::compress

@@ -38,20 +38,22 @@ class AttentionImpl : public torch::nn::Module {
 };
 
 std::shared_ptr<torch::nn::Module> module(const Node& n) {
-  return std::make_shared<AttentionImpl>(n.attrs.at("d_model").get<int64_t>(), n.attrs.at("heads").get<int64_t>(),
-                                         n.attrs.value("causal", false), attention_head_dim(n));
+  return std::make_shared<AttentionImpl>(n.attrs.at("d_model").get<int64_t>(),
+                                         n.attrs.at("heads").get<int64_t>(), n.attrs.value("causal", false),
+                                         attention_head_dim(n));
 }
 
 torch::Tensor forward(const TorchCall& c) { return c.module<AttentionImpl>().forward(c.in()); }
 
 std::vector<PrunableWeight> projections(const Node& n) {
-  return {{n.name + ".in_proj", n.name + ".in_proj.weight"}, {n.name + ".out_proj", n.name + ".out_proj.weight"}};
+  return {{n.name + ".in_proj", n.name + ".in_proj.weight"},
+          {n.name + ".out_proj", n.name + ".out_proj.weight"}};
 }
 
 }  // namespace
 
 extern const TorchOpDef kMultiHeadAttentionTorchOp = {
-    OpKind::kMultiHeadAttention, module, forward, {}, nullptr, projections, ChannelRole::kMixes, nullptr, nullptr,
-    false,                       nullptr, false};
+    OpKind::kMultiHeadAttention, module,  forward, {},    nullptr, projections,
+    ChannelRole::kMixes,         nullptr, nullptr, false, nullptr, false};
 
 }  // namespace mighty::compress

@@ -35,8 +35,17 @@ void lower(ScriptLowering& l, const torch::jit::Node* n) {
 
 }  // namespace
 
-extern const TorchOpDef kBatchNorm2dTorchOp = {
-    OpKind::kBatchNorm2d, module,  forward, {"aten::batch_norm"}, lower, nullptr, ChannelRole::kPerChannel,
-    nullptr,              nullptr, false,   "channels",           false};
+extern const TorchOpDef kBatchNorm2dTorchOp = {OpKind::kBatchNorm2d,
+                                               module,
+                                               forward,
+                                               {"aten::batch_norm"},
+                                               lower,
+                                               nullptr,
+                                               ChannelRole::kPerChannel,
+                                               nullptr,
+                                               nullptr,
+                                               false,
+                                               "channels",
+                                               false};
 
 }  // namespace mighty::compress

@@ -42,7 +42,7 @@ void lower(ScriptLowering& l, const torch::jit::Node* n) {
 }  // namespace
 
 extern const TorchOpDef kConv2dTorchOp = {
-    OpKind::kConv2d, module,        forward,          {"aten::conv2d"}, lower, own_weight, ChannelRole::kLayer,
-    "out_channels",  "in_channels", /*flat_input=*/false, nullptr, /*int8_weights=*/true};
+    OpKind::kConv2d,     module,         forward,       {"aten::conv2d"},     lower,   own_weight,
+    ChannelRole::kLayer, "out_channels", "in_channels", /*flat_input=*/false, nullptr, /*int8_weights=*/true};
 
 }  // namespace mighty::compress

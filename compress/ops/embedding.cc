@@ -28,15 +28,16 @@ torch::Tensor bag(const TorchCall& c) {
   return rows.sum(1) / valid.sum(1, true).clamp_min(1).to(rows.scalar_type());
 }
 
-std::vector<PrunableWeight> bag_table(const Node& n) { return {{n.name, n.name + ".weight", /*table=*/true}}; }
+std::vector<PrunableWeight> bag_table(const Node& n) {
+  return {{n.name, n.name + ".weight", /*table=*/true}};
+}
 
 }  // namespace
 
-extern const TorchOpDef kEmbeddingTorchOp = {
-    OpKind::kEmbedding, module, embedding, {}, nullptr, nullptr, ChannelRole::kMixes, nullptr, nullptr, false,
-    nullptr,            false};
+extern const TorchOpDef kEmbeddingTorchOp = {OpKind::kEmbedding,  module,  embedding, {},    nullptr, nullptr,
+                                             ChannelRole::kMixes, nullptr, nullptr,   false, nullptr, false};
 extern const TorchOpDef kEmbeddingBagTorchOp = {
-    OpKind::kEmbeddingBag, module, bag, {}, nullptr, bag_table, ChannelRole::kMixes, nullptr, nullptr, false,
-    nullptr,               false};
+    OpKind::kEmbeddingBag, module,  bag,     {},    nullptr, bag_table,
+    ChannelRole::kMixes,   nullptr, nullptr, false, nullptr, false};
 
 }  // namespace mighty::compress

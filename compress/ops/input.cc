@@ -8,8 +8,7 @@ torch::Tensor forward(const TorchCall& c) { return c.model_input(); }
 
 }  // namespace
 
-extern const TorchOpDef kInputTorchOp = {
-    OpKind::kInput, nullptr, forward, {}, nullptr, nullptr, ChannelRole::kMixes, nullptr, nullptr, false, nullptr,
-    false};
+extern const TorchOpDef kInputTorchOp = {OpKind::kInput,      nullptr, forward, {},    nullptr, nullptr,
+                                         ChannelRole::kMixes, nullptr, nullptr, false, nullptr, false};
 
 }  // namespace mighty::compress

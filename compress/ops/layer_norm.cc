@@ -12,8 +12,7 @@ torch::Tensor forward(const TorchCall& c) { return c.module<torch::nn::LayerNorm
 
 }  // namespace
 
-extern const TorchOpDef kLayerNormTorchOp = {
-    OpKind::kLayerNorm, module, forward, {}, nullptr, nullptr, ChannelRole::kMixes, nullptr, nullptr, false,
-    nullptr,            false};
+extern const TorchOpDef kLayerNormTorchOp = {OpKind::kLayerNorm,  module,  forward, {},    nullptr, nullptr,
+                                             ChannelRole::kMixes, nullptr, nullptr, false, nullptr, false};
 
 }  // namespace mighty::compress

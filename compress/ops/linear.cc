@@ -10,9 +10,9 @@ namespace {
 
 std::shared_ptr<torch::nn::Module> module(const Node& n) {
   const auto& a = n.attrs;
-  return torch::nn::Linear(torch::nn::LinearOptions(a.at("in_features").get<int64_t>(),
-                                                    a.at("out_features").get<int64_t>())
-                               .bias(a.value("bias", true)))
+  return torch::nn::Linear(
+             torch::nn::LinearOptions(a.at("in_features").get<int64_t>(), a.at("out_features").get<int64_t>())
+                 .bias(a.value("bias", true)))
       .ptr();
 }
 
@@ -31,7 +31,7 @@ void lower(ScriptLowering& l, const torch::jit::Node* n) {
 }  // namespace
 
 extern const TorchOpDef kLinearTorchOp = {
-    OpKind::kLinear, module,        forward,         {"aten::linear"}, lower, own_weight, ChannelRole::kLayer,
-    "out_features",  "in_features", /*flat_input=*/true, nullptr, /*int8_weights=*/true};
+    OpKind::kLinear,     module,         forward,       {"aten::linear"},    lower,   own_weight,
+    ChannelRole::kLayer, "out_features", "in_features", /*flat_input=*/true, nullptr, /*int8_weights=*/true};
 
 }  // namespace mighty::compress

@@ -21,7 +21,9 @@ torch::Tensor avg_pool(const TorchCall& c) {
   return torch::avg_pool2d(c.in(), k, c.node().attrs.value("stride", k));
 }
 
-torch::Tensor global_avg_pool(const TorchCall& c) { return c.in().dim() == 4 ? c.in().mean({2, 3}) : c.in().mean(1); }
+torch::Tensor global_avg_pool(const TorchCall& c) {
+  return c.in().dim() == 4 ? c.in().mean({2, 3}) : c.in().mean(1);
+}
 
 // aten::max_pool2d(input, kernel, stride, padding, dilation, ceil_mode) and
 // aten::avg_pool2d(input, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override).
@@ -46,12 +48,30 @@ void lower_adaptive(ScriptLowering& l, const torch::jit::Node* n) {
 
 }  // namespace
 
-extern const TorchOpDef kMaxPool2dTorchOp = {
-    OpKind::kMaxPool2d, nullptr, max_pool, {"aten::max_pool2d"}, lower_max, nullptr, ChannelRole::kPerChannel,
-    nullptr,            nullptr, false,    nullptr,              false};
-extern const TorchOpDef kAvgPool2dTorchOp = {
-    OpKind::kAvgPool2d, nullptr, avg_pool, {"aten::avg_pool2d"}, lower_avg, nullptr, ChannelRole::kPerChannel,
-    nullptr,            nullptr, false,    nullptr,              false};
+extern const TorchOpDef kMaxPool2dTorchOp = {OpKind::kMaxPool2d,
+                                             nullptr,
+                                             max_pool,
+                                             {"aten::max_pool2d"},
+                                             lower_max,
+                                             nullptr,
+                                             ChannelRole::kPerChannel,
+                                             nullptr,
+                                             nullptr,
+                                             false,
+                                             nullptr,
+                                             false};
+extern const TorchOpDef kAvgPool2dTorchOp = {OpKind::kAvgPool2d,
+                                             nullptr,
+                                             avg_pool,
+                                             {"aten::avg_pool2d"},
+                                             lower_avg,
+                                             nullptr,
+                                             ChannelRole::kPerChannel,
+                                             nullptr,
+                                             nullptr,
+                                             false,
+                                             nullptr,
+                                             false};
 extern const TorchOpDef kGlobalAvgPoolTorchOp = {OpKind::kGlobalAvgPool,
                                                  nullptr,
                                                  global_avg_pool,

@@ -1,0 +1,26 @@
+// The kernel tables, one per path, indexed by Isa. Compiled without ISA flags.
+#include "kernels/dispatch.h"
+
+#include <iterator>
+#include <stdexcept>
+
+namespace mighty::kernels {
+namespace {
+
+constexpr KernelTable kTables[] = {
+    {Isa::kRef, gemm_ref, &kQuantizeRef},
+    {Isa::kAvx2, gemm_avx2, &kQuantizeAvx2},
+    {Isa::kAvx512Vnni, gemm_avx512vnni, &kQuantizeAvx512},
+};
+
+}  // namespace
+
+const KernelTable& kernel_table(Isa isa) {
+  require_isa(isa);
+  const auto index = static_cast<size_t>(isa);
+  if (index >= std::size(kTables) || kTables[index].isa != isa)
+    throw std::runtime_error("no kernel table for this path");
+  return kTables[index];
+}
+
+}  // namespace mighty::kernels

@@ -1,0 +1,22 @@
+// One table of kernels per CPU path, as MLAS's platform struct: everything a path implements, reached through
+// kernel_table(isa). A new path (AMX, NEON, WebAssembly SIMD) is its own translation units plus one entry in
+// dispatch.cc; callers never switch on the path.
+#pragma once
+
+#include "kernels/cpu_features.h"
+#include "kernels/gemm.h"
+#include "kernels/quantize.h"
+
+namespace mighty::kernels {
+
+struct KernelTable {
+  Isa isa;
+  GemmKernel gemm;                  // u8 x s8 GEMM over packed weights, output columns [n_begin, n_end)
+  const QuantizeKernels* quantize;  // activation quantize, range, dequantize
+};
+
+// The table of `isa`; throws std::runtime_error naming it when the path was not built or the CPU cannot run
+// it.
+const KernelTable& kernel_table(Isa isa);
+
+}  // namespace mighty::kernels
