@@ -278,7 +278,7 @@ std::pair<std::string, double> quality(const nlohmann::json& test) {
 nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teacher& teacher,
                                  const std::string& teacher_key, const Dataset& data, GraphModule& student,
                                  bool from_student, const StageOptions& options) {
-  const DistillSpec& d = recipe.stages.at(stage_index).distill;
+  const DistillSpec& d = recipe.stages.at(stage_index).get<DistillSpec>();
   const std::string path = fmt::format("/stages/{}", stage_index);
   ensure_run_dir(options.dir);
   const Graph student_graph = student->graph();

@@ -139,11 +139,16 @@ std::string JsonReader::string(const std::string& key, std::optional<std::string
 
 std::string JsonReader::choice(const std::string& key, std::optional<std::string> fallback,
                                std::initializer_list<const char*> options) {
+  return choice(key, std::move(fallback), std::vector<std::string>(options.begin(), options.end()));
+}
+
+std::string JsonReader::choice(const std::string& key, std::optional<std::string> fallback,
+                               const std::vector<std::string>& options) {
   const std::string s = string(key, std::move(fallback));
-  for (const char* o : options)
+  for (const auto& o : options)
     if (s == o) return s;
   std::string list;
-  for (const char* o : options) list += (list.empty() ? "" : ", ") + std::string(o);
+  for (const auto& o : options) list += (list.empty() ? "" : ", ") + o;
   fail_at(key, fmt::format("'{}' is not one of: {}", s, list));
 }
 

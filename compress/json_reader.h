@@ -44,6 +44,8 @@ class JsonReader {
   std::string string(const std::string& key, std::optional<std::string> fallback);
   std::string choice(const std::string& key, std::optional<std::string> fallback,
                      std::initializer_list<const char*> options);
+  std::string choice(const std::string& key, std::optional<std::string> fallback,
+                     const std::vector<std::string>& options);
   std::vector<int64_t> integer_list(const std::string& key, std::optional<std::vector<int64_t>> fallback,
                                     int64_t lo, int64_t hi);
   std::vector<double> number_list(const std::string& key, std::optional<std::vector<double>> fallback,

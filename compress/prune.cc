@@ -468,7 +468,7 @@ nlohmann::json completed_result(const PruneSpec& spec, const std::string& dir, c
 
 nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher& teacher,
                                const Dataset& data, GraphModule& student, const StageOptions& options) {
-  const PruneSpec& spec = recipe.stages.at(stage_index).prune;
+  const PruneSpec& spec = recipe.stages.at(stage_index).get<PruneSpec>();
   ensure_run_dir(options.dir);
   // The result's format version is part of its identity: a result.json written by an older mighty (without
   // fields this report reads) is not taken as complete; the stage runs again.

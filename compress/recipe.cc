@@ -331,24 +331,7 @@ Recipe parse_recipe(const std::string& text, const std::string& file) {
   if (!r.stages.empty() && r.student.arch.empty()) {
     root.fail_at("stages", "the stages need a 'student'");
   }
-  // Order: training stages (distill, prune, any number), then quantize, then export, then verify; each of
-  // the last three at most once.
-  const std::vector<std::string> order = {"distill", "quantize", "export", "verify"};
-  size_t last = 0;
-  for (size_t i = 0; i < r.stages.size(); ++i) {
-    const std::string& kind = r.stages[i].kind == "prune" ? order[0] : r.stages[i].kind;
-    const auto rank = static_cast<size_t>(std::find(order.begin(), order.end(), kind) - order.begin());
-    const std::string at = fmt::format("stages/{}/kind", i);
-    if (rank < last || (rank == last && rank > 0 && i > 0)) {
-      root.fail_at_path(at, fmt::format("'{}' cannot come after '{}' (order: distill and prune..., quantize, "
-                                        "export, verify)",
-                                        r.stages[i].kind, r.stages[i - 1].kind));
-    }
-    if (r.stages[i].kind == "verify" && (i == 0 || r.stages[i - 1].kind != "export")) {
-      root.fail_at_path(at, "'verify' checks the exported artifact: put an 'export' stage before it");
-    }
-    last = rank;
-  }
+  detail::check_stage_order(root, r.stages);
 
   auto eval = root.object("eval", /*optional=*/true);
   r.eval.latency_runs = eval.integer("latency_runs", 200, 1, 1000000);

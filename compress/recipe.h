@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -212,12 +213,16 @@ struct VerifySpec {
   int64_t threads = 0;              // every model is measured at this thread count; 0 = the run's (--threads)
 };
 
+struct ExportSpec {};  // no keys
+
+// One stage of the recipe: its kind (a StageDef of compress/stages.h) and that kind's spec alone.
 struct StageSpec {
   std::string kind;  // distill | prune | quantize | export | verify
-  DistillSpec distill;
-  PruneSpec prune;
-  QuantizeSpec quantize;
-  VerifySpec verify;
+  std::variant<DistillSpec, PruneSpec, QuantizeSpec, ExportSpec, VerifySpec> spec;
+  template <class Spec>
+  const Spec& get() const {
+    return std::get<Spec>(spec);
+  }
 };
 
 struct EvalSpec {

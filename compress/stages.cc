@@ -8,6 +8,7 @@
 #include "compress/evaluate.h"
 #include "compress/export.h"
 #include "compress/prune.h"
+#include "compress/recipe_internal.h"
 #include "runtime/error.h"
 
 namespace mighty::compress {
@@ -49,7 +50,8 @@ nlohmann::json run_quantize(const StageSpec& spec, StageContext& ctx) {
   Pipeline& p = ctx.pipeline;
   nlohmann::json stage;
   fmt::print(stderr, "quantize: calibrating\n");
-  p.quantized = std::make_unique<QuantizedModel>(quantize_model(p.student, spec.quantize, ctx.data, stage));
+  p.quantized =
+      std::make_unique<QuantizedModel>(quantize_model(p.student, spec.get<QuantizeSpec>(), ctx.data, stage));
   QuantizedModel& qm = *p.quantized;
   stage["simulated_test"] =
       evaluate_forward([&](const torch::Tensor& x) { return qm.forward(x); }, ctx.data, Split::kTest);
@@ -105,12 +107,18 @@ std::string quantize_markdown(const nlohmann::json& stage) {
   return out;
 }
 
+// Order ranks: training stages (any number) < quantize < export < verify (each at most once).
 const StageDef kStages[] = {
-    {"distill", true, run_distill, distill_markdown, false},
-    {"prune", true, run_prune, prune_markdown, false},
-    {"quantize", false, run_quantize, quantize_markdown, false},
-    {"export", false, run_export, nullptr, false},
-    {"verify", false, run_verify_stage, verify_markdown, true},
+    {"distill", detail::read_distill, detail::distill_to_json, 0, true, nullptr, nullptr, true, run_distill,
+     distill_markdown, false},
+    {"prune", detail::read_prune, detail::prune_to_json, 0, true, nullptr, nullptr, true, run_prune,
+     prune_markdown, false},
+    {"quantize", detail::read_quantize, detail::quantize_to_json, 1, false, nullptr, nullptr, false,
+     run_quantize, quantize_markdown, false},
+    {"export", detail::read_export, detail::export_to_json, 2, false, nullptr, nullptr, false, run_export,
+     nullptr, false},
+    {"verify", detail::read_verify, detail::verify_to_json, 3, false, "export",
+     "checks the exported artifact", false, run_verify_stage, verify_markdown, true},
 };
 
 }  // namespace
@@ -136,6 +144,47 @@ const StageDef& stage_def(const std::string& kind) {
   }
   throw Error(fmt::format("unknown stage kind '{}' (stages: {})", kind, known));
 }
+
+namespace detail {
+
+StageSpec read_stage(JsonReader& st, const Recipe& r) {
+  std::vector<std::string> kinds;
+  for (const StageDef* d : stage_defs()) kinds.push_back(d->kind);
+  StageSpec s;
+  s.kind = st.choice("kind", std::nullopt, kinds);
+  stage_def(s.kind).read(st, r, s);
+  st.finish();
+  return s;
+}
+
+nlohmann::json stage_to_json(const StageSpec& s) {
+  nlohmann::json j = stage_def(s.kind).to_json(s);
+  j["kind"] = s.kind;
+  return j;
+}
+
+void check_stage_order(JsonReader& root, const std::vector<StageSpec>& stages) {
+  for (size_t i = 0; i < stages.size(); ++i) {
+    const StageDef& def = stage_def(stages[i].kind);
+    const std::string at = fmt::format("stages/{}/kind", i);
+    if (i > 0) {
+      const StageDef& prev = stage_def(stages[i - 1].kind);
+      if (def.order < prev.order || (def.order == prev.order && !def.repeats)) {
+        std::string order;
+        for (const StageDef* d : stage_defs())
+          order += fmt::format("{}{}{}", order.empty() ? "" : ", ", d->kind, d->repeats ? "..." : "");
+        root.fail_at_path(at,
+                          fmt::format("'{}' cannot come after '{}' (order: {})", def.kind, prev.kind, order));
+      }
+    }
+    if (def.after && (i == 0 || stages[i - 1].kind != def.after)) {
+      root.fail_at_path(
+          at, fmt::format("'{}' {}: put an '{}' stage before it", def.kind, def.after_why, def.after));
+    }
+  }
+}
+
+}  // namespace detail
 
 nlohmann::json model_entry(const std::string& name, const std::string& role, const std::string& engine,
                            int64_t params, int64_t bytes, const nlohmann::json& test,

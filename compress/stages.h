@@ -1,7 +1,7 @@
 // The stages of `mighty compress` as units behind one interface: each kind has a run function and a report
 // section, found through one table (find_stage), so the pipeline's loop knows no kind by name. Adding a
-// stage: its spec in compress/recipe.h and recipe_stages.cc, its entry in compress/stages.cc,
-// docs/recipes.md.
+// stage: its spec struct in compress/recipe.h with its reader and writer in recipe_stages.cc, its entry in
+// compress/stages.cc, its table in docs/recipes.md (tested against the registry).
 #pragma once
 
 #include <memory>
@@ -12,6 +12,7 @@
 
 #include "compress/data.h"
 #include "compress/jobs.h"
+#include "compress/json_reader.h"
 #include "compress/quantize.h"
 #include "compress/recipe.h"
 #include "compress/teacher.h"
@@ -45,6 +46,17 @@ struct StageContext {
 
 struct StageDef {
   const char* kind;
+  // The stage's recipe keys: read strictly into spec.spec (defaults: the spec struct's member initializers,
+  // compress/recipe.h) and written back resolved, every key (without "kind"). docs/recipes.md documents them;
+  // a test checks the two against each other.
+  void (*read)(JsonReader& st, const Recipe& recipe, StageSpec& spec);
+  nlohmann::json (*to_json)(const StageSpec& spec);
+  // Where the stage may stand: stages run in non-decreasing `order`; a stage that does not `repeat` comes at
+  // most once per rank; `after` (when set) must come right before it.
+  int order;
+  bool repeats;
+  const char* after;
+  const char* after_why;  // for the error: "checks the exported artifact"
   // Training stages run on every rank of a data-parallel run; the others on rank 0 alone.
   bool trains;
   // Returns the stage's report entry; {"completed": false} when stopped early (resume later).

@@ -154,13 +154,14 @@ nlohmann::json verify(const VerifySpec& spec, StageContext& ctx, int threads) {
 nlohmann::json run_verify_stage(const StageSpec& spec, StageContext& ctx) {
   ctx.teacher.remember_outputs(false);
   const int run_threads = torch::get_num_threads();
-  const int threads = spec.verify.threads > 0 ? static_cast<int>(spec.verify.threads) : run_threads;
+  const int threads =
+      spec.get<VerifySpec>().threads > 0 ? static_cast<int>(spec.get<VerifySpec>().threads) : run_threads;
   torch::set_num_threads(threads);
   struct Restore {
     int n;
     ~Restore() { torch::set_num_threads(n); }
   } restore{run_threads};
-  nlohmann::json stage = verify(spec.verify, ctx, threads);
+  nlohmann::json stage = verify(spec.get<VerifySpec>(), ctx, threads);
   // The file carries the results it was shipped with.
   Pipeline& p = ctx.pipeline;
   p.artifact_writer.metadata()["verify"] = {

@@ -411,7 +411,7 @@ TEST_CASE("mixup: deterministic mixed batches, and a stage that trains both runs
   }
   use_private_data_cache();
   const Recipe recipe = parse_recipe(recipe_text(kZooTeacher, distill_stage(R"(, "mixup": 0.4)")), "r.json");
-  REQUIRE(recipe.stages[0].distill.mixup == 0.4);
+  REQUIRE(recipe.stages[0].get<DistillSpec>().mixup == 0.4);
   const auto mixed = run_compress(recipe, quiet_options(temp_dir("mixup")));
   const auto plain = run_compress(parse_recipe(recipe_text(kZooTeacher, distill_stage()), "r.json"),
                                   quiet_options(temp_dir("nomixup")));
