@@ -273,149 +273,161 @@ std::pair<std::string, double> quality(const nlohmann::json& test) {
   return {"bits_per_char", test.at("bits_per_char").get<double>()};
 }
 
-}  // namespace
+// What every run of a distill stage shares.
+struct DistillSetup {
+  const Recipe& recipe;
+  size_t stage_index;
+  const DistillSpec& d;
+  Teacher& teacher;
+  const std::string& teacher_key;
+  const Dataset& data;
+  GraphModule& student;
+  bool from_student;
+  const StageOptions& options;
+  std::string path;  // the stage's JSON pointer, for errors
+  Graph student_graph;
+  std::vector<int> teacher_nodes, student_nodes;  // feature terms
+};
 
-nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teacher& teacher,
-                                 const std::string& teacher_key, const Dataset& data, GraphModule& student,
-                                 bool from_student, const StageOptions& options) {
-  const DistillSpec& d = recipe.stages.at(stage_index).get<DistillSpec>();
-  const std::string path = fmt::format("/stages/{}", stage_index);
-  ensure_run_dir(options.dir);
-  const Graph student_graph = student->graph();
+using Objective = decltype(TrainOptions::objective);
 
-  std::vector<int> teacher_nodes, student_nodes;
-  for (size_t i = 0; i < d.features.size(); ++i) {
-    const std::string where = fmt::format("{}/features/{}", path, i);
-    if (!teacher.graph()) throw Error(where + ": feature distillation needs a zoo teacher");
-    teacher_nodes.push_back(
-        find_node(*teacher.graph(), d.features[i].teacher, "teacher", where + "/teacher"));
-    student_nodes.push_back(find_node(student_graph, d.features[i].student, "student", where + "/student"));
-  }
-
-  std::vector<RunPlan> plan;
-  for (int64_t k = 0; k < d.repeats; ++k) {
-    const uint64_t seed = d.seed + static_cast<uint64_t>(k);
-    plan.push_back({"distilled", seed});
-    if (d.baseline) plan.push_back({"scratch", seed});
-  }
-
-  nlohmann::json runs = nlohmann::json::array();
-  const auto teacher_forward = [&](const torch::Tensor& x) { return teacher.logits(x); };
-  for (const RunPlan& run : plan) {
-    const std::string base = options.dir + "/" + run.name();
-    const std::string identity =
-        hash64_hex(fmt::format("{}/{}/{}", options.identity, stage_index, run.name()));
-    if (options.resume && dist::exists(base + ".json") && dist::exists(base + ".pt")) {
-      auto done = nlohmann::json::parse(dist::read_file(base + ".json"), nullptr, false);
-      if (done.is_object() && done.value("identity", "") == identity) {
-        fmt::print(stderr, "distill: {} already complete ({})\n", run.name(), base + ".json");
-        runs.push_back(done);
-        continue;
+// The distilled run's loss: soft targets (cached per step when asked), the hard term (following the mix with
+// mixup) and the feature terms.
+Objective distilled_objective(const DistillSetup& s, const RunPlan& run, TeacherLogitCache* cache,
+                              FeatureTerms features) {
+  const DistillSpec& d = s.d;
+  return [&s, &d, run, cache, features](GraphModule& m, const torch::Tensor& batch, const torch::Tensor& y,
+                                        int64_t step) mutable {
+    MixedBatch mixed{batch, y, 1.0};
+    if (d.mixup > 0) mixed = mix_batch(batch, y, d.mixup, run.seed, step);
+    const torch::Tensor& x = mixed.x;
+    torch::Tensor t_logits, s_logits, feature_loss;
+    if (!d.features.empty()) {
+      auto [tl, tf] = s.teacher.logits_and_features(x, s.teacher_nodes);
+      auto [sl, sf] = m->forward_capture(x, s.student_nodes);
+      t_logits = tl;
+      s_logits = sl;
+      feature_loss = features->loss(sf, tf);
+    } else {
+      std::optional<torch::Tensor> cached;
+      if (cache) cached = cache->get(step);
+      if (cached && cached->size(0) == x.size(0)) {
+        t_logits = *cached;
+      } else {
+        t_logits = s.teacher.logits(x);
+        if (cache) cache->put(step, t_logits);
       }
+      s_logits = m->forward(x);
     }
-    torch::manual_seed(run.seed);
-    GraphModule model{Graph(student_graph)};
-    if (from_student && run.kind == "distilled") copy_parameters(student, model);
-    TrainOptions topts;
-    topts.checkpoint_path = base + ".checkpoint.pt";
-    topts.resume = options.resume;
-    topts.stop_after_steps = options.stop_after_steps;
-    topts.label = fmt::format("{} student (seed {})", run.kind, run.seed);
-    topts.identity = identity;
+    auto loss = distillation_loss(s_logits, t_logits, y, d.alpha, d.temperature, d.train.label_smoothing);
+    auto total = loss.total;
+    if (d.mixup > 0) {  // the hard term follows the mix: lambda CE(y) + (1 - lambda) CE(y2)
+      total = total + (1.0 - d.alpha) * (1.0 - mixed.lambda) *
+                          (hard_loss(s_logits, mixed.y2, d.train.label_smoothing) - loss.hard);
+    }
+    if (feature_loss.defined()) total = total + feature_loss;
+    return std::make_pair(total, s_logits);
+  };
+}
 
-    std::unique_ptr<TeacherLogitCache> cache;
+// The scratch run's loss with mixup: lambda CE(y) + (1 - lambda) CE(y2).
+Objective mixup_objective(const DistillSpec& d, const RunPlan& run) {
+  return [&d, run](GraphModule& m, const torch::Tensor& batch, const torch::Tensor& y, int64_t step) {
+    const MixedBatch mixed = mix_batch(batch, y, d.mixup, run.seed, step);
+    auto logits = m->forward(mixed.x);
+    auto loss = hard_loss(logits, y, d.train.label_smoothing) * mixed.lambda +
+                hard_loss(logits, mixed.y2, d.train.label_smoothing) * (1.0 - mixed.lambda);
+    return std::make_pair(loss, logits);
+  };
+}
+
+// The teacher's logits cache of a distilled run (null when not asked for, or data-parallel: a rank sees only
+// its part of a batch). The batches of a step depend on the data (files, splits, augmentation), the seed and
+// the batch size.
+std::unique_ptr<TeacherLogitCache> logit_cache(const DistillSetup& s, const RunPlan& run) {
+  if (!s.d.teacher_cache || dist::active()) return nullptr;
+  const std::string key =
+      hash64_hex(fmt::format("{}/{}/{}/{}/{}/{}", s.teacher_key, s.data.hash,
+                             s.recipe.to_json()["data"].dump(), run.seed, s.d.train.batch_size, s.d.mixup));
+  return std::make_unique<TeacherLogitCache>(
+      s.options.dir + fmt::format("/teacher_logits.seed{}.bin", run.seed), key);
+}
+
+// The feature terms' projections, their widths decided by one sample batch.
+FeatureTerms feature_terms(const DistillSetup& s, GraphModule& model, const RunPlan& run) {
+  auto x = training_batch(s.d.train, s.data, run.seed, 0).first;
+  torch::NoGradGuard no_grad;
+  model->eval();
+  auto s_feats = model->forward_capture(x, s.student_nodes).second;
+  auto t_feats = s.teacher.logits_and_features(x, s.teacher_nodes).second;
+  return FeatureTerms(s.d.features, s_feats, t_feats, s.path + "/features");
+}
+
+// One run of the stage: its record (test metrics, comparison with the teacher), the record of an earlier run
+// that completed it (--resume), or null when stopped.
+nlohmann::json train_run(const DistillSetup& s, const RunPlan& run) {
+  const DistillSpec& d = s.d;
+  const std::string base = s.options.dir + "/" + run.name();
+  const std::string identity =
+      hash64_hex(fmt::format("{}/{}/{}", s.options.identity, s.stage_index, run.name()));
+  if (s.options.resume) {
+    auto done = completed_record(base + ".json", {base + ".pt"}, "identity", identity);
+    if (!done.is_null()) {
+      fmt::print(stderr, "distill: {} already complete ({})\n", run.name(), base + ".json");
+      return done;
+    }
+  }
+  torch::manual_seed(run.seed);
+  GraphModule model{Graph(s.student_graph)};
+  if (s.from_student && run.kind == "distilled") copy_parameters(s.student, model);
+  TrainOptions topts;
+  topts.checkpoint_path = base + ".checkpoint.pt";
+  topts.resume = s.options.resume;
+  topts.stop_after_steps = s.options.stop_after_steps;
+  topts.label = fmt::format("{} student (seed {})", run.kind, run.seed);
+  topts.identity = identity;
+  std::unique_ptr<TeacherLogitCache> cache;
+  if (run.kind == "distilled") {
+    cache = logit_cache(s, run);
     FeatureTerms features{nullptr};
-    if (run.kind == "distilled") {
-      if (d.teacher_cache && !dist::active()) {  // a rank sees only its part of a batch
-        // The batches of a step depend on the data (files, splits, augmentation), the seed and the batch
-        // size.
-        const std::string key =
-            hash64_hex(fmt::format("{}/{}/{}/{}/{}/{}", teacher_key, data.hash,
-                                   recipe.to_json()["data"].dump(), run.seed, d.train.batch_size, d.mixup));
-        cache = std::make_unique<TeacherLogitCache>(
-            options.dir + fmt::format("/teacher_logits.seed{}.bin", run.seed), key);
-      }
-      if (!d.features.empty()) {
-        // One sample batch decides the projections' widths.
-        auto x = training_batch(d.train, data, run.seed, 0).first;
-        torch::NoGradGuard no_grad;
-        model->eval();
-        auto s_feats = model->forward_capture(x, student_nodes).second;
-        auto t_feats = teacher.logits_and_features(x, teacher_nodes).second;
-        features = FeatureTerms(d.features, s_feats, t_feats, path + "/features");
-        topts.extra = features.ptr();
-      }
-      topts.objective = [&](GraphModule& m, const torch::Tensor& batch, const torch::Tensor& y,
-                            int64_t step) {
-        MixedBatch mixed{batch, y, 1.0};
-        if (d.mixup > 0) mixed = mix_batch(batch, y, d.mixup, run.seed, step);
-        const torch::Tensor& x = mixed.x;
-        torch::Tensor t_logits, s_logits, feature_loss;
-        if (!d.features.empty()) {
-          auto [tl, tf] = teacher.logits_and_features(x, teacher_nodes);
-          auto [sl, sf] = m->forward_capture(x, student_nodes);
-          t_logits = tl;
-          s_logits = sl;
-          feature_loss = features->loss(sf, tf);
-        } else {
-          std::optional<torch::Tensor> cached;
-          if (cache) cached = cache->get(step);
-          if (cached && cached->size(0) == x.size(0)) {
-            t_logits = *cached;
-          } else {
-            t_logits = teacher.logits(x);
-            if (cache) cache->put(step, t_logits);
-          }
-          s_logits = m->forward(x);
-        }
-        auto loss = distillation_loss(s_logits, t_logits, y, d.alpha, d.temperature, d.train.label_smoothing);
-        auto total = loss.total;
-        if (d.mixup > 0) {  // the hard term follows the mix: lambda CE(y) + (1 - lambda) CE(y2)
-          total = total + (1.0 - d.alpha) * (1.0 - mixed.lambda) *
-                              (hard_loss(s_logits, mixed.y2, d.train.label_smoothing) - loss.hard);
-        }
-        if (feature_loss.defined()) total = total + feature_loss;
-        return std::make_pair(total, s_logits);
-      };
-    } else if (d.mixup > 0) {
-      topts.objective = [&](GraphModule& m, const torch::Tensor& batch, const torch::Tensor& y,
-                            int64_t step) {
-        const MixedBatch mixed = mix_batch(batch, y, d.mixup, run.seed, step);
-        auto logits = m->forward(mixed.x);
-        auto loss = hard_loss(logits, y, d.train.label_smoothing) * mixed.lambda +
-                    hard_loss(logits, mixed.y2, d.train.label_smoothing) * (1.0 - mixed.lambda);
-        return std::make_pair(loss, logits);
-      };
+    if (!d.features.empty()) {
+      features = feature_terms(s, model, run);
+      topts.extra = features.ptr();
     }
-    const TrainResult result = train_model(model, d.train, data, run.seed, topts);
-    if (!result.completed) {
-      fmt::print(stderr, "distill: {} stopped after step {}/{}; continue with --resume\n", run.name(),
-                 result.steps_done, result.total_steps);
-      return {{"kind", "distill"}, {"completed", false}};
-    }
-    save_weights(model, base + ".pt");
-    nlohmann::json r = {{"identity", identity},
-                        {"kind", run.kind},
-                        {"seed", run.seed},
-                        {"params", model->parameter_count()},
-                        {"fp32_bytes", model->fp32_bytes()},
-                        {"steps", result.steps_done},
-                        {"seconds", result.seconds},
-                        {"history", result.history},
-                        {"test", evaluate_split(model, data, Split::kTest)}};
-    model->eval();
-    r["vs_teacher"] = compare_models(
-        teacher_forward, [&](const torch::Tensor& x) { return model->forward(x); }, data, Split::kTest);
-    if (cache) r["teacher_cache"] = {{"hits", cache->hits()}, {"misses", cache->misses()}};
-    write_text(base + ".json", r.dump(2) + "\n");
-    fmt::print(stderr, "distill: {}: test {}, agreement with the teacher {:.2f}%\n", run.name(),
-               summarize_metrics(r["test"]), 100.0 * r["vs_teacher"]["agreement"].get<double>());
-    runs.push_back(r);
+    topts.objective = distilled_objective(s, run, cache.get(), features);
+  } else if (d.mixup > 0) {
+    topts.objective = mixup_objective(d, run);
   }
+  const TrainResult result = train_model(model, d.train, s.data, run.seed, topts);
+  if (!result.completed) {
+    fmt::print(stderr, "distill: {} stopped after step {}/{}; continue with --resume\n", run.name(),
+               result.steps_done, result.total_steps);
+    return nullptr;
+  }
+  save_weights(model, base + ".pt");
+  nlohmann::json r = {{"identity", identity},
+                      {"kind", run.kind},
+                      {"seed", run.seed},
+                      {"params", model->parameter_count()},
+                      {"fp32_bytes", model->fp32_bytes()},
+                      {"steps", result.steps_done},
+                      {"seconds", result.seconds},
+                      {"history", result.history},
+                      {"test", evaluate_split(model, s.data, Split::kTest)}};
+  model->eval();
+  r["vs_teacher"] =
+      compare_models([&](const torch::Tensor& x) { return s.teacher.logits(x); },
+                     [&](const torch::Tensor& x) { return model->forward(x); }, s.data, Split::kTest);
+  if (cache) r["teacher_cache"] = {{"hits", cache->hits()}, {"misses", cache->misses()}};
+  write_text(base + ".json", r.dump(2) + "\n");
+  fmt::print(stderr, "distill: {}: test {}, agreement with the teacher {:.2f}%\n", run.name(),
+             summarize_metrics(r["test"]), 100.0 * r["vs_teacher"]["agreement"].get<double>());
+  return r;
+}
 
-  // Per kind: mean and standard deviation over seeds.
+// Per kind: mean and standard deviation over seeds; `metric` is set to the quality's name.
+nlohmann::json seed_summary(const nlohmann::json& runs, std::string& metric) {
   nlohmann::json summary = nlohmann::json::object();
-  std::string metric;
   for (const char* kind : {"distilled", "scratch"}) {
     std::vector<double> q, agreement, kl;
     for (const auto& r : runs) {
@@ -434,6 +446,51 @@ nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teach
                      {"agreement_mean", mean_of(agreement)},
                      {"kl_mean", mean_of(kl)}};
   }
+  return summary;
+}
+
+}  // namespace
+
+nlohmann::json run_distill_stage(const Recipe& recipe, size_t stage_index, Teacher& teacher,
+                                 const std::string& teacher_key, const Dataset& data, GraphModule& student,
+                                 bool from_student, const StageOptions& options) {
+  const DistillSpec& d = recipe.stages.at(stage_index).get<DistillSpec>();
+  ensure_run_dir(options.dir);
+  DistillSetup s{recipe,
+                 stage_index,
+                 d,
+                 teacher,
+                 teacher_key,
+                 data,
+                 student,
+                 from_student,
+                 options,
+                 fmt::format("/stages/{}", stage_index),
+                 student->graph(),
+                 {},
+                 {}};
+  for (size_t i = 0; i < d.features.size(); ++i) {
+    const std::string where = fmt::format("{}/features/{}", s.path, i);
+    if (!teacher.graph()) throw Error(where + ": feature distillation needs a zoo teacher");
+    s.teacher_nodes.push_back(
+        find_node(*teacher.graph(), d.features[i].teacher, "teacher", where + "/teacher"));
+    s.student_nodes.push_back(
+        find_node(s.student_graph, d.features[i].student, "student", where + "/student"));
+  }
+  std::vector<RunPlan> plan;
+  for (int64_t k = 0; k < d.repeats; ++k) {
+    const uint64_t seed = d.seed + static_cast<uint64_t>(k);
+    plan.push_back({"distilled", seed});
+    if (d.baseline) plan.push_back({"scratch", seed});
+  }
+  nlohmann::json runs = nlohmann::json::array();
+  for (const RunPlan& run : plan) {
+    nlohmann::json r = train_run(s, run);
+    if (r.is_null()) return {{"kind", "distill"}, {"completed", false}};
+    runs.push_back(std::move(r));
+  }
+  std::string metric;
+  const nlohmann::json summary = seed_summary(runs, metric);
   nlohmann::json report = {{"kind", "distill"},
                            {"completed", true},
                            {"alpha", d.alpha},

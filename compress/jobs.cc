@@ -49,6 +49,18 @@ nlohmann::json evaluate_teacher(const Recipe& recipe, const Dataset& data, const
 
 }  // namespace
 
+nlohmann::json completed_record(const std::string& record, const std::vector<std::string>& outputs,
+                                const char* key_field, const std::string& key) {
+  if (!dist::exists(record)) return nullptr;
+  for (const auto& f : outputs)
+    if (!dist::exists(f)) return nullptr;
+  auto done = nlohmann::json::parse(dist::read_file(record), nullptr, false);
+  if (!done.is_object() || !done.contains(key_field) || !done[key_field].is_string() ||
+      done[key_field] != key)
+    return nullptr;
+  return done;
+}
+
 void ensure_run_dir(const std::string& dir) { ensure_dir(dir); }
 
 void write_json(const std::string& path, const nlohmann::json& j) {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -40,6 +41,11 @@ std::string run_export(const Recipe& recipe, const JobOptions& options);
 void write_json(const std::string& path, const nlohmann::json& j);
 void write_text(const std::string& path, const std::string& text);
 void ensure_run_dir(const std::string& dir);
+// Resume or reuse: the JSON record at `record` when it and every file of `outputs` exist and its `key_field`
+// equals `key` (the identity of what produced them), else null. The teacher cache, a distill run and a prune
+// stage are all found this way; data-parallel, rank 0's files decide.
+nlohmann::json completed_record(const std::string& record, const std::vector<std::string>& outputs,
+                                const char* key_field, const std::string& key);
 std::string with_commas(int64_t v);
 
 // The readable table printed after train and eval.

@@ -32,9 +32,8 @@ namespace {
 // Whether the teacher cache `dir` holds a complete teacher of this hash (teacher.pt and its metrics.json).
 // Data-parallel: rank 0's cache decides, and the other ranks load its file.
 bool cached_teacher(const std::string& dir, const std::string& teacher_hash) {
-  if (!dist::exists(dir + "/teacher.pt") || !dist::exists(dir + "/metrics.json")) return false;
-  const auto m = nlohmann::json::parse(dist::read_file(dir + "/metrics.json"), nullptr, false);
-  return m.is_object() && m.value("teacher_hash", "") == teacher_hash;
+  return !completed_record(dir + "/metrics.json", {dir + "/teacher.pt"}, "teacher_hash", teacher_hash)
+              .is_null();
 }
 
 // USE-Lite + its head: the head is trained once per (seed, data, teacher spec) into the data cache.

@@ -450,9 +450,8 @@ nlohmann::json layer_table(const nlohmann::json& before_layers, const nlohmann::
 nlohmann::json completed_result(const PruneSpec& spec, const std::string& dir, const std::string& identity,
                                 GraphModule& student) {
   const std::string result_path = dir + "/result.json", weights_path = dir + "/pruned.pt";
-  if (!dist::exists(result_path) || !dist::exists(weights_path)) return nullptr;
-  auto done = nlohmann::json::parse(dist::read_file(result_path), nullptr, false);
-  if (!done.is_object() || done.value("identity", "") != identity) return nullptr;
+  auto done = completed_record(result_path, {weights_path}, "identity", identity);
+  if (done.is_null()) return nullptr;
   fmt::print(stderr, "prune: already complete ({})\n", result_path);
   if (spec.method == "channels") {
     Graph g = Graph::from_json(nlohmann::json::parse(dist::read_file(dir + "/pruned.graph.json")));

@@ -348,33 +348,25 @@ nlohmann::json smooth(GraphModule& model, double alpha, const std::vector<torch:
 
 }  // namespace
 
-QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, const Dataset& data,
-                              nlohmann::json& report) {
-  student->eval();
-  GraphModule model = spec.fold_batchnorm ? fold_batchnorm(student) : GraphModule(Graph(student->graph()));
-  if (!spec.fold_batchnorm) copy_parameters(student, model);
-  model->eval();
-  const Graph& g = model->graph();
-  const auto batches = calibration_batches(data, spec.calibration_examples);
-  report = {{"kind", "quantize"},
-            {"fold_batchnorm", spec.fold_batchnorm},
-            {"calibration_batches", batches.size()},
-            {"observer", spec.observer}};
-  if (spec.smoothquant_alpha > 0) report["smoothquant"] = smooth(model, spec.smoothquant_alpha, batches);
+namespace {
 
-  // Which layers, with what settings.
-  struct Plan {
-    int node;
-    std::string observer, activations;
-  };
+// Which layers are quantized, with what settings; the excluded ones are added to `excluded`.
+struct Plan {
+  int node;
+  std::string observer, activations;
+};
+
+bool excluded_by(const QuantizeSpec& spec, const std::string& name) {
+  return std::any_of(spec.exclude.begin(), spec.exclude.end(),
+                     [&](const std::string& p) { return glob_match(p, name); });
+}
+
+std::vector<Plan> plan_layers(const Graph& g, const QuantizeSpec& spec, nlohmann::json& excluded) {
   std::vector<Plan> plan;
-  nlohmann::json excluded = nlohmann::json::array();
   for (size_t i = 0; i < g.nodes().size(); ++i) {
     const Node& n = g.nodes()[i];
     if (!quantizable(n)) continue;
-    const bool skip = std::any_of(spec.exclude.begin(), spec.exclude.end(),
-                                  [&](const std::string& p) { return glob_match(p, n.name); });
-    if (skip) {
+    if (excluded_by(spec, n.name)) {
       excluded.push_back(n.name);
       continue;
     }
@@ -396,26 +388,35 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
           "quantize: exclude pattern '{}' matches no Linear, Conv2d or EmbeddingBag layer", pattern));
     }
   }
-  report["excluded"] = excluded;
+  return plan;
+}
 
-  // Calibration: ranges of every static layer's input in the float model (two passes: range, histogram).
+// Ranges of every planned layer's input in the float model (two passes: range, histogram).
+std::vector<RangeObserver> calibrate(GraphModule& model, const std::vector<Plan>& plan,
+                                     const std::vector<torch::Tensor>& batches) {
   std::vector<int> inputs;
-  for (const auto& p : plan) inputs.push_back(g.nodes()[p.node].inputs[0]);
+  for (const auto& p : plan) inputs.push_back(model->graph().nodes()[p.node].inputs[0]);
   std::vector<RangeObserver> observers(plan.size());
-  {
-    torch::NoGradGuard no_grad;
-    for (int pass = 0; pass < 2; ++pass) {
-      for (const auto& x : batches) {
-        const auto feats = model->forward_capture(x, inputs).second;
-        for (size_t k = 0; k < plan.size(); ++k) {
-          if (pass == 0)
-            observers[k].observe_range(feats[k]);
-          else
-            observers[k].observe_histogram(feats[k]);
-        }
+  torch::NoGradGuard no_grad;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const auto& x : batches) {
+      const auto feats = model->forward_capture(x, inputs).second;
+      for (size_t k = 0; k < plan.size(); ++k) {
+        if (pass == 0)
+          observers[k].observe_range(feats[k]);
+        else
+          observers[k].observe_histogram(feats[k]);
       }
     }
   }
+  return observers;
+}
+
+// Each planned layer's input parameters, int8 weights and bias; then the uint8 chains, by the runtime's rule
+// (runtime/exec/u8_chain.h), so simulation and runtime agree.
+std::map<int, LayerQuant> quantize_layers(GraphModule& model, const std::vector<Plan>& plan,
+                                          const std::vector<RangeObserver>& observers, double percentile) {
+  const Graph& g = model->graph();
   std::map<int, LayerQuant> layers;
   for (size_t k = 0; k < plan.size(); ++k) {
     const Node& n = g.nodes()[plan[k].node];
@@ -425,7 +426,7 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
     q.observer = plan[k].observer;
     q.static_activation = plan[k].activations == "static";
     if (q.static_activation) {
-      const auto [lo, hi] = observers[k].range(q.observer, spec.percentile);
+      const auto [lo, hi] = observers[k].range(q.observer, percentile);
       q.input = kernels::choose_quant_params(lo, hi);
     }
     std::tie(q.weight_q, q.weight_scale) =
@@ -434,7 +435,6 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
     if (n.attrs.value("bias", true)) q.bias = param(model, n.name + ".bias").detach().clone();
     layers[q.node] = q;
   }
-  // uint8 chains: the runtime's rule (runtime/exec/u8_chain.h), so simulation and runtime agree.
   for (auto& [i, q] : layers) {
     if (!q.static_activation || g.nodes()[i].op != OpKind::kConv2d) continue;
     const U8Chain chain = follow_u8_chain(g, i);
@@ -446,14 +446,17 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
       q.relu = chain.relu;
     }
   }
-  QuantizedModel qm(std::move(model), std::move(layers));
-  // Embedding tables of bags: int8 rows (the largest tensor of a document model).
+  return layers;
+}
+
+// Embedding tables of bags: int8 rows (the largest tensor of a document model). Returns their reports.
+nlohmann::json quantize_tables(QuantizedModel& qm, const QuantizeSpec& spec, nlohmann::json& excluded) {
+  const Graph& g = qm.fp32()->graph();
   nlohmann::json table_reports = nlohmann::json::array();
   for (size_t i = 0; i < g.nodes().size(); ++i) {
     const Node& n = g.nodes()[i];
     if (n.op != OpKind::kEmbeddingBag) continue;
-    if (std::any_of(spec.exclude.begin(), spec.exclude.end(),
-                    [&](const std::string& p) { return glob_match(p, n.name); })) {
+    if (excluded_by(spec, n.name)) {
       excluded.push_back(n.name);
       continue;
     }
@@ -470,16 +473,37 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
                              {"sqnr_db", sqnr_db(w, back)}});
     qm.tables()[t.node] = t;
   }
-  report["excluded"] = excluded;
-  report["tables"] = table_reports;
+  return table_reports;
+}
 
-  // Bias correction, layer by layer in graph order: the mean per-channel error of the simulated output
-  // (earlier layers already quantized and corrected) against the float model's is taken out of the bias.
+// The mean per-channel error of a layer's simulated output (earlier layers already quantized and corrected)
+// against the float model's, measured on the float epilogue's output (before a fused ReLU's clamp).
+torch::Tensor output_bias_error(QuantizedModel& qm, LayerQuant& q,
+                                const std::vector<torch::Tensor>& batches) {
+  const bool u8 = q.u8_output;
+  q.u8_output = false;
+  torch::Tensor diff;
+  int64_t seen = 0;
+  for (const auto& x : batches) {
+    const auto yq = qm.forward_capture(x, {q.node}).second[0];
+    const auto yf = qm.fp32()->forward_capture(x, {q.node}).second[0];
+    const auto d = channel_mean(yq - yf) * static_cast<double>(x.size(0));
+    diff = diff.defined() ? diff + d : d;
+    seen += x.size(0);
+  }
+  q.u8_output = u8;
+  return diff / static_cast<double>(seen);
+}
+
+// Bias correction, layer by layer in graph order; returns each layer's report row.
+nlohmann::json correct_biases(QuantizedModel& qm, const std::vector<Plan>& plan,
+                              const std::vector<RangeObserver>& observers, const QuantizeSpec& spec,
+                              const std::vector<torch::Tensor>& batches) {
   nlohmann::json layer_reports = nlohmann::json::array();
   for (size_t k = 0; k < plan.size(); ++k) {
     LayerQuant& q = qm.layers().at(plan[k].node);
     nlohmann::json lr = {{"layer", q.name},
-                         {"op", op_name(g.nodes()[q.node].op)},
+                         {"op", op_name(qm.fp32()->graph().nodes()[q.node].op)},
                          {"activations", q.static_activation ? "static" : "dynamic"},
                          {"weight_shape", q.weight_q.sizes().vec()},
                          {"output", q.u8_output ? (q.relu ? "uint8 (ReLU fused)" : "uint8") : "float32"}};
@@ -491,27 +515,18 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
                  {"input_zero_point", q.input.zero_point}});
     }
     if (spec.bias_correction && q.bias.defined()) {
-      // Measured on the float epilogue's output (before a fused ReLU's clamp), with earlier layers as
-      // deployed.
-      const bool u8 = q.u8_output;
-      q.u8_output = false;
-      torch::Tensor diff;
-      for (const auto& x : batches) {
-        const auto yq = qm.forward_capture(x, {q.node}).second[0];
-        const auto yf = qm.fp32()->forward_capture(x, {q.node}).second[0];
-        const auto d = channel_mean(yq - yf) * static_cast<double>(x.size(0));
-        diff = diff.defined() ? diff + d : d;
-      }
-      q.u8_output = u8;
-      int64_t seen = 0;
-      for (const auto& x : batches) seen += x.size(0);
-      diff = diff / static_cast<double>(seen);
+      const torch::Tensor diff = output_bias_error(qm, q, batches);
       q.bias = q.bias - diff;
       lr["bias_correction_max"] = diff.abs().max().item<double>();
     }
     layer_reports.push_back(lr);
   }
-  // How much each layer's output moved: simulation vs float, on the calibration data.
+  return layer_reports;
+}
+
+// How much each layer's output moved: simulation vs float on the calibration data, into each report row.
+void measure_sqnr(QuantizedModel& qm, const std::vector<Plan>& plan,
+                  const std::vector<torch::Tensor>& batches, nlohmann::json& layer_reports) {
   std::vector<int> quant_nodes;
   for (const auto& p : plan) quant_nodes.push_back(p.node);
   std::vector<double> signal(plan.size(), 0.0), noise(plan.size(), 0.0);
@@ -528,6 +543,31 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
   for (size_t k = 0; k < plan.size(); ++k) {
     layer_reports[k]["sqnr_db"] = noise[k] > 0 ? 10.0 * std::log10(signal[k] / noise[k]) : 999.0;
   }
+}
+
+}  // namespace
+
+QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, const Dataset& data,
+                              nlohmann::json& report) {
+  student->eval();
+  GraphModule model = spec.fold_batchnorm ? fold_batchnorm(student) : GraphModule(Graph(student->graph()));
+  if (!spec.fold_batchnorm) copy_parameters(student, model);
+  model->eval();
+  const auto batches = calibration_batches(data, spec.calibration_examples);
+  report = {{"kind", "quantize"},
+            {"fold_batchnorm", spec.fold_batchnorm},
+            {"calibration_batches", batches.size()},
+            {"observer", spec.observer}};
+  if (spec.smoothquant_alpha > 0) report["smoothquant"] = smooth(model, spec.smoothquant_alpha, batches);
+  nlohmann::json excluded = nlohmann::json::array();
+  const std::vector<Plan> plan = plan_layers(model->graph(), spec, excluded);
+  const std::vector<RangeObserver> observers = calibrate(model, plan, batches);
+  std::map<int, LayerQuant> layers = quantize_layers(model, plan, observers, spec.percentile);
+  QuantizedModel qm(std::move(model), std::move(layers));
+  report["tables"] = quantize_tables(qm, spec, excluded);
+  report["excluded"] = excluded;
+  nlohmann::json layer_reports = correct_biases(qm, plan, observers, spec, batches);
+  measure_sqnr(qm, plan, batches, layer_reports);
   report["layers"] = layer_reports;
   return qm;
 }

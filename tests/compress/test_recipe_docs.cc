@@ -126,7 +126,7 @@ void check_default(const std::string& what, const std::string& documented, const
 }
 
 struct Variant {
-  std::string stages;      // a stage list with the stage under test at `index`
+  std::string stages;  // a stage list with the stage under test at `index`
   size_t index;
   std::set<std::string> given;  // keys the variant sets (no default to compare)
 };
@@ -170,14 +170,14 @@ TEST_CASE("docs/recipes.md documents every stage key of the registry, with the r
     REQUIRE(docs.find(std::string("### `\"kind\": \"") + def->kind + "\"`") != std::string::npos);
   }
   const std::map<std::string, nlohmann::json> context = {
-      {"distill/seed", 3},                // the recipe's seed
+      {"distill/seed", 3},                 // the recipe's seed
       {"quantize/activations", "static"},  // images (dynamic for text)
-      {"verify/threads", 0},              // the run's --threads
-      {"verify/latency_runs", 0},         // eval.latency_runs
-      {"train/weight_decay", 0.01},       // adamw (0 with sgd, below)
+      {"verify/threads", 0},               // the run's --threads
+      {"verify/latency_runs", 0},          // eval.latency_runs
+      {"train/weight_decay", 0.01},        // adamw (0 with sgd, below)
   };
-  check_section(docs, "### `\"kind\": \"distill\"`", {{R"([{"kind": "distill", "train": {"epochs": 1}}])", 0, {"train"}}},
-                context, "distill/");
+  check_section(docs, "### `\"kind\": \"distill\"`",
+                {{R"([{"kind": "distill", "train": {"epochs": 1}}])", 0, {"train"}}}, context, "distill/");
   check_section(docs, "### `\"kind\": \"prune\"`",
                 {{R"([{"kind": "prune", "sparsity": 0.5}])", 0, {"sparsity"}},
                  {R"([{"kind": "prune", "method": "n:m"}])", 0, {"method"}},
@@ -186,7 +186,8 @@ TEST_CASE("docs/recipes.md documents every stage key of the registry, with the r
                   0,
                   {"method", "sparsity", "train", "sensitivity"}}},
                 context, "prune/");
-  check_section(docs, "### `\"kind\": \"quantize\"`", {{R"([{"kind": "quantize"}])", 0, {}}}, context, "quantize/");
+  check_section(docs, "### `\"kind\": \"quantize\"`", {{R"([{"kind": "quantize"}])", 0, {}}}, context,
+                "quantize/");
   check_section(docs, "### `\"kind\": \"verify\"`", {{R"([{"kind": "export"}, {"kind": "verify"}])", 1, {}}},
                 context, "verify/");
   // The training schedule every training stage shares (documented once, under the teacher).
@@ -203,6 +204,7 @@ TEST_CASE("docs/recipes.md documents every stage key of the registry, with the r
   REQUIRE_FALSE(readable(R"([{"kind": "distill", "train": {"optimizer": "sgd"}}])"));
   REQUIRE_FALSE(readable(R"([{"kind": "distill", "train": {"epochs": 1, "schedule": "step"}}])"));
   // sgd's own weight-decay default.
-  REQUIRE(resolved_stages(R"([{"kind": "distill", "train": {"epochs": 1, "optimizer": "sgd"}}])")[0]["train"]
-                         ["weight_decay"] == 0.0);
+  REQUIRE(resolved_stages(
+              R"([{"kind": "distill", "train": {"epochs": 1, "optimizer": "sgd"}}])")[0]["train"]
+                                                                                     ["weight_decay"] == 0.0);
 }
