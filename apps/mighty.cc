@@ -15,10 +15,10 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
-#include "compress/distributed.h"
-#include "compress/jobs.h"
-#include "compress/pipeline.h"
-#include "compress/recipe.h"
+#include "compress/pipeline/jobs.h"
+#include "compress/pipeline/pipeline.h"
+#include "compress/recipe/recipe.h"
+#include "compress/train/distributed.h"
 #include "launch.h"
 #include "runtime/error.h"
 

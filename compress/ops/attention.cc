@@ -1,7 +1,7 @@
 // MultiHeadAttention in LibTorch: one packed input projection [3 * heads * head_dim, d_model] and an output
 // projection [d_model, heads * head_dim], as the IR's (head_dim = d_model / heads unless heads were pruned
 // away); causal when the attribute says so. Both projections are prunable weights; heads are removed by
-// channel pruning's head groups (compress/structured.h).
+// channel pruning's head groups (compress/passes/structured.h).
 #include <cmath>
 #include <limits>
 

@@ -1,6 +1,6 @@
 // What an op's TorchScript lowering (TorchOpDef::lower) sees: the node's constant arguments (weights and
 // settings are constants after freezing), the IR values of its tensor arguments, and a way to add the IR node
-// with its weights. Errors name the file and the TorchScript node. Implemented in compress/lower.cc.
+// with its weights. Errors name the file and the TorchScript node. Implemented in compress/models/lower.cc.
 #pragma once
 
 #include <ATen/core/ivalue.h>

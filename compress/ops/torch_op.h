@@ -50,7 +50,7 @@ struct PrunableWeight {
   bool table = false;  // rows are tokens, not GEMM columns: magnitude pruning only
 };
 
-// An op's part in structured (channel) pruning, compress/structured.h.
+// An op's part in structured (channel) pruning, compress/passes/structured.h.
 enum class ChannelRole {
   kMixes,       // mixes channels (or is not on a channel path): a removable unit must not reach it
   kPerChannel,  // maps each channel to the same channel (activations, pooling, BatchNorm)

@@ -6,9 +6,9 @@
 #include <filesystem>
 #include <string>
 
-#include "compress/data.h"
-#include "compress/jobs.h"
-#include "compress/recipe.h"
+#include "compress/data/data.h"
+#include "compress/pipeline/jobs.h"
+#include "compress/recipe/recipe.h"
 #include "runtime/error.h"
 
 namespace mighty::compress::testing {

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <string>
 
-#include "compress/data.h"
+#include "compress/data/data.h"
 #include "runtime/error.h"
 #include "runtime/io/atomic_file.h"
 #include "runtime/io/idx.h"

@@ -7,12 +7,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include "compress/distill.h"
-#include "compress/evaluate.h"
-#include "compress/jobs.h"
-#include "compress/pipeline.h"
-#include "compress/recipe.h"
-#include "compress/teacher.h"
+#include "compress/models/teacher.h"
+#include "compress/passes/distill.h"
+#include "compress/pipeline/jobs.h"
+#include "compress/pipeline/pipeline.h"
+#include "compress/recipe/recipe.h"
+#include "compress/train/evaluate.h"
 #include "helpers.h"
 #include "runtime/error.h"
 #include "runtime/io/atomic_file.h"

@@ -7,11 +7,11 @@
 #include <string>
 
 #include "../use_lite_reference.h"
-#include "compress/data.h"
-#include "compress/export.h"
-#include "compress/recipe.h"
-#include "compress/use_lite.h"
-#include "compress/zoo.h"
+#include "compress/data/data.h"
+#include "compress/models/use_lite.h"
+#include "compress/models/zoo.h"
+#include "compress/passes/export.h"
+#include "compress/recipe/recipe.h"
 #include "helpers.h"
 #include "runtime/error.h"
 #include "runtime/exec/session.h"

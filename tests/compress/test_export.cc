@@ -1,8 +1,8 @@
 // The runtime's fp32 executor against LibTorch on the same weights, for every model family.
 #include <catch2/catch.hpp>
 
-#include "compress/export.h"
-#include "compress/zoo.h"
+#include "compress/models/zoo.h"
+#include "compress/passes/export.h"
 #include "runtime/error.h"
 #include "runtime/exec/session.h"
 #include "runtime/exec/tasks.h"

@@ -4,9 +4,9 @@
 
 #include <cstdlib>
 
-#include "compress/lower.h"
-#include "compress/pipeline.h"
-#include "compress/recipe.h"
+#include "compress/models/lower.h"
+#include "compress/pipeline/pipeline.h"
+#include "compress/recipe/recipe.h"
 #include "helpers.h"
 #include "runtime/error.h"
 

@@ -5,12 +5,12 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "compress/jobs.h"
-#include "compress/pipeline.h"
-#include "compress/prune.h"
-#include "compress/recipe.h"
-#include "compress/sensitivity.h"
-#include "compress/zoo.h"
+#include "compress/models/zoo.h"
+#include "compress/passes/prune.h"
+#include "compress/passes/sensitivity.h"
+#include "compress/pipeline/jobs.h"
+#include "compress/pipeline/pipeline.h"
+#include "compress/recipe/recipe.h"
 #include "helpers.h"
 #include "kernels/gemm.h"
 #include "runtime/error.h"

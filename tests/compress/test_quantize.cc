@@ -6,11 +6,11 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "compress/evaluate.h"
-#include "compress/export.h"
-#include "compress/pipeline.h"
-#include "compress/quantize.h"
-#include "compress/recipe.h"
+#include "compress/passes/export.h"
+#include "compress/passes/quantize.h"
+#include "compress/pipeline/pipeline.h"
+#include "compress/recipe/recipe.h"
+#include "compress/train/evaluate.h"
 #include "helpers.h"
 #include "runtime/error.h"
 #include "runtime/exec/session.h"

@@ -3,8 +3,8 @@
 #include <filesystem>
 #include <string>
 
-#include "compress/json_source.h"
-#include "compress/recipe.h"
+#include "compress/recipe/json_source.h"
+#include "compress/recipe/recipe.h"
 #include "helpers.h"
 #include "runtime/error.h"
 

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "compress/recipe.h"
-#include "compress/stages.h"
+#include "compress/pipeline/stages.h"
+#include "compress/recipe/recipe.h"
 
 using namespace mighty;
 using namespace mighty::compress;

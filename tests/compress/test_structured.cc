@@ -5,12 +5,12 @@
 
 #include <cstdlib>
 
-#include "compress/export.h"
-#include "compress/jobs.h"
-#include "compress/pipeline.h"
-#include "compress/recipe.h"
-#include "compress/structured.h"
-#include "compress/zoo.h"
+#include "compress/models/zoo.h"
+#include "compress/passes/export.h"
+#include "compress/passes/structured.h"
+#include "compress/pipeline/jobs.h"
+#include "compress/pipeline/pipeline.h"
+#include "compress/recipe/recipe.h"
 #include "helpers.h"
 #include "runtime/exec/session.h"
 #include "runtime/format/artifact.h"

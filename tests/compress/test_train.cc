@@ -4,11 +4,11 @@
 
 #include <filesystem>
 
-#include "compress/data.h"
-#include "compress/evaluate.h"
-#include "compress/recipe.h"
-#include "compress/trainer.h"
-#include "compress/zoo.h"
+#include "compress/data/data.h"
+#include "compress/models/zoo.h"
+#include "compress/recipe/recipe.h"
+#include "compress/train/evaluate.h"
+#include "compress/train/trainer.h"
 #include "helpers.h"
 #include "runtime/error.h"
 

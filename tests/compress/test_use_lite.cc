@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "../use_lite_reference.h"
-#include "compress/use_lite.h"
+#include "compress/models/use_lite.h"
 #include "runtime/error.h"
 #include "runtime/io/atomic_file.h"
 #include "runtime/text/tokenizer.h"

@@ -2,8 +2,8 @@
 
 #include <set>
 
+#include "compress/models/zoo.h"
 #include "compress/ops/torch_op.h"
-#include "compress/zoo.h"
 #include "runtime/error.h"
 #include "runtime/graph/op_def.h"
 

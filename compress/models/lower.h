@@ -1,0 +1,22 @@
+// Lowering a TorchScript model to mighty's graph IR: the module is frozen (weights become constants), its
+// forward graph is walked node by node, and each op is mapped to an IR op with its weights copied by name, so
+// the result is a GraphModule like any zoo model (trainable, quantizable, exportable). An op outside the IR
+// is an error naming the op and the node.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "compress/models/zoo.h"
+
+namespace mighty::compress {
+
+// `input_shape` is one example's shape ([C, H, W] or [D]); the lowered module is checked against the
+// TorchScript module on a random batch before it is returned.
+GraphModule lower_torchscript(const std::string& path, const std::vector<int64_t>& input_shape);
+
+// Copies every parameter and buffer that `dst` shares by name with `src`.
+void copy_parameters(GraphModule& src, GraphModule& dst);
+
+}  // namespace mighty::compress

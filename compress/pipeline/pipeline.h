@@ -1,0 +1,21 @@
+// mighty compress: the teacher, then the recipe's stages (distill, prune, quantize, export, verify) on the
+// student, and the report that puts them side by side.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "compress/pipeline/jobs.h"
+#include "compress/recipe/recipe.h"
+
+namespace mighty::compress {
+
+// Runs the recipe's teacher (trained once into the data cache, or loaded) and then its stages in order, in
+// out_dir: stages/<i>-<kind>/ (resumable with `resume`), student.pt, student.graph.json, model.mighty
+// (export), report.json and report.md. Returns the report ({"completed": false} when stopped early). When
+// verify's criteria are not met, the report is written and then an Error names what failed.
+nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options);
+std::string report_markdown(const nlohmann::json& report);
+
+}  // namespace mighty::compress
