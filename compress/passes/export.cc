@@ -17,8 +17,6 @@ namespace mighty::compress {
 
 namespace {
 
-bool is_weight_layer(const Node& n) { return torch_op(n.op).int8_weights; }
-
 ArtifactWriter write(GraphModule& model, const nlohmann::json& metadata, bool int8) {
   ArtifactWriter writer;
   nlohmann::json meta = metadata;
@@ -27,7 +25,7 @@ ArtifactWriter write(GraphModule& model, const nlohmann::json& metadata, bool in
   if (int8) {
     const auto& nodes = model->graph().nodes();
     for (size_t i = 0; i < nodes.size(); ++i) {
-      if (!is_weight_layer(nodes[i])) continue;
+      if (!torch_op(nodes[i].op).int8_weights) continue;
       graph["nodes"][i]["attrs"]["quant"] = {{"weight", "int8"}, {"activation", "dynamic"}};
       int8_weights.insert(nodes[i].name + ".weight");
     }
