@@ -26,17 +26,38 @@ std::string describe(const torch::jit::Node* n) {
   return text;
 }
 
-// Walks the inlined forward graph: constants are read by the ops that use them, ops that vanish at inference
-// pass their input on, every other node goes to its op's lowering (compress/ops/).
+// A shape assertion a scripted module carries (F.adaptive_avg_pool2d's "input must have more than 2
+// dimensions"): an If without outputs whose branches do nothing but raise.
+bool is_assertion(const torch::jit::Node* n) {
+  if (n->kind() != c10::prim::If || n->outputs().size() != 0) return false;
+  for (const torch::jit::Block* b : n->blocks())
+    for (const torch::jit::Node* inner : b->nodes())
+      if (inner->kind() != c10::prim::RaiseException && inner->kind() != c10::prim::Constant) return false;
+  return true;
+}
+
+// Only non-tensor values (sizes, lists, flags): read by the ops that use them as constants or shape lists,
+// where each lowering checks what it needs.
+bool only_scalars(const torch::jit::Node* n) {
+  if (n->outputs().empty()) return false;
+  for (const torch::jit::Value* v : n->outputs())
+    if (v->type()->kind() == c10::TypeKind::TensorType) return false;
+  return true;
+}
+
+// Walks the inlined forward graph: constants and sizes are read by the ops that use them, shape assertions
+// and the traced size-to-tensor casts are skipped, ops that vanish at inference pass their input on, every
+// other node goes to its op's lowering (compress/ops/).
 void lower_node(ScriptLowering& l, const torch::jit::Node* n) {
   const std::string kind = n->kind().toQualString();
-  if (kind == "prim::Constant" || kind == "prim::ListConstruct") return;
-  if (kind == "aten::dropout" || kind == "aten::dropout_") return l.alias(n, l.input_of(n, 0));
+  if (kind == "prim::Constant" || kind == "prim::NumToTensor" || only_scalars(n) || is_assertion(n)) return;
+  if (kind == "aten::dropout" || kind == "aten::dropout_" || kind == "aten::contiguous")
+    return l.alias(n, l.input_of(n, 0));
   const TorchOpDef* def = find_script_op(kind);
   if (!def) {
     throw Error(
         fmt::format("{}: TorchScript op '{}' (node '{}') has no equivalent in mighty's graph IR; "
-                    "supported: {}, aten::dropout",
+                    "supported: {}, aten::dropout, aten::contiguous",
                     l.path(), kind, describe(n), script_ops_supported()));
   }
   def->lower(l, n);
@@ -119,6 +140,41 @@ int ScriptLowering::input_of(const torch::jit::Node* n, size_t i) const {
   auto it = values_.find(n->input(i));
   if (it == values_.end()) fail(n, fmt::format("argument {} is not the output of a lowered op", i));
   return it->second;
+}
+
+std::vector<int> ScriptLowering::inputs_of_list(const torch::jit::Node* n, size_t i) const {
+  const torch::jit::Node* list = n->input(i)->node();
+  if (list->kind() != c10::prim::ListConstruct)
+    fail(n, fmt::format("argument {} must be a list of tensors", i));
+  std::vector<int> out;
+  for (const torch::jit::Value* v : list->inputs()) {
+    auto it = values_.find(v);
+    if (it == values_.end()) fail(n, "a listed tensor is not the output of a lowered op");
+    out.push_back(it->second);
+  }
+  return out;
+}
+
+std::vector<std::optional<int64_t>> ScriptLowering::int_list(const torch::jit::Node* n, size_t i) const {
+  std::vector<std::optional<int64_t>> out;
+  const torch::jit::Value* v = n->input(i);
+  if (auto iv = torch::jit::toIValue(v)) {
+    if (!iv->isIntList()) fail(n, fmt::format("argument {} must be a list of integers", i));
+    for (int64_t x : iv->toIntVector()) out.emplace_back(x);
+    return out;
+  }
+  if (v->node()->kind() != c10::prim::ListConstruct)
+    fail(n, fmt::format("argument {} must be a list of integers", i));
+  for (const torch::jit::Value* item : v->node()->inputs()) {
+    auto iv = torch::jit::toIValue(item);
+    if (iv && !iv->isInt()) fail(n, fmt::format("argument {} must be a list of integers", i));
+    out.push_back(iv ? std::optional<int64_t>(iv->toInt()) : std::nullopt);
+  }
+  return out;
+}
+
+bool ScriptLowering::is_constant(const torch::jit::Node* n, size_t i) const {
+  return torch::jit::toIValue(n->input(i)).has_value();
 }
 
 std::string ScriptLowering::add(const torch::jit::Node* n, const char* prefix, OpKind op,

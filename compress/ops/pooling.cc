@@ -1,7 +1,9 @@
 // Pooling in LibTorch: MaxPool2d and AvgPool2d (square windows, no padding), GlobalAvgPool (the mean over H
-// and W of a map, over T of a sequence); lowered from aten::max_pool2d, aten::avg_pool2d and
-// aten::adaptive_avg_pool2d to 1x1. All per channel.
+// and W of a map, kept as [C, 1, 1] with `keepdim`; over T of a sequence); lowered from aten::max_pool2d,
+// aten::avg_pool2d, aten::adaptive_avg_pool2d to 1x1 and aten::mean over H and W. All per channel.
 #include <torch/csrc/jit/ir/ir.h>
+
+#include <algorithm>
 
 #include "compress/ops/script_lowering.h"
 #include "compress/ops/torch_op.h"
@@ -22,7 +24,7 @@ torch::Tensor avg_pool(const TorchCall& c) {
 }
 
 torch::Tensor global_avg_pool(const TorchCall& c) {
-  return c.in().dim() == 4 ? c.in().mean({2, 3}) : c.in().mean(1);
+  return c.in().dim() == 4 ? c.in().mean({2, 3}, c.node().attrs.value("keepdim", false)) : c.in().mean(1);
 }
 
 // aten::max_pool2d(input, kernel, stride, padding, dilation, ceil_mode) and
@@ -43,7 +45,26 @@ void lower_avg(ScriptLowering& l, const torch::jit::Node* n) { lower_window(l, n
 
 void lower_adaptive(ScriptLowering& l, const torch::jit::Node* n) {
   if (l.square(n, 1, "output size") != 1) l.fail(n, "only a 1x1 output (global average pooling)");
-  l.add(n, "gap", OpKind::kGlobalAvgPool, {l.input_of(n, 0)});
+  l.add(n, "gap", OpKind::kGlobalAvgPool, {l.input_of(n, 0)}, {{"keepdim", true}});
+}
+
+// aten::mean(input, dims, keepdim, dtype) over H and W of [B, C, H, W] (dims {2, 3} in any order, or
+// {-1, -2}).
+void lower_mean(ScriptLowering& l, const torch::jit::Node* n) {
+  std::vector<int64_t> dims;
+  for (const auto& d : l.int_list(n, 1)) {
+    if (!d) l.fail(n, "the reduced dimensions must be constants");
+    dims.push_back(*d < 0 ? *d + 4 : *d);
+  }
+  std::sort(dims.begin(), dims.end());
+  if (dims != std::vector<int64_t>{2, 3}) l.fail(n, "only the mean over H and W of an NCHW map");
+  if (n->inputs().size() > 3 && !l.constant(n, 3).isNone()) l.fail(n, "dtype must be None");
+  l.add(n, "gap", OpKind::kGlobalAvgPool, {l.input_of(n, 0)}, {{"keepdim", l.constant(n, 2).toBool()}});
+}
+
+void lower_global(ScriptLowering& l, const torch::jit::Node* n) {
+  if (std::string(n->kind().toQualString()) == "aten::mean") return lower_mean(l, n);
+  lower_adaptive(l, n);
 }
 
 }  // namespace
@@ -75,8 +96,8 @@ extern const TorchOpDef kAvgPool2dTorchOp = {OpKind::kAvgPool2d,
 extern const TorchOpDef kGlobalAvgPoolTorchOp = {OpKind::kGlobalAvgPool,
                                                  nullptr,
                                                  global_avg_pool,
-                                                 {"aten::adaptive_avg_pool2d"},
-                                                 lower_adaptive,
+                                                 {"aten::adaptive_avg_pool2d", "aten::mean"},
+                                                 lower_global,
                                                  nullptr,
                                                  ChannelRole::kPerChannel,
                                                  nullptr,

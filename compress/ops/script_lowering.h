@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,12 @@ class ScriptLowering {
   int64_t square(const torch::jit::Node* n, size_t i, const char* what) const;
   // The IR value of tensor argument i.
   int input_of(const torch::jit::Node* n, size_t i) const;
+  // The IR values of the tensors in list argument i (aten::cat).
+  std::vector<int> inputs_of_list(const torch::jit::Node* n, size_t i) const;
+  // Int list argument i, where entries computed at run time (a traced batch size) are nullopt.
+  std::vector<std::optional<int64_t>> int_list(const torch::jit::Node* n, size_t i) const;
+  // Whether argument i is a constant (a weight or setting) rather than a lowered value.
+  bool is_constant(const torch::jit::Node* n, size_t i) const;
 
   // Adds the IR node computing n's output, named "<prefix>_<count>"; returns the name (for weights).
   std::string add(const torch::jit::Node* n, const char* prefix, OpKind op, std::vector<int> inputs,

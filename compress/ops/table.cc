@@ -47,6 +47,10 @@ std::string script_ops_supported() {
   return out;
 }
 
+bool int8_layer(const Node& n) {
+  return torch_op(n.op).int8_weights && n.attrs.value("groups", int64_t{1}) == 1;
+}
+
 std::vector<PrunableWeight> own_weight(const Node& node) { return {{node.name, node.name + ".weight"}}; }
 
 }  // namespace mighty::compress

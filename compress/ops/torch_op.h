@@ -66,7 +66,7 @@ struct TorchOpDef {
   // The node's output for a batch (train and eval; "train_dropout" is applied by the caller).
   torch::Tensor (*forward)(const TorchCall& call);
   // TorchScript ops (qualified names; "_" variants are listed) lowered to this op, and how; empty when none.
-  std::array<const char*, 4> script_ops;
+  std::array<const char*, 6> script_ops;
   void (*lower)(ScriptLowering& lowering, const torch::jit::Node* node);
   // Pruning: the weights unstructured pruning may sparsify (null: none), the channel role and, for kLayer,
   // the attributes that count its output and input units. `flat_input`: a layer whose inputs may be a
@@ -88,6 +88,10 @@ const TorchOpDef& torch_op(OpKind op);
 const TorchOpDef* find_script_op(const std::string& script_kind);
 // Every TorchScript op kind some definition lowers, for error messages.
 std::string script_ops_supported();
+
+// Whether the quantizer gives node `n` int8 weights: its op's int8_weights, except for grouped convolutions,
+// which stay fp32 until the runtime has their int8 kernel.
+bool int8_layer(const Node& n);
 
 // The weights of a layer named after its node: {name, name + ".weight"}.
 std::vector<PrunableWeight> own_weight(const Node& node);

@@ -15,9 +15,10 @@
 namespace mighty::compress {
 namespace {
 
-constexpr double kNormEps = 1e-5;  // LibTorch's BatchNorm2d default, as in the runtime
+constexpr double kNormEps =
+    1e-5;  // LibTorch's BatchNorm2d default, as in the runtime (a node may say otherwise)
 
-bool quantizable(const Node& n) { return torch_op(n.op).int8_weights; }
+bool quantizable(const Node& n) { return int8_layer(n); }
 
 torch::Tensor param(GraphModule& m, const std::string& name) {
   if (auto* p = m->named_parameters(true).find(name)) return *p;
@@ -99,7 +100,7 @@ GraphModule fold_batchnorm(GraphModule& model) {
     const auto w = param(model, conv + ".weight");
     const auto gamma = param(model, bn + ".weight"), beta = param(model, bn + ".bias");
     const auto mean = param(model, bn + ".running_mean"), var = param(model, bn + ".running_var");
-    const auto factor = gamma / torch::sqrt(var + kNormEps);
+    const auto factor = gamma / torch::sqrt(var + nodes[folded_into[i]].attrs.value("eps", kNormEps));
     auto bias =
         nodes[i].attrs.value("bias", true) ? param(model, conv + ".bias").clone() : torch::zeros_like(mean);
     param(folded, conv + ".weight").copy_(w * factor.view({-1, 1, 1, 1}));

@@ -10,7 +10,12 @@
 namespace mighty::compress {
 namespace {
 
-bool is_layer(OpKind op) { return torch_op(op).channels == ChannelRole::kLayer; }
+// A node's channel role: its op's, except that a grouped convolution (groups > 1) ties its units to its
+// input channels group by group and is left alone (it ends a chain as a mixing op would).
+ChannelRole role(const Node& n) {
+  if (n.attrs.value("groups", int64_t{1}) != 1) return ChannelRole::kMixes;
+  return torch_op(n.op).channels;
+}
 
 torch::Tensor named_tensor(GraphModule& model, const std::string& name) {
   for (const auto& kv : model->named_parameters(true))
@@ -42,7 +47,7 @@ std::vector<UnitGroup> unit_groups(const Graph& graph) {
       out.push_back(g);
       continue;
     }
-    if (!is_layer(nodes[p].op)) continue;
+    if (role(nodes[p]) != ChannelRole::kLayer) continue;
     UnitGroup g;
     g.layer = nodes[p].name;
     g.producer = p;
@@ -57,11 +62,12 @@ std::vector<UnitGroup> unit_groups(const Graph& graph) {
       }
       const int next = graph.users(at)[0];
       const TorchOpDef& def = torch_op(nodes[next].op);
-      if (def.channels == ChannelRole::kLayer) {
+      const ChannelRole next_role = role(nodes[next]);
+      if (next_role == ChannelRole::kLayer) {
         g.consumer = next;
         break;
       }
-      if (def.channels == ChannelRole::kMixes) {
+      if (next_role == ChannelRole::kMixes) {
         ok = false;
         break;
       }
@@ -72,7 +78,7 @@ std::vector<UnitGroup> unit_groups(const Graph& graph) {
         }
         g.batchnorm = next;
       }
-      if (def.channels == ChannelRole::kFlattens) {
+      if (next_role == ChannelRole::kFlattens) {
         const Shape& s = nodes[at].shape;  // [C, H, W]
         g.flatten = next;
         g.spatial = 1;

@@ -88,6 +88,10 @@ std::unique_ptr<Int8Layer> prepare_int8(const Artifact& artifact, const Graph& g
   if ((n.op != OpKind::kLinear && n.op != OpKind::kConv2d) ||
       (activation != "dynamic" && activation != "static"))
     unsupported();
+  if (n.op == OpKind::kConv2d && n.attrs.value("groups", int64_t{1}) != 1) {
+    throw Error(fmt::format("{}: graph node {} ('{}'): int8 grouped convolution is not supported yet",
+                            artifact.name(), index, n.name));
+  }
   layer->static_activation = activation == "static";
   // Static: the input is quantized with the calibrated scale and zero point stored here.
   if (layer->static_activation) layer->input = read_params(quant, "input_scale", "input_zero_point");

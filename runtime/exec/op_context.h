@@ -18,7 +18,7 @@ namespace mighty::exec {
 // The integer attributes of Linear, Conv2d and pooling, read once at load (the graph has checked them); a
 // missing one holds its default (stride: -1, meaning the kernel size for pooling, 1 for convolution).
 struct LayerAttrs {
-  int64_t in = 0, out = 0, kernel = 1, stride = -1, padding = 0;
+  int64_t in = 0, out = 0, kernel = 1, stride = -1, padding = 0, groups = 1;
   bool bias = true;
 };
 

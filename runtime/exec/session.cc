@@ -87,6 +87,7 @@ void Session::prepare_node(int i, const std::optional<MetaValue>& quant) {
     p.attrs.kernel = get("kernel", 1);
     p.attrs.stride = get("stride", -1);
     p.attrs.padding = get("padding", 0);
+    p.attrs.groups = get("groups", 1);
     p.attrs.bias = n.attrs.value("bias", true);
   }
   if (quantized) p.int8 = exec::prepare_int8(artifact_, graph_, i, *quant);

@@ -12,7 +12,7 @@ namespace {
 // Attributes every op may carry: their types are checked once here, so later readers can rely on them.
 void check_common_attrs(const ShapeContext& ctx) {
   const Node& n = ctx.node();
-  for (const char* key : {"bias", "positional", "causal"}) {
+  for (const char* key : {"bias", "positional", "causal", "keepdim"}) {
     auto it = n.attrs.find(key);
     if (it != n.attrs.end() && !it->is_boolean())
       ctx.fail(fmt::format("attribute '{}' must be true or false", key));
@@ -81,8 +81,11 @@ void Graph::infer_shapes() {
     const OpDef& def = op_def(n.op);
     const ShapeContext ctx(*this, n, i);
     check_common_attrs(ctx);
-    if (static_cast<int>(n.inputs.size()) != def.arity)
-      ctx.fail(fmt::format("has {} inputs, expected {}", n.inputs.size(), def.arity));
+    if (def.arity == kVariadic ? n.inputs.empty() : static_cast<int>(n.inputs.size()) != def.arity) {
+      ctx.fail(def.arity == kVariadic
+                   ? std::string("has no inputs, expected one or more")
+                   : fmt::format("has {} inputs, expected {}", n.inputs.size(), def.arity));
+    }
     for (int in : n.inputs) {
       if (in < 0 || in >= i)
         ctx.fail(fmt::format("input index {} is not an earlier node (must be in [0, {}))", in, i));

@@ -30,6 +30,7 @@ class ShapeContext {
   int64_t attr_int(const char* key, int64_t lo, int64_t hi) const;
   int64_t attr_int_or(const char* key, int64_t fallback, int64_t lo, int64_t hi) const;
   bool attr_bool_or(const char* key, bool fallback) const;  // types checked for every node beforehand
+  double attr_number_or(const char* key, double fallback, double lo, double hi) const;  // finite
   void need_rank(size_t rank) const;
   void need_dim(int64_t found, int64_t expected, const char* what) const;
   [[noreturn]] void fail(const std::string& what) const;
@@ -43,10 +44,12 @@ class ShapeContext {
 // The largest dimension or feature count the IR accepts.
 inline constexpr int64_t kMaxDim = int64_t{1} << 31;
 
+inline constexpr int kVariadic = -1;
+
 struct OpDef {
   OpKind kind;
   const char* name;
-  int arity;
+  int arity;  // the number of inputs; kVariadic: one or more
   // Checks the node's attributes against its inputs and returns its output shape (without the batch).
   Shape (*infer)(const ShapeContext& ctx);
   // The node's parameters and buffers, with their full names; null for ops that own none.

@@ -1,6 +1,10 @@
 // Elementwise activations: ReLU (also on a uint8 chain, where the producing conv has already clamped at the
-// zero point), GELU (erf form) and Softmax over the last dimension.
+// zero point), GELU (erf form), Clip to [min, max] (ReLU6 is Clip(0, 6)), SiLU (x sigmoid(x)), HardSwish
+// (x relu6(x + 3) / 6), HardSigmoid (clamp(alpha x + beta, 0, 1); LibTorch's alpha 1/6, beta 1/2 by
+// default), Sigmoid, and Softmax over the last dimension.
 #include <algorithm>
+#include <cfloat>
+#include <cmath>
 
 #include "kernels/fp32_ops.h"
 #include "runtime/exec/op_context.h"
@@ -33,6 +37,52 @@ void run_gelu(exec::OpContext& ctx) {
   kernels::gelu(in.data.data(), static_cast<int64_t>(in.data.size()), out.data.data());
 }
 
+// out = f(in) elementwise, on float values.
+template <class F>
+void map(exec::OpContext& ctx, F f) {
+  const exec::Value& in = ctx.in();
+  exec::Value& out = ctx.out();
+  out.shape = in.shape;
+  out.data.resize(in.data.size());
+  std::transform(in.data.begin(), in.data.end(), out.data.begin(), f);
+}
+
+Shape infer_clip(const ShapeContext& ctx) {
+  const double lo = ctx.attr_number_or("min", -FLT_MAX, -FLT_MAX, FLT_MAX);
+  const double hi = ctx.attr_number_or("max", FLT_MAX, -FLT_MAX, FLT_MAX);
+  if (lo > hi) ctx.fail(fmt::format("min {} is above max {}", lo, hi));
+  return ctx.input();
+}
+
+void run_clip(exec::OpContext& ctx) {
+  const float lo = ctx.node().attrs.value("min", -FLT_MAX), hi = ctx.node().attrs.value("max", FLT_MAX);
+  map(ctx, [lo, hi](float v) { return std::min(std::max(v, lo), hi); });
+}
+
+void run_silu(exec::OpContext& ctx) {
+  map(ctx, [](float v) { return v / (1.0f + std::exp(-v)); });
+}
+
+void run_hardswish(exec::OpContext& ctx) {
+  map(ctx, [](float v) { return v * std::min(std::max(v + 3.0f, 0.0f), 6.0f) / 6.0f; });
+}
+
+Shape infer_hardsigmoid(const ShapeContext& ctx) {
+  ctx.attr_number_or("alpha", 1.0 / 6.0, -1e6, 1e6);
+  ctx.attr_number_or("beta", 0.5, -1e6, 1e6);
+  return ctx.input();
+}
+
+void run_hardsigmoid(exec::OpContext& ctx) {
+  const float alpha = ctx.node().attrs.value("alpha", 1.0f / 6.0f),
+              beta = ctx.node().attrs.value("beta", 0.5f);
+  map(ctx, [alpha, beta](float v) { return std::min(std::max(alpha * v + beta, 0.0f), 1.0f); });
+}
+
+void run_sigmoid(exec::OpContext& ctx) {
+  map(ctx, [](float v) { return 1.0f / (1.0f + std::exp(-v)); });
+}
+
 void run_softmax(exec::OpContext& ctx) {
   const exec::Value& in = ctx.in();
   exec::Value& out = ctx.out();
@@ -46,6 +96,14 @@ void run_softmax(exec::OpContext& ctx) {
 
 extern const OpDef kReLUOp = {OpKind::kReLU, "ReLU", 1, ops::same_shape, nullptr, run_relu, true};
 extern const OpDef kGELUOp = {OpKind::kGELU, "GELU", 1, ops::same_shape, nullptr, run_gelu, false};
+extern const OpDef kClipOp = {OpKind::kClip, "Clip", 1, infer_clip, nullptr, run_clip, false};
+extern const OpDef kSiLUOp = {OpKind::kSiLU, "SiLU", 1, ops::same_shape, nullptr, run_silu, false};
+extern const OpDef kHardSwishOp = {OpKind::kHardSwish, "HardSwish", 1, ops::same_shape, nullptr,
+                                   run_hardswish,      false};
+extern const OpDef kHardSigmoidOp = {OpKind::kHardSigmoid, "HardSigmoid", 1, infer_hardsigmoid, nullptr,
+                                     run_hardsigmoid,      false};
+extern const OpDef kSigmoidOp = {OpKind::kSigmoid, "Sigmoid",   1,    ops::same_shape,
+                                 nullptr,          run_sigmoid, false};
 extern const OpDef kSoftmaxOp = {OpKind::kSoftmax, "Softmax",   1,    ops::same_shape,
                                  nullptr,          run_softmax, false};
 

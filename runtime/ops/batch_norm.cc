@@ -1,5 +1,5 @@
-// BatchNorm2d in inference form (running statistics); compress folds it into the convolution before export,
-// so it runs only in fp32 models.
+// BatchNorm2d in inference form (running statistics, `eps` 1e-5 unless the attribute says otherwise);
+// compress folds it into the convolution before export, so it runs only in fp32 models.
 #include <cmath>
 
 #include "runtime/exec/op_context.h"
@@ -12,6 +12,7 @@ namespace {
 Shape infer(const ShapeContext& ctx) {
   ctx.need_rank(3);
   ctx.need_dim(ctx.input()[0], ctx.attr_int("channels", 1, kMaxDim), "input channels");
+  ctx.attr_number_or("eps", ops::kNormEps, 1e-12, 1.0);
   return ctx.input();
 }
 
@@ -31,9 +32,10 @@ void run(exec::OpContext& ctx) {
   out.data.resize(in.data.size());
   const float *wt = ctx.tensor("weight"), *bs = ctx.tensor("bias"), *mean = ctx.tensor("running_mean"),
               *var = ctx.tensor("running_var");
+  const float eps = ctx.node().attrs.value("eps", ops::kNormEps);
   for (int64_t b = 0; b < ctx.batch(); ++b)
     for (int64_t ch = 0; ch < c; ++ch) {
-      const float inv = 1.0f / std::sqrt(var[ch] + ops::kNormEps);
+      const float inv = 1.0f / std::sqrt(var[ch] + eps);
       const float* x = in.data.data() + (b * c + ch) * plane;
       float* y = out.data.data() + (b * c + ch) * plane;
       for (int64_t p = 0; p < plane; ++p) y[p] = (x[p] - mean[ch]) * inv * wt[ch] + bs[ch];

@@ -1,4 +1,6 @@
-// Conv2d: square kernel, stride, zero padding, NCHW; fp32 (im2col + Eigen GEMM), or int8 (exec/int8_layer.h:
+// Conv2d: square kernel, stride, zero padding, groups (in and out channels split into `groups` equal
+// parts, each convolved on its own: depthwise when groups = in_channels), NCHW; fp32 (im2col + Eigen GEMM per
+// group), or int8 (exec/int8_layer.h:
 // implicit im2col over channels-last uint8 for static activations, float patches quantized per row for
 // dynamic ones).
 #include "runtime/exec/op_context.h"
@@ -16,7 +18,10 @@ Shape infer(const ShapeContext& ctx) {
   const int64_t k = ctx.attr_int("kernel", 1, 64);
   const int64_t s = ctx.attr_int_or("stride", 1, 1, 64);
   const int64_t p = ctx.attr_int_or("padding", 0, 0, 64);
+  const int64_t groups = ctx.attr_int_or("groups", 1, 1, cin);
   ctx.need_dim(in[0], cin, "input channels");
+  if (cin % groups != 0 || cout % groups != 0)
+    ctx.fail(fmt::format("{} groups do not divide {} input and {} output channels", groups, cin, cout));
   if (in[1] + 2 * p < k || in[2] + 2 * p < k)
     ctx.fail(fmt::format("kernel {} is larger than the padded input {}x{}", k, in[1], in[2]));
   return {cout, (in[1] + 2 * p - k) / s + 1, (in[2] + 2 * p - k) / s + 1};
@@ -24,8 +29,9 @@ Shape infer(const ShapeContext& ctx) {
 
 std::vector<TensorSpec> tensors(const Node& n) {
   auto a = [&](const char* key) { return n.attrs.at(key).get<int64_t>(); };
-  std::vector<TensorSpec> t = {
-      {n.name + ".weight", {a("out_channels"), a("in_channels"), a("kernel"), a("kernel")}}};
+  std::vector<TensorSpec> t = {{n.name + ".weight",
+                                {a("out_channels"), a("in_channels") / n.attrs.value("groups", int64_t{1}),
+                                 a("kernel"), a("kernel")}}};
   if (n.attrs.value("bias", true)) t.push_back({n.name + ".bias", {a("out_channels")}});
   return t;
 }
@@ -52,7 +58,7 @@ void run(exec::OpContext& ctx) {
   const exec::Value& in = ctx.in();
   exec::Value& out = ctx.out();
   const exec::LayerAttrs& la = ctx.attrs();
-  const int64_t cin = la.in, cout = la.out, k = la.kernel;
+  const int64_t cin = la.in, cout = la.out, k = la.kernel, groups = la.groups;
   const int64_t stride = la.stride < 0 ? 1 : la.stride, pad = la.padding;
   const int64_t h = in.shape[1], w = in.shape[2];
   const int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
@@ -63,14 +69,19 @@ void run(exec::OpContext& ctx) {
     return;
   }
   out.data.resize(static_cast<size_t>(ctx.batch() * cout * oh * ow));
-  const int64_t patch = cin * k * k, pixels = oh * ow;
+  // Group g reads input channels [g * gin, (g + 1) * gin) and writes outputs [g * gout, (g + 1) * gout).
+  const int64_t gin = cin / groups, gout = cout / groups;
+  const int64_t patch = gin * k * k, pixels = oh * ow;
   std::vector<float> cols(static_cast<size_t>(patch * pixels));
   for (int64_t b = 0; b < ctx.batch(); ++b) {
-    im2col_nchw(in.data.data() + b * cin * h * w, cin, h, w, k, stride, pad, oh, ow, cols.data());
-    ops::Rows y(out.data.data() + b * cout * pixels, cout, pixels);
-    y.noalias() =
-        ops::ConstRows(ctx.tensor("weight"), cout, patch) * ops::ConstRows(cols.data(), patch, pixels);
-    if (bias) y.colwise() += Eigen::Map<const Eigen::VectorXf>(bias, cout);
+    for (int64_t g = 0; g < groups; ++g) {
+      im2col_nchw(in.data.data() + (b * cin + g * gin) * h * w, gin, h, w, k, stride, pad, oh, ow,
+                  cols.data());
+      ops::Rows y(out.data.data() + (b * cout + g * gout) * pixels, gout, pixels);
+      y.noalias() = ops::ConstRows(ctx.tensor("weight") + g * gout * patch, gout, patch) *
+                    ops::ConstRows(cols.data(), patch, pixels);
+      if (bias) y.colwise() += Eigen::Map<const Eigen::VectorXf>(bias + g * gout, gout);
+    }
   }
 }
 

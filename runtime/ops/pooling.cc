@@ -1,6 +1,6 @@
 // Pooling: MaxPool2d and AvgPool2d (square window, stride defaulting to the window, no padding; max pooling
 // also on a uint8 chain, since it commutes with the monotonic quantization) and GlobalAvgPool (over H and W
-// of [C, H, W], or over the sequence of [T, D]).
+// of [C, H, W], to [C] or with `keepdim` to [C, 1, 1]; or over the sequence of [T, D]).
 #include <algorithm>
 #include <limits>
 
@@ -60,7 +60,11 @@ void run_max(exec::OpContext& ctx) { run_pool(ctx, true); }
 void run_avg(exec::OpContext& ctx) { run_pool(ctx, false); }
 
 Shape infer_global(const ShapeContext& ctx) {
-  if (ctx.input().size() == 3) return {ctx.input()[0]};
+  if (ctx.input().size() == 3) {
+    if (ctx.attr_bool_or("keepdim", false)) return {ctx.input()[0], 1, 1};
+    return {ctx.input()[0]};
+  }
+  if (ctx.attr_bool_or("keepdim", false)) ctx.fail("keepdim applies to a [C, H, W] map only");
   ctx.need_rank(2);
   return {ctx.input()[1]};
 }
@@ -72,6 +76,7 @@ void run_global(exec::OpContext& ctx) {
   const int64_t groups = spatial ? in.shape[0] : in.shape[1];
   const int64_t count = spatial ? in.shape[1] * in.shape[2] : in.shape[0];
   out.shape = {groups};
+  if (spatial && ctx.attr_bool("keepdim", false)) out.shape = {groups, 1, 1};
   out.data.assign(static_cast<size_t>(ctx.batch() * groups), 0.0f);
   for (int64_t b = 0; b < ctx.batch(); ++b) {
     const float* x = in.data.data() + b * groups * count;

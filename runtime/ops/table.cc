@@ -69,6 +69,15 @@ bool ShapeContext::attr_bool_or(const char* key, bool fallback) const {
   return (it != node_.attrs.end() && it->is_boolean()) ? it->get<bool>() : fallback;
 }
 
+double ShapeContext::attr_number_or(const char* key, double fallback, double lo, double hi) const {
+  auto it = node_.attrs.find(key);
+  if (it == node_.attrs.end()) return fallback;
+  if (!it->is_number()) fail(fmt::format("attribute '{}' must be a number", key));
+  const double v = it->get<double>();
+  if (!(v >= lo && v <= hi)) fail(fmt::format("attribute '{}' = {} is outside [{}, {}]", key, v, lo, hi));
+  return v;
+}
+
 void ShapeContext::need_rank(size_t rank) const {
   if (input().size() != rank) {
     fail(fmt::format("input shape [{}] has rank {}, expected {}", fmt::join(input(), ", "), input().size(),

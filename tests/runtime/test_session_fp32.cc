@@ -291,3 +291,90 @@ TEST_CASE("fp32 executor: wrong inputs are errors, not crashes") {
   const std::vector<int64_t> ids = {1};
   REQUIRE_THROWS_WITH(s.run_tokens(ids.data(), 1, 1), Catch::Contains("takes float input"));
 }
+
+TEST_CASE("fp32: grouped and depthwise convolution, the MobileNet activations, a gate, Concat") {
+  // [4, 6, 6] -> grouped conv (2 groups, 4 -> 6) -> HardSwish = h; gate = Sigmoid(GAP(h, keepdim)) [6, 1, 1];
+  // Concat(Clip(h, -1, 0.5), h * gate) [12, 6, 6] -> depthwise conv (12 groups) -> SiLU -> HardSigmoid.
+  Graph g;
+  int x = g.add("in", OpKind::kInput, {}, {{"shape", {4, 6, 6}}});
+  const int c1 =
+      g.add("g", OpKind::kConv2d, {x},
+            {{"in_channels", 4}, {"out_channels", 6}, {"kernel", 3}, {"padding", 1}, {"groups", 2}});
+  const int h = g.add("hs", OpKind::kHardSwish, {c1});
+  const int clip = g.add("clip", OpKind::kClip, {h}, {{"min", -1.0}, {"max", 0.5}});
+  const int pool = g.add("pool", OpKind::kGlobalAvgPool, {h}, {{"keepdim", true}});
+  const int gate = g.add("gate", OpKind::kSigmoid, {pool});
+  const int mul = g.add("mul", OpKind::kMul, {h, gate});
+  const int cat = g.add("cat", OpKind::kConcat, {clip, mul});
+  const int dw = g.add("dw", OpKind::kConv2d, {cat},
+                       {{"in_channels", 12},
+                        {"out_channels", 12},
+                        {"kernel", 3},
+                        {"stride", 2},
+                        {"padding", 1},
+                        {"groups", 12},
+                        {"bias", false}});
+  const int silu = g.add("silu", OpKind::kSiLU, {dw});
+  g.add("hsig", OpKind::kHardSigmoid, {silu}, {{"alpha", 0.2}, {"beta", 0.5}});
+  Tensors t;
+  const Session s = make_session(g, t, 21);
+  const int64_t batch = 2;
+  const Vec input = random_input(static_cast<size_t>(batch * 4 * 36), 22);
+  const Vec got = s.run(input.data(), batch);
+  Vec want;
+  for (int64_t b = 0; b < batch; ++b) {
+    // Grouped conv: group j reads channels [2j, 2j + 2) and writes outputs [3j, 3j + 3).
+    Vec hv(6 * 36);
+    for (int64_t j = 0; j < 2; ++j) {
+      const Vec xin(input.begin() + (b * 4 + 2 * j) * 36, input.begin() + (b * 4 + 2 * j + 2) * 36);
+      const Vec w(t["g.weight"].begin() + j * 3 * 18, t["g.weight"].begin() + (j + 1) * 3 * 18);
+      const Vec bias(t["g.bias"].begin() + j * 3, t["g.bias"].begin() + (j + 1) * 3);
+      const Vec y = conv(xin, 2, 6, 6, w, &bias, 3, 3, 1, 1);
+      std::copy(y.begin(), y.end(), hv.begin() + j * 3 * 36);
+    }
+    for (float& v : hv) v = v * std::min(std::max(v + 3.0f, 0.0f), 6.0f) / 6.0f;
+    Vec joined(12 * 36);
+    for (int64_t c = 0; c < 6; ++c) {
+      double mean = 0.0;
+      for (int64_t p = 0; p < 36; ++p) mean += hv[c * 36 + p];
+      const float gv = 1.0f / (1.0f + std::exp(-static_cast<float>(mean / 36.0)));
+      for (int64_t p = 0; p < 36; ++p) {
+        joined[c * 36 + p] = std::min(std::max(hv[c * 36 + p], -1.0f), 0.5f);
+        joined[(6 + c) * 36 + p] = hv[c * 36 + p] * gv;
+      }
+    }
+    for (int64_t c = 0; c < 12; ++c) {
+      const Vec plane(joined.begin() + c * 36, joined.begin() + (c + 1) * 36);
+      const Vec w(t["dw.weight"].begin() + c * 9, t["dw.weight"].begin() + (c + 1) * 9);
+      for (float v : conv(plane, 1, 6, 6, w, nullptr, 1, 3, 2, 1)) {
+        const float si = v / (1.0f + std::exp(-v));
+        want.push_back(std::min(std::max(0.2f * si + 0.5f, 0.0f), 1.0f));
+      }
+    }
+  }
+  require_close(got, want);
+}
+
+TEST_CASE("fp32: shapes that do not broadcast, join or group are refused at load") {
+  auto refused = [](int op_case) {
+    Graph g;
+    const int x = g.add("in", OpKind::kInput, {}, {{"shape", {4, 6, 6}}});
+    const int p = g.add("pool", OpKind::kGlobalAvgPool, {x});  // [4]
+    if (op_case == 0) g.add("mul", OpKind::kMul, {x, p});
+    if (op_case == 1) g.add("cat", OpKind::kConcat, {x, p});
+    if (op_case == 2)
+      g.add("c", OpKind::kConv2d, {x},
+            {{"in_channels", 4}, {"out_channels", 6}, {"kernel", 1}, {"groups", 4}});
+    if (op_case == 3) g.add("clip", OpKind::kClip, {x}, {{"min", 1.0}, {"max", 0.0}});
+    try {
+      g.infer_shapes();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  REQUIRE_THAT(refused(0), Catch::Contains("'mul', Mul): operand shapes [4, 6, 6] and [4] do not broadcast"));
+  REQUIRE_THAT(refused(1), Catch::Contains("input 1 has shape [4], which does not join [4, 6, 6]"));
+  REQUIRE_THAT(refused(2), Catch::Contains("4 groups do not divide 4 input and 6 output channels"));
+  REQUIRE_THAT(refused(3), Catch::Contains("min 1 is above max 0"));
+}

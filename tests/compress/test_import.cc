@@ -1,0 +1,145 @@
+// Models a user brings: MobileNet- and ResNet-style networks traced and scripted by Debian's python3-torch
+// (tests/models/make_models.py; scripts/setup installs it), lowered to the graph IR, trained a step, folded,
+// exported and run by the runtime.
+#include <catch2/catch.hpp>
+
+#include <torch/script.h>
+
+#include <cstdlib>
+#include <map>
+#include <stdexcept>
+
+#include "compress/models/lower.h"
+#include "compress/passes/export.h"
+#include "compress/passes/quantize.h"
+#include "compress/passes/structured.h"
+#include "helpers.h"
+#include "runtime/exec/session.h"
+#include "runtime/format/artifact.h"
+
+using namespace mighty;
+using namespace mighty::compress;
+
+namespace {
+
+// The models, written once per test process.
+const std::string& models_dir() {
+  static const std::string dir = [] {
+    const std::string d = testing::fresh_temp_dir("import", "models");
+    const std::string cmd =
+        "/usr/bin/python3 " MIGHTY_SOURCE_DIR "/tests/models/make_models.py " + d + " >/dev/null";
+    if (std::system(cmd.c_str()) != 0)
+      throw std::runtime_error("tests/models/make_models.py failed (scripts/setup installs python3-torch)");
+    return d;
+  }();
+  return dir;
+}
+
+std::map<std::string, int> op_counts(const Graph& g) {
+  std::map<std::string, int> counts;
+  for (const auto& n : g.nodes()) ++counts[op_name(n.op)];
+  return counts;
+}
+
+int grouped_convs(const Graph& g) {
+  int count = 0;
+  for (const auto& n : g.nodes()) count += n.op == OpKind::kConv2d && n.attrs.value("groups", 1) != 1;
+  return count;
+}
+
+// The runtime's fp32 output for x [B, 1, 28, 28].
+torch::Tensor run_runtime(const ArtifactWriter& writer, const torch::Tensor& x) {
+  const Session session(Artifact::from_bytes(writer.serialize(), "imported.mighty"));
+  const auto xc = x.contiguous();
+  auto y = session.run(xc.data_ptr<float>(), x.size(0));
+  return torch::from_blob(y.data(), {x.size(0), static_cast<int64_t>(y.size()) / x.size(0)}).clone();
+}
+
+}  // namespace
+
+TEST_CASE("traced and scripted MobileNet- and ResNet-style models lower and the runtime computes the same") {
+  const std::map<std::string, std::vector<std::string>> expect = {
+      {"mobilenet_v2", {"Conv2d", "BatchNorm2d", "Clip", "Add", "GlobalAvgPool", "Flatten", "Linear"}},
+      {"mobilenet_v3",
+       {"HardSwish", "GlobalAvgPool", "ReLU", "HardSigmoid", "Mul", "SiLU", "Sigmoid", "MaxPool2d", "Concat",
+        "Clip", "Flatten", "Linear"}},
+      {"resnet", {"Conv2d", "BatchNorm2d", "ReLU", "Add", "GlobalAvgPool", "Linear"}}};
+  for (const auto& [name, ops] : expect) {
+    for (const char* form : {"traced", "scripted"}) {
+      INFO(name << " " << form);
+      const std::string path = models_dir() + "/" + name + "." + form + ".pt";
+      GraphModule m = lower_torchscript(path, {1, 28, 28});
+      const auto counts = op_counts(m->graph());
+      for (const auto& op : ops) {
+        INFO(op);
+        REQUIRE(counts.count(op) == 1);
+      }
+      if (name != "resnet") REQUIRE(grouped_convs(m->graph()) > 0);
+      auto module = torch::jit::load(path);
+      module.eval();
+      torch::NoGradGuard no_grad;
+      torch::manual_seed(3);
+      const auto x = torch::randn({4, 1, 28, 28});
+      const auto expected = module.forward({x}).toTensor();
+      REQUIRE(torch::allclose(m->forward(x), expected, 1e-4, 1e-5));
+      const auto got = run_runtime(export_fp32(m, {{"producer", "test"}}), x);
+      REQUIRE(torch::allclose(got, expected, 1e-4, 1e-4));
+      // BatchNorm folded into the (grouped) convolutions computes the same.
+      GraphModule folded = fold_batchnorm(m);
+      REQUIRE(op_counts(folded->graph()).count("BatchNorm2d") == 0);
+      REQUIRE(torch::allclose(folded->forward(x), expected, 1e-4, 1e-4));
+      // The dynamic-int8 export keeps grouped convolutions in fp32 and runs.
+      const auto q = run_runtime(export_int8_dynamic(folded, {{"producer", "test"}}), x);
+      REQUIRE(q.sizes() == expected.sizes());
+      REQUIRE((q.argmax(1) == expected.argmax(1)).sum().item<int64_t>() >= 3);
+    }
+  }
+}
+
+TEST_CASE("an imported MobileNet trains: every parameter gets a gradient, and a step lowers the loss") {
+  GraphModule m = lower_torchscript(models_dir() + "/mobilenet_v3.traced.pt", {1, 28, 28});
+  m->train();
+  torch::manual_seed(5);
+  const auto x = torch::randn({16, 1, 28, 28});
+  const auto target = torch::randint(0, 10, {16});
+  torch::optim::SGD opt(m->parameters(), torch::optim::SGDOptions(0.05));
+  auto loss = torch::nn::functional::cross_entropy(m->forward(x), target);
+  opt.zero_grad();
+  loss.backward();
+  for (const auto& p : m->named_parameters()) {
+    INFO(p.key());
+    REQUIRE(p.value().grad().defined());
+  }
+  opt.step();
+  const double before = loss.item<double>();
+  const double after = torch::nn::functional::cross_entropy(m->forward(x), target).item<double>();
+  REQUIRE(after < before);
+}
+
+TEST_CASE("channel pruning leaves grouped convolutions alone") {
+  GraphModule m = lower_torchscript(models_dir() + "/mobilenet_v2.traced.pt", {1, 28, 28});
+  const Graph& g = m->graph();
+  const auto groups = unit_groups(g);
+  REQUIRE(!groups.empty());  // the last projection and the head conv: 1x1 into 1x1
+  for (const auto& u : groups) {
+    const Node& producer = g.nodes()[static_cast<size_t>(u.producer)];
+    const Node& consumer = g.nodes()[static_cast<size_t>(u.consumer)];
+    INFO(producer.name << " -> " << consumer.name);
+    REQUIRE(producer.attrs.value("groups", 1) == 1);
+    REQUIRE(consumer.attrs.value("groups", 1) == 1);
+  }
+}
+
+TEST_CASE("unsupported pieces of a traced model are one clear line") {
+  // A reshape that is not a flatten, in a module scripted from C++.
+  torch::jit::Module mod("Bad");
+  mod.define(R"(
+def forward(self, x):
+    return x.view(x.size(0), 28, 28)
+)");
+  const std::string dir = testing::fresh_temp_dir("import", "bad");
+  mod.save(dir + "/bad.pt");
+  REQUIRE_THROWS_WITH(
+      lower_torchscript(dir + "/bad.pt", {1, 28, 28}),
+      Catch::Contains("bad.pt: TorchScript node") && Catch::Contains("only a reshape to [batch, -1]"));
+}
