@@ -8,9 +8,9 @@ namespace mighty::kernels {
 namespace {
 
 constexpr KernelTable kTables[] = {
-    {Isa::kRef, gemm_ref, &kQuantizeRef},
-    {Isa::kAvx2, gemm_avx2, &kQuantizeAvx2},
-    {Isa::kAvx512Vnni, gemm_avx512vnni, &kQuantizeAvx512},
+    {Isa::kRef, gemm_ref, &kQuantizeRef, depthwise_ref},
+    {Isa::kAvx2, gemm_avx2, &kQuantizeAvx2, depthwise_avx2},
+    {Isa::kAvx512Vnni, gemm_avx512vnni, &kQuantizeAvx512, depthwise_avx512},
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "kernels/cpu_features.h"
+#include "kernels/depthwise.h"
 #include "kernels/gemm.h"
 #include "kernels/quantize.h"
 
@@ -13,6 +14,7 @@ struct KernelTable {
   Isa isa;
   GemmKernel gemm;                  // u8 x s8 GEMM over packed weights, output columns [n_begin, n_end)
   const QuantizeKernels* quantize;  // activation quantize, range, dequantize
+  DepthwiseKernel depthwise;        // depthwise convolution, output rows [row_begin, row_end)
 };
 
 // The table of `isa`; throws std::runtime_error naming it when the path was not built or the CPU cannot run

@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "kernels/depthwise.h"
 #include "kernels/gemm.h"
 
 namespace mighty::kernels {
@@ -305,6 +306,17 @@ void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
       for (int r = 0; r < rows; ++r) widen_a_row(args, row + r, a16 + r * w.k_padded);
       kWideStrips[rows - 1](args, b16, p, a16, row, p_end);
     }
+  }
+}
+
+void apply_epilogue_avx2(const GemmArgs& args, int64_t row, int64_t n0, int64_t count, const int32_t* acc) {
+  for (int64_t j = 0; j < count; j += 8) {
+    const int64_t n = min64(8, count - j);
+    if (n < 8) {
+      apply_epilogue_ref(args, row, n0 + j, n, acc + j);
+      break;
+    }
+    epilogue8(args, row, n0 + j, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + j)), 8);
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "kernels/depthwise.h"
 #include "kernels/gemm.h"
 
 namespace mighty::kernels {
@@ -339,6 +340,13 @@ void gemm_avx512vnni(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   constexpr int64_t kL2Budget = 384 * 1024;
   const int64_t panel = max64(48, kL2Budget / args.w->k_padded / 48 * 48);
   for (int64_t p = n_begin; p < n_end; p += panel) gemm_rows(args, 0, p, min64(n_end, p + panel));
+}
+
+void apply_epilogue_avx512(const GemmArgs& args, int64_t row, int64_t n0, int64_t count, const int32_t* acc) {
+  for (int64_t j = 0; j < count; j += 16) {
+    const __mmask16 mask = column_mask(count - j);
+    epilogue16(args, row, n0 + j, _mm512_maskz_loadu_epi32(mask, acc + j), mask);
+  }
 }
 
 }  // namespace mighty::kernels
