@@ -27,8 +27,8 @@ void depthwise_avx2(const DepthwiseArgs& args, int64_t row_begin, int64_t row_en
         __m256i sum = _mm256_setzero_si256();
         for (int64_t q = 0; q < w.pairs; ++q) {
           const int64_t t0 = 2 * q, t1 = 2 * q + 1;
-          const __m128i x0 = _mm_cvtepu8_epi16(
-              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(corner + offset[static_cast<size_t>(t0)] + cb)));
+          const __m128i x0 = _mm_cvtepu8_epi16(_mm_loadl_epi64(
+              reinterpret_cast<const __m128i*>(corner + offset[static_cast<size_t>(t0)] + cb)));
           const __m128i x1 = t1 < taps ? _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(
                                              corner + offset[static_cast<size_t>(t1)] + cb)))
                                        : _mm_setzero_si128();

@@ -43,7 +43,8 @@ void depthwise_avx512(const DepthwiseArgs& args, int64_t row_begin, int64_t row_
           const int64_t t0 = 2 * q, t1 = 2 * q + 1;
           const __m512i x = interleave16(corner + offset[static_cast<size_t>(t0)] + cb,
                                          t1 < taps ? corner + offset[static_cast<size_t>(t1)] + cb : nullptr);
-          sum = _mm512_dpwssd_epi32(sum, x, _mm512_loadu_si512(w.taps.data() + (q * w.channels_padded + cb) * 2));
+          sum = _mm512_dpwssd_epi32(sum, x,
+                                    _mm512_loadu_si512(w.taps.data() + (q * w.channels_padded + cb) * 2));
         }
         _mm512_storeu_si512(acc.data() + cb, sum);
       }

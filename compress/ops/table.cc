@@ -47,8 +47,12 @@ std::string script_ops_supported() {
   return out;
 }
 
-bool int8_layer(const Node& n) {
-  return torch_op(n.op).int8_weights && n.attrs.value("groups", int64_t{1}) == 1;
+bool int8_layer(const Node& n, bool static_activation) {
+  if (!torch_op(n.op).int8_weights) return false;
+  const int64_t groups = n.attrs.value("groups", int64_t{1});
+  if (groups == 1) return true;
+  return static_activation && groups == n.attrs.value("in_channels", int64_t{0}) &&
+         groups == n.attrs.value("out_channels", int64_t{0});
 }
 
 std::vector<PrunableWeight> own_weight(const Node& node) { return {{node.name, node.name + ".weight"}}; }

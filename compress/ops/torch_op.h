@@ -89,9 +89,10 @@ const TorchOpDef* find_script_op(const std::string& script_kind);
 // Every TorchScript op kind some definition lowers, for error messages.
 std::string script_ops_supported();
 
-// Whether the quantizer gives node `n` int8 weights: its op's int8_weights, except for grouped convolutions,
-// which stay fp32 until the runtime has their int8 kernel.
-bool int8_layer(const Node& n);
+// Whether node `n` can have int8 weights with static (calibrated) or dynamic activations: its op's
+// int8_weights; a grouped convolution only when depthwise (groups = in = out channels) with static
+// activations, the runtime's depthwise kernel (other grouped convolutions stay fp32).
+bool int8_layer(const Node& n, bool static_activation);
 
 // The weights of a layer named after its node: {name, name + ".weight"}.
 std::vector<PrunableWeight> own_weight(const Node& node);

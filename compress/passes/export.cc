@@ -25,7 +25,7 @@ ArtifactWriter write(GraphModule& model, const nlohmann::json& metadata, bool in
   if (int8) {
     const auto& nodes = model->graph().nodes();
     for (size_t i = 0; i < nodes.size(); ++i) {
-      if (!int8_layer(nodes[i])) continue;
+      if (!int8_layer(nodes[i], /*static_activation=*/false)) continue;
       graph["nodes"][i]["attrs"]["quant"] = {{"weight", "int8"}, {"activation", "dynamic"}};
       int8_weights.insert(nodes[i].name + ".weight");
     }

@@ -18,7 +18,8 @@ namespace {
 constexpr double kNormEps =
     1e-5;  // LibTorch's BatchNorm2d default, as in the runtime (a node may say otherwise)
 
-bool quantizable(const Node& n) { return int8_layer(n); }
+// A layer the quantizer considers (a depthwise convolution is then kept only with static activations).
+bool quantizable(const Node& n) { return int8_layer(n, /*static_activation=*/true); }
 
 torch::Tensor param(GraphModule& m, const std::string& name) {
   if (auto* p = m->named_parameters(true).find(name)) return *p;
@@ -114,35 +115,36 @@ GraphModule fold_batchnorm(GraphModule& model) {
 
 namespace {
 
-// y[rows, out] from x[rows, in] exactly as Session::linear_int8 computes it: the kernels' quantizer, an exact
-// integer dot product (float64 holds it exactly), then float(acc) * multiplier + bias in single precision.
-torch::Tensor simulate_rows(const LayerQuant& q, const torch::Tensor& x2d, const torch::Tensor& w2d) {
-  const auto x = x2d.to(torch::kFloat32).contiguous();
-  const int64_t rows = x.size(0), in = x.size(1), out = w2d.size(0);
-  auto a = torch::empty({rows, in}, torch::kUInt8);
+// The runtime's per-output-channel multipliers of a static layer, computed by the same expressions.
+torch::Tensor static_multipliers(const LayerQuant& q, int64_t out) {
   const auto ws = q.weight_scale.contiguous();
   const float* wsp = ws.data_ptr<float>();
-  torch::Tensor centered, multiplier;
-  if (q.static_activation) {
-    kernels::quantize_rows(x.data_ptr<float>(), rows, in, in, q.input, a.data_ptr<uint8_t>(), in);
-    centered = a.to(torch::kFloat64) - static_cast<double>(q.input.zero_point);
-    // The runtime's multipliers, computed by the same expressions.
-    multiplier = torch::empty({1, out}, torch::kFloat32);
-    float* m = multiplier.data_ptr<float>();
-    for (int64_t c = 0; c < out; ++c) {
-      m[c] = q.u8_output ? q.input.scale * wsp[c] / q.output.scale : q.input.scale * wsp[c];
-    }
-  } else {
-    auto scales = torch::empty({rows}, torch::kFloat32);
-    auto zeros = torch::empty({rows}, torch::kInt32);
-    kernels::quantize_rows_dynamic(x.data_ptr<float>(), rows, in, in, a.data_ptr<uint8_t>(), in,
-                                   scales.data_ptr<float>(), zeros.data_ptr<int32_t>());
-    centered = a.to(torch::kFloat64) - zeros.to(torch::kFloat64).unsqueeze(1);
-    multiplier = scales.unsqueeze(1) * q.weight_scale.unsqueeze(0);  // row scale x weight scale
-  }
-  const auto acc = centered.matmul(w2d.t());  // exact integers
+  auto multiplier = torch::empty({1, out}, torch::kFloat32);
+  float* m = multiplier.data_ptr<float>();
+  for (int64_t c = 0; c < out; ++c)
+    m[c] = q.u8_output ? q.input.scale * wsp[c] / q.output.scale : q.input.scale * wsp[c];
+  return multiplier;
+}
+
+// The kernels' quantizer on a static layer's input (any shape; one scale and zero point), centered: q - zp
+// in float64, which holds every integer sum of the layer exactly.
+torch::Tensor centered_static(const LayerQuant& q, const torch::Tensor& x_in) {
+  const auto x = x_in.to(torch::kFloat32).contiguous();
+  auto a = torch::empty(x.sizes(), torch::kUInt8);
+  kernels::quantize_rows(x.data_ptr<float>(), 1, x.numel(), x.numel(), q.input, a.data_ptr<uint8_t>(),
+                         x.numel());
+  return a.to(torch::kFloat64) - static_cast<double>(q.input.zero_point);
+}
+
+// The epilogue on exact accumulators acc [rows, out] (float64), as the kernels compute it:
+// requantize_value(acc
+// + int32 bias, multiplier, zp, clamp) and back to the float it stands for, or float(acc) * multiplier +
+// bias.
+torch::Tensor finish(const LayerQuant& q, const torch::Tensor& acc, const torch::Tensor& multiplier) {
+  const int64_t out = acc.size(1);
   if (q.u8_output) {
-    // requantize_value(acc + int32 bias, multiplier, zp, clamp) and back to the float it stands for.
+    const auto ws = q.weight_scale.contiguous();
+    const float* wsp = ws.data_ptr<float>();
     auto int_bias = torch::zeros({1, out}, torch::kFloat64);
     if (q.bias.defined()) {
       const auto b = q.bias.contiguous();
@@ -162,6 +164,27 @@ torch::Tensor simulate_rows(const LayerQuant& q, const torch::Tensor& x2d, const
   return y;
 }
 
+// y[rows, out] from x[rows, in] exactly as Session::linear_int8 computes it: the kernels' quantizer, an exact
+// integer dot product (float64 holds it exactly), then the epilogue.
+torch::Tensor simulate_rows(const LayerQuant& q, const torch::Tensor& x2d, const torch::Tensor& w2d) {
+  const auto x = x2d.to(torch::kFloat32).contiguous();
+  const int64_t rows = x.size(0), in = x.size(1), out = w2d.size(0);
+  torch::Tensor centered, multiplier;
+  if (q.static_activation) {
+    centered = centered_static(q, x);
+    multiplier = static_multipliers(q, out);
+  } else {
+    auto a = torch::empty({rows, in}, torch::kUInt8);
+    auto scales = torch::empty({rows}, torch::kFloat32);
+    auto zeros = torch::empty({rows}, torch::kInt32);
+    kernels::quantize_rows_dynamic(x.data_ptr<float>(), rows, in, in, a.data_ptr<uint8_t>(), in,
+                                   scales.data_ptr<float>(), zeros.data_ptr<int32_t>());
+    centered = a.to(torch::kFloat64) - zeros.to(torch::kFloat64).unsqueeze(1);
+    multiplier = scales.unsqueeze(1) * q.weight_scale.unsqueeze(0);  // row scale x weight scale
+  }
+  return finish(q, centered.matmul(w2d.t()), multiplier);  // exact integers, then the epilogue
+}
+
 }  // namespace
 
 torch::Tensor simulate_layer(const Node& n, const LayerQuant& q, const torch::Tensor& x) {
@@ -174,8 +197,18 @@ torch::Tensor simulate_layer(const Node& n, const LayerQuant& q, const torch::Te
   }
   const int64_t k = n.attrs.at("kernel").get<int64_t>();
   const int64_t stride = n.attrs.value("stride", 1), pad = n.attrs.value("padding", 0);
+  const int64_t groups = n.attrs.value("groups", int64_t{1});
   const int64_t b = x.size(0), h = x.size(2), w = x.size(3);
   const int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  if (groups != 1) {
+    // Depthwise (static only): exact integer sums of the centered input (zero padding = the zero point),
+    // then the epilogue over [pixels, channels] rows as the kernel's.
+    const auto acc = torch::conv2d(centered_static(q, x), q.weight_q.to(torch::kFloat64), {}, stride, pad, 1,
+                                   groups);  // [B, C, oh, ow]
+    const int64_t c = acc.size(1);
+    const auto y = finish(q, acc.permute({0, 2, 3, 1}).reshape({-1, c}), static_multipliers(q, c));
+    return y.reshape({b, oh, ow, c}).permute({0, 3, 1, 2}).contiguous();
+  }
   // One row per output pixel, patch order (channel, ky, kx): the runtime's im2col.
   const auto cols = torch::nn::functional::unfold(
       x, torch::nn::functional::UnfoldFuncOptions({k, k}).padding(pad).stride(stride));  // [B, patch, L]
@@ -376,6 +409,10 @@ std::vector<Plan> plan_layers(const Graph& g, const QuantizeSpec& spec, nlohmann
       if (!glob_match(o.layers, n.name)) continue;
       if (!o.observer.empty()) p.observer = o.observer;
       if (!o.activations.empty()) p.activations = o.activations;
+    }
+    if (!int8_layer(n, p.activations == "static")) {  // a depthwise conv asked for dynamic activations
+      excluded.push_back(n.name);
+      continue;
     }
     plan.push_back(p);
   }

@@ -88,15 +88,32 @@ std::unique_ptr<Int8Layer> prepare_int8(const Artifact& artifact, const Graph& g
   if ((n.op != OpKind::kLinear && n.op != OpKind::kConv2d) ||
       (activation != "dynamic" && activation != "static"))
     unsupported();
-  if (n.op == OpKind::kConv2d && n.attrs.value("groups", int64_t{1}) != 1) {
-    throw Error(fmt::format("{}: graph node {} ('{}'): int8 grouped convolution is not supported yet",
-                            artifact.name(), index, n.name));
-  }
   layer->static_activation = activation == "static";
+  layer->outputs = out;
+  const int64_t groups = n.op == OpKind::kConv2d ? n.attrs.value("groups", int64_t{1}) : 1;
+  if (groups != 1) {
+    const int64_t cin = n.attrs.at("in_channels").get<int64_t>();
+    if (groups != cin || out != cin) {
+      throw Error(fmt::format(
+          "{}: graph node {} ('{}'): int8 grouped convolution is supported only depthwise (groups = in = out "
+          "channels); this one has {} groups of {} -> {} channels",
+          artifact.name(), index, n.name, groups, cin, out));
+    }
+    if (!layer->static_activation) {
+      throw Error(
+          fmt::format("{}: graph node {} ('{}'): an int8 depthwise convolution needs static activations",
+                      artifact.name(), index, n.name));
+    }
+    layer->depthwise = true;
+    layer->depthwise_weights =
+        kernels::pack_depthwise(w.as<int8_t>(), out, n.attrs.at("kernel").get<int64_t>());
+  }
   // Static: the input is quantized with the calibrated scale and zero point stored here.
   if (layer->static_activation) layer->input = read_params(quant, "input_scale", "input_zero_point");
   layer->scales = weight_scales(artifact, n, out);
-  if (n.op == OpKind::kConv2d && layer->static_activation) {
+  if (layer->depthwise) {
+    // packed (the GEMM's weights) stays empty.
+  } else if (n.op == OpKind::kConv2d && layer->static_activation) {
     // Static convolutions read their patches from channels-last uint8 images (implicit im2col): K ordered
     // (ky, kx, c), each kernel row padded to whole 4-deep groups.
     const int64_t cin = n.attrs.at("in_channels").get<int64_t>(), k = n.attrs.at("kernel").get<int64_t>();
@@ -147,7 +164,7 @@ void prepare_u8_output(const Artifact& artifact, const Graph& graph, int index, 
     read_hwc(artifact, nodes[static_cast<size_t>(chain.end)], map, *layers[static_cast<size_t>(chain.end)]);
   }
   if (chain.relu != layer->relu) fail("quant.output_relu must say whether a ReLU follows");
-  const int64_t out = layer->packed.n;
+  const int64_t out = layer->outputs;
   const float* bias = n.attrs.value("bias", true) ? artifact.tensor(n.name + ".bias").as<float>() : nullptr;
   layer->int_bias.assign(static_cast<size_t>(out), 0);
   layer->requant_multipliers.resize(static_cast<size_t>(out));
@@ -241,6 +258,26 @@ const uint8_t* channels_last_u8(const Int8Layer& layer, const Value& in, const k
   return converted.data();
 }
 
+// The GEMM over implicit-im2col rows, or for a depthwise layer its own kernel image by image with the same
+// epilogue into the same [rows][cout] output.
+void run_static(const Int8Layer& layer, const kernels::GemmArgs& args, const kernels::ConvGeometry& g,
+                int64_t batch, int64_t image, kernels::ThreadPool* pool) {
+  if (!layer.depthwise) return kernels::gemm_u8s8(args, pool);
+  const int64_t pixels = g.out_height() * g.out_width();
+  const size_t elem = args.epilogue.kind == kernels::OutputKind::kUint8 ? 1 : 4;
+  for (int64_t b = 0; b < batch; ++b) {
+    kernels::DepthwiseArgs d;
+    d.image = args.a + b * image;
+    d.geometry = g;
+    d.zero_point = args.a_zero_point;
+    d.w = &layer.depthwise_weights;
+    d.epilogue = args.epilogue;
+    d.c = static_cast<uint8_t*>(args.c) + static_cast<size_t>(b * pixels * args.ldc) * elem;
+    d.ldc = args.ldc;
+    kernels::depthwise_u8s8(d, pool);
+  }
+}
+
 // Static activations: patches gathered from the padded channels-last uint8 images (implicit im2col, the zero
 // point as padding: it stands for 0.0 exactly), one GEMM over every pixel of the batch. Writes uint8
 // [batch][oh][ow][cout] into `out` for a uint8 output (returns false), else float [rows][cout] into `result`.
@@ -251,15 +288,17 @@ bool conv_static(const Int8Layer& layer, const Value& in, const kernels::ConvGeo
   // The last run may read kRunSlack bytes past the last image.
   const auto pad = static_cast<uint8_t>(layer.input.zero_point);
   const int64_t image = kernels::padded_image_bytes(g), rows = batch * g.out_height() * g.out_width();
-  const int64_t cout = layer.packed.n;
+  const int64_t cout = layer.outputs;
   a.resize(static_cast<size_t>(batch * image + kernels::kRunSlack), pad);
   for (int64_t b = 0; b < batch; ++b)
     kernels::pad_hwc(hwc + b * g.channels * g.height * g.width, g, pad, a.data() + b * image);
   kernels::GemmArgs args;
   args.w = &layer.packed;
   args.epilogue.per_channel = true;
-  args.a_rows = implicit_rows_cached(g, batch, &args.a_segment_stride);
-  args.a_segments = g.kernel;
+  if (!layer.depthwise) {
+    args.a_rows = implicit_rows_cached(g, batch, &args.a_segment_stride);
+    args.a_segments = g.kernel;
+  }
   args.a = a.data();
   args.m = rows;
   args.a_zero_point = layer.input.zero_point;
@@ -275,7 +314,7 @@ bool conv_static(const Int8Layer& layer, const Value& in, const kernels::ConvGeo
     args.epilogue.clamp_lo = layer.relu ? layer.output.zero_point : 0;
     args.epilogue.clamp_hi = 255;
     args.c = out.u8.data();
-    kernels::gemm_u8s8(args, pool);
+    run_static(layer, args, g, batch, image, pool);
     return false;
   }
   result.resize(static_cast<size_t>(rows * cout));
@@ -283,7 +322,7 @@ bool conv_static(const Int8Layer& layer, const Value& in, const kernels::ConvGeo
   args.epilogue.multiplier = layer.multipliers.data();
   args.epilogue.fp_bias = bias;
   args.c = result.data();
-  kernels::gemm_u8s8(args, pool);
+  run_static(layer, args, g, batch, image, pool);
   return true;
 }
 
@@ -309,7 +348,7 @@ void conv_dynamic(const Int8Layer& layer, const Value& in, const kernels::ConvGe
           }
       }
   }
-  result.resize(static_cast<size_t>(rows * layer.packed.n));
+  result.resize(static_cast<size_t>(rows * layer.outputs));
   linear_int8(layer, cols.data(), rows, bias, result.data(), nullptr, pool);
 }
 
@@ -332,7 +371,7 @@ void conv_int8(const Int8Layer& layer, const Node& node, int64_t kernel, int64_t
     conv_dynamic(layer, in, g, batch, bias, result, pool);
   }
   // [batch][pixels][cout] -> NCHW.
-  const int64_t pixels = g.out_height() * g.out_width(), cout = layer.packed.n;
+  const int64_t pixels = g.out_height() * g.out_width(), cout = layer.outputs;
   out.data.resize(static_cast<size_t>(batch * pixels * cout));
   for (int64_t b = 0; b < batch; ++b) {
     const ConstRows r(result.data() + b * pixels * cout, pixels, cout);

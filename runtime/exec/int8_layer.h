@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/depthwise.h"
 #include "kernels/gemm.h"
 #include "kernels/quantize.h"
 #include "kernels/thread_pool.h"
@@ -21,7 +22,12 @@ class Artifact;
 namespace mighty::exec {
 
 struct Int8Layer {
+  int64_t outputs = 0;  // output features or channels
   kernels::PackedWeights packed;
+  // A depthwise Conv2d (groups = in = out channels, static activations only) runs its own kernel on these
+  // instead of the GEMM on `packed`.
+  bool depthwise = false;
+  kernels::DepthwiseWeights depthwise_weights;
   const float* scales = nullptr;  // [out]
   // Static activation quantization: the input's calibrated parameters and the per-channel dequantization
   // multipliers (input scale x weight scale). Otherwise each row is quantized with its own range.

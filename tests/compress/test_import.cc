@@ -9,6 +9,7 @@
 #include <map>
 #include <stdexcept>
 
+#include "compress/data/data.h"
 #include "compress/models/lower.h"
 #include "compress/passes/export.h"
 #include "compress/passes/quantize.h"
@@ -142,4 +143,47 @@ def forward(self, x):
   REQUIRE_THROWS_WITH(
       lower_torchscript(dir + "/bad.pt", {1, 28, 28}),
       Catch::Contains("bad.pt: TorchScript node") && Catch::Contains("only a reshape to [batch, -1]"));
+}
+
+TEST_CASE(
+    "an imported MobileNetV2 quantizes with int8 depthwise convolutions; the runtime computes the "
+    "simulation") {
+  GraphModule m = lower_torchscript(models_dir() + "/mobilenet_v2.traced.pt", {1, 28, 28});
+  const Dataset data = testing::small_fashion_mnist(256, 50, 300, 200, /*augment=*/false, 3);
+  QuantizeSpec spec;
+  spec.activations = "static";
+  nlohmann::json report;
+  QuantizedModel qm = quantize_model(m, spec, data, report);
+  int depthwise = 0;
+  for (const auto& l : report["layers"]) {
+    for (const auto& n : qm.fp32()->graph().nodes())
+      if (n.name == l["layer"] && n.attrs.value("groups", 1) != 1) ++depthwise;
+  }
+  REQUIRE(depthwise == grouped_convs(m->graph()));
+  auto writer = qm.export_artifact({{"producer", "test"}});
+  const Session s(Artifact::from_bytes(writer.serialize(), "dw.mighty"), 1);
+  int runtime_depthwise = 0;
+  for (const auto& n : s.graph().nodes())
+    runtime_depthwise += n.attrs.value("groups", 1) != 1 && n.attrs.contains("quant");
+  REQUIRE(runtime_depthwise == depthwise);
+  torch::NoGradGuard no_grad;
+  const auto x = normalize_images(data.images.test_x, 0.286, 0.353);
+  const auto sim = qm.forward(x);
+  const auto xc = x.contiguous();
+  const auto out = s.run(xc.data_ptr<float>(), x.size(0));
+  const auto rt = torch::from_blob(const_cast<float*>(out.data()), sim.sizes(), torch::kFloat32);
+  // Between the int8 layers lie Clip and Add (exact) and the global pooling (float sums in another order),
+  // so logits may differ by a rounding step of the last layer's input, no more.
+  REQUIRE(sim.argmax(1).eq(rt.argmax(1)).to(torch::kFloat32).mean().item<double>() >= 0.99);
+  REQUIRE((sim - rt).abs().max().item<double>() <= 0.02 * sim.abs().max().item<double>());
+  // Dynamic activations keep depthwise layers in fp32 (the runtime's depthwise kernel is static only).
+  spec.activations = "dynamic";
+  nlohmann::json dynamic_report;
+  QuantizedModel dq = quantize_model(m, spec, data, dynamic_report);
+  for (const auto& n : dq.fp32()->graph().nodes()) {
+    if (n.attrs.value("groups", 1) == 1) continue;
+    bool excluded = false;
+    for (const auto& e : dynamic_report["excluded"]) excluded = excluded || e == n.name;
+    REQUIRE(excluded);
+  }
 }

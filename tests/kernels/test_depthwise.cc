@@ -29,7 +29,8 @@ std::vector<Isa> paths() {
       out.push_back(isa);
     } else {
       static bool said[3] = {};
-      if (!said[static_cast<int>(isa)]) std::cout << "depthwise tests: SKIPPING path " << isa_name(isa) << "\n";
+      if (!said[static_cast<int>(isa)])
+        std::cout << "depthwise tests: SKIPPING path " << isa_name(isa) << "\n";
       said[static_cast<int>(isa)] = true;
     }
   }
@@ -40,9 +41,9 @@ std::vector<Isa> paths() {
 
 TEST_CASE("depthwise convolution: every path equals the formula, byte for byte") {
   std::mt19937 rng(11);
-  const Case cases[] = {{7, 7, 8, 3, 1, 1},   {14, 14, 96, 3, 1, 1}, {9, 11, 19, 3, 2, 1}, {6, 5, 33, 5, 1, 2},
-                        {5, 5, 16, 1, 1, 0},  {8, 8, 1, 3, 2, 0},    {4, 4, 40, 3, 1, 0},  {10, 10, 24, 5, 2, 2},
-                        {3, 3, 17, 3, 1, 1}};
+  const Case cases[] = {{7, 7, 8, 3, 1, 1},  {14, 14, 96, 3, 1, 1}, {9, 11, 19, 3, 2, 1},
+                        {6, 5, 33, 5, 1, 2}, {5, 5, 16, 1, 1, 0},   {8, 8, 1, 3, 2, 0},
+                        {4, 4, 40, 3, 1, 0}, {10, 10, 24, 5, 2, 2}, {3, 3, 17, 3, 1, 1}};
   ThreadPool pool2(2);
   for (const Case& t : cases) {
     ConvGeometry g;
