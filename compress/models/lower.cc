@@ -13,6 +13,7 @@
 
 #include "compress/ops/script_lowering.h"
 #include "compress/ops/torch_op.h"
+#include "onnx_io/import.h"
 #include "runtime/error.h"
 
 namespace mighty::compress {
@@ -224,6 +225,30 @@ GraphModule lower_torchscript(const std::string& path, const std::vector<int64_t
                     expected.sizes() == got.sizes() ? (expected - got).abs().max().item<double>() : -1.0));
   }
   return lowered;
+}
+
+}  // namespace mighty::compress
+
+namespace mighty::compress {
+
+GraphModule import_onnx(const std::string& path, const std::vector<int64_t>& input_shape) {
+  if (!std::filesystem::exists(path)) throw Error(fmt::format("{}: ONNX file not found", path));
+  onnx_io::ImportOptions options;
+  options.input_shape = input_shape;
+  const onnx_io::Imported imported = onnx_io::import_file(path, options);
+  GraphModule m(imported.graph);
+  torch::NoGradGuard no_grad;
+  auto params = m->named_parameters(true), buffers = m->named_buffers(true);
+  for (const auto& [name, t] : imported.tensors) {
+    torch::Tensor* dst = params.find(name);
+    if (!dst) dst = buffers.find(name);
+    const auto src = torch::from_blob(const_cast<float*>(t.data.data()), t.shape, torch::kFloat32);
+    if (!dst || dst->sizes() != src.sizes())
+      throw Error(fmt::format("{}: imported tensor '{}' does not fit the graph", path, name));
+    dst->copy_(src);
+  }
+  m->eval();
+  return m;
 }
 
 }  // namespace mighty::compress

@@ -16,6 +16,10 @@ namespace mighty::compress {
 // TorchScript module on a random batch before it is returned.
 GraphModule lower_torchscript(const std::string& path, const std::vector<int64_t>& input_shape);
 
+// An ONNX model imported to the graph IR (onnx_io/import.h) as a GraphModule with its weights. `input_shape`:
+// one example's shape, checked against the model's declaration; empty: the model's own.
+GraphModule import_onnx(const std::string& path, const std::vector<int64_t>& input_shape);
+
 // Copies every parameter and buffer that `dst` shares by name with `src`.
 void copy_parameters(GraphModule& src, GraphModule& dst);
 

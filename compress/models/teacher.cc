@@ -51,6 +51,35 @@ std::pair<torch::Tensor, std::vector<torch::Tensor>> ZooTeacher::logits_and_feat
   return model_->forward_capture(x, nodes);
 }
 
+ImportedTeacher::ImportedTeacher(GraphModule model, std::string path, TeacherInputSpec input,
+                                 const Dataset& data)
+    : model_(std::move(model)), path_(std::move(path)), input_(std::move(input)) {
+  model_->eval();
+  if (data.kind == "images") {
+    data_mean_ = data.images.mean;
+    data_std_ = data.images.std;
+  }
+}
+
+// The student's normalization undone, the teacher's applied; flattened for a teacher that takes vectors.
+torch::Tensor ImportedTeacher::adapt(const torch::Tensor& x) const {
+  torch::Tensor in = ((x * data_std_ + data_mean_) - input_.mean) / input_.std;
+  if (input_.layout == "nhwc") in = in.permute({0, 2, 3, 1}).contiguous();
+  if (input_.layout == "flat") in = in.flatten(1);
+  return in;
+}
+
+torch::Tensor ImportedTeacher::logits(const torch::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  return model_->forward(adapt(x));
+}
+
+std::pair<torch::Tensor, std::vector<torch::Tensor>> ImportedTeacher::logits_and_features(
+    const torch::Tensor& x, const std::vector<int>& nodes) {
+  torch::NoGradGuard no_grad;
+  return model_->forward_capture(adapt(x), nodes);
+}
+
 TorchScriptTeacher::TorchScriptTeacher(const std::string& path, TeacherInputSpec input, const Dataset& data)
     : path_(path), input_(std::move(input)) {
   if (!std::filesystem::exists(path))

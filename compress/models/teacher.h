@@ -70,6 +70,28 @@ class TorchScriptTeacher : public Teacher {
   int64_t params_ = 0, bytes_ = 0;
 };
 
+// A teacher imported to the graph IR from a file (ONNX): its layers have names (feature distillation works),
+// and its input normalization may differ from the student's (the recipe's teacher "input" block).
+class ImportedTeacher : public Teacher {
+ public:
+  ImportedTeacher(GraphModule model, std::string path, TeacherInputSpec input, const Dataset& data);
+  torch::Tensor logits(const torch::Tensor& x) override;
+  std::pair<torch::Tensor, std::vector<torch::Tensor>> logits_and_features(
+      const torch::Tensor& x, const std::vector<int>& nodes) override;
+  const Graph* graph() const override { return &model_->graph(); }
+  int64_t parameter_count() const override { return model_->parameter_count(); }
+  int64_t fp32_bytes() const override { return model_->fp32_bytes(); }
+  std::string describe() const override { return "ONNX " + path_; }
+
+ private:
+  torch::Tensor adapt(const torch::Tensor& x) const;
+
+  GraphModule model_;
+  std::string path_;
+  TeacherInputSpec input_;
+  double data_mean_ = 0.0, data_std_ = 1.0;
+};
+
 // Loads zoo weights saved by mighty (teacher.pt, student.pt); errors name the file.
 void load_weights(GraphModule& model, const std::string& path);
 void save_weights(GraphModule& model, const std::string& path);

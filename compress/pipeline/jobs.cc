@@ -82,11 +82,20 @@ std::string with_commas(int64_t v) {
   return out;
 }
 
+// "a TorchScript file", "an ONNX file", ...: what the recipe's teacher is, for messages.
+std::string teacher_kind(const Recipe& recipe) {
+  const std::string& s = recipe.teacher_spec.source;
+  if (s == "torchscript") return "a TorchScript file";
+  if (s == "onnx") return "an ONNX file";
+  if (s == "use_lite") return "USE-Lite";
+  return s == "checkpoint" ? "a checkpoint" : "a zoo model mighty trains";
+}
+
 void require_trainable_teacher(const Recipe& recipe, const char* verb) {
   if (recipe.teacher_spec.source != "train") {
-    throw Error(fmt::format(
-        "{}: '{}' trains a zoo teacher, but this recipe's teacher is {} (use 'mighty compress')", recipe.file,
-        verb, recipe.teacher_spec.source == "torchscript" ? "a TorchScript file" : "a checkpoint"));
+    throw Error(
+        fmt::format("{}: '{}' trains a zoo teacher, but this recipe's teacher is {} (use 'mighty compress')",
+                    recipe.file, verb, teacher_kind(recipe)));
   }
 }
 
@@ -140,9 +149,9 @@ nlohmann::json run_train(const Recipe& recipe, const Dataset& data, const JobOpt
 }
 
 nlohmann::json run_eval(const Recipe& recipe, const JobOptions& options, const std::string& weights) {
-  if (recipe.teacher_spec.source == "torchscript") {
-    throw Error(fmt::format("{}: 'eval' evaluates a zoo teacher; this recipe's teacher is a TorchScript file",
-                            recipe.file));
+  if (recipe.teacher_spec.source == "torchscript" || recipe.teacher_spec.source == "onnx") {
+    throw Error(fmt::format("{}: 'eval' evaluates a zoo teacher; this recipe's teacher is {}", recipe.file,
+                            teacher_kind(recipe)));
   }
   ensure_dir(options.out_dir);
   const Dataset data = load_dataset(recipe.data, recipe.seed);
@@ -170,9 +179,9 @@ nlohmann::json run_eval(const Recipe& recipe, const JobOptions& options, const s
 }
 
 std::string run_export(const Recipe& recipe, const JobOptions& options) {
-  if (recipe.teacher_spec.source == "torchscript") {
-    throw Error(fmt::format("{}: 'export' exports a zoo teacher; this recipe's teacher is a TorchScript file",
-                            recipe.file));
+  if (recipe.teacher_spec.source == "torchscript" || recipe.teacher_spec.source == "onnx") {
+    throw Error(fmt::format("{}: 'export' exports a zoo teacher; this recipe's teacher is {}", recipe.file,
+                            teacher_kind(recipe)));
   }
   const Dataset data = load_dataset(recipe.data, recipe.seed);
   const ModelSpec spec = fill_from_data(recipe.teacher, data, "/teacher/model");

@@ -82,6 +82,11 @@ std::unique_ptr<Teacher> obtain_teacher(const Recipe& recipe, const Dataset& dat
     info["path"] = t.torchscript;
     return std::make_unique<TorchScriptTeacher>(t.torchscript, t.input, data);
   }
+  if (t.source == "onnx") {
+    info["path"] = t.onnx;
+    GraphModule model = import_onnx(t.onnx, {});
+    return std::make_unique<ImportedTeacher>(model, t.onnx, t.input, data);
+  }
   if (t.source == "use_lite") return obtain_use_lite(recipe, data, info);
   const ModelSpec spec = fill_from_data(recipe.teacher, data, "/teacher/model");
   GraphModule model(build_graph(spec));
@@ -145,13 +150,15 @@ std::string report_markdown(const nlohmann::json& report) {
 
 namespace {
 
-// The student: a TorchScript model lowered to the graph IR, or a zoo spec (from a checkpoint, or
+// The student: a TorchScript or ONNX model lowered to the graph IR, or a zoo spec (from a checkpoint, or
 // initialized).
 void make_student(const Recipe& recipe, const Dataset& data, Pipeline& p) {
-  if (!recipe.student_torchscript.empty()) {
-    p.student = lower_torchscript(recipe.student_torchscript, data.input_shape());
-    fmt::print(stderr, "student: lowered {} to {} graph nodes, {} parameters\n", recipe.student_torchscript,
-               p.student->graph().nodes().size(), with_commas(p.student->parameter_count()));
+  if (!recipe.student_torchscript.empty() || !recipe.student_onnx.empty()) {
+    const bool onnx = !recipe.student_onnx.empty();
+    const std::string& path = onnx ? recipe.student_onnx : recipe.student_torchscript;
+    p.student = onnx ? import_onnx(path, data.input_shape()) : lower_torchscript(path, data.input_shape());
+    fmt::print(stderr, "student: {} {} to {} graph nodes, {} parameters\n", onnx ? "imported" : "lowered",
+               path, p.student->graph().nodes().size(), with_commas(p.student->parameter_count()));
   } else {
     torch::manual_seed(recipe.seed);  // the initialization does not depend on whether the teacher was cached
     p.student = GraphModule(build_graph(fill_from_data(recipe.student, data, "/student/model")));
@@ -159,7 +166,8 @@ void make_student(const Recipe& recipe, const Dataset& data, Pipeline& p) {
   }
   // Distillation fine-tunes given weights; a zoo student without a checkpoint starts from each seed's init.
   // Later training stages continue from the earlier ones.
-  p.student_given = !recipe.student_torchscript.empty() || !recipe.student_checkpoint.empty();
+  p.student_given = !recipe.student_torchscript.empty() || !recipe.student_onnx.empty() ||
+                    !recipe.student_checkpoint.empty();
 }
 
 // Without a verify stage: the teacher and the student in LibTorch, side by side.

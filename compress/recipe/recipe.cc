@@ -158,9 +158,12 @@ void read_teacher(JsonReader& root, Recipe& r) {
     t.fail(
         "documents need a USE-Lite teacher: \"teacher\": {\"use_lite\": \"<model.json>\", \"train\": {...}}");
   }
-  if (t.has("torchscript")) {
-    s.source = "torchscript";
-    s.torchscript = t.string("torchscript", std::nullopt);
+  if (t.has("torchscript") || t.has("onnx")) {
+    if (t.has("torchscript") && t.has("onnx")) t.fail("give either 'torchscript' or 'onnx', not both");
+    s.source = t.has("onnx") ? "onnx" : "torchscript";
+    (s.source == "onnx" ? s.onnx : s.torchscript) = t.string(s.source.c_str(), std::nullopt);
+    if (s.source == "onnx" && r.data.kind != "images")
+      t.fail_at("onnx", "ONNX teachers take float images (NCHW); this recipe's data is " + r.data.kind);
     auto in = t.object("input", /*optional=*/true);
     if (r.data.kind == "text") {
       s.input.layout = in.choice("layout", "ids", {"ids"});
@@ -174,6 +177,11 @@ void read_teacher(JsonReader& root, Recipe& r) {
     in.finish();
     t.finish();
     return;
+  }
+  if (!t.has("model")) {
+    t.fail(
+        "the teacher needs one of: 'model' (a zoo model, with 'train' or 'checkpoint'), 'torchscript' (a "
+        "TorchScript file), 'onnx' (an ONNX file), 'use_lite' (documents)");
   }
   r.teacher = read_model(t.object("model"));
   if (t.has("checkpoint")) {
@@ -194,13 +202,22 @@ void read_teacher(JsonReader& root, Recipe& r) {
 ModelSpec read_student(JsonReader& root, Recipe& r) {
   auto st = root.object("student");
   ModelSpec m;
-  if (st.has("torchscript")) {
-    r.student_torchscript = st.string("torchscript", std::nullopt);
+  for (const char* source : {"torchscript", "onnx"}) {
+    if (!st.has(source)) continue;
+    const std::string kind = source;
+    (kind == "onnx" ? r.student_onnx : r.student_torchscript) = st.string(source, std::nullopt);
+    if (st.has("torchscript") && st.has("onnx")) st.fail("give either 'torchscript' or 'onnx', not both");
     if (r.data.kind != "images")
-      st.fail_at("torchscript", "TorchScript students are lowered for image models only");
+      st.fail_at(source, fmt::format("{} students are imported for image models only",
+                                     kind == "onnx" ? "ONNX" : "TorchScript"));
     st.finish();
-    m.arch = "torchscript";
+    m.arch = kind;
     return m;
+  }
+  if (!st.has("model") && !st.has("from_teacher")) {
+    st.fail(
+        "the student needs one of: 'model' (a zoo model), 'from_teacher' (a zoo model derived from the "
+        "teacher's), 'torchscript' (a TorchScript file), 'onnx' (an ONNX file)");
   }
   r.student_checkpoint = st.string("checkpoint", "");
   if (st.has("from_teacher")) {
@@ -209,8 +226,8 @@ ModelSpec read_student(JsonReader& root, Recipe& r) {
     const double depth = d.number("depth", 1.0, {0.0, 16.0, true, false});
     d.finish();
     if (st.has("model")) st.fail_at("model", "give either 'model' or 'from_teacher', not both");
-    if (r.teacher_spec.source == "torchscript") {
-      st.fail_at("from_teacher", "a TorchScript teacher has no zoo spec to derive a student from");
+    if (r.teacher_spec.source == "torchscript" || r.teacher_spec.source == "onnx") {
+      st.fail_at("from_teacher", "a teacher given as a file has no zoo spec to derive a student from");
     }
     m = derive_student(r.teacher, width, depth);
   } else {
@@ -386,6 +403,8 @@ nlohmann::json Recipe::to_json() const {
       {"eval", {{"latency_runs", eval.latency_runs}, {"throughput_batch", eval.throughput_batch}}}};
   if (!student_torchscript.empty()) {
     j["student"] = {{"torchscript", student_torchscript}};
+  } else if (!student_onnx.empty()) {
+    j["student"] = {{"onnx", student_onnx}};
   } else if (!student.arch.empty()) {
     j["student"] = {{"model", model_spec_to_json(student)}};
     if (!student_checkpoint.empty()) j["student"]["checkpoint"] = student_checkpoint;
@@ -399,10 +418,10 @@ nlohmann::json Recipe::to_json() const {
 
 nlohmann::json Recipe::teacher_json() const {
   const TeacherSpec& t = teacher_spec;
-  if (t.source == "torchscript") {
+  if (t.source == "torchscript" || t.source == "onnx") {
     nlohmann::json input = {{"layout", t.input.layout}};
     if (data.kind == "images") input["normalize"] = {{"mean", t.input.mean}, {"std", t.input.std}};
-    return {{"torchscript", t.torchscript}, {"input", input}};
+    return {{t.source, t.source == "onnx" ? t.onnx : t.torchscript}, {"input", input}};
   }
   if (t.source == "checkpoint") return {{"model", model_spec_to_json(teacher)}, {"checkpoint", t.checkpoint}};
   if (t.source == "use_lite") {

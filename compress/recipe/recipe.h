@@ -114,11 +114,12 @@ struct TeacherInputSpec {
 // Where the teacher comes from; a zoo teacher's architecture is Recipe::teacher, its training
 // Recipe::teacher_train.
 struct TeacherSpec {
-  // train (mighty trains a zoo model, cached) | checkpoint (zoo weights) | torchscript | use_lite
+  // train (mighty trains a zoo model, cached) | checkpoint (zoo weights) | torchscript | onnx | use_lite
   std::string source = "train";
   std::string checkpoint;
   std::string torchscript;
-  TeacherInputSpec input;  // torchscript
+  std::string onnx;        // imported to the graph IR (onnx_io/import.h)
+  TeacherInputSpec input;  // torchscript, onnx
   // use_lite: Universal Sentence Encoder Lite (model.json of the TF.js files) + a head trained here (cached),
   // on documents.
   std::string use_lite;
@@ -241,7 +242,8 @@ struct Recipe {
   ModelSpec student;               // arch empty: no student
   std::string student_checkpoint;  // start from these weights (e.g. an earlier run's student.pt)
   std::string
-      student_torchscript;  // a TorchScript student, lowered to the graph IR (student.arch "torchscript")
+      student_torchscript;   // a TorchScript student, lowered to the graph IR (student.arch "torchscript")
+  std::string student_onnx;  // an ONNX student, imported to the graph IR (student.arch "onnx")
   std::vector<StageSpec> stages;
   EvalSpec eval;
 

@@ -1,4 +1,4 @@
-// LayerNorm over the last dimension, with weight and bias.
+// LayerNorm over the last dimension, with weight and bias; `eps` 1e-5 unless the attribute says otherwise.
 #include "kernels/fp32_ops.h"
 #include "runtime/exec/op_context.h"
 #include "runtime/graph/op_def.h"
@@ -10,6 +10,7 @@ namespace {
 Shape infer(const ShapeContext& ctx) {
   if (ctx.input().empty()) ctx.fail("input has rank 0");
   ctx.need_dim(ctx.input().back(), ctx.attr_int("dim", 1, kMaxDim), "input's last dimension");
+  ctx.attr_number_or("eps", ops::kNormEps, 1e-12, 1.0);
   return ctx.input();
 }
 
@@ -25,7 +26,7 @@ void run(exec::OpContext& ctx) {
   out.shape = in.shape;
   out.data.resize(in.data.size());
   kernels::layer_norm(in.data.data(), static_cast<int64_t>(in.data.size()) / dim, dim, ctx.tensor("weight"),
-                      ctx.tensor("bias"), ops::kNormEps, out.data.data());
+                      ctx.tensor("bias"), ctx.node().attrs.value("eps", ops::kNormEps), out.data.data());
 }
 
 }  // namespace

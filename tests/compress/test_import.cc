@@ -6,6 +6,8 @@
 #include <torch/script.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <stdexcept>
 
@@ -15,6 +17,7 @@
 #include "compress/passes/quantize.h"
 #include "compress/passes/structured.h"
 #include "helpers.h"
+#include "onnx_io/import.h"
 #include "runtime/exec/session.h"
 #include "runtime/format/artifact.h"
 
@@ -186,4 +189,71 @@ TEST_CASE(
     for (const auto& e : dynamic_report["excluded"]) excluded = excluded || e == n.name;
     REQUIRE(excluded);
   }
+}
+
+TEST_CASE("PyTorch-exported ONNX models (opsets 13 and 17) import and compute what LibTorch computes") {
+  const std::map<std::string, std::vector<std::string>> expect = {
+      {"mobilenet_v2", {"Conv2d", "Clip", "Add", "GlobalAvgPool", "Flatten", "Linear"}},
+      {"mobilenet_v3", {"HardSigmoid", "Mul", "Sigmoid", "MaxPool2d", "Concat", "Clip", "Flatten", "Linear"}},
+      {"resnet", {"Conv2d", "ReLU", "Add", "GlobalAvgPool", "Linear"}},
+      {"gelu_resnet", {"Conv2d", "GELU", "Add", "GlobalAvgPool", "Linear"}}};
+  for (const auto& [name, ops] : expect) {
+    auto module = torch::jit::load(models_dir() + "/" + name + ".traced.pt");
+    module.eval();
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(4);
+    const auto x = torch::randn({3, 1, 28, 28});
+    const auto expected = module.forward({x}).toTensor();
+    for (const char* suffix : {".onnx", ".opset17.onnx"}) {
+      const std::string path = models_dir() + "/" + name + suffix;
+      INFO(path);
+      GraphModule m = import_onnx(path, {1, 28, 28});
+      const auto counts = op_counts(m->graph());
+      for (const auto& op : ops) {
+        INFO(op);
+        REQUIRE(counts.count(op) == 1);
+      }
+      // Exporters fold BatchNorm into the convolutions; the GELU pattern and the computed flatten fold back.
+      REQUIRE(counts.count("BatchNorm2d") == 0);
+      if (name != "resnet") REQUIRE(grouped_convs(m->graph()) > 0);
+      REQUIRE(torch::allclose(m->forward(x), expected, 1e-4, 1e-4));
+      const auto got =
+          run_runtime(onnx_io::to_artifact(onnx_io::import_file(path), {{"producer", "test"}}), x);
+      REQUIRE(torch::allclose(got, expected, 1e-4, 1e-4));
+    }
+  }
+}
+
+TEST_CASE("a broken or unsupported ONNX file is one line naming the file and what") {
+  const std::string dir = testing::fresh_temp_dir("import", "onnx_bad");
+  { std::ofstream(dir + "/garbage.onnx") << "this is not a protobuf"; }
+  REQUIRE_THROWS_WITH(import_onnx(dir + "/garbage.onnx", {1, 28, 28}),
+                      Catch::Contains("garbage.onnx: not an ONNX model"));
+  REQUIRE_THROWS_WITH(import_onnx(dir + "/missing.onnx", {1, 28, 28}),
+                      Catch::Contains("missing.onnx: ONNX file not found"));
+  // The data shape must be the model's.
+  REQUIRE_THROWS_WITH(
+      import_onnx(models_dir() + "/resnet.onnx", {3, 32, 32}),
+      Catch::Contains("resnet.onnx: input 'image' has shape [batch, 1, 28, 28], but the data gives "
+                      "examples of shape [3, 32, 32]"));
+  // A truncated file.
+  const std::string whole = [&] {
+    std::ifstream in(models_dir() + "/resnet.onnx", std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }();
+  { std::ofstream(dir + "/cut.onnx", std::ios::binary) << whole.substr(0, whole.size() / 2); }
+  REQUIRE_THROWS_WITH(import_onnx(dir + "/cut.onnx", {1, 28, 28}), Catch::Contains("cut.onnx: "));
+}
+
+TEST_CASE("recipes name the teacher and student sources they accept") {
+  const std::string base = R"({"name": "t", "data": {"kind": "images", "validation_size": 10},)";
+  REQUIRE_THAT(
+      testing::recipe_error(base + R"("teacher": {"onx": "m.onnx"}})"),
+      Catch::Contains("'model' (a zoo model, with 'train' or 'checkpoint'), 'torchscript' (a TorchScript "
+                      "file), 'onnx' (an ONNX file), 'use_lite' (documents)"));
+  REQUIRE_THAT(
+      testing::recipe_error(base + R"("teacher": {"onnx": "m.onnx"}, "student": {"zoo": 1}})"),
+      Catch::Contains("the student needs one of: 'model'") && Catch::Contains("'onnx' (an ONNX file)"));
+  REQUIRE(testing::recipe_error(base + R"("teacher": {"onnx": "m.onnx"}, "student": {"onnx": "s.onnx"}})") ==
+          "no error");
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """Small MobileNet- and ResNet-style networks as a user brings them: traced (torch.jit.trace) and scripted
-TorchScript files, written with Debian's python3-torch (which matches the project's LibTorch). Used by the
-import tests; nothing here is trained: weights are seeded random, BatchNorm statistics are perturbed so that
-folding them is not a no-op.
+TorchScript files and ONNX files (torch.onnx.export, opset 13 and 17), written with Debian's python3-torch
+(which matches the project's LibTorch). Used by the import tests; nothing here is trained: weights are seeded
+random, BatchNorm statistics are perturbed so that folding them is not a no-op.
 
-Usage: make_models.py OUT_DIR     writes OUT_DIR/<name>.traced.pt and <name>.scripted.pt for each model
+Usage: make_models.py OUT_DIR     writes OUT_DIR/<name>.traced.pt, <name>.scripted.pt, <name>.onnx (opset 13)
+                                  and <name>.opset17.onnx for each model
 """
 import os
 import sys
@@ -133,7 +134,37 @@ class ResNet(nn.Module):
         return self.fc(x)
 
 
-MODELS = {"mobilenet_v2": MobileNetV2, "mobilenet_v3": MobileNetV3Like, "resnet": ResNet}
+class GeluBlock(nn.Module):
+    """Depthwise 3x3 -> BatchNorm -> GELU -> pointwise 1x1, with a residual connection."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.dw = nn.Conv2d(channels, channels, 3, 1, 1, groups=channels, bias=False)
+        self.bn = nn.BatchNorm2d(channels)
+        self.pw = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x):
+        return x + self.pw(F.gelu(self.bn(self.dw(x))))
+
+
+class GeluResNet(nn.Module):
+    """A teacher-sized network with depthwise convolutions, exact (erf) GELU and residual blocks."""
+
+    def __init__(self, width=32, classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, 1, 1), nn.BatchNorm2d(width), nn.GELU())
+        self.stage1 = nn.Sequential(GeluBlock(width), GeluBlock(width))
+        self.down = nn.Sequential(nn.Conv2d(width, 2 * width, 3, 2, 1), nn.BatchNorm2d(2 * width), nn.GELU())
+        self.stage2 = nn.Sequential(GeluBlock(2 * width), GeluBlock(2 * width))
+        self.head = nn.Linear(2 * width, classes)
+
+    def forward(self, x):
+        x = self.stage2(self.down(self.stage1(self.stem(x))))
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+MODELS = {"mobilenet_v2": MobileNetV2, "mobilenet_v3": MobileNetV3Like, "resnet": ResNet,
+          "gelu_resnet": GeluResNet}
 
 
 def perturb_batchnorm(model):
@@ -162,6 +193,10 @@ def main():
         traced = torch.jit.trace(model, example)
         traced.save(os.path.join(out, name + ".traced.pt"))
         torch.jit.script(model).save(os.path.join(out, name + ".scripted.pt"))
+        for opset, suffix in ((13, ".onnx"), (17, ".opset17.onnx")):
+            torch.onnx.export(model, example, os.path.join(out, name + suffix), opset_version=opset,
+                              input_names=["image"], output_names=["logits"],
+                              dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
         params = sum(p.numel() for p in model.parameters())
         print(f"{name}: {params} parameters")
 
