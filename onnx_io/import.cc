@@ -28,7 +28,8 @@ std::string read_bytes(const std::string& path, const char* what) {
   if (!in) throw Error(fmt::format("{}: cannot open the {}", path, what));
   in.seekg(0, std::ios::end);
   const auto size = static_cast<size_t>(in.tellg());
-  if (size > kMaxFileBytes) throw Error(fmt::format("{}: {} bytes is over the 2 GiB protobuf limit", path, size));
+  if (size > kMaxFileBytes)
+    throw Error(fmt::format("{}: {} bytes is over the 2 GiB protobuf limit", path, size));
   std::string bytes(size, '\0');
   in.seekg(0);
   if (!in.read(bytes.data(), static_cast<std::streamsize>(size)))
@@ -40,16 +41,18 @@ std::string describe_shape(const onnx::TypeProto& type) {
   if (!type.has_tensor_type() || !type.tensor_type().has_shape()) return "(no shape)";
   std::vector<std::string> dims;
   for (const auto& d : type.tensor_type().shape().dim())
-    dims.push_back(d.has_dim_value() ? std::to_string(d.dim_value()) : (d.dim_param().empty() ? "?" : d.dim_param()));
+    dims.push_back(d.has_dim_value() ? std::to_string(d.dim_value())
+                                     : (d.dim_param().empty() ? "?" : d.dim_param()));
   return "[" + fmt::format("{}", fmt::join(dims, ", ")) + "]";
 }
 
 // The data input's per-example shape (past the batch) from its declaration, checked against the caller's.
-Shape input_shape(const std::string& file, const onnx::ValueInfoProto& in, const std::vector<int64_t>& wanted) {
+Shape input_shape(const std::string& file, const onnx::ValueInfoProto& in,
+                  const std::vector<int64_t>& wanted) {
   const auto& type = in.type();
   if (!type.has_tensor_type() || type.tensor_type().elem_type() != onnx::TensorProto::FLOAT) {
-    throw Error(fmt::format("{}: input '{}' must be a float32 tensor (images NCHW, features [batch, n])", file,
-                            in.name()));
+    throw Error(fmt::format("{}: input '{}' must be a float32 tensor (images NCHW, features [batch, n])",
+                            file, in.name()));
   }
   Shape shape;
   if (type.tensor_type().has_shape()) {
@@ -105,7 +108,8 @@ void import_nodes(ImportContext& ctx, const onnx::GraphProto& graph) {
     if (ctx.consumed(i)) continue;
     ctx.begin(i);
     const auto& n = graph.node(i);
-    if (!n.domain().empty() && n.domain() != "ai.onnx") ctx.fail(fmt::format("domain '{}' is not supported", n.domain()));
+    if (!n.domain().empty() && n.domain() != "ai.onnx")
+      ctx.fail(fmt::format("domain '{}' is not supported", n.domain()));
     const OnnxOpDef* def = find_onnx_op(n.op_type());
     if (!def) {
       ctx.fail(fmt::format("op type '{}' has no equivalent in mighty's graph IR; supported: {}", n.op_type(),
@@ -136,7 +140,8 @@ Imported import_bytes(const std::string& bytes, const std::string& name, const I
   const auto& graph = model.graph();
   ImportContext ctx(name, graph, out.opset);
   for (const auto& init : graph.initializer())
-    ctx.constants()[init.name()] = tensor_from_proto(init, fmt::format("{}: initializer '{}'", name, init.name()));
+    ctx.constants()[init.name()] =
+        tensor_from_proto(init, fmt::format("{}: initializer '{}'", name, init.name()));
   // The data input: the one graph input that is not an initializer or bound by the caller.
   const onnx::ValueInfoProto* data = nullptr;
   for (const auto& in : graph.input()) {
@@ -154,7 +159,8 @@ Imported import_bytes(const std::string& bytes, const std::string& name, const I
   }
   if (!data) throw Error(fmt::format("{}: the graph has no data input", name));
   if (graph.output_size() != 1)
-    throw Error(fmt::format("{}: the graph has {} outputs; mighty models have one", name, graph.output_size()));
+    throw Error(
+        fmt::format("{}: the graph has {} outputs; mighty models have one", name, graph.output_size()));
   out.input_name = data->name();
   out.output_name = graph.output(0).name();
   ctx.alias(data->name(), ctx.graph().add("input", OpKind::kInput, {},
@@ -164,7 +170,7 @@ Imported import_bytes(const std::string& bytes, const std::string& name, const I
   import_nodes(ctx, graph);
   if (!ctx.is_value(out.output_name)) {
     throw Error(fmt::format("{}: output '{}' is {}", name, out.output_name,
-                            ctx.find_constant(out.output_name)       ? "a constant"
+                            ctx.find_constant(out.output_name)      ? "a constant"
                             : ctx.find_shape_value(out.output_name) ? "a shape, not a computed tensor"
                                                                     : "not computed by any node"));
   }
@@ -173,7 +179,8 @@ Imported import_bytes(const std::string& bytes, const std::string& name, const I
   g.infer_shapes();
   for (const auto& spec : g.all_tensors()) {
     auto it = ctx.tensors().find(spec.name);
-    if (it == ctx.tensors().end()) throw Error(fmt::format("{}: no weights for tensor '{}'", name, spec.name));
+    if (it == ctx.tensors().end())
+      throw Error(fmt::format("{}: no weights for tensor '{}'", name, spec.name));
     if (it->second.shape != spec.shape) {
       throw Error(fmt::format("{}: tensor '{}' has shape [{}], the graph needs [{}]", name, spec.name,
                               fmt::join(it->second.shape, ", "), fmt::join(spec.shape, ", ")));
@@ -211,7 +218,8 @@ ArtifactWriter to_artifact(const Imported& model, const nlohmann::json& metadata
 
 Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& what) {
   if (t.data_location() == onnx::TensorProto::EXTERNAL)
-    throw Error(fmt::format("{}: external tensor data is not supported (save the model with its weights inside)", what));
+    throw Error(fmt::format(
+        "{}: external tensor data is not supported (save the model with its weights inside)", what));
   Tensor out;
   int64_t count = 1;
   for (int64_t d : t.dims()) {
@@ -223,13 +231,15 @@ Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& what) {
   const bool raw = t.has_raw_data();
   auto need = [&](size_t found) {
     if (found != static_cast<size_t>(count))
-      throw Error(fmt::format("{}: {} values for shape [{}] ({} expected)", what, found, fmt::join(out.shape, ", "), count));
+      throw Error(fmt::format("{}: {} values for shape [{}] ({} expected)", what, found,
+                              fmt::join(out.shape, ", "), count));
   };
   out.data.resize(static_cast<size_t>(count));
   auto from_raw = [&](auto sample) {
     using T = decltype(sample);
     if (t.raw_data().size() != static_cast<size_t>(count) * sizeof(T))
-      throw Error(fmt::format("{}: {} raw bytes for {} values of {} bytes", what, t.raw_data().size(), count, sizeof(T)));
+      throw Error(fmt::format("{}: {} raw bytes for {} values of {} bytes", what, t.raw_data().size(), count,
+                              sizeof(T)));
     for (int64_t i = 0; i < count; ++i) {
       T v;
       std::memcpy(&v, t.raw_data().data() + i * sizeof(T), sizeof(T));
@@ -273,8 +283,9 @@ Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& what) {
       }
       break;
     default:
-      throw Error(fmt::format("{}: element type {} is not supported (float32, float64, int32, int64)", what,
-                              onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(t.data_type()))));
+      throw Error(fmt::format(
+          "{}: element type {} is not supported (float32, float64, int32, int64)", what,
+          onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(t.data_type()))));
   }
   for (float v : out.data)
     if (!std::isfinite(v)) throw Error(fmt::format("{}: holds a value that is not finite", what));
@@ -288,11 +299,13 @@ void ImportContext::fail(const std::string& what) const {
   throw Error(fmt::format("{}: ONNX node {} ('{}', {}): {}", file_, index_, n.name(), n.op_type(), what));
 }
 
-const onnx::AttributeProto* ImportContext::attr(const char* name, onnx::AttributeProto::AttributeType type) const {
+const onnx::AttributeProto* ImportContext::attr(const char* name,
+                                                onnx::AttributeProto::AttributeType type) const {
   for (const auto& a : node().attribute()) {
     if (a.name() != name) continue;
     if (a.type() != type) {
-      fail(fmt::format("attribute '{}' is {}, expected {}", name, onnx::AttributeProto::AttributeType_Name(a.type()),
+      fail(fmt::format("attribute '{}' is {}, expected {}", name,
+                       onnx::AttributeProto::AttributeType_Name(a.type()),
                        onnx::AttributeProto::AttributeType_Name(type)));
     }
     return &a;
@@ -357,7 +370,8 @@ int ImportContext::value_of(const std::string& name) const {
 int ImportContext::value(int k) const {
   if (!has_input(k)) fail(fmt::format("input {} is missing", k));
   if (find_constant(node().input(k)) || find_shape_value(node().input(k)))
-    fail(fmt::format("input {} ('{}') is a constant where mighty needs a computed value", k, node().input(k)));
+    fail(
+        fmt::format("input {} ('{}') is a constant where mighty needs a computed value", k, node().input(k)));
   return value_of(node().input(k));
 }
 

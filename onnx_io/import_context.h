@@ -93,7 +93,8 @@ class ImportContext {
   std::set<std::string> names_;
 };
 
-// Converts a TensorProto to float (float32, float64, int32, int64 data; raw or typed fields); `what` names it.
+// Converts a TensorProto to float (float32, float64, int32, int64 data; raw or typed fields); `what` names
+// it.
 Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& what);
 
 // One entry per ONNX op type (import_ops.cc).

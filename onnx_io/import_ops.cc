@@ -26,7 +26,8 @@ bool is_scalar(const Tensor& t, float value, float tolerance = 0.0f) {
 // One square value from a per-axis list of two ([s, s]), or `fallback` when absent.
 int64_t square(ImportContext& c, const char* name, int64_t fallback) {
   const auto v = c.attr_ints(name, {fallback, fallback});
-  if (v.size() != 2 || v[0] != v[1]) c.fail(fmt::format("{} [{}] must be two equal values", name, fmt::join(v, ", ")));
+  if (v.size() != 2 || v[0] != v[1])
+    c.fail(fmt::format("{} [{}] must be two equal values", name, fmt::join(v, ", ")));
   return v[0];
 }
 
@@ -40,7 +41,8 @@ int64_t symmetric_pad(ImportContext& c, int64_t kernel, int64_t stride, const Sh
       const int64_t size = in[static_cast<size_t>(d)], out = (size + stride - 1) / stride;
       const int64_t total = std::max<int64_t>(0, (out - 1) * stride + kernel - size);
       if (total % 2 != 0 || (pad >= 0 && pad != total / 2))
-        c.fail(fmt::format("auto_pad {} needs asymmetric padding here (only symmetric padding is supported)", auto_pad));
+        c.fail(fmt::format("auto_pad {} needs asymmetric padding here (only symmetric padding is supported)",
+                           auto_pad));
       pad = total / 2;
     }
     return pad;
@@ -54,13 +56,15 @@ int64_t symmetric_pad(ImportContext& c, int64_t kernel, int64_t stride, const Sh
 
 void need_rank(ImportContext& c, int k, size_t rank, const char* what) {
   if (c.shape(k).size() != rank)
-    c.fail(fmt::format("input {} has per-example shape [{}]: {} expected", k, fmt::join(c.shape(k), ", "), what));
+    c.fail(fmt::format("input {} has per-example shape [{}]: {} expected", k, fmt::join(c.shape(k), ", "),
+                       what));
 }
 
 void need_one_output(ImportContext& c) {
   for (int o = 1; o < c.node().output_size(); ++o)
     if (!c.node().output(o).empty() && c.consumers(c.node().output(o)).size() > 0)
-      c.fail(fmt::format("output {} ('{}') is used; only the first output is supported", o, c.node().output(o)));
+      c.fail(
+          fmt::format("output {} ('{}') is used; only the first output is supported", o, c.node().output(o)));
 }
 
 // ---- shape computations (x.view(x.size(0), -1) as exporters write it) ----
@@ -98,7 +102,8 @@ void gather(ImportContext& c) {
     if (i < 0 || i >= static_cast<int64_t>(v.size())) c.fail(fmt::format("index {} is outside the shape", f));
     out.push_back(v[static_cast<size_t>(i)]);
   }
-  c.set_shape_value(c.node().output(0), out);  // a scalar index gives a one-entry vector (rank is not tracked)
+  c.set_shape_value(c.node().output(0),
+                    out);  // a scalar index gives a one-entry vector (rank is not tracked)
 }
 
 void unsqueeze(ImportContext& c) {
@@ -130,7 +135,8 @@ void conv(ImportContext& c) {
   const int64_t groups = c.attr_int("group", 1);
   if (square(c, "dilations", 1) != 1) c.fail("dilations must be 1");
   const auto kernel = c.attr_ints("kernel_shape", {w.shape[2], w.shape[3]});
-  if (kernel != std::vector<int64_t>{w.shape[2], w.shape[3]}) c.fail("kernel_shape differs from the weight's");
+  if (kernel != std::vector<int64_t>{w.shape[2], w.shape[3]})
+    c.fail("kernel_shape differs from the weight's");
   const int64_t stride = square(c, "strides", 1);
   const int64_t pad = symmetric_pad(c, w.shape[2], stride, c.shape(0));
   const bool bias = c.has_input(2);
@@ -154,7 +160,8 @@ Tensor matrix(const Tensor& m, bool transpose, float scale) {
   w.data.resize(m.data.size());
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t k = 0; k < cols; ++k)
-      w.data[static_cast<size_t>(transpose ? k * rows + r : r * cols + k)] = m.data[static_cast<size_t>(r * cols + k)] * scale;
+      w.data[static_cast<size_t>(transpose ? k * rows + r : r * cols + k)] =
+          m.data[static_cast<size_t>(r * cols + k)] * scale;
   return w;
 }
 
@@ -166,15 +173,16 @@ bool bias_vector(const Tensor& t, int64_t n, float scale, Tensor& out) {
   if (count != n && count != 1) return false;
   out.shape = {n};
   out.data.assign(static_cast<size_t>(n), 0.0f);
-  for (int64_t j = 0; j < n; ++j) out.data[static_cast<size_t>(j)] = t.data[static_cast<size_t>(count == 1 ? 0 : j)] * scale;
+  for (int64_t j = 0; j < n; ++j)
+    out.data[static_cast<size_t>(j)] = t.data[static_cast<size_t>(count == 1 ? 0 : j)] * scale;
   return true;
 }
 
-void add_linear(ImportContext& c, const std::string& output, int input, const Tensor& weight, const Tensor* bias) {
-  const std::string name = c.add_for(output, OpKind::kLinear, {input},
-                                     {{"in_features", weight.shape[1]},
-                                      {"out_features", weight.shape[0]},
-                                      {"bias", bias != nullptr}});
+void add_linear(ImportContext& c, const std::string& output, int input, const Tensor& weight,
+                const Tensor* bias) {
+  const std::string name = c.add_for(
+      output, OpKind::kLinear, {input},
+      {{"in_features", weight.shape[1]}, {"out_features", weight.shape[0]}, {"bias", bias != nullptr}});
   c.weight(name + ".weight", weight);
   if (bias) c.weight(name + ".bias", *bias);
 }
@@ -191,7 +199,8 @@ void gemm(ImportContext& c) {
   Tensor bias;
   const bool has_bias = c.has_input(2) && beta != 0.0f;
   if (has_bias && !bias_vector(c.constant(2), weight.shape[0], beta, bias))
-    c.fail(fmt::format("C of shape [{}] is not a bias (one value per output, or a scalar)", fmt::join(c.constant(2).shape, ", ")));
+    c.fail(fmt::format("C of shape [{}] is not a bias (one value per output, or a scalar)",
+                       fmt::join(c.constant(2).shape, ", ")));
   add_linear(c, c.node().output(0), c.value(0), weight, has_bias ? &bias : nullptr);
 }
 
@@ -239,9 +248,11 @@ void layer_norm(ImportContext& c) {
   need_one_output(c);
   const int64_t dim = in.back();
   Tensor bias{{dim}, std::vector<float>(static_cast<size_t>(dim), 0.0f)};
-  if (c.constant(1).shape != std::vector<int64_t>{dim} || (c.has_input(2) && c.constant(2).shape != std::vector<int64_t>{dim}))
+  if (c.constant(1).shape != std::vector<int64_t>{dim} ||
+      (c.has_input(2) && c.constant(2).shape != std::vector<int64_t>{dim}))
     c.fail(fmt::format("scale and bias must be vectors of {} values", dim));
-  const std::string name = c.add(OpKind::kLayerNorm, {c.value(0)}, {{"dim", dim}, {"eps", c.attr_float("epsilon", 1e-5f)}});
+  const std::string name =
+      c.add(OpKind::kLayerNorm, {c.value(0)}, {{"dim", dim}, {"eps", c.attr_float("epsilon", 1e-5f)}});
   c.weight(name + ".weight", c.constant(1));
   c.weight(name + ".bias", c.has_input(2) ? c.constant(2) : bias);
 }
@@ -253,7 +264,8 @@ void sigmoid(ImportContext& c) { c.add(OpKind::kSigmoid, {c.value(0)}); }
 void hardswish(ImportContext& c) { c.add(OpKind::kHardSwish, {c.value(0)}); }
 
 void hardsigmoid(ImportContext& c) {
-  c.add(OpKind::kHardSigmoid, {c.value(0)}, {{"alpha", c.attr_float("alpha", 0.2f)}, {"beta", c.attr_float("beta", 0.5f)}});
+  c.add(OpKind::kHardSigmoid, {c.value(0)},
+        {{"alpha", c.attr_float("alpha", 0.2f)}, {"beta", c.attr_float("beta", 0.5f)}});
 }
 
 void clip(ImportContext& c) {
@@ -272,7 +284,8 @@ void clip(ImportContext& c) {
 void softmax(ImportContext& c) {
   const int64_t rank = static_cast<int64_t>(c.shape(0).size()) + 1;
   const int64_t axis = c.attr_int("axis", c.opset() >= 13 ? -1 : 1);
-  if (axis != -1 && axis != rank - 1) c.fail(fmt::format("only softmax over the last axis (axis {} of rank {})", axis, rank));
+  if (axis != -1 && axis != rank - 1)
+    c.fail(fmt::format("only softmax over the last axis (axis {} of rank {})", axis, rank));
   c.add(OpKind::kSoftmax, {c.value(0)});
 }
 
@@ -322,8 +335,10 @@ bool gelu(ImportContext& c) {
 // Add and Mul of two computed values (broadcast over dimensions of size 1).
 void binary(ImportContext& c, OpKind op) {
   if (c.is_constant(0) || c.is_constant(1)) {
-    c.fail("a constant operand is supported only as a MatMul's bias or in the GELU pattern; both operands must be "
-           "computed values");
+    c.fail(
+        "a constant operand is supported only as a MatMul's bias or in the GELU pattern; both operands must "
+        "be "
+        "computed values");
   }
   if (c.shape(0).size() != c.shape(1).size())
     c.fail(fmt::format("operands of shapes [{}] and [{}] have different ranks", fmt::join(c.shape(0), ", "),
@@ -349,7 +364,8 @@ void concat(ImportContext& c) {
   const int64_t rank = static_cast<int64_t>(c.shape(0).size()) + 1;
   int64_t axis = c.attr_int("axis", 1);
   if (axis < 0) axis += rank;
-  if (axis < 1 || axis >= rank) c.fail(fmt::format("axis {} (rank {}): cannot concatenate along the batch", axis, rank));
+  if (axis < 1 || axis >= rank)
+    c.fail(fmt::format("axis {} (rank {}): cannot concatenate along the batch", axis, rank));
   std::vector<int> inputs;
   for (int k = 0; k < c.node().input_size(); ++k) inputs.push_back(c.value(k));
   c.add(OpKind::kConcat, inputs, {{"axis", axis - 1}});
@@ -418,8 +434,9 @@ void reshape(ImportContext& c) {
   if (!flat) {
     std::vector<std::string> shown;
     for (const auto& d : target) shown.push_back(d ? std::to_string(*d) : "batch");
-    c.fail(fmt::format("only a reshape to [batch, -1] (a flatten) is supported; shape [{}] of input [batch, {}]",
-                       fmt::join(shown, ", "), fmt::join(in, ", ")));
+    c.fail(
+        fmt::format("only a reshape to [batch, -1] (a flatten) is supported; shape [{}] of input [batch, {}]",
+                    fmt::join(shown, ", "), fmt::join(in, ", ")));
   }
   if (in.size() == 1) return c.alias(c.node().output(0), c.value(0));
   c.add(OpKind::kFlatten, {c.value(0)});
@@ -447,7 +464,9 @@ void constant(ImportContext& c) {
   c.set_constant(n.output(0), std::move(t));
 }
 
-void erf(ImportContext& c) { c.fail("Erf is supported only inside the GELU pattern x * 0.5 * (1 + erf(x / sqrt 2))"); }
+void erf(ImportContext& c) {
+  c.fail("Erf is supported only inside the GELU pattern x * 0.5 * (1 + erf(x / sqrt 2))");
+}
 
 const OnnxOpDef kOps[] = {
     {"Add", add},

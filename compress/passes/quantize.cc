@@ -154,7 +154,7 @@ torch::Tensor finish(const LayerQuant& q, const torch::Tensor& acc, const torch:
       }
     }
     const double zp = q.output.zero_point;
-    const double lo = (q.relu ? zp : 0.0) - zp, hi = 255.0 - zp;
+    const double lo = q.clamp_lo - zp, hi = q.clamp_hi - zp;
     auto v = (acc + int_bias).to(torch::kFloat32) * multiplier;
     v = v.clamp(lo, hi).round();  // round half to even, as cvtps2dq
     return v * q.output.scale;    // (q - zp) * scale
@@ -258,6 +258,7 @@ ArtifactWriter QuantizedModel::export_artifact(const nlohmann::json& metadata) {
       quant["output_scale"] = q.output.scale;
       quant["output_zero_point"] = q.output.zero_point;
       quant["output_relu"] = q.relu;
+      if (q.clip) quant["output_clip"] = {q.clip_lo, q.clip_hi};
     }
     graph["nodes"][static_cast<size_t>(i)]["attrs"]["quant"] = quant;
     by_weight[q.name + ".weight"] = &q;
@@ -482,6 +483,12 @@ std::map<int, LayerQuant> quantize_layers(GraphModule& model, const std::vector<
       q.u8_output = true;
       q.output = next->second.input;
       q.relu = chain.relu;
+      q.clip = chain.clip;
+      if (q.clip) {
+        q.clip_lo = chain.lo;
+        q.clip_hi = chain.hi;
+      }
+      u8_clamp(chain, q.output, q.clamp_lo, q.clamp_hi);
     }
   }
   return layers;
@@ -544,7 +551,10 @@ nlohmann::json correct_biases(QuantizedModel& qm, const std::vector<Plan>& plan,
                          {"op", op_name(qm.fp32()->graph().nodes()[q.node].op)},
                          {"activations", q.static_activation ? "static" : "dynamic"},
                          {"weight_shape", q.weight_q.sizes().vec()},
-                         {"output", q.u8_output ? (q.relu ? "uint8 (ReLU fused)" : "uint8") : "float32"}};
+                         {"output", q.u8_output ? (q.clip   ? "uint8 (Clip fused)"
+                                                   : q.relu ? "uint8 (ReLU fused)"
+                                                            : "uint8")
+                                                : "float32"}};
     if (q.static_activation) {
       lr.update({{"observer", q.observer},
                  {"observed_min", observers[k].min()},
@@ -572,8 +582,11 @@ void measure_sqnr(QuantizedModel& qm, const std::vector<Plan>& plan,
     const auto yq = qm.forward_capture(x, quant_nodes).second;
     const auto yf = qm.fp32()->forward_capture(x, quant_nodes).second;
     for (size_t k = 0; k < plan.size(); ++k) {
-      // A uint8 output with a fused ReLU is already rectified: compare it with the rectified float output.
-      const auto ref = qm.layers().at(plan[k].node).relu ? torch::relu(yf[k]) : yf[k];
+      // A uint8 output with a fused ReLU or Clip is already clamped: compare it with the clamped float
+      // output.
+      const LayerQuant& lq = qm.layers().at(plan[k].node);
+      auto ref = lq.relu ? torch::relu(yf[k]) : yf[k];
+      if (lq.clip) ref = ref.clamp(lq.clip_lo, lq.clip_hi);
       signal[k] += ref.to(torch::kFloat64).pow(2).sum().item<double>();
       noise[k] += (yq[k].to(torch::kFloat64) - ref.to(torch::kFloat64)).pow(2).sum().item<double>();
     }

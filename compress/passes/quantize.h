@@ -56,6 +56,9 @@ struct LayerQuant {
   bool u8_output = false;
   kernels::QuantParams output;
   bool relu = false;
+  bool clip = false;                     // a Clip on the chain, clamping to [clip_lo, clip_hi]
+  double clip_lo = 0.0, clip_hi = 0.0;   // the chain's interval (with a ReLU's 0) when clip
+  int32_t clamp_lo = 0, clamp_hi = 255;  // the requantization clamp (runtime/exec/u8_chain.h's u8_clamp)
 };
 
 // An EmbeddingBag table as int8 rows, each with its own scale (max |row| / 127): the runtime sums the rows

@@ -147,7 +147,8 @@ void prepare_u8_output(const Artifact& artifact, const Graph& graph, int index, 
   const U8Chain chain = follow_u8_chain(graph, index);
   if (chain.end < 0) {
     fail(
-        "a uint8 output must have exactly one consumer chain (ReLU, MaxPool2d, Flatten) ending at an int8 "
+        "a uint8 output must have exactly one consumer chain (ReLU, Clip, MaxPool2d, Flatten) ending at an "
+        "int8 "
         "conv "
         "or Linear");
   }
@@ -164,6 +165,19 @@ void prepare_u8_output(const Artifact& artifact, const Graph& graph, int index, 
     read_hwc(artifact, nodes[static_cast<size_t>(chain.end)], map, *layers[static_cast<size_t>(chain.end)]);
   }
   if (chain.relu != layer->relu) fail("quant.output_relu must say whether a ReLU follows");
+  // A Clip on the chain: the artifact names its interval, which must be the graph's.
+  if (chain.clip != quant.has("output_clip"))
+    fail("quant.output_clip must be given exactly when a Clip follows");
+  if (chain.clip) {
+    const MetaValue clip = quant.at("output_clip");
+    if (clip.size() != 2) clip.fail("expected [min, max]");
+    const double lo = clip.at(size_t{0}).number(-1e38, 1e38), hi = clip.at(size_t{1}).number(-1e38, 1e38);
+    if (static_cast<float>(lo) != static_cast<float>(chain.lo) ||
+        static_cast<float>(hi) != static_cast<float>(chain.hi))
+      fail(fmt::format("quant.output_clip [{}, {}] differs from the chain's [{}, {}]", lo, hi, chain.lo,
+                       chain.hi));
+  }
+  u8_clamp(chain, layer->output, layer->clamp_lo, layer->clamp_hi);
   const int64_t out = layer->outputs;
   const float* bias = n.attrs.value("bias", true) ? artifact.tensor(n.name + ".bias").as<float>() : nullptr;
   layer->int_bias.assign(static_cast<size_t>(out), 0);
@@ -311,8 +325,8 @@ bool conv_static(const Int8Layer& layer, const Value& in, const kernels::ConvGeo
     args.epilogue.bias = layer.int_bias.data();
     args.epilogue.multiplier = layer.requant_multipliers.data();
     args.epilogue.out_zero_point = layer.output.zero_point;
-    args.epilogue.clamp_lo = layer.relu ? layer.output.zero_point : 0;
-    args.epilogue.clamp_hi = 255;
+    args.epilogue.clamp_lo = layer.clamp_lo;
+    args.epilogue.clamp_hi = layer.clamp_hi;
     args.c = out.u8.data();
     run_static(layer, args, g, batch, image, pool);
     return false;

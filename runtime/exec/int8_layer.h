@@ -39,6 +39,7 @@ struct Int8Layer {
   bool u8_output = false;
   kernels::QuantParams output;
   bool relu = false;
+  int32_t clamp_lo = 0, clamp_hi = 255;  // of the chain's ReLU and Clip (exec/u8_chain.h)
   std::vector<int32_t> int_bias;
   std::vector<float> requant_multipliers;  // input scale x weight scale / output scale
   // A static Linear behind Flatten at the end of a uint8 chain reads the channels-last uint8 map as it is:

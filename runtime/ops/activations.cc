@@ -14,16 +14,20 @@
 namespace mighty {
 namespace {
 
+// A uint8 value handed on: the producing conv has already applied this op's clamp (its only consumer).
+void pass_u8(exec::OpContext& ctx) {
+  exec::Value& out = ctx.out();
+  out.shape = ctx.in().shape;
+  out.params = ctx.in().params;
+  out.u8 = ctx.take_u8();
+  out.is_u8 = true;
+}
+
 void run_relu(exec::OpContext& ctx) {
   const exec::Value& in = ctx.in();
   exec::Value& out = ctx.out();
   out.shape = in.shape;
-  if (in.is_u8) {  // already clamped at the zero point by the producing conv (its only consumer)
-    out.params = in.params;
-    out.u8 = ctx.take_u8();
-    out.is_u8 = true;
-    return;
-  }
+  if (in.is_u8) return pass_u8(ctx);  // clamped at the zero point by the producing conv
   out.data.resize(in.data.size());
   std::transform(in.data.begin(), in.data.end(), out.data.begin(),
                  [](float v) { return v > 0.0f ? v : 0.0f; });
@@ -55,6 +59,7 @@ Shape infer_clip(const ShapeContext& ctx) {
 }
 
 void run_clip(exec::OpContext& ctx) {
+  if (ctx.in().is_u8) return pass_u8(ctx);  // clamped by the producing conv (exec/u8_chain.h)
   const float lo = ctx.node().attrs.value("min", -FLT_MAX), hi = ctx.node().attrs.value("max", FLT_MAX);
   map(ctx, [lo, hi](float v) { return std::min(std::max(v, lo), hi); });
 }
@@ -96,7 +101,7 @@ void run_softmax(exec::OpContext& ctx) {
 
 extern const OpDef kReLUOp = {OpKind::kReLU, "ReLU", 1, ops::same_shape, nullptr, run_relu, true};
 extern const OpDef kGELUOp = {OpKind::kGELU, "GELU", 1, ops::same_shape, nullptr, run_gelu, false};
-extern const OpDef kClipOp = {OpKind::kClip, "Clip", 1, infer_clip, nullptr, run_clip, false};
+extern const OpDef kClipOp = {OpKind::kClip, "Clip", 1, infer_clip, nullptr, run_clip, true};
 extern const OpDef kSiLUOp = {OpKind::kSiLU, "SiLU", 1, ops::same_shape, nullptr, run_silu, false};
 extern const OpDef kHardSwishOp = {OpKind::kHardSwish, "HardSwish", 1, ops::same_shape, nullptr,
                                    run_hardswish,      false};

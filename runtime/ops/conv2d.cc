@@ -3,6 +3,8 @@
 // group), or int8 (exec/int8_layer.h:
 // implicit im2col over channels-last uint8 for static activations, float patches quantized per row for
 // dynamic ones).
+#include <algorithm>
+
 #include "runtime/exec/op_context.h"
 #include "runtime/graph/op_def.h"
 #include "runtime/ops/common.h"
@@ -54,6 +56,40 @@ void im2col_nchw(const float* x, int64_t cin, int64_t h, int64_t w, int64_t k, i
       }
 }
 
+// A depthwise convolution (one input and one output channel per group) of one image: for each output row
+// and tap, a run over the output columns (contiguous in x at stride 1, so the compiler vectorizes it).
+void depthwise_fp32(const float* x, int64_t channels, int64_t h, int64_t w, const float* weight,
+                    const float* bias, int64_t k, int64_t stride, int64_t pad, int64_t oh, int64_t ow,
+                    float* y) {
+  for (int64_t c = 0; c < channels; ++c) {
+    const float* xc = x + c * h * w;
+    const float* wc = weight + c * k * k;
+    float* yc = y + c * oh * ow;
+    std::fill(yc, yc + oh * ow, bias ? bias[c] : 0.0f);
+    for (int64_t oy = 0; oy < oh; ++oy) {
+      float* row = yc + oy * ow;
+      for (int64_t ky = 0; ky < k; ++ky) {
+        const int64_t iy = oy * stride - pad + ky;
+        if (iy < 0 || iy >= h) continue;
+        const float* in = xc + iy * w;
+        for (int64_t kx = 0; kx < k; ++kx) {
+          const float wt = wc[ky * k + kx];
+          // Output columns whose input column ox * stride - pad + kx lies inside the image.
+          const int64_t first = pad - kx, last = w - 1 + pad - kx;  // ox * stride in [first, last]
+          const int64_t lo = first <= 0 ? 0 : (first + stride - 1) / stride;
+          const int64_t hi = last < 0 ? 0 : std::min<int64_t>(ow, last / stride + 1);
+          if (stride == 1) {
+            const float* src = in - pad + kx;
+            for (int64_t ox = lo; ox < hi; ++ox) row[ox] += wt * src[ox];
+          } else {
+            for (int64_t ox = lo; ox < hi; ++ox) row[ox] += wt * in[ox * stride - pad + kx];
+          }
+        }
+      }
+    }
+  }
+}
+
 void run(exec::OpContext& ctx) {
   const exec::Value& in = ctx.in();
   exec::Value& out = ctx.out();
@@ -71,6 +107,12 @@ void run(exec::OpContext& ctx) {
   out.data.resize(static_cast<size_t>(ctx.batch() * cout * oh * ow));
   // Group g reads input channels [g * gin, (g + 1) * gin) and writes outputs [g * gout, (g + 1) * gout).
   const int64_t gin = cin / groups, gout = cout / groups;
+  if (gin == 1 && gout == 1) {
+    for (int64_t b = 0; b < ctx.batch(); ++b)
+      depthwise_fp32(in.data.data() + b * cin * h * w, cin, h, w, ctx.tensor("weight"), bias, k, stride, pad,
+                     oh, ow, out.data.data() + b * cout * oh * ow);
+    return;
+  }
   const int64_t patch = gin * k * k, pixels = oh * ow;
   std::vector<float> cols(static_cast<size_t>(patch * pixels));
   for (int64_t b = 0; b < ctx.batch(); ++b) {

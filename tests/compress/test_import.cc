@@ -163,6 +163,10 @@ TEST_CASE(
       if (n.name == l["layer"] && n.attrs.value("groups", 1) != 1) ++depthwise;
   }
   REQUIRE(depthwise == grouped_convs(m->graph()));
+  // ReLU6 is the requantization clamp: expansion -> depthwise -> projection stay uint8.
+  int clip_fused = 0;
+  for (const auto& l : report["layers"]) clip_fused += l["output"] == "uint8 (Clip fused)";
+  REQUIRE(clip_fused >= 2 * depthwise - 1);
   auto writer = qm.export_artifact({{"producer", "test"}});
   const Session s(Artifact::from_bytes(writer.serialize(), "dw.mighty"), 1);
   int runtime_depthwise = 0;

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <onnx/onnx_pb.h>
+#include <nlohmann/json.hpp>
 
 #include "onnx_io/import.h"
 #include "runtime/error.h"
@@ -103,11 +103,13 @@ std::string run_test(const fs::path& dir, bool verbose) {
     } catch (const Error& e) {
       std::string what = e.what();
       const auto colon = what.find("): ");
-      return "skip: " + (colon == std::string::npos ? what.substr(what.find(": ") + 2) : what.substr(colon + 3));
+      return "skip: " +
+             (colon == std::string::npos ? what.substr(what.find(": ") + 2) : what.substr(colon + 3));
     }
     const int64_t batch = x.shape[0];
     try {
-      const Session session(Artifact::from_bytes(onnx_io::to_artifact(model, {}).serialize(), "conformance.mighty"), 1);
+      const Session session(
+          Artifact::from_bytes(onnx_io::to_artifact(model, {}).serialize(), "conformance.mighty"), 1);
       const std::vector<float> got = session.run(x.data.data(), batch);
       if (got.size() != expected.data.size())
         return fmt::format("fail: {} outputs, {} expected", got.size(), expected.data.size());
@@ -142,7 +144,8 @@ int main(int argc, char** argv) {
     }
   }
   if (!fs::is_directory(data)) {
-    std::cerr << "onnx-conformance: " << data << ": no such directory (scripts/setup installs libonnx-testdata)\n";
+    std::cerr << "onnx-conformance: " << data
+              << ": no such directory (scripts/setup installs libonnx-testdata)\n";
     return 2;
   }
   const auto& claimed = onnx_io::supported_ops();
@@ -179,9 +182,11 @@ int main(int argc, char** argv) {
     }
   }
   int passed = 0, failed = 0, skipped = 0;
-  std::cout << fmt::format("ONNX backend node tests for the {} op types the importer claims ({}; {} tests)\n\n",
-                           claimed.size(), data, considered);
-  std::cout << fmt::format("{:<34} {:>6} {:>6} {:>7}  {}\n", "op types", "passed", "failed", "skipped", "why skipped");
+  std::cout << fmt::format(
+      "ONNX backend node tests for the {} op types the importer claims ({}; {} tests)\n\n", claimed.size(),
+      data, considered);
+  std::cout << fmt::format("{:<34} {:>6} {:>6} {:>7}  {}\n", "op types", "passed", "failed", "skipped",
+                           "why skipped");
   nlohmann::json report = nlohmann::json::array();
   for (const auto& [ops, row] : rows) {
     passed += row.passed;
@@ -192,11 +197,15 @@ int main(int argc, char** argv) {
       why += fmt::format("{}{} ({})", why.empty() ? "" : "; ", reason, names.size());
     std::cout << fmt::format("{:<34} {:>6} {:>6} {:>7}  {}\n", ops, row.passed, row.failed, row.skipped, why);
     for (const auto& f : row.failures) std::cout << "    FAILED " << f << "\n";
-    report.push_back({{"ops", ops}, {"passed", row.passed}, {"failed", row.failed}, {"skipped", row.skipped},
-                      {"skip_reasons", row.skip_reasons}, {"failures", row.failures}});
+    report.push_back({{"ops", ops},
+                      {"passed", row.passed},
+                      {"failed", row.failed},
+                      {"skipped", row.skipped},
+                      {"skip_reasons", row.skip_reasons},
+                      {"failures", row.failures}});
   }
-  std::cout << fmt::format("\n{} passed, {} failed, {} skipped (outside the supported subset)\n", passed, failed,
-                           skipped);
+  std::cout << fmt::format("\n{} passed, {} failed, {} skipped (outside the supported subset)\n", passed,
+                           failed, skipped);
   if (!json_path.empty()) std::ofstream(json_path) << report.dump(1) << "\n";
   return failed == 0 && passed > 0 ? 0 : 1;
 }

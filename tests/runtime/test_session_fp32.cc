@@ -378,3 +378,36 @@ TEST_CASE("fp32: shapes that do not broadcast, join or group are refused at load
   REQUIRE_THAT(refused(2), Catch::Contains("4 groups do not divide 4 input and 6 output channels"));
   REQUIRE_THAT(refused(3), Catch::Contains("min 1 is above max 0"));
 }
+
+TEST_CASE("fp32: depthwise convolution at the edges (tiny and odd images, strides 1 to 3, padding 0 to 2)") {
+  struct Case {
+    int64_t h, w, k, stride, pad;
+  };
+  for (const Case& c : {Case{1, 1, 3, 2, 1}, Case{3, 2, 3, 2, 1}, Case{5, 7, 5, 3, 2}, Case{4, 4, 3, 1, 0},
+                        Case{2, 9, 3, 1, 1}}) {
+    INFO(c.h << "x" << c.w << " k" << c.k << " s" << c.stride << " p" << c.pad);
+    Graph g;
+    const int x = g.add("in", OpKind::kInput, {}, {{"shape", {3, c.h, c.w}}});
+    g.add("dw", OpKind::kConv2d, {x},
+          {{"in_channels", 3},
+           {"out_channels", 3},
+           {"kernel", c.k},
+           {"stride", c.stride},
+           {"padding", c.pad},
+           {"groups", 3}});
+    Tensors t;
+    const Session s = make_session(g, t, 31);
+    const Vec input = random_input(static_cast<size_t>(2 * 3 * c.h * c.w), 32);
+    const Vec got = s.run(input.data(), 2);
+    Vec want;
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t ch = 0; ch < 3; ++ch) {
+        const Vec plane(input.begin() + (b * 3 + ch) * c.h * c.w,
+                        input.begin() + (b * 3 + ch + 1) * c.h * c.w);
+        const Vec w(t["dw.weight"].begin() + ch * c.k * c.k, t["dw.weight"].begin() + (ch + 1) * c.k * c.k);
+        const Vec bias = {t["dw.bias"][static_cast<size_t>(ch)]};
+        for (float v : conv(plane, 1, c.h, c.w, w, &bias, 1, c.k, c.stride, c.pad)) want.push_back(v);
+      }
+    require_close(got, want);
+  }
+}
