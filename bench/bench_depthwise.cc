@@ -110,11 +110,17 @@ double peak_gmacs(Isa isa) {
 std::string layer_artifact(const Layer& l, bool int8) {
   Graph g;
   const int x = g.add("in", OpKind::kInput, {}, {{"shape", {l.channels, l.size, l.size}}});
-  nlohmann::json attrs = {{"in_channels", l.channels}, {"out_channels", l.channels}, {"kernel", 3},
-                          {"stride", l.stride},        {"padding", 1},               {"groups", l.channels}};
+  nlohmann::json attrs = {{"in_channels", l.channels},
+                          {"out_channels", l.channels},
+                          {"kernel", 3},
+                          {"stride", l.stride},
+                          {"padding", 1},
+                          {"groups", l.channels}};
   if (int8) {
-    attrs["quant"] = {
-        {"weight", "int8"}, {"activation", "static"}, {"input_scale", 4.0 / 255.0}, {"input_zero_point", 128}};
+    attrs["quant"] = {{"weight", "int8"},
+                      {"activation", "static"},
+                      {"input_scale", 4.0 / 255.0},
+                      {"input_zero_point", 128}};
   }
   g.add("dw", OpKind::kConv2d, {x}, attrs);
   g.infer_shapes();
@@ -160,13 +166,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   const double peak = peak_gmacs(isa);
-  std::printf("depthwise 3x3, padding 1, batch 1, 1 thread, path %s; int8 peak of this CPU: %.1f GMAC/s "
-              "(%.1f GOPS)\n\n",
-              isa_name(isa), peak, 2 * peak);
+  std::printf(
+      "depthwise 3x3, padding 1, batch 1, 1 thread, path %s; int8 peak of this CPU: %.1f GMAC/s "
+      "(%.1f GOPS)\n\n",
+      isa_name(isa), peak, 2 * peak);
   std::printf("%-16s %11s %11s %8s %12s %10s %8s\n", "layer", "fp32 us", "int8 us", "speedup", "kernel us",
               "GMAC/s", "of peak");
-  const Layer layers[] = {{32, 56, 1}, {96, 56, 2}, {144, 28, 1}, {96, 14, 1},
-                          {192, 14, 1}, {384, 14, 2}, {576, 7, 1}, {960, 7, 1}};
+  const Layer layers[] = {{32, 56, 1},  {96, 56, 2},  {144, 28, 1}, {96, 14, 1},
+                          {192, 14, 1}, {384, 14, 2}, {576, 7, 1},  {960, 7, 1}};
   for (const Layer& l : layers) {
     const Session fp32(Artifact::from_bytes(layer_artifact(l, false), "fp32.mighty"), 1);
     const Session int8(Artifact::from_bytes(layer_artifact(l, true), "int8.mighty"), 1);
@@ -185,8 +192,8 @@ int main(int argc, char** argv) {
     for (auto& v : image) v = static_cast<uint8_t>(rng() & 255);
     std::vector<int8_t> wq(static_cast<size_t>(l.channels * 9), 3);
     const DepthwiseWeights packed = pack_depthwise(wq.data(), l.channels, 3);
-    std::vector<float> mult(static_cast<size_t>(l.channels), 0.001f), out(static_cast<size_t>(
-                                                                           g.out_height() * g.out_width() * l.channels));
+    std::vector<float> mult(static_cast<size_t>(l.channels), 0.001f),
+        out(static_cast<size_t>(g.out_height() * g.out_width() * l.channels));
     DepthwiseArgs a;
     a.image = image.data();
     a.geometry = g;
@@ -208,8 +215,9 @@ int main(int argc, char** argv) {
     const double macs = static_cast<double>(l.channels * g.out_height() * g.out_width() * 9);
     const double gmacs = macs / k / 1e3;
     std::printf("%4lld@%3lldx%-3lld s%lld  %11.2f %11.2f %7.2fx %12.2f %10.2f %7.1f%%\n",
-                static_cast<long long>(l.channels), static_cast<long long>(l.size), static_cast<long long>(l.size),
-                static_cast<long long>(l.stride), f, i8, f / i8, k, gmacs, peak > 0 ? 100.0 * gmacs / peak : 0.0);
+                static_cast<long long>(l.channels), static_cast<long long>(l.size),
+                static_cast<long long>(l.size), static_cast<long long>(l.stride), f, i8, f / i8, k, gmacs,
+                peak > 0 ? 100.0 * gmacs / peak : 0.0);
   }
   return 0;
 }

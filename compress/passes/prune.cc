@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <set>
 
 #include <fmt/format.h>
 
+#include "compress/ops/torch_op.h"
 #include "compress/passes/export.h"
 #include "compress/passes/quantize.h"
 #include "compress/passes/sensitivity.h"
@@ -156,10 +158,23 @@ Pruner::Pruner(const PruneSpec& spec, GraphModule& model, const std::string& jso
   };
   bool overridden = false;
   if (spec.method == "channels") {
+    std::set<std::string> grouped;
     for (const auto& g : unit_groups(model->graph())) {
+      grouped.insert(g.layer);
       Units u;
       u.group = g;
       if (target_of(g.layer, u.target, overridden)) units_.push_back(u);
+    }
+    for (const auto& n : model->graph().nodes()) {
+      if (torch_op(n.op).channels != ChannelRole::kLayer || grouped.count(n.name)) continue;
+      const int64_t groups = n.attrs.value("groups", int64_t{1});
+      left_alone_.emplace_back(n.name, groups != 1
+                                           ? fmt::format("a grouped convolution ({} groups): its output "
+                                                         "channels are tied to its input channels",
+                                                         groups)
+                                           : "its outputs do not reach exactly one weight layer through "
+                                             "per-channel ops (a residual Add, Concat, gate, grouped "
+                                             "convolution or the model's output)");
     }
   } else {
     for (const auto& pw : prunable_weights(model)) {
@@ -337,7 +352,10 @@ nlohmann::json Pruner::report() const {
     model_params += p.numel();
     model_zeros += p.numel() - p.count_nonzero().item<int64_t>();
   }
+  nlohmann::json left_alone = nlohmann::json::array();
+  for (const auto& [layer, why] : left_alone_) left_alone.push_back({{"layer", layer}, {"why", why}});
   return {{"layers", layers},
+          {"left_alone", left_alone},
           {"pruned_params", total},
           {"sparsity", total ? static_cast<double>(zeros) / static_cast<double>(total) : 0.0},
           {"model_params", model_params},

@@ -95,6 +95,8 @@ class Pruner {
   bool block_ = false;  // method block: [16 x 4] units
   std::vector<Layer> layers_;
   std::vector<Units> units_;
+  // Channel pruning: the weight layers it leaves alone, and why.
+  std::vector<std::pair<std::string, std::string>> left_alone_;
   double progress_ = -1.0;
 };
 

@@ -14,6 +14,7 @@
 #include "compress/data/data.h"
 #include "compress/models/lower.h"
 #include "compress/passes/export.h"
+#include "compress/passes/prune.h"
 #include "compress/passes/quantize.h"
 #include "compress/passes/structured.h"
 #include "helpers.h"
@@ -132,6 +133,18 @@ TEST_CASE("channel pruning leaves grouped convolutions alone") {
     REQUIRE(producer.attrs.value("groups", 1) == 1);
     REQUIRE(consumer.attrs.value("groups", 1) == 1);
   }
+  // The pruner says which layers it leaves alone, and why.
+  PruneSpec spec;
+  spec.method = "channels";
+  spec.sparsity = 0.5;
+  Pruner pruner(spec, m, "/stages/0");
+  const auto report = pruner.report();
+  int grouped = 0;
+  for (const auto& l : report["left_alone"])
+    grouped += l["why"].get<std::string>().find("a grouped convolution") == 0;
+  REQUIRE(grouped == grouped_convs(g));
+  REQUIRE(report["left_alone"].size() + report["layers"].size() ==
+          static_cast<size_t>(op_counts(g).at("Conv2d") + op_counts(g).at("Linear")));
 }
 
 TEST_CASE("unsupported pieces of a traced model are one clear line") {
