@@ -239,7 +239,7 @@ TEST_CASE("distill recipes: student and stages are read strictly") {
   REQUIRE_THAT(err(recipe_text(ts, distill_stage(R"(, "features": [{"teacher": "a", "student": "b"}])"))),
                Catch::Contains("/stages/0/features: feature distillation needs a zoo teacher"));
   REQUIRE_THAT(err(recipe_text(ts, R"("student": {"from_teacher": {"width": 0.5}})")),
-               Catch::Contains("/student/from_teacher: a TorchScript teacher has no zoo spec"));
+               Catch::Contains("/student/from_teacher: a teacher given as a file has no zoo spec"));
   REQUIRE_THAT(err(recipe_text(R"({"model": {"arch": "mlp", "hidden": [4]}})", "\"eval\": {}")),
                Catch::Contains("/teacher: the teacher needs 'train'"));
   REQUIRE_THAT(err(recipe_text(R"({"torchscript": "t.pt", "input": {"layout": "nhwc2"}})", "\"eval\": {}")),
