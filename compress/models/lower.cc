@@ -46,6 +46,22 @@ bool only_scalars(const torch::jit::Node* n) {
   return true;
 }
 
+// Copies each named tensor into the module's parameter or buffer of that name (which must exist with that
+// shape) and puts the module in eval mode.
+void set_tensors(GraphModule& m, const std::map<std::string, torch::Tensor>& tensors,
+                 const std::string& path) {
+  torch::NoGradGuard no_grad;
+  auto params = m->named_parameters(true), buffers = m->named_buffers(true);
+  for (const auto& [name, t] : tensors) {
+    torch::Tensor* dst = params.find(name);
+    if (!dst) dst = buffers.find(name);
+    if (!dst || dst->sizes() != t.sizes())
+      throw Error(fmt::format("{}: tensor '{}' does not fit the graph", path, name));
+    dst->copy_(t);
+  }
+  m->eval();
+}
+
 // Walks the inlined forward graph: constants and sizes are read by the ops that use them, shape assertions
 // and the traced size-to-tensor casts are skipped, ops that vanish at inference pass their input on, every
 // other node goes to its op's lowering (compress/ops/).
@@ -82,16 +98,7 @@ GraphModule lower_module(ScriptLowering& l, torch::jit::Module& module,
   g.set_output(l.value_of(outputs[0]));
   g.infer_shapes();
   GraphModule m(g);
-  torch::NoGradGuard no_grad;
-  auto params = m->named_parameters(true), buffers = m->named_buffers(true);
-  for (const auto& [name, t] : l.weights()) {
-    torch::Tensor* dst = params.find(name);
-    if (!dst) dst = buffers.find(name);
-    if (!dst || dst->sizes() != t.sizes())
-      throw Error(fmt::format("{}: lowered tensor '{}' does not fit the graph", l.path(), name));
-    dst->copy_(t);
-  }
-  m->eval();
+  set_tensors(m, l.weights(), l.path());
   return m;
 }
 
@@ -236,18 +243,11 @@ GraphModule import_onnx(const std::string& path, const std::vector<int64_t>& inp
   onnx_io::ImportOptions options;
   options.input_shape = input_shape;
   const onnx_io::Imported imported = onnx_io::import_file(path, options);
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& [name, t] : imported.tensors)
+    tensors[name] = torch::from_blob(const_cast<float*>(t.data.data()), t.shape, torch::kFloat32);
   GraphModule m(imported.graph);
-  torch::NoGradGuard no_grad;
-  auto params = m->named_parameters(true), buffers = m->named_buffers(true);
-  for (const auto& [name, t] : imported.tensors) {
-    torch::Tensor* dst = params.find(name);
-    if (!dst) dst = buffers.find(name);
-    const auto src = torch::from_blob(const_cast<float*>(t.data.data()), t.shape, torch::kFloat32);
-    if (!dst || dst->sizes() != src.sizes())
-      throw Error(fmt::format("{}: imported tensor '{}' does not fit the graph", path, name));
-    dst->copy_(src);
-  }
-  m->eval();
+  set_tensors(m, tensors, path);
   return m;
 }
 

@@ -51,6 +51,20 @@ std::pair<torch::Tensor, std::vector<torch::Tensor>> ZooTeacher::logits_and_feat
   return model_->forward_capture(x, nodes);
 }
 
+namespace {
+
+// A batch as the student sees it, as a teacher given as a file expects it: the student's normalization
+// undone, the teacher's applied, the teacher's layout.
+torch::Tensor teacher_input(const torch::Tensor& x, const TeacherInputSpec& input, double data_mean,
+                            double data_std) {
+  torch::Tensor in = ((x * data_std + data_mean) - input.mean) / input.std;
+  if (input.layout == "nhwc") in = in.permute({0, 2, 3, 1}).contiguous();
+  if (input.layout == "flat") in = in.flatten(1);
+  return in;
+}
+
+}  // namespace
+
 ImportedTeacher::ImportedTeacher(GraphModule model, std::string path, TeacherInputSpec input,
                                  const Dataset& data)
     : model_(std::move(model)), path_(std::move(path)), input_(std::move(input)) {
@@ -61,12 +75,8 @@ ImportedTeacher::ImportedTeacher(GraphModule model, std::string path, TeacherInp
   }
 }
 
-// The student's normalization undone, the teacher's applied; flattened for a teacher that takes vectors.
 torch::Tensor ImportedTeacher::adapt(const torch::Tensor& x) const {
-  torch::Tensor in = ((x * data_std_ + data_mean_) - input_.mean) / input_.std;
-  if (input_.layout == "nhwc") in = in.permute({0, 2, 3, 1}).contiguous();
-  if (input_.layout == "flat") in = in.flatten(1);
-  return in;
+  return teacher_input(x, input_, data_mean_, data_std_);
 }
 
 torch::Tensor ImportedTeacher::logits(const torch::Tensor& x) {
@@ -103,13 +113,7 @@ TorchScriptTeacher::TorchScriptTeacher(const std::string& path, TeacherInputSpec
 
 torch::Tensor TorchScriptTeacher::logits(const torch::Tensor& x) {
   torch::NoGradGuard no_grad;
-  torch::Tensor in = x;
-  if (input_.layout != "ids") {
-    // The student's normalization undone, the teacher's applied.
-    in = ((x * data_std_ + data_mean_) - input_.mean) / input_.std;
-    if (input_.layout == "nhwc") in = in.permute({0, 2, 3, 1}).contiguous();
-    if (input_.layout == "flat") in = in.flatten(1);
-  }
+  const torch::Tensor in = input_.layout == "ids" ? x : teacher_input(x, input_, data_mean_, data_std_);
   c10::IValue out;
   try {
     out = module_.forward({in});
