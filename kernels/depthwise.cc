@@ -40,22 +40,39 @@ GemmArgs depthwise_epilogue_args(const DepthwiseArgs& args) {
   return g;
 }
 
+void depthwise_offsets(const DepthwiseArgs& args, std::vector<int64_t>& offset) {
+  const ConvGeometry& g = args.geometry;
+  const int64_t k = g.kernel, padded_row = (g.width + 2 * g.padding) * g.channels;
+  offset.resize(static_cast<size_t>(k * k));
+  for (int64_t t = 0; t < k * k; ++t)
+    offset[static_cast<size_t>(t)] = (t / k) * padded_row + (t % k) * g.channels;
+}
+
+void depthwise_channels_ref(const DepthwiseArgs& args, const uint8_t* corner, const int64_t* offset,
+                            int64_t c0, int64_t c1, int32_t* acc) {
+  const DepthwiseWeights& w = *args.w;
+  const int64_t taps = w.kernel * w.kernel;
+  for (int64_t ch = c0; ch < c1; ++ch) {
+    int32_t s = 0;
+    for (int64_t t = 0; t < taps; ++t)
+      s += int32_t{corner[offset[t] + ch]} *
+           w.taps[static_cast<size_t>(((t / 2) * w.channels_padded + ch) * 2 + t % 2)];
+    acc[ch] = s;
+  }
+}
+
 void depthwise_ref(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end) {
   const ConvGeometry& g = args.geometry;
-  const DepthwiseWeights& w = *args.w;
-  const int64_t ow = g.out_width(), k = g.kernel, c = g.channels;
+  const int64_t ow = g.out_width(), c = g.channels;
   const int64_t padded_row = (g.width + 2 * g.padding) * c;
   const GemmArgs epilogue = depthwise_epilogue_args(args);
   std::vector<int32_t> acc(static_cast<size_t>(c));
+  std::vector<int64_t> offset;
+  depthwise_offsets(args, offset);
   for (int64_t oy = row_begin; oy < row_end; ++oy)
     for (int64_t ox = 0; ox < ow; ++ox) {
       const uint8_t* corner = args.image + oy * g.stride * padded_row + ox * g.stride * c;
-      std::fill(acc.begin(), acc.end(), 0);
-      for (int64_t t = 0; t < k * k; ++t) {
-        const uint8_t* x = corner + (t / k) * padded_row + (t % k) * c;
-        const int16_t* wt = w.taps.data() + ((t / 2) * w.channels_padded) * 2 + t % 2;
-        for (int64_t ch = 0; ch < c; ++ch) acc[static_cast<size_t>(ch)] += int32_t{x[ch]} * wt[ch * 2];
-      }
+      depthwise_channels_ref(args, corner, offset.data(), 0, c, acc.data());
       apply_epilogue_ref(epilogue, oy * ow + ox, 0, c, acc.data());
     }
 }

@@ -56,6 +56,12 @@ void depthwise_avx512(const DepthwiseArgs& args, int64_t row_begin, int64_t row_
 void depthwise_u8s8(const DepthwiseArgs& args, ThreadPool* pool = nullptr);
 void depthwise_u8s8(const DepthwiseArgs& args, Isa isa, ThreadPool* pool);
 
+// Shared by the paths: each tap's byte offset from a window's top-left corner in the padded image
+// ([kernel * kernel]), and the exact sums of channels [c0, c1) of the window at `corner` (the scalar path,
+// and the channels past the SIMD paths' last whole block).
+void depthwise_offsets(const DepthwiseArgs& args, std::vector<int64_t>& offset);
+void depthwise_channels_ref(const DepthwiseArgs& args, const uint8_t* corner, const int64_t* offset,
+                            int64_t c0, int64_t c1, int32_t* acc);
 // Shared by the paths: the GemmArgs through which an output pixel's accumulators reach the epilogue.
 GemmArgs depthwise_epilogue_args(const DepthwiseArgs& args);
 // The epilogue of one output row segment on each SIMD path (bit-identical to apply_epilogue_ref).

@@ -31,8 +31,7 @@ void depthwise_avx512(const DepthwiseArgs& args, int64_t row_begin, int64_t row_
   thread_local std::vector<int32_t> acc;
   thread_local std::vector<int64_t> offset;  // of each tap from the window's corner
   acc.resize(static_cast<size_t>(w.channels_padded));
-  offset.resize(static_cast<size_t>(taps));
-  for (int64_t t = 0; t < taps; ++t) offset[static_cast<size_t>(t)] = (t / k) * padded_row + (t % k) * c;
+  depthwise_offsets(args, offset);
   const int64_t full = c / 16 * 16;
   for (int64_t oy = row_begin; oy < row_end; ++oy)
     for (int64_t ox = 0; ox < ow; ++ox) {
@@ -48,13 +47,7 @@ void depthwise_avx512(const DepthwiseArgs& args, int64_t row_begin, int64_t row_
         }
         _mm512_storeu_si512(acc.data() + cb, sum);
       }
-      for (int64_t ch = full; ch < c; ++ch) {
-        int32_t s = 0;
-        for (int64_t t = 0; t < taps; ++t)
-          s += int32_t{corner[offset[static_cast<size_t>(t)] + ch]} *
-               w.taps[static_cast<size_t>(((t / 2) * w.channels_padded + ch) * 2 + t % 2)];
-        acc[static_cast<size_t>(ch)] = s;
-      }
+      depthwise_channels_ref(args, corner, offset.data(), full, c, acc.data());
       apply_epilogue_avx512(epilogue, oy * ow + ox, 0, c, acc.data());
     }
 }
