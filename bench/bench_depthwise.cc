@@ -1,9 +1,13 @@
 // The int8 depthwise convolution against the runtime's fp32 depthwise path on MobileNet-sized layers, batch
-// 1, one thread: the whole layer as the runtime runs it (a one-node graph: fp32, and int8 with static
-// activations, which includes quantizing the float input and writing float NCHW back), alternated round by
-// round, median of the rounds; then the int8 kernel alone (padded channels-last uint8 in, float out) in
-// GMAC/s and as a share of this CPU's measured int8 peak (the best unit of the selected path: vpdpbusd on
-// AVX-512 VNNI, vpmaddwd + vpaddd on AVX2; 1 MAC = 2 ops).
+// 1, one thread, alternated round by round, median of the rounds:
+// - fp32: the layer as the runtime runs it (a one-node graph, NCHW float in and out, bias added);
+// - int8 chain: the layer as it runs inside a uint8 chain (the previous int8 layer hands it channels-last
+//   uint8): padding the image with the zero point (pad_hwc) and the kernel requantizing to uint8 with a
+//   fused ReLU6 clamp, as conv_static does; "speedup" is fp32 / int8 chain;
+// - int8 alone: a one-node int8 graph, which also quantizes the float input, transposes it to channels-last
+//   and writes float NCHW back (what a depthwise layer between two fp32 layers costs);
+// - the kernel's GMAC/s (useful MACs: 9 per output) and its share of this CPU's measured int8 peak (the
+//   best unit of the selected path: vpdpbusd on AVX-512 VNNI, vpmaddwd + vpaddd on AVX2; 1 MAC = 2 ops).
 // Usage: [MIGHTY_ISA=ref|avx2|avx512vnni] build/bench/bench_depthwise [--rounds N]
 #include <algorithm>
 #include <chrono>
@@ -170,8 +174,8 @@ int main(int argc, char** argv) {
       "depthwise 3x3, padding 1, batch 1, 1 thread, path %s; int8 peak of this CPU: %.1f GMAC/s "
       "(%.1f GOPS)\n\n",
       isa_name(isa), peak, 2 * peak);
-  std::printf("%-16s %11s %11s %8s %12s %10s %8s\n", "layer", "fp32 us", "int8 us", "speedup", "kernel us",
-              "GMAC/s", "of peak");
+  std::printf("%-16s %9s %14s %8s %14s %8s %8s\n", "layer", "fp32 us", "int8 chain us", "speedup",
+              "int8 alone us", "GMAC/s", "of peak");
   const Layer layers[] = {{32, 56, 1},  {96, 56, 2},  {144, 28, 1}, {96, 14, 1},
                           {192, 14, 1}, {384, 14, 2}, {576, 7, 1},  {960, 7, 1}};
   for (const Layer& l : layers) {
@@ -192,32 +196,45 @@ int main(int argc, char** argv) {
     for (auto& v : image) v = static_cast<uint8_t>(rng() & 255);
     std::vector<int8_t> wq(static_cast<size_t>(l.channels * 9), 3);
     const DepthwiseWeights packed = pack_depthwise(wq.data(), l.channels, 3);
-    std::vector<float> mult(static_cast<size_t>(l.channels), 0.001f),
+    std::vector<uint8_t> hwc(static_cast<size_t>(l.size * l.size * l.channels)),
         out(static_cast<size_t>(g.out_height() * g.out_width() * l.channels));
+    for (auto& v : hwc) v = static_cast<uint8_t>(rng() & 255);
+    std::vector<int32_t> bias(static_cast<size_t>(l.channels), 100);
+    std::vector<float> mult(static_cast<size_t>(l.channels), 0.001f);
     DepthwiseArgs a;
     a.image = image.data();
     a.geometry = g;
     a.zero_point = 128;
     a.w = &packed;
-    a.epilogue.kind = OutputKind::kFloat32;
+    a.epilogue.kind = OutputKind::kUint8;
     a.epilogue.per_channel = true;
+    a.epilogue.bias = bias.data();
     a.epilogue.multiplier = mult.data();
+    a.epilogue.out_zero_point = 0;
+    a.epilogue.clamp_lo = 0;
+    a.epilogue.clamp_hi = 200;  // ReLU6 at a scale of 6 / 200
     a.c = out.data();
     a.ldc = l.channels;
-    std::vector<double> tf, ti, tk;
-    int64_t nf = 0, ni = 0, nk = 0;
-    for (int r = 0; r < rounds; ++r) {  // alternated, so drift in the machine's speed hits both alike
+    std::vector<double> tf, ti, tc, tk;
+    int64_t nf = 0, ni = 0, nc = 0, nk = 0;
+    for (int r = 0; r < rounds; ++r) {  // alternated, so drift in the machine's speed hits all alike
       tf.push_back(time_us([&] { fp32.run(x.data(), 1); }, nf));
+      tc.push_back(time_us(
+          [&] {
+            pad_hwc(hwc.data(), g, 128, image.data());
+            depthwise_u8s8(a, isa, nullptr);
+          },
+          nc));
       ti.push_back(time_us([&] { int8.run(x.data(), 1); }, ni));
       tk.push_back(time_us([&] { depthwise_u8s8(a, isa, nullptr); }, nk));
     }
-    const double f = median(tf), i8 = median(ti), k = median(tk);
+    const double f = median(tf), i8 = median(ti), chain = median(tc), k = median(tk);
     const double macs = static_cast<double>(l.channels * g.out_height() * g.out_width() * 9);
     const double gmacs = macs / k / 1e3;
-    std::printf("%4lld@%3lldx%-3lld s%lld  %11.2f %11.2f %7.2fx %12.2f %10.2f %7.1f%%\n",
+    std::printf("%4lld@%3lldx%-3lld s%lld  %9.2f %14.2f %7.2fx %14.2f %8.2f %7.1f%%\n",
                 static_cast<long long>(l.channels), static_cast<long long>(l.size),
-                static_cast<long long>(l.size), static_cast<long long>(l.stride), f, i8, f / i8, k, gmacs,
-                peak > 0 ? 100.0 * gmacs / peak : 0.0);
+                static_cast<long long>(l.size), static_cast<long long>(l.stride), f, chain, f / chain, i8,
+                gmacs, peak > 0 ? 100.0 * gmacs / peak : 0.0);
   }
   return 0;
 }

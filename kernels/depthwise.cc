@@ -15,18 +15,21 @@ DepthwiseWeights pack_depthwise(const int8_t* w, int64_t channels, int64_t kerne
   p.channels = channels;
   p.kernel = kernel;
   p.channels_padded = (channels + kPackColumns - 1) / kPackColumns * kPackColumns;
-  p.pairs = (kernel * kernel + 1) / 2;
-  p.taps.assign(static_cast<size_t>(p.pairs * p.channels_padded * 2), 0);
+  p.row_pairs = (kernel + 1) / 2;
+  p.taps.assign(static_cast<size_t>(kernel * p.row_pairs * p.channels_padded * 2), 0);
   p.sums.n = channels;
   p.sums.n_padded = p.channels_padded;
   p.sums.k = kernel * kernel;
   p.sums.column_sums.assign(static_cast<size_t>(p.channels_padded), 0);
   for (int64_t c = 0; c < channels; ++c)
-    for (int64_t t = 0; t < kernel * kernel; ++t) {
-      const int8_t v = w[c * kernel * kernel + t];
-      p.taps[static_cast<size_t>(((t / 2) * p.channels_padded + c) * 2 + t % 2)] = v;
-      p.sums.column_sums[static_cast<size_t>(c)] += v;
-    }
+    for (int64_t dy = 0; dy < kernel; ++dy)
+      for (int64_t dx = 0; dx < kernel; ++dx) {
+        const int8_t v = w[(c * kernel + dy) * kernel + dx];
+        const int64_t block = c / kPackColumns, lane = c % kPackColumns;
+        p.taps[static_cast<size_t>(
+            (((block * kernel + dy) * p.row_pairs + dx / 2) * kPackColumns + lane) * 2 + dx % 2)] = v;
+        p.sums.column_sums[static_cast<size_t>(c)] += v;
+      }
   return p;
 }
 
@@ -40,39 +43,24 @@ GemmArgs depthwise_epilogue_args(const DepthwiseArgs& args) {
   return g;
 }
 
-void depthwise_offsets(const DepthwiseArgs& args, std::vector<int64_t>& offset) {
-  const ConvGeometry& g = args.geometry;
-  const int64_t k = g.kernel, padded_row = (g.width + 2 * g.padding) * g.channels;
-  offset.resize(static_cast<size_t>(k * k));
-  for (int64_t t = 0; t < k * k; ++t)
-    offset[static_cast<size_t>(t)] = (t / k) * padded_row + (t % k) * g.channels;
-}
-
-void depthwise_channels_ref(const DepthwiseArgs& args, const uint8_t* corner, const int64_t* offset,
-                            int64_t c0, int64_t c1, int32_t* acc) {
-  const DepthwiseWeights& w = *args.w;
-  const int64_t taps = w.kernel * w.kernel;
-  for (int64_t ch = c0; ch < c1; ++ch) {
-    int32_t s = 0;
-    for (int64_t t = 0; t < taps; ++t)
-      s += int32_t{corner[offset[t] + ch]} *
-           w.taps[static_cast<size_t>(((t / 2) * w.channels_padded + ch) * 2 + t % 2)];
-    acc[ch] = s;
-  }
-}
-
+// The definition, one output pixel and channel at a time over the padded image.
 void depthwise_ref(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end) {
   const ConvGeometry& g = args.geometry;
-  const int64_t ow = g.out_width(), c = g.channels;
+  const DepthwiseWeights& w = *args.w;
+  const int64_t ow = g.out_width(), c = g.channels, k = g.kernel;
   const int64_t padded_row = (g.width + 2 * g.padding) * c;
   const GemmArgs epilogue = depthwise_epilogue_args(args);
   std::vector<int32_t> acc(static_cast<size_t>(c));
-  std::vector<int64_t> offset;
-  depthwise_offsets(args, offset);
   for (int64_t oy = row_begin; oy < row_end; ++oy)
     for (int64_t ox = 0; ox < ow; ++ox) {
       const uint8_t* corner = args.image + oy * g.stride * padded_row + ox * g.stride * c;
-      depthwise_channels_ref(args, corner, offset.data(), 0, c, acc.data());
+      for (int64_t ch = 0; ch < c; ++ch) {
+        int32_t s = 0;
+        for (int64_t dy = 0; dy < k; ++dy)
+          for (int64_t dx = 0; dx < k; ++dx)
+            s += int32_t{corner[dy * padded_row + dx * c + ch]} * depthwise_tap(w, ch, dy, dx);
+        acc[static_cast<size_t>(ch)] = s;
+      }
       apply_epilogue_ref(epilogue, oy * ow + ox, 0, c, acc.data());
     }
 }

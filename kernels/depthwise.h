@@ -7,9 +7,12 @@
 // acc[p][c] = sum_t (x[p, t][c] - za) * w[c][t] = sum_t x[p, t][c] * w[c][t] - za * sum_t w[c][t]: the
 // zero point is applied by the epilogue through the per-channel weight sums, as in the GEMM.
 //
-// Packed layout (every path reads the same bytes): taps in pairs (2q, 2q + 1), channels padded to 16,
-// [pairs][channels_padded][2] int16, the pair of a channel adjacent: one vpmaddwd of interleaved pixel pairs
-// gives 8 (AVX2) or 16 (AVX-512) channels' two-tap sums, which cannot overflow (|x w| <= 255 * 127).
+// Packed layout (every path reads the same bytes): channels in blocks of 16 (padded), each kernel row's taps
+// in pairs (dx = 2j, 2j + 1): [channels_padded / 16][kernel][row_pairs][16][2] int16, zero past a row's last
+// tap and the last channel. The SIMD paths widen each padded input row once into the matching pixel pairs,
+// [channels_padded / 16][x][16][2] = (x[x][c], x[x + 1][c]) (depthwise_simd.h), so one vpmaddwd (or
+// vpdpwssd) of a weight register and 8 (AVX2) or 16 (AVX-512) channels of one widened pixel at a constant
+// offset gives those channels' two-tap sums, which cannot overflow (|x w| <= 255 * 128).
 #pragma once
 
 #include <cstdint>
@@ -26,8 +29,8 @@ class ThreadPool;
 struct DepthwiseWeights {
   int64_t channels = 0, kernel = 0;
   int64_t channels_padded = 0;  // a multiple of 16
-  int64_t pairs = 0;            // (kernel * kernel + 1) / 2
-  std::vector<int16_t> taps;    // [pairs][channels_padded][2], zero past the last tap and channel
+  int64_t row_pairs = 0;        // (kernel + 1) / 2
+  std::vector<int16_t> taps;    // [channels_padded / 16][kernel][row_pairs][16][2]
   // The epilogue's view: n = channels and column_sums[c] = sum_t w[c][t] (no packed GEMM data).
   PackedWeights sums;
 };
@@ -56,16 +59,22 @@ void depthwise_avx512(const DepthwiseArgs& args, int64_t row_begin, int64_t row_
 void depthwise_u8s8(const DepthwiseArgs& args, ThreadPool* pool = nullptr);
 void depthwise_u8s8(const DepthwiseArgs& args, Isa isa, ThreadPool* pool);
 
-// Shared by the paths: each tap's byte offset from a window's top-left corner in the padded image
-// ([kernel * kernel]), and the exact sums of channels [c0, c1) of the window at `corner` (the scalar path,
-// and the channels past the SIMD paths' last whole block).
-void depthwise_offsets(const DepthwiseArgs& args, std::vector<int64_t>& offset);
-void depthwise_channels_ref(const DepthwiseArgs& args, const uint8_t* corner, const int64_t* offset,
-                            int64_t c0, int64_t c1, int32_t* acc);
+// The packed weight of channel `ch`, kernel tap (dy, dx).
+inline int16_t depthwise_tap(const DepthwiseWeights& w, int64_t ch, int64_t dy, int64_t dx) {
+  const int64_t block = ch / kPackColumns, lane = ch % kPackColumns;
+  return w.taps[static_cast<size_t>(
+      (((block * w.kernel + dy) * w.row_pairs + dx / 2) * kPackColumns + lane) * 2 + dx % 2)];
+}
 // Shared by the paths: the GemmArgs through which an output pixel's accumulators reach the epilogue.
 GemmArgs depthwise_epilogue_args(const DepthwiseArgs& args);
 // The epilogue of one output row segment on each SIMD path (bit-identical to apply_epilogue_ref).
 void apply_epilogue_avx2(const GemmArgs& args, int64_t row, int64_t n0, int64_t count, const int32_t* acc);
 void apply_epilogue_avx512(const GemmArgs& args, int64_t row, int64_t n0, int64_t count, const int32_t* acc);
+// The same for `rows` consecutive output rows' columns [n0, n0 + count) (row r's at acc + r * acc_stride),
+// the per-column terms loaded once per column block.
+void apply_epilogue_rows_avx2(const GemmArgs& args, int64_t row0, int64_t rows, int64_t n0, int64_t count,
+                              const int32_t* acc, int64_t acc_stride);
+void apply_epilogue_rows_avx512(const GemmArgs& args, int64_t row0, int64_t rows, int64_t n0, int64_t count,
+                                const int32_t* acc, int64_t acc_stride);
 
 }  // namespace mighty::kernels

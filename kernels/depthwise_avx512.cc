@@ -1,55 +1,51 @@
-// Depthwise convolution on AVX-512 VNNI (depthwise.h): 16 channels per vpdpwssd of interleaved tap pairs,
-// exact int32 sums, then the GEMM's AVX-512 epilogue. Bit-identical to depthwise_ref.
+// Depthwise convolution on AVX-512 VNNI (depthwise.h, depthwise_simd.h): 16 channels per vpdpwssd of a
+// widened input row's pixel pairs and a weight register, exact int32 sums, then the GEMM's AVX-512 epilogue.
+// Bit-identical to depthwise_ref.
 #include <immintrin.h>
 
-#include <vector>
-
 #include "kernels/depthwise.h"
+#include "kernels/depthwise_simd.h"
 
 namespace mighty::kernels {
 namespace {
 
-// 16 channels of two taps as int16 pairs in channel order: [x0[c], x1[c]] for c = 0..15.
-inline __m512i interleave16(const uint8_t* p0, const uint8_t* p1) {
-  const __m256i x0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p0)));
-  const __m256i x1 = p1 ? _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)))
-                        : _mm256_setzero_si256();
-  const __m256i lo = _mm256_unpacklo_epi16(x0, x1);  // channels 0-3 | 8-11
-  const __m256i hi = _mm256_unpackhi_epi16(x0, x1);  // channels 4-7 | 12-15
-  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_permute2x128_si256(lo, hi, 0x20)),
-                            _mm256_permute2x128_si256(lo, hi, 0x31), 1);
-}
+struct Avx512 {
+  using Reg = __m512i;
+  static constexpr int kLanes = 16;
+  static Reg zero() { return _mm512_setzero_si512(); }
+  static Reg load(const int16_t* p) { return _mm512_loadu_si512(p); }
+  static void store(int32_t* p, Reg v) { _mm512_storeu_si512(p, v); }
+  static Reg madd_add(Reg sum, Reg w, Reg x) { return _mm512_dpwssd_epi32(sum, w, x); }
+
+  // apply_epilogue_rows_avx512's uint8 arithmetic for 16 whole channels from `col`.
+  struct Requant {
+    __m512i offset, zp;
+    __m512 mult, lo, hi;
+  };
+  static Requant requant(const GemmArgs& g, int64_t col) {
+    const Epilogue& e = g.epilogue;
+    const __m512i bias = e.bias ? _mm512_loadu_si512(e.bias + col) : _mm512_setzero_si512();
+    const __m512i sums = _mm512_loadu_si512(g.w->column_sums.data() + col);
+    Requant q;
+    q.offset = _mm512_sub_epi32(bias, _mm512_mullo_epi32(_mm512_set1_epi32(g.a_zero_point), sums));
+    q.mult = e.per_channel ? _mm512_loadu_ps(e.multiplier + col) : _mm512_set1_ps(e.multiplier[0]);
+    q.lo = _mm512_set1_ps(static_cast<float>(e.clamp_lo - e.out_zero_point));
+    q.hi = _mm512_set1_ps(static_cast<float>(e.clamp_hi - e.out_zero_point));
+    q.zp = _mm512_set1_epi32(e.out_zero_point);
+    return q;
+  }
+  static void store_u8(const Requant& q, Reg sum, uint8_t* out) {
+    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(sum, q.offset)), q.mult);
+    f = _mm512_min_ps(_mm512_max_ps(f, q.lo), q.hi);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out),
+                     _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), q.zp)));
+  }
+};
 
 }  // namespace
 
 void depthwise_avx512(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end) {
-  const ConvGeometry& g = args.geometry;
-  const DepthwiseWeights& w = *args.w;
-  const int64_t ow = g.out_width(), k = g.kernel, c = g.channels, taps = k * k;
-  const int64_t padded_row = (g.width + 2 * g.padding) * c;
-  const GemmArgs epilogue = depthwise_epilogue_args(args);
-  thread_local std::vector<int32_t> acc;
-  thread_local std::vector<int64_t> offset;  // of each tap from the window's corner
-  acc.resize(static_cast<size_t>(w.channels_padded));
-  depthwise_offsets(args, offset);
-  const int64_t full = c / 16 * 16;
-  for (int64_t oy = row_begin; oy < row_end; ++oy)
-    for (int64_t ox = 0; ox < ow; ++ox) {
-      const uint8_t* corner = args.image + oy * g.stride * padded_row + ox * g.stride * c;
-      for (int64_t cb = 0; cb < full; cb += 16) {
-        __m512i sum = _mm512_setzero_si512();
-        for (int64_t q = 0; q < w.pairs; ++q) {
-          const int64_t t0 = 2 * q, t1 = 2 * q + 1;
-          const __m512i x = interleave16(corner + offset[static_cast<size_t>(t0)] + cb,
-                                         t1 < taps ? corner + offset[static_cast<size_t>(t1)] + cb : nullptr);
-          sum = _mm512_dpwssd_epi32(sum, x,
-                                    _mm512_loadu_si512(w.taps.data() + (q * w.channels_padded + cb) * 2));
-        }
-        _mm512_storeu_si512(acc.data() + cb, sum);
-      }
-      depthwise_channels_ref(args, corner, offset.data(), full, c, acc.data());
-      apply_epilogue_avx512(epilogue, oy * ow + ox, 0, c, acc.data());
-    }
+  depthwise_simd::rows<Avx512>(args, row_begin, row_end, apply_epilogue_rows_avx512);
 }
 
 }  // namespace mighty::kernels

@@ -320,4 +320,63 @@ void apply_epilogue_avx2(const GemmArgs& args, int64_t row, int64_t n0, int64_t 
   }
 }
 
+void apply_epilogue_rows_avx2(const GemmArgs& args, int64_t row0, int64_t rows, int64_t n0, int64_t count,
+                              const int32_t* acc, int64_t acc_stride) {
+  const Epilogue& e = args.epilogue;
+  if (args.a_zero_points || e.row_scale) {
+    for (int64_t r = 0; r < rows; ++r) apply_epilogue_avx2(args, row0 + r, n0, count, acc + r * acc_stride);
+    return;
+  }
+  const int64_t full = n0 + count / 8 * 8, end = n0 + count;
+  const __m256i za = _mm256_set1_epi32(args.a_zero_point);
+  for (int64_t col = n0; col < full; col += 8) {
+    // (acc - za * sums) + bias == acc + (bias - za * sums) in wrapping int32: epilogue8's result exactly.
+    const __m256i bias =
+        e.bias ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.bias + col)) : _mm256_setzero_si256();
+    const __m256i offset =
+        _mm256_sub_epi32(bias, _mm256_mullo_epi32(za, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                                                          args.w->column_sums.data() + col))));
+    const int32_t* a = acc + (col - n0);
+    if (e.kind == OutputKind::kInt32) {
+      int32_t* out = static_cast<int32_t*>(args.c) + row0 * args.ldc + col;
+      for (int64_t r = 0; r < rows; ++r)
+        _mm256_storeu_si256(
+            reinterpret_cast<__m256i*>(out + r * args.ldc),
+            _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + r * acc_stride)),
+                             offset));
+      continue;
+    }
+    const __m256 mult = e.per_channel ? _mm256_loadu_ps(e.multiplier + col) : _mm256_set1_ps(e.multiplier[0]);
+    if (e.kind == OutputKind::kUint8) {
+      const __m256 lo = _mm256_set1_ps(static_cast<float>(e.clamp_lo - e.out_zero_point));
+      const __m256 hi = _mm256_set1_ps(static_cast<float>(e.clamp_hi - e.out_zero_point));
+      const __m256i zp = _mm256_set1_epi32(e.out_zero_point);
+      uint8_t* out = static_cast<uint8_t*>(args.c) + row0 * args.ldc + col;
+      for (int64_t r = 0; r < rows; ++r) {
+        const __m256i v = _mm256_add_epi32(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + r * acc_stride)), offset);
+        __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), mult);
+        f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
+        const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(f), zp);
+        const __m128i q16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + r * args.ldc), _mm_packus_epi16(q16, q16));
+      }
+      continue;
+    }
+    float* out = static_cast<float*>(args.c) + row0 * args.ldc + col;
+    const bool fp_bias = e.fp_bias != nullptr;
+    const __m256 fb = fp_bias ? _mm256_loadu_ps(e.fp_bias + col) : _mm256_setzero_ps();
+    for (int64_t r = 0; r < rows; ++r) {
+      const __m256i v =
+          _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + r * acc_stride)), offset);
+      __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), mult);
+      if (fp_bias) f = _mm256_add_ps(f, fb);  // as epilogue8
+      _mm256_storeu_ps(out + r * args.ldc, f);
+    }
+  }
+  if (full < end)
+    for (int64_t r = 0; r < rows; ++r)
+      apply_epilogue_ref(args, row0 + r, full, end - full, acc + r * acc_stride + (full - n0));
+}
+
 }  // namespace mighty::kernels

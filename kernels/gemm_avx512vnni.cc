@@ -349,4 +349,55 @@ void apply_epilogue_avx512(const GemmArgs& args, int64_t row, int64_t n0, int64_
   }
 }
 
+void apply_epilogue_rows_avx512(const GemmArgs& args, int64_t row0, int64_t rows, int64_t n0, int64_t count,
+                                const int32_t* acc, int64_t acc_stride) {
+  const Epilogue& e = args.epilogue;
+  if (args.a_zero_points || e.row_scale) {
+    for (int64_t r = 0; r < rows; ++r) apply_epilogue_avx512(args, row0 + r, n0, count, acc + r * acc_stride);
+    return;
+  }
+  const __m512i za = _mm512_set1_epi32(args.a_zero_point);
+  for (int64_t col = n0; col < n0 + count; col += kPackColumns) {
+    const __mmask16 mask = column_mask(n0 + count - col);
+    // (acc - za * sums) + bias == acc + (bias - za * sums) in wrapping int32: epilogue16's result exactly.
+    const __m512i bias = e.bias ? _mm512_maskz_loadu_epi32(mask, e.bias + col) : _mm512_setzero_si512();
+    const __m512i offset =
+        _mm512_sub_epi32(bias, _mm512_mullo_epi32(za, _mm512_loadu_si512(args.w->column_sums.data() + col)));
+    const int32_t* a = acc + (col - n0);
+    if (e.kind == OutputKind::kInt32) {
+      int32_t* out = static_cast<int32_t*>(args.c) + row0 * args.ldc + col;
+      for (int64_t r = 0; r < rows; ++r)
+        _mm512_mask_storeu_epi32(
+            out + r * args.ldc, mask,
+            _mm512_add_epi32(_mm512_maskz_loadu_epi32(mask, a + r * acc_stride), offset));
+      continue;
+    }
+    const __m512 mult =
+        e.per_channel ? _mm512_maskz_loadu_ps(mask, e.multiplier + col) : _mm512_set1_ps(e.multiplier[0]);
+    if (e.kind == OutputKind::kUint8) {
+      const __m512 lo = _mm512_set1_ps(static_cast<float>(e.clamp_lo - e.out_zero_point));
+      const __m512 hi = _mm512_set1_ps(static_cast<float>(e.clamp_hi - e.out_zero_point));
+      const __m512i zp = _mm512_set1_epi32(e.out_zero_point);
+      uint8_t* out = static_cast<uint8_t*>(args.c) + row0 * args.ldc + col;
+      for (int64_t r = 0; r < rows; ++r) {
+        const __m512i v = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mask, a + r * acc_stride), offset);
+        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), mult);
+        f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
+        _mm_mask_storeu_epi8(out + r * args.ldc, mask,
+                             _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), zp)));
+      }
+      continue;
+    }
+    float* out = static_cast<float*>(args.c) + row0 * args.ldc + col;
+    const bool fp_bias = e.fp_bias != nullptr;
+    const __m512 fb = fp_bias ? _mm512_maskz_loadu_ps(mask, e.fp_bias + col) : _mm512_setzero_ps();
+    for (int64_t r = 0; r < rows; ++r) {
+      const __m512i v = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mask, a + r * acc_stride), offset);
+      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), mult);
+      if (fp_bias) f = _mm512_add_ps(f, fb);  // as epilogue16
+      _mm512_mask_storeu_ps(out + r * args.ldc, mask, f);
+    }
+  }
+}
+
 }  // namespace mighty::kernels

@@ -1,6 +1,7 @@
 // The depthwise kernel on every path against a plain formula written here: int32, requantized uint8 (with
 // clamps) and dequantized float outputs, channel counts that are and are not multiples of the SIMD width,
-// kernels 1, 3 and 5, strides 1 and 2, padding; the padded image ends at a guard page.
+// kernels 1 to 5 and 7, strides 1 and 2, rows of fewer and more than four output pixels, padding; the padded
+// image ends at a guard page.
 #include <catch2/catch.hpp>
 
 #include <cstring>
@@ -41,9 +42,11 @@ std::vector<Isa> paths() {
 
 TEST_CASE("depthwise convolution: every path equals the formula, byte for byte") {
   std::mt19937 rng(11);
-  const Case cases[] = {{7, 7, 8, 3, 1, 1},  {14, 14, 96, 3, 1, 1}, {9, 11, 19, 3, 2, 1},
-                        {6, 5, 33, 5, 1, 2}, {5, 5, 16, 1, 1, 0},   {8, 8, 1, 3, 2, 0},
-                        {4, 4, 40, 3, 1, 0}, {10, 10, 24, 5, 2, 2}, {3, 3, 17, 3, 1, 1}};
+  const Case cases[] = {{7, 7, 8, 3, 1, 1},   {14, 14, 96, 3, 1, 1}, {9, 11, 19, 3, 2, 1},
+                        {6, 5, 33, 5, 1, 2},  {5, 5, 16, 1, 1, 0},   {8, 8, 1, 3, 2, 0},
+                        {4, 4, 40, 3, 1, 0},  {10, 10, 24, 5, 2, 2}, {3, 3, 17, 3, 1, 1},
+                        {12, 13, 9, 7, 1, 3}, {23, 22, 48, 3, 2, 1}, {2, 30, 31, 3, 1, 1},
+                        {5, 6, 20, 4, 1, 1},  {7, 9, 16, 2, 2, 0}};
   ThreadPool pool2(2);
   for (const Case& t : cases) {
     ConvGeometry g;
