@@ -30,7 +30,7 @@ using EpilogueFn = void (*)(const GemmArgs& args, int64_t row0, int64_t rows, in
                             const int32_t* acc, int64_t acc_stride);
 
 inline constexpr int64_t kPixel = kPackColumns * 2;  // int16s per widened pixel of one channel block
-inline constexpr int kUnroll = 4;  // output pixels per step
+inline constexpr int kUnroll = 4;                    // output pixels per step
 
 // Padded input row `src` ([wp][c] uint8) as pixel pairs, [cp / 16][wp][16][2]: (src[x][ch], src[x + 1][ch]),
 // the pixel past the row's end as 0, channels [c, cp) as 0; only every `step`-th pixel (the kernel reads
@@ -46,7 +46,8 @@ inline void widen_row(const uint8_t* src, int64_t wp, int64_t c, int64_t cp, int
       const __m128i vb =
           last ? _mm_setzero_si128() : _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + c + ch));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(d), _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(va, vb)));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 16), _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(va, vb)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 16),
+                          _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(va, vb)));
     }
     for (; ch < cp; ++ch) {
       int16_t* d = dst + (ch / kPackColumns * wp + x) * kPixel + ch % kPackColumns * 2;
@@ -74,8 +75,8 @@ struct Ring {
     const auto misalign = reinterpret_cast<uintptr_t>(data.data()) % 64;
     int16_t* dst = data.data() + (misalign ? (64 - misalign) / 2 : 0) + slot * row_elems;
     if (held[static_cast<size_t>(slot)] != r) {
-      widen_row(args.image + r * wp * g.channels, wp, g.channels, args.w->channels_padded, g.stride % 2 ? 1 : 2,
-                dst);
+      widen_row(args.image + r * wp * g.channels, wp, g.channels, args.w->channels_padded,
+                g.stride % 2 ? 1 : 2, dst);
       held[static_cast<size_t>(slot)] = r;
     }
     return dst;
@@ -86,7 +87,7 @@ struct Ring {
 // registers, loaded once per block and output row; else loaded at each use.
 template <class V, int K>
 struct Weights {
-  static constexpr int kCount = K > 0 ? K * ((K + 1) / 2) : 1;
+  static constexpr int kCount = K > 0 ? K*((K + 1) / 2) : 1;
   typename V::Reg reg[kCount];
   const int16_t* base;  // kPixel int16s between consecutive (dy, j)
 
@@ -173,7 +174,7 @@ void rows_ks(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end, Epil
   const bool to_u8 = args.epilogue.kind == OutputKind::kUint8 && !args.epilogue.row_scale;
   const int64_t direct = to_u8 ? c / V::kLanes * V::kLanes : 0;
   thread_local Ring ring;
-  thread_local std::vector<int32_t> acc;               // [ow][cp]
+  thread_local std::vector<int32_t> acc;             // [ow][cp]
   thread_local std::vector<const int16_t*> widened;  // the output row's kernel rows
   ring.reset(k, cp * wp * 2);
   acc.resize(static_cast<size_t>(ow * cp));
@@ -188,7 +189,8 @@ void rows_ks(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end, Epil
           block_row<V, K, S>(widened.data(), w, block, lane, k, s, wp, ow,
                              ToUint8<V>{V::requant(epilogue, col), out, args.ldc});
         } else if (col < c) {
-          block_row<V, K, S>(widened.data(), w, block, lane, k, s, wp, ow, ToScratch<V>{acc.data() + col, cp});
+          block_row<V, K, S>(widened.data(), w, block, lane, k, s, wp, ow,
+                             ToScratch<V>{acc.data() + col, cp});
         }
       }
     if (direct < c) epilogue_fn(epilogue, oy * ow, ow, direct, c - direct, acc.data() + direct, cp);

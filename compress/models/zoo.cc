@@ -19,12 +19,24 @@ json with_dropout(json attrs, double p) {
   return attrs;
 }
 
+// An activation node by its recipe name: relu, gelu, relu6 (Clip to [0, 6]) or hardswish.
+int add_activation(Graph& g, const std::string& name, const std::string& activation, int x,
+                   json attrs = json::object()) {
+  if (activation == "relu6") {
+    attrs["min"] = 0.0;
+    attrs["max"] = 6.0;
+    return g.add(name, OpKind::kClip, {x}, attrs);
+  }
+  if (activation == "hardswish") return g.add(name, OpKind::kHardSwish, {x}, attrs);
+  return g.add(name, activation_op(activation), {x}, attrs);
+}
+
 int classifier_head(Graph& g, int x, int64_t width, const ModelSpec& s) {
   for (size_t i = 0; i < s.hidden.size(); ++i) {
     x = g.add(fmt::format("fc.{}", i), OpKind::kLinear, {x},
               {{"in_features", width}, {"out_features", s.hidden[i]}});
-    x = g.add(fmt::format("fc.{}.act", i), activation_op(s.activation), {x},
-              with_dropout(json::object(), s.dropout));
+    x = add_activation(g, fmt::format("fc.{}.act", i), s.activation, x,
+                       with_dropout(json::object(), s.dropout));
     width = s.hidden[i];
   }
   return g.add("out", OpKind::kLinear, {x}, {{"in_features", width}, {"out_features", s.classes}});
@@ -70,6 +82,89 @@ void build_cnn(Graph& g, const ModelSpec& s) {
     width = fmap[0] * fmap[1] * fmap[2];
   }
   classifier_head(g, x, width, s);
+}
+
+// A width-multiplied channel count: the nearest multiple of `divisor`, at least `divisor`, never more than
+// 10% below the exact product (torchvision's _make_divisible).
+int64_t scaled_channels(int64_t channels, const ModelSpec& s) {
+  const double exact = static_cast<double>(channels) * s.width;
+  const int64_t d = s.divisor;
+  int64_t n = std::max<int64_t>(d, static_cast<int64_t>(exact + static_cast<double>(d) / 2.0) / d * d);
+  if (static_cast<double>(n) < 0.9 * exact) n += d;
+  return n;
+}
+
+// Conv2d (no bias) -> BatchNorm2d -> the activation (none when empty): prefix.conv, .bn, .act.
+int conv_bn(Graph& g, const std::string& prefix, int x, int64_t in, int64_t out, int64_t kernel,
+            int64_t stride, const std::string& activation, int64_t groups = 1) {
+  x = g.add(prefix + ".conv", OpKind::kConv2d, {x},
+            {{"in_channels", in},
+             {"out_channels", out},
+             {"kernel", kernel},
+             {"stride", stride},
+             {"padding", kernel / 2},
+             {"groups", groups},
+             {"bias", false}});
+  x = g.add(prefix + ".bn", OpKind::kBatchNorm2d, {x}, {{"channels", out}});
+  return activation.empty() ? x : add_activation(g, prefix + ".act", activation, x);
+}
+
+int image_input(Graph& g, const ModelSpec& s) {
+  if (s.input_shape.size() != 3) throw Error(fmt::format("{}: input_shape must be [C, H, W]", s.arch));
+  return g.add("input", OpKind::kInput, {}, {{"shape", s.input_shape}, {"dtype", "float32"}});
+}
+
+// MobileNetV2: stem 3x3 conv, inverted residual blocks (1x1 expansion, depthwise 3x3, linear 1x1 projection,
+// a residual Add where stride 1 keeps the width), a last 1x1 conv, global average pooling, the head.
+void build_mobilenet_v2(Graph& g, const ModelSpec& s) {
+  int x = image_input(g, s);
+  int64_t in = scaled_channels(s.stem_channels, s);
+  x = conv_bn(g, "stem", x, s.input_shape[0], in, 3, s.stem_stride, s.activation);
+  int block = 0;
+  for (const NetStageSpec& stage : s.stages) {
+    const int64_t out = scaled_channels(stage.channels, s);
+    for (int64_t i = 0; i < stage.blocks; ++i, ++block) {
+      const std::string p = fmt::format("blocks.{}", block);
+      const int64_t stride = i == 0 ? stage.stride : 1, hidden = in * stage.expansion;
+      int y = x;
+      if (stage.expansion != 1) y = conv_bn(g, p + ".expand", y, in, hidden, 1, 1, s.activation);
+      y = conv_bn(g, p + ".dw", y, hidden, hidden, 3, stride, s.activation, hidden);
+      y = conv_bn(g, p + ".project", y, hidden, out, 1, 1, "");
+      x = stride == 1 && in == out ? g.add(p + ".add", OpKind::kAdd, {x, y}) : y;
+      in = out;
+    }
+  }
+  if (s.last_channels > 0) {
+    const int64_t last = scaled_channels(s.last_channels, s);
+    x = conv_bn(g, "last", x, in, last, 1, 1, s.activation);
+    in = last;
+  }
+  x = g.add("pool", OpKind::kGlobalAvgPool, {x}, with_dropout(json::object(), s.dropout));
+  classifier_head(g, x, in, s);
+}
+
+// ResNet with basic blocks: stem 3x3 conv, per block conv3x3-BN-act-conv3x3-BN plus the shortcut (a 1x1
+// conv + BN where the stride or width changes), Add, activation; global average pooling, the head.
+void build_resnet(Graph& g, const ModelSpec& s) {
+  int x = image_input(g, s);
+  int64_t in = scaled_channels(s.stem_channels, s);
+  x = conv_bn(g, "stem", x, s.input_shape[0], in, 3, s.stem_stride, s.activation);
+  int block = 0;
+  for (const NetStageSpec& stage : s.stages) {
+    const int64_t out = scaled_channels(stage.channels, s);
+    for (int64_t i = 0; i < stage.blocks; ++i, ++block) {
+      const std::string p = fmt::format("blocks.{}", block);
+      const int64_t stride = i == 0 ? stage.stride : 1;
+      int y = conv_bn(g, p + ".conv1", x, in, out, 3, stride, s.activation);
+      y = conv_bn(g, p + ".conv2", y, out, out, 3, 1, "");
+      const int shortcut =
+          stride != 1 || in != out ? conv_bn(g, p + ".shortcut", x, in, out, 1, stride, "") : x;
+      x = add_activation(g, p + ".act", s.activation, g.add(p + ".add", OpKind::kAdd, {shortcut, y}));
+      in = out;
+    }
+  }
+  x = g.add("pool", OpKind::kGlobalAvgPool, {x}, with_dropout(json::object(), s.dropout));
+  classifier_head(g, x, in, s);
 }
 
 // Documents: the mean of the tokens' embeddings (padding skipped), then the MLP head (fastText-style).
@@ -137,6 +232,10 @@ Graph build_graph(const ModelSpec& spec) {
     build_mlp(g, spec);
   else if (spec.arch == "cnn")
     build_cnn(g, spec);
+  else if (spec.arch == "mobilenet_v2")
+    build_mobilenet_v2(g, spec);
+  else if (spec.arch == "resnet")
+    build_resnet(g, spec);
   else if (spec.arch == "transformer")
     build_transformer(g, spec);
   else if (spec.arch == "bag")

@@ -86,9 +86,45 @@ CnnBlockSpec read_block(JsonReader& b) {
   return s;
 }
 
+// torchvision's MobileNetV2 stages (expansion, channels, blocks, stride) and a CIFAR ResNet-20's.
+std::vector<NetStageSpec> default_stages(const std::string& arch) {
+  if (arch == "resnet") return {{1, 16, 3, 1}, {1, 32, 3, 2}, {1, 64, 3, 2}};
+  return {{1, 16, 1, 1}, {6, 24, 2, 2},  {6, 32, 3, 2}, {6, 64, 4, 2},
+          {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
+}
+
+// mobilenet_v2 and resnet: stem, stages, width multiplier (docs/recipes.md).
+void read_staged(JsonReader& m, ModelSpec& s) {
+  const bool mobilenet = s.arch == "mobilenet_v2";
+  s.stem_channels = m.integer("stem_channels", mobilenet ? 32 : 16, 1, kMaxWidth);
+  s.stem_stride = m.integer("stem_stride", 1, 1, 4);
+  if (m.has("stages")) {
+    auto stages = m.object_list("stages");
+    if (stages.empty()) m.fail_at("stages", "at least one stage");
+    for (auto& st : stages) {
+      NetStageSpec t;
+      if (mobilenet) t.expansion = st.integer("expansion", 6, 1, 16);
+      t.channels = st.integer("channels", std::nullopt, 1, kMaxWidth);
+      t.blocks = st.integer("blocks", 1, 1, 64);
+      t.stride = st.integer("stride", 1, 1, 4);
+      st.finish();
+      if (!mobilenet) t.expansion = 1;
+      s.stages.push_back(t);
+    }
+  } else {
+    s.stages = default_stages(s.arch);
+  }
+  if (mobilenet) s.last_channels = m.integer("last_channels", 1280, 0, kMaxWidth);
+  s.width = m.number("width", 1.0, {0.0, 16.0, true, false});
+  s.divisor = m.integer("divisor", 8, 1, 64);
+  s.hidden = m.integer_list("hidden", std::vector<int64_t>{}, 1, kMaxWidth);
+  s.activation = mobilenet ? m.choice("activation", "relu6", {"relu6", "relu", "hardswish"})
+                           : m.choice("activation", "relu", {"relu", "gelu"});
+}
+
 ModelSpec read_model(JsonReader m) {
   ModelSpec s;
-  s.arch = m.choice("arch", std::nullopt, {"mlp", "cnn", "transformer", "bag"});
+  s.arch = m.choice("arch", std::nullopt, {"mlp", "cnn", "mobilenet_v2", "resnet", "transformer", "bag"});
   s.input_shape = m.integer_list("input_shape", std::vector<int64_t>{}, 1, kMaxWidth);
   s.classes = m.integer("classes", 0, 0, kMaxWidth);
   s.dropout = m.number("dropout", 0.0, {0.0, 1.0, false, true});
@@ -106,6 +142,8 @@ ModelSpec read_model(JsonReader m) {
     s.hidden = m.integer_list("hidden", std::vector<int64_t>{}, 1, kMaxWidth);
     s.activation = m.choice("activation", "relu", {"relu", "gelu"});
     s.global_pool = m.boolean("global_pool", false);
+  } else if (s.arch == "mobilenet_v2" || s.arch == "resnet") {
+    read_staged(m, s);
   } else {
     s.d_model = m.integer("d_model", std::nullopt, 1, kMaxWidth);
     s.heads = m.integer("heads", std::nullopt, 1, 1024);
@@ -128,7 +166,7 @@ void check_model_fits_data(JsonReader& root, const std::string& where, const Mod
   if (kind == "text" && m.arch != "transformer")
     root.fail_at_path(where + "/arch", "text data needs a transformer");
   if (kind == "images" && (m.arch == "transformer" || m.arch == "bag")) {
-    root.fail_at_path(where + "/arch", "image data needs an mlp or cnn");
+    root.fail_at_path(where + "/arch", "image data needs an mlp, cnn, mobilenet_v2 or resnet");
   }
   if (kind == "documents" && m.arch != "bag") {
     root.fail_at_path(where + "/arch",
@@ -267,6 +305,12 @@ ModelSpec derive_student(const ModelSpec& t, double width, double depth) {
       begin = i + 1;
     }
   }
+  if (t.arch == "mobilenet_v2" || t.arch == "resnet") {
+    // The width multiplier compounds; every stage keeps round(blocks * depth) >= 1 blocks.
+    s.width = t.width * width;
+    for (auto& stage : s.stages)
+      stage.blocks = static_cast<int64_t>(count(static_cast<size_t>(stage.blocks)));
+  }
   if (t.arch == "transformer") {
     const int64_t head_dim =
         std::max<int64_t>(1, std::llround(static_cast<double>(t.d_model / t.heads) * width));
@@ -294,9 +338,23 @@ nlohmann::json model_spec_to_json(const ModelSpec& m) {
   nlohmann::json j = {{"arch", m.arch}, {"dropout", m.dropout}};
   if (!m.input_shape.empty()) j["input_shape"] = m.input_shape;
   if (m.classes > 0) j["classes"] = m.classes;
-  if (m.arch == "mlp" || m.arch == "cnn" || m.arch == "bag") {
+  if (m.arch == "mlp" || m.arch == "cnn" || m.arch == "bag" || m.arch == "mobilenet_v2" ||
+      m.arch == "resnet") {
     j["hidden"] = m.hidden;
     j["activation"] = m.activation;
+  }
+  if (m.arch == "mobilenet_v2" || m.arch == "resnet") {
+    j.update({{"stem_channels", m.stem_channels},
+              {"stem_stride", m.stem_stride},
+              {"width", m.width},
+              {"divisor", m.divisor},
+              {"stages", nlohmann::json::array()}});
+    for (const auto& t : m.stages) {
+      nlohmann::json stage = {{"channels", t.channels}, {"blocks", t.blocks}, {"stride", t.stride}};
+      if (m.arch == "mobilenet_v2") stage["expansion"] = t.expansion;
+      j["stages"].push_back(stage);
+    }
+    if (m.arch == "mobilenet_v2") j["last_channels"] = m.last_channels;
   }
   if (m.arch == "bag") j["dim"] = m.d_model;
   if (m.arch == "cnn") {

@@ -66,8 +66,17 @@ struct CnnBlockSpec {
   int64_t pool_size = 2;
 };
 
+// A stage of a mobilenet_v2 or resnet: `blocks` blocks of `channels` outputs (before the width multiplier),
+// the first with `stride`; mobilenet_v2's inverted residuals expand their input `expansion` times.
+struct NetStageSpec {
+  int64_t expansion = 6;
+  int64_t channels = 0;
+  int64_t blocks = 1;
+  int64_t stride = 1;
+};
+
 struct ModelSpec {
-  std::string arch;  // mlp | cnn | transformer | bag
+  std::string arch;  // mlp | cnn | mobilenet_v2 | resnet | transformer | bag
   // Filled from the data: image shape [C, H, W] or text context; classes or vocabulary size.
   std::vector<int64_t> input_shape;
   int64_t classes = 0;
@@ -79,6 +88,14 @@ struct ModelSpec {
   // cnn
   std::vector<CnnBlockSpec> blocks;
   bool global_pool = false;
+  // mobilenet_v2 and resnet: stem conv, stages, (mobilenet_v2) a last 1x1 conv, global average pooling, head.
+  // Channel counts are multiplied by `width` and rounded to a multiple of `divisor` (never below it, never
+  // more than 10% down: torchvision's rule).
+  int64_t stem_channels = 0, stem_stride = 1;
+  std::vector<NetStageSpec> stages;
+  int64_t last_channels = 0;
+  double width = 1.0;
+  int64_t divisor = 8;
   // transformer
   int64_t d_model = 0, heads = 0, layers = 0, ffn = 0;
   std::string task = "lm";  // lm | classify

@@ -222,6 +222,38 @@ TEST_CASE("a student derived from the teacher by width and depth") {
   REQUIRE(st.d_model % st.heads == 0);
   REQUIRE(st.ffn == 384);
   REQUIRE(st.layers == 3);
+  ModelSpec mb;
+  mb.arch = "mobilenet_v2";
+  mb.width = 1.5;
+  mb.stages = {{1, 16, 1, 1}, {6, 24, 4, 2}};
+  const auto sm = derive_student(mb, 0.5, 0.5);
+  REQUIRE(sm.width == 0.75);  // multipliers compound
+  REQUIRE(sm.stages[0].blocks == 1);
+  REQUIRE(sm.stages[1].blocks == 2);
+  REQUIRE(sm.stages[1].expansion == 6);
+}
+
+TEST_CASE("zoo mobilenet_v2 and resnet recipes: stages read strictly, defaults resolved") {
+  auto err = [](const std::string& text) { return error_of([&] { parse_recipe(text, "r.json"); }); };
+  auto student = [](const std::string& model) {
+    return recipe_text(kZooTeacher, R"("student": {"model": )" + model +
+                                        R"(}, "stages": [{"kind": "distill", "train": {"steps": 1}}])");
+  };
+  REQUIRE_THAT(err(student(R"({"arch": "mobilenet_v2", "stages": [{"expansion": 4, "blocks": 2}]})")),
+               Catch::Contains("/student/model/stages/0/channels: required integer is missing"));
+  REQUIRE_THAT(err(student(R"({"arch": "resnet", "stages": [{"channels": 8, "expansion": 4}]})")),
+               Catch::Contains("/student/model/stages/0/expansion: unknown key 'expansion'"));
+  REQUIRE_THAT(err(student(R"({"arch": "resnet", "activation": "relu6"})")),
+               Catch::Contains("/student/model/activation"));
+  REQUIRE_THAT(err(student(R"({"arch": "mobilenet_v2", "stages": []})")),
+               Catch::Contains("/student/model/stages: at least one stage"));
+  const Recipe r = parse_recipe(student(R"({"arch": "mobilenet_v2", "width": 0.5})"), "r.json");
+  REQUIRE(r.student.stages.size() == 7);  // torchvision's
+  REQUIRE(r.student.last_channels == 1280);
+  REQUIRE(r.student.activation == "relu6");
+  const Recipe rn = parse_recipe(student(R"({"arch": "resnet"})"), "r.json");
+  REQUIRE(rn.student.stages.size() == 3);
+  REQUIRE(rn.student.stages[2].channels == 64);
 }
 
 TEST_CASE("distill recipes: student and stages are read strictly") {

@@ -100,6 +100,37 @@ TEST_CASE("runtime fp32 executor matches LibTorch: mlp and cnn") {
   }
 }
 
+TEST_CASE("runtime fp32 executor matches LibTorch: mobilenet_v2 and resnet") {
+  torch::manual_seed(4);
+  ModelSpec mobilenet;
+  mobilenet.arch = "mobilenet_v2";
+  mobilenet.input_shape = {2, 12, 12};
+  mobilenet.classes = 5;
+  mobilenet.stem_channels = 8;
+  mobilenet.stages = {{1, 8, 1, 1}, {3, 12, 2, 2}};
+  mobilenet.last_channels = 16;
+  mobilenet.divisor = 4;
+  mobilenet.hidden = {9};
+  ModelSpec resnet = mobilenet;
+  resnet.arch = "resnet";
+  resnet.stages = {{1, 8, 1, 1}, {1, 12, 2, 2}};
+  resnet.activation = "gelu";
+  for (const std::string activation : {"relu6", "hardswish", "relu"}) {
+    for (ModelSpec s : {mobilenet, resnet}) {
+      if (s.arch == "mobilenet_v2") s.activation = activation;
+      GraphModule m(build_graph(s));
+      randomize_buffers(m);
+      m->eval();
+      const Session session = session_for(m);
+      auto x = torch::randn({3, 2, 12, 12});
+      const auto got = session.run(x.data_ptr<float>(), 3);
+      torch::NoGradGuard no_grad;
+      INFO(s.arch << " " << s.activation);
+      REQUIRE(max_abs_diff(m->forward(x), got) < 1e-4f);
+    }
+  }
+}
+
 TEST_CASE("runtime fp32 executor matches LibTorch: transformer language model and classifier") {
   torch::manual_seed(4);
   ModelSpec s = tiny_transformer(/*context=*/12, /*vocab=*/23, /*d_model=*/16, /*heads=*/4, /*ffn=*/40);

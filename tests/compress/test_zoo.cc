@@ -34,6 +34,13 @@ void require_module_matches_graph(GraphModule& m) {
   REQUIRE(m->parameter_count() == m->graph().parameter_count());
 }
 
+// The index of the node called `name`, or -1.
+int node_named(const Graph& g, const std::string& name) {
+  for (size_t i = 0; i < g.nodes().size(); ++i)
+    if (g.nodes()[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
 }  // namespace
 
 TEST_CASE("mlp: shapes and parameter count") {
@@ -169,4 +176,52 @@ TEST_CASE("the LibTorch op table defines every op of the IR consistently with th
   REQUIRE(script_ops.count("aten::conv2d") == 1);
   REQUIRE(find_script_op("aten::tanh") == nullptr);
   REQUIRE(script_ops_supported().find("aten::linear") != std::string::npos);
+}
+
+TEST_CASE("mobilenet_v2: inverted residuals, depthwise convolutions, width multiplier") {
+  auto s = image_spec("mobilenet_v2");
+  s.stem_channels = 8;
+  s.stages = {{1, 8, 1, 1}, {4, 12, 2, 2}, {4, 16, 1, 1}};
+  s.last_channels = 32;
+  s.divisor = 4;
+  s.activation = "relu6";
+  const Graph g = build_graph(s);
+  int depthwise = 0, adds = 0, clips = 0;
+  for (const Node& n : g.nodes()) {
+    if (n.op == OpKind::kConv2d && n.attrs.value("groups", int64_t{1}) > 1) {
+      ++depthwise;
+      REQUIRE(n.attrs.at("groups") == n.attrs.at("in_channels"));
+    }
+    adds += n.op == OpKind::kAdd;
+    clips += n.op == OpKind::kClip;
+  }
+  REQUIRE(depthwise == 4);  // one per block
+  REQUIRE(adds == 2);       // the blocks whose stride is 1 and width unchanged: 0 (8 -> 8) and 2 (12 -> 12)
+  REQUIRE(clips == 1 + 1 + 3 * 2 + 1);  // stem, block 0 (no expansion), blocks 1-3 (expand + dw), last
+  GraphModule m(build_graph(s));
+  REQUIRE(m->forward(torch::randn({2, 1, 28, 28})).sizes() == torch::IntArrayRef{2, 10});
+  require_module_matches_graph(m);
+  // Width 1.5 with divisor 4: 8 -> 12, 12 -> 20 (18 rounds up), the 10% rule never binds here.
+  auto wide = s;
+  wide.width = 1.5;
+  const Graph gw = build_graph(wide);
+  REQUIRE(gw.nodes()[node_named(gw, "stem.conv")].attrs.at("out_channels") == 12);
+  REQUIRE(gw.nodes()[node_named(gw, "blocks.1.project.conv")].attrs.at("out_channels") == 20);
+}
+
+TEST_CASE("resnet: basic blocks with projection shortcuts where the shape changes") {
+  auto s = image_spec("resnet");
+  s.stem_channels = 8;
+  s.stages = {{1, 8, 2, 1}, {1, 16, 1, 2}};
+  s.divisor = 4;
+  const Graph g = build_graph(s);
+  REQUIRE(node_named(g, "blocks.0.shortcut.conv") < 0);   // same shape: identity shortcut
+  REQUIRE(node_named(g, "blocks.2.shortcut.conv") >= 0);  // stride 2, 8 -> 16
+  GraphModule m(build_graph(s));
+  REQUIRE(m->forward(torch::randn({2, 1, 28, 28})).sizes() == torch::IntArrayRef{2, 10});
+  require_module_matches_graph(m);
+  // conv weights + BatchNorm affine pairs + head
+  const int64_t convs = 9 * 8 + 4 * 9 * 64 + 9 * 8 * 16 + 9 * 16 * 16 + 8 * 16;
+  const int64_t bns = 2 * (8 + 4 * 8 + 16 + 16 + 16);
+  REQUIRE(m->parameter_count() == convs + bns + 16 * 10 + 10);
 }
