@@ -75,7 +75,7 @@ TEST_CASE("document recipes: USE-Lite teacher, bag student, and what does not fi
   REQUIRE_THAT(
       recipe_error(
           R"({"data": {"kind": "images"}, "teacher": {"model": {"arch": "bag", "dim": 4}, "train": {"epochs": 1}}})"),
-      Catch::Contains("image data needs an mlp or cnn"));
+      Catch::Contains("image data needs an mlp, cnn, mobilenet_v2 or resnet"));
 }
 
 TEST_CASE("document dataset: folders name the classes, ids are padded, splits are seeded") {
