@@ -205,6 +205,37 @@ void copy_parameters(GraphModule& src, GraphModule& dst) {
   }
 }
 
+GraphModule with_batchnorm_after_convs(GraphModule& model, int* inserted) {
+  const Graph& g = model->graph();
+  const auto& nodes = g.nodes();
+  constexpr double kEps = 1e-5;
+  std::vector<int> remap(nodes.size(), -1);
+  std::vector<std::string> added;
+  Graph out;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const Node& n = nodes[i];
+    std::vector<int> inputs;
+    for (int in : n.inputs) inputs.push_back(remap[in]);
+    remap[i] = out.add(n.name, n.op, inputs, n.attrs);
+    if (n.op != OpKind::kConv2d) continue;
+    const auto& users = g.users(static_cast<int>(i));
+    if (users.size() == 1 && nodes[users[0]].op == OpKind::kBatchNorm2d) continue;
+    const int64_t channels = n.attrs.at("out_channels").get<int64_t>();
+    remap[i] =
+        out.add(n.name + "_bn", OpKind::kBatchNorm2d, {remap[i]}, {{"channels", channels}, {"eps", kEps}});
+    added.push_back(n.name + "_bn");
+  }
+  out.set_output(remap[g.output()]);
+  GraphModule result(out);
+  copy_parameters(model, result);
+  torch::NoGradGuard no_grad;
+  auto buffers = result->named_buffers(true);
+  for (const std::string& bn : added) buffers[bn + ".running_var"].fill_(1.0 - kEps);
+  result->train(model->is_training());
+  *inserted = static_cast<int>(added.size());
+  return result;
+}
+
 GraphModule lower_torchscript(const std::string& path, const std::vector<int64_t>& input_shape) {
   if (!std::filesystem::exists(path))
     throw Error(fmt::format("{}: TorchScript student file not found", path));

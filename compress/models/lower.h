@@ -20,6 +20,11 @@ GraphModule lower_torchscript(const std::string& path, const std::vector<int64_t
 // one example's shape, checked against the model's declaration; empty: the model's own.
 GraphModule import_onnx(const std::string& path, const std::vector<int64_t>& input_shape);
 
+// `model` with a BatchNorm2d "<conv>_bn" after every Conv2d whose only user is not one already, initialized
+// to the identity (weight 1, bias 0, mean 0, variance 1 - eps): the same function in eval mode, and a student
+// whose exporter folded its BatchNorms into the convolutions trains normalized again. `inserted` counts them.
+GraphModule with_batchnorm_after_convs(GraphModule& model, int* inserted);
+
 // Copies every parameter and buffer that `dst` shares by name with `src`.
 void copy_parameters(GraphModule& src, GraphModule& dst);
 

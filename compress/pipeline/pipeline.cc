@@ -1,5 +1,6 @@
 #include "compress/pipeline/pipeline.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <sstream>
@@ -159,6 +160,18 @@ void make_student(const Recipe& recipe, const Dataset& data, Pipeline& p) {
     p.student = onnx ? import_onnx(path, data.input_shape()) : lower_torchscript(path, data.input_shape());
     fmt::print(stderr, "student: {} {} to {} graph nodes, {} parameters\n", onnx ? "imported" : "lowered",
                path, p.student->graph().nodes().size(), with_commas(p.student->parameter_count()));
+    const bool trains = std::any_of(recipe.stages.begin(), recipe.stages.end(), [](const StageSpec& s) {
+      return s.kind == "distill" || s.kind == "prune";
+    });
+    if (trains && recipe.student_train_batchnorm) {
+      int inserted = 0;
+      p.student = with_batchnorm_after_convs(p.student, &inserted);
+      if (inserted > 0)
+        fmt::print(stderr,
+                   "student: a BatchNorm2d after each of {} convolutions that had none, for training "
+                   "(student.train_batchnorm; folded again by quantize)\n",
+                   inserted);
+    }
   } else {
     torch::manual_seed(recipe.seed);  // the initialization does not depend on whether the teacher was cached
     p.student = GraphModule(build_graph(fill_from_data(recipe.student, data, "/student/model")));

@@ -248,6 +248,7 @@ ModelSpec read_student(JsonReader& root, Recipe& r) {
     if (r.data.kind != "images")
       st.fail_at(source, fmt::format("{} students are imported for image models only",
                                      kind == "onnx" ? "ONNX" : "TorchScript"));
+    r.student_train_batchnorm = st.boolean("train_batchnorm", true);
     st.finish();
     m.arch = kind;
     return m;
@@ -460,9 +461,9 @@ nlohmann::json Recipe::to_json() const {
       {"teacher", teacher_json()},
       {"eval", {{"latency_runs", eval.latency_runs}, {"throughput_batch", eval.throughput_batch}}}};
   if (!student_torchscript.empty()) {
-    j["student"] = {{"torchscript", student_torchscript}};
+    j["student"] = {{"torchscript", student_torchscript}, {"train_batchnorm", student_train_batchnorm}};
   } else if (!student_onnx.empty()) {
-    j["student"] = {{"onnx", student_onnx}};
+    j["student"] = {{"onnx", student_onnx}, {"train_batchnorm", student_train_batchnorm}};
   } else if (!student.arch.empty()) {
     j["student"] = {{"model", model_spec_to_json(student)}};
     if (!student_checkpoint.empty()) j["student"]["checkpoint"] = student_checkpoint;

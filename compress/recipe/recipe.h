@@ -261,6 +261,9 @@ struct Recipe {
   std::string
       student_torchscript;   // a TorchScript student, lowered to the graph IR (student.arch "torchscript")
   std::string student_onnx;  // an ONNX student, imported to the graph IR (student.arch "onnx")
+  // A student given as a file: before a training stage, a BatchNorm2d (identity at first) after every Conv2d
+  // that has none (exporters fold BatchNorm into the convolution), folded again by quantize.
+  bool student_train_batchnorm = true;
   std::vector<StageSpec> stages;
   EvalSpec eval;
 

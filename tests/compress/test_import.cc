@@ -241,6 +241,33 @@ TEST_CASE("PyTorch-exported ONNX models (opsets 13 and 17) import and compute wh
   }
 }
 
+TEST_CASE("an ONNX student gets its BatchNorms back for training, the same function until it trains") {
+  GraphModule m = import_onnx(models_dir() + "/mobilenet_v2.onnx", {1, 28, 28});
+  m->eval();
+  int convs = 0;
+  for (const Node& n : m->graph().nodes()) convs += n.op == OpKind::kConv2d;
+  int inserted = 0;
+  GraphModule with_bn = with_batchnorm_after_convs(m, &inserted);
+  REQUIRE(inserted == convs);  // the exporter folded every one
+  REQUIRE(op_counts(with_bn->graph()).at("BatchNorm2d") == convs);
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(5);
+  const auto x = torch::randn({4, 1, 28, 28});
+  with_bn->eval();
+  REQUIRE(torch::allclose(with_bn->forward(x), m->forward(x), 1e-5, 1e-5));
+  // A zoo-style student already has them: nothing to add.
+  int again = 0;
+  with_batchnorm_after_convs(with_bn, &again);
+  REQUIRE(again == 0);
+  // Training mode normalizes with the batch's statistics, and quantize folds them away again.
+  with_bn->train();
+  with_bn->forward(x);
+  with_bn->eval();
+  GraphModule folded = fold_batchnorm(with_bn);
+  REQUIRE(op_counts(folded->graph()).count("BatchNorm2d") == 0);
+  REQUIRE(torch::allclose(folded->forward(x), with_bn->forward(x), 1e-4, 1e-4));
+}
+
 TEST_CASE("a broken or unsupported ONNX file is one line naming the file and what") {
   const std::string dir = testing::fresh_temp_dir("import", "onnx_bad");
   { std::ofstream(dir + "/garbage.onnx") << "this is not a protobuf"; }
