@@ -391,11 +391,15 @@ void pool(ImportContext& c, OpKind op) {
   const auto kernel = c.attr_ints("kernel_shape", {});
   if (kernel.size() != 2 || kernel[0] != kernel[1]) c.fail("kernel_shape must be two equal values");
   const int64_t stride = square(c, "strides", 1);
-  if (symmetric_pad(c, kernel[0], stride, c.shape(0)) != 0) c.fail("padding is not supported for pooling");
+  const int64_t pad = symmetric_pad(c, kernel[0], stride, c.shape(0));
+  if (pad > kernel[0] / 2) c.fail(fmt::format("pads {} exceed half the window {}", pad, kernel[0]));
   if (c.attr_int("ceil_mode", 0) != 0) c.fail("ceil_mode must be 0");
   if (square(c, "dilations", 1) != 1) c.fail("dilations must be 1");
   if (c.attr_int("storage_order", 0) != 0) c.fail("storage_order must be 0");
-  c.add(op, {c.value(0)}, {{"kernel", kernel[0]}, {"stride", stride}});
+  nlohmann::json attrs = {{"kernel", kernel[0]}, {"stride", stride}, {"padding", pad}};
+  // ONNX's default leaves the padding out of the average (PyTorch's exporter writes 1 for its default).
+  if (op == OpKind::kAvgPool2d) attrs["count_include_pad"] = c.attr_int("count_include_pad", 0) != 0;
+  c.add(op, {c.value(0)}, attrs);
 }
 
 void max_pool(ImportContext& c) { pool(c, OpKind::kMaxPool2d); }

@@ -1,6 +1,7 @@
-// Pooling in LibTorch: MaxPool2d and AvgPool2d (square windows, no padding), GlobalAvgPool (the mean over H
-// and W of a map, kept as [C, 1, 1] with `keepdim`; over T of a sequence); lowered from aten::max_pool2d,
-// aten::avg_pool2d, aten::adaptive_avg_pool2d to 1x1 and aten::mean over H and W. All per channel.
+// Pooling in LibTorch: MaxPool2d and AvgPool2d (square windows, symmetric padding, count_include_pad),
+// GlobalAvgPool (the mean over H and W of a map, kept as [C, 1, 1] with `keepdim`; over T of a sequence);
+// lowered from aten::max_pool2d, aten::avg_pool2d, aten::adaptive_avg_pool2d to 1x1 and aten::mean over H and
+// W. All per channel.
 #include <torch/csrc/jit/ir/ir.h>
 
 #include <algorithm>
@@ -15,12 +16,13 @@ int64_t kernel(const Node& n) { return n.attrs.at("kernel").get<int64_t>(); }
 
 torch::Tensor max_pool(const TorchCall& c) {
   const int64_t k = kernel(c.node());
-  return torch::max_pool2d(c.in(), k, c.node().attrs.value("stride", k));
+  return torch::max_pool2d(c.in(), k, c.node().attrs.value("stride", k), c.node().attrs.value("padding", 0));
 }
 
 torch::Tensor avg_pool(const TorchCall& c) {
   const int64_t k = kernel(c.node());
-  return torch::avg_pool2d(c.in(), k, c.node().attrs.value("stride", k));
+  return torch::avg_pool2d(c.in(), k, c.node().attrs.value("stride", k), c.node().attrs.value("padding", 0),
+                           /*ceil_mode=*/false, c.node().attrs.value("count_include_pad", true));
 }
 
 torch::Tensor global_avg_pool(const TorchCall& c) {
@@ -33,11 +35,17 @@ void lower_window(ScriptLowering& l, const torch::jit::Node* n, bool is_max) {
   const int64_t k = l.square(n, 1, "kernel");
   int64_t stride = l.square(n, 2, "stride");
   if (stride < 0) stride = k;  // an empty stride list means the kernel size
-  if (l.square(n, 3, "padding") != 0) l.fail(n, "padding must be 0");
+  const int64_t padding = l.square(n, 3, "padding");
+  if (padding < 0 || padding > k / 2) l.fail(n, "padding must be at most half the window");
   if (is_max && l.square(n, 4, "dilation") != 1) l.fail(n, "dilation must be 1");
   if (l.constant(n, is_max ? 5 : 4).toBool()) l.fail(n, "ceil_mode must be False");
+  nlohmann::json attrs = {{"kernel", k}, {"stride", stride}, {"padding", padding}};
+  if (!is_max) {
+    attrs["count_include_pad"] = l.constant(n, 5).toBool();
+    if (!l.constant(n, 6).isNone()) l.fail(n, "divisor_override must be None");
+  }
   l.add(n, is_max ? "maxpool" : "avgpool", is_max ? OpKind::kMaxPool2d : OpKind::kAvgPool2d,
-        {l.input_of(n, 0)}, {{"kernel", k}, {"stride", stride}});
+        {l.input_of(n, 0)}, attrs);
 }
 
 void lower_max(ScriptLowering& l, const torch::jit::Node* n) { lower_window(l, n, true); }

@@ -1,8 +1,12 @@
-// Pooling: MaxPool2d and AvgPool2d (square window, stride defaulting to the window, no padding; max pooling
-// also on a uint8 chain, since it commutes with the monotonic quantization) and GlobalAvgPool (over H and W
-// of [C, H, W], to [C] or with `keepdim` to [C, 1, 1]; or over the sequence of [T, D]).
+// Pooling: MaxPool2d and AvgPool2d (square window, stride defaulting to the window, symmetric `padding` up to
+// half the window: max pooling ignores padded positions; average pooling divides by the whole window with
+// `count_include_pad` (default, PyTorch's), else by the positions inside the image; max pooling also on a
+// uint8 chain, since it commutes with the monotonic quantization: padded with 0, the smallest uint8) and
+// GlobalAvgPool (over H and W of [C, H, W], to [C] or with `keepdim` to [C, 1, 1]; or over the sequence of
+// [T, D]).
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "kernels/conv.h"
 #include "runtime/error.h"
@@ -18,27 +22,43 @@ Shape infer_pool(const ShapeContext& ctx) {
   const Shape& in = ctx.input();
   const int64_t k = ctx.attr_int("kernel", 1, 64);
   const int64_t s = ctx.attr_int_or("stride", k, 1, 64);
-  if (in[1] < k || in[2] < k)
-    ctx.fail(fmt::format("pool {} is larger than the input {}x{}", k, in[1], in[2]));
-  return {in[0], (in[1] - k) / s + 1, (in[2] - k) / s + 1};
+  const int64_t p = ctx.attr_int_or("padding", 0, 0, k / 2);
+  static_cast<void>(ctx.attr_bool_or("count_include_pad", true));  // checked: a boolean if given
+  if (in[1] + 2 * p < k || in[2] + 2 * p < k)
+    ctx.fail(fmt::format("pool {} is larger than the padded input {}x{}", k, in[1] + 2 * p, in[2] + 2 * p));
+  return {in[0], (in[1] + 2 * p - k) / s + 1, (in[2] + 2 * p - k) / s + 1};
 }
 
 void run_pool(exec::OpContext& ctx, bool is_max) {
   const exec::Value& in = ctx.in();
   exec::Value& out = ctx.out();
   const int64_t k = ctx.attrs().kernel, stride = ctx.attrs().stride < 0 ? k : ctx.attrs().stride;
+  const int64_t pad = ctx.attrs().padding;
   const int64_t c = in.shape[0], h = in.shape[1], w = in.shape[2];
-  const int64_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1, batch = ctx.batch();
+  const int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1, batch = ctx.batch();
   out.shape = {c, oh, ow};
   if (in.is_u8) {  // only max pooling is part of a uint8 chain (OpDef::takes_u8)
     out.u8.resize(static_cast<size_t>(batch * c * oh * ow));
-    for (int64_t b = 0; b < batch; ++b)
-      kernels::max_pool_hwc(in.u8.data() + b * h * w * c, h, w, c, k, stride,
-                            out.u8.data() + b * oh * ow * c);
+    thread_local std::vector<uint8_t> padded;
+    kernels::ConvGeometry g;
+    g.height = h;
+    g.width = w;
+    g.channels = c;
+    g.padding = pad;
+    if (pad > 0) padded.resize(static_cast<size_t>(kernels::padded_image_bytes(g)));
+    for (int64_t b = 0; b < batch; ++b) {
+      const uint8_t* image = in.u8.data() + b * h * w * c;
+      if (pad > 0) {
+        kernels::pad_hwc(image, g, 0, padded.data());
+        image = padded.data();
+      }
+      kernels::max_pool_hwc(image, h + 2 * pad, w + 2 * pad, c, k, stride, out.u8.data() + b * oh * ow * c);
+    }
     out.is_u8 = true;
     out.params = in.params;
     return;
   }
+  const bool include_pad = ctx.attr_bool("count_include_pad", true);
   out.data.resize(static_cast<size_t>(batch * c * oh * ow));
   for (int64_t plane = 0; plane < batch * c; ++plane) {
     const float* x = in.data.data() + plane * h * w;
@@ -46,12 +66,16 @@ void run_pool(exec::OpContext& ctx, bool is_max) {
     for (int64_t oy = 0; oy < oh; ++oy)
       for (int64_t ox = 0; ox < ow; ++ox) {
         float acc = is_max ? -std::numeric_limits<float>::infinity() : 0.0f;
+        int64_t inside = 0;
         for (int64_t ky = 0; ky < k; ++ky)
           for (int64_t kx = 0; kx < k; ++kx) {
-            const float v = x[(oy * stride + ky) * w + ox * stride + kx];
+            const int64_t iy = oy * stride + ky - pad, ix = ox * stride + kx - pad;
+            if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+            const float v = x[iy * w + ix];
             acc = is_max ? std::max(acc, v) : acc + v;
+            ++inside;
           }
-        y[oy * ow + ox] = is_max ? acc : acc / static_cast<float>(k * k);
+        y[oy * ow + ox] = is_max ? acc : acc / static_cast<float>(include_pad ? k * k : inside);
       }
   }
 }

@@ -68,7 +68,8 @@ TEST_CASE("traced and scripted MobileNet- and ResNet-style models lower and the 
       {"mobilenet_v3",
        {"HardSwish", "GlobalAvgPool", "ReLU", "HardSigmoid", "Mul", "SiLU", "Sigmoid", "MaxPool2d", "Concat",
         "Clip", "Flatten", "Linear"}},
-      {"resnet", {"Conv2d", "BatchNorm2d", "ReLU", "Add", "GlobalAvgPool", "Linear"}}};
+      {"resnet",
+       {"Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "AvgPool2d", "Add", "GlobalAvgPool", "Linear"}}};
   for (const auto& [name, ops] : expect) {
     for (const char* form : {"traced", "scripted"}) {
       INFO(name << " " << form);
@@ -161,6 +162,36 @@ def forward(self, x):
       Catch::Contains("bad.pt: TorchScript node") && Catch::Contains("only a reshape to [batch, -1]"));
 }
 
+// Between the int8 layers lie Clip, Add, max pooling (exact) and the global pooling (float sums in another
+// order), so logits may differ by a rounding step of the last layer's input, no more.
+void require_runtime_computes_simulation(QuantizedModel& qm, const Session& s, const Dataset& data) {
+  torch::NoGradGuard no_grad;
+  const auto x = normalize_images(data.images.test_x, 0.286, 0.353);
+  const auto sim = qm.forward(x);
+  const auto xc = x.contiguous();
+  const auto out = s.run(xc.data_ptr<float>(), x.size(0));
+  const auto rt = torch::from_blob(const_cast<float*>(out.data()), sim.sizes(), torch::kFloat32);
+  REQUIRE(sim.argmax(1).eq(rt.argmax(1)).to(torch::kFloat32).mean().item<double>() >= 0.99);
+  REQUIRE((sim - rt).abs().max().item<double>() <= 0.02 * sim.abs().max().item<double>());
+}
+
+TEST_CASE(
+    "an imported ResNet with padded max pooling stays uint8 through the pooling; the runtime computes it") {
+  GraphModule m = import_onnx(models_dir() + "/resnet.onnx", {1, 28, 28});
+  bool padded_pool = false;
+  for (const Node& n : m->graph().nodes())
+    padded_pool = padded_pool || (n.op == OpKind::kMaxPool2d && n.attrs.value("padding", 0) == 1);
+  REQUIRE(padded_pool);
+  const Dataset data = testing::small_fashion_mnist(256, 50, 300, 200, /*augment=*/false, 3);
+  QuantizeSpec spec;
+  spec.activations = "static";
+  nlohmann::json report;
+  QuantizedModel qm = quantize_model(m, spec, data, report);
+  auto writer = qm.export_artifact({{"producer", "test"}});
+  const Session s(Artifact::from_bytes(writer.serialize(), "resnet.mighty"), 1);
+  require_runtime_computes_simulation(qm, s, data);
+}
+
 TEST_CASE(
     "an imported MobileNetV2 quantizes with int8 depthwise convolutions; the runtime computes the "
     "simulation") {
@@ -186,16 +217,7 @@ TEST_CASE(
   for (const auto& n : s.graph().nodes())
     runtime_depthwise += n.attrs.value("groups", 1) != 1 && n.attrs.contains("quant");
   REQUIRE(runtime_depthwise == depthwise);
-  torch::NoGradGuard no_grad;
-  const auto x = normalize_images(data.images.test_x, 0.286, 0.353);
-  const auto sim = qm.forward(x);
-  const auto xc = x.contiguous();
-  const auto out = s.run(xc.data_ptr<float>(), x.size(0));
-  const auto rt = torch::from_blob(const_cast<float*>(out.data()), sim.sizes(), torch::kFloat32);
-  // Between the int8 layers lie Clip and Add (exact) and the global pooling (float sums in another order),
-  // so logits may differ by a rounding step of the last layer's input, no more.
-  REQUIRE(sim.argmax(1).eq(rt.argmax(1)).to(torch::kFloat32).mean().item<double>() >= 0.99);
-  REQUIRE((sim - rt).abs().max().item<double>() <= 0.02 * sim.abs().max().item<double>());
+  require_runtime_computes_simulation(qm, s, data);
   // Dynamic activations keep depthwise layers in fp32 (the runtime's depthwise kernel is static only).
   spec.activations = "dynamic";
   nlohmann::json dynamic_report;
@@ -212,7 +234,7 @@ TEST_CASE("PyTorch-exported ONNX models (opsets 13 and 17) import and compute wh
   const std::map<std::string, std::vector<std::string>> expect = {
       {"mobilenet_v2", {"Conv2d", "Clip", "Add", "GlobalAvgPool", "Flatten", "Linear"}},
       {"mobilenet_v3", {"HardSigmoid", "Mul", "Sigmoid", "MaxPool2d", "Concat", "Clip", "Flatten", "Linear"}},
-      {"resnet", {"Conv2d", "ReLU", "Add", "GlobalAvgPool", "Linear"}},
+      {"resnet", {"Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "Add", "GlobalAvgPool", "Linear"}},
       {"gelu_resnet", {"Conv2d", "GELU", "Add", "GlobalAvgPool", "Linear"}}};
   for (const auto& [name, ops] : expect) {
     auto module = torch::jit::load(models_dir() + "/" + name + ".traced.pt");

@@ -115,12 +115,13 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """A small ResNet (basic blocks, 1x1 strided shortcuts) for 1x28x28 inputs."""
+    """A small ResNet (basic blocks, 1x1 strided shortcuts) for 1x28x28 inputs; torchvision's padded max pooling
+    in the stem (at stride 1 here), a padded average pooling that leaves the padding out of its count."""
 
     def __init__(self, widths=(8, 16, 24), classes=10):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
-                                  nn.ReLU())
+                                  nn.ReLU(), nn.MaxPool2d(3, 1, 1))
         blocks, cin = [], widths[0]
         for i, w in enumerate(widths):
             blocks += [BasicBlock(cin, w, 1 if i == 0 else 2), BasicBlock(w, w, 1)]
@@ -130,6 +131,7 @@ class ResNet(nn.Module):
 
     def forward(self, x):
         x = self.blocks(self.stem(x))
+        x = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
         x = torch.mean(x, dim=[2, 3])
         return self.fc(x)
 

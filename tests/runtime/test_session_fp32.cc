@@ -88,21 +88,28 @@ Vec conv(const Vec& x, int64_t cin, int64_t h, int64_t wd, const Vec& w, const V
   return y;
 }
 
-Vec pool(const Vec& x, int64_t c, int64_t h, int64_t w, int64_t k, int64_t stride, bool is_max) {
-  const int64_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
+// Padded positions take no part in the max; the average divides by k * k or (include_pad false) by the
+// positions inside the image.
+Vec pool(const Vec& x, int64_t c, int64_t h, int64_t w, int64_t k, int64_t stride, bool is_max,
+         int64_t pad = 0, bool include_pad = true) {
+  const int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
   Vec y(static_cast<size_t>(c * oh * ow));
   for (int64_t ch = 0; ch < c; ++ch)
     for (int64_t oy = 0; oy < oh; ++oy)
       for (int64_t ox = 0; ox < ow; ++ox) {
         float m = -INFINITY;
         double s = 0.0;
+        int64_t n = 0;
         for (int64_t ky = 0; ky < k; ++ky)
           for (int64_t kx = 0; kx < k; ++kx) {
-            const float v = x[(ch * h + oy * stride + ky) * w + ox * stride + kx];
+            const int64_t iy = oy * stride + ky - pad, ix = ox * stride + kx - pad;
+            if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+            const float v = x[(ch * h + iy) * w + ix];
             m = std::max(m, v);
             s += v;
+            ++n;
           }
-        y[(ch * oh + oy) * ow + ox] = is_max ? m : static_cast<float>(s / (k * k));
+        y[(ch * oh + oy) * ow + ox] = is_max ? m : static_cast<float>(s / (include_pad ? k * k : n));
       }
   return y;
 }
@@ -203,6 +210,28 @@ TEST_CASE("fp32 executor: a CNN (conv strides and padding, BatchNorm, ReLU, pool
   REQUIRE(s.output_size() == 5);
   // The same session answers a batch of one with the first example's result.
   require_close(s.run(input.data(), 1), Vec(want.begin(), want.begin() + 5));
+}
+
+TEST_CASE("fp32 executor: padded max and average pooling (with and without the padding in the count)") {
+  for (const bool include_pad : {true, false}) {
+    Graph g;
+    const int x = g.add("in", OpKind::kInput, {}, {{"shape", {2, 7, 6}}});
+    const int mp = g.add("mp", OpKind::kMaxPool2d, {x}, {{"kernel", 3}, {"stride", 2}, {"padding", 1}});
+    const int ap = g.add("ap", OpKind::kAvgPool2d, {mp},
+                         {{"kernel", 3}, {"stride", 1}, {"padding", 1}, {"count_include_pad", include_pad}});
+    g.add("flat", OpKind::kFlatten, {ap});
+    Tensors t;
+    const Session s = make_session(g, t, 5);
+    const Vec input = random_input(2 * 7 * 6, 13);
+    const Vec m = pool(input, 2, 7, 6, 3, 2, true, 1);               // [2][4][3]
+    const Vec want = pool(m, 2, 4, 3, 3, 1, false, 1, include_pad);  // [2][4][3]
+    INFO("count_include_pad " << include_pad);
+    require_close(s.run(input.data(), 1), want);
+  }
+  Graph bad;
+  const int x = bad.add("in", OpKind::kInput, {}, {{"shape", {2, 7, 6}}});
+  bad.add("mp", OpKind::kMaxPool2d, {x}, {{"kernel", 3}, {"padding", 2}});
+  REQUIRE_THROWS_WITH(bad.infer_shapes(), Catch::Contains("padding"));
 }
 
 TEST_CASE("fp32 executor: a transformer (embeddings, LayerNorm, attention, GELU) and incremental decoding") {
