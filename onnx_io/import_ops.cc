@@ -334,28 +334,79 @@ bool gelu(ImportContext& c) {
 
 // Add and Mul of two computed values (broadcast over dimensions of size 1).
 void binary(ImportContext& c, OpKind op) {
-  if (c.is_constant(0) || c.is_constant(1)) {
-    c.fail(
-        "a constant operand is supported only as a MatMul's bias or in the GELU pattern; both operands must "
-        "be "
-        "computed values");
-  }
+  if (c.is_constant(0) || c.is_constant(1)) c.fail("both operands are constants (no constant folding here)");
   if (c.shape(0).size() != c.shape(1).size())
     c.fail(fmt::format("operands of shapes [{}] and [{}] have different ranks", fmt::join(c.shape(0), ", "),
                        fmt::join(c.shape(1), ", ")));
   c.add(op, {c.value(0), c.value(1)});
 }
 
-void add(ImportContext& c) { binary(c, OpKind::kAdd); }
+// x + k, x - k, k - x, x * k, x / k with a constant k of one value or one per channel ([C, 1, 1], [1, C, 1,
+// 1]) on a [C, H, W] map: one per-channel affine x * scale + shift, carried as a BatchNorm2d with mean 0,
+// variance 1 and eps 1e-12 (1 + eps is 1 in float, so it computes exactly x * weight + bias; x / k becomes x
+// * (1 / k)) and `frozen_statistics` (training never makes it a normalization); quantize folds it into a
+// convolution before it. Returns false when no operand is a constant.
+bool affine_constant(ImportContext& c) {
+  const int x_index = c.is_constant(0) ? 1 : 0;
+  if (!c.is_constant(1 - x_index) || c.is_constant(x_index)) return false;
+  const std::string& op = c.node().op_type();
+  const Tensor& k = c.constant(1 - x_index);
+  const Shape& in = c.shape(x_index);
+  if (in.size() != 3)
+    c.fail(fmt::format("a constant operand applies to a [C, H, W] map only; here the other operand is [{}]",
+                       fmt::join(in, ", ")));
+  const int64_t channels = in[0];
+  std::vector<int64_t> dims = k.shape;
+  while (dims.size() > 3 && dims.front() == 1) dims.erase(dims.begin());
+  const bool one = k.data.size() == 1, per_channel = dims == std::vector<int64_t>{channels, 1, 1};
+  if (!one && !per_channel)
+    c.fail(fmt::format("the constant operand of shape [{}] must be one value or one per channel ([{}, 1, 1])",
+                       fmt::join(k.shape, ", "), channels));
+  if (op == "Div" && x_index == 1) c.fail("a constant divided by a computed value is not supported");
+  Tensor scale{{channels}, std::vector<float>(static_cast<size_t>(channels), 1.0f)};
+  Tensor shift{{channels}, std::vector<float>(static_cast<size_t>(channels), 0.0f)};
+  for (int64_t ch = 0; ch < channels; ++ch) {
+    const float v = k.data[static_cast<size_t>(one ? 0 : ch)];
+    float& a = scale.data[static_cast<size_t>(ch)];
+    float& b = shift.data[static_cast<size_t>(ch)];
+    if (op == "Add") {
+      b = v;
+    } else if (op == "Sub") {
+      a = x_index == 0 ? 1.0f : -1.0f;
+      b = x_index == 0 ? -v : v;
+    } else if (op == "Mul") {
+      a = v;
+    } else {
+      a = 1.0f / v;
+    }
+  }
+  const std::string name = c.add(OpKind::kBatchNorm2d, {c.value(x_index)},
+                                 {{"channels", channels}, {"eps", 1e-12}, {"frozen_statistics", true}});
+  c.weight(name + ".weight", scale);
+  c.weight(name + ".bias", shift);
+  c.weight(name + ".running_mean",
+           Tensor{{channels}, std::vector<float>(static_cast<size_t>(channels), 0.0f)});
+  c.weight(name + ".running_var",
+           Tensor{{channels}, std::vector<float>(static_cast<size_t>(channels), 1.0f)});
+  return true;
+}
+
+void add(ImportContext& c) {
+  if (!affine_constant(c)) binary(c, OpKind::kAdd);
+}
+
+void sub(ImportContext& c) {
+  if (!affine_constant(c)) c.fail("Sub is supported with one constant operand only");
+}
 
 void mul(ImportContext& c) {
-  if (gelu(c)) return;
+  if (gelu(c) || affine_constant(c)) return;
   binary(c, OpKind::kMul);
 }
 
 void div(ImportContext& c) {
-  if (gelu(c)) return;
-  c.fail("Div is supported only as the x / sqrt(2) of an Erf-based GELU");
+  if (gelu(c) || affine_constant(c)) return;
+  c.fail("Div is supported with a constant divisor only (or as the x / sqrt(2) of an Erf-based GELU)");
 }
 
 void concat(ImportContext& c) {
@@ -500,6 +551,7 @@ const OnnxOpDef kOps[] = {
     {"Shape", shape},
     {"Sigmoid", sigmoid},
     {"Softmax", softmax},
+    {"Sub", sub},
     {"Unsqueeze", unsqueeze},
 };
 

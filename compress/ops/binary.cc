@@ -12,18 +12,20 @@ namespace {
 torch::Tensor add(const TorchCall& c) { return c.in(0) + c.in(1); }
 torch::Tensor mul(const TorchCall& c) { return c.in(0) * c.in(1); }
 
+// With one constant operand: a per-channel affine (lower_affine_constant).
 void need_tensors(ScriptLowering& l, const torch::jit::Node* n) {
-  if (l.is_constant(n, 0) || l.is_constant(n, 1))
-    l.fail(n, "only two computed tensors (a constant operand is not supported)");
+  if (l.is_constant(n, 0) && l.is_constant(n, 1)) l.fail(n, "both operands are constants");
 }
 
 void lower_add(ScriptLowering& l, const torch::jit::Node* n) {
+  if (lower_affine_constant(l, n)) return;
   need_tensors(l, n);
   if (l.constant(n, 2).toScalar().toDouble() != 1.0) l.fail(n, "alpha must be 1");
   l.add(n, "add", OpKind::kAdd, {l.input_of(n, 0), l.input_of(n, 1)});
 }
 
 void lower_mul(ScriptLowering& l, const torch::jit::Node* n) {
+  if (lower_affine_constant(l, n)) return;
   need_tensors(l, n);
   l.add(n, "mul", OpKind::kMul, {l.input_of(n, 0), l.input_of(n, 1)});
 }

@@ -64,4 +64,9 @@ class ScriptLowering {
   int count_ = 0;
 };
 
+// aten::add / sub / mul / div of a computed [B, C, H, W] map and a constant (a number, or a tensor of one
+// value or one per channel): one per-channel affine, a BatchNorm2d with frozen statistics, as onnx_io imports
+// the same ONNX ops (compress/ops/batch_norm.cc). Returns false unless exactly one operand is a constant.
+bool lower_affine_constant(ScriptLowering& l, const torch::jit::Node* n);
+
 }  // namespace mighty::compress

@@ -13,6 +13,8 @@ Shape infer(const ShapeContext& ctx) {
   ctx.need_rank(3);
   ctx.need_dim(ctx.input()[0], ctx.attr_int("channels", 1, kMaxDim), "input channels");
   ctx.attr_number_or("eps", ops::kNormEps, 1e-12, 1.0);
+  // Training-time only (compress keeps the statistics of such a node fixed); checked to be a boolean.
+  static_cast<void>(ctx.attr_bool_or("frozen_statistics", false));
   return ctx.input();
 }
 

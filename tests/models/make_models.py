@@ -76,7 +76,8 @@ class SqueezeExcite(nn.Module):
 
 class MobileNetV3Like(nn.Module):
     """MobileNetV3's pieces: HardSwish, squeeze-and-excite with HardSigmoid, SiLU, Sigmoid, a Concat of two
-    branches, a Linear head after view(x.size(0), -1)."""
+    branches, a Linear head after view(x.size(0), -1); and arithmetic with constants: the input normalized in
+    the model, a per-channel layer scale (ConvNeXt's), a constant shift."""
 
     def __init__(self, classes=10):
         super().__init__()
@@ -86,12 +87,14 @@ class MobileNetV3Like(nn.Module):
         self.branch_a = conv_bn(8, 8, 1, act=nn.SiLU)
         self.branch_b = conv_bn(8, 8, 3, 2, groups=4, act=nn.Sigmoid)
         self.pool = nn.MaxPool2d(2)
+        self.gamma = nn.Parameter(torch.linspace(0.5, 1.5, 8).view(8, 1, 1))
         self.head = nn.Linear(16 * 7 * 7, classes)
 
     def forward(self, x):
+        x = (x - 0.5) / 0.25
         x = self.se(self.dw(self.stem(x)))
-        a = self.pool(self.branch_a(x))
-        b = self.branch_b(x)
+        a = self.pool(self.branch_a(x)) * self.gamma
+        b = self.branch_b(x) + 0.1
         y = torch.cat([a, b], 1)
         y = torch.clamp(y, -4.0, 4.0)
         return self.head(y.view(y.size(0), -1))
