@@ -180,20 +180,25 @@ void require_runtime_computes_simulation(QuantizedModel& qm, const Session& s, c
 }
 
 TEST_CASE(
-    "an imported ResNet with padded max pooling stays uint8 through the pooling; the runtime computes it") {
-  GraphModule m = import_onnx(models_dir() + "/resnet.onnx", {1, 28, 28});
-  bool padded_pool = false;
-  for (const Node& n : m->graph().nodes())
-    padded_pool = padded_pool || (n.op == OpKind::kMaxPool2d && n.attrs.value("padding", 0) == 1);
-  REQUIRE(padded_pool);
+    "imported ONNX models with padded max pooling and constant arithmetic quantize static; the runtime "
+    "computes "
+    "the simulation") {
   const Dataset data = testing::small_fashion_mnist(256, 50, 300, 200, /*augment=*/false, 3);
-  QuantizeSpec spec;
-  spec.activations = "static";
-  nlohmann::json report;
-  QuantizedModel qm = quantize_model(m, spec, data, report);
-  auto writer = qm.export_artifact({{"producer", "test"}});
-  const Session s(Artifact::from_bytes(writer.serialize(), "resnet.mighty"), 1);
-  require_runtime_computes_simulation(qm, s, data);
+  for (const char* name : {"resnet", "mobilenet_v3"}) {
+    INFO(name);
+    GraphModule m = import_onnx(models_dir() + "/" + name + ".onnx", {1, 28, 28});
+    bool padded_pool = false;
+    for (const Node& n : m->graph().nodes())
+      padded_pool = padded_pool || (n.op == OpKind::kMaxPool2d && n.attrs.value("padding", 0) == 1);
+    REQUIRE(padded_pool == (std::string(name) == "resnet"));
+    QuantizeSpec spec;
+    spec.activations = "static";
+    nlohmann::json report;
+    QuantizedModel qm = quantize_model(m, spec, data, report);
+    auto writer = qm.export_artifact({{"producer", "test"}});
+    const Session s(Artifact::from_bytes(writer.serialize(), "imported.mighty"), 1);
+    require_runtime_computes_simulation(qm, s, data);
+  }
 }
 
 TEST_CASE(
