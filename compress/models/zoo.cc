@@ -1,5 +1,7 @@
 #include "compress/models/zoo.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -295,10 +297,14 @@ torch::Tensor GraphModuleImpl::forward(const torch::Tensor& input) {
 }
 
 std::pair<torch::Tensor, std::vector<torch::Tensor>> GraphModuleImpl::forward_capture(
-    const torch::Tensor& input, const std::vector<int>& capture, const NodeOverride* override_fn) {
+    const torch::Tensor& input, const std::vector<int>& capture, const NodeOverride* override_fn,
+    bool captures_only) {
   const auto& nodes = graph_.nodes();
   std::vector<torch::Tensor> values(nodes.size());
-  for (size_t i = 0; i < nodes.size(); ++i) {
+  size_t end = nodes.size();
+  if (captures_only)
+    end = capture.empty() ? 0 : static_cast<size_t>(*std::max_element(capture.begin(), capture.end())) + 1;
+  for (size_t i = 0; i < end; ++i) {
     const Node& n = nodes[i];
     torch::Tensor y;
     if (override_fn && !n.inputs.empty()) y = (*override_fn)(static_cast<int>(i), values[n.inputs[0]]);
@@ -309,7 +315,7 @@ std::pair<torch::Tensor, std::vector<torch::Tensor>> GraphModuleImpl::forward_ca
   }
   std::vector<torch::Tensor> captured;
   for (int c : capture) captured.push_back(values.at(static_cast<size_t>(c)));
-  return {values[graph_.output()], std::move(captured)};
+  return {captures_only ? torch::Tensor() : values[graph_.output()], std::move(captured)};
 }
 
 int64_t GraphModuleImpl::parameter_count() const {

@@ -31,9 +31,11 @@ class GraphModuleImpl : public torch::nn::Module {
  public:
   explicit GraphModuleImpl(Graph graph);
   torch::Tensor forward(const torch::Tensor& input);
-  // The output and the outputs of the nodes `nodes` (indices into the graph), in that order.
+  // The output and the outputs of the nodes `nodes` (indices into the graph), in that order. With
+  // `captures_only`, the graph runs only up to the last captured node and the output is left undefined.
   std::pair<torch::Tensor, std::vector<torch::Tensor>> forward_capture(
-      const torch::Tensor& input, const std::vector<int>& nodes, const NodeOverride* override_fn = nullptr);
+      const torch::Tensor& input, const std::vector<int>& nodes, const NodeOverride* override_fn = nullptr,
+      bool captures_only = false);
   const Graph& graph() const { return graph_; }
 
   int64_t parameter_count() const;

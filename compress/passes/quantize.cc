@@ -202,9 +202,14 @@ torch::Tensor simulate_layer(const Node& n, const LayerQuant& q, const torch::Te
   const int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
   if (groups != 1) {
     // Depthwise (static only): exact integer sums of the centered input (zero padding = the zero point),
-    // then the epilogue over [pixels, channels] rows as the kernel's.
-    const auto acc = torch::conv2d(centered_static(q, x), q.weight_q.to(torch::kFloat64), {}, stride, pad, 1,
-                                   groups);  // [B, C, oh, ow]
+    // then the epilogue over [pixels, channels] rows as the kernel's. In float32 while every partial sum is
+    // an integer below 2^24 (taps * 255 * 128, so kernels up to 22x22): exact, and LibTorch's float64
+    // grouped convolution is a slow generic loop.
+    const int64_t taps = k * k * (x.size(1) / groups);
+    const auto type = taps * 255 * 128 < (int64_t{1} << 24) ? torch::kFloat32 : torch::kFloat64;
+    const auto acc =
+        torch::conv2d(centered_static(q, x).to(type), q.weight_q.to(type), {}, stride, pad, 1, groups)
+            .to(torch::kFloat64);  // [B, C, oh, ow]
     const int64_t c = acc.size(1);
     const auto y = finish(q, acc.permute({0, 2, 3, 1}).reshape({-1, c}), static_multipliers(q, c));
     return y.reshape({b, oh, ow, c}).permute({0, 3, 1, 2}).contiguous();
@@ -223,7 +228,7 @@ QuantizedModel::QuantizedModel(GraphModule fp32, std::map<int, LayerQuant> layer
 }
 
 std::pair<torch::Tensor, std::vector<torch::Tensor>> QuantizedModel::forward_capture(
-    const torch::Tensor& x, const std::vector<int>& nodes) {
+    const torch::Tensor& x, const std::vector<int>& nodes, bool captures_only) {
   torch::NoGradGuard no_grad;
   const auto& graph = fp32_->graph();
   const NodeOverride override_fn = [&](int node, const torch::Tensor& input) -> torch::Tensor {
@@ -239,7 +244,7 @@ std::pair<torch::Tensor, std::vector<torch::Tensor>> QuantizedModel::forward_cap
     if (it == layers_.end()) return {};
     return simulate_layer(graph.nodes()[node], it->second, input);
   };
-  return fp32_->forward_capture(x, nodes, &override_fn);
+  return fp32_->forward_capture(x, nodes, &override_fn, captures_only);
 }
 
 torch::Tensor QuantizedModel::forward(const torch::Tensor& x) { return forward_capture(x, {}).first; }
@@ -439,7 +444,7 @@ std::vector<RangeObserver> calibrate(GraphModule& model, const std::vector<Plan>
   torch::NoGradGuard no_grad;
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& x : batches) {
-      const auto feats = model->forward_capture(x, inputs).second;
+      const auto feats = model->forward_capture(x, inputs, nullptr, /*captures_only=*/true).second;
       for (size_t k = 0; k < plan.size(); ++k) {
         if (pass == 0)
           observers[k].observe_range(feats[k]);
@@ -530,8 +535,10 @@ torch::Tensor output_bias_error(QuantizedModel& qm, LayerQuant& q,
   torch::Tensor diff;
   int64_t seen = 0;
   for (const auto& x : batches) {
-    const auto yq = qm.forward_capture(x, {q.node}).second[0];
-    const auto yf = qm.fp32()->forward_capture(x, {q.node}).second[0];
+    // Each layer's correction runs the model only up to that layer (the whole model would make the pass
+    // quadratic in depth twice over).
+    const auto yq = qm.forward_capture(x, {q.node}, /*captures_only=*/true).second[0];
+    const auto yf = qm.fp32()->forward_capture(x, {q.node}, nullptr, /*captures_only=*/true).second[0];
     const auto d = channel_mean(yq - yf) * static_cast<double>(x.size(0));
     diff = diff.defined() ? diff + d : d;
     seen += x.size(0);
@@ -579,8 +586,8 @@ void measure_sqnr(QuantizedModel& qm, const std::vector<Plan>& plan,
   for (const auto& p : plan) quant_nodes.push_back(p.node);
   std::vector<double> signal(plan.size(), 0.0), noise(plan.size(), 0.0);
   for (const auto& x : batches) {
-    const auto yq = qm.forward_capture(x, quant_nodes).second;
-    const auto yf = qm.fp32()->forward_capture(x, quant_nodes).second;
+    const auto yq = qm.forward_capture(x, quant_nodes, /*captures_only=*/true).second;
+    const auto yf = qm.fp32()->forward_capture(x, quant_nodes, nullptr, /*captures_only=*/true).second;
     for (size_t k = 0; k < plan.size(); ++k) {
       // A uint8 output with a fused ReLU or Clip is already clamped: compare it with the clamped float
       // output.

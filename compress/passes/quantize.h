@@ -75,8 +75,10 @@ class QuantizedModel {
   QuantizedModel(GraphModule fp32, std::map<int, LayerQuant> layers);
   // The simulation of the deployed int8 model (quantized layers exactly as the runtime computes them).
   torch::Tensor forward(const torch::Tensor& x);
+  // As GraphModuleImpl::forward_capture (`captures_only`: up to the last captured node, no output).
   std::pair<torch::Tensor, std::vector<torch::Tensor>> forward_capture(const torch::Tensor& x,
-                                                                       const std::vector<int>& nodes);
+                                                                       const std::vector<int>& nodes,
+                                                                       bool captures_only = false);
   GraphModule& fp32() { return fp32_; }  // the float model it was made from (folded, smoothed)
   std::map<int, LayerQuant>& layers() { return layers_; }
   std::map<int, TableQuant>& tables() { return tables_; }
