@@ -144,7 +144,7 @@ inline void block_row(const int16_t* const* widened, const DepthwiseWeights& w, 
   const int64_t kk = K > 0 ? K : k, ss = S > 0 ? S : s;
   constexpr int kRows = K > 0 ? K : 1;
   const int16_t* fixed[kRows];
-  std::vector<const int16_t*> any;
+  thread_local std::vector<const int16_t*> any;  // the general body only: no allocation per block
   const int16_t** row = fixed;
   if (K == 0) {
     any.resize(static_cast<size_t>(kk));

@@ -10,6 +10,7 @@
 #include <fmt/ranges.h>
 
 #include "onnx_io/import_context.h"
+#include "runtime/graph/affine.h"
 #include "runtime/graph/op_def.h"
 
 namespace mighty::onnx_io {
@@ -366,19 +367,8 @@ bool affine_constant(ImportContext& c) {
   Tensor scale{{channels}, std::vector<float>(static_cast<size_t>(channels), 1.0f)};
   Tensor shift{{channels}, std::vector<float>(static_cast<size_t>(channels), 0.0f)};
   for (int64_t ch = 0; ch < channels; ++ch) {
-    const float v = k.data[static_cast<size_t>(one ? 0 : ch)];
-    float& a = scale.data[static_cast<size_t>(ch)];
-    float& b = shift.data[static_cast<size_t>(ch)];
-    if (op == "Add") {
-      b = v;
-    } else if (op == "Sub") {
-      a = x_index == 0 ? 1.0f : -1.0f;
-      b = x_index == 0 ? -v : v;
-    } else if (op == "Mul") {
-      a = v;
-    } else {
-      a = 1.0f / v;
-    }
+    affine_of(op, x_index == 1, k.data[static_cast<size_t>(one ? 0 : ch)],
+              &scale.data[static_cast<size_t>(ch)], &shift.data[static_cast<size_t>(ch)]);
   }
   const std::string name = c.add(OpKind::kBatchNorm2d, {c.value(x_index)},
                                  {{"channels", channels}, {"eps", 1e-12}, {"frozen_statistics", true}});

@@ -116,9 +116,13 @@ int image_input(Graph& g, const ModelSpec& s) {
   return g.add("input", OpKind::kInput, {}, {{"shape", s.input_shape}, {"dtype", "float32"}});
 }
 
-// MobileNetV2: stem 3x3 conv, inverted residual blocks (1x1 expansion, depthwise 3x3, linear 1x1 projection,
-// a residual Add where stride 1 keeps the width), a last 1x1 conv, global average pooling, the head.
-void build_mobilenet_v2(Graph& g, const ModelSpec& s) {
+// One block of a stage: given its input value and width, returns its output value.
+using BlockFn = int (*)(Graph& g, const std::string& prefix, int x, int64_t in, int64_t out, int64_t stride,
+                        const NetStageSpec& stage, const ModelSpec& s);
+
+// The stem 3x3 conv and every stage's blocks ("blocks.<i>", the first of a stage with its stride); returns
+// the last value, its width in *width.
+int staged_body(Graph& g, const ModelSpec& s, BlockFn block_fn, int64_t* width) {
   int x = image_input(g, s);
   int64_t in = scaled_channels(s.stem_channels, s);
   x = conv_bn(g, "stem", x, s.input_shape[0], in, 3, s.stem_stride, s.activation);
@@ -126,47 +130,59 @@ void build_mobilenet_v2(Graph& g, const ModelSpec& s) {
   for (const NetStageSpec& stage : s.stages) {
     const int64_t out = scaled_channels(stage.channels, s);
     for (int64_t i = 0; i < stage.blocks; ++i, ++block) {
-      const std::string p = fmt::format("blocks.{}", block);
-      const int64_t stride = i == 0 ? stage.stride : 1, hidden = in * stage.expansion;
-      int y = x;
-      if (stage.expansion != 1) y = conv_bn(g, p + ".expand", y, in, hidden, 1, 1, s.activation);
-      y = conv_bn(g, p + ".dw", y, hidden, hidden, 3, stride, s.activation, hidden);
-      y = conv_bn(g, p + ".project", y, hidden, out, 1, 1, "");
-      x = stride == 1 && in == out ? g.add(p + ".add", OpKind::kAdd, {x, y}) : y;
+      x = block_fn(g, fmt::format("blocks.{}", block), x, in, out, i == 0 ? stage.stride : 1, stage, s);
       in = out;
     }
   }
-  if (s.last_channels > 0) {
-    const int64_t last = scaled_channels(s.last_channels, s);
-    x = conv_bn(g, "last", x, in, last, 1, 1, s.activation);
-    in = last;
-  }
-  x = g.add("pool", OpKind::kGlobalAvgPool, {x}, with_dropout(json::object(), s.dropout));
-  classifier_head(g, x, in, s);
+  *width = in;
+  return x;
 }
 
-// ResNet with basic blocks: stem 3x3 conv, per block conv3x3-BN-act-conv3x3-BN plus the shortcut (a 1x1
-// conv + BN where the stride or width changes), Add, activation; global average pooling, the head.
-void build_resnet(Graph& g, const ModelSpec& s) {
-  int x = image_input(g, s);
-  int64_t in = scaled_channels(s.stem_channels, s);
-  x = conv_bn(g, "stem", x, s.input_shape[0], in, 3, s.stem_stride, s.activation);
-  int block = 0;
-  for (const NetStageSpec& stage : s.stages) {
-    const int64_t out = scaled_channels(stage.channels, s);
-    for (int64_t i = 0; i < stage.blocks; ++i, ++block) {
-      const std::string p = fmt::format("blocks.{}", block);
-      const int64_t stride = i == 0 ? stage.stride : 1;
-      int y = conv_bn(g, p + ".conv1", x, in, out, 3, stride, s.activation);
-      y = conv_bn(g, p + ".conv2", y, out, out, 3, 1, "");
-      const int shortcut =
-          stride != 1 || in != out ? conv_bn(g, p + ".shortcut", x, in, out, 1, stride, "") : x;
-      x = add_activation(g, p + ".act", s.activation, g.add(p + ".add", OpKind::kAdd, {shortcut, y}));
-      in = out;
-    }
-  }
+// Global average pooling (dropout after it), then the head.
+void pool_and_head(Graph& g, int x, int64_t width, const ModelSpec& s) {
   x = g.add("pool", OpKind::kGlobalAvgPool, {x}, with_dropout(json::object(), s.dropout));
-  classifier_head(g, x, in, s);
+  classifier_head(g, x, width, s);
+}
+
+// MobileNetV2's inverted residual: 1x1 expansion, depthwise 3x3, linear 1x1 projection, a residual Add where
+// stride 1 keeps the width.
+int inverted_residual(Graph& g, const std::string& p, int x, int64_t in, int64_t out, int64_t stride,
+                      const NetStageSpec& stage, const ModelSpec& s) {
+  const int64_t hidden = in * stage.expansion;
+  int y = x;
+  if (stage.expansion != 1) y = conv_bn(g, p + ".expand", y, in, hidden, 1, 1, s.activation);
+  y = conv_bn(g, p + ".dw", y, hidden, hidden, 3, stride, s.activation, hidden);
+  y = conv_bn(g, p + ".project", y, hidden, out, 1, 1, "");
+  return stride == 1 && in == out ? g.add(p + ".add", OpKind::kAdd, {x, y}) : y;
+}
+
+// ResNet's basic block: conv3x3-BN-act-conv3x3-BN plus the shortcut (a 1x1 conv + BN where the stride or
+// width changes), Add, activation.
+int basic_block(Graph& g, const std::string& p, int x, int64_t in, int64_t out, int64_t stride,
+                const NetStageSpec&, const ModelSpec& s) {
+  int y = conv_bn(g, p + ".conv1", x, in, out, 3, stride, s.activation);
+  y = conv_bn(g, p + ".conv2", y, out, out, 3, 1, "");
+  const int shortcut = stride != 1 || in != out ? conv_bn(g, p + ".shortcut", x, in, out, 1, stride, "") : x;
+  return add_activation(g, p + ".act", s.activation, g.add(p + ".add", OpKind::kAdd, {shortcut, y}));
+}
+
+// MobileNetV2: stem, inverted residual blocks, a last 1x1 conv, global average pooling, the head.
+void build_mobilenet_v2(Graph& g, const ModelSpec& s) {
+  int64_t width = 0;
+  int x = staged_body(g, s, inverted_residual, &width);
+  if (s.last_channels > 0) {
+    const int64_t last = scaled_channels(s.last_channels, s);
+    x = conv_bn(g, "last", x, width, last, 1, 1, s.activation);
+    width = last;
+  }
+  pool_and_head(g, x, width, s);
+}
+
+// ResNet with basic blocks: stem, blocks, global average pooling, the head.
+void build_resnet(Graph& g, const ModelSpec& s) {
+  int64_t width = 0;
+  const int x = staged_body(g, s, basic_block, &width);
+  pool_and_head(g, x, width, s);
 }
 
 // Documents: the mean of the tokens' embeddings (padding skipped), then the MLP head (fastText-style).

@@ -10,6 +10,7 @@
 
 #include "compress/ops/script_lowering.h"
 #include "compress/ops/torch_op.h"
+#include "runtime/graph/affine.h"
 
 namespace mighty::compress {
 namespace {
@@ -80,21 +81,16 @@ bool lower_affine_constant(ScriptLowering& l, const torch::jit::Node* n) {
     l.fail(n,
            fmt::format("the constant operand must be one value or one per channel ([{}, 1, 1])", channels));
   }
-  torch::Tensor scale = torch::ones({channels}), shift = torch::zeros({channels});
-  if (add) {
-    shift = v;
-  } else if (sub) {
-    scale = xi == 0 ? scale : -scale;
-    shift = xi == 0 ? -v : v;
-  } else if (div) {
-    scale = 1.0f / v;
-  } else {
-    scale = v;
-  }
+  torch::Tensor scale = torch::empty({channels}), shift = torch::empty({channels});
+  const std::string op = kind.substr(kind.find("::") + 2, 3);  // add, sub, mul, div (of add_, div_ too)
+  v = v.contiguous();
+  for (int64_t ch = 0; ch < channels; ++ch)
+    affine_of(op, xi == 1, v.data_ptr<float>()[ch], scale.data_ptr<float>() + ch,
+              shift.data_ptr<float>() + ch);
   const std::string name = l.add(n, "affine", OpKind::kBatchNorm2d, {x},
                                  {{"channels", channels}, {"eps", 1e-12}, {"frozen_statistics", true}});
-  l.weight(name + ".weight", scale.clone());
-  l.weight(name + ".bias", shift.clone());
+  l.weight(name + ".weight", scale);
+  l.weight(name + ".bias", shift);
   l.weight(name + ".running_mean", torch::zeros({channels}));
   l.weight(name + ".running_var", torch::ones({channels}));
   return true;

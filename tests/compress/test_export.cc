@@ -57,6 +57,21 @@ float max_abs_diff(const torch::Tensor& a, const std::vector<float>& b) {
   return (flat - torch::from_blob(const_cast<float*>(b.data()), {flat.numel()})).abs().max().item<float>();
 }
 
+// The spec's model (random weights and BatchNorm statistics) in LibTorch and in the runtime's fp32 executor
+// on a random batch of 3.
+void require_runtime_matches_libtorch(const ModelSpec& s) {
+  GraphModule m(build_graph(s));
+  randomize_buffers(m);
+  m->eval();
+  const Session session = session_for(m);
+  std::vector<int64_t> shape = {3};
+  shape.insert(shape.end(), s.input_shape.begin(), s.input_shape.end());
+  auto x = torch::randn(shape);
+  const auto got = session.run(x.data_ptr<float>(), 3);
+  torch::NoGradGuard no_grad;
+  REQUIRE(max_abs_diff(m->forward(x), got) < 1e-4f);
+}
+
 }  // namespace
 
 TEST_CASE("runtime fp32 executor matches LibTorch: mlp and cnn") {
@@ -87,15 +102,8 @@ TEST_CASE("runtime fp32 executor matches LibTorch: mlp and cnn") {
     for (bool global_pool : {false, true}) {
       ModelSpec s = spec;
       s.global_pool = global_pool;
-      GraphModule m(build_graph(s));
-      randomize_buffers(m);
-      m->eval();
-      const Session session = session_for(m);
-      auto x = torch::randn({3, 1, 12, 12});
-      const auto got = session.run(x.data_ptr<float>(), 3);
-      torch::NoGradGuard no_grad;
       INFO(s.arch << " global_pool " << global_pool);
-      REQUIRE(max_abs_diff(m->forward(x), got) < 1e-4f);
+      require_runtime_matches_libtorch(s);
     }
   }
 }
@@ -118,15 +126,8 @@ TEST_CASE("runtime fp32 executor matches LibTorch: mobilenet_v2 and resnet") {
   for (const std::string activation : {"relu6", "hardswish", "relu"}) {
     for (ModelSpec s : {mobilenet, resnet}) {
       if (s.arch == "mobilenet_v2") s.activation = activation;
-      GraphModule m(build_graph(s));
-      randomize_buffers(m);
-      m->eval();
-      const Session session = session_for(m);
-      auto x = torch::randn({3, 2, 12, 12});
-      const auto got = session.run(x.data_ptr<float>(), 3);
-      torch::NoGradGuard no_grad;
       INFO(s.arch << " " << s.activation);
-      REQUIRE(max_abs_diff(m->forward(x), got) < 1e-4f);
+      require_runtime_matches_libtorch(s);
     }
   }
 }
