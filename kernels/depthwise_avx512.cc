@@ -34,11 +34,18 @@ struct Avx512 {
     q.zp = _mm512_set1_epi32(e.out_zero_point);
     return q;
   }
+  // The float clamp always (kFloatClamp is AVX2's choice; here the clamp costs what an integer one would).
+  template <bool kFloatClamp>
   static void store_u8(const Requant& q, Reg sum, uint8_t* out) {
     __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(sum, q.offset)), q.mult);
     f = _mm512_min_ps(_mm512_max_ps(f, q.lo), q.hi);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out),
                      _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), q.zp)));
+  }
+  template <bool kFloatClamp>
+  static void store_u8_pair(const Requant& q, Reg a, Reg b, uint8_t* out_a, uint8_t* out_b) {
+    store_u8<kFloatClamp>(q, a, out_a);
+    store_u8<kFloatClamp>(q, b, out_b);
   }
 };
 

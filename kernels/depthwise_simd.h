@@ -12,12 +12,15 @@
 //
 // V: kLanes (channels per register: 8 or 16), Reg, zero(), load(const int16_t*), store(int32_t*, Reg),
 // madd_add(sum, weights, pixels) = sum + the lane-wise sums of the two int16 products, and for uint8
-// outputs Requant, requant(GemmArgs, first channel) (a whole block's per-channel terms) and
-// store_u8(Requant, sums, uint8_t*) (the epilogue's uint8 arithmetic).
+// outputs Requant, requant(GemmArgs, first channel) (a whole block's per-channel terms),
+// store_u8<kFloatClamp>(Requant, sums, uint8_t*) and store_u8_pair<kFloatClamp>(Requant, sums a, sums b,
+// out a, out b) (the epilogue's uint8 arithmetic; kFloatClamp = false only where rounding_cannot_overflow).
 #pragma once
 
 #include <immintrin.h>
 
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -111,14 +114,39 @@ struct ToScratch {
   int32_t* acc;  // the block's first channel of output pixel 0
   int64_t stride;
   void operator()(int64_t ox, typename V::Reg sum) const { V::store(acc + ox * stride, sum); }
+  void pair(int64_t ox, typename V::Reg a, typename V::Reg b) const {
+    V::store(acc + ox * stride, a);
+    V::store(acc + (ox + 1) * stride, b);
+  }
 };
-template <class V>
+template <class V, bool kFloatClamp>
 struct ToUint8 {
   typename V::Requant q;
   uint8_t* out;  // the block's first channel of output pixel 0
   int64_t ldc;
-  void operator()(int64_t ox, typename V::Reg sum) const { V::store_u8(q, sum, out + ox * ldc); }
+  void operator()(int64_t ox, typename V::Reg sum) const {
+    V::template store_u8<kFloatClamp>(q, sum, out + ox * ldc);
+  }
+  void pair(int64_t ox, typename V::Reg a, typename V::Reg b) const {
+    V::template store_u8_pair<kFloatClamp>(q, a, b, out + ox * ldc, out + (ox + 1) * ldc);
+  }
 };
+
+// Whether, for channels [col, col + lanes) of a uint8 output, no input can take the rounded scaled sum
+// round(float(sum - za * column_sum + bias) * multiplier) out of int32 (|sum| <= kernel^2 * 255 * 128): then
+// the requantization may round before clamping (V's kFloatClamp = false) and get the epilogue's result.
+inline bool rounding_cannot_overflow(const GemmArgs& g, int64_t col, int64_t lanes, int64_t kernel) {
+  const Epilogue& e = g.epilogue;
+  const double max_sum = static_cast<double>(kernel * kernel) * 255.0 * 128.0;
+  for (int64_t ch = col; ch < col + lanes; ++ch) {
+    const int64_t offset = (e.bias ? int64_t{e.bias[ch]} : 0) -
+                           int64_t{g.a_zero_point} * g.w->column_sums[static_cast<size_t>(ch)];
+    const double bound = std::abs(static_cast<double>(offset)) + max_sum;
+    const double mult = std::abs(static_cast<double>(e.per_channel ? e.multiplier[ch] : e.multiplier[0]));
+    if (!(bound < 2147483648.0 && bound * mult < 1073741824.0)) return false;
+  }
+  return true;
+}
 
 // The sums of output pixels [ox, ox + U) of one channel block for a kernel size K and stride S known at
 // compile time (K, S > 0; else k and s): row[dy] points at pixel ox's window in widened row dy.
@@ -134,7 +162,9 @@ inline void pixels(const int16_t* const* row, const Weights<V, K>& w, int64_t k,
       const int16_t* p = row[dy] + 2 * j * kPixel;
       for (int u = 0; u < U; ++u) sum[u] = V::madd_add(sum[u], wt, V::load(p + u * ss * kPixel));
     }
-  for (int u = 0; u < U; ++u) sink(ox + u, sum[u]);
+  int u = 0;
+  for (; u + 1 < U; u += 2) sink.pair(ox + u, sum[u], sum[u + 1]);
+  if (u < U) sink(ox + u, sum[u]);
 }
 
 // One channel block (V::kLanes channels at `lane` within 16-channel block `block`) of an output row.
@@ -179,6 +209,10 @@ void rows_ks(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end, Epil
   ring.reset(k, cp * wp * 2);
   acc.resize(static_cast<size_t>(ow * cp));
   widened.resize(static_cast<size_t>(k));
+  thread_local std::vector<char> exact_int;  // per register of channels below `direct`
+  exact_int.resize(static_cast<size_t>(direct / V::kLanes));
+  for (int64_t col = 0; col < direct; col += V::kLanes)
+    exact_int[static_cast<size_t>(col / V::kLanes)] = rounding_cannot_overflow(epilogue, col, V::kLanes, k);
   for (int64_t oy = row_begin; oy < row_end; ++oy) {
     for (int64_t dy = 0; dy < k; ++dy) widened[static_cast<size_t>(dy)] = ring.row(args, oy * s + dy);
     for (int64_t block = 0; block < cp / kPackColumns; ++block)
@@ -186,8 +220,12 @@ void rows_ks(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end, Epil
         const int64_t col = block * kPackColumns + lane;
         if (col + V::kLanes <= direct) {
           uint8_t* out = static_cast<uint8_t*>(args.c) + oy * ow * args.ldc + col;
-          block_row<V, K, S>(widened.data(), w, block, lane, k, s, wp, ow,
-                             ToUint8<V>{V::requant(epilogue, col), out, args.ldc});
+          if (exact_int[static_cast<size_t>(col / V::kLanes)])
+            block_row<V, K, S>(widened.data(), w, block, lane, k, s, wp, ow,
+                               ToUint8<V, false>{V::requant(epilogue, col), out, args.ldc});
+          else
+            block_row<V, K, S>(widened.data(), w, block, lane, k, s, wp, ow,
+                               ToUint8<V, true>{V::requant(epilogue, col), out, args.ldc});
         } else if (col < c) {
           block_row<V, K, S>(widened.data(), w, block, lane, k, s, wp, ow,
                              ToScratch<V>{acc.data() + col, cp});

@@ -92,7 +92,17 @@ TEST_CASE("depthwise convolution: every path equals the formula, byte for byte")
       mult[ch] = scale(rng);
       fp_bias[ch] = fb(rng);
     }
-    for (OutputKind kind : {OutputKind::kInt32, OutputKind::kUint8, OutputKind::kFloat32}) {
+    // Large multipliers too, for uint8: sums far outside int16 after scaling (every saturation of the
+    // integer clamp), and beyond int32 (where the SIMD paths must clamp in float before rounding).
+    std::vector<float> large = mult;
+    for (int64_t ch = 0; ch < t.c; ++ch)
+      if (ch % 3) large[ch] = ch % 3 == 1 ? 50.0f : 1e5f;
+    const std::pair<OutputKind, const std::vector<float>*> variants[] = {{OutputKind::kInt32, &mult},
+                                                                         {OutputKind::kUint8, &mult},
+                                                                         {OutputKind::kUint8, &large},
+                                                                         {OutputKind::kFloat32, &mult}};
+    for (const auto& [kind, multipliers] : variants) {
+      const std::vector<float>& m = *multipliers;
       DepthwiseArgs a;
       a.image = padded.data();
       a.geometry = g;
@@ -100,7 +110,7 @@ TEST_CASE("depthwise convolution: every path equals the formula, byte for byte")
       a.w = &packed;
       a.epilogue.kind = kind;
       a.epilogue.bias = bias.data();
-      a.epilogue.multiplier = mult.data();
+      a.epilogue.multiplier = m.data();
       a.epilogue.per_channel = true;
       a.epilogue.out_zero_point = 77;
       a.epilogue.clamp_lo = 77;  // a fused ReLU
@@ -117,9 +127,9 @@ TEST_CASE("depthwise convolution: every path equals the formula, byte for byte")
           if (kind == OutputKind::kInt32) {
             std::memcpy(dst, &v, 4);
           } else if (kind == OutputKind::kUint8) {
-            *dst = static_cast<uint8_t>(requantize_value(v, mult[ch], 77, 77, 250));
+            *dst = static_cast<uint8_t>(requantize_value(v, m[ch], 77, 77, 250));
           } else {
-            const float f = dequantize_value(v, mult[ch], fp_bias[ch]);
+            const float f = dequantize_value(v, m[ch], fp_bias[ch]);
             std::memcpy(dst, &f, 4);
           }
         }
