@@ -183,14 +183,19 @@ void prepare_u8_output(const Artifact& artifact, const Graph& graph, int index, 
   layer->int_bias.assign(static_cast<size_t>(out), 0);
   layer->requant_multipliers.resize(static_cast<size_t>(out));
   for (int64_t c = 0; c < out; ++c) {
-    const double acc_scale = static_cast<double>(layer->input.scale) * static_cast<double>(layer->scales[c]);
-    const double b = bias ? std::nearbyint(static_cast<double>(bias[c]) / acc_scale) : 0.0;
-    if (!(std::abs(b) < 1e9))
+    if (bias && !accumulator_bias(bias[c], layer->input.scale, layer->scales[c], layer->int_bias[c]))
       fail(fmt::format("bias of channel {} does not fit int32 at the accumulator's scale", c));
-    layer->int_bias[c] = static_cast<int32_t>(b);
     layer->requant_multipliers[c] = layer->input.scale * layer->scales[c] / layer->output.scale;
   }
   layer->u8_output = true;
+}
+
+bool accumulator_bias(float bias, float input_scale, float weight_scale, int32_t& q) {
+  const double acc_scale = static_cast<double>(input_scale) * static_cast<double>(weight_scale);
+  const double b = std::nearbyint(static_cast<double>(bias) / acc_scale);
+  if (!(std::abs(b) < 1e9)) return false;
+  q = static_cast<int32_t>(b);
+  return true;
 }
 
 void linear_int8(const Int8Layer& layer, const float* x, int64_t rows, const float* bias, float* y,

@@ -49,6 +49,10 @@ struct Int8Layer {
   const int8_t* table = nullptr;
 };
 
+// A float bias in int32 at the accumulator's scale (input scale x weight scale), as a requantizing layer adds
+// it: nearbyint(bias / scale) in double precision; false when that does not fit (|q| >= 1e9).
+bool accumulator_bias(float bias, float input_scale, float weight_scale, int32_t& q);
+
 // Reads node `index`'s "quant" attribute (`quant`, already known to exist) and its int8 tensors from the
 // artifact; every value is checked. Returns the prepared layer.
 std::unique_ptr<Int8Layer> prepare_int8(const Artifact& artifact, const Graph& graph, int index,
