@@ -5,9 +5,9 @@
 #include <exception>
 #include <string>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <CLI/CLI.hpp>
 
 #include "onnx_io/export.h"
 #include "runtime/format/artifact.h"

@@ -1,5 +1,6 @@
 // The ONNX export driver: the model and graph protos, the input, each IR node through the op table
-// (export_ops.cc), the Q/DQ pairs of uint8 chains, the output, then ONNX's checker and strict shape inference.
+// (export_ops.cc), the Q/DQ pairs of uint8 chains, the output, then ONNX's checker and strict shape
+// inference.
 #include "onnx_io/export.h"
 
 #include <onnx/checker.h>
@@ -179,7 +180,8 @@ std::string ExportContext::int8_weight(bool transposed) {
   } else {
     q = initializer(".weight_int8", onnx::TensorProto::INT8, w.shape, w.data, w.bytes);
   }
-  const std::string scale = initializer(".weight_scale", onnx::TensorProto::FLOAT, {w.shape[0]}, s.data, s.bytes);
+  const std::string scale =
+      initializer(".weight_scale", onnx::TensorProto::FLOAT, {w.shape[0]}, s.data, s.bytes);
   const std::vector<int8_t> zeros(static_cast<size_t>(w.shape[0]), 0);
   const std::string zp =
       initializer(".weight_zero_point", onnx::TensorProto::INT8, {w.shape[0]}, zeros.data(), zeros.size());
@@ -205,7 +207,8 @@ std::string ExportContext::int32_bias(kernels::QuantParams input) {
   const std::string qi = initializer(".bias_int32", onnx::TensorProto::INT32, {out}, q.data(), q.size() * 4);
   const std::string si = floats(".bias_scale", {out}, scale);
   const std::vector<int32_t> zeros(static_cast<size_t>(out), 0);
-  const std::string zi = initializer(".bias_zero_point", onnx::TensorProto::INT32, {out}, zeros.data(), zeros.size() * 4);
+  const std::string zi =
+      initializer(".bias_zero_point", onnx::TensorProto::INT32, {out}, zeros.data(), zeros.size() * 4);
   onnx::NodeProto& dq = add("DequantizeLinear", {qi, si, zi}, ".bias_dq");
   attr(dq, "axis", int64_t{0});
   return output(dq);
@@ -244,15 +247,15 @@ std::vector<std::optional<kernels::QuantParams>> chain_pairs(const Artifact& art
     p.zero_point = static_cast<int32_t>(q.at("output_zero_point").integer(0, 255));
     const U8Chain chain = follow_u8_chain(graph, static_cast<int>(i));
     if (chain.end < 0 || !chain.consumer) {
-      throw Error(fmt::format("{}: graph node {} ('{}'): quant.output_scale without a uint8 chain to an int8 "
-                              "layer",
-                              artifact.name(), i, n.name));
+      throw Error(
+          fmt::format("{}: graph node {} ('{}'): quant.output_scale without a uint8 chain to an int8 "
+                      "layer",
+                      artifact.name(), i, n.name));
     }
     for (int v = static_cast<int>(i); v != chain.end;) {
       const int next = graph.users(v).at(0);
       const OpKind k = nodes[static_cast<size_t>(next)].op;
-      if (next == chain.end || (k != OpKind::kReLU && k != OpKind::kClip))
-        pairs[static_cast<size_t>(v)] = p;
+      if (next == chain.end || (k != OpKind::kReLU && k != OpKind::kClip)) pairs[static_cast<size_t>(v)] = p;
       v = next;
     }
   }
@@ -335,6 +338,17 @@ OnnxExport write_onnx(const Artifact& artifact, const std::string& path) {
   OnnxExport e = export_onnx(artifact);
   write_file_atomic(path, e.bytes);
   return e;
+}
+
+std::vector<std::string> model_op_types(const std::string& bytes, const std::string& name) {
+  onnx::ModelProto m;
+  if (!m.ParseFromString(bytes))
+    throw Error(fmt::format("{}: not an ONNX model (protobuf does not parse)", name));
+  std::vector<std::string> types;
+  for (const auto& n : m.graph().node())
+    types.push_back(n.domain().empty() || n.domain() == "ai.onnx" ? n.op_type()
+                                                                  : n.domain() + ":" + n.op_type());
+  return types;
 }
 
 std::vector<std::string> exportable_ops() {

@@ -3,7 +3,8 @@
 //   x -> QuantizeLinear -> DequantizeLinear (the layer's input scale and zero point)
 //   w (int8) -> DequantizeLinear (per-channel scales, axis 0)
 //   a conv that requantizes: its bias in int32 -> DequantizeLinear (scale = input scale x weight scale);
-//   a layer with a float output: the float bias added after the op, as the runtime adds it after dequantizing.
+//   a layer with a float output: the float bias added after the op, as the runtime adds it after
+//   dequantizing.
 #include <cfloat>
 #include <cmath>
 
@@ -123,8 +124,8 @@ void hard_sigmoid(Ctx& ctx) {
 
 void clip(Ctx& ctx) {
   const float lo = ctx.node().attrs.value("min", -FLT_MAX), hi = ctx.node().attrs.value("max", FLT_MAX);
-  ctx.set_result(Ctx::output(
-      ctx.add("Clip", {ctx.in(), ctx.floats(".min", {}, {lo}), ctx.floats(".max", {}, {hi})})));
+  ctx.set_result(
+      Ctx::output(ctx.add("Clip", {ctx.in(), ctx.floats(".min", {}, {lo}), ctx.floats(".max", {}, {hi})})));
 }
 
 void softmax(Ctx& ctx) {

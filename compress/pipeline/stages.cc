@@ -3,13 +3,16 @@
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "compress/passes/distill.h"
 #include "compress/passes/export.h"
 #include "compress/passes/prune.h"
 #include "compress/recipe/recipe_internal.h"
 #include "compress/train/evaluate.h"
+#include "onnx_io/export.h"
 #include "runtime/error.h"
+#include "runtime/format/artifact.h"
 
 namespace mighty::compress {
 namespace {
@@ -60,7 +63,26 @@ nlohmann::json run_quantize(const StageSpec& spec, StageContext& ctx) {
   return stage;
 }
 
-nlohmann::json run_export(const StageSpec&, StageContext& ctx) {
+// `artifact` as ONNX beside it (`onnx_path`): what was written, or why not (an op or quantization mode
+// without an ONNX form; the .mighty files stand either way).
+nlohmann::json write_onnx_beside(const std::string& artifact, const std::string& onnx_path) {
+  try {
+    const onnx_io::OnnxExport e = onnx_io::write_onnx(Artifact::open(artifact), onnx_path);
+    fmt::print(stderr, "export: {} ({} bytes, {})\n", onnx_path,
+               with_commas(static_cast<int64_t>(e.bytes.size())),
+               e.quantized ? fmt::format("QDQ int8, {} int8 layers", e.int8_nodes.size()) : "fp32");
+    return {{"path", onnx_path},
+            {"bytes", e.bytes.size()},
+            {"quantized", e.quantized},
+            {"int8_layers", e.int8_nodes},
+            {"op_types", e.op_types}};
+  } catch (const Error& err) {
+    fmt::print(stderr, "export: {} not written: {}\n", onnx_path, err.what());
+    return {{"path", onnx_path}, {"error", err.what()}};
+  }
+}
+
+nlohmann::json run_export(const StageSpec& spec, StageContext& ctx) {
   Pipeline& p = ctx.pipeline;
   const std::string& out = ctx.options.out_dir;
   p.fp32_artifact = out + "/student.fp32.mighty";
@@ -81,7 +103,34 @@ nlohmann::json run_export(const StageSpec&, StageContext& ctx) {
                           {"fp32_path", p.fp32_artifact},
                           {"fp32_bytes", std::filesystem::file_size(p.fp32_artifact)}};
   fmt::print(stderr, "export: {} ({} bytes)\n", p.artifact, with_commas(stage["bytes"].get<int64_t>()));
+  if (spec.get<ExportSpec>().onnx) {
+    stage["onnx"] = {{"model", write_onnx_beside(p.artifact, out + "/model.onnx")},
+                     {"fp32", write_onnx_beside(p.fp32_artifact, out + "/student.fp32.onnx")}};
+  }
   return stage;
+}
+
+std::string export_markdown(const nlohmann::json& stage) {
+  std::string out =
+      fmt::format("\n## export\n\n- `{}`: {} bytes\n- `{}`: {} bytes (fp32)\n",
+                  stage["path"].get<std::string>(), with_commas(stage["bytes"].get<int64_t>()),
+                  stage["fp32_path"].get<std::string>(), with_commas(stage["fp32_bytes"].get<int64_t>()));
+  if (!stage.contains("onnx")) return out + "- ONNX: turned off by the recipe\n";
+  for (const char* key : {"model", "fp32"}) {
+    const nlohmann::json& o = stage["onnx"][key];
+    if (o.contains("error")) {
+      out += fmt::format("- `{}`: not written: {}\n", o["path"].get<std::string>(),
+                         o["error"].get<std::string>());
+      continue;
+    }
+    out += fmt::format("- `{}`: {} bytes, {}; ONNX ops {}\n", o["path"].get<std::string>(),
+                       with_commas(o["bytes"].get<int64_t>()),
+                       o["quantized"].get<bool>()
+                           ? fmt::format("QDQ int8 ({} int8 layers)", o["int8_layers"].size())
+                           : std::string("fp32"),
+                       fmt::join(o["op_types"].get<std::vector<std::string>>(), ", "));
+  }
+  return out;
 }
 
 std::string quantize_markdown(const nlohmann::json& stage) {
@@ -116,7 +165,7 @@ const StageDef kStages[] = {
     {"quantize", detail::read_quantize, detail::quantize_to_json, 1, false, nullptr, nullptr, false,
      run_quantize, quantize_markdown, false},
     {"export", detail::read_export, detail::export_to_json, 2, false, nullptr, nullptr, false, run_export,
-     nullptr, false},
+     export_markdown, false},
     {"verify", detail::read_verify, detail::verify_to_json, 3, false, "export",
      "checks the exported artifact", false, run_verify_stage, verify_markdown, true},
 };

@@ -231,7 +231,9 @@ struct VerifySpec {
   int64_t threads = 0;              // every model is measured at this thread count; 0 = the run's (--threads)
 };
 
-struct ExportSpec {};  // no keys
+struct ExportSpec {
+  bool onnx = true;  // also write model.onnx (QDQ int8) and student.fp32.onnx (onnx_io/export.h)
+};
 
 // One stage of the recipe: its kind (a StageDef of compress/pipeline/stages.h) and that kind's spec alone.
 struct StageSpec {

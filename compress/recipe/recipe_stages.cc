@@ -261,9 +261,13 @@ nlohmann::json quantize_to_json(const StageSpec& spec) {
           {"overrides", overrides}};
 }
 
-void read_export(JsonReader&, const Recipe&, StageSpec& spec) { spec.spec = ExportSpec{}; }
+void read_export(JsonReader& st, const Recipe&, StageSpec& spec) {
+  ExportSpec e;
+  e.onnx = st.boolean("onnx", e.onnx);
+  spec.spec = e;
+}
 
-nlohmann::json export_to_json(const StageSpec&) { return nlohmann::json::object(); }
+nlohmann::json export_to_json(const StageSpec& spec) { return {{"onnx", spec.get<ExportSpec>().onnx}}; }
 
 void read_verify(JsonReader& st, const Recipe&, StageSpec& spec) {
   VerifySpec v;

@@ -188,6 +188,7 @@ TEST_CASE("docs/recipes.md documents every stage key of the registry, with the r
                 context, "prune/");
   check_section(docs, "### `\"kind\": \"quantize\"`", {{R"([{"kind": "quantize"}])", 0, {}}}, context,
                 "quantize/");
+  check_section(docs, "### `\"kind\": \"export\"`", {{R"([{"kind": "export"}])", 0, {}}}, context, "export/");
   check_section(docs, "### `\"kind\": \"verify\"`", {{R"([{"kind": "export"}, {"kind": "verify"}])", 1, {}}},
                 context, "verify/");
   // The training schedule every training stage shares (documented once, under the teacher).

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "int8_models.h"
 #include "onnx_io/export.h"
 #include "onnx_io/import.h"
 #include "runtime/error.h"
@@ -24,6 +25,7 @@
 #include "runtime/graph/graph.h"
 
 using namespace mighty;
+using mighty::test::int8_cnn_artifact;
 
 namespace {
 
@@ -153,65 +155,8 @@ TEST_CASE("fp32 export: a token MLP with LayerNorm over [T, d] round-trips (MatM
   REQUIRE(std::count(e.op_types.begin(), e.op_types.end(), "MatMul") == 1);
 }
 
-namespace {
-
-// An int8 artifact: conv (static, requantized to uint8) -> ReLU -> MaxPool -> conv (static, uint8 out) ->
-// Clip(0, 6) -> Flatten -> Linear (static, float out) -> ReLU -> Linear (static).
-std::string int8_artifact() {
-  Graph g;
-  int x = g.add("input", OpKind::kInput, {}, {{"shape", {2, 6, 6}}, {"dtype", "float32"}});
-  auto quant = [](double in_scale, int in_zp, double out_scale = 0, int out_zp = 0, bool relu = false) {
-    nlohmann::json q = {{"weight", "int8"}, {"activation", "static"},
-                        {"input_scale", in_scale}, {"input_zero_point", in_zp}};
-    if (out_scale > 0) {
-      q["output_scale"] = out_scale;
-      q["output_zero_point"] = out_zp;
-      q["output_relu"] = relu;
-    }
-    return q;
-  };
-  x = g.add("c1", OpKind::kConv2d, {x},
-            {{"in_channels", 2}, {"out_channels", 4}, {"kernel", 3}, {"padding", 1},
-             {"quant", quant(0.02, 100, 0.05, 0, true)}});
-  x = g.add("c1_act", OpKind::kReLU, {x});
-  x = g.add("c1_pool", OpKind::kMaxPool2d, {x}, {{"kernel", 2}});
-  nlohmann::json q2 = quant(0.05, 0, 0.03, 0);
-  q2["output_clip"] = {0.0, 6.0};
-  x = g.add("c2", OpKind::kConv2d, {x},
-            {{"in_channels", 4}, {"out_channels", 3}, {"kernel", 3}, {"padding", 1}, {"quant", q2}});
-  x = g.add("c2_act", OpKind::kClip, {x}, {{"min", 0.0}, {"max", 6.0}});
-  x = g.add("flat", OpKind::kFlatten, {x});
-  x = g.add("fc", OpKind::kLinear, {x}, {{"in_features", 27}, {"out_features", 5}, {"quant", quant(0.03, 0)}});
-  x = g.add("fc_act", OpKind::kReLU, {x});
-  x = g.add("out", OpKind::kLinear, {x}, {{"in_features", 5}, {"out_features", 3}, {"quant", quant(0.1, 7)}});
-  g.set_output(x);
-  g.infer_shapes();
-  std::mt19937 rng(11);
-  std::uniform_int_distribution<int> s8(-127, 127);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f), sc(0.001f, 0.01f);
-  ArtifactWriter w;
-  w.set_metadata({{"graph", g.to_json()}});
-  for (const auto& spec : g.all_tensors()) {
-    if (spec.name.find(".weight") != std::string::npos) {
-      std::vector<int8_t> q(static_cast<size_t>(spec.numel()));
-      for (auto& v : q) v = static_cast<int8_t>(s8(rng));
-      w.add_tensor(spec.name, TensorType::kInt8, spec.shape, q.data());
-      std::vector<float> scales(static_cast<size_t>(spec.shape[0]));
-      for (auto& v : scales) v = sc(rng);
-      w.add_tensor(spec.name + "_scale", TensorType::kFloat32, {spec.shape[0]}, scales.data());
-    } else {
-      std::vector<float> v(static_cast<size_t>(spec.numel()));
-      for (auto& b : v) b = u(rng);
-      w.add_tensor(spec.name, TensorType::kFloat32, spec.shape, v.data());
-    }
-  }
-  return w.serialize();
-}
-
-}  // namespace
-
 TEST_CASE("int8 export: QDQ with the artifact's own scales, zero points, weights and int32 biases") {
-  const std::string bytes = int8_artifact();
+  const std::string bytes = int8_cnn_artifact();
   const Artifact artifact = Artifact::from_bytes(bytes, "int8.mighty");
   REQUIRE_NOTHROW(Session(Artifact::from_bytes(bytes, "int8.mighty")));  // a valid int8 artifact
   const onnx_io::OnnxExport e = onnx_io::export_onnx(artifact);
@@ -240,7 +185,8 @@ TEST_CASE("int8 export: QDQ with the artifact's own scales, zero points, weights
   const TensorView& want = artifact.tensor("c2.weight");
   REQUIRE(w.raw_data() == std::string(static_cast<const char*>(want.data), want.bytes));
   const onnx::TensorProto& ws = initializer(m, "c2.weight_scale");
-  REQUIRE(ws.raw_data() == std::string(static_cast<const char*>(artifact.tensor("c2.weight_scale").data), 12));
+  REQUIRE(ws.raw_data() ==
+          std::string(static_cast<const char*>(artifact.tensor("c2.weight_scale").data), 12));
   // The requantizing convs' biases in int32 at input scale x weight scale; the float-output Linear adds
   // its float bias after the Gemm.
   const onnx::TensorProto& b = initializer(m, "c1.bias_int32");
@@ -258,9 +204,9 @@ TEST_CASE("int8 export: QDQ with the artifact's own scales, zero points, weights
 TEST_CASE("ONNX export refuses what has no ONNX form, naming the node") {
   Graph g;
   int x = g.add("input", OpKind::kInput, {}, {{"shape", {8}}, {"dtype", "float32"}});
-  x = g.add("fc", OpKind::kLinear, {x},
-            {{"in_features", 8}, {"out_features", 2},
-             {"quant", {{"weight", "int8"}, {"activation", "dynamic"}}}});
+  x = g.add(
+      "fc", OpKind::kLinear, {x},
+      {{"in_features", 8}, {"out_features", 2}, {"quant", {{"weight", "int8"}, {"activation", "dynamic"}}}});
   g.set_output(x);
   g.infer_shapes();
   ArtifactWriter w;

@@ -1,0 +1,69 @@
+// A small int8 artifact built by hand (random int8 weights and scales, fixed activation parameters) for the
+// ONNX export tests: test_export.cc (the QDQ structure) and ort_agreement.cc (ONNX Runtime computes it).
+#pragma once
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/format/artifact.h"
+#include "runtime/graph/graph.h"
+
+namespace mighty::test {
+
+// An int8 artifact: conv (static, requantized to uint8) -> ReLU -> MaxPool -> conv (static, uint8 out) ->
+// Clip(0, 6) -> Flatten -> Linear (static, float out) -> ReLU -> Linear (static).
+inline std::string int8_cnn_artifact() {
+  Graph g;
+  int x = g.add("input", OpKind::kInput, {}, {{"shape", {2, 6, 6}}, {"dtype", "float32"}});
+  auto quant = [](double in_scale, int in_zp, double out_scale = 0, int out_zp = 0, bool relu = false) {
+    nlohmann::json q = {{"weight", "int8"}, {"activation", "static"},
+                        {"input_scale", in_scale}, {"input_zero_point", in_zp}};
+    if (out_scale > 0) {
+      q["output_scale"] = out_scale;
+      q["output_zero_point"] = out_zp;
+      q["output_relu"] = relu;
+    }
+    return q;
+  };
+  x = g.add("c1", OpKind::kConv2d, {x},
+            {{"in_channels", 2}, {"out_channels", 4}, {"kernel", 3}, {"padding", 1},
+             {"quant", quant(0.02, 100, 0.05, 0, true)}});
+  x = g.add("c1_act", OpKind::kReLU, {x});
+  x = g.add("c1_pool", OpKind::kMaxPool2d, {x}, {{"kernel", 2}});
+  nlohmann::json q2 = quant(0.05, 0, 0.03, 0);
+  q2["output_clip"] = {0.0, 6.0};
+  x = g.add("c2", OpKind::kConv2d, {x},
+            {{"in_channels", 4}, {"out_channels", 3}, {"kernel", 3}, {"padding", 1}, {"quant", q2}});
+  x = g.add("c2_act", OpKind::kClip, {x}, {{"min", 0.0}, {"max", 6.0}});
+  x = g.add("flat", OpKind::kFlatten, {x});
+  x = g.add("fc", OpKind::kLinear, {x}, {{"in_features", 27}, {"out_features", 5}, {"quant", quant(0.03, 0)}});
+  x = g.add("fc_act", OpKind::kReLU, {x});
+  x = g.add("out", OpKind::kLinear, {x}, {{"in_features", 5}, {"out_features", 3}, {"quant", quant(0.1, 7)}});
+  g.set_output(x);
+  g.infer_shapes();
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int> s8(-127, 127);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f), sc(0.001f, 0.01f);
+  ArtifactWriter w;
+  w.set_metadata({{"graph", g.to_json()}});
+  for (const auto& spec : g.all_tensors()) {
+    if (spec.name.find(".weight") != std::string::npos) {
+      std::vector<int8_t> q(static_cast<size_t>(spec.numel()));
+      for (auto& v : q) v = static_cast<int8_t>(s8(rng));
+      w.add_tensor(spec.name, TensorType::kInt8, spec.shape, q.data());
+      std::vector<float> scales(static_cast<size_t>(spec.shape[0]));
+      for (auto& v : scales) v = sc(rng);
+      w.add_tensor(spec.name + "_scale", TensorType::kFloat32, {spec.shape[0]}, scales.data());
+    } else {
+      std::vector<float> v(static_cast<size_t>(spec.numel()));
+      for (auto& b : v) b = u(rng);
+      w.add_tensor(spec.name, TensorType::kFloat32, spec.shape, v.data());
+    }
+  }
+  return w.serialize();
+}
+
+}  // namespace mighty::test
