@@ -6,6 +6,7 @@
 #include <onnx/checker.h>
 #include <onnx/shape_inference/implementation.h>
 
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -229,6 +230,14 @@ onnx::ValueInfoProto value_info(const std::string& name, int32_t elem, const Sha
   return v;
 }
 
+// Whether a ReLU or Clip changes nothing on values dequantized at `p` (an engine then removes it and fuses
+// the conv with the QuantizeLinear after it).
+bool implied_by_range(const Node& act, kernels::QuantParams p) {
+  if (act.op == OpKind::kReLU) return p.zero_point == 0;
+  const double lo = -static_cast<double>(p.zero_point) * p.scale, hi = (255.0 - p.zero_point) * p.scale;
+  return act.attrs.value("min", -DBL_MAX) <= lo && act.attrs.value("max", DBL_MAX) >= hi;
+}
+
 // For each node: the parameters of the Q/DQ pair that follows it in a uint8 chain (a static conv that
 // requantizes, the ReLU / Clip / MaxPool2d / Flatten it hands the uint8 map through), where mighty's value
 // is uint8. A pair goes after the last of consecutive activations, never between a conv and its ReLU: the
@@ -252,10 +261,17 @@ std::vector<std::optional<kernels::QuantParams>> chain_pairs(const Artifact& art
                       "layer",
                       artifact.name(), i, n.name));
     }
+    auto activation = [&](int v) {
+      const OpKind k = nodes[static_cast<size_t>(v)].op;
+      return v != chain.end && (k == OpKind::kReLU || k == OpKind::kClip);
+    };
+    // The activations right after the conv: an engine drops them only where the pair's range implies them;
+    // otherwise the conv gets a pair of its own and they run between a DequantizeLinear and the next pair.
+    for (int v = graph.users(static_cast<int>(i)).at(0); activation(v); v = graph.users(v).at(0))
+      if (!implied_by_range(nodes[static_cast<size_t>(v)], p)) pairs[i] = p;
     for (int v = static_cast<int>(i); v != chain.end;) {
       const int next = graph.users(v).at(0);
-      const OpKind k = nodes[static_cast<size_t>(next)].op;
-      if (next == chain.end || (k != OpKind::kReLU && k != OpKind::kClip)) pairs[static_cast<size_t>(v)] = p;
+      if (next == chain.end || !activation(next)) pairs[static_cast<size_t>(v)] = p;
       v = next;
     }
   }

@@ -1,17 +1,19 @@
-// ONNX Runtime beside mighty: runs an ONNX model with onnxruntime-node (CPU, all graph optimizations, the
-// given thread count) on a file of float32 examples and writes the outputs, the optimized graph (for its op
-// types) and timings. Installed by scripts/setup (NODE_PATH = <data cache>/npm-onnxruntime-1.30.0/node_modules).
+// ONNX Runtime beside mighty: serves one ONNX model with onnxruntime-node (CPU, all graph optimizations, the
+// given thread count) to the process that started it, over its stdin/stdout. mighty builds it into its
+// binaries (onnx_io/onnxruntime.cc) and starts it as `node -e <this file> --model M.onnx ...`, with
+// NODE_PATH = <data cache>/npm-onnxruntime-1.30.0/node_modules (installed by scripts/setup).
 //
-// node ort-runner.js --model M.onnx --input X.bin --shape 1,28,28 [--out Y.bin] [--optimized OPT.onnx]
-//                    [--threads 1] [--batch 256] [--latency-runs 0] [--throughput-batch 64]
-//                    [--throughput-runs 20]
-// X.bin: count x prod(shape) float32 (little-endian); Y.bin: the model's output for every example, float32,
-// in order, evaluated in batches of --batch. Prints one JSON object: ONNX Runtime's version, the output
-// size per example, batch-1 latencies in ms (each run of the session timed alone), batch-N throughput
-// (examples/s), and the runner's own overhead: the same timed call on a one-Identity model of the same input.
-// Any failure: one line on stderr, exit 1.
+//   --model M.onnx  [--threads 1]  [--optimized OPT.onnx: where ORT writes the graph it optimized]
+//
+// Protocol: the runner first writes one JSON line {"version", "input", "output", "input_type"}. Then each
+// request is a JSON line {"op", "dtype": "float32"|"int64", "shape": [...], "bytes": N} followed by N bytes
+// of the input tensor (little-endian), and each reply one JSON line, followed by bytes where it says so:
+//   "run"                -> {"shape": [...], "bytes": M} and M bytes of the float32 output
+//   "time" ("runs": K,   -> {"ms": [K numbers]}: each session.run on the input timed alone (after one
+//    "model": "main" |      warm-up run); "identity" times a model of one Identity node on the same input,
+//    "identity")            the runner's own cost per call (tensor in, tensor out, Node's binding)
+// Errors: {"error": "one line"} and the runner goes on; a broken protocol ends it (exit 1, one line on stderr).
 'use strict';
-const fs = require('fs');
 
 function fail(msg) {
   process.stderr.write(`ort-runner: ${msg}\n`);
@@ -19,24 +21,20 @@ function fail(msg) {
 }
 
 function args() {
-  const a = {threads: 1, batch: 256, 'latency-runs': 0, 'throughput-batch': 64, 'throughput-runs': 20};
-  const argv = process.argv.slice(2);
+  const a = {threads: 1};
+  const argv = process.argv.slice(require.main === module ? 2 : 1);
   for (let i = 0; i < argv.length; i += 2) {
     if (!argv[i].startsWith('--') || i + 1 >= argv.length) fail(`bad argument '${argv[i]}'`);
     a[argv[i].slice(2)] = argv[i + 1];
   }
-  for (const k of ['model', 'input', 'shape']) if (!a[k]) fail(`--${k} is required`);
-  for (const k of ['threads', 'batch', 'latency-runs', 'throughput-batch', 'throughput-runs']) {
-    a[k] = Number(a[k]);
-    if (!Number.isInteger(a[k]) || a[k] < 0) fail(`--${k} must be a non-negative integer`);
-  }
-  a.shape = a.shape.split(',').map(Number);
-  if (a.shape.some((d) => !Number.isInteger(d) || d < 1)) fail(`--shape must be positive integers`);
+  if (!a.model) fail('--model is required');
+  a.threads = Number(a.threads);
+  if (!Number.isInteger(a.threads) || a.threads < 1) fail('--threads must be a positive integer');
   return a;
 }
 
-// A minimal ONNX model: input "input" float [batch, ...shape] -> Identity -> "output" (protobuf by hand).
-function identityModel(shape) {
+// A minimal ONNX model: "input" [d0, d1, ...] of the element type -> Identity -> "output" (protobuf by hand).
+function identityModel(rank, elemType) {
   const varint = (n) => {
     const out = [];
     do {
@@ -51,13 +49,71 @@ function identityModel(shape) {
   const bytes = (num, arr) => field(num, 2, [...varint(arr.length), ...arr]);
   const str = (num, s) => bytes(num, [...Buffer.from(s)]);
   const int = (num, v) => field(num, 0, varint(v));
-  const dims = [bytes(1, str(2, 'batch')), ...shape.map((d) => bytes(1, int(1, d)))].flat();
-  const type = bytes(1, [...int(1, 1), ...bytes(2, dims)]);  // TypeProto.tensor_type {elem_type, shape}
+  const dims = [];
+  for (let d = 0; d < rank; ++d) dims.push(...bytes(1, str(2, `d${d}`)));
+  const type = bytes(1, [...int(1, elemType), ...bytes(2, dims)]);  // TypeProto.tensor_type
   const value = (name) => [...str(1, name), ...bytes(2, type)];
   const node = [...str(1, 'input'), ...str(2, 'output'), ...str(4, 'Identity')];
   const graph = [...bytes(1, node), ...str(2, 'g'), ...bytes(11, value('input')), ...bytes(12, value('output'))];
   const opset = [...str(1, ''), ...int(2, 17)];
   return Uint8Array.from([...int(1, 8), ...bytes(7, graph), ...bytes(8, opset)]);
+}
+
+// Reads lines and byte blocks from a stream.
+class Reader {
+  constructor(stream) {
+    this.chunks = [];
+    this.length = 0;
+    this.ended = false;
+    this.wake = null;
+    const notify = () => {
+      if (this.wake) {
+        const w = this.wake;
+        this.wake = null;
+        w();
+      }
+    };
+    stream.on('data', (c) => {
+      this.chunks.push(c);
+      this.length += c.length;
+      notify();
+    });
+    stream.on('end', () => {
+      this.ended = true;
+      notify();
+    });
+  }
+  joined() {
+    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks.length ? this.chunks[0] : Buffer.alloc(0);
+  }
+  take(n) {
+    const b = this.joined();
+    this.chunks = [b.subarray(n)];
+    this.length -= n;
+    return b.subarray(0, n);
+  }
+  async until(ready) {
+    while (!ready()) {
+      if (this.ended) return false;
+      await new Promise((resolve) => (this.wake = resolve));
+    }
+    return true;
+  }
+  async line() {
+    let at = -1;
+    if (!(await this.until(() => (at = this.joined().indexOf(10)) >= 0))) return null;
+    return this.take(at + 1).toString('utf8', 0, at);
+  }
+  async bytes(n) {
+    if (!(await this.until(() => this.length >= n))) fail(`input ended inside a ${n}-byte block`);
+    return this.take(n);
+  }
+}
+
+function reply(header, data) {
+  process.stdout.write(JSON.stringify(header) + '\n');
+  if (data) process.stdout.write(data);
 }
 
 async function main() {
@@ -66,61 +122,78 @@ async function main() {
   try {
     ort = require('onnxruntime-node');
   } catch (e) {
-    fail(`cannot load onnxruntime-node (run scripts/setup): ${e.message}`);
+    fail(`cannot load onnxruntime-node (scripts/setup installs it): ${e.message.split('\n')[0]}`);
   }
   const options = {
     executionProviders: ['cpu'],
-    intraOpNumThreads: Math.max(1, a.threads),
+    intraOpNumThreads: a.threads,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
   };
-  const per = a.shape.reduce((x, y) => x * y, 1);
-  const raw = fs.readFileSync(a.input);
-  if (raw.length % (4 * per) !== 0) fail(`${a.input}: ${raw.length} bytes is not a whole number of examples`);
-  const count = raw.length / (4 * per);
-  const x = new Float32Array(raw.buffer, raw.byteOffset, raw.length / 4);
-  const session = await ort.InferenceSession.create(
-      a.model, a.optimized ? {...options, optimizedModelFilePath: a.optimized} : options);
-  const feed = (s, start, n) => ({[s.inputNames[0]]: new ort.Tensor('float32', x.slice(start * per, (start + n) * per), [n, ...a.shape])});
-  // Outputs of every example.
-  let outSize = 0;
-  if (a.out) {
-    const chunks = [];
-    for (let i = 0; i < count; i += Math.max(1, a.batch)) {
-      const n = Math.min(Math.max(1, a.batch), count - i);
-      const r = await session.run(feed(session, i, n));
-      const y = r[session.outputNames[0]].data;
-      outSize = y.length / n;
-      chunks.push(Buffer.from(y.buffer, y.byteOffset, y.byteLength));
-    }
-    const tmp = `${a.out}.tmp.${process.pid}`;
-    fs.writeFileSync(tmp, Buffer.concat(chunks));
-    fs.renameSync(tmp, a.out);
+  let session;
+  try {
+    session = await ort.InferenceSession.create(
+        a.model, a.optimized ? {...options, optimizedModelFilePath: a.optimized} : options);
+  } catch (e) {
+    fail(`${a.model}: ${e.message.split('\n')[0]}`);
   }
-  const time = async (s, n, runs) => {
-    const input = feed(s, 0, Math.min(n, count));
-    await s.run(input);  // warm-up
-    const t = [];
-    for (let r = 0; r < runs; ++r) {
-      const t0 = process.hrtime.bigint();
-      await s.run(input);
-      t.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  const identities = {};
+  const identity = async (rank, dtype) => {
+    const key = `${rank}:${dtype}`;
+    if (!identities[key]) {
+      identities[key] = await ort.InferenceSession.create(identityModel(rank, dtype === 'int64' ? 7 : 1), options);
     }
-    return t;
+    return identities[key];
   };
-  const result = {version: ort.env.versions ? ort.env.versions.node : 'unknown', count, output_size: outSize};
-  if (a['latency-runs'] > 0 && count > 0) {
-    const identity = await ort.InferenceSession.create(identityModel(a.shape), options);
-    result.latency_ms = await time(session, 1, a['latency-runs']);
-    result.overhead_ms = await time(identity, 1, a['latency-runs']);
-    const tb = Math.min(a['throughput-batch'], count);
-    const runs = await time(session, tb, Math.max(1, a['throughput-runs']));
-    runs.sort((p, q) => p - q);
-    result.throughput_batch = tb;
-    result.throughput = tb / (runs[Math.floor(runs.length / 2)] / 1e3);
+  const inputName = session.inputNames[0], outputName = session.outputNames[0];
+  const version = ort.env && ort.env.versions ? ort.env.versions.node || ort.env.versions.common : 'unknown';
+  reply({version, input: inputName, output: outputName});
+  const reader = new Reader(process.stdin);
+  for (;;) {
+    const line = await reader.line();
+    if (line === null) break;
+    let req;
+    try {
+      req = JSON.parse(line);
+    } catch (e) {
+      fail(`a request that is not JSON: ${line.slice(0, 80)}`);
+    }
+    if (!Number.isInteger(req.bytes) || req.bytes < 0) fail(`a request without "bytes": ${line.slice(0, 80)}`);
+    const raw = await reader.bytes(req.bytes);
+    try {
+      if (!Array.isArray(req.shape) || req.shape.some((d) => !Number.isInteger(d) || d < 0)) {
+        throw new Error('"shape" must be a list of sizes');
+      }
+      const count = req.shape.reduce((x, y) => x * y, 1);
+      const size = req.dtype === 'int64' ? 8 : req.dtype === 'float32' ? 4 : 0;
+      if (size === 0) throw new Error(`unknown dtype '${req.dtype}'`);
+      if (count * size !== raw.length) throw new Error(`${raw.length} bytes for shape [${req.shape}]`);
+      const copy = new Uint8Array(raw).buffer;  // aligned
+      const data = req.dtype === 'int64' ? new BigInt64Array(copy) : new Float32Array(copy);
+      const tensor = new ort.Tensor(req.dtype, data, req.shape);
+      if (req.op === 'run') {
+        const y = (await session.run({[inputName]: tensor}))[outputName];
+        if (y.type !== 'float32') throw new Error(`output '${outputName}' is ${y.type}, not float32`);
+        reply({shape: y.dims, bytes: y.data.byteLength}, Buffer.from(y.data.buffer, y.data.byteOffset, y.data.byteLength));
+      } else if (req.op === 'time') {
+        const s = req.model === 'identity' ? await identity(req.shape.length, req.dtype) : session;
+        const feed = {[s.inputNames[0]]: tensor};
+        await s.run(feed);  // warm-up
+        const ms = [];
+        for (let r = 0; r < (req.runs || 0); ++r) {
+          const t0 = process.hrtime.bigint();
+          await s.run(feed);
+          ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        }
+        reply({ms});
+      } else {
+        throw new Error(`unknown op '${req.op}'`);
+      }
+    } catch (e) {
+      reply({error: e && e.message ? e.message.split('\n')[0] : String(e)});
+    }
   }
-  process.stdout.write(JSON.stringify(result) + '\n');
 }
 
 main().catch((e) => fail(e && e.message ? e.message.split('\n')[0] : String(e)));

@@ -106,6 +106,7 @@ nlohmann::json run_export(const StageSpec& spec, StageContext& ctx) {
   if (spec.get<ExportSpec>().onnx) {
     stage["onnx"] = {{"model", write_onnx_beside(p.artifact, out + "/model.onnx")},
                      {"fp32", write_onnx_beside(p.fp32_artifact, out + "/student.fp32.onnx")}};
+    p.onnx = stage["onnx"];
   }
   return stage;
 }

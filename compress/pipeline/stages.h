@@ -28,6 +28,7 @@ struct Pipeline {
   std::unique_ptr<QuantizedModel> quantized;
   std::string artifact, fp32_artifact;  // written by export
   ArtifactWriter artifact_writer;       // kept to rewrite model.mighty with the verify results
+  nlohmann::json onnx;                  // export's ONNX files ({"model", "fp32"}: path or error), or null
   nlohmann::json baseline;              // the scratch baseline's model entry (distill), or null
   nlohmann::json verify_models;         // the models side by side (verify), or null
 };

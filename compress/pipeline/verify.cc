@@ -6,7 +6,10 @@
 #include <fmt/format.h>
 
 #include "compress/pipeline/stages.h"
+#include "compress/pipeline/verify_onnxruntime.h"
 #include "compress/train/evaluate.h"
+#include "onnx_io/onnxruntime.h"
+#include "runtime/error.h"
 #include "runtime/exec/session.h"
 #include "runtime/exec/tasks.h"
 #include "runtime/format/input_spec.h"
@@ -37,7 +40,7 @@ Forward session_forward(const Session& s) {
 }
 
 struct Measured {
-  const Forward &teacher, &student, &fp32, &int8;
+  const Forward &teacher, &teacher_on_test, &student, &fp32, &int8;
 };
 
 // The four models' rows: quality on the test split, speed, and agreement with the teacher.
@@ -67,10 +70,9 @@ nlohmann::json measure_models(StageContext& ctx, const Measured& f, const EvalSp
   models.push_back(model_entry("student", "student_int8", "runtime int8", params,
                                static_cast<int64_t>(std::filesystem::file_size(p.artifact)), tests[2],
                                speeds[2]));
-  const Forward teacher_on_test = remembered(f.teacher);  // one teacher pass serves the three comparisons
   for (size_t i = 1; i < models.size(); ++i) {
     const Forward& g = i == 1 ? f.student : i == 2 ? f.fp32 : f.int8;
-    const auto vs = compare_models(teacher_on_test, g, ctx.data, Split::kTest);
+    const auto vs = compare_models(f.teacher_on_test, g, ctx.data, Split::kTest);
     models[i]["agreement"] = vs["agreement"];
     models[i]["kl"] = vs["kl"];
   }
@@ -78,7 +80,8 @@ nlohmann::json measure_models(StageContext& ctx, const Measured& f, const EvalSp
 }
 
 // The recipe's acceptance criteria against the measured rows (teacher, fp32 student, ..., int8 student).
-nlohmann::json criteria(const VerifySpec& spec, const nlohmann::json& models, const nlohmann::json& paired) {
+nlohmann::json criteria(const VerifySpec& spec, const nlohmann::json& models, const nlohmann::json& paired,
+                        const nlohmann::json& ort) {
   const auto& t = models[0];
   const auto& q = models[3];
   nlohmann::json out = nlohmann::json::array();
@@ -98,6 +101,21 @@ nlohmann::json criteria(const VerifySpec& spec, const nlohmann::json& models, co
   if (spec.min_speedup > 0) {
     check("min_speedup", paired["ratio"].get<double>(), spec.min_speedup, false,
           "batch-1 latency, LibTorch fp32 teacher / runtime int8 student, timed alternately");
+  }
+  if (spec.min_speedup_vs_onnxruntime > 0) {
+    const nlohmann::json* row = nullptr;
+    for (const auto& r : ort.at("rows"))
+      if (r.value("engine", "") == "onnxruntime int8") row = &r;
+    if (!row || !row->contains("paired")) {
+      throw Error(fmt::format(
+          "verify: min_speedup_vs_onnxruntime needs ONNX Runtime's int8 row, which was not measured: {}",
+          row ? (*row)["unavailable"].get<std::string>()
+              : ort.value("unavailable", "verify.onnxruntime is off")));
+    }
+    check(
+        "min_speedup_vs_onnxruntime", (*row)["paired"]["speedup_b1_net"].get<double>(),
+        spec.min_speedup_vs_onnxruntime, false,
+        "batch-1 latency, ONNX Runtime int8 less its Node binding's cost / runtime int8, timed alternately");
   }
   if (spec.max_bytes > 0) {
     check("max_bytes", q["bytes"].get<double>(), static_cast<double>(spec.max_bytes), true,
@@ -125,9 +143,27 @@ nlohmann::json verify(const VerifySpec& spec, StageContext& ctx, int threads) {
   const Forward teacher_fwd = [&](const torch::Tensor& x) { return ctx.teacher.logits(x); };
   const Forward student_fwd = [&](const torch::Tensor& x) { return p.student->forward(x); };
   const Forward int8_fwd = session_forward(int8), fp32_fwd = session_forward(fp32);
+  const Forward teacher_on_test = remembered(teacher_fwd);  // one teacher pass serves every comparison
+  const std::string node_modules = onnx_io::ort_node_modules(data_cache_dir());
+  if (spec.min_speedup_vs_onnxruntime > 0) {  // before the long part: what the criterion needs
+    const std::string why = !spec.onnxruntime  ? "verify.onnxruntime is off"
+                            : p.onnx.is_null() ? "export.onnx is off"
+                                               : onnx_io::ort_unavailable(node_modules);
+    if (!why.empty())
+      throw Error("verify: min_speedup_vs_onnxruntime needs ONNX Runtime, which cannot run: " + why);
+  }
   p.student->eval();
-  p.verify_models = measure_models(ctx, {teacher_fwd, student_fwd, fp32_fwd, int8_fwd}, eval);
+  p.verify_models =
+      measure_models(ctx, {teacher_fwd, teacher_on_test, student_fwd, fp32_fwd, int8_fwd}, eval);
   nlohmann::json report = {{"kind", "verify"}, {"threads", threads}, {"completed", true}};
+  nlohmann::json ort = {{"rows", nlohmann::json::array()}, {"unavailable", "verify.onnxruntime is off"}};
+  if (spec.onnxruntime) {
+    ort = onnxruntime_rows({p.onnx, node_modules, ctx.dir(), threads, ctx.data, eval, eval.latency_runs,
+                            p.student->parameter_count(), teacher_on_test, int8_fwd, fp32_fwd, int8, fp32});
+    for (const auto& r : ort["rows"])
+      if (r.contains("paired")) p.verify_models.push_back(r);
+  }
+  report["onnxruntime"] = ort;
   if (ctx.data.kind == "text") report["generation"] = generation(int8, p.artifact, ctx.recipe.seed);
   if (p.quantized) {
     // The LibTorch simulation against the deployed file: the same predictions, the same logits up to the
@@ -139,7 +175,7 @@ nlohmann::json verify(const VerifySpec& spec, StageContext& ctx, int threads) {
   // The speedup from alternating runs of the two (the separate medians above can come from different loads).
   const auto paired = paired_latency(teacher_fwd, int8_fwd, ctx.data, eval.latency_runs);
   report["speedup_paired"] = paired;
-  report["criteria"] = criteria(spec, p.verify_models, paired);
+  report["criteria"] = criteria(spec, p.verify_models, paired, ort);
   bool pass = true;
   for (const auto& c : report["criteria"]) pass = pass && c["pass"].get<bool>();
   report["pass"] = pass;
@@ -166,6 +202,17 @@ nlohmann::json run_verify_stage(const StageSpec& spec, StageContext& ctx) {
   Pipeline& p = ctx.pipeline;
   p.artifact_writer.metadata()["verify"] = {
       {"models", p.verify_models}, {"criteria", stage["criteria"]}, {"pass", stage["pass"]}};
+  if (!p.onnx.is_null()) {  // the ONNX files written beside it, and what checked them
+    nlohmann::json onnx = {{"files", nlohmann::json::array()}};
+    for (const char* key : {"model", "fp32"})
+      if (!p.onnx[key].contains("error"))
+        onnx["files"].push_back(std::filesystem::path(p.onnx[key]["path"].get<std::string>()).filename());
+    onnx["checked_by"] = stage["onnxruntime"].contains("version")
+                             ? "onnxruntime " + stage["onnxruntime"]["version"].get<std::string>()
+                             : "ONNX checker (ONNX Runtime not run: " +
+                                   stage["onnxruntime"].value("unavailable", std::string("?")) + ")";
+    p.artifact_writer.metadata()["onnx"] = onnx;
+  }
   p.artifact_writer.write(p.artifact);
   // The measured bytes are the file's before its verify results (a little JSON) were added.
   stage["shipped_bytes"] = std::filesystem::file_size(p.artifact);
@@ -182,6 +229,7 @@ std::string verify_markdown(const nlohmann::json& v) {
     out += fmt::format("LibTorch simulation vs runtime int8: {:.2f}% identical predictions.\n",
                        100.0 * v["simulation_vs_runtime"]["agreement"].get<double>());
   }
+  if (v.contains("onnxruntime")) out += onnxruntime_markdown(v["onnxruntime"]);
   if (!v["criteria"].empty()) {
     out += "\n| criterion | value | limit | |\n|---|---:|---:|---|\n";
     for (const auto& c : v["criteria"]) {

@@ -226,9 +226,11 @@ struct VerifySpec {
   double max_accuracy_drop = -1.0;  // points of accuracy, int8 student vs teacher; < 0 = not checked
   double max_bpc_increase = -1.0;   // bits/char, int8 student vs its fp32 twin; < 0 = not checked
   double min_speedup = 0.0;         // batch-1 latency, LibTorch fp32 teacher / runtime int8 student; 0 = off
-  int64_t max_bytes = 0;            // artifact size on disk; 0 = not checked
-  int64_t latency_runs = 0;         // 0 = eval.latency_runs
-  int64_t threads = 0;              // every model is measured at this thread count; 0 = the run's (--threads)
+  double min_speedup_vs_onnxruntime = 0.0;  // batch-1 latency, ONNX Runtime int8 / runtime int8; 0 = off
+  bool onnxruntime = true;                  // rows for the exported ONNX files run by ONNX Runtime
+  int64_t max_bytes = 0;                    // artifact size on disk; 0 = not checked
+  int64_t latency_runs = 0;                 // 0 = eval.latency_runs
+  int64_t threads = 0;  // every model is measured at this thread count; 0 = the run's (--threads)
 };
 
 struct ExportSpec {

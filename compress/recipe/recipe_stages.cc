@@ -274,6 +274,9 @@ void read_verify(JsonReader& st, const Recipe&, StageSpec& spec) {
   v.max_accuracy_drop = st.number("max_accuracy_drop", v.max_accuracy_drop, {-1.0, 100.0});
   v.max_bpc_increase = st.number("max_bpc_increase", v.max_bpc_increase, {-1.0, 100.0});
   v.min_speedup = st.number("min_speedup", v.min_speedup, {0.0, 1e6});
+  v.min_speedup_vs_onnxruntime =
+      st.number("min_speedup_vs_onnxruntime", v.min_speedup_vs_onnxruntime, {0.0, 1e6});
+  v.onnxruntime = st.boolean("onnxruntime", v.onnxruntime);
   v.max_bytes = st.integer("max_bytes", v.max_bytes, 0, kMaxCount);
   v.latency_runs = st.integer("latency_runs", v.latency_runs, 0, 1000000);
   v.threads = st.integer("threads", v.threads, 0, 1024);
@@ -285,6 +288,8 @@ nlohmann::json verify_to_json(const StageSpec& spec) {
   return {{"max_accuracy_drop", v.max_accuracy_drop},
           {"max_bpc_increase", v.max_bpc_increase},
           {"min_speedup", v.min_speedup},
+          {"min_speedup_vs_onnxruntime", v.min_speedup_vs_onnxruntime},
+          {"onnxruntime", v.onnxruntime},
           {"max_bytes", v.max_bytes},
           {"latency_runs", v.latency_runs},
           {"threads", v.threads}};

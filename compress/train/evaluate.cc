@@ -104,6 +104,8 @@ nlohmann::json evaluate_lm(const Forward& model, const Dataset& d, Split split) 
   return {{"characters", tokens}, {"loss", loss}, {"bits_per_char", loss / std::log(2.0)}};
 }
 
+}  // namespace
+
 torch::Tensor example_input(const Dataset& d, int64_t batch) {
   if (d.classifies()) {
     auto x = d.images.test_x.slice(0, 0, std::min<int64_t>(batch, d.images.test_x.size(0)));
@@ -114,8 +116,6 @@ torch::Tensor example_input(const Dataset& d, int64_t batch) {
   auto ids = d.text.test.slice(0, 0, ctx).view({1, ctx});
   return ids.expand({batch, ctx}).contiguous();
 }
-
-}  // namespace
 
 const char* split_name(Split split) {
   switch (split) {

@@ -37,6 +37,10 @@ nlohmann::json compare_models(const Forward& teacher, const Forward& student, co
 // "accuracy 91.23%, loss 0.2451" or "bits/char 1.876, loss 1.3003".
 std::string summarize_metrics(const nlohmann::json& metrics);
 
+// The first `batch` test examples as a model takes them (normalized images, repeated when the split is
+// shorter), or the test text's first context window repeated `batch` times.
+torch::Tensor example_input(const Dataset& data, int64_t batch);
+
 // Batch-1 latency (median and p99 of `latency_runs` timed forward passes after warm-up) and throughput at
 // `throughput_batch`, in LibTorch fp32 with the current thread count.
 nlohmann::json measure_speed(GraphModule& model, const Dataset& data, const EvalSpec& spec);

@@ -52,6 +52,22 @@ std::string describe_artifact(const Artifact& a) {
   if (m.contains("labels") && m["labels"].is_array()) {
     out += fmt::format("  {:<18}{} labels\n", "labels", m["labels"].size());
   }
+  if (m.contains("verify") && m["verify"].is_object() && m["verify"].contains("pass") &&
+      m["verify"]["pass"].is_boolean()) {
+    out += fmt::format("  {:<18}{}\n", "verify", m["verify"]["pass"].get<bool>() ? "pass" : "FAIL");
+  }
+  if (m.contains("onnx") && m["onnx"].is_object()) {  // the ONNX files export wrote beside this file
+    const auto& o = m["onnx"];
+    std::vector<std::string> files;
+    if (o.contains("files") && o["files"].is_array())
+      for (const auto& f : o["files"])
+        if (f.is_string()) files.push_back(f.get<std::string>());
+    const std::string by = o.contains("checked_by") && o["checked_by"].is_string()
+                               ? o["checked_by"].get<std::string>()
+                               : std::string("?");
+    out += fmt::format("  {:<18}{} (checked by {})\n", "onnx",
+                       files.empty() ? "-" : fmt::format("{}", fmt::join(files, ", ")), by);
+  }
   uint64_t tensor_bytes = 0;
   for (const auto& t : a.tensors()) tensor_bytes += t.stored_bytes;
   out += fmt::format("  {:<18}{} in tensors, {} of header and metadata\n", "sizes", human_bytes(tensor_bytes),

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -12,8 +13,10 @@
 #include "compress/recipe/recipe.h"
 #include "compress/train/evaluate.h"
 #include "helpers.h"
+#include "onnx_io/onnxruntime.h"
 #include "runtime/error.h"
 #include "runtime/exec/session.h"
+#include "runtime/format/inspect.h"
 #include "runtime/io/atomic_file.h"
 
 using namespace mighty;
@@ -249,8 +252,11 @@ TEST_CASE("quantize options: exclusions, overrides, bias correction, SmoothQuant
 }
 
 TEST_CASE("compress end to end on a small subset: distill, quantize, export, verify with criteria") {
+  const std::string ort = onnx_io::ort_node_modules(data_cache_dir());  // scripts/setup installed it there
   const std::string cache = temp_dir("cache");
   ::setenv("MIGHTY_DATA", cache.c_str(), 1);
+  std::filesystem::create_directories(std::filesystem::path(onnx_io::ort_node_modules(cache)).parent_path());
+  std::filesystem::create_directory_symlink(ort, onnx_io::ort_node_modules(cache));
   auto recipe_with = [](const std::string& criteria) {
     return R"({"name": "e2e", "seed": 2,
     "data": {"kind": "images", "validation_size": 100, "train_limit": 512, "test_limit": 300,
@@ -271,7 +277,7 @@ TEST_CASE("compress end to end on a small subset: distill, quantize, export, ver
   const auto report = run_compress(parse_recipe(recipe_with(R"(, "max_bytes": 100000000)"), "e2e.json"), o);
   REQUIRE(report["verify"]["pass"] == true);
   const auto& models = report["models"];
-  REQUIRE(models.size() == 4);
+  REQUIRE(models.size() == 6);
   REQUIRE(models[3]["role"] == "student_int8");
   REQUIRE(models[3]["engine"] == "runtime int8");
   REQUIRE(models[2]["engine"] == "runtime fp32");
@@ -279,6 +285,25 @@ TEST_CASE("compress end to end on a small subset: distill, quantize, export, ver
   REQUIRE(models[2]["accuracy"] == models[1]["accuracy"]);
   REQUIRE(std::abs(models[3]["accuracy"].get<double>() - models[1]["accuracy"].get<double>()) < 0.05);
   REQUIRE(report["verify"]["simulation_vs_runtime"]["agreement"].get<double>() >= 0.999);
+  // ONNX Runtime on the exported files: the same predictions, int8 layers on integer kernels.
+  REQUIRE(models[4]["engine"] == "onnxruntime fp32");
+  REQUIRE(models[5]["engine"] == "onnxruntime int8");
+  REQUIRE(std::abs(models[4]["accuracy"].get<double>() - models[2]["accuracy"].get<double>()) <= 1.0 / 300);
+  REQUIRE(models[4]["identical_to_mighty"].get<double>() >= 0.99);
+  REQUIRE(models[5]["identical_to_mighty"].get<double>() >= 0.99);
+  REQUIRE(models[5]["version"] == "1.30.0");
+  const auto ops = models[5]["optimized_op_types"].get<std::vector<std::string>>();
+  REQUIRE(std::count(ops.begin(), ops.end(), "com.microsoft:QLinearConv") == 1);
+  REQUIRE(std::count(ops.begin(), ops.end(), "com.microsoft:QGemm") == 2);
+  REQUIRE(std::count(ops.begin(), ops.end(), "Conv") + std::count(ops.begin(), ops.end(), "Gemm") == 0);
+  for (const auto& m : {models[4], models[5]}) {
+    const auto& p = m["paired"];
+    REQUIRE(p["speedup_b1"].get<double>() == Approx(p["onnxruntime"]["latency_ms_b1"].get<double>() /
+                                                    p["mighty"]["latency_ms_b1"].get<double>()));
+    REQUIRE(p["overhead_ms_b1"].get<double>() > 0);
+    REQUIRE(p["speedup_b1_net"].get<double>() <= p["speedup_b1"].get<double>());
+    REQUIRE(m["latency_ms_b1"] == p["onnxruntime"]["latency_ms_b1"]);
+  }
   // The speedup comes from alternating teacher / int8 runs.
   const auto& paired = report["verify"]["speedup_paired"];
   REQUIRE(paired["runs"] == 3);
@@ -289,15 +314,32 @@ TEST_CASE("compress end to end on a small subset: distill, quantize, export, ver
   const Artifact shipped = Artifact::open(o.out_dir + "/model.mighty");
   REQUIRE(shipped.metadata()["verify"]["pass"] == true);
   REQUIRE(shipped.metadata()["role"] == "student_int8");
+  REQUIRE(shipped.metadata()["onnx"]["files"] == nlohmann::json({"model.onnx", "student.fp32.onnx"}));
+  REQUIRE(shipped.metadata()["onnx"]["checked_by"] == "onnxruntime 1.30.0");
+  REQUIRE_THAT(describe_artifact(shipped),
+               Catch::Contains("model.onnx, student.fp32.onnx (checked by onnxruntime 1.30.0)"));
   REQUIRE_THAT(read_file(o.out_dir + "/report.md"),
-               Catch::Contains("| student | student_int8 | runtime int8 |"));
+               Catch::Contains("| student | student_int8 | runtime int8 |") &&
+                   Catch::Contains("| student | student_int8 | onnxruntime int8 |") &&
+                   Catch::Contains("The graph ONNX Runtime optimized from"));
 
   // Criteria that cannot be met fail the run after the report is written.
   o.out_dir = temp_dir("e2e_fail");
-  REQUIRE_THROWS_WITH(
-      run_compress(parse_recipe(recipe_with(R"(, "max_bytes": 100, "min_speedup": 1000000)"), "e2e.json"), o),
-      Catch::Contains("verify: criteria not met: min_speedup") && Catch::Contains("max_bytes"));
+  REQUIRE_THROWS_WITH(run_compress(parse_recipe(recipe_with(R"(, "max_bytes": 100, "min_speedup": 1000000,
+                                                "min_speedup_vs_onnxruntime": 1000000)"),
+                                                "e2e.json"),
+                                   o),
+                      Catch::Contains("verify: criteria not met: min_speedup") &&
+                          Catch::Contains("max_bytes") && Catch::Contains("min_speedup_vs_onnxruntime"));
   REQUIRE_THAT(read_file(o.out_dir + "/report.md"), Catch::Contains("**FAIL**"));
+  // A criterion that needs ONNX Runtime where it cannot run: one line saying why, before the measurements.
+  o.out_dir = temp_dir("e2e_no_ort");
+  REQUIRE_THROWS_WITH(
+      run_compress(
+          parse_recipe(recipe_with(R"(, "onnxruntime": false, "min_speedup_vs_onnxruntime": 2)"), "e2e.json"),
+          o),
+      Catch::Contains("min_speedup_vs_onnxruntime needs ONNX Runtime") &&
+          Catch::Contains("verify.onnxruntime is off"));
 }
 
 TEST_CASE("stage order is checked") {

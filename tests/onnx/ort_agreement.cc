@@ -20,6 +20,8 @@
 
 #include "int8_models.h"
 #include "onnx_io/export.h"
+#include "onnx_io/onnxruntime.h"
+#include "runtime/error.h"
 #include "runtime/exec/session.h"
 #include "runtime/io/atomic_file.h"
 
@@ -32,22 +34,8 @@ std::string node_modules() {
   const char* data = std::getenv("MIGHTY_DATA");
   const char* xdg = std::getenv("XDG_CACHE_HOME");
   const char* home = std::getenv("HOME");
-  const std::string cache =
-      data ? data : (xdg ? std::string(xdg) : std::string(home ? home : "/root") + "/.cache") + "/mighty";
-  return cache + "/npm-onnxruntime-1.30.0/node_modules";
-}
-
-// Runs the runner; returns its JSON line.
-nlohmann::json run_ort(const std::string& args) {
-  const std::string out = fs::temp_directory_path() / ("ort_out_" + std::to_string(getpid()) + ".json");
-  const std::string cmd = "NODE_PATH='" + node_modules() + "' node '" MIGHTY_SOURCE_DIR "/scripts/ort-runner.js' " +
-                          args + " > '" + out + "'";
-  INFO(cmd);
-  REQUIRE(std::system(cmd.c_str()) == 0);
-  std::ifstream in(out);
-  nlohmann::json j = nlohmann::json::parse(in);
-  fs::remove(out);
-  return j;
+  return onnx_io::ort_node_modules(
+      data ? data : (xdg ? std::string(xdg) : std::string(home ? home : "/root") + "/.cache") + "/mighty");
 }
 
 }  // namespace
@@ -63,17 +51,29 @@ TEST_CASE("ONNX Runtime computes the exported int8 model as mighty does, on inte
   std::uniform_real_distribution<float> u(-2.0f, 3.0f);
   std::vector<float> x(static_cast<size_t>(count * per));
   for (float& v : x) v = u(rng);
-  write_file_atomic((dir / "x.bin").string(),
-                    std::string_view(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(float)));
-  const nlohmann::json r = run_ort("--model '" + (dir / "model.onnx").string() + "' --input '" +
-                                   (dir / "x.bin").string() + "' --shape 2,6,6 --out '" +
-                                   (dir / "y.bin").string() + "' --optimized '" + (dir / "opt.onnx").string() +
-                                   "' --batch 64");
-  REQUIRE(r["count"] == count);
-  REQUIRE(r["output_size"] == 3);
-  const std::string y = read_file((dir / "y.bin").string());
-  REQUIRE(y.size() == static_cast<size_t>(count * 3 * 4));
-  const float* got = reinterpret_cast<const float*>(y.data());
+  REQUIRE(onnx_io::ort_unavailable(node_modules()).empty());
+  onnx_io::OrtSession ort((dir / "model.onnx").string(), {node_modules(), 1, (dir / "opt.onnx").string()});
+  CHECK(ort.version() == "1.30.0");
+  std::vector<float> got_all;
+  for (int64_t i = 0; i < count; i += 64) {  // in batches, the last one short
+    const int64_t n = std::min<int64_t>(64, count - i);
+    std::vector<int64_t> shape;
+    const std::vector<float> y = ort.run(x.data() + i * per, {n, 2, 6, 6}, &shape);
+    REQUIRE(shape == std::vector<int64_t>{n, 3});
+    got_all.insert(got_all.end(), y.begin(), y.end());
+  }
+  REQUIRE(got_all.size() == static_cast<size_t>(count * 3));
+  const float* got = got_all.data();
+  // Timings: as many as asked, positive, for the model and for the runner's own overhead.
+  for (bool identity : {false, true}) {
+    const std::vector<double> ms = ort.time(x.data(), {1, 2, 6, 6}, 5, identity);
+    REQUIRE(ms.size() == 5);
+    for (double t : ms) CHECK(t > 0);
+  }
+  // A malformed request is one error line; the session goes on.
+  CHECK_THROWS_WITH(ort.run(x.data(), {1, 3, 6, 6}),
+                    Catch::Contains("onnxruntime (") && Catch::Contains("model.onnx"));
+  CHECK(ort.run(x.data(), {1, 2, 6, 6}).size() == 3);
   const Session session(Artifact::from_bytes(bytes, "int8.mighty"));
   const std::vector<float> want = session.run(x.data(), count);
   int64_t same = 0;
@@ -95,5 +95,22 @@ TEST_CASE("ONNX Runtime computes the exported int8 model as mighty does, on inte
   CHECK(std::count(ops.begin(), ops.end(), "com.microsoft:QGemm") == 2);
   for (const char* fp : {"Conv", "Gemm", "MatMul", "com.microsoft.nchwc:Conv", "com.microsoft:FusedGemm"})
     CHECK(std::count(ops.begin(), ops.end(), fp) == 0);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("ONNX Runtime: a file it cannot load is one line naming it") {
+  const fs::path dir = fs::temp_directory_path() / ("mighty_ort_bad_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  write_file_atomic((dir / "bad.onnx").string(), "not a model");
+  try {
+    onnx_io::OrtSession ort((dir / "bad.onnx").string(), {node_modules(), 1, ""});
+    FAIL("loaded a file that is not a model");
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    INFO(what);
+    CHECK(what.find("bad.onnx") != std::string::npos);
+    CHECK(what.find('\n') == std::string::npos);
+  }
+  CHECK(onnx_io::ort_unavailable((dir / "nothing").string()).find("scripts/setup") != std::string::npos);
   fs::remove_all(dir);
 }

@@ -175,10 +175,14 @@ TEST_CASE("int8 export: QDQ with the artifact's own scales, zero points, weights
   REQUIRE(q.at("c1_act") == std::pair<float, int>{0.05f, 0});   // after the ReLU, not between conv and ReLU
   REQUIRE(q.count("c1") == 0);
   REQUIRE(q.at("c1_pool") == std::pair<float, int>{0.05f, 0});  // c2 reads the chain's pair, no second one
+  // Clip(0, 6) changes values on c2's output range [0, 7.65]: an engine cannot drop it, so c2 gets a pair of
+  // its own (conv -> Q fuses into an integer conv) and the Clip runs between a DequantizeLinear and the
+  // chain's pair.
+  REQUIRE(q.at("c2") == std::pair<float, int>{0.03f, 0});
   REQUIRE(q.at("c2_act") == std::pair<float, int>{0.03f, 0});
   REQUIRE(q.at("flat") == std::pair<float, int>{0.03f, 0});
   REQUIRE(q.at("fc_act") == std::pair<float, int>{0.1f, 7});  // a float value into a static layer
-  REQUIRE(q.size() == 6);
+  REQUIRE(q.size() == 7);
   // Weights: the artifact's int8 values and per-channel scales, axis 0.
   const onnx::TensorProto& w = initializer(m, "c2.weight_int8");
   REQUIRE(w.data_type() == onnx::TensorProto::INT8);
