@@ -219,14 +219,22 @@ namespace {
 
 constexpr int64_t kOpset = 17;
 
-onnx::ValueInfoProto value_info(const std::string& name, int32_t elem, const Shape& per_example) {
+// [batch, per_example...]; with `length`, the first per-example dimension is the symbolic token count.
+onnx::ValueInfoProto value_info(const std::string& name, int32_t elem, const Shape& per_example,
+                                bool length = false) {
   onnx::ValueInfoProto v;
   v.set_name(name);
   auto* t = v.mutable_type()->mutable_tensor_type();
   t->set_elem_type(elem);
   auto* shape = t->mutable_shape();
   shape->add_dim()->set_dim_param("batch");
-  for (int64_t d : per_example) shape->add_dim()->set_dim_value(d);
+  for (size_t i = 0; i < per_example.size(); ++i) {
+    if (length && i == 0) {
+      shape->add_dim()->set_dim_param("length");
+    } else {
+      shape->add_dim()->set_dim_value(per_example[i]);
+    }
+  }
   return v;
 }
 
@@ -305,16 +313,16 @@ OnnxExport export_onnx(const Artifact& artifact) {
   onnx::GraphProto& g = *model.mutable_graph();
   g.set_name("mighty");
   ExportContext ctx(artifact, graph, g);
+  const bool tokens = graph.input_dtype() == DType::kInt64;
   const auto pairs = chain_pairs(artifact, graph);
   OnnxExport result;
   const auto& nodes = graph.nodes();
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& n = nodes[i];
     ctx.begin(static_cast<int>(i));
-    if (n.op == OpKind::kInput) {
-      if (graph.input_dtype() != DType::kFloat32)
-        ctx.fail("token-id inputs (Embedding, EmbeddingBag) have no ONNX export yet");
-      *g.add_input() = value_info("input", onnx::TensorProto::FLOAT, n.shape);
+    if (n.op == OpKind::kInput) {  // normalized floats, or token ids [batch, length]
+      *g.add_input() = tokens ? value_info("input", onnx::TensorProto::INT64, n.shape, true)
+                              : value_info("input", onnx::TensorProto::FLOAT, n.shape);
       ctx.set_result("input");
       continue;
     }
@@ -335,7 +343,9 @@ OnnxExport export_onnx(const Artifact& artifact) {
   ctx.begin(last);
   onnx::NodeProto& id = ctx.add("Identity", {ctx.value(last)}, "_output");
   id.set_output(0, "output");
-  *g.add_output() = value_info("output", onnx::TensorProto::FLOAT, graph.output_shape());
+  // A token model's per-token output [T, ...] has the input's length; a pooled one does not.
+  *g.add_output() = value_info("output", onnx::TensorProto::FLOAT, graph.output_shape(),
+                               tokens && graph.output_shape().size() > 1);
   try {
     onnx::checker::check_model(model);
     onnx::ModelProto inferred = model;

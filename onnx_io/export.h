@@ -4,10 +4,12 @@
 // int8 weights with their per-output-channel scales (axis 0), biases in int32 at the accumulator's scale
 // where the layer requantizes, and a uint8 chain (conv -> ReLU / Clip -> MaxPool -> Flatten -> next layer)
 // kept as Q/DQ pairs around each of its nodes, so an engine that fuses QDQ runs the same integer computation
-// mighty does. Layers mighty runs in fp32 are plain ops.
+// mighty does. A Linear with dynamic (per-row) activations is the runtime's row quantization in ONNX ops and
+// MatMulInteger (export_ops.cc). Layers mighty runs in fp32 are plain ops.
 //
-// The ONNX graph's input is the IR's Input node: normalized floats (images NCHW); the normalization (mean,
-// std) and any tokenizer stay outside the model, recorded in its metadata_props ("mighty.input").
+// The ONNX graph's input is the IR's Input node: normalized floats (images NCHW) or int64 token ids [batch,
+// length]; the normalization (mean, std) and any tokenizer stay outside the model, recorded in its
+// metadata_props ("mighty.input").
 //
 // Every written model passes ONNX's checker and its strict shape inference, whose output shape must be the
 // IR's. An op or a quantization mode without an ONNX form here is one error naming the node.

@@ -41,6 +41,7 @@ class ExportContext {
   onnx::NodeProto& add(const std::string& op_type, const std::vector<std::string>& inputs,
                        const std::string& suffix = "");
   static const std::string& output(const onnx::NodeProto& n) { return n.output(0); }
+  std::string fresh(const std::string& suffix) { return unique(node().name + suffix); }  // a new value name
   static void attr(onnx::NodeProto& n, const char* name, int64_t v);
   static void attr(onnx::NodeProto& n, const char* name, const std::vector<int64_t>& v);
   static void attr(onnx::NodeProto& n, const char* name, float v);

@@ -8,6 +8,8 @@
 #include <cfloat>
 #include <cmath>
 
+#include <fmt/format.h>
+
 #include "onnx_io/export_context.h"
 
 namespace mighty::onnx_io {
@@ -32,8 +34,7 @@ Operands operands(Ctx& ctx, bool transposed = false) {
     o.w = transposed ? ctx.float_transposed(".weight") : ctx.float_tensor(".weight");
     return o;
   }
-  if (!ctx.static_activation())
-    ctx.fail("int8 layers with dynamic (per-row) activations have no ONNX form yet");
+  if (!ctx.static_activation()) ctx.fail("int8 convolutions with dynamic activations have no ONNX form");
   o.int8 = true;
   o.input = ctx.input_params();
   o.requantizes = ctx.node().attrs["quant"].contains("output_scale");
@@ -42,8 +43,88 @@ Operands operands(Ctx& ctx, bool transposed = false) {
   return o;
 }
 
+// x [..., in] quantized per row as mighty's runtime does it (kernels::quantize_rows_dynamic): the row's
+// range widened to hold 0, scale (hi - lo) / 255 (1 where that is 0), zero point round(-lo / scale) in
+// [0, 255], q = clamp(round(x * (1 / scale)), -zp, 255 - zp) + zp. Returns q (uint8), scale and zero point
+// (float, [..., 1]).
+struct RowQuantized {
+  std::string q, scale, zero_point;
+};
+
+RowQuantized quantize_rows_dynamic(Ctx& ctx, const std::string& x) {
+  auto op = [&](const char* type, const std::vector<std::string>& in, const char* suffix) {
+    return Ctx::output(ctx.add(type, in, suffix));
+  };
+  auto reduce = [&](const char* type, const char* suffix) {
+    onnx::NodeProto& r = ctx.add(type, {x}, suffix);
+    Ctx::attr(r, "axes", std::vector<int64_t>{-1});
+    Ctx::attr(r, "keepdims", int64_t{1});
+    return Ctx::output(r);
+  };
+  const std::string zero = ctx.floats(".zero", {}, {0.0f}), one = ctx.floats(".one", {}, {1.0f});
+  const std::string q255 = ctx.floats(".q255", {}, {255.0f});
+  const std::string lo = op("Min", {reduce("ReduceMin", ".row_min"), zero}, ".lo");
+  const std::string hi = op("Max", {reduce("ReduceMax", ".row_max"), zero}, ".hi");
+  std::string scale = op("Div", {op("Sub", {hi, lo}, ".range"), q255}, ".scale0");
+  scale = op("Where", {op("Greater", {scale, zero}, ".scale_ok"), scale, one}, ".row_scale");
+  onnx::NodeProto& zc = ctx.add(
+      "Clip", {op("Round", {op("Div", {op("Neg", {lo}, ".neg_lo"), scale}, ".z0")}, ".z1"), zero, q255},
+      ".row_zero_point");
+  const std::string z = Ctx::output(zc);
+  std::string v = op("Mul", {x, op("Reciprocal", {scale}, ".inv_scale")}, ".scaled");
+  v = op("Max", {v, op("Neg", {z}, ".neg_z")}, ".clamp_lo");
+  v = op("Min", {v, op("Sub", {q255, z}, ".z_hi")}, ".clamp_hi");
+  onnx::NodeProto& cast = ctx.add("Cast", {op("Add", {op("Round", {v}, ".rounded"), z}, ".shifted")}, ".q");
+  Ctx::attr(cast, "to", int64_t{onnx::TensorProto::UINT8});
+  return {Ctx::output(cast), scale, z};
+}
+
+// A Linear with dynamic (per-row) int8 activations, as the runtime computes it: MatMulInteger of the
+// row-quantized input and the int8 weight, minus zero point x column sums, times row scale x weight scale,
+// plus the float bias.
+void linear_dynamic(Ctx& ctx) {
+  const Node& n = ctx.node();
+  const RowQuantized rq = quantize_rows_dynamic(ctx, ctx.in());
+  const TensorView& w = ctx.tensor(".weight");
+  const TensorView& ws = ctx.tensor(".weight_scale");
+  if (w.type != TensorType::kInt8 || w.shape.size() != 2) ctx.fail("the weight is not an int8 matrix");
+  if (ws.type != TensorType::kFloat32 || ws.numel() != w.shape[0])
+    ctx.fail(fmt::format("tensor '{}' is not {} float32 scales", ws.name, w.shape[0]));
+  const int64_t out = w.shape[0], in = w.shape[1];
+  std::vector<int8_t> t(static_cast<size_t>(in * out));
+  std::vector<int32_t> sums(static_cast<size_t>(out), 0);
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t k = 0; k < in; ++k) {
+      const int8_t v = w.as<int8_t>()[o * in + k];
+      t[static_cast<size_t>(k * out + o)] = v;
+      sums[static_cast<size_t>(o)] += v;
+    }
+  const std::string wt =
+      ctx.initializer(".weight_int8_t", onnx::TensorProto::INT8, {in, out}, t.data(), t.size());
+  const std::string colsum =
+      ctx.initializer(".weight_column_sums", onnx::TensorProto::INT32, {out}, sums.data(), sums.size() * 4);
+  const std::string scale =
+      ctx.initializer(".weight_scale", onnx::TensorProto::FLOAT, {out}, ws.data, ws.bytes);
+  auto op = [&](const char* type, const std::vector<std::string>& in_values, const char* suffix) {
+    return Ctx::output(ctx.add(type, in_values, suffix));
+  };
+  auto cast = [&](const std::string& v, int64_t to, const char* suffix) {
+    onnx::NodeProto& c = ctx.add("Cast", {v}, suffix);
+    Ctx::attr(c, "to", to);
+    return Ctx::output(c);
+  };
+  const std::string acc = op("MatMulInteger", {rq.q, wt}, ".matmul_integer");
+  const std::string z32 = cast(rq.zero_point, onnx::TensorProto::INT32, ".zero_point_i32");
+  const std::string corrected = op("Sub", {acc, op("Mul", {z32, colsum}, ".zero_point_sums")}, ".acc");
+  const std::string mult = op("Mul", {rq.scale, scale}, ".multiplier");
+  std::string y = op("Mul", {cast(corrected, onnx::TensorProto::FLOAT, ".acc_f"), mult}, ".dequantized");
+  if (n.attrs.value("bias", true)) y = op("Add", {y, ctx.float_tensor(".bias")}, ".add_bias");
+  ctx.set_result(y);
+}
+
 void linear(Ctx& ctx) {
   const Node& n = ctx.node();
+  if (ctx.quantized() && !ctx.static_activation()) return linear_dynamic(ctx);
   const bool bias = n.attrs.value("bias", true);
   const bool matrix = ctx.in_shape().size() == 1;
   const Operands o = operands(ctx, !matrix);
@@ -180,6 +261,138 @@ void concat(Ctx& ctx) {
   ctx.set_result(Ctx::output(c));
 }
 
+// The node's table [num, dim] as a float value: fp32 as it is, int8 (one scale per row) dequantized (axis 0),
+// q x scale, as the runtime reads it.
+std::string embedding_table(Ctx& ctx) {
+  if (!ctx.quantized()) return ctx.float_tensor(".weight");
+  const TensorView& w = ctx.tensor(".weight");
+  const TensorView& s = ctx.tensor(".weight_scale");
+  if (w.type != TensorType::kInt8 || w.shape.size() != 2) ctx.fail("the table is not an int8 matrix");
+  if (s.type != TensorType::kFloat32 || s.numel() != w.shape[0])
+    ctx.fail(fmt::format("tensor '{}' is not {} float32 scales", s.name, w.shape[0]));
+  const std::string q = ctx.initializer(".weight_int8", onnx::TensorProto::INT8, w.shape, w.data, w.bytes);
+  const std::string scale =
+      ctx.initializer(".weight_scale", onnx::TensorProto::FLOAT, {w.shape[0]}, s.data, s.bytes);
+  const std::vector<int8_t> zeros(static_cast<size_t>(w.shape[0]), 0);
+  const std::string zp = ctx.initializer(".weight_zero_point", onnx::TensorProto::INT8, {w.shape[0]},
+                                         zeros.data(), zeros.size());
+  onnx::NodeProto& dq = ctx.add("DequantizeLinear", {q, scale, zp}, ".weight_dq");
+  Ctx::attr(dq, "axis", int64_t{0});
+  return Ctx::output(dq);
+}
+
+// The token input's length T (int64 scalar): Shape(ids)[1].
+std::string token_length(Ctx& ctx) {
+  const std::string shape = Ctx::output(ctx.add("Shape", {ctx.in()}, ".ids_shape"));
+  onnx::NodeProto& g = ctx.add("Gather", {shape, ctx.int64s(".one_index", {1})}, ".length1");
+  Ctx::attr(g, "axis", int64_t{0});
+  onnx::NodeProto& sq = ctx.add("Squeeze", {Ctx::output(g)}, ".length");
+  return Ctx::output(sq);
+}
+
+// Embedding: ids [batch, T] -> rows [batch, T, dim]; a positional table: rows 0..T-1, [1, T, dim] (it is
+// added to the token rows, broadcasting over the batch).
+void embedding(Ctx& ctx) {
+  const std::string table = embedding_table(ctx);
+  if (!ctx.node().attrs.value("positional", false)) {
+    onnx::NodeProto& g = ctx.add("Gather", {table, ctx.in()});
+    Ctx::attr(g, "axis", int64_t{0});
+    ctx.set_result(Ctx::output(g));
+    return;
+  }
+  const int64_t zero = 0, one = 1;
+  const std::string start = ctx.initializer(".start", onnx::TensorProto::INT64, {}, &zero, 8);
+  const std::string step = ctx.initializer(".step", onnx::TensorProto::INT64, {}, &one, 8);
+  const std::string positions = Ctx::output(ctx.add("Range", {start, token_length(ctx), step}, ".positions"));
+  onnx::NodeProto& g = ctx.add("Gather", {table, positions}, ".rows");
+  Ctx::attr(g, "axis", int64_t{0});
+  ctx.set_result(Ctx::output(ctx.add("Unsqueeze", {Ctx::output(g), ctx.int64s(".batch_axis", {0})})));
+}
+
+// EmbeddingBag: the mean of the rows of each document's ids, ids < 0 being padding (an empty document: 0).
+void embedding_bag(Ctx& ctx) {
+  auto op = [&](const char* type, const std::vector<std::string>& in, const char* suffix) {
+    return Ctx::output(ctx.add(type, in, suffix));
+  };
+  const std::string ids = ctx.in();
+  const int64_t zero = 0;
+  const std::string zero_id = ctx.initializer(".zero_id", onnx::TensorProto::INT64, {}, &zero, 8);
+  const std::string kept = op("GreaterOrEqual", {ids, zero_id}, ".kept");
+  onnx::NodeProto& g =
+      ctx.add("Gather", {embedding_table(ctx), op("Where", {kept, ids, zero_id}, ".ids")}, ".rows");
+  Ctx::attr(g, "axis", int64_t{0});
+  onnx::NodeProto& mask = ctx.add("Cast", {kept}, ".mask");
+  Ctx::attr(mask, "to", int64_t{onnx::TensorProto::FLOAT});
+  const std::string mask3 = op("Unsqueeze", {Ctx::output(mask), ctx.int64s(".last_axis", {2})}, ".mask3");
+  const std::string tokens_axis = ctx.int64s(".tokens_axis", {1});
+  onnx::NodeProto& sum =
+      ctx.add("ReduceSum", {op("Mul", {Ctx::output(g), mask3}, ".masked"), tokens_axis}, ".sum");
+  Ctx::attr(sum, "keepdims", int64_t{0});
+  onnx::NodeProto& count = ctx.add("ReduceSum", {mask3, tokens_axis}, ".count0");
+  Ctx::attr(count, "keepdims", int64_t{0});
+  const std::string n = op("Max", {Ctx::output(count), ctx.floats(".one", {}, {1.0f})}, ".count");
+  ctx.set_result(op("Mul", {Ctx::output(sum), op("Reciprocal", {n}, ".inv_count")}, ""));
+}
+
+// MultiHeadAttention in fp32 over x [batch, T, d]: the packed in_proj, heads as [batch, heads, T, head_dim],
+// scores q k^T x 1/sqrt(head_dim), the causal mask (-inf above the diagonal), Softmax, the context, out_proj.
+void attention(Ctx& ctx) {
+  const Node& n = ctx.node();
+  const int64_t heads = n.attrs.at("heads").get<int64_t>();
+  const int64_t dh = attention_head_dim(n), e = attention_inner(n);
+  auto op = [&](const char* type, const std::vector<std::string>& in, const char* suffix) {
+    return Ctx::output(ctx.add(type, in, suffix));
+  };
+  auto transpose = [&](const std::string& v, std::vector<int64_t> perm, const char* suffix) {
+    onnx::NodeProto& t = ctx.add("Transpose", {v}, suffix);
+    Ctx::attr(t, "perm", perm);
+    return Ctx::output(t);
+  };
+  const std::string qkv = op("Add",
+                             {op("MatMul", {ctx.in(), ctx.float_transposed(".in_proj.weight")}, ".qkv0"),
+                              ctx.float_tensor(".in_proj.bias")},
+                             ".qkv");
+  onnx::NodeProto& split = ctx.add("Split", {qkv, ctx.int64s(".split", {e, e, e})}, ".q");
+  Ctx::attr(split, "axis", int64_t{-1});
+  split.add_output(ctx.fresh(".k"));
+  split.add_output(ctx.fresh(".v"));
+  const std::string heads_shape = ctx.int64s(".heads_shape", {0, 0, heads, dh});
+  auto by_head = [&](int k, const char* suffix) {
+    return op("Reshape", {split.output(k), heads_shape}, suffix);
+  };
+  const std::string q = transpose(by_head(0, ".q_heads"), {0, 2, 1, 3}, ".q_t");
+  const std::string kt = transpose(by_head(1, ".k_heads"), {0, 2, 3, 1}, ".k_t");
+  const std::string v = transpose(by_head(2, ".v_heads"), {0, 2, 1, 3}, ".v_t");
+  std::string scores =
+      op("Mul",
+         {op("MatMul", {q, kt}, ".qk"), ctx.floats(".scale", {}, {1.0f / std::sqrt(static_cast<float>(dh))})},
+         ".scores");
+  if (n.attrs.value("causal", false)) {
+    // mask[r][c] = c > r, from positions 0..T-1 (T from the input's shape)
+    const std::string shape = op("Shape", {ctx.in()}, ".x_shape");
+    onnx::NodeProto& g = ctx.add("Gather", {shape, ctx.int64s(".t_index", {1})}, ".t1");
+    Ctx::attr(g, "axis", int64_t{0});
+    const std::string t = op("Squeeze", {Ctx::output(g)}, ".t");
+    const int64_t zero = 0, one = 1;
+    const std::string pos = op("Range",
+                               {ctx.initializer(".start", onnx::TensorProto::INT64, {}, &zero, 8), t,
+                                ctx.initializer(".step", onnx::TensorProto::INT64, {}, &one, 8)},
+                               ".pos");
+    const std::string rows = op("Unsqueeze", {pos, ctx.int64s(".row_axis", {1})}, ".pos_rows");
+    const std::string future = op("Greater", {pos, rows}, ".future");
+    scores = op("Where", {future, ctx.floats(".minus_inf", {}, {-INFINITY}), scores}, ".masked");
+  }
+  onnx::NodeProto& sm = ctx.add("Softmax", {scores}, ".probs");
+  Ctx::attr(sm, "axis", int64_t{-1});
+  const std::string context =
+      transpose(op("MatMul", {Ctx::output(sm), v}, ".context_heads"), {0, 2, 1, 3}, ".context_t");
+  const std::string flat = op("Reshape", {context, ctx.int64s(".context_shape", {0, 0, e})}, ".context");
+  ctx.set_result(op("Add",
+                    {op("MatMul", {flat, ctx.float_transposed(".out_proj.weight")}, ".out0"),
+                     ctx.float_tensor(".out_proj.bias")},
+                    ""));
+}
+
 const std::vector<OnnxExportDef> kTable = {
     {OpKind::kLinear, linear},
     {OpKind::kConv2d, conv2d},
@@ -200,6 +413,9 @@ const std::vector<OnnxExportDef> kTable = {
     {OpKind::kAdd, [](Ctx& c) { binary(c, "Add"); }},
     {OpKind::kMul, [](Ctx& c) { binary(c, "Mul"); }},
     {OpKind::kConcat, concat},
+    {OpKind::kEmbedding, embedding},
+    {OpKind::kEmbeddingBag, embedding_bag},
+    {OpKind::kMultiHeadAttention, attention},
 };
 
 }  // namespace

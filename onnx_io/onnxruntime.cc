@@ -69,9 +69,9 @@ std::string ort_unavailable(const std::string& node_modules) {
 OrtSession::OrtSession(const std::string& model, const OrtOptions& options)
     : model_(model), timeout_s_(options.timeout_s) {
   static std::atomic<int> counter{0};
-  stderr_path_ = (fs::temp_directory_path() /
-                  fmt::format("mighty-ort-{}-{}.stderr", ::getpid(), counter.fetch_add(1)))
-                     .string();
+  stderr_path_ =
+      (fs::temp_directory_path() / fmt::format("mighty-ort-{}-{}.stderr", ::getpid(), counter.fetch_add(1)))
+          .string();
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     throw Error(fmt::format("onnxruntime ({}): cannot make a socket: {}", model_, std::strerror(errno)));
@@ -80,8 +80,9 @@ OrtSession::OrtSession(const std::string& model, const OrtOptions& options)
   posix_spawn_file_actions_adddup2(&actions, sv[1], 0);
   posix_spawn_file_actions_adddup2(&actions, sv[1], 1);
   posix_spawn_file_actions_addopen(&actions, 2, stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  std::vector<std::string> args = {"node",    "-e",    kOrtRunnerScript, "--", "--model", model,
-                                   "--threads", std::to_string(std::max(1, options.threads))};
+  std::vector<std::string> args = {
+      "node",    "-e",  kOrtRunnerScript, "--",
+      "--model", model, "--threads",      std::to_string(std::max(1, options.threads))};
   if (!options.optimized_path.empty()) {
     args.push_back("--optimized");
     args.push_back(options.optimized_path);
@@ -207,7 +208,8 @@ size_t elements(const std::vector<int64_t>& shape) {
   return n;
 }
 
-std::vector<float> floats_of(const std::string& payload, const std::string& reply, std::vector<int64_t>* shape) {
+std::vector<float> floats_of(const std::string& payload, const std::string& reply,
+                             std::vector<int64_t>* shape) {
   if (shape) *shape = nlohmann::json::parse(reply).at("shape").get<std::vector<int64_t>>();
   std::vector<float> out(payload.size() / sizeof(float));
   std::memcpy(out.data(), payload.data(), out.size() * sizeof(float));

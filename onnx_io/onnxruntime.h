@@ -45,7 +45,8 @@ class OrtSession {
 
   // `runs` timings in ms of session.run on this input, each alone, after a warm-up; `identity`: the same
   // call on a one-Identity model (the runner's overhead).
-  std::vector<double> time(const float* x, const std::vector<int64_t>& shape, int runs, bool identity = false);
+  std::vector<double> time(const float* x, const std::vector<int64_t>& shape, int runs,
+                           bool identity = false);
   std::vector<double> time(const int64_t* ids, const std::vector<int64_t>& shape, int runs,
                            bool identity = false);
 

@@ -63,7 +63,8 @@ nlohmann::json paired_speed(const Session& mighty, OrtSession& ort, const Datase
   const torch::Tensor one = example_input(data, 1).contiguous();
   torch::Tensor batch = example_input(data, eval.throughput_batch).contiguous();
   if (one.scalar_type() != torch::kInt64) batch = batch.to(torch::kFloat32).contiguous();
-  const torch::Tensor one_in = one.scalar_type() == torch::kInt64 ? one : one.to(torch::kFloat32).contiguous();
+  const torch::Tensor one_in =
+      one.scalar_type() == torch::kInt64 ? one : one.to(torch::kFloat32).contiguous();
   const int per_round = static_cast<int>(std::max<int64_t>(1, latency_runs / kRounds));
   const int batch_runs = 3;
   for (int i = 0; i < 10; ++i) mighty_call(mighty, one_in);
@@ -117,9 +118,9 @@ nlohmann::json ort_row(const OrtRowInputs& in, const std::string& key, const std
   }
   const std::string path = file["path"].get<std::string>();
   const bool int8 = key == "model";
-  const std::string optimized =
-      (std::filesystem::path(in.stage_dir) / (int8 ? "model.ort-optimized.onnx" : "student.fp32.ort-optimized.onnx"))
-          .string();
+  const std::string optimized = (std::filesystem::path(in.stage_dir) /
+                                 (int8 ? "model.ort-optimized.onnx" : "student.fp32.ort-optimized.onnx"))
+                                    .string();
   std::filesystem::create_directories(in.stage_dir);
   fmt::print(stderr, "verify: {} ({})\n", engine, path);
   OrtSession ort(path, {in.node_modules, in.threads, optimized});
@@ -128,11 +129,11 @@ nlohmann::json ort_row(const OrtRowInputs& in, const std::string& key, const std
   const Forward& mine = int8 ? in.int8 : in.fp32;
   const nlohmann::json same = compare_models(mine, forward, in.data, Split::kTest);
   const nlohmann::json vs_teacher = compare_models(in.teacher_on_test, forward, in.data, Split::kTest);
-  const nlohmann::json speed =
-      paired_speed(int8 ? in.int8_session : in.fp32_session, ort, in.data, in.eval, in.latency_runs, in.threads);
-  nlohmann::json entry = model_entry("student", int8 ? "student_int8" : "student_fp32", engine, in.params,
-                                     static_cast<int64_t>(std::filesystem::file_size(path)), test,
-                                     speed["onnxruntime"]);
+  const nlohmann::json speed = paired_speed(int8 ? in.int8_session : in.fp32_session, ort, in.data, in.eval,
+                                            in.latency_runs, in.threads);
+  nlohmann::json entry =
+      model_entry("student", int8 ? "student_int8" : "student_fp32", engine, in.params,
+                  static_cast<int64_t>(std::filesystem::file_size(path)), test, speed["onnxruntime"]);
   entry["agreement"] = vs_teacher["agreement"];
   entry["kl"] = vs_teacher["kl"];
   entry["path"] = path;
@@ -157,8 +158,8 @@ nlohmann::json onnxruntime_rows(const OrtRowInputs& in) {
     out["unavailable"] = why;
     return out;
   }
-  for (const auto& [key, engine] : {std::pair<const char*, const char*>{"fp32", "onnxruntime fp32"},
-                                    {"model", "onnxruntime int8"}}) {
+  for (const auto& [key, engine] :
+       {std::pair<const char*, const char*>{"fp32", "onnxruntime fp32"}, {"model", "onnxruntime int8"}}) {
     out["rows"].push_back(ort_row(in, key, engine));
     if (out["rows"].back().contains("version")) out["version"] = out["rows"].back()["version"];
   }
@@ -178,7 +179,8 @@ std::string onnxruntime_markdown(const nlohmann::json& ort) {
     out = fmt::format(
         "\nONNX Runtime {} (onnxruntime-node, CPU, all graph optimizations), timed in {} rounds alternating "
         "with mighty's session of the same precision; the Node binding's own cost per call, {:.4f} ms, is "
-        "inside ONNX Runtime's times (net: without it).\n\n| ONNX file | identical top-1 vs mighty | batch-1 p50: "
+        "inside ONNX Runtime's times (net: without it).\n\n| ONNX file | identical top-1 vs mighty | batch-1 "
+        "p50: "
         "mighty, ORT | mighty faster at batch 1 (net) | batch-{} throughput: mighty, ORT | mighty faster at "
         "batch {} |\n|---|---:|---:|---:|---:|---:|\n",
         (*measured)["version"].get<std::string>(), p["rounds"].get<int>(), p["overhead_ms_b1"].get<double>(),
@@ -186,17 +188,18 @@ std::string onnxruntime_markdown(const nlohmann::json& ort) {
   }
   for (const auto& r : ort["rows"]) {
     if (r.contains("unavailable")) {
-      out += fmt::format("| `{}` | {} | | | | |\n", file_name(r["path"]),
-                         r["unavailable"].get<std::string>());
+      out +=
+          fmt::format("| `{}` | {} | | | | |\n", file_name(r["path"]), r["unavailable"].get<std::string>());
       continue;
     }
     const auto& p = r["paired"];
-    out += fmt::format("| `{}` | {:.2f}% | {:.4f} ms, {:.4f} ms | {:.2f}x ({:.2f}x) | {:.0f}/s, {:.0f}/s | {:.2f}x |\n",
-                       file_name(r["path"]), 100.0 * r["identical_to_mighty"].get<double>(),
-                       p["mighty"]["latency_ms_b1"].get<double>(), p["onnxruntime"]["latency_ms_b1"].get<double>(),
-                       p["speedup_b1"].get<double>(), p["speedup_b1_net"].get<double>(),
-                       p["mighty"]["throughput_per_s"].get<double>(),
-                       p["onnxruntime"]["throughput_per_s"].get<double>(), p["speedup_batch"].get<double>());
+    out += fmt::format(
+        "| `{}` | {:.2f}% | {:.4f} ms, {:.4f} ms | {:.2f}x ({:.2f}x) | {:.0f}/s, {:.0f}/s | {:.2f}x |\n",
+        file_name(r["path"]), 100.0 * r["identical_to_mighty"].get<double>(),
+        p["mighty"]["latency_ms_b1"].get<double>(), p["onnxruntime"]["latency_ms_b1"].get<double>(),
+        p["speedup_b1"].get<double>(), p["speedup_b1_net"].get<double>(),
+        p["mighty"]["throughput_per_s"].get<double>(), p["onnxruntime"]["throughput_per_s"].get<double>(),
+        p["speedup_batch"].get<double>());
   }
   for (const auto& r : ort["rows"]) {
     if (!r.contains("optimized_op_types")) continue;

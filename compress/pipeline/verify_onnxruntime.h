@@ -1,5 +1,5 @@
-// ONNX Runtime's rows in verify (verify_onnxruntime.cc): the exported ONNX files run by onnxruntime-node beside
-// mighty's own sessions.
+// ONNX Runtime's rows in verify (verify_onnxruntime.cc): the exported ONNX files run by onnxruntime-node
+// beside mighty's own sessions.
 #pragma once
 
 #include <string>
@@ -25,7 +25,8 @@ struct OrtRowInputs {
 };
 
 // {"rows": [fp32 row, int8 row] (model entries with "path", "version", "identical_to_mighty", "paired",
-// "optimized_op_types"; or {"engine", "path", "unavailable"}), "version"} or {"rows": [], "unavailable": why}.
+// "optimized_op_types"; or {"engine", "path", "unavailable"}), "version"} or {"rows": [], "unavailable":
+// why}.
 nlohmann::json onnxruntime_rows(const OrtRowInputs& in);
 
 // The verify section's ONNX Runtime paragraph.

@@ -207,21 +207,23 @@ TEST_CASE("int8 export: QDQ with the artifact's own scales, zero points, weights
 
 TEST_CASE("ONNX export refuses what has no ONNX form, naming the node") {
   Graph g;
-  int x = g.add("input", OpKind::kInput, {}, {{"shape", {8}}, {"dtype", "float32"}});
-  x = g.add(
-      "fc", OpKind::kLinear, {x},
-      {{"in_features", 8}, {"out_features", 2}, {"quant", {{"weight", "int8"}, {"activation", "dynamic"}}}});
+  int x = g.add("input", OpKind::kInput, {}, {{"shape", {1, 4, 4}}, {"dtype", "float32"}});
+  x = g.add("conv", OpKind::kConv2d, {x},
+            {{"in_channels", 1},
+             {"out_channels", 2},
+             {"kernel", 3},
+             {"quant", {{"weight", "int8"}, {"activation", "dynamic"}}}});
   g.set_output(x);
   g.infer_shapes();
   ArtifactWriter w;
   w.set_metadata({{"graph", g.to_json()}});
-  const std::vector<int8_t> q(16, 1);
+  const std::vector<int8_t> q(18, 1);
   const std::vector<float> s(2, 0.01f), b(2, 0.0f);
-  w.add_tensor("fc.weight", TensorType::kInt8, {2, 8}, q.data());
-  w.add_tensor("fc.weight_scale", TensorType::kFloat32, {2}, s.data());
-  w.add_tensor("fc.bias", TensorType::kFloat32, {2}, b.data());
+  w.add_tensor("conv.weight", TensorType::kInt8, {2, 1, 3, 3}, q.data());
+  w.add_tensor("conv.weight_scale", TensorType::kFloat32, {2}, s.data());
+  w.add_tensor("conv.bias", TensorType::kFloat32, {2}, b.data());
   const Artifact a = Artifact::from_bytes(w.serialize(), "dyn.mighty");
   REQUIRE_THROWS_WITH(onnx_io::export_onnx(a),
-                      Catch::Contains("dyn.mighty: ONNX export of graph node 1 ('fc', Linear)") &&
+                      Catch::Contains("dyn.mighty: ONNX export of graph node 1 ('conv', Conv2d)") &&
                           Catch::Contains("dynamic"));
 }
