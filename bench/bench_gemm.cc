@@ -1,6 +1,6 @@
-// int8 GEMM side by side: mighty's paths, oneDNN's u8 x s8 matmul (-> s32 and -> f32 with per-channel
-// scales), LibTorch fp32 linear (on OpenBLAS) and Eigen fp32, on the shapes, 1 and 2 threads. GOPS =
-// 2*M*N*K / s. Run through scripts/bench-kernels, which prints one table.
+// int8 GEMM side by side: mighty's paths (AMX, AVX-512 VNNI, AVX2), oneDNN's u8 x s8 matmul (-> s32 and ->
+// f32 with per-channel scales), LibTorch fp32 linear (on OpenBLAS) and Eigen fp32, on the shapes, 1
+// and 2 threads. GOPS = 2*M*N*K / s. Run through scripts/bench-kernels, which prints one table.
 #include <omp.h>
 #include <torch/torch.h>
 
@@ -139,7 +139,7 @@ int main(int argc, char** argv) {
       const std::string shape = "M" + std::to_string(m) + "/N" + std::to_string(n) + "/K" + std::to_string(k);
       for (int t : {1, 2}) {
         const std::string tt = "/t" + std::to_string(t);
-        for (Isa isa : {Isa::kAvx512Vnni, Isa::kAvx2}) {
+        for (Isa isa : {Isa::kAmx, Isa::kAvx512Vnni, Isa::kAvx2}) {
           benchmark::RegisterBenchmark(
               ("mighty_" + std::string(isa_name(isa)) + "_s32/" + shape + tt).c_str(), mighty_gemm, s, isa, t,
               OutputKind::kInt32)

@@ -1,9 +1,10 @@
 // The machine's int8 peak, measured: long runs of independent dot-product instructions with no memory
-// traffic, written in inline assembly so no compiler can shorten them. AVX-512 VNNI: vpdpbusd on 12 zmm
-// accumulators. AVX2: the exact u8 x s8 sequence our AVX2 path needs (vpmaddwd + vpaddd on int16-widened
-// operands) on 8 accumulators; vpmaddwd alone runs ~20% faster, but the vpaddd it needs shares its pipes.
-// 1 MAC = 2 ops. Also the batch-1 roofline: how fast one core reads a buffer of a layer's weight bytes (a
-// GEMV at M = 1 uses each weight byte once, so it cannot run faster than 2 ops per byte read).
+// traffic, written in inline assembly so no compiler can shorten them. AMX: TDPBUSD on 4 independent
+// accumulator tiles (16 x 16 x 64 MACs each). AVX-512 VNNI: vpdpbusd on 12 zmm accumulators. AVX2: the exact
+// u8 x s8 sequence our AVX2 path needs (vpmaddwd + vpaddd on int16-widened operands) on 8 accumulators;
+// vpmaddwd alone runs ~20% faster, but the vpaddd it needs shares its pipes. 1 MAC = 2 ops. Also the batch-1
+// roofline: how fast one core reads a buffer of a layer's weight bytes (a GEMV at M = 1 uses each weight byte
+// once, so it cannot run faster than 2 ops per byte read).
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -53,6 +54,33 @@ void peak_vnni(benchmark::State& state) {
           "xmm11", "xmm14", "xmm15");
   }
   set_gops(state, 12.0 * 64 * kLoops);
+}
+
+void peak_amx(benchmark::State& state) {
+  if (!runs_here(state, mighty::kernels::Isa::kAmx)) return;
+  // Palette 1, tiles 0-7 of 16 rows x 64 bytes (cpu_features() has obtained Linux's tile-data permission).
+  alignas(64) uint8_t config[64] = {1};
+  for (int t = 0; t < 8; ++t) {
+    config[16 + 2 * t] = 64;
+    config[48 + t] = 16;
+  }
+  for (auto _ : state) {
+    __asm__ volatile(
+        "ldtilecfg (%1)\n"
+        "tilezero %%tmm0\n tilezero %%tmm1\n tilezero %%tmm2\n tilezero %%tmm3\n"
+        "tilezero %%tmm4\n tilezero %%tmm5\n tilezero %%tmm6\n tilezero %%tmm7\n"
+        "mov %0, %%rcx\n"
+        "1:\n"
+        "tdpbusd %%tmm6, %%tmm4, %%tmm0\n tdpbusd %%tmm7, %%tmm4, %%tmm1\n"
+        "tdpbusd %%tmm6, %%tmm5, %%tmm2\n tdpbusd %%tmm7, %%tmm5, %%tmm3\n"
+        "dec %%rcx\n"
+        "jnz 1b\n"
+        "tilerelease\n"
+        :
+        : "r"(kLoops / 16), "r"(config)
+        : "rcx", "memory");
+  }
+  set_gops(state, 4.0 * 16 * 16 * 64 * (kLoops / 16));
 }
 
 void peak_avx2(benchmark::State& state) {
@@ -153,6 +181,7 @@ void register_read_bandwidth(int64_t n, int64_t k) {
       ->UseRealTime();
 }
 
+BENCHMARK(peak_amx)->Name("peak/amx")->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(peak_vnni)->Name("peak/avx512vnni")->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(peak_avx2)->Name("peak/avx2")->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(tile_loop_avx2)->Name("peak/avx2_tile_loop")->Unit(benchmark::kMicrosecond)->UseRealTime();

@@ -1,6 +1,8 @@
 #include "kernels/cpu_features.h"
 
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -17,6 +19,32 @@ uint64_t read_xcr0() {
   return (static_cast<uint64_t>(edx) << 32) | eax;
 }
 
+// Linux (5.16+): a process must ask before it touches tile data, or its first tile instruction faults.
+constexpr long kArchGetXcompPerm = 0x1022, kArchReqXcompPerm = 0x1023;
+constexpr int kXfeatureTileData = 18;
+
+void detect_amx(CpuFeatures& f, uint64_t xcr0) {
+  f.os_saves_amx = (xcr0 & (3ull << 17)) == (3ull << 17);
+  if (!f.amx_tile || !f.amx_int8) {
+    f.amx_detail = "the CPU has no AMX-INT8";
+    return;
+  }
+  if (!f.os_saves_amx) {
+    f.amx_detail = "the OS does not enable tile state (XCR0 bits 17-18)";
+    return;
+  }
+  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureTileData) != 0) {
+    f.amx_detail =
+        "Linux refused tile-data permission (arch_prctl ARCH_REQ_XCOMP_PERM; kernel older than 5.16?)";
+    return;
+  }
+  unsigned long granted = 0;
+  f.amx_permitted =
+      syscall(SYS_arch_prctl, kArchGetXcompPerm, &granted) == 0 && (granted >> kXfeatureTileData & 1) != 0;
+  f.amx_detail = f.amx_permitted ? "AMX-TILE, AMX-INT8, XCR0 tile state and Linux's permission: usable"
+                                 : "Linux did not grant tile-data permission";
+}
+
 CpuFeatures detect() {
   CpuFeatures f;
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
@@ -25,8 +53,9 @@ CpuFeatures detect() {
   __cpuid_count(1, 0, eax, ebx, ecx, edx);
   const bool osxsave = (ecx >> 27) & 1;
   f.fma = (ecx >> 12) & 1;
+  uint64_t xcr0 = 0;
   if (osxsave) {
-    const uint64_t xcr0 = read_xcr0();
+    xcr0 = read_xcr0();
     f.os_saves_avx = (xcr0 & 0x6) == 0x6;
     f.os_saves_avx512 = f.os_saves_avx && (xcr0 & 0xe0) == 0xe0;
   }
@@ -37,7 +66,10 @@ CpuFeatures detect() {
     f.avx512bw = (ebx >> 30) & 1;
     f.avx512vl = (ebx >> 31) & 1;
     f.avx512vnni = (ecx >> 11) & 1;
+    f.amx_tile = (edx >> 24) & 1;
+    f.amx_int8 = (edx >> 25) & 1;
   }
+  detect_amx(f, xcr0);
   unsigned ext = __get_cpuid_max(0x80000000, nullptr);
   if (ext >= 0x80000004) {
     char brand[49] = {};
@@ -57,6 +89,8 @@ CpuFeatures detect() {
 }  // namespace
 
 Isa CpuFeatures::best_supported() const {
+  const bool vnni = os_saves_avx512 && avx512f && avx512bw && avx512vl && avx512vnni;
+  if (vnni && amx_tile && amx_int8 && os_saves_amx && amx_permitted) return Isa::kAmx;
   if (os_saves_avx512 && avx512f && avx512bw && avx512vl && avx512vnni) return Isa::kAvx512Vnni;
   if (os_saves_avx && avx2 && fma) return Isa::kAvx2;
   return Isa::kRef;
@@ -75,12 +109,14 @@ const char* isa_name(Isa isa) {
       return "avx2";
     case Isa::kAvx512Vnni:
       return "avx512vnni";
+    case Isa::kAmx:
+      return "amx";
   }
   return "unknown";
 }
 
 std::optional<Isa> parse_isa(std::string_view name) {
-  for (Isa isa : {Isa::kRef, Isa::kAvx2, Isa::kAvx512Vnni}) {
+  for (Isa isa : kAllIsas) {
     if (name == isa_name(isa)) return isa;
   }
   return std::nullopt;
@@ -92,7 +128,7 @@ Isa resolve_isa(const CpuFeatures& cpu, std::string_view override_value) {
   const auto forced = parse_isa(override_value);
   if (!forced) {
     throw std::runtime_error("MIGHTY_ISA=" + std::string(override_value) +
-                             " is not a known path (expected ref, avx2 or avx512vnni)");
+                             " is not a known path (expected ref, avx2, avx512vnni or amx)");
   }
   if (*forced > best) {
     throw std::runtime_error("MIGHTY_ISA=" + std::string(override_value) +

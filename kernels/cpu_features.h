@@ -1,6 +1,6 @@
-// What the CPU can run, detected once. A path is usable only when it was built and the CPU (and, for AVX-512,
-// the operating system's saved register state) supports it; MIGHTY_ISA can force a lower path so one machine
-// tests every path.
+// What the CPU can run, detected once. A path is usable only when it was built and the CPU (and, for AVX-512
+// and AMX, the operating system's saved register state; for AMX also Linux's per-process permission) supports
+// it; MIGHTY_ISA can force a lower path so one machine tests every path.
 #pragma once
 
 #include <optional>
@@ -10,7 +10,8 @@
 namespace mighty::kernels {
 
 // Ordered worst to best: a path may be used whenever it is <= the best supported one.
-enum class Isa { kRef = 0, kAvx2 = 1, kAvx512Vnni = 2 };
+enum class Isa { kRef = 0, kAvx2 = 1, kAvx512Vnni = 2, kAmx = 3 };
+inline constexpr Isa kAllIsas[] = {Isa::kRef, Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx};
 
 struct CpuFeatures {
   bool avx2 = false;
@@ -21,6 +22,13 @@ struct CpuFeatures {
   bool avx512vnni = false;
   bool os_saves_avx = false;     // XCR0 bits 1-2: XMM and YMM state
   bool os_saves_avx512 = false;  // XCR0 bits 5-7: opmask and ZMM state
+  bool amx_tile = false;         // CPUID.7.0:EDX[24]
+  bool amx_int8 = false;         // CPUID.7.0:EDX[25]
+  bool os_saves_amx = false;     // XCR0 bits 17-18: XTILECFG and XTILEDATA
+  // Linux hands out the 8 KB tile state only on request (arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA)); made
+  // once at detection when the CPU and XCR0 allow AMX.
+  bool amx_permitted = false;
+  std::string amx_detail;  // why the AMX path can or cannot run here (one line, for `mighty-run cpu`)
   std::string brand;
 
   // The best path this CPU can run, regardless of MIGHTY_ISA.

@@ -30,7 +30,7 @@ PackedWeights pack_weights(const int8_t* w, int64_t n, int64_t k, int64_t ldw) {
   p.k = k;
   p.n_padded = (n + kPackColumns - 1) / kPackColumns * kPackColumns;
   p.k_padded = (k + kPackDepth - 1) / kPackDepth * kPackDepth;
-  p.block_stride = kPackColumns * p.k_padded;
+  p.block_stride = kPackColumns * ((p.k_padded + kAmxDepth - 1) / kAmxDepth * kAmxDepth);
   if (p.block_stride % 4096 == 0) p.block_stride += 64;
   p.data = aligned_bytes(static_cast<size_t>(p.n_padded / kPackColumns * p.block_stride));
   p.column_sums.assign(static_cast<size_t>(p.n_padded), 0);

@@ -6,7 +6,9 @@
 // weight sums: sum_k (a - za) * w = sum_k a * w - za * sum_k w, all in exact int32 arithmetic.
 //
 // Packed layout (every SIMD path): columns in blocks of 16, K in groups of 4, [N/16][K/4][16][4] bytes, N
-// padded to a multiple of 16 and K to a multiple of 4 with zero weights. One 64-byte row of a block is one
+// padded to a multiple of 16 and K to a multiple of 4 with zero weights; each block of 16 columns is followed
+// by zero groups up to a depth that is a multiple of 64, so 16 consecutive groups (1 KB) are always one AMX B
+// tile. One 64-byte row of a block is one
 // vpdpbusd operand; the AVX2 path widens 16-byte quarters of it to int16 and uses vpmaddwd, which cannot
 // saturate (vpmaddubsw can). The ref path reads the same packed bytes, so every path is tested on the same
 // packing.
@@ -25,6 +27,9 @@ class ThreadPool;
 
 inline constexpr int64_t kPackColumns = 16;
 inline constexpr int64_t kPackDepth = 4;
+inline constexpr int64_t kAmxDepth = 64;  // bytes of K per AMX tile row
+// Below this many rows the AMX path runs the AVX-512 VNNI loops (see gemm_amx.cc).
+inline constexpr int64_t kAmxMinRows = 8;
 
 struct AlignedFree {
   void operator()(void* p) const;
@@ -35,9 +40,10 @@ AlignedBytes aligned_bytes(size_t bytes);  // 64-byte aligned, zeroed
 struct PackedWeights {
   int64_t n = 0, k = 0;                // logical shape of W
   int64_t n_padded = 0, k_padded = 0;  // multiples of 16 and 4
-  int64_t block_stride = 0;            // bytes from one block of 16 columns to the next (>= 16 * k_padded)
-  AlignedBytes data;                   // n_padded / 16 * block_stride bytes in the packed layout
-  std::vector<int32_t> column_sums;    // sum_k W[n][k], n_padded entries (zero for padding)
+  int64_t block_stride =
+      0;              // bytes from one block of 16 columns to the next (>= 16 * k_padded rounded to 64)
+  AlignedBytes data;  // n_padded / 16 * block_stride bytes in the packed layout
+  std::vector<int32_t> column_sums;  // sum_k W[n][k], n_padded entries (zero for padding)
   // Block-sparse execution (set by index_zero_blocks when worth it): per block of 16 columns, the 4-deep
   // groups whose 64 packed bytes are not all zero; every path then skips the others. The packed bytes stay as
   // they are, so the sparse and dense loops read the same weights.
@@ -121,6 +127,9 @@ void gemm_u8s8(const GemmArgs& args, Isa isa, ThreadPool* pool);
 void gemm_ref(const GemmArgs& args, int64_t n_begin, int64_t n_end);
 void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end);
 void gemm_avx512vnni(const GemmArgs& args, int64_t n_begin, int64_t n_end);
+void gemm_amx(const GemmArgs& args, int64_t n_begin, int64_t n_end);
+// The AMX path's blocking over a scalar model of the tile instructions (no ISA needed; tests).
+void gemm_amx_model(const GemmArgs& args, int64_t n_begin, int64_t n_end);
 
 // Per-thread scratch of at least `count` int16 values, 64-byte aligned, valid until the next call on the same
 // thread.

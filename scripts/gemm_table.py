@@ -36,12 +36,17 @@ def main(paths):
             read_gbps[name[len("peak/read/"):]] = statistics.median(vs)
         else:
             gops[name] = statistics.median(vs)
+    peak_amx = gops.get("peak/amx")
     peak_vnni = gops.get("peak/avx512vnni")
     peak_avx2 = gops.get("peak/avx2")
+    # mighty's best path on this machine: the AMX rows where the CPU has AMX, else AVX-512 VNNI.
+    best = "mighty_amx_s32" if any(n.startswith("mighty_amx_s32/") for n in gops) else "mighty_avx512vnni_s32"
+    peak_best = peak_amx if best == "mighty_amx_s32" else peak_vnni
     print(f"host: {ctx.get('host_name', '?')}, {ctx.get('num_cpus', '?')} cpus @ {ctx.get('mhz_per_cpu', '?')} MHz; "
           f"{len(runs)} round(s) of {repetitions} repetition(s), median of all; GOPS = 2*M*N*K/s")
     if peak_vnni:
-        print(f"measured peak, 1 core: avx512vnni {peak_vnni:.0f} GOPS, avx2 (vpmaddwd+vpaddd) {peak_avx2:.0f} GOPS")
+        amx = f"amx (tdpbusd) {peak_amx:.0f} GOPS, " if peak_amx else ""
+        print(f"measured peak, 1 core: {amx}avx512vnni {peak_vnni:.0f} GOPS, avx2 (vpmaddwd+vpaddd) {peak_avx2:.0f} GOPS")
     tile_loop = gops.get("peak/avx2_tile_loop")
     if tile_loop and peak_avx2:
         print(f"avx2 6x8 tile loop with its operands in L1: {tile_loop:.0f} GOPS ({100 * tile_loop / peak_avx2:.0f}% of "
@@ -58,6 +63,9 @@ def main(paths):
     cols = ["mighty_avx512vnni_s32", "mighty_avx512vnni_f32", "onednn_s32", "onednn_f32", "mighty_avx2_s32",
             "torch_fp32", "eigen_fp32"]
     short = ["vnni s32", "vnni f32", "dnnl s32", "dnnl f32", "avx2 s32", "torch f32", "eigen f32"]
+    if best == "mighty_amx_s32":
+        cols = ["mighty_amx_s32", "mighty_amx_f32"] + cols
+        short = ["amx s32", "amx f32"] + short
     header = (f"{'shape':<24}" + "".join(f"{s:>10}" for s in short) +
               f"{'%peak':>7}{'avx2%':>7}{'%read':>7}{'vs t1':>7}{'vs dnnl':>9}")
     print(header)
@@ -79,22 +87,24 @@ def main(paths):
         r = rows[shape]
         line = f"{shape:<24}" + "".join(f"{r[c]:>10.1f}" if c in r else f"{'-':>10}" for c in cols)
         threads = key(shape)[0]
-        ours = r.get("mighty_avx512vnni_s32")
-        pct = f"{100 * ours / (peak_vnni * threads):>6.0f}%" if ours and peak_vnni else f"{'-':>7}"
+        ours = r.get(best)
+        pct = f"{100 * ours / (peak_best * threads):>6.0f}%" if ours and peak_best else f"{'-':>7}"
         avx2 = r.get("mighty_avx2_s32")
         pct2 = f"{100 * avx2 / (peak_avx2 * threads):>6.0f}%" if avx2 and peak_avx2 else f"{'-':>7}"
         m = key(shape)[1]
         bw = read_gbps.get(shape.split("/", 1)[1].rsplit("/", 1)[0]) if m == 1 and threads == 1 else None
         pct3 = f"{100 * ours / 2 / bw:>6.0f}%" if ours and bw else f"{'-':>7}"
-        ours_name = "mighty_avx512vnni_s32/" + shape
-        scale = round_ratio(ours_name, "mighty_avx512vnni_s32/" + shape.rsplit("/", 1)[0] + "/t1")
+        ours_name = best + "/" + shape
+        scale = round_ratio(ours_name, best + "/" + shape.rsplit("/", 1)[0] + "/t1")
         scaling = f"{scale:>6.2f}x" if threads > 1 and scale else f"{'-':>7}"
         versus = round_ratio(ours_name, "onednn_s32/" + shape)
         ratio = f"{versus:>8.2f}x" if versus else f"{'-':>9}"
         print(line + pct + pct2 + pct3 + scaling + ratio)
-    print("%peak: vnni s32 against the single-core vpdpbusd peak x threads; avx2%: avx2 s32 against its own peak; "
-          "%read (M = 1, 1 thread): vnni s32 at 1 MAC per weight byte against the core's read bandwidth over "
-          "that many bytes; vs t1: vnni s32 at this thread count / at 1 thread; vs dnnl: vnni s32 / dnnl s32 (both "
+    ours = "amx s32" if best == "mighty_amx_s32" else "vnni s32"
+    unit = "tdpbusd" if best == "mighty_amx_s32" else "vpdpbusd"
+    print(f"%peak: {ours} against the single-core {unit} peak x threads; avx2%: avx2 s32 against its own peak; "
+          f"%read (M = 1, 1 thread): {ours} at 1 MAC per weight byte against the core's read bandwidth over "
+          f"that many bytes; vs t1: {ours} at this thread count / at 1 thread; vs dnnl: {ours} / dnnl s32 (both "
           "ratios taken within each run, then the median across runs)")
 
 

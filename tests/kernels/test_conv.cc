@@ -46,7 +46,7 @@ TEST_CASE("conv: im2col + GEMM equals a direct convolution on every path") {
     GuardedBuffer<uint8_t> cols(static_cast<size_t>(oh * ow * g.patch()));
     im2col_hwc(hwc.data(), g, zp, cols.data(), g.patch());
 
-    for (Isa isa : {Isa::kRef, Isa::kAvx2, Isa::kAvx512Vnni}) {
+    for (Isa isa : kAllIsas) {
       if (isa > cpu_features().best_supported()) continue;
       std::vector<int32_t> out(static_cast<size_t>(oh * ow * out_ch));
       GemmArgs args;
@@ -142,7 +142,7 @@ TEST_CASE("conv: implicit im2col equals the patch matrix on every path, dense an
       args.c = expected.data();
       args.ldc = out_ch;
       gemm_u8s8(args, Isa::kRef, nullptr);
-      for (Isa isa : {Isa::kRef, Isa::kAvx2, Isa::kAvx512Vnni}) {
+      for (Isa isa : kAllIsas) {
         if (isa > cpu_features().best_supported()) continue;
         std::vector<int32_t> out(expected.size());
         GemmArgs implicit = args;
@@ -156,6 +156,21 @@ TEST_CASE("conv: implicit im2col equals the patch matrix on every path, dense an
         gemm_u8s8(implicit, isa, nullptr);
         INFO("trial " << trial << " path " << isa_name(isa) << " sparse " << sparse << " C " << g.channels
                       << " k " << g.kernel << " stride " << g.stride << " pad " << g.padding);
+        REQUIRE(out == expected);
+      }
+      if (!packed_runs.sparse) {  // the AMX tile model gathers the runs into its A strips
+        std::vector<int32_t> out(expected.size());
+        GemmArgs implicit = args;
+        implicit.a = padded.data();
+        implicit.lda = 0;
+        implicit.a_rows = offsets.data();
+        implicit.a_segments = g.kernel;
+        implicit.a_segment_stride = stride;
+        implicit.w = &packed_runs;
+        implicit.c = out.data();
+        gemm_amx_model(implicit, 0, out_ch);
+        INFO("trial " << trial << " amx model C " << g.channels << " k " << g.kernel << " stride "
+                      << g.stride);
         REQUIRE(out == expected);
       }
     }

@@ -5,7 +5,7 @@
 using namespace mighty::kernels;
 
 TEST_CASE("isa names round-trip") {
-  for (Isa isa : {Isa::kRef, Isa::kAvx2, Isa::kAvx512Vnni}) {
+  for (Isa isa : kAllIsas) {
     REQUIRE(parse_isa(isa_name(isa)) == isa);
   }
   REQUIRE_FALSE(parse_isa("sse9").has_value());
@@ -21,6 +21,14 @@ TEST_CASE("best path needs both the CPU feature and OS register support") {
   f.avx512f = f.avx512bw = f.avx512vl = f.avx512vnni = true;
   REQUIRE(f.best_supported() == Isa::kAvx2);  // ZMM state not saved by the OS
   f.os_saves_avx512 = true;
+  REQUIRE(f.best_supported() == Isa::kAvx512Vnni);
+  f.amx_tile = f.amx_int8 = true;
+  REQUIRE(f.best_supported() == Isa::kAvx512Vnni);  // tile state not enabled in XCR0
+  f.os_saves_amx = true;
+  REQUIRE(f.best_supported() == Isa::kAvx512Vnni);  // Linux's tile-data permission not granted
+  f.amx_permitted = true;
+  REQUIRE(f.best_supported() == Isa::kAmx);
+  f.amx_int8 = false;
   REQUIRE(f.best_supported() == Isa::kAvx512Vnni);
   f.avx512vnni = false;
   REQUIRE(f.best_supported() == Isa::kAvx2);
@@ -39,6 +47,8 @@ TEST_CASE("MIGHTY_ISA override rule") {
 TEST_CASE("this machine's detection is consistent") {
   const auto& f = cpu_features();
   INFO("cpu: " << f.brand << ", best path " << isa_name(f.best_supported()));
-  if (f.best_supported() == Isa::kAvx512Vnni) REQUIRE(f.os_saves_avx512);
+  if (f.best_supported() >= Isa::kAvx512Vnni) REQUIRE(f.os_saves_avx512);
+  if (f.best_supported() == Isa::kAmx) REQUIRE((f.amx_int8 && f.os_saves_amx && f.amx_permitted));
+  REQUIRE_FALSE(f.amx_detail.empty());
   REQUIRE(&cpu_features() == &f);  // detected once
 }

@@ -35,11 +35,11 @@ uint64_t test_seed() {
 std::vector<Isa> optimized_paths() {
   std::vector<Isa> out;
   const Isa best = cpu_features().best_supported();
-  for (Isa isa : {Isa::kAvx2, Isa::kAvx512Vnni}) {
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx}) {
     if (isa <= best) {
       out.push_back(isa);
     } else {
-      static bool said[3] = {};
+      static bool said[4] = {};
       if (!said[static_cast<int>(isa)]) {
         std::cout << "gemm tests: SKIPPING path " << isa_name(isa) << ": this CPU lacks it\n";
         said[static_cast<int>(isa)] = true;
@@ -179,6 +179,23 @@ void check_paths(const Problem& p, ThreadPool& pool2) {
       }
     }
   }
+  // The AMX blocking over the scalar tile model, on every machine: all columns at once, and in two column
+  // ranges split at a multiple of 16 as two threads would run them.
+  for (int split : {0, 1}) {
+    GuardedBuffer<uint8_t> got(bytes);
+    std::memset(got.data(), 0xab, bytes);
+    const GemmArgs args = p.args(got.data());
+    const int64_t half = (p.c.n / 2 + 15) / 16 * 16;
+    if (split && half > 0 && half < p.c.n) {
+      gemm_amx_model(args, 0, half);
+      gemm_amx_model(args, half, p.c.n);
+    } else {
+      gemm_amx_model(args, 0, p.c.n);
+    }
+    if (std::memcmp(got.data(), expected.data(), bytes) != 0)
+      FAIL("the AMX tile model (" << (split ? "two column ranges" : "one range") << ") differs from ref ("
+                                  << describe(p.c) << ")");
+  }
 }
 
 Case random_case(std::mt19937_64& rng) {
@@ -210,7 +227,8 @@ TEST_CASE("gemm: packing and column sums") {
   REQUIRE(b[1 * 4 + 2] == 8);           // column 1, k = 2
   REQUIRE(b[16 * 4 + 0 * 4 + 0] == 5);  // column 0, k = 4 (second group)
   REQUIRE(b[16 * 4 + 0 * 4 + 1] == 0);  // padding
-  REQUIRE(p.block_stride == 16 * 8);
+  REQUIRE(p.block_stride == 16 * 64);   // depth padded to one AMX tile step
+  for (int64_t i = 16 * 8; i < p.block_stride; ++i) REQUIRE(b[i] == 0);
 
   // Blocks 4 KiB apart would alias in L1: the stride gets 64 bytes of padding.
   std::vector<int8_t> w2(32 * 256);
@@ -218,6 +236,7 @@ TEST_CASE("gemm: packing and column sums") {
   const PackedWeights q = pack_weights(w2.data(), 32, 256, 256);
   REQUIRE(q.block_stride == 16 * 256 + 64);
   REQUIRE(q.block(1) - q.block(0) == 16 * 256 + 64);
+  REQUIRE(pack_weights(w2.data(), 32, 65, 256).block_stride == 16 * 128);
   REQUIRE(q.block(1)[0] == w2[16 * 256]);  // column 16, k = 0
 }
 

@@ -1,0 +1,144 @@
+// The AMX GEMM's blocking, written once over a tile back end: gemm_amx.cc instantiates it with the real tile
+// instructions, gemm_amx_model.cc with a scalar model of them, so the packing and tiling logic is tested on
+// every machine and the hardware path runs the very same loops.
+//
+// Tiles: 8 registers of up to 16 rows x 64 bytes. TDPBUSD C[16][16] += A[16][64 u8] x B[16][64 s8], where row
+// g of B holds depths 4g..4g+3 of 16 columns, 4 bytes per column: exactly one 1 KB run of 16 groups of the
+// packed layout in gemm.h ([N/16][K/4][16][4]), so B tiles load straight from the packed weights with a
+// 64-byte stride (pack_weights pads every block's depth to a multiple of kAmxDepth with zeros for that). A
+// tile: 16 rows of A, 64 bytes of depth each, read in place when A is a plain matrix with K a multiple of 64,
+// otherwise from a strip of rows packed here (implicit im2col runs gathered, the depth padded with zeros,
+// missing rows zero).
+//
+// Blocking: 2 x 2 accumulator tiles (32 rows x 32 columns: tiles 0-3), A in tiles 4-5, B in tiles 6-7; per
+// 64-deep step 2 A loads, 2 B loads, 4 TDPBUSD. The accumulators go through a 32 x 32 int32 buffer into the
+// shared epilogue, so every output kind is the one the other paths compute.
+//
+// Internal linkage throughout: this header is compiled with AMX flags in one unit and without in another.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "kernels/gemm.h"
+
+namespace mighty::kernels {
+namespace {
+
+inline constexpr int64_t kTileRows = 16;
+inline constexpr int64_t kTileBytes = 64;
+
+// The one tile configuration: every tile 16 rows x 64 bytes (palette 1).
+struct alignas(64) TileConfig {
+  uint8_t palette_id = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+
+  TileConfig() {
+    for (int t = 0; t < 8; ++t) {
+      colsb[t] = kTileBytes;
+      rows[t] = kTileRows;
+    }
+  }
+};
+static_assert(sizeof(TileConfig) == 64);
+
+// Rows [row0, row0 + rows) of A as a strip of 32 rows of kp bytes (kp = K rounded up to 64): runs gathered,
+// depth and missing rows zero.
+inline void pack_a_strip(const GemmArgs& args, int64_t row0, int64_t rows, int64_t kp, uint8_t* strip) {
+  const int64_t k = args.w->k;
+  for (int64_t r = 0; r < 2 * kTileRows; ++r) {
+    uint8_t* dst = strip + r * kp;
+    if (r >= rows) {
+      std::memset(dst, 0, static_cast<size_t>(kp));
+      continue;
+    }
+    const int64_t m = row0 + r;
+    if (args.a_rows) {
+      const int64_t run = k / args.a_segments;
+      for (int64_t s = 0; s < args.a_segments; ++s)
+        std::memcpy(dst + s * run, args.a + args.a_rows[m] + s * args.a_segment_stride,
+                    static_cast<size_t>(run));
+    } else {
+      std::memcpy(dst, args.a + m * args.lda, static_cast<size_t>(k));
+    }
+    std::memset(dst + k, 0, static_cast<size_t>(kp - k));
+  }
+}
+
+// Rows [row0, row0 + rows) (rows <= 32) x columns [col0, col0 + cols) (cols <= 32, col0 a multiple of 16):
+// the K loop over 64-deep steps, then the epilogue.
+template <class Tiles>
+inline void amx_block(Tiles& t, const GemmArgs& args, int64_t row0, int64_t rows, int64_t col0, int64_t cols,
+                      const uint8_t* a, int64_t a_stride, int64_t kp, int32_t* acc) {
+  const PackedWeights& w = *args.w;
+  const bool two_m = rows > kTileRows, two_n = cols > kPackColumns;
+  const int8_t* b0 = w.block(col0 / kPackColumns);
+  const int8_t* b1 = two_n ? w.block(col0 / kPackColumns + 1) : b0;
+  const uint8_t* a1 = a + kTileRows * a_stride;
+  t.template zero<0>();
+  t.template zero<1>();
+  t.template zero<2>();
+  t.template zero<3>();
+  constexpr int64_t kBStep = kTileRows * kTileBytes;  // 16 groups of 16 columns x 4 depths
+  for (int64_t s = 0; s < kp / kTileBytes; ++s) {
+    t.template load<4>(a + s * kTileBytes, a_stride);
+    t.template load<6>(b0 + s * kBStep, kTileBytes);
+    t.template dpbusd<0, 4, 6>();
+    if (two_n) {
+      t.template load<7>(b1 + s * kBStep, kTileBytes);
+      t.template dpbusd<1, 4, 7>();
+    }
+    if (two_m) {
+      t.template load<5>(a1 + s * kTileBytes, a_stride);
+      t.template dpbusd<2, 5, 6>();
+      if (two_n) t.template dpbusd<3, 5, 7>();
+    }
+  }
+  constexpr int64_t kAccStride = 2 * kPackColumns;  // int32 values per buffer row
+  constexpr int64_t kAccBytes = kAccStride * 4;
+  t.template store<0>(acc, kAccBytes);
+  if (two_n) t.template store<1>(acc + kPackColumns, kAccBytes);
+  if (two_m) {
+    t.template store<2>(acc + kTileRows * kAccStride, kAccBytes);
+    if (two_n) t.template store<3>(acc + kTileRows * kAccStride + kPackColumns, kAccBytes);
+  }
+  t.epilogue(args, row0, rows, col0, cols, acc, kAccStride);
+}
+
+// Output columns [n_begin, n_end) (n_begin a multiple of 16) for all rows, dense packed weights.
+template <class Tiles>
+void amx_gemm(Tiles& t, const GemmArgs& args, int64_t n_begin, int64_t n_end) {
+  const PackedWeights& w = *args.w;
+  const int64_t kp = (w.k + kTileBytes - 1) / kTileBytes * kTileBytes;
+  thread_local std::vector<uint8_t> strip_buffer;
+  strip_buffer.resize(static_cast<size_t>(2 * kTileRows * kp + 64));
+  const auto address = reinterpret_cast<uintptr_t>(strip_buffer.data());
+  uint8_t* strip = reinterpret_cast<uint8_t*>((address + 63) / 64 * 64);
+  alignas(64) int32_t acc[2 * kTileRows * 2 * kPackColumns];
+  // In place: whole 16-row tiles of a plain A whose rows are whole 64-byte steps.
+  const bool in_place = !args.a_rows && w.k == kp;
+  t.configure();
+  for (int64_t row0 = 0; row0 < args.m; row0 += 2 * kTileRows) {
+    const int64_t rows = args.m - row0 < 2 * kTileRows ? args.m - row0 : 2 * kTileRows;
+    const uint8_t* a = strip;
+    int64_t a_stride = kp;
+    if (in_place && rows == 2 * kTileRows) {
+      a = args.a + row0 * args.lda;
+      a_stride = args.lda;
+    } else {
+      pack_a_strip(args, row0, rows, kp, strip);
+    }
+    for (int64_t col0 = n_begin; col0 < n_end; col0 += 2 * kPackColumns) {
+      const int64_t cols = n_end - col0 < 2 * kPackColumns ? n_end - col0 : 2 * kPackColumns;
+      amx_block(t, args, row0, rows, col0, cols, a, a_stride, kp, acc);
+    }
+  }
+  t.release();
+}
+
+}  // namespace
+}  // namespace mighty::kernels
