@@ -102,6 +102,25 @@ int16_t* scratch_int16(size_t count) {
   return reinterpret_cast<int16_t*>((address + 63) / 64 * 64);
 }
 
+namespace {
+
+// Rows [r0, r1) of a GEMM as a GEMM of its own.
+GemmArgs row_range(const GemmArgs& args, int64_t r0, int64_t r1) {
+  GemmArgs sub = args;
+  sub.m = r1 - r0;
+  if (args.a_rows)
+    sub.a_rows = args.a_rows + r0;
+  else
+    sub.a = args.a + r0 * args.lda;
+  if (args.a_zero_points) sub.a_zero_points = args.a_zero_points + r0;
+  if (args.epilogue.row_scale) sub.epilogue.row_scale = args.epilogue.row_scale + r0;
+  const int64_t elem = args.epilogue.kind == OutputKind::kUint8 ? 1 : 4;
+  sub.c = static_cast<uint8_t*>(args.c) + r0 * args.ldc * elem;
+  return sub;
+}
+
+}  // namespace
+
 void gemm_u8s8(const GemmArgs& args_in, Isa isa, ThreadPool* pool) {
   const GemmKernel kernel = kernel_table(isa).gemm;
   GemmArgs args = args_in;
@@ -123,6 +142,19 @@ void gemm_u8s8(const GemmArgs& args_in, Isa isa, ThreadPool* pool) {
   }
   const int64_t n = args.w->n;
   const int threads = pool ? pool->threads() : 1;
+  // Few columns and many rows (a convolution's patch matrix): the threads take row ranges, so each keeps
+  // every column and a whole register or tile block (a 16-column share per thread would halve the reuse of
+  // each activation load and, on the AMX path, make every thread gather the same patches).
+  constexpr int64_t kRowUnit = 32;
+  if (threads > 1 && n < 64 * threads && args.m >= 2 * kRowUnit) {
+    const int64_t per_thread = ((args.m + threads - 1) / threads + kRowUnit - 1) / kRowUnit * kRowUnit;
+    const int64_t tasks = (args.m + per_thread - 1) / per_thread;
+    pool->parallel_for(tasks, [&](int64_t t) {
+      const int64_t r0 = t * per_thread;
+      kernel(row_range(args, r0, std::min(args.m, r0 + per_thread)), 0, n);
+    });
+    return;
+  }
   // One contiguous column range per thread. Batch-1..5 ranges are multiples of the 128-column GEMV tile (a
   // narrower tile has too few accumulator chains); GEMM ranges only need the 16-column packing block, since
   // an even split matters more there than the width of the last tile (measured: 1.77-1.99x at 2 threads).

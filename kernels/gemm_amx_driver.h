@@ -11,8 +11,8 @@
 // missing rows zero).
 //
 // Blocking: 2 x 2 accumulator tiles (32 rows x 32 columns: tiles 0-3), A in tiles 4-5, B in tiles 6-7; per
-// 64-deep step 2 A loads, 2 B loads, 4 TDPBUSD. The accumulators go through a 32 x 32 int32 buffer into the
-// shared epilogue, so every output kind is the one the other paths compute.
+// 64-deep step 2 A loads, 2 B loads, 4 TDPBUSD. The accumulators go through the row strip's int32 buffer into
+// the shared epilogue, so every output kind is the one the other paths compute.
 //
 // Internal linkage throughout: this header is compiled with AMX flags in one unit and without in another.
 #pragma once
@@ -69,22 +69,40 @@ inline void pack_a_strip(const GemmArgs& args, int64_t row0, int64_t rows, int64
   }
 }
 
-// Rows [row0, row0 + rows) (rows <= 32) x columns [col0, col0 + cols) (cols <= 32, col0 a multiple of 16):
-// the K loop over 64-deep steps, then the epilogue.
+// Depth per pass over a strip's columns: 32 rows x 512 bytes of A (16 KB) stay in L1 while the B tiles of
+// every column pair stream past them; the accumulators of a deeper K go to the strip's int32 buffer between
+// passes and come back for the next.
+inline constexpr int64_t kAmxKBlock = 512;
+// Packed weights per column panel: a panel stays in L2 while every row strip passes over it.
+inline constexpr int64_t kAmxPanelBytes = 1 << 20;
+
+// Rows [row0, row0 + rows) (rows <= 32) x columns [col0, col0 + cols) (cols <= 32, col0 a multiple of 16),
+// depth steps [s0, s1) of 64: accumulators from zero (first) or from `acc` (row stride acc_stride int32
+// values), back into `acc`.
 template <class Tiles>
-inline void amx_block(Tiles& t, const GemmArgs& args, int64_t row0, int64_t rows, int64_t col0, int64_t cols,
-                      const uint8_t* a, int64_t a_stride, int64_t kp, int32_t* acc) {
+inline void amx_block(Tiles& t, const GemmArgs& args, int64_t rows, int64_t col0, int64_t cols,
+                      const uint8_t* a, int64_t a_stride, int64_t s0, int64_t s1, bool first, int32_t* acc,
+                      int64_t acc_stride) {
   const PackedWeights& w = *args.w;
   const bool two_m = rows > kTileRows, two_n = cols > kPackColumns;
   const int8_t* b0 = w.block(col0 / kPackColumns);
   const int8_t* b1 = two_n ? w.block(col0 / kPackColumns + 1) : b0;
   const uint8_t* a1 = a + kTileRows * a_stride;
-  t.template zero<0>();
-  t.template zero<1>();
-  t.template zero<2>();
-  t.template zero<3>();
+  const int64_t acc_bytes = acc_stride * 4;
+  int32_t* acc1 = acc + kTileRows * acc_stride;
+  if (first) {
+    t.template zero<0>();
+    t.template zero<1>();
+    t.template zero<2>();
+    t.template zero<3>();
+  } else {
+    t.template load<0>(acc, acc_bytes);
+    if (two_n) t.template load<1>(acc + kPackColumns, acc_bytes);
+    if (two_m) t.template load<2>(acc1, acc_bytes);
+    if (two_m && two_n) t.template load<3>(acc1 + kPackColumns, acc_bytes);
+  }
   constexpr int64_t kBStep = kTileRows * kTileBytes;  // 16 groups of 16 columns x 4 depths
-  for (int64_t s = 0; s < kp / kTileBytes; ++s) {
+  for (int64_t s = s0; s < s1; ++s) {
     t.template load<4>(a + s * kTileBytes, a_stride);
     t.template load<6>(b0 + s * kBStep, kTileBytes);
     t.template dpbusd<0, 4, 6>();
@@ -98,43 +116,58 @@ inline void amx_block(Tiles& t, const GemmArgs& args, int64_t row0, int64_t rows
       if (two_n) t.template dpbusd<3, 5, 7>();
     }
   }
-  constexpr int64_t kAccStride = 2 * kPackColumns;  // int32 values per buffer row
-  constexpr int64_t kAccBytes = kAccStride * 4;
-  t.template store<0>(acc, kAccBytes);
-  if (two_n) t.template store<1>(acc + kPackColumns, kAccBytes);
-  if (two_m) {
-    t.template store<2>(acc + kTileRows * kAccStride, kAccBytes);
-    if (two_n) t.template store<3>(acc + kTileRows * kAccStride + kPackColumns, kAccBytes);
-  }
-  t.epilogue(args, row0, rows, col0, cols, acc, kAccStride);
+  t.template store<0>(acc, acc_bytes);
+  if (two_n) t.template store<1>(acc + kPackColumns, acc_bytes);
+  if (two_m) t.template store<2>(acc1, acc_bytes);
+  if (two_m && two_n) t.template store<3>(acc1 + kPackColumns, acc_bytes);
 }
 
-// Output columns [n_begin, n_end) (n_begin a multiple of 16) for all rows, dense packed weights.
+// A 64-byte aligned per-thread buffer of at least `bytes`.
+template <int Which>
+inline uint8_t* amx_scratch(size_t bytes) {
+  thread_local std::vector<uint8_t> buffer;
+  if (buffer.size() < bytes + 64) buffer.resize(bytes + 64);
+  const auto address = reinterpret_cast<uintptr_t>(buffer.data());
+  return reinterpret_cast<uint8_t*>((address + 63) / 64 * 64);
+}
+
+// Output columns [n_begin, n_end) (n_begin a multiple of 16) for all rows, dense packed weights: column
+// panels (kAmxPanelBytes of weights), row strips of 32 within a panel, depth passes of kAmxKBlock within a
+// strip, column pairs within a pass; then the strip's epilogue.
 template <class Tiles>
 void amx_gemm(Tiles& t, const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   const PackedWeights& w = *args.w;
-  const int64_t kp = (w.k + kTileBytes - 1) / kTileBytes * kTileBytes;
-  thread_local std::vector<uint8_t> strip_buffer;
-  strip_buffer.resize(static_cast<size_t>(2 * kTileRows * kp + 64));
-  const auto address = reinterpret_cast<uintptr_t>(strip_buffer.data());
-  uint8_t* strip = reinterpret_cast<uint8_t*>((address + 63) / 64 * 64);
-  alignas(64) int32_t acc[2 * kTileRows * 2 * kPackColumns];
+  const int64_t kp = (w.k + kTileBytes - 1) / kTileBytes * kTileBytes, steps = kp / kTileBytes;
+  const int64_t step_block = kAmxKBlock / kTileBytes;
+  int64_t panel = kAmxPanelBytes / kp / (2 * kPackColumns) * (2 * kPackColumns);
+  if (panel < 2 * kPackColumns) panel = 2 * kPackColumns;
+  if (panel > n_end - n_begin)
+    panel = (n_end - n_begin + 2 * kPackColumns - 1) / (2 * kPackColumns) * 2 * kPackColumns;
+  uint8_t* strip = amx_scratch<0>(static_cast<size_t>(2 * kTileRows * kp));
+  auto* acc = reinterpret_cast<int32_t*>(amx_scratch<1>(static_cast<size_t>(2 * kTileRows * panel * 4)));
   // In place: whole 16-row tiles of a plain A whose rows are whole 64-byte steps.
   const bool in_place = !args.a_rows && w.k == kp;
   t.configure();
-  for (int64_t row0 = 0; row0 < args.m; row0 += 2 * kTileRows) {
-    const int64_t rows = args.m - row0 < 2 * kTileRows ? args.m - row0 : 2 * kTileRows;
-    const uint8_t* a = strip;
-    int64_t a_stride = kp;
-    if (in_place && rows == 2 * kTileRows) {
-      a = args.a + row0 * args.lda;
-      a_stride = args.lda;
-    } else {
-      pack_a_strip(args, row0, rows, kp, strip);
-    }
-    for (int64_t col0 = n_begin; col0 < n_end; col0 += 2 * kPackColumns) {
-      const int64_t cols = n_end - col0 < 2 * kPackColumns ? n_end - col0 : 2 * kPackColumns;
-      amx_block(t, args, row0, rows, col0, cols, a, a_stride, kp, acc);
+  for (int64_t p0 = n_begin; p0 < n_end; p0 += panel) {
+    const int64_t p1 = n_end - p0 < panel ? n_end : p0 + panel;
+    for (int64_t row0 = 0; row0 < args.m; row0 += 2 * kTileRows) {
+      const int64_t rows = args.m - row0 < 2 * kTileRows ? args.m - row0 : 2 * kTileRows;
+      const uint8_t* a = strip;
+      int64_t a_stride = kp;
+      if (in_place && rows == 2 * kTileRows) {
+        a = args.a + row0 * args.lda;
+        a_stride = args.lda;
+      } else {
+        pack_a_strip(args, row0, rows, kp, strip);
+      }
+      for (int64_t s0 = 0; s0 < steps; s0 += step_block) {
+        const int64_t s1 = steps - s0 < step_block ? steps : s0 + step_block;
+        for (int64_t col0 = p0; col0 < p1; col0 += 2 * kPackColumns) {
+          const int64_t cols = p1 - col0 < 2 * kPackColumns ? p1 - col0 : 2 * kPackColumns;
+          amx_block(t, args, rows, col0, cols, a, a_stride, s0, s1, s0 == 0, acc + (col0 - p0), panel);
+        }
+      }
+      t.epilogue(args, row0, rows, p0, p1 - p0, acc, panel);
     }
   }
   t.release();

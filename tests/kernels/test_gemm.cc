@@ -302,6 +302,30 @@ TEST_CASE("gemm: 1000 random shapes: every path equals ref") {
   }
 }
 
+TEST_CASE("gemm: many rows and few columns split by rows over threads: every path equals ref") {
+  std::mt19937_64 rng(test_seed() + 4);
+  ThreadPool pool2(2);
+  int cases = 0;
+  for (int64_t m : {64, 65, 100, 257}) {
+    for (int64_t n : {1, 16, 17, 63, 127}) {
+      for (int64_t k : {12, 64, 200}) {
+        Case c{m,
+               n,
+               k,
+               static_cast<int32_t>(rng() % 256),
+               static_cast<OutputKind>(cases % 3),
+               bool(n & 1),
+               cases % 4 == 0,
+               bool(cases & 1)};
+        Problem p(c, rng);
+        check_paths(p, pool2);
+        ++cases;
+      }
+    }
+  }
+  REQUIRE(cases == 60);
+}
+
 TEST_CASE("gemm: worst-case values at the largest K do not saturate") {
   std::mt19937_64 rng(test_seed() + 2);
   ThreadPool pool2(2);
