@@ -69,9 +69,12 @@ inline void pack_a_strip(const GemmArgs& args, int64_t row0, int64_t rows, int64
   }
 }
 
-// Depth per pass over a strip's columns: 32 rows x 512 bytes of A (16 KB) stay in L1 while the B tiles of
-// every column pair stream past them; the accumulators of a deeper K go to the strip's int32 buffer between
-// passes and come back for the next.
+// A strip whose whole depth fits in this many bytes (32 rows x 512, 16 rows x 1024) stays in L1 while the B
+// tiles of every column pair stream past it, and each pair's accumulators go straight to the epilogue. A
+// deeper strip is taken in passes of kAmxKBlock bytes, the accumulators spilled to the strip's int32 buffer
+// between passes. (Measured on a Xeon with AMX, docs/kernels.md: a 32 KB strip beside the streaming B runs
+// at 0.7x a 16 KB one.)
+inline constexpr int64_t kAmxStripBytes = 16 * 1024;
 inline constexpr int64_t kAmxKBlock = 512;
 // Packed weights per column panel: a panel stays in L2 while every row strip passes over it.
 inline constexpr int64_t kAmxPanelBytes = 1 << 20;
@@ -132,19 +135,24 @@ inline uint8_t* amx_scratch(size_t bytes) {
 }
 
 // Output columns [n_begin, n_end) (n_begin a multiple of 16) for all rows, dense packed weights: column
-// panels (kAmxPanelBytes of weights), row strips of 32 within a panel, depth passes of kAmxKBlock within a
-// strip, column pairs within a pass; then the strip's epilogue.
+// panels (kAmxPanelBytes of weights), row strips of 32 within a panel, depth passes within a strip (one
+// unless the strip is deeper than kAmxStripBytes), column pairs within a pass, each pair's epilogue after
+// its last pass.
 template <class Tiles>
 void amx_gemm(Tiles& t, const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   const PackedWeights& w = *args.w;
   const int64_t kp = (w.k + kTileBytes - 1) / kTileBytes * kTileBytes, steps = kp / kTileBytes;
-  const int64_t step_block = kAmxKBlock / kTileBytes;
   int64_t panel = kAmxPanelBytes / kp / (2 * kPackColumns) * (2 * kPackColumns);
   if (panel < 2 * kPackColumns) panel = 2 * kPackColumns;
   if (panel > n_end - n_begin)
     panel = (n_end - n_begin + 2 * kPackColumns - 1) / (2 * kPackColumns) * 2 * kPackColumns;
+  const int64_t strip_rows = args.m > kTileRows ? 2 * kTileRows : kTileRows;
+  const int64_t step_block = strip_rows * kp <= kAmxStripBytes ? steps : kAmxKBlock / kTileBytes;
+  const bool passes = step_block < steps;
   uint8_t* strip = amx_scratch<0>(static_cast<size_t>(2 * kTileRows * kp));
-  auto* acc = reinterpret_cast<int32_t*>(amx_scratch<1>(static_cast<size_t>(2 * kTileRows * panel * 4)));
+  // One pass: each pair's 32 x 32 accumulators; several: the strip's accumulators over the panel.
+  const int64_t acc_stride = passes ? panel : 2 * kPackColumns;
+  auto* acc = reinterpret_cast<int32_t*>(amx_scratch<1>(static_cast<size_t>(2 * kTileRows * acc_stride * 4)));
   // In place: whole 16-row tiles of a plain A whose rows are whole 64-byte steps.
   const bool in_place = !args.a_rows && w.k == kp;
   t.configure();
@@ -164,10 +172,11 @@ void amx_gemm(Tiles& t, const GemmArgs& args, int64_t n_begin, int64_t n_end) {
         const int64_t s1 = steps - s0 < step_block ? steps : s0 + step_block;
         for (int64_t col0 = p0; col0 < p1; col0 += 2 * kPackColumns) {
           const int64_t cols = p1 - col0 < 2 * kPackColumns ? p1 - col0 : 2 * kPackColumns;
-          amx_block(t, args, rows, col0, cols, a, a_stride, s0, s1, s0 == 0, acc + (col0 - p0), panel);
+          int32_t* pair_acc = passes ? acc + (col0 - p0) : acc;
+          amx_block(t, args, rows, col0, cols, a, a_stride, s0, s1, s0 == 0, pair_acc, acc_stride);
+          if (s1 == steps) t.epilogue(args, row0, rows, col0, cols, pair_acc, acc_stride);
         }
       }
-      t.epilogue(args, row0, rows, p0, p1 - p0, acc, panel);
     }
   }
   t.release();
