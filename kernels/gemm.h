@@ -28,8 +28,11 @@ class ThreadPool;
 inline constexpr int64_t kPackColumns = 16;
 inline constexpr int64_t kPackDepth = 4;
 inline constexpr int64_t kAmxDepth = 64;  // bytes of K per AMX tile row
-// Below this many rows the AMX path runs the AVX-512 VNNI loops (see gemm_amx.cc).
+// Below this many rows, or this depth (a convolution's gathered patches: kAmxMinGatherDepth), the AMX path
+// runs the AVX-512 VNNI loops (see gemm_amx.cc).
 inline constexpr int64_t kAmxMinRows = 8;
+inline constexpr int64_t kAmxMinDepth = 64;
+inline constexpr int64_t kAmxMinGatherDepth = 256;
 
 struct AlignedFree {
   void operator()(void* p) const;

@@ -47,25 +47,28 @@ struct alignas(64) TileConfig {
 static_assert(sizeof(TileConfig) == 64);
 
 // Rows [row0, row0 + rows) of A as a strip of 32 rows of kp bytes (kp = K rounded up to 64): runs gathered,
-// depth and missing rows zero.
-inline void pack_a_strip(const GemmArgs& args, int64_t row0, int64_t rows, int64_t kp, uint8_t* strip) {
+// depth and missing rows zero. The back end's copy(dst, src, bytes, span) writes dst[0, span): `bytes`
+// bytes read from src (no byte past them), zeros after.
+template <class Tiles>
+inline void pack_a_strip(Tiles& t, const GemmArgs& args, int64_t row0, int64_t rows, int64_t kp,
+                         uint8_t* strip) {
   const int64_t k = args.w->k;
   for (int64_t r = 0; r < 2 * kTileRows; ++r) {
     uint8_t* dst = strip + r * kp;
     if (r >= rows) {
-      std::memset(dst, 0, static_cast<size_t>(kp));
+      t.copy(dst, nullptr, 0, kp);
       continue;
     }
     const int64_t m = row0 + r;
     if (args.a_rows) {
       const int64_t run = k / args.a_segments;
-      for (int64_t s = 0; s < args.a_segments; ++s)
-        std::memcpy(dst + s * run, args.a + args.a_rows[m] + s * args.a_segment_stride,
-                    static_cast<size_t>(run));
+      int64_t s = 0;
+      for (; s + 1 < args.a_segments; ++s)
+        t.copy(dst + s * run, args.a + args.a_rows[m] + s * args.a_segment_stride, run, run);
+      t.copy(dst + s * run, args.a + args.a_rows[m] + s * args.a_segment_stride, run, kp - s * run);
     } else {
-      std::memcpy(dst, args.a + m * args.lda, static_cast<size_t>(k));
+      t.copy(dst, args.a + m * args.lda, k, kp);
     }
-    std::memset(dst + k, 0, static_cast<size_t>(kp - k));
   }
 }
 
@@ -166,7 +169,7 @@ void amx_gemm(Tiles& t, const GemmArgs& args, int64_t n_begin, int64_t n_end) {
         a = args.a + row0 * args.lda;
         a_stride = args.lda;
       } else {
-        pack_a_strip(args, row0, rows, kp, strip);
+        pack_a_strip(t, args, row0, rows, kp, strip);
       }
       for (int64_t s0 = 0; s0 < steps; s0 += step_block) {
         const int64_t s1 = steps - s0 < step_block ? steps : s0 + step_block;
