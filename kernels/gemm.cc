@@ -145,11 +145,11 @@ void gemm_u8s8(const GemmArgs& args_in, Isa isa, ThreadPool* pool) {
   // Few columns and many rows (a convolution's patch matrix): the threads take row ranges, so each keeps
   // every column and a whole register or tile block (a 16-column share per thread would halve the reuse of
   // each activation load and, on the AMX path, make every thread gather the same patches).
-  // On the AMX path the same holds while the weights fit in a core's L2: a thread's row strips then pass
-  // over every column without the threads packing the same strips.
+  // On the AMX path the same holds while the weights are one panel: a thread's row strips then pass over
+  // every column without the threads packing the same strips.
   constexpr int64_t kRowUnit = 32;
   const bool amx_rows = isa == Isa::kAmx && !args.w->sparse && args.m >= kRowUnit * threads &&
-                        args.w->n_padded / kPackColumns * args.w->block_stride <= (int64_t{1} << 20);
+                        args.w->n_padded / kPackColumns * args.w->block_stride <= kAmxPanelBytes;
   if (threads > 1 && (n < 64 * threads || amx_rows) && args.m >= 2 * kRowUnit) {
     const int64_t per_thread = ((args.m + threads - 1) / threads + kRowUnit - 1) / kRowUnit * kRowUnit;
     const int64_t tasks = (args.m + per_thread - 1) / per_thread;

@@ -33,6 +33,8 @@ inline constexpr int64_t kAmxDepth = 64;  // bytes of K per AMX tile row
 inline constexpr int64_t kAmxMinRows = 8;
 inline constexpr int64_t kAmxMinDepth = 64;
 inline constexpr int64_t kAmxMinGatherDepth = 256;
+// Packed weights per AMX column panel: a panel stays in a core's L2 while every row strip passes over it.
+inline constexpr int64_t kAmxPanelBytes = 1 << 20;
 
 struct AlignedFree {
   void operator()(void* p) const;

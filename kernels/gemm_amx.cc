@@ -8,8 +8,6 @@
 // loops skip [16 x 4] blocks, a tile step is [16 x 64]).
 #include <immintrin.h>
 
-#include <cstring>
-
 #include "kernels/depthwise.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_amx_driver.h"
@@ -30,10 +28,6 @@ struct HardwareTiles {
   template <int T>
   void load(const void* base, int64_t stride) {
     _tile_loadd(T, base, stride);
-  }
-  void copy(uint8_t* dst, const uint8_t* src, int64_t bytes, int64_t span) {
-    if (bytes > 0) std::memcpy(dst, src, static_cast<size_t>(bytes));
-    std::memset(dst + bytes, 0, static_cast<size_t>(span - bytes));
   }
   template <int C, int A, int B>
   void dpbusd() {

@@ -11,15 +11,15 @@
 // missing rows zero).
 //
 // Blocking: 2 x 2 accumulator tiles (32 rows x 32 columns: tiles 0-3), A in tiles 4-5, B in tiles 6-7; per
-// 64-deep step 2 A loads, 2 B loads, 4 TDPBUSD. The accumulators go through the row strip's int32 buffer into
-// the shared epilogue, so every output kind is the one the other paths compute.
+// 64-deep step 2 A loads, 2 B loads, 4 TDPBUSD. The accumulators go through an int32 buffer (a column pair's,
+// or the strip's when the depth takes several passes) into the shared epilogue, so every output kind is the
+// one the other paths compute.
 //
 // Internal linkage throughout: this header is compiled with AMX flags in one unit and without in another.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
-#include <vector>
 
 #include "kernels/gemm.h"
 
@@ -47,28 +47,25 @@ struct alignas(64) TileConfig {
 static_assert(sizeof(TileConfig) == 64);
 
 // Rows [row0, row0 + rows) of A as a strip of 32 rows of kp bytes (kp = K rounded up to 64): runs gathered,
-// depth and missing rows zero. The back end's copy(dst, src, bytes, span) writes dst[0, span): `bytes`
-// bytes read from src (no byte past them), zeros after.
-template <class Tiles>
-inline void pack_a_strip(Tiles& t, const GemmArgs& args, int64_t row0, int64_t rows, int64_t kp,
-                         uint8_t* strip) {
+// depth and missing rows zero.
+inline void pack_a_strip(const GemmArgs& args, int64_t row0, int64_t rows, int64_t kp, uint8_t* strip) {
   const int64_t k = args.w->k;
   for (int64_t r = 0; r < 2 * kTileRows; ++r) {
     uint8_t* dst = strip + r * kp;
     if (r >= rows) {
-      t.copy(dst, nullptr, 0, kp);
+      std::memset(dst, 0, static_cast<size_t>(kp));
       continue;
     }
     const int64_t m = row0 + r;
     if (args.a_rows) {
       const int64_t run = k / args.a_segments;
-      int64_t s = 0;
-      for (; s + 1 < args.a_segments; ++s)
-        t.copy(dst + s * run, args.a + args.a_rows[m] + s * args.a_segment_stride, run, run);
-      t.copy(dst + s * run, args.a + args.a_rows[m] + s * args.a_segment_stride, run, kp - s * run);
+      for (int64_t s = 0; s < args.a_segments; ++s)
+        std::memcpy(dst + s * run, args.a + args.a_rows[m] + s * args.a_segment_stride,
+                    static_cast<size_t>(run));
     } else {
-      t.copy(dst, args.a + m * args.lda, k, kp);
+      std::memcpy(dst, args.a + m * args.lda, static_cast<size_t>(k));
     }
+    std::memset(dst + k, 0, static_cast<size_t>(kp - k));
   }
 }
 
@@ -79,8 +76,6 @@ inline void pack_a_strip(Tiles& t, const GemmArgs& args, int64_t row0, int64_t r
 // at 0.7x a 16 KB one.)
 inline constexpr int64_t kAmxStripBytes = 16 * 1024;
 inline constexpr int64_t kAmxKBlock = 512;
-// Packed weights per column panel: a panel stays in L2 while every row strip passes over it.
-inline constexpr int64_t kAmxPanelBytes = 1 << 20;
 
 // Rows [row0, row0 + rows) (rows <= 32) x columns [col0, col0 + cols) (cols <= 32, col0 a multiple of 16),
 // depth steps [s0, s1) of 64: accumulators from zero (first) or from `acc` (row stride acc_stride int32
@@ -128,15 +123,6 @@ inline void amx_block(Tiles& t, const GemmArgs& args, int64_t rows, int64_t col0
   if (two_m && two_n) t.template store<3>(acc1 + kPackColumns, acc_bytes);
 }
 
-// A 64-byte aligned per-thread buffer of at least `bytes`.
-template <int Which>
-inline uint8_t* amx_scratch(size_t bytes) {
-  thread_local std::vector<uint8_t> buffer;
-  if (buffer.size() < bytes + 64) buffer.resize(bytes + 64);
-  const auto address = reinterpret_cast<uintptr_t>(buffer.data());
-  return reinterpret_cast<uint8_t*>((address + 63) / 64 * 64);
-}
-
 // Output columns [n_begin, n_end) (n_begin a multiple of 16) for all rows, dense packed weights: column
 // panels (kAmxPanelBytes of weights), row strips of 32 within a panel, depth passes within a strip (one
 // unless the strip is deeper than kAmxStripBytes), column pairs within a pass, each pair's epilogue after
@@ -152,10 +138,12 @@ void amx_gemm(Tiles& t, const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   const int64_t strip_rows = args.m > kTileRows ? 2 * kTileRows : kTileRows;
   const int64_t step_block = strip_rows * kp <= kAmxStripBytes ? steps : kAmxKBlock / kTileBytes;
   const bool passes = step_block < steps;
-  uint8_t* strip = amx_scratch<0>(static_cast<size_t>(2 * kTileRows * kp));
-  // One pass: each pair's 32 x 32 accumulators; several: the strip's accumulators over the panel.
+  // One pass: each pair's 32 x 32 accumulators; several: the strip's accumulators over the panel. Both
+  // buffers in the thread's scratch, the A strip first (a multiple of 64 bytes, so acc stays aligned).
   const int64_t acc_stride = passes ? panel : 2 * kPackColumns;
-  auto* acc = reinterpret_cast<int32_t*>(amx_scratch<1>(static_cast<size_t>(2 * kTileRows * acc_stride * 4)));
+  const int64_t strip_bytes = 2 * kTileRows * kp, acc_bytes = 2 * kTileRows * acc_stride * 4;
+  auto* strip = reinterpret_cast<uint8_t*>(scratch_int16(static_cast<size_t>((strip_bytes + acc_bytes) / 2)));
+  auto* acc = reinterpret_cast<int32_t*>(strip + strip_bytes);
   // In place: whole 16-row tiles of a plain A whose rows are whole 64-byte steps.
   const bool in_place = !args.a_rows && w.k == kp;
   t.configure();
@@ -169,7 +157,7 @@ void amx_gemm(Tiles& t, const GemmArgs& args, int64_t n_begin, int64_t n_end) {
         a = args.a + row0 * args.lda;
         a_stride = args.lda;
       } else {
-        pack_a_strip(t, args, row0, rows, kp, strip);
+        pack_a_strip(args, row0, rows, kp, strip);
       }
       for (int64_t s0 = 0; s0 < steps; s0 += step_block) {
         const int64_t s1 = steps - s0 < step_block ? steps : s0 + step_block;
