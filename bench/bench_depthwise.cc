@@ -7,8 +7,10 @@
 // - int8 alone: a one-node int8 graph, which also quantizes the float input, transposes it to channels-last
 //   and writes float NCHW back (what a depthwise layer between two fp32 layers costs);
 // - the kernel's GMAC/s (useful MACs: 9 per output) and its share of this CPU's measured int8 peak (the
-//   best unit of the selected path: vpdpbusd on AVX-512 VNNI, vpmaddwd + vpaddd on AVX2; 1 MAC = 2 ops).
-// Usage: [MIGHTY_ISA=ref|avx2|avx512vnni] build/bench/bench_depthwise [--rounds N]
+//   best unit of the selected path: vpdpbusd on AVX-512 VNNI, vpmaddwd + vpaddd on AVX2; 1 MAC = 2 ops). On
+//   the AMX path the depthwise kernel is the AVX-512 one (a depthwise convolution has no reduction over
+//   channels for a tile to run), so its share is of the vpdpbusd peak, and the table says so.
+// Usage: [MIGHTY_ISA=ref|avx2|avx512vnni|amx] build/bench/bench_depthwise [--rounds N]
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -67,7 +69,7 @@ double peak_gmacs(Isa isa) {
   for (int r = 0; r < 5; ++r) {
     const auto t0 = clock::now();
     double macs = 0;
-    if (isa == Isa::kAvx512Vnni) {
+    if (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) {
       __asm__ volatile(
           "vpxord %%zmm14, %%zmm14, %%zmm14\n vpxord %%zmm15, %%zmm15, %%zmm15\n mov %0, %%rcx\n"
           "1:\n"
@@ -170,10 +172,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   const double peak = peak_gmacs(isa);
+  const char* unit = isa == Isa::kAvx2 ? "vpmaddwd + vpaddd" : isa == Isa::kRef ? "none" : "vpdpbusd";
   std::printf(
-      "depthwise 3x3, padding 1, batch 1, 1 thread, path %s; int8 peak of this CPU: %.1f GMAC/s "
+      "depthwise 3x3, padding 1, batch 1, 1 thread, path %s%s; int8 peak of this CPU's %s: %.1f GMAC/s "
       "(%.1f GOPS)\n\n",
-      isa_name(isa), peak, 2 * peak);
+      isa_name(isa), isa == Isa::kAmx ? " (depthwise runs the AVX-512 kernel)" : "", unit, peak, 2 * peak);
   std::printf("%-16s %9s %14s %8s %14s %8s %8s\n", "layer", "fp32 us", "int8 chain us", "speedup",
               "int8 alone us", "GMAC/s", "of peak");
   const Layer layers[] = {{32, 56, 1},  {96, 56, 2},  {144, 28, 1}, {96, 14, 1},
