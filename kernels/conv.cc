@@ -129,10 +129,47 @@ void conv_weight_hwc(const int8_t* oihw, int64_t out_channels, int64_t in_channe
               oihw[((o * in_channels + c) * kernel + ky) * kernel + kx];
 }
 
+namespace {
+
+// Max pooling of whole 16-channel blocks with a K x K window known at compile time: each output block
+// straight from its window's loads, as a tree of maxima (the two-pass loop below keeps its kernel size in
+// memory and chains every maximum; measured on the default student's two pools, 2x2 at stride 2: 2.3 ->
+// 0.5 us).
+template <int K>
+void max_pool_blocks(const uint8_t* in, int64_t row, int64_t channels, int64_t stride, int64_t oh, int64_t ow,
+                     uint8_t* out) {
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    const uint8_t* top = in + oy * stride * row;
+    uint8_t* dst = out + oy * ow * channels;
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      const uint8_t* window = top + ox * stride * channels;
+      for (int64_t c0 = 0; c0 < channels; c0 += 16) {
+        Block16 m[K];
+        for (int ky = 0; ky < K; ++ky) {
+          m[ky] = load16(window + ky * row + c0);
+          for (int kx = 1; kx < K; ++kx) m[ky] = max16(m[ky], load16(window + ky * row + kx * channels + c0));
+        }
+        for (int ky = 1; ky < K; ++ky) m[0] = max16(m[0], m[ky]);
+        store16(dst + ox * channels + c0, m[0]);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void max_pool_hwc(const uint8_t* in, int64_t height, int64_t width, int64_t channels, int64_t kernel,
                   int64_t stride, uint8_t* out) {
   const int64_t oh = (height - kernel) / stride + 1, ow = (width - kernel) / stride + 1;
   const int64_t row = width * channels;
+  if (channels % 16 == 0 && kernel == 2) {
+    max_pool_blocks<2>(in, row, channels, stride, oh, ow, out);
+    return;
+  }
+  if (channels % 16 == 0 && kernel == 3) {
+    max_pool_blocks<3>(in, row, channels, stride, oh, ow, out);
+    return;
+  }
   // One output row at a time: the max over its `kernel` input rows into `rows` (contiguous bytes, 16 at a
   // time), then over each window's `kernel` pixels, 16 channels at a time; `rows` has 16 bytes of slack so a
   // block may start at any pixel.

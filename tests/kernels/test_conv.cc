@@ -198,10 +198,13 @@ TEST_CASE("conv: implicit im2col rejects runs that are not whole 4-deep groups")
 TEST_CASE("pooling: max, average and global average") {
   std::mt19937_64 rng(5);
   for (int trial = 0; trial < 40; ++trial) {
-    const int64_t h = 2 + static_cast<int64_t>(rng() % 8), w = 2 + static_cast<int64_t>(rng() % 8);
-    // Fewer than 16 channels, and 16 or more (whole 16-channel blocks and a rest).
-    const int64_t c = trial % 2 ? 1 + static_cast<int64_t>(rng() % 9) : 16 + static_cast<int64_t>(rng() % 24);
-    const int64_t k = 1 + static_cast<int64_t>(rng() % 2), s = 1 + static_cast<int64_t>(rng() % 2);
+    const int64_t k = 1 + static_cast<int64_t>(rng() % 3), s = 1 + static_cast<int64_t>(rng() % 2);
+    const int64_t h = std::max<int64_t>(2, k) + static_cast<int64_t>(rng() % 8);
+    const int64_t w = std::max<int64_t>(2, k) + static_cast<int64_t>(rng() % 8);
+    // Fewer than 16 channels, 16 or more (whole 16-channel blocks and a rest), and whole blocks only.
+    const int64_t c = trial % 3 == 0   ? 1 + static_cast<int64_t>(rng() % 9)
+                      : trial % 3 == 1 ? 16 + static_cast<int64_t>(rng() % 24)
+                                       : 16 * (1 + static_cast<int64_t>(rng() % 3));
     GuardedBuffer<uint8_t> in(static_cast<size_t>(h * w * c));
     for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<uint8_t>(rng());
     const int64_t oh = (h - k) / s + 1, ow = (w - k) / s + 1;
