@@ -154,34 +154,72 @@ std::vector<float> Session::decode(const int64_t* tokens, int64_t length, Decode
   return logits;
 }
 
+namespace {
+
+// Activation buffers of finished runs, kept for the next run on the same thread, so a warm run allocates
+// (and, for uint8 values, zero-fills) nothing: float buffers are handed out cleared (ops may accumulate
+// into them), uint8 buffers with their old contents (the two ops that size a uint8 output, conv and
+// pooling, write all of it). At most kKeepBytes per thread stay between runs.
+struct RunBuffers {
+  static constexpr size_t kKeepBytes = 64u << 20;
+  std::vector<std::vector<float>> f;
+  std::vector<std::vector<uint8_t>> u8;
+
+  void take(exec::Value& v) {
+    if (!f.empty()) {
+      v.data = std::move(f.back());
+      f.pop_back();
+      v.data.clear();
+    }
+    if (!u8.empty()) {
+      v.u8 = std::move(u8.back());
+      u8.pop_back();
+    }
+  }
+  void give(exec::Value& v) {
+    if (v.data.capacity() > 0) f.push_back(std::move(v.data));
+    if (v.u8.capacity() > 0) u8.push_back(std::move(v.u8));
+    v.data = {};
+    v.u8 = {};
+  }
+  // After a run: drop buffers beyond the budget, largest last kept.
+  void trim() {
+    size_t bytes = 0;
+    for (auto it = f.begin(); it != f.end();) {
+      bytes += it->capacity() * sizeof(float);
+      it = bytes > kKeepBytes ? f.erase(it) : it + 1;
+    }
+    for (auto it = u8.begin(); it != u8.end();) {
+      bytes += it->capacity();
+      it = bytes > kKeepBytes ? u8.erase(it) : it + 1;
+    }
+  }
+};
+
+}  // namespace
+
 std::vector<float> Session::execute(exec::RunCall call) const {
   const auto& nodes = graph_.nodes();
   if (graph_.input_dtype() == DType::kInt64) call.context = graph_.input_shape()[0];
   std::unique_lock<std::mutex> lock(*pool_mutex_, std::try_to_lock);
   call.pool = lock.owns_lock() ? pool_.get() : nullptr;
+  thread_local RunBuffers buffers;
   std::vector<exec::Value> values(nodes.size());
-  std::vector<std::vector<float>> free_buffers;
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& n = nodes[i];
     const OpDef& def = op_def(n.op);
-    if (!free_buffers.empty()) {
-      values[i].data = std::move(free_buffers.back());
-      free_buffers.pop_back();
-      values[i].data.clear();
-    }
+    buffers.take(values[i]);
     if (!n.inputs.empty() && values[static_cast<size_t>(n.inputs[0])].is_u8 && !def.takes_u8)
       throw Error(fmt::format("graph node '{}' ({}) cannot take a uint8 input", n.name, def.name));
     exec::OpContext ctx(n, static_cast<int>(i), nodes_[i], call, values);
     def.run(ctx);
-    for (int in : n.inputs) {
-      auto& v = values[static_cast<size_t>(in)];
-      if (last_use_[static_cast<size_t>(in)] == i && !v.data.empty()) {
-        free_buffers.push_back(std::move(v.data));
-        v.data.clear();
-      }
-    }
+    for (int in : n.inputs)
+      if (last_use_[static_cast<size_t>(in)] == i) buffers.give(values[static_cast<size_t>(in)]);
   }
-  return std::move(values[static_cast<size_t>(graph_.output())].data);
+  std::vector<float> logits = std::move(values[static_cast<size_t>(graph_.output())].data);
+  for (auto& v : values) buffers.give(v);
+  buffers.trim();
+  return logits;
 }
 
 namespace exec {
