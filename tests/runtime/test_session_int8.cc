@@ -140,5 +140,12 @@ TEST_CASE("static int8 convs: uint8 between them, bit-exact against the scalar d
     const auto out = s.run(input.data(), batch);
     REQUIRE(out.size() == expected.size());
     REQUIRE(out == expected);
+    // Runs reuse the activation buffers of earlier runs on the thread (larger, then smaller ones, holding
+    // old values): the last image alone, then the whole batch again.
+    const size_t per_image = expected.size() / batch;
+    const auto last = s.run(input.data() + (batch - 1) * 2 * h * w, 1);
+    REQUIRE(last ==
+            std::vector<float>(expected.end() - static_cast<std::ptrdiff_t>(per_image), expected.end()));
+    REQUIRE(s.run(input.data(), batch) == expected);
   }
 }
