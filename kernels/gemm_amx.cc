@@ -41,6 +41,35 @@ struct HardwareTiles {
                 const int32_t* acc, int64_t acc_stride) {
     apply_epilogue_rows_avx512(args, row0, rows, col0, cols, acc, acc_stride);
   }
+  // pack_a_strip's bytes in masked moves of up to 64 bytes (a run's bytes only: nothing past it is read).
+  // The generic one copies with a library call per run; measured on a 3x3 convolution over 32 channels at
+  // 14x14 (runs of 96 bytes), 1 thread: the layer 4.4 -> 3.9 us, packing 2.2 -> 1.6 us of it.
+  void pack(const GemmArgs& args, int64_t row0, int64_t rows, int64_t kp, uint8_t* strip) {
+    const int64_t k = args.w->k;
+    const int64_t runs = args.a_rows ? args.a_segments : 1, run = k / runs;
+    const int64_t step = args.a_rows ? args.a_segment_stride : 0;
+    const __m512i zero = _mm512_setzero_si512();
+    for (int64_t r = 0; r < 2 * kTileRows; ++r) {
+      uint8_t* dst = strip + r * kp;
+      int64_t filled = 0;
+      if (r < rows) {
+        const int64_t m = row0 + r;
+        const uint8_t* src = args.a_rows ? args.a + args.a_rows[m] : args.a + m * args.lda;
+        for (int64_t s = 0; s < runs; ++s)
+          for (int64_t off = 0; off < run; off += 64) {
+            const __mmask64 mask = first_bytes(run - off);
+            _mm512_mask_storeu_epi8(dst + s * run + off, mask,
+                                    _mm512_maskz_loadu_epi8(mask, src + s * step + off));
+          }
+        filled = k;
+      }
+      for (int64_t off = filled; off < kp; off += 64)
+        _mm512_mask_storeu_epi8(dst + off, first_bytes(kp - off), zero);
+    }
+  }
+
+ private:
+  static __mmask64 first_bytes(int64_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; }
 };
 
 }  // namespace

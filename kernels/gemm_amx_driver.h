@@ -47,7 +47,8 @@ struct alignas(64) TileConfig {
 static_assert(sizeof(TileConfig) == 64);
 
 // Rows [row0, row0 + rows) of A as a strip of 32 rows of kp bytes (kp = K rounded up to 64): runs gathered,
-// depth and missing rows zero.
+// depth and missing rows zero. The model's packer; the hardware back end writes the same bytes with AVX-512
+// masked moves (Tiles::pack).
 inline void pack_a_strip(const GemmArgs& args, int64_t row0, int64_t rows, int64_t kp, uint8_t* strip) {
   const int64_t k = args.w->k;
   for (int64_t r = 0; r < 2 * kTileRows; ++r) {
@@ -157,7 +158,7 @@ void amx_gemm(Tiles& t, const GemmArgs& args, int64_t n_begin, int64_t n_end) {
         a = args.a + row0 * args.lda;
         a_stride = args.lda;
       } else {
-        pack_a_strip(args, row0, rows, kp, strip);
+        t.pack(args, row0, rows, kp, strip);
       }
       for (int64_t s0 = 0; s0 < steps; s0 += step_block) {
         const int64_t s1 = steps - s0 < step_block ? steps : s0 + step_block;

@@ -79,6 +79,9 @@ struct ModelTiles {
     for (int r = 0; r < s.rows; ++r)
       std::memcpy(reinterpret_cast<uint8_t*>(base) + r * stride, s.bytes[r], static_cast<size_t>(s.colsb));
   }
+  void pack(const GemmArgs& args, int64_t row0, int64_t rows, int64_t kp, uint8_t* strip) {
+    pack_a_strip(args, row0, rows, kp, strip);
+  }
   void epilogue(const GemmArgs& args, int64_t row0, int64_t rows, int64_t col0, int64_t cols,
                 const int32_t* acc, int64_t acc_stride) {
     for (int64_t r = 0; r < rows; ++r) apply_epilogue_ref(args, row0 + r, col0, cols, acc + r * acc_stride);
