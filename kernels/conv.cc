@@ -4,6 +4,8 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/gemm.h"
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -89,6 +91,10 @@ void im2col_hwc(const uint8_t* in, const ConvGeometry& g, uint8_t pad_value, uin
 }
 
 int64_t implicit_run_bytes(int64_t kernel, int64_t channels) { return (kernel * channels + 3) / 4 * 4; }
+
+int64_t direct_conv_slack(const ConvGeometry& g) {
+  return kAmxTileRows * g.stride * g.channels + runs64_bytes(implicit_run_bytes(g.kernel, g.channels));
+}
 
 int64_t padded_image_bytes(const ConvGeometry& g) {
   return (g.height + 2 * g.padding) * (g.width + 2 * g.padding) * g.channels;

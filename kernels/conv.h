@@ -28,6 +28,10 @@ void im2col_hwc(const uint8_t* in, const ConvGeometry& g, uint8_t pad_value, uin
 // after the last image.
 inline constexpr int64_t kRunSlack = 3;
 int64_t implicit_run_bytes(int64_t kernel, int64_t channels);
+// The bytes after the last image that the AMX path's direct convolution may read (GemmArgs::w_runs64): a
+// tile's rows past its last output row (up to 15 pixels at the layer's stride) and a run read in whole
+// 64-byte steps. A buffer of images with this much after them can be given as GemmArgs::a_readable.
+int64_t direct_conv_slack(const ConvGeometry& g);
 int64_t padded_image_bytes(const ConvGeometry& g);  // (H + 2p) * (W + 2p) * C
 // Copies an HWC image into the middle of a padded one whose border holds `pad_value`.
 void pad_hwc(const uint8_t* in, const ConvGeometry& g, uint8_t pad_value, uint8_t* out);

@@ -11,8 +11,9 @@ constexpr KernelTable kTables[] = {
     {Isa::kRef, gemm_ref, &kQuantizeRef, depthwise_ref},
     {Isa::kAvx2, gemm_avx2, &kQuantizeAvx2, depthwise_avx2},
     {Isa::kAvx512Vnni, gemm_avx512vnni, &kQuantizeAvx512, depthwise_avx512},
-    // AMX adds only a GEMM: quantization and depthwise convolution have no tile form.
-    {Isa::kAmx, gemm_amx, &kQuantizeAvx512, depthwise_avx512},
+    // AMX adds only a GEMM (with the direct convolution): quantization and depthwise convolution have no tile
+    // form.
+    {Isa::kAmx, gemm_amx, &kQuantizeAvx512, depthwise_avx512, true},
 };
 
 }  // namespace

@@ -15,6 +15,9 @@ struct KernelTable {
   GemmKernel gemm;                  // u8 x s8 GEMM over packed weights, output columns [n_begin, n_end)
   const QuantizeKernels* quantize;  // activation quantize, range, dequantize
   DepthwiseKernel depthwise;        // depthwise convolution, output rows [row_begin, row_end)
+  // The path reads convolutions' patches in place when given run-padded weights (GemmArgs::w_runs64): a
+  // runtime that sees this packs them once per layer beside the usual ones.
+  bool direct_conv = false;
 };
 
 // The table of `isa`; throws std::runtime_error naming it when the path was not built or the CPU cannot run

@@ -51,6 +51,17 @@ PackedWeights pack_weights(const int8_t* w, int64_t n, int64_t k, int64_t ldw) {
   return p;
 }
 
+PackedWeights pack_weights_runs64(const int8_t* w, int64_t n, int64_t segments, int64_t run, int64_t ldw) {
+  const int64_t padded = runs64_bytes(run), k = segments * padded;
+  std::vector<int8_t> spread(static_cast<size_t>(n * k), 0);
+  for (int64_t col = 0; col < n; ++col)
+    for (int64_t s = 0; s < segments; ++s)
+      std::memcpy(spread.data() + col * k + s * padded, w + col * ldw + s * run, static_cast<size_t>(run));
+  PackedWeights p = pack_weights(spread.data(), n, k, k);
+  index_zero_blocks(p, false);
+  return p;
+}
+
 double index_zero_blocks(PackedWeights& w, bool sparse) {
   const int64_t blocks = w.n_padded / kPackColumns, groups = w.k_padded / kPackDepth;
   w.nz_begin.assign(static_cast<size_t>(blocks + 1), 0);

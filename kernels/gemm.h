@@ -27,7 +27,8 @@ class ThreadPool;
 
 inline constexpr int64_t kPackColumns = 16;
 inline constexpr int64_t kPackDepth = 4;
-inline constexpr int64_t kAmxDepth = 64;  // bytes of K per AMX tile row
+inline constexpr int64_t kAmxDepth = 64;     // bytes of K per AMX tile row
+inline constexpr int64_t kAmxTileRows = 16;  // rows per AMX tile
 // Below this many rows, or this depth (a convolution's gathered patches: kAmxMinGatherDepth), the AMX path
 // runs the AVX-512 VNNI loops (see gemm_amx.cc).
 inline constexpr int64_t kAmxMinRows = 8;
@@ -65,6 +66,13 @@ struct PackedWeights {
 // Packs row-major int8 W[n][k] (row stride ldw >= k). Weights with at least kSparseCrossover of their
 // [16 x 4] blocks zero are indexed for the block-sparse loops (see index_zero_blocks).
 PackedWeights pack_weights(const int8_t* w, int64_t n, int64_t k, int64_t ldw);
+
+// The AMX path's direct convolution (gemm_amx_driver.h) reads each 64-byte step of a run straight from the
+// image, so its weights hold every run of an implicit im2col padded to whole 64-byte steps: W[n][s * run + j]
+// of `segments` runs of `run` bytes goes to column s * round_up(run, 64) + j, zeros between. Always dense
+// (the padding must not make the AMX path take the block-sparse loops).
+PackedWeights pack_weights_runs64(const int8_t* w, int64_t n, int64_t segments, int64_t run, int64_t ldw);
+inline int64_t runs64_bytes(int64_t run) { return (run + kAmxDepth - 1) / kAmxDepth * kAmxDepth; }
 
 // The fraction of zero [16 x 4] blocks above which the block-sparse loops beat the dense ones at batch 1
 // (measured by bench_sparse; see docs/kernels.md).
@@ -111,6 +119,12 @@ struct GemmArgs {
   // Set by gemm_u8s8 for the block-sparse loops when a_rows is given and the weights run sparse: the offset
   // of each 4-deep group of K from its row's start, [K / 4].
   const int64_t* a_group_offsets = nullptr;
+  // For the AMX path's direct convolution (optional, implicit im2col only): the weights in runs padded to
+  // 64 bytes (pack_weights_runs64, same columns as w), and how many bytes from `a` may be read. Tiles of 16
+  // rows are then loaded from the image itself at the rows' pixel stride, reading up to 15 pixels past the
+  // last row of a tile and up to 63 bytes past a run; tiles that would read past a_readable are packed.
+  const PackedWeights* w_runs64 = nullptr;
+  int64_t a_readable = 0;
   int32_t a_zero_point = 0;                // per tensor
   const int32_t* a_zero_points = nullptr;  // per row [M] (optional; overrides a_zero_point)
   const PackedWeights* w = nullptr;

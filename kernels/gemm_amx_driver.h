@@ -20,13 +20,14 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "kernels/gemm.h"
 
 namespace mighty::kernels {
 namespace {
 
-inline constexpr int64_t kTileRows = 16;
+inline constexpr int64_t kTileRows = kAmxTileRows;
 inline constexpr int64_t kTileBytes = 64;
 
 // The one tile configuration: every tile 16 rows x 64 bytes (palette 1).
@@ -78,18 +79,26 @@ inline void pack_a_strip(const GemmArgs& args, int64_t row0, int64_t rows, int64
 inline constexpr int64_t kAmxStripBytes = 16 * 1024;
 inline constexpr int64_t kAmxKBlock = 512;
 
-// Rows [row0, row0 + rows) (rows <= 32) x columns [col0, col0 + cols) (cols <= 32, col0 a multiple of 16),
-// depth steps [s0, s1) of 64: accumulators from zero (first) or from `acc` (row stride acc_stride int32
-// values), back into `acc`.
+// Where the two A tiles of a block read depth step s: tile 0 at a0 + offset(s) with row stride stride0, tile 1
+// at a1 + offset(s) with stride1; offset(s) = 64 s, or step_offsets[s] for the direct convolution.
+struct ASource {
+  const uint8_t* a0 = nullptr;
+  int64_t stride0 = 0;
+  const uint8_t* a1 = nullptr;
+  int64_t stride1 = 0;
+  const int64_t* step_offsets = nullptr;
+  int64_t offset(int64_t s) const { return step_offsets ? step_offsets[s] : s * kTileBytes; }
+};
+
+// Rows [row0, row0 + rows) (rows <= 32) x columns [col0, col0 + cols) (cols <= 32, col0 a multiple of 16) of
+// weights w, depth steps [s0, s1) of 64: accumulators from zero (first) or from `acc` (row stride acc_stride
+// int32 values), back into `acc`.
 template <class Tiles>
-inline void amx_block(Tiles& t, const GemmArgs& args, int64_t rows, int64_t col0, int64_t cols,
-                      const uint8_t* a, int64_t a_stride, int64_t s0, int64_t s1, bool first, int32_t* acc,
-                      int64_t acc_stride) {
-  const PackedWeights& w = *args.w;
+inline void amx_block(Tiles& t, const PackedWeights& w, int64_t rows, int64_t col0, int64_t cols,
+                      const ASource& a, int64_t s0, int64_t s1, bool first, int32_t* acc, int64_t acc_stride) {
   const bool two_m = rows > kTileRows, two_n = cols > kPackColumns;
   const int8_t* b0 = w.block(col0 / kPackColumns);
   const int8_t* b1 = two_n ? w.block(col0 / kPackColumns + 1) : b0;
-  const uint8_t* a1 = a + kTileRows * a_stride;
   const int64_t acc_bytes = acc_stride * 4;
   int32_t* acc1 = acc + kTileRows * acc_stride;
   if (first) {
@@ -105,7 +114,8 @@ inline void amx_block(Tiles& t, const GemmArgs& args, int64_t rows, int64_t col0
   }
   constexpr int64_t kBStep = kTileRows * kTileBytes;  // 16 groups of 16 columns x 4 depths
   for (int64_t s = s0; s < s1; ++s) {
-    t.template load<4>(a + s * kTileBytes, a_stride);
+    const int64_t off = a.offset(s);
+    t.template load<4>(a.a0 + off, a.stride0);
     t.template load<6>(b0 + s * kBStep, kTileBytes);
     t.template dpbusd<0, 4, 6>();
     if (two_n) {
@@ -113,7 +123,7 @@ inline void amx_block(Tiles& t, const GemmArgs& args, int64_t rows, int64_t col0
       t.template dpbusd<1, 4, 7>();
     }
     if (two_m) {
-      t.template load<5>(a1 + s * kTileBytes, a_stride);
+      t.template load<5>(a.a1 + off, a.stride1);
       t.template dpbusd<2, 5, 6>();
       if (two_n) t.template dpbusd<3, 5, 7>();
     }
@@ -124,12 +134,108 @@ inline void amx_block(Tiles& t, const GemmArgs& args, int64_t rows, int64_t col0
   if (two_m && two_n) t.template store<3>(acc1 + kPackColumns, acc_bytes);
 }
 
+// The direct convolution: with implicit im2col rows, consecutive output pixels of one output row sit at one
+// pixel stride in the padded image, so a TILELOADD at that stride reads 16 patches' runs in place (rows
+// overlapping in memory), 64 bytes of a run per step; the weights' runs are padded to whole steps
+// (args.w_runs64), so the bytes a step reads past its run meet zero weights. A tile starts at an output row
+// and covers the rows after it at the same stride (at most 16); its other rows read whatever follows (within
+// args.a_readable) and are never written out. No strip is packed: for 3x3 convolutions over 16-32 channels
+// the packing took longer than the tiles (measured in docs/kernels.md).
+struct DirectTile {
+  int64_t row = 0, valid = 0, stride = 0;  // first output row, rows that are output rows, pixel stride
+};
+
+// The tiles of rows [0, m), or false when a tile would read past a_readable, the tiles average fewer than
+// kAmxMinDirectRows output rows (narrow images: each tile would mostly compute rows that are thrown away) or
+// the runs are shorter than kAmxMinDirectRun bytes (a 64-byte step would mostly multiply zeros). Measured on
+// 3x3 convolutions at 28x28, 16 output channels, 1 thread, against the VNNI loops: runs of 12 bytes (3-4
+// channels) 0.7x, 24 bytes (8 channels) 0.98-1.17x, 48 bytes (16 channels) 1.6-1.9x.
+inline constexpr int64_t kAmxMinDirectRows = 8;
+inline constexpr int64_t kAmxMinDirectRun = 24;
+inline bool direct_tiles(const GemmArgs& args, std::vector<DirectTile>& tiles) {
+  const int64_t* r = args.a_rows;
+  if (args.w->k / args.a_segments < kAmxMinDirectRun) return false;
+  const int64_t steps_per_run = runs64_bytes(args.w->k / args.a_segments) / kTileBytes;
+  const int64_t reach = (args.a_segments - 1) * args.a_segment_stride + steps_per_run * kTileBytes;
+  tiles.clear();
+  for (int64_t m = 0; m < args.m;) {
+    DirectTile t;
+    t.row = m;
+    t.valid = 1;
+    t.stride = m + 1 < args.m && r[m + 1] > r[m] ? r[m + 1] - r[m] : kTileBytes;
+    while (t.valid < kTileRows && m + t.valid < args.m && r[m + t.valid] - r[m + t.valid - 1] == t.stride)
+      ++t.valid;
+    if (r[m] + (kTileRows - 1) * t.stride + reach > args.a_readable) return false;
+    tiles.push_back(t);
+    m += t.valid;
+  }
+  return static_cast<int64_t>(tiles.size()) * kAmxMinDirectRows <= args.m;
+}
+
+// Output columns [n_begin, n_end) over the direct tiles, two tiles (32 rows) x a column pair per block, the
+// whole depth at once; each block's valid rows go to the epilogue.
+template <class Tiles>
+void amx_direct(Tiles& t, const GemmArgs& args, const std::vector<DirectTile>& tiles, int64_t n_begin,
+                int64_t n_end) {
+  const PackedWeights& w = *args.w_runs64;
+  const int64_t steps_per_run = runs64_bytes(w.k / args.a_segments) / kTileBytes;
+  const int64_t steps = args.a_segments * steps_per_run;
+  thread_local std::vector<int64_t> offsets;
+  offsets.resize(static_cast<size_t>(steps));
+  for (int64_t s = 0; s < steps; ++s)
+    offsets[static_cast<size_t>(s)] = s / steps_per_run * args.a_segment_stride + s % steps_per_run * kTileBytes;
+  constexpr int64_t kAccStride = 2 * kPackColumns, kAccValues = 2 * kTileRows * kAccStride;
+  // Two accumulator buffers: a block's epilogue runs after the next block's tiles are issued, so its loads
+  // do not wait right behind the TILESTOREDs that wrote them.
+  auto* accs = reinterpret_cast<int32_t*>(scratch_int16(static_cast<size_t>(2 * kAccValues * 2)));
+  struct Pending {
+    const DirectTile* t0 = nullptr;
+    const DirectTile* t1 = nullptr;
+    int64_t col0 = 0, cols = 0;
+    const int32_t* acc = nullptr;
+  } pending;
+  auto finish = [&](const Pending& p) {
+    if (!p.t0) return;
+    t.epilogue(args, p.t0->row, p.t0->valid, p.col0, p.cols, p.acc, kAccStride);
+    if (p.t1) t.epilogue(args, p.t1->row, p.t1->valid, p.col0, p.cols, p.acc + kTileRows * kAccStride, kAccStride);
+  };
+  int64_t block = 0;
+  const int64_t panel = kAmxPanelBytes / (steps * kTileBytes) / (2 * kPackColumns) * (2 * kPackColumns);
+  const int64_t panel_cols = panel < 2 * kPackColumns ? 2 * kPackColumns : panel;
+  t.configure();
+  for (int64_t p0 = n_begin; p0 < n_end; p0 += panel_cols) {
+    const int64_t p1 = n_end - p0 < panel_cols ? n_end : p0 + panel_cols;
+    for (size_t i = 0; i < tiles.size(); i += 2) {
+      const DirectTile& t0 = tiles[i];
+      const DirectTile* t1 = i + 1 < tiles.size() ? &tiles[i + 1] : nullptr;
+      ASource a;
+      a.a0 = args.a + args.a_rows[t0.row];
+      a.stride0 = t0.stride;
+      a.a1 = t1 ? args.a + args.a_rows[t1->row] : a.a0;
+      a.stride1 = t1 ? t1->stride : t0.stride;
+      a.step_offsets = offsets.data();
+      for (int64_t col0 = p0; col0 < p1; col0 += 2 * kPackColumns) {
+        const int64_t cols = p1 - col0 < 2 * kPackColumns ? p1 - col0 : 2 * kPackColumns;
+        int32_t* acc = accs + (block++ & 1) * kAccValues;
+        amx_block(t, w, t1 ? 2 * kTileRows : kTileRows, col0, cols, a, 0, steps, true, acc, kAccStride);
+        finish(pending);
+        pending = {&t0, t1, col0, cols, acc};
+      }
+    }
+  }
+  finish(pending);
+  t.release();
+}
+
 // Output columns [n_begin, n_end) (n_begin a multiple of 16) for all rows, dense packed weights: column
 // panels (kAmxPanelBytes of weights), row strips of 32 within a panel, depth passes within a strip (one
 // unless the strip is deeper than kAmxStripBytes), column pairs within a pass, each pair's epilogue after
 // its last pass.
+// `direct`: the direct convolution's tiles when it runs (direct_tiles said yes), else null.
 template <class Tiles>
-void amx_gemm(Tiles& t, const GemmArgs& args, int64_t n_begin, int64_t n_end) {
+void amx_gemm(Tiles& t, const GemmArgs& args, int64_t n_begin, int64_t n_end,
+              const std::vector<DirectTile>* direct) {
+  if (direct) return amx_direct(t, args, *direct, n_begin, n_end);
   const PackedWeights& w = *args.w;
   const int64_t kp = (w.k + kTileBytes - 1) / kTileBytes * kTileBytes, steps = kp / kTileBytes;
   int64_t panel = kAmxPanelBytes / kp / (2 * kPackColumns) * (2 * kPackColumns);
@@ -165,7 +271,11 @@ void amx_gemm(Tiles& t, const GemmArgs& args, int64_t n_begin, int64_t n_end) {
         for (int64_t col0 = p0; col0 < p1; col0 += 2 * kPackColumns) {
           const int64_t cols = p1 - col0 < 2 * kPackColumns ? p1 - col0 : 2 * kPackColumns;
           int32_t* pair_acc = passes ? acc + (col0 - p0) : acc;
-          amx_block(t, args, rows, col0, cols, a, a_stride, s0, s1, s0 == 0, pair_acc, acc_stride);
+          ASource source;
+          source.a0 = a;
+          source.stride0 = source.stride1 = a_stride;
+          source.a1 = a + kTileRows * a_stride;
+          amx_block(t, w, rows, col0, cols, source, s0, s1, s0 == 0, pair_acc, acc_stride);
           if (s1 == steps) t.epilogue(args, row0, rows, col0, cols, pair_acc, acc_stride);
         }
       }

@@ -8,6 +8,7 @@
 #include <Eigen/Core>
 
 #include "kernels/conv.h"
+#include "kernels/dispatch.h"
 #include "runtime/error.h"
 #include "runtime/exec/u8_chain.h"
 #include "runtime/format/artifact.h"
@@ -121,6 +122,8 @@ std::unique_ptr<Int8Layer> prepare_int8(const Artifact& artifact, const Graph& g
     std::vector<int8_t> hwc(static_cast<size_t>(out * k * run));
     kernels::conv_weight_hwc(w.as<int8_t>(), out, cin, k, run, hwc.data());
     layer->packed = kernels::pack_weights(hwc.data(), out, k * run, k * run);
+    if (kernels::kernel_table(kernels::selected_isa()).direct_conv)
+      layer->packed_runs64 = kernels::pack_weights_runs64(hwc.data(), out, k, run, k * run);
   } else {
     layer->packed = kernels::pack_weights(w.as<int8_t>(), out, in, in);
   }
@@ -304,11 +307,13 @@ bool conv_static(const Int8Layer& layer, const Value& in, const kernels::ConvGeo
                  const float* bias, Value& out, std::vector<float>& result, kernels::ThreadPool* pool) {
   thread_local std::vector<uint8_t> a;  // scratch reused across runs on this thread
   const uint8_t* hwc = channels_last_u8(layer, in, g, batch);
-  // The last run may read kRunSlack bytes past the last image.
+  // The last run may read kRunSlack bytes past the last image, the AMX direct convolution direct_conv_slack.
   const auto pad = static_cast<uint8_t>(layer.input.zero_point);
   const int64_t image = kernels::padded_image_bytes(g), rows = batch * g.out_height() * g.out_width();
   const int64_t cout = layer.outputs;
-  a.resize(static_cast<size_t>(batch * image + kernels::kRunSlack), pad);
+  const bool direct = !layer.depthwise && layer.packed_runs64.n > 0;
+  a.resize(static_cast<size_t>(batch * image + (direct ? kernels::direct_conv_slack(g) : kernels::kRunSlack)),
+           pad);
   for (int64_t b = 0; b < batch; ++b)
     kernels::pad_hwc(hwc + b * g.channels * g.height * g.width, g, pad, a.data() + b * image);
   kernels::GemmArgs args;
@@ -317,6 +322,10 @@ bool conv_static(const Int8Layer& layer, const Value& in, const kernels::ConvGeo
   if (!layer.depthwise) {
     args.a_rows = implicit_rows_cached(g, batch, &args.a_segment_stride);
     args.a_segments = g.kernel;
+    if (direct) {
+      args.w_runs64 = &layer.packed_runs64;
+      args.a_readable = static_cast<int64_t>(a.size());
+    }
   }
   args.a = a.data();
   args.m = rows;

@@ -24,6 +24,9 @@ namespace mighty::exec {
 struct Int8Layer {
   int64_t outputs = 0;  // output features or channels
   kernels::PackedWeights packed;
+  // A static convolution's weights with each kernel row's run padded to 64 bytes, packed only when the
+  // selected kernel path reads patches in place with them (KernelTable::direct_conv: AMX).
+  kernels::PackedWeights packed_runs64;
   // A depthwise Conv2d (groups = in = out channels, static activations only) runs its own kernel on these
   // instead of the GEMM on `packed`.
   bool depthwise = false;

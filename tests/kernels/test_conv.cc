@@ -89,8 +89,9 @@ TEST_CASE("conv: implicit im2col equals the patch matrix on every path, dense an
   const int64_t channel_choices[] = {1, 2, 3, 4, 5, 8, 12, 16, 32, 40, 64};
   for (int trial = 0; trial < 120; ++trial) {
     ConvGeometry g;
+    // Every tenth image 17 to 31 pixels wide: whole 16-row AMX tiles within an output row.
     g.height = 1 + static_cast<int64_t>(rng() % 10);
-    g.width = 1 + static_cast<int64_t>(rng() % 10);
+    g.width = trial % 10 == 0 ? 17 + static_cast<int64_t>(rng() % 15) : 1 + static_cast<int64_t>(rng() % 10);
     g.channels = channel_choices[rng() % 11];
     g.kernel = 1 + static_cast<int64_t>(rng() % 3);
     g.stride = 1 + static_cast<int64_t>(rng() % 2);
@@ -119,7 +120,8 @@ TEST_CASE("conv: implicit im2col equals the patch matrix on every path, dense an
     // The implicit im2col: padded images (the last run may read kRunSlack bytes past the last image, which
     // end at the guard page) and weights in runs of whole groups.
     const int64_t run = implicit_run_bytes(g.kernel, g.channels), image_padded = padded_image_bytes(g);
-    GuardedBuffer<uint8_t> padded(static_cast<size_t>(batch * image_padded + kRunSlack));
+    // The AMX direct convolution may read direct_conv_slack bytes past the last image (GemmArgs::a_readable).
+    GuardedBuffer<uint8_t> padded(static_cast<size_t>(batch * image_padded + direct_conv_slack(g)));
     for (size_t i = 0; i < padded.size(); ++i) padded[i] = static_cast<uint8_t>(rng());  // slack: any value
     for (int64_t b = 0; b < batch; ++b)
       pad_hwc(hwc.data() + b * image, g, zp, padded.data() + b * image_padded);
@@ -131,6 +133,7 @@ TEST_CASE("conv: implicit im2col equals the patch matrix on every path, dense an
     for (bool sparse : {false, true}) {
       PackedWeights packed = pack_weights(ohwc.data(), out_ch, patch, patch);
       PackedWeights packed_runs = pack_weights(runs.data(), out_ch, g.kernel * run, g.kernel * run);
+    const PackedWeights runs64 = pack_weights_runs64(runs.data(), out_ch, g.kernel, run, g.kernel * run);
       index_zero_blocks(packed, sparse);
       index_zero_blocks(packed_runs, sparse);
       std::vector<int32_t> expected(static_cast<size_t>(rows * out_ch));
@@ -158,6 +161,13 @@ TEST_CASE("conv: implicit im2col equals the patch matrix on every path, dense an
         INFO("trial " << trial << " path " << isa_name(isa) << " sparse " << sparse << " C " << g.channels
                       << " k " << g.kernel << " stride " << g.stride << " pad " << g.padding);
         REQUIRE(out == expected);
+        // With the run-padded weights and the readable bytes, as the runtime calls it (the AMX path then
+        // loads its tiles from the image; the other paths ignore both).
+        std::fill(out.begin(), out.end(), 0);
+        implicit.w_runs64 = &runs64;
+        implicit.a_readable = static_cast<int64_t>(padded.size());
+        gemm_u8s8(implicit, isa, nullptr);
+        REQUIRE(out == expected);
       }
       if (!packed_runs.sparse) {  // the AMX tile model gathers the runs into its A strips
         std::vector<int32_t> out(expected.size());
@@ -172,6 +182,14 @@ TEST_CASE("conv: implicit im2col equals the patch matrix on every path, dense an
         gemm_amx_model(implicit, 0, out_ch);
         INFO("trial " << trial << " amx model C " << g.channels << " k " << g.kernel << " stride "
                       << g.stride);
+        REQUIRE(out == expected);
+        // The direct convolution over the model's tile loads (reads past the last image end at the guard page
+        // unless a_readable holds them).
+        std::fill(out.begin(), out.end(), 0);
+        implicit.w_runs64 = &runs64;
+        implicit.a_readable = static_cast<int64_t>(padded.size());
+        gemm_amx_model(implicit, 0, out_ch);
+        INFO("direct");
         REQUIRE(out == expected);
       }
     }
