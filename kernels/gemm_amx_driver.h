@@ -79,8 +79,8 @@ inline void pack_a_strip(const GemmArgs& args, int64_t row0, int64_t rows, int64
 inline constexpr int64_t kAmxStripBytes = 16 * 1024;
 inline constexpr int64_t kAmxKBlock = 512;
 
-// Where the two A tiles of a block read depth step s: tile 0 at a0 + offset(s) with row stride stride0, tile 1
-// at a1 + offset(s) with stride1; offset(s) = 64 s, or step_offsets[s] for the direct convolution.
+// Where the two A tiles of a block read depth step s: tile 0 at a0 + offset(s) with row stride stride0, tile
+// 1 at a1 + offset(s) with stride1; offset(s) = 64 s, or step_offsets[s] for the direct convolution.
 struct ASource {
   const uint8_t* a0 = nullptr;
   int64_t stride0 = 0;
@@ -95,7 +95,8 @@ struct ASource {
 // int32 values), back into `acc`.
 template <class Tiles>
 inline void amx_block(Tiles& t, const PackedWeights& w, int64_t rows, int64_t col0, int64_t cols,
-                      const ASource& a, int64_t s0, int64_t s1, bool first, int32_t* acc, int64_t acc_stride) {
+                      const ASource& a, int64_t s0, int64_t s1, bool first, int32_t* acc,
+                      int64_t acc_stride) {
   const bool two_m = rows > kTileRows, two_n = cols > kPackColumns;
   const int8_t* b0 = w.block(col0 / kPackColumns);
   const int8_t* b1 = two_n ? w.block(col0 / kPackColumns + 1) : b0;
@@ -183,7 +184,8 @@ void amx_direct(Tiles& t, const GemmArgs& args, const std::vector<DirectTile>& t
   thread_local std::vector<int64_t> offsets;
   offsets.resize(static_cast<size_t>(steps));
   for (int64_t s = 0; s < steps; ++s)
-    offsets[static_cast<size_t>(s)] = s / steps_per_run * args.a_segment_stride + s % steps_per_run * kTileBytes;
+    offsets[static_cast<size_t>(s)] =
+        s / steps_per_run * args.a_segment_stride + s % steps_per_run * kTileBytes;
   constexpr int64_t kAccStride = 2 * kPackColumns, kAccValues = 2 * kTileRows * kAccStride;
   // Two accumulator buffers: a block's epilogue runs after the next block's tiles are issued, so its loads
   // do not wait right behind the TILESTOREDs that wrote them.
@@ -197,7 +199,8 @@ void amx_direct(Tiles& t, const GemmArgs& args, const std::vector<DirectTile>& t
   auto finish = [&](const Pending& p) {
     if (!p.t0) return;
     t.epilogue(args, p.t0->row, p.t0->valid, p.col0, p.cols, p.acc, kAccStride);
-    if (p.t1) t.epilogue(args, p.t1->row, p.t1->valid, p.col0, p.cols, p.acc + kTileRows * kAccStride, kAccStride);
+    if (p.t1)
+      t.epilogue(args, p.t1->row, p.t1->valid, p.col0, p.cols, p.acc + kTileRows * kAccStride, kAccStride);
   };
   int64_t block = 0;
   const int64_t panel = kAmxPanelBytes / (steps * kTileBytes) / (2 * kPackColumns) * (2 * kPackColumns);

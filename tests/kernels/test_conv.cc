@@ -133,7 +133,7 @@ TEST_CASE("conv: implicit im2col equals the patch matrix on every path, dense an
     for (bool sparse : {false, true}) {
       PackedWeights packed = pack_weights(ohwc.data(), out_ch, patch, patch);
       PackedWeights packed_runs = pack_weights(runs.data(), out_ch, g.kernel * run, g.kernel * run);
-    const PackedWeights runs64 = pack_weights_runs64(runs.data(), out_ch, g.kernel, run, g.kernel * run);
+      const PackedWeights runs64 = pack_weights_runs64(runs.data(), out_ch, g.kernel, run, g.kernel * run);
       index_zero_blocks(packed, sparse);
       index_zero_blocks(packed_runs, sparse);
       std::vector<int32_t> expected(static_cast<size_t>(rows * out_ch));
