@@ -59,6 +59,8 @@ class Session {
 
  private:
   std::vector<float> execute(exec::RunCall call) const;
+  std::vector<float> execute_sliced(exec::RunCall call, int64_t input_stride) const;
+  int64_t batch_slice() const;
   void prepare_node(int index, const std::optional<MetaValue>& quant);
 
   Artifact artifact_;
@@ -67,6 +69,7 @@ class Session {
   bool has_input_ = false;
   std::vector<exec::PreparedNode> nodes_;
   std::vector<size_t> last_use_;  // per node: the last node that reads it (liveness)
+  int64_t slice_ = 0;             // examples per slice of a large batch (execute_sliced)
   std::unique_ptr<kernels::ThreadPool> pool_;
   std::unique_ptr<std::mutex>
       pool_mutex_;  // the pool serves one run at a time; concurrent runs go 1-threaded
