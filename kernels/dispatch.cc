@@ -8,12 +8,12 @@ namespace mighty::kernels {
 namespace {
 
 constexpr KernelTable kTables[] = {
-    {Isa::kRef, gemm_ref, &kQuantizeRef, depthwise_ref},
-    {Isa::kAvx2, gemm_avx2, &kQuantizeAvx2, depthwise_avx2},
-    {Isa::kAvx512Vnni, gemm_avx512vnni, &kQuantizeAvx512, depthwise_avx512},
-    // AMX adds only a GEMM (with the direct convolution): quantization and depthwise convolution have no tile
-    // form.
-    {Isa::kAmx, gemm_amx, &kQuantizeAvx512, depthwise_avx512, true},
+    {Isa::kRef, gemm_ref, &kQuantizeRef, depthwise_ref, sgemm_ref},
+    {Isa::kAvx2, gemm_avx2, &kQuantizeAvx2, depthwise_avx2, sgemm_avx2},
+    {Isa::kAvx512Vnni, gemm_avx512vnni, &kQuantizeAvx512, depthwise_avx512, sgemm_avx512},
+    // AMX adds only an int8 GEMM (with the direct convolution): quantization, depthwise convolution and fp32
+    // have no tile form.
+    {Isa::kAmx, gemm_amx, &kQuantizeAvx512, depthwise_avx512, sgemm_avx512, true},
 };
 
 }  // namespace

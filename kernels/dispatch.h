@@ -7,6 +7,7 @@
 #include "kernels/depthwise.h"
 #include "kernels/gemm.h"
 #include "kernels/quantize.h"
+#include "kernels/sgemm.h"
 
 namespace mighty::kernels {
 
@@ -15,6 +16,7 @@ struct KernelTable {
   GemmKernel gemm;                  // u8 x s8 GEMM over packed weights, output columns [n_begin, n_end)
   const QuantizeKernels* quantize;  // activation quantize, range, dequantize
   DepthwiseKernel depthwise;        // depthwise convolution, output rows [row_begin, row_end)
+  SgemmKernel sgemm;                // fp32 GEMM, output columns [n_begin, n_end)
   // The path reads convolutions' patches in place when given run-padded weights (GemmArgs::w_runs64): a
   // runtime that sees this packs them once per layer beside the usual ones.
   bool direct_conv = false;

@@ -1,10 +1,11 @@
 // Conv2d: square kernel, stride, zero padding, groups (in and out channels split into `groups` equal
-// parts, each convolved on its own: depthwise when groups = in_channels), NCHW; fp32 (im2col + Eigen GEMM per
-// group), or int8 (exec/int8_layer.h:
+// parts, each convolved on its own: depthwise when groups = in_channels), NCHW; fp32 (im2col + the kernels'
+// fp32 GEMM per group, kernels/sgemm.h), or int8 (exec/int8_layer.h:
 // implicit im2col over channels-last uint8 for static activations, float patches quantized per row for
 // dynamic ones).
 #include <algorithm>
 
+#include "kernels/sgemm.h"
 #include "runtime/exec/op_context.h"
 #include "runtime/graph/op_def.h"
 #include "runtime/ops/common.h"
@@ -46,12 +47,26 @@ void im2col_nchw(const float* x, int64_t cin, int64_t h, int64_t w, int64_t k, i
     for (int64_t ky = 0; ky < k; ++ky)
       for (int64_t kx = 0; kx < k; ++kx) {
         float* row = cols + ((c * k + ky) * k + kx) * pixels;
+        // Output columns [lo, hi) read inside the image row (ix = ox * stride - pad + kx in [0, w)); the
+        // others are padding. At stride 1 the inside run is one contiguous copy.
+        const int64_t first = pad - kx, last = w - 1 + pad - kx;  // ox * stride in [first, last]
+        const int64_t lo = std::min(ow, first <= 0 ? 0 : (first + stride - 1) / stride);
+        const int64_t hi = last < 0 ? lo : std::max(lo, std::min(ow, last / stride + 1));
         for (int64_t oy = 0; oy < oh; ++oy) {
           const int64_t iy = oy * stride - pad + ky;
-          for (int64_t ox = 0; ox < ow; ++ox) {
-            const int64_t ix = ox * stride - pad + kx;
-            row[oy * ow + ox] = (iy < 0 || iy >= h || ix < 0 || ix >= w) ? 0.0f : x[(c * h + iy) * w + ix];
+          float* dst = row + oy * ow;
+          if (iy < 0 || iy >= h) {
+            std::fill(dst, dst + ow, 0.0f);
+            continue;
           }
+          std::fill(dst, dst + lo, 0.0f);
+          const float* src = x + (c * h + iy) * w + lo * stride - pad + kx;
+          if (stride == 1) {
+            std::copy(src, src + (hi - lo), dst + lo);
+          } else {
+            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[(ox - lo) * stride];
+          }
+          std::fill(dst + hi, dst + ow, 0.0f);
         }
       }
 }
@@ -114,15 +129,22 @@ void run(exec::OpContext& ctx) {
     return;
   }
   const int64_t patch = gin * k * k, pixels = oh * ow;
-  std::vector<float> cols(static_cast<size_t>(patch * pixels));
+  thread_local std::vector<float> cols;  // scratch reused across runs on this thread
+  cols.resize(static_cast<size_t>(patch * pixels));
   for (int64_t b = 0; b < ctx.batch(); ++b) {
     for (int64_t g = 0; g < groups; ++g) {
       im2col_nchw(in.data.data() + (b * cin + g * gin) * h * w, gin, h, w, k, stride, pad, oh, ow,
                   cols.data());
-      ops::Rows y(out.data.data() + (b * cout + g * gout) * pixels, gout, pixels);
-      y.noalias() = ops::ConstRows(ctx.tensor("weight") + g * gout * patch, gout, patch) *
-                    ops::ConstRows(cols.data(), patch, pixels);
-      if (bias) y.colwise() += Eigen::Map<const Eigen::VectorXf>(bias + g * gout, gout);
+      // [gout][pixels] = weights [gout][patch] x patches [patch][pixels], from the bias (kernels/sgemm.h).
+      kernels::SgemmArgs p;
+      p.a = ctx.tensor("weight") + g * gout * patch;
+      p.lda = p.k = patch;
+      p.b = cols.data();
+      p.ldb = p.n = p.ldc = pixels;
+      p.c = out.data.data() + (b * cout + g * gout) * pixels;
+      p.m = gout;
+      p.row_bias = bias ? bias + g * gout : nullptr;
+      kernels::sgemm(p, ctx.call().pool);
     }
   }
 }

@@ -1,0 +1,42 @@
+// fp32 GEMM for the runtime's floating-point layers: C[m][n] = init + sum_k A[m][k] * B[k][n], A, B and C
+// row-major with their own row strides. The sum starts from the bias (row_bias[m], or col_bias[n], or 0) and
+// takes the products in k order, one fused multiply-add each, on every path (ref: std::fma), so every path
+// gives the same bits and a SIMD path is tested byte for byte against the scalar one, as the int8 kernels
+// are. (Against another library the results differ by summation order only: the fp32 tests compare with a
+// tolerance.)
+//
+// No packing: B's rows are read in place, a few vectors of one row per step, each reused by the register
+// tile's rows of A (broadcast). A convolution's patch matrix is B (K = patch, N = pixels) with its weights as
+// A, so neither is copied.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cpu_features.h"
+
+namespace mighty::kernels {
+
+class ThreadPool;
+
+struct SgemmArgs {
+  const float* a = nullptr;  // [m][lda]
+  const float* b = nullptr;  // [k][ldb]
+  float* c = nullptr;        // [m][ldc]
+  int64_t m = 0, n = 0, k = 0;
+  int64_t lda = 0, ldb = 0, ldc = 0;
+  const float* row_bias = nullptr;  // [m] (optional; not with col_bias)
+  const float* col_bias = nullptr;  // [n] (optional)
+};
+
+// Columns [n_begin, n_end) of C, all rows, on one path.
+using SgemmKernel = void (*)(const SgemmArgs& args, int64_t n_begin, int64_t n_end);
+void sgemm_ref(const SgemmArgs& args, int64_t n_begin, int64_t n_end);
+void sgemm_avx2(const SgemmArgs& args, int64_t n_begin, int64_t n_end);
+void sgemm_avx512(const SgemmArgs& args, int64_t n_begin, int64_t n_end);
+
+// On the selected path (MIGHTY_ISA or the best supported), column ranges split over `pool` when given.
+void sgemm(const SgemmArgs& args, ThreadPool* pool = nullptr);
+// The same on an explicit path (tests and benchmarks).
+void sgemm(const SgemmArgs& args, Isa isa, ThreadPool* pool);
+
+}  // namespace mighty::kernels

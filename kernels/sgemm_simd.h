@@ -1,0 +1,84 @@
+// The fp32 GEMM's SIMD body (sgemm.h), shared by the AVX2 and AVX-512 translation units: each instantiates it
+// with its own vector traits. Include it only from a file compiled for AVX2 + FMA or better.
+//
+// Register tiles of MR rows x NV vectors of columns: per k, NV loads of B's row k, MR broadcasts of A[r][k]
+// and MR x NV fused multiply-adds into the accumulators, which start from the bias. Only the last vector of a
+// row's columns is masked. Rows past the last whole tile take a tile of their own height.
+//
+// V: kLanes, kRows (MR), kVectors (NV), Reg, Mask, zero(), set1(float), load(const float*),
+// load(const float*, Mask), fma(a, b, c) = a * b + c rounded once, store(float*, Reg),
+// store(float*, Reg, Mask), mask(int64_t valid lanes).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/sgemm.h"
+
+namespace mighty::kernels::sgemm_simd {
+
+// Rows [row0, row0 + R) x columns [col0, col0 + NV * kLanes), the last vector holding the lanes of `last`.
+template <class V, int R, int NV>
+inline void tile(const SgemmArgs& p, int64_t row0, int64_t col0, typename V::Mask last) {
+  using Reg = typename V::Reg;
+  Reg acc[R][NV];
+  for (int v = 0; v < NV; ++v) {
+    const Reg cb = !p.col_bias   ? V::zero()
+                   : v + 1 == NV ? V::load(p.col_bias + col0 + v * V::kLanes, last)
+                                 : V::load(p.col_bias + col0 + v * V::kLanes);
+    for (int r = 0; r < R; ++r) acc[r][v] = p.row_bias ? V::set1(p.row_bias[row0 + r]) : cb;
+  }
+  const float* a = p.a + row0 * p.lda;
+  const float* b = p.b + col0;
+  for (int64_t kk = 0; kk < p.k; ++kk) {
+    Reg bv[NV];
+    for (int v = 0; v + 1 < NV; ++v) bv[v] = V::load(b + v * V::kLanes);
+    bv[NV - 1] = V::load(b + (NV - 1) * V::kLanes, last);
+    for (int r = 0; r < R; ++r) {
+      const Reg av = V::set1(a[r * p.lda + kk]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(av, bv[v], acc[r][v]);
+    }
+    b += p.ldb;
+  }
+  for (int r = 0; r < R; ++r) {
+    float* c = p.c + (row0 + r) * p.ldc + col0;
+    for (int v = 0; v + 1 < NV; ++v) V::store(c + v * V::kLanes, acc[r][v]);
+    V::store(c + (NV - 1) * V::kLanes, acc[r][NV - 1], last);
+  }
+}
+
+// tile<V, R, nv> for a run-time nv in [1, NV].
+template <class V, int R, int NV>
+inline void tile_nv(int nv, const SgemmArgs& p, int64_t row0, int64_t col0, typename V::Mask last) {
+  if constexpr (NV > 1) {
+    if (nv < NV) return tile_nv<V, R, NV - 1>(nv, p, row0, col0, last);
+  }
+  tile<V, R, NV>(p, row0, col0, last);
+}
+
+template <class V, int R>
+inline void strip(const SgemmArgs& p, int64_t row0, int64_t n_begin, int64_t n_end) {
+  constexpr int64_t kBlock = V::kVectors * V::kLanes;
+  for (int64_t col = n_begin; col < n_end; col += kBlock) {
+    const int64_t cols = n_end - col < kBlock ? n_end - col : kBlock;
+    const int nv = static_cast<int>((cols + V::kLanes - 1) / V::kLanes);
+    tile_nv<V, R, V::kVectors>(nv, p, row0, col, V::mask(cols - (nv - 1) * V::kLanes));
+  }
+}
+
+// The rows after the whole tiles: a tile of exactly their height.
+template <class V, int R>
+inline void rest_rows(const SgemmArgs& p, int64_t row0, int rows, int64_t n_begin, int64_t n_end) {
+  if constexpr (R > 0) {
+    if (rows == R) return strip<V, R>(p, row0, n_begin, n_end);
+    rest_rows<V, R - 1>(p, row0, rows, n_begin, n_end);
+  }
+}
+
+template <class V>
+void run(const SgemmArgs& p, int64_t n_begin, int64_t n_end) {
+  int64_t row = 0;
+  for (; row + V::kRows <= p.m; row += V::kRows) strip<V, V::kRows>(p, row, n_begin, n_end);
+  if (row < p.m) rest_rows<V, V::kRows - 1>(p, row, static_cast<int>(p.m - row), n_begin, n_end);
+}
+
+}  // namespace mighty::kernels::sgemm_simd

@@ -1,0 +1,80 @@
+// The fp32 GEMM: every path the CPU has equals the scalar path bit for bit (one fused multiply-add per
+// product, in k order, from the bias), and the scalar path equals a double-precision sum within fp32
+// rounding. Shapes with rows and columns that are and are not multiples of the register tiles, strides wider
+// than the matrices, each bias kind; A, B and C end at a guard page.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "guarded_buffer.h"
+#include "kernels/sgemm.h"
+#include "kernels/thread_pool.h"
+
+using namespace mighty::kernels;
+using mighty::testing::GuardedBuffer;
+
+TEST_CASE("sgemm: every path equals the scalar path, bit for bit") {
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  ThreadPool pool2(2);
+  const int64_t shapes[][3] = {{1, 1, 1},    {1, 17, 9},     {3, 5, 40},     {6, 48, 12},
+                               {7, 49, 33},  {8, 16, 144},   {16, 784, 144}, {9, 100, 1},
+                               {13, 31, 64}, {32, 200, 288}, {2, 1000, 7}};
+  for (const auto& s : shapes) {
+    for (int bias = 0; bias < 3; ++bias) {
+      const int64_t m = s[0], n = s[1], k = s[2];
+      const int64_t lda = k + static_cast<int64_t>(rng() % 3), ldb = n + static_cast<int64_t>(rng() % 5);
+      const int64_t ldc = n + static_cast<int64_t>(rng() % 4);
+      // Each buffer ends right after the last element a kernel may touch.
+      GuardedBuffer<float> a(static_cast<size_t>((m - 1) * lda + k)),
+          b(static_cast<size_t>((k - 1) * ldb + n));
+      for (size_t i = 0; i < a.size(); ++i) a[i] = u(rng);
+      for (size_t i = 0; i < b.size(); ++i) b[i] = u(rng);
+      std::vector<float> row_bias(static_cast<size_t>(m)), col_bias(static_cast<size_t>(n));
+      for (auto& v : row_bias) v = u(rng);
+      for (auto& v : col_bias) v = u(rng);
+      SgemmArgs p;
+      p.a = a.data();
+      p.b = b.data();
+      p.m = m;
+      p.n = n;
+      p.k = k;
+      p.lda = lda;
+      p.ldb = ldb;
+      p.ldc = ldc;
+      if (bias == 1) p.row_bias = row_bias.data();
+      if (bias == 2) p.col_bias = col_bias.data();
+      GuardedBuffer<float> expected(static_cast<size_t>((m - 1) * ldc + n));
+      p.c = expected.data();
+      sgemm(p, Isa::kRef, nullptr);
+      // Against a double-precision sum: within the rounding of k fused steps.
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t c = 0; c < n; ++c) {
+          double sum = bias == 1 ? row_bias[r] : bias == 2 ? col_bias[c] : 0.0, mag = std::fabs(sum);
+          for (int64_t i = 0; i < k; ++i) {
+            sum += static_cast<double>(a[r * lda + i]) * b[i * ldb + c];
+            mag += std::fabs(static_cast<double>(a[r * lda + i]) * b[i * ldb + c]);
+          }
+          REQUIRE(std::fabs(expected[r * ldc + c] - sum) <= 1e-6 * (k + 1) * mag + 1e-30);
+        }
+      for (Isa isa : kAllIsas) {
+        if (isa == Isa::kRef || isa > cpu_features().best_supported()) continue;
+        for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2}) {
+          GuardedBuffer<float> c(expected.size());
+          for (size_t i = 0; i < c.size(); ++i) c[i] = -7.0f;  // the gaps between rows stay as they are
+          p.c = c.data();
+          sgemm(p, isa, pool);
+          INFO("path " << isa_name(isa) << " m " << m << " n " << n << " k " << k << " bias " << bias);
+          for (int64_t r = 0; r < m; ++r) {
+            REQUIRE(std::memcmp(c.data() + r * ldc, expected.data() + r * ldc, static_cast<size_t>(n) * 4) ==
+                    0);
+            for (int64_t col = n; col < ldc && r + 1 < m; ++col) REQUIRE(c[r * ldc + col] == -7.0f);
+          }
+        }
+      }
+    }
+  }
+}
