@@ -60,6 +60,27 @@ void run_pool(exec::OpContext& ctx, bool is_max) {
   }
   const bool include_pad = ctx.attr_bool("count_include_pad", true);
   out.data.resize(static_cast<size_t>(batch * c * oh * ow));
+  if (pad == 0) {
+    // Every window inside the image: the same sums and maxima in the same order, without the bounds tests
+    // (the default student's fp32 pools: 18% of its batch-1 time with them).
+    const float count = static_cast<float>(k * k);
+    for (int64_t plane = 0; plane < batch * c; ++plane) {
+      const float* x = in.data.data() + plane * h * w;
+      float* y = out.data.data() + plane * oh * ow;
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          const float* window = x + oy * stride * w + ox * stride;
+          float acc = is_max ? -std::numeric_limits<float>::infinity() : 0.0f;
+          for (int64_t ky = 0; ky < k; ++ky)
+            for (int64_t kx = 0; kx < k; ++kx) {
+              const float v = window[ky * w + kx];
+              acc = is_max ? std::max(acc, v) : acc + v;
+            }
+          y[oy * ow + ox] = is_max ? acc : acc / count;
+        }
+    }
+    return;
+  }
   for (int64_t plane = 0; plane < batch * c; ++plane) {
     const float* x = in.data.data() + plane * h * w;
     float* y = out.data.data() + plane * oh * ow;
