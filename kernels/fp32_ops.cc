@@ -1,5 +1,7 @@
 #include "kernels/fp32_ops.h"
 
+#include "kernels/sgemm.h"
+
 #include <Eigen/Core>
 #include <unsupported/Eigen/SpecialFunctions>
 
@@ -40,11 +42,24 @@ void softmax_rows(const float* x, int64_t rows, int64_t cols, float* y) {
   }
 }
 
-void linear_fp32(const float* x, int64_t rows, int64_t in, const float* w, const float* b, int64_t out,
-                 float* y) {
-  Rows result(y, rows, out);
-  result.noalias() = ConstRows(x, rows, in) * ConstRows(w, out, in).transpose();
-  if (b) result.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(b, out);
+void linear_fp32(const float* x, int64_t rows, int64_t in, const float* wt, const float* b, int64_t out,
+                 float* y, ThreadPool* pool) {
+  SgemmArgs p;
+  p.a = x;
+  p.lda = p.k = in;
+  p.b = wt;
+  p.ldb = p.n = p.ldc = out;
+  p.c = y;
+  p.m = rows;
+  p.col_bias = b;
+  sgemm(p, pool);
+}
+
+std::vector<float> transpose_weights(const float* w, int64_t rows, int64_t cols) {
+  std::vector<float> t(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) t[static_cast<size_t>(c * rows + r)] = w[r * cols + c];
+  return t;
 }
 
 }  // namespace mighty::kernels

@@ -1,11 +1,14 @@
-// fp32 operations for layers kept in floating point (and the runtime's own fp32 path), on Eigen. Unlike the
-// int8 kernels these are not bit-identical to a scalar twin: fp32 sums depend on their order, so they are
-// tested against double-precision references with a relative tolerance.
+// fp32 operations for layers kept in floating point (and the runtime's own fp32 path), on Eigen, except
+// linear_fp32 (kernels/sgemm.h). The Eigen ones are not bit-identical to a scalar twin: fp32 sums depend on
+// their order, so they are tested against double-precision references with a relative tolerance.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace mighty::kernels {
+
+class ThreadPool;
 
 // y[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta over the last dimension (biased variance, as
 // LibTorch).
@@ -15,8 +18,12 @@ void layer_norm(const float* x, int64_t rows, int64_t dim, const float* gamma, c
 void gelu(const float* x, int64_t count, float* y);
 // Row-wise softmax, max-subtracted. x and y may alias.
 void softmax_rows(const float* x, int64_t rows, int64_t cols, float* y);
-// y[rows][out] = x[rows][in] * w[out][in]^T + b (b may be null).
-void linear_fp32(const float* x, int64_t rows, int64_t in, const float* w, const float* b, int64_t out,
-                 float* y);
+// y[rows][out] = x[rows][in] * wt[in][out] + b (b may be null): a Linear layer with its weights [out][in]
+// transposed once (transpose_weights), on the fp32 GEMM of kernels/sgemm.h (bit-identical across paths),
+// columns split over `pool` when given.
+void linear_fp32(const float* x, int64_t rows, int64_t in, const float* wt, const float* b, int64_t out,
+                 float* y, ThreadPool* pool = nullptr);
+// w[rows][cols] -> [cols][rows].
+std::vector<float> transpose_weights(const float* w, int64_t rows, int64_t cols);
 
 }  // namespace mighty::kernels

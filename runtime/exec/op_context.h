@@ -25,6 +25,9 @@ struct LayerAttrs {
 // A node as the session prepared it at load.
 struct PreparedNode {
   std::vector<std::pair<std::string, const float*>> tensors;  // fp32 tensors by name suffix ("bias", ...)
+  // The fp32 weight matrices of an fp32 Linear or attention node, [out][in] transposed to [in][out] once at
+  // load (the fp32 GEMM reads B's rows), by name suffix.
+  std::vector<std::pair<std::string, std::vector<float>>> transposed;
   LayerAttrs attrs;
   std::unique_ptr<Int8Layer> int8;  // null for fp32 nodes
 };
@@ -69,6 +72,8 @@ class OpContext {
 
   // The node's fp32 tensor `<node>.<suffix>`; an Error if it has none of that name.
   const float* tensor(const char* suffix) const;
+  // The transposed copy of the node's fp32 weight matrix `<node>.<suffix>` (PreparedNode::transposed).
+  const float* transposed(const char* suffix) const;
   // Integer attribute `key` (checked by shape inference).
   int64_t attr(const char* key) const { return node_.attrs.at(key).get<int64_t>(); }
   bool attr_bool(const char* key, bool fallback) const;

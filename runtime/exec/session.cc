@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "kernels/fp32_ops.h"
 #include "runtime/error.h"
 #include "runtime/format/metadata.h"
 #include "runtime/graph/op_def.h"
@@ -111,6 +112,13 @@ void Session::prepare_node(int i, const std::optional<MetaValue>& quant) {
                               tensor_type_name(want), fmt::join(spec.shape, ", ")));
     }
     if (!int8_weight) p.tensors.emplace_back(spec.name.substr(n.name.size() + 1), t.as<float>());
+    // fp32 Linear and attention weight matrices, transposed once for the fp32 GEMM.
+    const std::string suffix = spec.name.substr(n.name.size() + 1);
+    const bool matrix =
+        spec.shape.size() == 2 && suffix.size() >= 6 && suffix.substr(suffix.size() - 6) == "weight";
+    if (!int8_weight && matrix && (n.op == OpKind::kLinear || n.op == OpKind::kMultiHeadAttention))
+      p.transposed.emplace_back(suffix,
+                                kernels::transpose_weights(t.as<float>(), spec.shape[0], spec.shape[1]));
   }
   if (quantized && n.op != OpKind::kLinear && n.op != OpKind::kConv2d && n.op != OpKind::kEmbeddingBag) {
     throw Error(fmt::format("{}: graph node {} ('{}'): unsupported quantization {}", artifact_.name(), i,
@@ -288,6 +296,13 @@ const float* OpContext::tensor(const char* suffix) const {
   for (const auto& [name, data] : prepared_.tensors)
     if (name == suffix) return data;
   throw Error(fmt::format("graph node '{}' has no tensor '{}.{}'", node_.name, node_.name, suffix));
+}
+
+const float* OpContext::transposed(const char* suffix) const {
+  for (const auto& [name, data] : prepared_.transposed)
+    if (name == suffix) return data.data();
+  throw Error(
+      fmt::format("graph node '{}' has no transposed tensor '{}.{}'", node_.name, node_.name, suffix));
 }
 
 bool OpContext::attr_bool(const char* key, bool fallback) const {

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "kernels/fp32_ops.h"
+#include "kernels/sgemm.h"
 #include "runtime/exec/op_context.h"
 #include "runtime/graph/op_def.h"
 #include "runtime/ops/common.h"
@@ -66,21 +67,32 @@ void run(exec::OpContext& ctx) {
   const bool causal = ctx.attr_bool("causal", false);
   out.shape = in.shape;
   out.data.resize(in.data.size());
-  std::vector<float> qkv(static_cast<size_t>(t * 3 * e)), context(static_cast<size_t>(t * e)), scores;
+  std::vector<float> qkv(static_cast<size_t>(t * 3 * e)), context(static_cast<size_t>(t * e)), scores, keys_t;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
   for (int64_t b = 0; b < ctx.batch(); ++b) {
-    kernels::linear_fp32(in.data.data() + b * t * d, t, d, ctx.tensor("in_proj.weight"),
-                         ctx.tensor("in_proj.bias"), 3 * e, qkv.data());
+    kernels::linear_fp32(in.data.data() + b * t * d, t, d, ctx.transposed("in_proj.weight"),
+                         ctx.tensor("in_proj.bias"), 3 * e, qkv.data(), ctx.call().pool);
     const KeysValues kv = keys_values(ctx, qkv.data(), t, e);
     scores.resize(static_cast<size_t>(t * kv.total));
     for (int64_t hd = 0; hd < heads; ++hd) {
       // q, k and v of head hd start at columns hd*dh (q in qkv, rows 3e apart; k and v in qkv or the cache).
-      using Strided = Eigen::Map<const ops::RowMatrix, 0, Eigen::OuterStride<>>;
-      const Strided q(qkv.data() + hd * dh, t, dh, Eigen::OuterStride<>(3 * e));
-      const Strided k(kv.keys + hd * dh, kv.total, dh, Eigen::OuterStride<>(kv.stride));
-      const Strided v(kv.values + hd * dh, kv.total, dh, Eigen::OuterStride<>(kv.stride));
+      // Both products on the fp32 GEMM (kernels/sgemm.h): scores = q k^T with this head's keys transposed
+      // into [dh][total] first, context = scores v reading v in place.
+      const float* keys = kv.keys + hd * dh;
+      keys_t.resize(static_cast<size_t>(dh * kv.total));
+      for (int64_t j = 0; j < kv.total; ++j)
+        for (int64_t i = 0; i < dh; ++i)
+          keys_t[static_cast<size_t>(i * kv.total + j)] = keys[j * kv.stride + i];
+      kernels::SgemmArgs qk;
+      qk.a = qkv.data() + hd * dh;
+      qk.lda = 3 * e;
+      qk.b = keys_t.data();
+      qk.ldb = qk.n = qk.ldc = kv.total;
+      qk.c = scores.data();
+      qk.m = t;
+      qk.k = dh;
+      kernels::sgemm(qk, ctx.call().pool);
       ops::Rows s(scores.data(), t, kv.total);
-      s.noalias() = q * k.transpose();
       s *= scale;
       if (causal) {
         // Query row r sits at absolute position start + r and sees keys 0 .. start + r.
@@ -89,12 +101,19 @@ void run(exec::OpContext& ctx) {
             s(r, c) = -std::numeric_limits<float>::infinity();
       }
       kernels::softmax_rows(scores.data(), t, kv.total, scores.data());
-      Eigen::Map<ops::RowMatrix, 0, Eigen::OuterStride<>> ctx_rows(context.data() + hd * dh, t, dh,
-                                                                   Eigen::OuterStride<>(e));
-      ctx_rows.noalias() = s * v;
+      kernels::SgemmArgs sv;
+      sv.a = scores.data();
+      sv.lda = sv.k = kv.total;
+      sv.b = kv.values + hd * dh;
+      sv.ldb = kv.stride;
+      sv.c = context.data() + hd * dh;
+      sv.ldc = e;
+      sv.m = t;
+      sv.n = dh;
+      kernels::sgemm(sv, ctx.call().pool);
     }
-    kernels::linear_fp32(context.data(), t, e, ctx.tensor("out_proj.weight"), ctx.tensor("out_proj.bias"), d,
-                         out.data.data() + b * t * d);
+    kernels::linear_fp32(context.data(), t, e, ctx.transposed("out_proj.weight"), ctx.tensor("out_proj.bias"),
+                         d, out.data.data() + b * t * d, ctx.call().pool);
   }
 }
 

@@ -48,7 +48,8 @@ void run(exec::OpContext& ctx) {
   } else if (q) {
     exec::linear_int8(*q, in.data.data(), rows, bias, out.data.data(), nullptr, ctx.call().pool);
   } else {
-    kernels::linear_fp32(in.data.data(), rows, la.in, ctx.tensor("weight"), bias, la.out, out.data.data());
+    kernels::linear_fp32(in.data.data(), rows, la.in, ctx.transposed("weight"), bias, la.out, out.data.data(),
+                         ctx.call().pool);
   }
 }
 
