@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -86,4 +87,22 @@ TEST_CASE("fp32: linear") {
       REQUIRE(close(y[r * out + o], want, 1e-5, 1e-4));
     }
   }
+}
+
+TEST_CASE("fp32: softmax gives no denormal probabilities") {
+  // Differences from the row's maximum around the underflow of exp (-87.3) and far below it.
+  const std::vector<float> s = {0.0f, -50.0f, -86.9f, -87.1f, -87.5f, -88.0f, -100.0f, -1e30f, 3.0f, 2.5f};
+  std::vector<float> p(s.size());
+  softmax_rows(s.data(), 1, static_cast<int64_t>(s.size()), p.data());
+  double total = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    INFO("entry " << i << " = " << p[i]);
+    REQUIRE((p[i] == 0.0f || p[i] >= std::numeric_limits<float>::min()));
+    total += p[i];
+    double want = 0, denominator = 0;
+    for (float v : s) denominator += std::exp(double(v) - 3.0);
+    want = std::exp(double(s[i]) - 3.0) / denominator;
+    REQUIRE(std::fabs(p[i] - want) <= 1e-6 * want + 1.2e-38);
+  }
+  REQUIRE(std::fabs(total - 1.0) < 1e-6);
 }
