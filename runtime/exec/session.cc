@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <exception>
 #include <optional>
 
 #include <unistd.h>
@@ -165,20 +166,46 @@ std::vector<float> Session::run(const float* input, int64_t batch) const {
 }
 
 // A batch larger than slice_ runs slice by slice through the whole graph, so each slice's activations stay in
-// cache from one layer to the next (examples are independent in every op).
+// cache from one layer to the next (examples are independent in every op). With a pool, the threads take
+// whole slices (each slice's kernels on one thread: the GEMMs of a few examples are too small to split
+// well); an error in any slice is rethrown once all are done.
 std::vector<float> Session::execute_sliced(exec::RunCall call, int64_t input_stride) const {
-  if (call.batch <= slice_) return execute(call);
-  std::vector<float> out;
-  const int64_t batch = call.batch;
-  for (int64_t b0 = 0; b0 < batch; b0 += slice_) {
+  std::unique_lock<std::mutex> lock(*pool_mutex_, std::try_to_lock);
+  kernels::ThreadPool* pool = lock.owns_lock() ? pool_.get() : nullptr;
+  if (call.batch <= slice_) {
+    call.pool = pool;
+    return run_graph(call);
+  }
+  const int64_t batch = call.batch, slices = (batch + slice_ - 1) / slice_;
+  const auto per_example = static_cast<size_t>(output_size(call.length));
+  std::vector<float> out(per_example * static_cast<size_t>(batch));
+  const bool by_slice = pool && pool->threads() > 1;
+  std::mutex error_mutex;
+  std::exception_ptr error;
+  auto one = [&](int64_t s) {
     exec::RunCall part = call;
+    const int64_t b0 = s * slice_;
     part.batch = std::min(slice_, batch - b0);
     if (call.input) part.input = call.input + b0 * input_stride;
     if (call.tokens) part.tokens = call.tokens + b0 * input_stride;
-    std::vector<float> y = execute(part);
-    if (out.empty()) out.reserve(y.size() / static_cast<size_t>(part.batch) * static_cast<size_t>(batch));
-    out.insert(out.end(), y.begin(), y.end());
+    part.pool = by_slice ? nullptr : pool;
+    try {
+      const std::vector<float> y = run_graph(part);
+      if (y.size() != per_example * static_cast<size_t>(part.batch))
+        throw Error(fmt::format("a slice of {} examples gave {} outputs, not {} per example", part.batch,
+                                y.size(), per_example));
+      std::copy(y.begin(), y.end(), out.begin() + static_cast<std::ptrdiff_t>(per_example * b0));
+    } catch (...) {
+      const std::lock_guard<std::mutex> guard(error_mutex);
+      if (!error) error = std::current_exception();
+    }
+  };
+  if (by_slice) {
+    pool->parallel_for(slices, one);
+  } else {
+    for (int64_t s = 0; s < slices; ++s) one(s);
   }
+  if (error) std::rethrow_exception(error);
   return out;
 }
 
@@ -267,10 +294,14 @@ struct RunBuffers {
 }  // namespace
 
 std::vector<float> Session::execute(exec::RunCall call) const {
-  const auto& nodes = graph_.nodes();
-  if (graph_.input_dtype() == DType::kInt64) call.context = graph_.input_shape()[0];
   std::unique_lock<std::mutex> lock(*pool_mutex_, std::try_to_lock);
   call.pool = lock.owns_lock() ? pool_.get() : nullptr;
+  return run_graph(call);
+}
+
+std::vector<float> Session::run_graph(exec::RunCall call) const {
+  const auto& nodes = graph_.nodes();
+  if (graph_.input_dtype() == DType::kInt64) call.context = graph_.input_shape()[0];
   thread_local RunBuffers buffers;
   std::vector<exec::Value> values(nodes.size());
   for (size_t i = 0; i < nodes.size(); ++i) {

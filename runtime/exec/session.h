@@ -58,7 +58,8 @@ class Session {
   int64_t output_size(int64_t length = 0) const;
 
  private:
-  std::vector<float> execute(exec::RunCall call) const;
+  std::vector<float> execute(exec::RunCall call) const;    // on the pool when it is free
+  std::vector<float> run_graph(exec::RunCall call) const;  // on call.pool
   std::vector<float> execute_sliced(exec::RunCall call, int64_t input_stride) const;
   int64_t batch_slice() const;
   void prepare_node(int index, const std::optional<MetaValue>& quant);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <random>
 #include <string>
@@ -23,7 +24,7 @@ using Tensors = std::map<std::string, std::vector<float>>;
 using Vec = std::vector<float>;
 
 // An artifact of `g` with every tensor random (variances positive), kept in `t` for the reference.
-Session make_session(Graph g, Tensors& t, uint32_t seed) {
+Session make_session(Graph g, Tensors& t, uint32_t seed, int threads = 1) {
   g.infer_shapes();
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f), pos(0.5f, 1.5f);
@@ -36,7 +37,7 @@ Session make_session(Graph g, Tensors& t, uint32_t seed) {
     w.add_tensor(spec.name, TensorType::kFloat32, spec.shape, v.data());
     t[spec.name] = std::move(v);
   }
-  return Session(Artifact::from_bytes(w.serialize(), "fp32.mighty"));
+  return Session(Artifact::from_bytes(w.serialize(), "fp32.mighty"), threads);
 }
 
 Vec random_input(size_t n, uint32_t seed) {
@@ -290,6 +291,24 @@ TEST_CASE("fp32 executor: a transformer (embeddings, LayerNorm, attention, GELU)
     REQUIRE_THROWS_WITH(s.decode(ids.data(), 2, state), Catch::Contains("exceeds the context of 6"));
     const std::vector<int64_t> bad = {3, 11};
     REQUIRE_THROWS_WITH(s.run_tokens(bad.data(), 1, 2), Catch::Contains("token 11 at position 1 is outside"));
+    // A batch in slices of one sequence on two threads: each sequence's rows as run alone, and an id outside
+    // the vocabulary in the last slice is the run's error (rethrown after the other slices).
+    setenv("MIGHTY_BATCH_SLICE", "1", 1);
+    Tensors same;
+    const Session sliced = make_session(g, same, causal ? 3 : 4, 2);
+    unsetenv("MIGHTY_BATCH_SLICE");
+    std::vector<int64_t> three(ids);
+    three.insert(three.end(), ids.rbegin(), ids.rend());
+    three.insert(three.end(), ids.begin(), ids.end());
+    Vec want3 = s.run_tokens(three.data(), 1, len);
+    for (int64_t b = 1; b < 3; ++b) {
+      const Vec one = s.run_tokens(three.data() + b * len, 1, len);
+      want3.insert(want3.end(), one.begin(), one.end());
+    }
+    REQUIRE(sliced.run_tokens(three.data(), 3, len) == want3);
+    three.back() = vocab;
+    REQUIRE_THROWS_WITH(sliced.run_tokens(three.data(), 3, len),
+                        Catch::Contains("token 11 at position 4 is outside"));
   }
 }
 

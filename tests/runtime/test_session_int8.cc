@@ -149,11 +149,14 @@ TEST_CASE("static int8 convs: uint8 between them, bit-exact against the scalar d
             std::vector<float>(expected.end() - static_cast<std::ptrdiff_t>(per_image), expected.end()));
     REQUIRE(s.run(input.data(), batch) == expected);
   }
-  // A batch run in slices (here 2 + 1 examples) gives the same outputs.
-  setenv("MIGHTY_BATCH_SLICE", "2", 1);
-  const Session sliced(Artifact::from_bytes(bytes, "u8.mighty"), 1);
-  unsetenv("MIGHTY_BATCH_SLICE");
-  REQUIRE(sliced.run(input.data(), batch) == expected);
+  // A batch run in slices (here 2 + 1 examples; with 2 threads the threads take whole slices) gives the same
+  // outputs.
+  for (int threads : {1, 2}) {
+    setenv("MIGHTY_BATCH_SLICE", "2", 1);
+    const Session sliced(Artifact::from_bytes(bytes, "u8.mighty"), threads);
+    unsetenv("MIGHTY_BATCH_SLICE");
+    REQUIRE(sliced.run(input.data(), batch) == expected);
+  }
   setenv("MIGHTY_BATCH_SLICE", "two", 1);
   REQUIRE_THROWS_WITH(Session(Artifact::from_bytes(bytes, "u8.mighty"), 1),
                       Catch::Contains("MIGHTY_BATCH_SLICE='two': expected a positive number of examples"));
