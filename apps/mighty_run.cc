@@ -29,7 +29,7 @@ struct Args {
   int64_t limit = 0;
   // bench
   int64_t runs = 200, batch = 64;
-  std::string bench_email;
+  std::string bench_email, bench_images, bench_text;
   // run
   std::string run_images, prompt;
   std::vector<std::string> emails;
@@ -63,6 +63,9 @@ CLI::App* add_bench(CLI::App& app, Args& a) {
   bench->add_option("--runs", a.runs, "Timed batch-1 runs")->check(CLI::Range(int64_t{1}, int64_t{1000000}));
   bench->add_option("--batch", a.batch, "Throughput batch size")
       ->check(CLI::Range(int64_t{1}, int64_t{65536}));
+  bench->add_option("--images", a.bench_images, "Image models: time these IDX images (default: synthetic)");
+  bench->add_option("--text", a.bench_text,
+                    "Language models: time windows of this text (default: synthetic)");
   bench->add_option("--email", a.bench_email, "Document classifiers: time this raw email end to end");
   add_threads(bench, a);
   return bench;
@@ -183,8 +186,12 @@ int eval(const Args& a) {
 
 int bench(const Args& a) {
   const mighty::Session session = mighty::Session::load(a.artifact, a.threads);
-  const auto r = mighty::benchmark(session, session.input_spec(), a.runs, a.batch,
-                                   a.bench_email.empty() ? "" : mighty::read_file(a.bench_email));
+  mighty::BenchInputs inputs;
+  inputs.images = a.bench_images;
+  inputs.text = a.bench_text;
+  if (!a.bench_email.empty()) inputs.document = mighty::read_file(a.bench_email);
+  const auto r = mighty::benchmark(session, session.input_spec(), a.runs, a.batch, inputs);
+  fmt::print("input: {}\n", r["input"].get<std::string>());
   fmt::print(
       "latency, batch 1: {:.3f} ms median, {:.3f} ms p99 ({} runs, {} thread{})\n"
       "throughput, batch {}: {:.0f} examples/s\n",

@@ -196,32 +196,87 @@ nlohmann::json evaluate_documents(const Session& session, const std::string& dir
   return r;
 }
 
+namespace {
+
+// `count` examples of `size` values from `pool` (`available` examples), cycling when there are fewer.
+template <class T>
+std::vector<T> cycled(const std::vector<T>& pool, int64_t available, int64_t size, int64_t first,
+                      int64_t count) {
+  std::vector<T> out(static_cast<size_t>(count * size));
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t e = (first + i) % available;
+    std::copy(pool.begin() + e * size, pool.begin() + (e + 1) * size, out.begin() + i * size);
+  }
+  return out;
+}
+
+}  // namespace
+
 nlohmann::json benchmark(const Session& session, const InputSpec& spec, int64_t runs, int64_t batch,
-                         const std::string& document) {
+                         const BenchInputs& inputs) {
+  if ((!inputs.images.empty() && spec.kind != "images") || (!inputs.text.empty() && spec.kind != "text") ||
+      (!inputs.document.empty() && spec.kind != "documents"))
+    throw Error(
+        fmt::format("bench: this artifact takes {}; give --images for images, --text for a language "
+                    "model, --email for a document classifier",
+                    spec.kind));
+  nlohmann::json r;
+  std::string input;
   if (spec.kind == "documents") {
-    const std::string sample = !document.empty()
-                                   ? document
+    const std::string sample = !inputs.document.empty()
+                                   ? inputs.document
                                    : "Subject: Limited offer: save 50% on printer toner today\n\n"
                                      "Dear customer, click here to order before Friday and get free "
                                      "shipping on every cartridge. To unsubscribe reply REMOVE.\n";
+    input = inputs.document.empty() ? "synthetic: a built-in sample email"
+                                    : fmt::format("the given email ({} bytes)", sample.size());
     const DocumentModel model(session);
-    return measure_latency([&] { model.run(sample); },
-                           [&] {
-                             for (int64_t b = 0; b < batch; ++b) model.run(sample);
-                           },
-                           runs, batch, /*warmup=*/5);
+    r = measure_latency([&] { model.run(sample); },
+                        [&] {
+                          for (int64_t b = 0; b < batch; ++b) model.run(sample);
+                        },
+                        runs, batch, /*warmup=*/5);
+  } else if (spec.kind == "images") {
+    const int64_t per = spec.example_size();
+    std::vector<float> pool(static_cast<size_t>(per), 0.5f);
+    int64_t available = 1;
+    input = "synthetic: every pixel 0.5 (give --images for real ones)";
+    if (!inputs.images.empty()) {
+      const IdxArray images = read_idx(inputs.images);
+      int64_t size = 1;
+      for (size_t i = 1; i < images.dims.size(); ++i) size *= images.dims[i];
+      if (images.dims.empty() || images.dims[0] < 1 || size != per)
+        throw Error(fmt::format("{}: images have {} pixels, the model takes {}", inputs.images, size, per));
+      available = std::min<int64_t>(images.dims[0], std::max<int64_t>(batch, 1024));
+      pool = spec.images(images.data.data(), available);
+      input = fmt::format("{} images of {}", available, inputs.images);
+    }
+    const std::vector<float> many = cycled(pool, available, per, 0, batch);
+    int64_t next = 0;
+    r = measure_latency([&] { session.run(pool.data() + (next++ % available) * per, 1); },
+                        [&] { session.run(many.data(), batch); }, runs, batch, /*warmup=*/5);
+  } else {
+    const int64_t ctx = spec.context;
+    std::vector<int64_t> pool(static_cast<size_t>(ctx));
+    for (size_t i = 0; i < pool.size(); ++i) pool[i] = static_cast<int64_t>(i % spec.vocab.size());
+    int64_t available = 1;
+    input = "synthetic: token ids 0, 1, 2, ... (give --text for real text)";
+    if (!inputs.text.empty()) {
+      std::vector<int64_t> ids = spec.encode(read_file(inputs.text));
+      available = static_cast<int64_t>(ids.size()) / ctx;
+      if (available < 1)
+        throw Error(fmt::format("{}: needs at least {} characters (one context)", inputs.text, ctx));
+      ids.resize(static_cast<size_t>(available * ctx));
+      pool = std::move(ids);
+      input = fmt::format("{} windows of {} characters of {}", available, ctx, inputs.text);
+    }
+    const std::vector<int64_t> many = cycled(pool, available, ctx, 0, batch);
+    int64_t next = 0;
+    r = measure_latency([&] { session.run_tokens(pool.data() + (next++ % available) * ctx, 1, ctx); },
+                        [&] { session.run_tokens(many.data(), batch, ctx); }, runs, batch, /*warmup=*/5);
   }
-  if (spec.kind == "images") {
-    const std::vector<float> one(static_cast<size_t>(spec.example_size()), 0.5f);
-    const std::vector<float> many(static_cast<size_t>(batch * spec.example_size()), 0.5f);
-    return measure_latency([&] { session.run(one.data(), 1); }, [&] { session.run(many.data(), batch); },
-                           runs, batch, /*warmup=*/5);
-  }
-  std::vector<int64_t> tokens(static_cast<size_t>(batch * spec.context));
-  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int64_t>(i % spec.vocab.size());
-  return measure_latency([&] { session.run_tokens(tokens.data(), 1, spec.context); },
-                         [&] { session.run_tokens(tokens.data(), batch, spec.context); }, runs, batch,
-                         /*warmup=*/5);
+  r["input"] = input;
+  return r;
 }
 
 }  // namespace mighty

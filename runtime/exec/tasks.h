@@ -28,10 +28,17 @@ std::string generate(const Session& session, const InputSpec& spec, const std::s
 // and for two classes the second class's precision and recall, end to end from the raw text.
 nlohmann::json evaluate_documents(const Session& session, const std::string& dir, int64_t limit = 0);
 
-// Batch-1 latency (median and p99 of `runs`) and throughput at `batch`, on a fixed input. Document
-// classifiers are timed end to end (email_text, tokenizer, model) on `document` (raw text; empty: a built-in
-// sample email).
+// What benchmark runs on: real examples, or (all empty) a synthetic input, labelled as such in the result.
+struct BenchInputs {
+  std::string images;    // IDX images (image models): run i takes image i mod N, a batch the first ones
+  std::string text;      // a UTF-8 text file (language models): windows of the context, as for images
+  std::string document;  // raw text of one document (document classifiers), timed end to end
+};
+
+// Batch-1 latency (median and p99 of `runs`) and throughput at `batch`. Document classifiers are timed end to
+// end (email_text, tokenizer, model). Without inputs: constant 0.5 pixels, token ids 0, 1, 2, ... or a
+// built-in sample email. The result's "input" says which.
 nlohmann::json benchmark(const Session& session, const InputSpec& spec, int64_t runs, int64_t batch,
-                         const std::string& document = "");
+                         const BenchInputs& inputs = {});
 
 }  // namespace mighty

@@ -133,7 +133,20 @@ TEST_CASE("train then eval end to end on a small subset and resume through the C
   REQUIRE_THAT(e.out, Catch::Contains("over 300 images"));
   const auto libtorch = run(kMighty + " eval " + recipe + " --threads 1 --out " + straight);
   REQUIRE(pct(e.out, "accuracy") == pct(libtorch.out, "test accuracy"));
-  REQUIRE(run(kMightyRun + " bench " + artifact + " --runs 3 --batch 2").status == 0);
+  auto b = run(kMightyRun + " bench " + artifact + " --runs 3 --batch 2");
+  REQUIRE(b.status == 0);
+  REQUIRE_THAT(b.out, Catch::Contains("input: synthetic"));
+  // Real images: the first ones of the file, as many as the batch (at least 1024 when the file has them).
+  b = run(kMightyRun + " bench " + artifact + " --runs 3 --batch 2 --images " + base +
+          "t10k-images-idx3-ubyte.gz");
+  REQUIRE(b.status == 0);
+  REQUIRE_THAT(b.out, Catch::Contains("input: 1024 images of"));
+  b = run(kMightyRun + " bench " + artifact + " --runs 3 --text " + recipe);
+  REQUIRE(b.status != 0);
+  REQUIRE_THAT(b.err, Catch::Contains("bench: this artifact takes images; give --images for images"));
+  b = run(kMightyRun + " bench " + artifact + " --runs 3 --images " + base + "t10k-labels-idx1-ubyte.gz");
+  REQUIRE(b.status != 0);
+  REQUIRE_THAT(b.err, Catch::Contains("images have 1 pixels, the model takes 784"));
 
   // Re-evaluating keeps the training record.
   o = run(kMighty + " eval " + recipe + " --threads 1 --out " + straight);
