@@ -35,27 +35,32 @@ std::vector<TensorSpec> tensors(const Node& n) {
 }
 
 struct KeysValues {
-  const float* keys;
+  const float* keys;    // rows (positions) of `stride` floats, or null when keys_t is given
+  const float* keys_t;  // the decode cache's keys transposed, [e][keys_t_stride] (column = position)
   const float* values;
-  int64_t stride, total;  // row stride and rows (positions) of the keys and values
+  int64_t stride, keys_t_stride, total;  // row strides and rows (positions) of the keys and values
 };
 
-// This call's keys and values (rows of qkv), or while decoding the cache with this call's rows appended.
+// This call's keys and values (rows of qkv), or while decoding the cache with this call's rows appended. The
+// cache keeps the keys transposed ([e][context]), the layout q k^T reads, so a decoding step adds a column
+// instead of transposing every key it has seen.
 KeysValues keys_values(exec::OpContext& ctx, const float* qkv, int64_t t, int64_t e) {
   exec::DecodeCache* cache = ctx.call().decode;
-  if (!cache) return {qkv + e, qkv + 2 * e, 3 * e, t};
+  if (!cache) return {qkv + e, nullptr, qkv + 2 * e, 3 * e, 0, t};
+  const int64_t context = ctx.call().context;
   auto& kc = (*cache->keys)[static_cast<size_t>(ctx.index())];
   auto& vc = (*cache->values)[static_cast<size_t>(ctx.index())];
   if (kc.empty()) {
-    kc.assign(static_cast<size_t>(ctx.call().context * e), 0.0f);
-    vc.assign(static_cast<size_t>(ctx.call().context * e), 0.0f);
+    kc.assign(static_cast<size_t>(context * e), 0.0f);
+    vc.assign(static_cast<size_t>(context * e), 0.0f);
   }
   const int64_t start = cache->position;
   for (int64_t r = 0; r < t; ++r) {
-    std::copy(qkv + r * 3 * e + e, qkv + r * 3 * e + 2 * e, kc.data() + (start + r) * e);
+    const float* k = qkv + r * 3 * e + e;
+    for (int64_t i = 0; i < e; ++i) kc[static_cast<size_t>(i * context + start + r)] = k[i];
     std::copy(qkv + r * 3 * e + 2 * e, qkv + r * 3 * e + 3 * e, vc.data() + (start + r) * e);
   }
-  return {kc.data(), vc.data(), e, start + t};
+  return {nullptr, kc.data(), vc.data(), e, context, start + t};
 }
 
 void run(exec::OpContext& ctx) {
@@ -77,17 +82,27 @@ void run(exec::OpContext& ctx) {
     for (int64_t hd = 0; hd < heads; ++hd) {
       // q, k and v of head hd start at columns hd*dh (q in qkv, rows 3e apart; k and v in qkv or the cache).
       // Both products on the fp32 GEMM (kernels/sgemm.h): scores = q k^T with this head's keys transposed
-      // into [dh][total] first, context = scores v reading v in place.
-      const float* keys = kv.keys + hd * dh;
-      keys_t.resize(static_cast<size_t>(dh * kv.total));
-      for (int64_t j = 0; j < kv.total; ++j)
-        for (int64_t i = 0; i < dh; ++i)
-          keys_t[static_cast<size_t>(i * kv.total + j)] = keys[j * kv.stride + i];
+      // ([dh][total]: the decode cache's own layout, else transposed here), context = scores v reading v in
+      // place.
+      const float* head_keys_t = nullptr;
+      int64_t ldk = kv.total;
+      if (kv.keys_t) {
+        head_keys_t = kv.keys_t + hd * dh * kv.keys_t_stride;
+        ldk = kv.keys_t_stride;
+      } else {
+        const float* keys = kv.keys + hd * dh;
+        keys_t.resize(static_cast<size_t>(dh * kv.total));
+        for (int64_t j = 0; j < kv.total; ++j)
+          for (int64_t i = 0; i < dh; ++i)
+            keys_t[static_cast<size_t>(i * kv.total + j)] = keys[j * kv.stride + i];
+        head_keys_t = keys_t.data();
+      }
       kernels::SgemmArgs qk;
       qk.a = qkv.data() + hd * dh;
       qk.lda = 3 * e;
-      qk.b = keys_t.data();
-      qk.ldb = qk.n = qk.ldc = kv.total;
+      qk.b = head_keys_t;
+      qk.ldb = ldk;
+      qk.n = qk.ldc = kv.total;
       qk.c = scores.data();
       qk.m = t;
       qk.k = dh;
