@@ -193,7 +193,7 @@ int bench(const Args& a) {
   const auto r = mighty::benchmark(session, session.input_spec(), a.runs, a.batch, inputs);
   fmt::print("input: {}\n", r["input"].get<std::string>());
   fmt::print(
-      "latency, batch 1: {:.3f} ms median, {:.3f} ms p99 ({} runs, {} thread{})\n"
+      "latency, batch 1: {:.4f} ms median, {:.4f} ms p99 ({} runs, {} thread{})\n"
       "throughput, batch {}: {:.0f} examples/s\n",
       r["latency_ms_b1"].get<double>(), r["latency_ms_b1_p99"].get<double>(), a.runs, a.threads,
       a.threads == 1 ? "" : "s", a.batch, r["throughput_per_s"].get<double>());
