@@ -23,6 +23,10 @@ void softmax_rows(const float* x, int64_t rows, int64_t cols, float* y);
 // columns split over `pool` when given.
 void linear_fp32(const float* x, int64_t rows, int64_t in, const float* wt, const float* b, int64_t out,
                  float* y, ThreadPool* pool = nullptr);
+// Max pooling of `planes` fp32 planes [h][w] with a 2x2 window at stride 2, no padding: y [planes][h/2][w/2].
+// Each output is std::max folded from -inf over its window in row order (NaN inputs give what that fold
+// gives), four outputs at a time on SSE2.
+void max_pool2_fp32(const float* x, int64_t planes, int64_t h, int64_t w, float* y);
 // w[rows][cols] -> [cols][rows].
 std::vector<float> transpose_weights(const float* w, int64_t rows, int64_t cols);
 
