@@ -12,7 +12,10 @@ namespace mighty::kernels {
 void sgemm_ref(const SgemmArgs& p, int64_t n_begin, int64_t n_end) {
   for (int64_t r = 0; r < p.m; ++r)
     for (int64_t col = n_begin; col < n_end; ++col) {
-      float s = p.row_bias ? p.row_bias[r] : p.col_bias ? p.col_bias[col] : 0.0f;
+      float s = p.accumulate ? p.c[r * p.ldc + col]
+                : p.row_bias ? p.row_bias[r]
+                : p.col_bias ? p.col_bias[col]
+                             : 0.0f;
       for (int64_t kk = 0; kk < p.k; ++kk) s = std::fma(p.a[r * p.lda + kk], p.b[kk * p.ldb + col], s);
       p.c[r * p.ldc + col] = s;
     }

@@ -1,5 +1,6 @@
 // fp32 GEMM for the runtime's floating-point layers: C[m][n] = init + sum_k A[m][k] * B[k][n], A, B and C
-// row-major with their own row strides. The sum starts from the bias (row_bias[m], or col_bias[n], or 0) and
+// row-major with their own row strides. The sum starts from the bias (row_bias[m], or col_bias[n], or 0; or C
+// itself when accumulating) and
 // takes the products in k order, one fused multiply-add each, on every path (ref: std::fma), so every path
 // gives the same bits and a SIMD path is tested byte for byte against the scalar one, as the int8 kernels
 // are. (Against another library the results differ by summation order only: the fp32 tests compare with a
@@ -26,6 +27,7 @@ struct SgemmArgs {
   int64_t lda = 0, ldb = 0, ldc = 0;
   const float* row_bias = nullptr;  // [m] (optional; not with col_bias)
   const float* col_bias = nullptr;  // [n] (optional)
+  bool accumulate = false;          // the sum starts from C's current values instead (no bias)
 };
 
 // Columns [n_begin, n_end) of C, all rows, on one path.

@@ -21,11 +21,19 @@ template <class V, int R, int NV>
 inline void tile(const SgemmArgs& p, int64_t row0, int64_t col0, typename V::Mask last) {
   using Reg = typename V::Reg;
   Reg acc[R][NV];
-  for (int v = 0; v < NV; ++v) {
-    const Reg cb = !p.col_bias   ? V::zero()
-                   : v + 1 == NV ? V::load(p.col_bias + col0 + v * V::kLanes, last)
-                                 : V::load(p.col_bias + col0 + v * V::kLanes);
-    for (int r = 0; r < R; ++r) acc[r][v] = p.row_bias ? V::set1(p.row_bias[row0 + r]) : cb;
+  if (p.accumulate) {
+    for (int r = 0; r < R; ++r) {
+      const float* c = p.c + (row0 + r) * p.ldc + col0;
+      for (int v = 0; v + 1 < NV; ++v) acc[r][v] = V::load(c + v * V::kLanes);
+      acc[r][NV - 1] = V::load(c + (NV - 1) * V::kLanes, last);
+    }
+  } else {
+    for (int v = 0; v < NV; ++v) {
+      const Reg cb = !p.col_bias   ? V::zero()
+                     : v + 1 == NV ? V::load(p.col_bias + col0 + v * V::kLanes, last)
+                                   : V::load(p.col_bias + col0 + v * V::kLanes);
+      for (int r = 0; r < R; ++r) acc[r][v] = p.row_bias ? V::set1(p.row_bias[row0 + r]) : cb;
+    }
   }
   const float* a = p.a + row0 * p.lda;
   const float* b = p.b + col0;

@@ -105,6 +105,59 @@ void depthwise_fp32(const float* x, int64_t channels, int64_t h, int64_t w, cons
   }
 }
 
+// A stride-1 convolution as k x k accumulating GEMMs, one per tap, with no patch matrix: over a zero-padded
+// copy of the input, output pixel (oy, ox) at grid position q = oy * pw + ox reads tap (ky, kx) of channel c
+// at padded[c][q + ky * pw + kx], so for each tap the input channels are the rows of one B (row stride the
+// padded plane) and the tap's weights [gout][gin] are A. The grid's last pw - ow columns of each row are
+// computed and dropped. Per output the sum starts from the bias and takes the taps in (ky, kx) order, each
+// over the channels in order. Used from 8 input channels per group: measured on the default student's fp32
+// form (Intel Xeon, 1 thread), 3x3 over 16-32 channels ran 1.0-1.3x faster than im2col + one GEMM, and the
+// whole model 1.17x; over 1 channel (K = 1 per tap) it ran 3x slower.
+void conv_shifted(exec::OpContext& ctx, const float* x, int64_t batch, int64_t groups, int64_t gin,
+                  int64_t gout, int64_t h, int64_t w, int64_t k, int64_t pad, const float* bias, float* y) {
+  const int64_t cin = groups * gin, cout = groups * gout, ph = h + 2 * pad, pw = w + 2 * pad;
+  const int64_t oh = ph - k + 1, ow = pw - k + 1, plane = ph * pw;
+  const float* weight = ctx.tensor("weight");
+  thread_local std::vector<float> padded, taps, grid;  // scratch reused across runs on this thread
+  // The last tap reads k - 1 floats past the last plane, for grid columns that are dropped.
+  padded.assign(static_cast<size_t>(gin * plane + k), 0.0f);
+  taps.resize(static_cast<size_t>(k * k * gout * gin));
+  grid.resize(static_cast<size_t>(gout * oh * pw));
+  for (int64_t g = 0; g < groups; ++g) {
+    // taps[ky][kx][o][c] = weight[g * gout + o][c][ky][kx]
+    for (int64_t o = 0; o < gout; ++o)
+      for (int64_t c = 0; c < gin; ++c)
+        for (int64_t t = 0; t < k * k; ++t)
+          taps[static_cast<size_t>((t * gout + o) * gin + c)] =
+              weight[((g * gout + o) * gin + c) * k * k + t];
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* xb = x + (b * cin + g * gin) * h * w;
+      for (int64_t c = 0; c < gin; ++c)
+        for (int64_t iy = 0; iy < h; ++iy)
+          std::copy(xb + (c * h + iy) * w, xb + (c * h + iy + 1) * w,
+                    padded.data() + c * plane + (iy + pad) * pw + pad);
+      for (int64_t t = 0; t < k * k; ++t) {
+        kernels::SgemmArgs p;
+        p.a = taps.data() + t * gout * gin;
+        p.lda = p.k = gin;
+        p.b = padded.data() + t / k * pw + t % k;
+        p.ldb = plane;
+        p.c = grid.data();
+        p.ldc = p.n = oh * pw;
+        p.m = gout;
+        p.row_bias = t == 0 && bias ? bias + g * gout : nullptr;
+        p.accumulate = t > 0;
+        kernels::sgemm(p, ctx.call().pool);
+      }
+      float* yb = y + (b * cout + g * gout) * oh * ow;
+      for (int64_t o = 0; o < gout; ++o)
+        for (int64_t oy = 0; oy < oh; ++oy)
+          std::copy(grid.data() + (o * oh + oy) * pw, grid.data() + (o * oh + oy) * pw + ow,
+                    yb + (o * oh + oy) * ow);
+    }
+  }
+}
+
 void run(exec::OpContext& ctx) {
   const exec::Value& in = ctx.in();
   exec::Value& out = ctx.out();
@@ -126,6 +179,10 @@ void run(exec::OpContext& ctx) {
     for (int64_t b = 0; b < ctx.batch(); ++b)
       depthwise_fp32(in.data.data() + b * cin * h * w, cin, h, w, ctx.tensor("weight"), bias, k, stride, pad,
                      oh, ow, out.data.data() + b * cout * oh * ow);
+    return;
+  }
+  if (stride == 1 && k > 1 && gin >= 8) {
+    conv_shifted(ctx, in.data.data(), ctx.batch(), groups, gin, gout, h, w, k, pad, bias, out.data.data());
     return;
   }
   const int64_t patch = gin * k * k, pixels = oh * ow;

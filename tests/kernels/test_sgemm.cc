@@ -24,7 +24,7 @@ TEST_CASE("sgemm: every path equals the scalar path, bit for bit") {
                                {7, 49, 33},  {8, 16, 144},   {16, 784, 144}, {9, 100, 1},
                                {13, 31, 64}, {32, 200, 288}, {2, 1000, 7}};
   for (const auto& s : shapes) {
-    for (int bias = 0; bias < 3; ++bias) {
+    for (int bias = 0; bias < 4; ++bias) {  // none, per row, per column, accumulating into C
       const int64_t m = s[0], n = s[1], k = s[2];
       const int64_t lda = k + static_cast<int64_t>(rng() % 3), ldb = n + static_cast<int64_t>(rng() % 5);
       const int64_t ldc = n + static_cast<int64_t>(rng() % 4);
@@ -47,13 +47,20 @@ TEST_CASE("sgemm: every path equals the scalar path, bit for bit") {
       p.ldc = ldc;
       if (bias == 1) p.row_bias = row_bias.data();
       if (bias == 2) p.col_bias = col_bias.data();
-      GuardedBuffer<float> expected(static_cast<size_t>((m - 1) * ldc + n));
+      p.accumulate = bias == 3;
+      GuardedBuffer<float> expected(static_cast<size_t>((m - 1) * ldc + n)), start(expected.size());
+      for (size_t i = 0; i < start.size(); ++i) start[i] = u(rng);
+      std::memcpy(expected.data(), start.data(), start.size() * 4);
       p.c = expected.data();
       sgemm(p, Isa::kRef, nullptr);
       // Against a double-precision sum: within the rounding of k fused steps.
       for (int64_t r = 0; r < m; ++r)
         for (int64_t c = 0; c < n; ++c) {
-          double sum = bias == 1 ? row_bias[r] : bias == 2 ? col_bias[c] : 0.0, mag = std::fabs(sum);
+          double sum = bias == 1   ? row_bias[r]
+                       : bias == 2 ? col_bias[c]
+                       : bias == 3 ? start[r * ldc + c]
+                                   : 0.0;
+          double mag = std::fabs(sum);
           for (int64_t i = 0; i < k; ++i) {
             sum += static_cast<double>(a[r * lda + i]) * b[i * ldb + c];
             mag += std::fabs(static_cast<double>(a[r * lda + i]) * b[i * ldb + c]);
@@ -65,6 +72,9 @@ TEST_CASE("sgemm: every path equals the scalar path, bit for bit") {
         for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2}) {
           GuardedBuffer<float> c(expected.size());
           for (size_t i = 0; i < c.size(); ++i) c[i] = -7.0f;  // the gaps between rows stay as they are
+          if (bias == 3)
+            for (int64_t r = 0; r < m; ++r)
+              std::memcpy(c.data() + r * ldc, start.data() + r * ldc, static_cast<size_t>(n) * 4);
           p.c = c.data();
           sgemm(p, isa, pool);
           INFO("path " << isa_name(isa) << " m " << m << " n " << n << " k " << k << " bias " << bias);

@@ -462,28 +462,40 @@ TEST_CASE("fp32: depthwise convolution at the edges (tiny and odd images, stride
 
 TEST_CASE("fp32: convolution at the edges (tiny and odd images, strides 1 to 3, padding 0 to 2)") {
   struct Case {
-    int64_t h, w, k, stride, pad;
+    int64_t h, w, k, stride, pad, cin = 2, groups = 1;
   };
   // Kernel columns that read no pixel of a row (1 x 1 images at stride 2, padding 1) and rows whose inside
-  // run is empty or whole.
+  // run is empty or whole; then 8+ channels per group at stride 1 (the convolution as one GEMM per tap).
   for (const Case& c : {Case{1, 1, 3, 2, 1}, Case{3, 2, 3, 2, 1}, Case{5, 7, 5, 3, 2}, Case{4, 4, 3, 1, 0},
-                        Case{2, 9, 3, 1, 1}, Case{1, 2, 5, 2, 2}, Case{6, 5, 1, 2, 0}}) {
-    INFO(c.h << "x" << c.w << " k" << c.k << " s" << c.stride << " p" << c.pad);
+                        Case{2, 9, 3, 1, 1}, Case{1, 2, 5, 2, 2}, Case{6, 5, 1, 2, 0}, Case{5, 7, 3, 1, 1, 9},
+                        Case{4, 3, 5, 1, 2, 8}, Case{6, 6, 3, 1, 0, 16, 2}, Case{1, 1, 3, 1, 1, 8},
+                        Case{9, 4, 2, 1, 0, 10}}) {
+    INFO(c.h << "x" << c.w << " k" << c.k << " s" << c.stride << " p" << c.pad << " cin " << c.cin
+             << " groups " << c.groups);
+    const int64_t cout = 3 * c.groups, gin = c.cin / c.groups, image_size = c.cin * c.h * c.w;
     Graph g;
-    const int x = g.add("in", OpKind::kInput, {}, {{"shape", {2, c.h, c.w}}});
-    g.add(
-        "conv", OpKind::kConv2d, {x},
-        {{"in_channels", 2}, {"out_channels", 3}, {"kernel", c.k}, {"stride", c.stride}, {"padding", c.pad}});
+    const int x = g.add("in", OpKind::kInput, {}, {{"shape", {c.cin, c.h, c.w}}});
+    g.add("conv", OpKind::kConv2d, {x},
+          {{"in_channels", c.cin},
+           {"out_channels", cout},
+           {"kernel", c.k},
+           {"stride", c.stride},
+           {"padding", c.pad},
+           {"groups", c.groups}});
     Tensors t;
     const Session s = make_session(g, t, 41);
-    const Vec input = random_input(static_cast<size_t>(2 * 2 * c.h * c.w), 42);
+    const Vec input = random_input(static_cast<size_t>(2 * image_size), 42);
     const Vec got = s.run(input.data(), 2);
     Vec want;
-    for (int64_t b = 0; b < 2; ++b) {
-      const Vec image(input.begin() + b * 2 * c.h * c.w, input.begin() + (b + 1) * 2 * c.h * c.w);
-      for (float v : conv(image, 2, c.h, c.w, t["conv.weight"], &t["conv.bias"], 3, c.k, c.stride, c.pad))
-        want.push_back(v);
-    }
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t gr = 0; gr < c.groups; ++gr) {
+        const auto at = input.begin() + b * image_size + gr * gin * c.h * c.w;
+        const Vec image(at, at + gin * c.h * c.w);
+        const auto w0 = t["conv.weight"].begin() + gr * 3 * gin * c.k * c.k;
+        const Vec weight(w0, w0 + 3 * gin * c.k * c.k);
+        const Vec bias(t["conv.bias"].begin() + gr * 3, t["conv.bias"].begin() + gr * 3 + 3);
+        for (float v : conv(image, gin, c.h, c.w, weight, &bias, 3, c.k, c.stride, c.pad)) want.push_back(v);
+      }
     require_close(got, want);
   }
 }
