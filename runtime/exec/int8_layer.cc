@@ -9,6 +9,7 @@
 
 #include "kernels/conv.h"
 #include "kernels/dispatch.h"
+#include "kernels/transpose.h"
 #include "runtime/error.h"
 #include "runtime/exec/u8_chain.h"
 #include "runtime/format/artifact.h"
@@ -271,12 +272,8 @@ const uint8_t* channels_last_u8(const Int8Layer& layer, const Value& in, const k
   planes.resize(static_cast<size_t>(batch * cin * hw));
   converted.resize(planes.size());
   kernels::quantize_rows(in.data.data(), batch * cin, hw, hw, layer.input, planes.data(), hw);
-  for (int64_t b = 0; b < batch; ++b) {
-    const uint8_t* src = planes.data() + b * cin * hw;
-    uint8_t* dst = converted.data() + b * cin * hw;
-    for (int64_t c = 0; c < cin; ++c)
-      for (int64_t p = 0; p < hw; ++p) dst[p * cin + c] = src[c * hw + p];
-  }
+  for (int64_t b = 0; b < batch; ++b)
+    kernels::transpose(planes.data() + b * cin * hw, cin, hw, converted.data() + b * cin * hw);
   return converted.data();
 }
 

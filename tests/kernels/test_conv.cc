@@ -10,6 +10,7 @@
 #include "guarded_buffer.h"
 #include "kernels/conv.h"
 #include "kernels/gemm.h"
+#include "kernels/transpose.h"
 
 using namespace mighty::kernels;
 using mighty::testing::GuardedBuffer;
@@ -254,5 +255,17 @@ TEST_CASE("pooling: max, average and global average") {
       for (int64_t p = 0; p < h * w; ++p) total += in[p * c + ch];
       REQUIRE(gap[ch] == (total + h * w / 2) / (h * w));
     }
+  }
+}
+
+TEST_CASE("transpose: every element moves to its place, small (one loop) and large (tiles, ragged edges)") {
+  std::mt19937_64 rng(21);
+  for (const auto& [rows, cols] :
+       {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {32, 3136}, {3136, 33}, {517, 129}}) {
+    std::vector<uint8_t> src(static_cast<size_t>(rows * cols)), dst(src.size());
+    for (auto& v : src) v = static_cast<uint8_t>(rng());
+    transpose(src.data(), rows, cols, dst.data());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) REQUIRE(dst[c * rows + r] == src[r * cols + c]);
   }
 }
