@@ -98,11 +98,4 @@ void max_pool2_fp32(const float* x, int64_t planes, int64_t h, int64_t w, float*
   }
 }
 
-std::vector<float> transpose_weights(const float* w, int64_t rows, int64_t cols) {
-  std::vector<float> t(static_cast<size_t>(rows * cols));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) t[static_cast<size_t>(c * rows + r)] = w[r * cols + c];
-  return t;
-}
-
 }  // namespace mighty::kernels

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 namespace mighty::kernels {
 
@@ -19,7 +18,7 @@ void gelu(const float* x, int64_t count, float* y);
 // Row-wise softmax, max-subtracted. x and y may alias.
 void softmax_rows(const float* x, int64_t rows, int64_t cols, float* y);
 // y[rows][out] = x[rows][in] * wt[in][out] + b (b may be null): a Linear layer with its weights [out][in]
-// transposed once (transpose_weights), on the fp32 GEMM of kernels/sgemm.h (bit-identical across paths),
+// transposed once (kernels/transpose.h), on the fp32 GEMM of kernels/sgemm.h (bit-identical across paths),
 // columns split over `pool` when given.
 void linear_fp32(const float* x, int64_t rows, int64_t in, const float* wt, const float* b, int64_t out,
                  float* y, ThreadPool* pool = nullptr);
@@ -27,7 +26,5 @@ void linear_fp32(const float* x, int64_t rows, int64_t in, const float* wt, cons
 // Each output is std::max folded from -inf over its window in row order (NaN inputs give what that fold
 // gives), four outputs at a time on SSE2.
 void max_pool2_fp32(const float* x, int64_t planes, int64_t h, int64_t w, float* y);
-// w[rows][cols] -> [cols][rows].
-std::vector<float> transpose_weights(const float* w, int64_t rows, int64_t cols);
 
 }  // namespace mighty::kernels

@@ -77,7 +77,7 @@ struct HardwareTiles {
 void gemm_amx(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   if (args.w->sparse || args.m < kAmxMinRows) return gemm_avx512vnni(args, n_begin, n_end);
   thread_local std::vector<DirectTile> direct_list;
-  const bool direct = args.a_rows && args.w_runs64 && direct_tiles(args, direct_list);
+  const bool direct = direct_tiles(args, direct_list);
   const int64_t min_depth = args.a_rows ? kAmxMinGatherDepth : kAmxMinDepth;
   if (!direct && args.w->k_padded < min_depth) return gemm_avx512vnni(args, n_begin, n_end);
   HardwareTiles tiles;

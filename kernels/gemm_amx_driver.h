@@ -146,16 +146,17 @@ struct DirectTile {
   int64_t row = 0, valid = 0, stride = 0;  // first output row, rows that are output rows, pixel stride
 };
 
-// The tiles of rows [0, m), or false when a tile would read past a_readable, the tiles average fewer than
-// kAmxMinDirectRows output rows (narrow images: each tile would mostly compute rows that are thrown away) or
-// the runs are shorter than kAmxMinDirectRun bytes (a 64-byte step would mostly multiply zeros). Measured on
-// 3x3 convolutions at 28x28, 16 output channels, 1 thread, against the VNNI loops: runs of 12 bytes (3-4
-// channels) 0.7x, 24 bytes (8 channels) 0.98-1.17x, 48 bytes (16 channels) 1.6-1.9x.
+// The tiles of rows [0, m), or false when the GEMM is no implicit im2col with run-padded weights, a tile
+// would read past a_readable, the tiles average fewer than kAmxMinDirectRows output rows (narrow images: each
+// tile would mostly compute rows that are thrown away) or the runs are shorter than kAmxMinDirectRun bytes (a
+// 64-byte step would mostly multiply zeros). Measured on 3x3 convolutions at 28x28, 16 output channels, 1
+// thread, against the VNNI loops: runs of 12 bytes (3-4 channels) 0.7x, 24 bytes (8 channels) 0.98-1.17x, 48
+// bytes (16 channels) 1.6-1.9x.
 inline constexpr int64_t kAmxMinDirectRows = 8;
 inline constexpr int64_t kAmxMinDirectRun = 24;
 inline bool direct_tiles(const GemmArgs& args, std::vector<DirectTile>& tiles) {
   const int64_t* r = args.a_rows;
-  if (args.w->k / args.a_segments < kAmxMinDirectRun) return false;
+  if (!r || !args.w_runs64 || args.w->k / args.a_segments < kAmxMinDirectRun) return false;
   const int64_t steps_per_run = runs64_bytes(args.w->k / args.a_segments) / kTileBytes;
   const int64_t reach = (args.a_segments - 1) * args.a_segment_stride + steps_per_run * kTileBytes;
   tiles.clear();

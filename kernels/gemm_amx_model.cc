@@ -94,7 +94,7 @@ void gemm_amx_model(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   if (args.w->sparse) return gemm_ref(args, n_begin, n_end);
   ModelTiles tiles;
   std::vector<DirectTile> direct;
-  const bool use_direct = args.a_rows && args.w_runs64 && direct_tiles(args, direct);
+  const bool use_direct = direct_tiles(args, direct);
   amx_gemm(tiles, args, n_begin, n_end, use_direct ? &direct : nullptr);
 }
 

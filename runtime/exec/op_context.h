@@ -25,11 +25,18 @@ struct LayerAttrs {
 // A node as the session prepared it at load.
 struct PreparedNode {
   std::vector<std::pair<std::string, const float*>> tensors;  // fp32 tensors by name suffix ("bias", ...)
-  // The fp32 weight matrices of an fp32 Linear or attention node, [out][in] transposed to [in][out] once at
-  // load (the fp32 GEMM reads B's rows), by name suffix.
-  std::vector<std::pair<std::string, std::vector<float>>> transposed;
+  // Weights rearranged once at load by the op's OpDef::prepare, by name (the fp32 Linear and attention
+  // matrices transposed, a convolution's weights per kernel tap).
+  std::vector<std::pair<std::string, std::vector<float>>> repacked;
   LayerAttrs attrs;
   std::unique_ptr<Int8Layer> int8;  // null for fp32 nodes
+
+  // The fp32 tensor `<node>.<suffix>`, or null.
+  const float* find(const std::string& suffix) const {
+    for (const auto& [name, data] : tensors)
+      if (name == suffix) return data;
+    return nullptr;
+  }
 };
 
 // Incremental decoding of a causal language model: each attention node's keys and values so far.
@@ -72,8 +79,10 @@ class OpContext {
 
   // The node's fp32 tensor `<node>.<suffix>`; an Error if it has none of that name.
   const float* tensor(const char* suffix) const;
-  // The transposed copy of the node's fp32 weight matrix `<node>.<suffix>` (PreparedNode::transposed).
-  const float* transposed(const char* suffix) const;
+  // The node's repacked weights `name` (PreparedNode::repacked); an Error if it has none of that name.
+  const float* repacked(const char* name) const;
+  // The same, or null when the op's prepare made none.
+  const float* find_repacked(const char* name) const;
   // Integer attribute `key` (checked by shape inference).
   int64_t attr(const char* key) const { return node_.attrs.at(key).get<int64_t>(); }
   bool attr_bool(const char* key, bool fallback) const;

@@ -10,7 +10,6 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "kernels/fp32_ops.h"
 #include "runtime/error.h"
 #include "runtime/format/metadata.h"
 #include "runtime/graph/op_def.h"
@@ -113,13 +112,6 @@ void Session::prepare_node(int i, const std::optional<MetaValue>& quant) {
                               tensor_type_name(want), fmt::join(spec.shape, ", ")));
     }
     if (!int8_weight) p.tensors.emplace_back(spec.name.substr(n.name.size() + 1), t.as<float>());
-    // fp32 Linear and attention weight matrices, transposed once for the fp32 GEMM.
-    const std::string suffix = spec.name.substr(n.name.size() + 1);
-    const bool matrix =
-        spec.shape.size() == 2 && suffix.size() >= 6 && suffix.substr(suffix.size() - 6) == "weight";
-    if (!int8_weight && matrix && (n.op == OpKind::kLinear || n.op == OpKind::kMultiHeadAttention))
-      p.transposed.emplace_back(suffix,
-                                kernels::transpose_weights(t.as<float>(), spec.shape[0], spec.shape[1]));
   }
   if (quantized && n.op != OpKind::kLinear && n.op != OpKind::kConv2d && n.op != OpKind::kEmbeddingBag) {
     throw Error(fmt::format("{}: graph node {} ('{}'): unsupported quantization {}", artifact_.name(), i,
@@ -140,6 +132,7 @@ void Session::prepare_node(int i, const std::optional<MetaValue>& quant) {
     p.attrs.bias = n.attrs.value("bias", true);
   }
   if (quantized) p.int8 = exec::prepare_int8(artifact_, graph_, i, *quant);
+  if (const auto prepare = op_def(n.op).prepare) prepare(n, p);
 }
 
 const InputSpec& Session::input_spec() const {
@@ -329,11 +322,15 @@ const float* OpContext::tensor(const char* suffix) const {
   throw Error(fmt::format("graph node '{}' has no tensor '{}.{}'", node_.name, node_.name, suffix));
 }
 
-const float* OpContext::transposed(const char* suffix) const {
-  for (const auto& [name, data] : prepared_.transposed)
-    if (name == suffix) return data.data();
-  throw Error(
-      fmt::format("graph node '{}' has no transposed tensor '{}.{}'", node_.name, node_.name, suffix));
+const float* OpContext::find_repacked(const char* name) const {
+  for (const auto& [key, data] : prepared_.repacked)
+    if (key == name) return data.data();
+  return nullptr;
+}
+
+const float* OpContext::repacked(const char* name) const {
+  if (const float* data = find_repacked(name)) return data;
+  throw Error(fmt::format("graph node '{}' has no repacked weights '{}'", node_.name, name));
 }
 
 bool OpContext::attr_bool(const char* key, bool fallback) const {

@@ -14,7 +14,8 @@ namespace mighty {
 
 namespace exec {
 class OpContext;
-}
+struct PreparedNode;
+}  // namespace exec
 
 // What an op's shape inference sees: the node, its index, its inputs' shapes (already inferred), and checks
 // whose errors name the node ("graph node 3 ('features.0.conv', Conv2d): ...").
@@ -58,6 +59,9 @@ struct OpDef {
   void (*run)(exec::OpContext& ctx);
   // Whether a uint8 channels-last value (the output of a requantizing conv, exec/u8_chain.h) may flow in.
   bool takes_u8;
+  // Optional, run once when a session loads the node (its fp32 tensors, attributes and int8 form already
+  // there): weights in the layout its fp32 kernels read, into PreparedNode::repacked.
+  void (*prepare)(const Node& node, exec::PreparedNode& prepared) = nullptr;
 };
 
 const OpDef& op_def(OpKind op);

@@ -4,9 +4,11 @@
 // position's work.
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 #include "kernels/fp32_ops.h"
 #include "kernels/sgemm.h"
+#include "kernels/transpose.h"
 #include "runtime/exec/op_context.h"
 #include "runtime/graph/op_def.h"
 #include "runtime/ops/common.h"
@@ -75,7 +77,7 @@ void run(exec::OpContext& ctx) {
   std::vector<float> qkv(static_cast<size_t>(t * 3 * e)), context(static_cast<size_t>(t * e)), scores, keys_t;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
   for (int64_t b = 0; b < ctx.batch(); ++b) {
-    kernels::linear_fp32(in.data.data() + b * t * d, t, d, ctx.transposed("in_proj.weight"),
+    kernels::linear_fp32(in.data.data() + b * t * d, t, d, ctx.repacked("in_proj.weight"),
                          ctx.tensor("in_proj.bias"), 3 * e, qkv.data(), ctx.call().pool);
     const KeysValues kv = keys_values(ctx, qkv.data(), t, e);
     scores.resize(static_cast<size_t>(t * kv.total));
@@ -127,14 +129,26 @@ void run(exec::OpContext& ctx) {
       sv.n = dh;
       kernels::sgemm(sv, ctx.call().pool);
     }
-    kernels::linear_fp32(context.data(), t, e, ctx.transposed("out_proj.weight"), ctx.tensor("out_proj.bias"),
+    kernels::linear_fp32(context.data(), t, e, ctx.repacked("out_proj.weight"), ctx.tensor("out_proj.bias"),
                          d, out.data.data() + b * t * d, ctx.call().pool);
+  }
+}
+
+// The projections' weights transposed once for the fp32 GEMM, which reads B's rows.
+void prepare(const Node& n, exec::PreparedNode& p) {
+  const int64_t d = n.attrs.at("d_model").get<int64_t>(), inner = attention_inner(n);
+  for (const auto& [name, rows, cols] :
+       {std::tuple<const char*, int64_t, int64_t>{"in_proj.weight", 3 * inner, d},
+        {"out_proj.weight", d, inner}}) {
+    std::vector<float> wt(static_cast<size_t>(rows * cols));
+    kernels::transpose(p.find(name), rows, cols, wt.data());
+    p.repacked.emplace_back(name, std::move(wt));
   }
 }
 
 }  // namespace
 
 extern const OpDef kMultiHeadAttentionOp = {
-    OpKind::kMultiHeadAttention, "MultiHeadAttention", 1, infer, tensors, run, false};
+    OpKind::kMultiHeadAttention, "MultiHeadAttention", 1, infer, tensors, run, false, prepare};
 
 }  // namespace mighty

@@ -113,23 +113,17 @@ void depthwise_fp32(const float* x, int64_t channels, int64_t h, int64_t w, cons
 // over the channels in order. Used from 8 input channels per group: measured on the default student's fp32
 // form (Intel Xeon, 1 thread), 3x3 over 16-32 channels ran 1.0-1.3x faster than im2col + one GEMM, and the
 // whole model 1.17x; over 1 channel (K = 1 per tap) it ran 3x slower.
-void conv_shifted(exec::OpContext& ctx, const float* x, int64_t batch, int64_t groups, int64_t gin,
-                  int64_t gout, int64_t h, int64_t w, int64_t k, int64_t pad, const float* bias, float* y) {
+// `taps`: the weights per group and tap, [groups][k * k][gout][gin] (prepare).
+void conv_shifted(exec::OpContext& ctx, const float* taps, const float* x, int64_t batch, int64_t groups,
+                  int64_t gin, int64_t gout, int64_t h, int64_t w, int64_t k, int64_t pad, const float* bias,
+                  float* y) {
   const int64_t cin = groups * gin, cout = groups * gout, ph = h + 2 * pad, pw = w + 2 * pad;
   const int64_t oh = ph - k + 1, ow = pw - k + 1, plane = ph * pw;
-  const float* weight = ctx.tensor("weight");
-  thread_local std::vector<float> padded, taps, grid;  // scratch reused across runs on this thread
+  thread_local std::vector<float> padded, grid;  // scratch reused across runs on this thread
   // The last tap reads k - 1 floats past the last plane, for grid columns that are dropped.
   padded.assign(static_cast<size_t>(gin * plane + k), 0.0f);
-  taps.resize(static_cast<size_t>(k * k * gout * gin));
   grid.resize(static_cast<size_t>(gout * oh * pw));
   for (int64_t g = 0; g < groups; ++g) {
-    // taps[ky][kx][o][c] = weight[g * gout + o][c][ky][kx]
-    for (int64_t o = 0; o < gout; ++o)
-      for (int64_t c = 0; c < gin; ++c)
-        for (int64_t t = 0; t < k * k; ++t)
-          taps[static_cast<size_t>((t * gout + o) * gin + c)] =
-              weight[((g * gout + o) * gin + c) * k * k + t];
     for (int64_t b = 0; b < batch; ++b) {
       const float* xb = x + (b * cin + g * gin) * h * w;
       for (int64_t c = 0; c < gin; ++c)
@@ -138,7 +132,7 @@ void conv_shifted(exec::OpContext& ctx, const float* x, int64_t batch, int64_t g
                     padded.data() + c * plane + (iy + pad) * pw + pad);
       for (int64_t t = 0; t < k * k; ++t) {
         kernels::SgemmArgs p;
-        p.a = taps.data() + t * gout * gin;
+        p.a = taps + (g * k * k + t) * gout * gin;
         p.lda = p.k = gin;
         p.b = padded.data() + t / k * pw + t % k;
         p.ldb = plane;
@@ -181,8 +175,9 @@ void run(exec::OpContext& ctx) {
                      oh, ow, out.data.data() + b * cout * oh * ow);
     return;
   }
-  if (stride == 1 && k > 1 && gin >= 8) {
-    conv_shifted(ctx, in.data.data(), ctx.batch(), groups, gin, gout, h, w, k, pad, bias, out.data.data());
+  if (const float* taps = ctx.find_repacked("taps")) {
+    conv_shifted(ctx, taps, in.data.data(), ctx.batch(), groups, gin, gout, h, w, k, pad, bias,
+                 out.data.data());
     return;
   }
   const int64_t patch = gin * k * k, pixels = oh * ow;
@@ -206,8 +201,25 @@ void run(exec::OpContext& ctx) {
   }
 }
 
+// An fp32 stride-1 convolution with 8+ input channels per group runs per tap (conv_shifted): its weights
+// [gout][gin][k][k] per group rearranged once to [groups][k * k][gout][gin].
+void prepare(const Node& n, exec::PreparedNode& p) {
+  const exec::LayerAttrs& la = p.attrs;
+  const int64_t k = la.kernel, gin = la.in / la.groups, gout = la.out / la.groups;
+  if (p.int8 || la.stride > 1 || k == 1 || gin < 8) return;
+  const float* weight = p.find("weight");
+  std::vector<float> taps(static_cast<size_t>(la.out * gin * k * k));
+  for (int64_t g = 0; g < la.groups; ++g)
+    for (int64_t o = 0; o < gout; ++o)
+      for (int64_t c = 0; c < gin; ++c)
+        for (int64_t t = 0; t < k * k; ++t)
+          taps[static_cast<size_t>(((g * k * k + t) * gout + o) * gin + c)] =
+              weight[((g * gout + o) * gin + c) * k * k + t];
+  p.repacked.emplace_back("taps", std::move(taps));
+}
+
 }  // namespace
 
-extern const OpDef kConv2dOp = {OpKind::kConv2d, "Conv2d", 1, infer, tensors, run, true};
+extern const OpDef kConv2dOp = {OpKind::kConv2d, "Conv2d", 1, infer, tensors, run, true, prepare};
 
 }  // namespace mighty

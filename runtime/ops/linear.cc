@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "kernels/fp32_ops.h"
+#include "kernels/transpose.h"
 #include "runtime/error.h"
 #include "runtime/exec/op_context.h"
 #include "runtime/graph/op_def.h"
@@ -48,13 +49,21 @@ void run(exec::OpContext& ctx) {
   } else if (q) {
     exec::linear_int8(*q, in.data.data(), rows, bias, out.data.data(), nullptr, ctx.call().pool);
   } else {
-    kernels::linear_fp32(in.data.data(), rows, la.in, ctx.transposed("weight"), bias, la.out, out.data.data(),
+    kernels::linear_fp32(in.data.data(), rows, la.in, ctx.repacked("weight"), bias, la.out, out.data.data(),
                          ctx.call().pool);
   }
 }
 
+// An fp32 Linear's weights [out][in] transposed once for the fp32 GEMM, which reads B's rows.
+void prepare(const Node& n, exec::PreparedNode& p) {
+  if (p.int8) return;
+  std::vector<float> wt(static_cast<size_t>(p.attrs.in * p.attrs.out));
+  kernels::transpose(p.find("weight"), p.attrs.out, p.attrs.in, wt.data());
+  p.repacked.emplace_back("weight", std::move(wt));
+}
+
 }  // namespace
 
-extern const OpDef kLinearOp = {OpKind::kLinear, "Linear", 1, infer, tensors, run, true};
+extern const OpDef kLinearOp = {OpKind::kLinear, "Linear", 1, infer, tensors, run, true, prepare};
 
 }  // namespace mighty

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/fp32_ops.h"
+#include "kernels/transpose.h"
 
 using namespace mighty::kernels;
 
@@ -79,7 +80,8 @@ TEST_CASE("fp32: linear") {
        w = random_floats(static_cast<size_t>(out * in), rng);
   auto b = random_floats(static_cast<size_t>(out), rng);
   std::vector<float> y(static_cast<size_t>(rows * out));
-  const std::vector<float> wt = transpose_weights(w.data(), out, in);
+  std::vector<float> wt(w.size());
+  transpose(w.data(), out, in, wt.data());
   linear_fp32(x.data(), rows, in, wt.data(), b.data(), out, y.data());
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t o = 0; o < out; ++o) {
