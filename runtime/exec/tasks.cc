@@ -198,16 +198,18 @@ nlohmann::json evaluate_documents(const Session& session, const std::string& dir
 
 namespace {
 
-// `count` examples of `size` values from `pool` (`available` examples), cycling when there are fewer.
-template <class T>
-std::vector<T> cycled(const std::vector<T>& pool, int64_t available, int64_t size, int64_t first,
-                      int64_t count) {
-  std::vector<T> out(static_cast<size_t>(count * size));
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t e = (first + i) % available;
-    std::copy(pool.begin() + e * size, pool.begin() + (e + 1) * size, out.begin() + i * size);
-  }
-  return out;
+// Batch-1 runs over the `available` examples of `size` values in `pool`, one after another, and batches of
+// the first `batch` of them (cycling when there are fewer); run(examples, count) runs the model.
+template <class T, class Run>
+nlohmann::json time_examples(const std::vector<T>& pool, int64_t available, int64_t size, int64_t runs,
+                             int64_t batch, const Run& run) {
+  std::vector<T> many(static_cast<size_t>(batch * size));
+  for (int64_t i = 0; i < batch; ++i)
+    std::copy(pool.begin() + i % available * size, pool.begin() + (i % available + 1) * size,
+              many.begin() + i * size);
+  int64_t next = 0;
+  return measure_latency([&] { run(pool.data() + (next++ % available) * size, 1); },
+                         [&] { run(many.data(), batch); }, runs, batch, /*warmup=*/5);
 }
 
 }  // namespace
@@ -251,10 +253,8 @@ nlohmann::json benchmark(const Session& session, const InputSpec& spec, int64_t 
       pool = spec.images(images.data.data(), available);
       input = fmt::format("{} images of {}", available, inputs.images);
     }
-    const std::vector<float> many = cycled(pool, available, per, 0, batch);
-    int64_t next = 0;
-    r = measure_latency([&] { session.run(pool.data() + (next++ % available) * per, 1); },
-                        [&] { session.run(many.data(), batch); }, runs, batch, /*warmup=*/5);
+    r = time_examples(pool, available, per, runs, batch,
+                      [&](const float* x, int64_t count) { session.run(x, count); });
   } else {
     const int64_t ctx = spec.context;
     std::vector<int64_t> pool(static_cast<size_t>(ctx));
@@ -270,10 +270,8 @@ nlohmann::json benchmark(const Session& session, const InputSpec& spec, int64_t 
       pool = std::move(ids);
       input = fmt::format("{} windows of {} characters of {}", available, ctx, inputs.text);
     }
-    const std::vector<int64_t> many = cycled(pool, available, ctx, 0, batch);
-    int64_t next = 0;
-    r = measure_latency([&] { session.run_tokens(pool.data() + (next++ % available) * ctx, 1, ctx); },
-                        [&] { session.run_tokens(many.data(), batch, ctx); }, runs, batch, /*warmup=*/5);
+    r = time_examples(pool, available, ctx, runs, batch,
+                      [&](const int64_t* ids, int64_t count) { session.run_tokens(ids, count, ctx); });
   }
   r["input"] = input;
   return r;

@@ -65,44 +65,25 @@ void run_pool(exec::OpContext& ctx, bool is_max) {
     kernels::max_pool2_fp32(in.data.data(), batch * c, h, w, out.data.data());
     return;
   }
-  if (pad == 0) {
-    // Every window inside the image: the same sums and maxima in the same order, without the bounds tests
-    // (the default student's fp32 pools: 18% of its batch-1 time with them).
-    const float count = static_cast<float>(k * k);
-    for (int64_t plane = 0; plane < batch * c; ++plane) {
-      const float* x = in.data.data() + plane * h * w;
-      float* y = out.data.data() + plane * oh * ow;
-      for (int64_t oy = 0; oy < oh; ++oy)
-        for (int64_t ox = 0; ox < ow; ++ox) {
-          const float* window = x + oy * stride * w + ox * stride;
-          float acc = is_max ? -std::numeric_limits<float>::infinity() : 0.0f;
-          for (int64_t ky = 0; ky < k; ++ky)
-            for (int64_t kx = 0; kx < k; ++kx) {
-              const float v = window[ky * w + kx];
-              acc = is_max ? std::max(acc, v) : acc + v;
-            }
-          y[oy * ow + ox] = is_max ? acc : acc / count;
-        }
-    }
-    return;
-  }
+  // Each window clipped to the image once (no per-element bounds tests: with them the default student's fp32
+  // pools took 18% of its batch-1 time); the maxima and sums run over the pixels inside in row order.
   for (int64_t plane = 0; plane < batch * c; ++plane) {
     const float* x = in.data.data() + plane * h * w;
     float* y = out.data.data() + plane * oh * ow;
-    for (int64_t oy = 0; oy < oh; ++oy)
+    for (int64_t oy = 0; oy < oh; ++oy) {
+      const int64_t y0 = std::max<int64_t>(0, oy * stride - pad), y1 = std::min(h, oy * stride - pad + k);
       for (int64_t ox = 0; ox < ow; ++ox) {
+        const int64_t x0 = std::max<int64_t>(0, ox * stride - pad), x1 = std::min(w, ox * stride - pad + k);
         float acc = is_max ? -std::numeric_limits<float>::infinity() : 0.0f;
-        int64_t inside = 0;
-        for (int64_t ky = 0; ky < k; ++ky)
-          for (int64_t kx = 0; kx < k; ++kx) {
-            const int64_t iy = oy * stride + ky - pad, ix = ox * stride + kx - pad;
-            if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+        for (int64_t iy = y0; iy < y1; ++iy)
+          for (int64_t ix = x0; ix < x1; ++ix) {
             const float v = x[iy * w + ix];
             acc = is_max ? std::max(acc, v) : acc + v;
-            ++inside;
           }
+        const int64_t inside = (y1 - y0) * (x1 - x0);
         y[oy * ow + ox] = is_max ? acc : acc / static_cast<float>(include_pad ? k * k : inside);
       }
+    }
   }
 }
 
