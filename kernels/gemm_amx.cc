@@ -16,8 +16,8 @@ namespace mighty::kernels {
 namespace {
 
 struct HardwareTiles {
-  void configure() {
-    static const TileConfig config;
+  void configure(int64_t rows) {
+    const TileConfig config(rows);
     _tile_loadconfig(&config);
   }
   void release() { _tile_release(); }
