@@ -16,8 +16,8 @@ namespace mighty::kernels {
 namespace {
 
 struct HardwareTiles {
-  void configure(int64_t rows) {
-    const TileConfig config(rows);
+  void configure(int64_t rows0, int64_t rows1) {
+    const TileConfig config(rows0, rows1);
     _tile_loadconfig(&config);
   }
   void release() { _tile_release(); }

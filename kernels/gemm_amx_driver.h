@@ -30,10 +30,11 @@ namespace {
 inline constexpr int64_t kTileRows = kAmxTileRows;
 inline constexpr int64_t kTileBytes = 64;
 
-// The tile configuration (palette 1): every tile 64 bytes wide; the B tiles (6, 7) 16 rows, the accumulator
-// and A tiles (0-5) `rows` rows. Fewer than 16 rows of A make shorter tiles rather than padded ones: a
-// TDPBUSD and a TILELOADD take time in proportion to their rows (measured on a Xeon with AMX, 1 x 2 blocks
-// of 8 rows with A and B in L1: 2.0 -> 2.8 useful TOPS).
+// The tile configuration (palette 1): every tile 64 bytes wide; the B tiles (6, 7) 16 rows; the first row
+// tile's accumulators and A (0, 1, 4) rows0 rows, the second's (2, 3, 5) rows1. A block of fewer than 16
+// rows per row tile gets shorter tiles rather than tiles padded with rows that are thrown away: a TDPBUSD
+// and a TILELOADD take time in proportion to their rows (measured on a Xeon with AMX, 1 x 2 blocks of 8
+// rows with A and B in L1: 2.0 -> 2.8 useful TOPS).
 struct alignas(64) TileConfig {
   uint8_t palette_id = 1;
   uint8_t start_row = 0;
@@ -41,12 +42,30 @@ struct alignas(64) TileConfig {
   uint16_t colsb[16] = {};
   uint8_t rows[16] = {};
 
-  explicit TileConfig(int64_t ac_rows = kTileRows) {
+  TileConfig(int64_t rows0, int64_t rows1) {
+    static constexpr int kRowTile[8] = {0, 0, 1, 1, 0, 1, 2, 2};  // which rows each tile has
     for (int t = 0; t < 8; ++t) {
       colsb[t] = kTileBytes;
-      rows[t] = static_cast<uint8_t>(t < 6 ? ac_rows : kTileRows);
+      rows[t] = static_cast<uint8_t>(kRowTile[t] == 0 ? rows0 : kRowTile[t] == 1 ? rows1 : kTileRows);
     }
   }
+};
+
+// The configuration for blocks of rows0 + rows1 rows, loaded only when it changes (LDTILECFG also zeroes
+// every tile, so it runs between blocks only). rows1 = 0: a block of one row tile.
+template <class Tiles>
+struct TileShape {
+  Tiles& t;
+  int64_t rows0 = 0, rows1 = 0;
+  void set(int64_t r0, int64_t r1) {
+    if (r1 == 0) r1 = r0;  // tiles 2, 3, 5 unused: any valid shape
+    if (r0 == rows0 && r1 == rows1) return;
+    t.configure(r0, r1);
+    rows0 = r0;
+    rows1 = r1;
+  }
+  // A strip of `rows` rows (at most 32).
+  void strip(int64_t rows) { set(rows < kTileRows ? rows : kTileRows, rows > kTileRows ? rows - kTileRows : 0); }
 };
 static_assert(sizeof(TileConfig) == 64);
 
@@ -209,7 +228,7 @@ void amx_direct(Tiles& t, const GemmArgs& args, const std::vector<DirectTile>& t
   int64_t block = 0;
   const int64_t panel = kAmxPanelBytes / (steps * kTileBytes) / (2 * kPackColumns) * (2 * kPackColumns);
   const int64_t panel_cols = panel < 2 * kPackColumns ? 2 * kPackColumns : panel;
-  t.configure(kTileRows);
+  TileShape<Tiles> shape{t};
   for (int64_t p0 = n_begin; p0 < n_end; p0 += panel_cols) {
     const int64_t p1 = n_end - p0 < panel_cols ? n_end : p0 + panel_cols;
     for (size_t i = 0; i < tiles.size(); i += 2) {
@@ -224,6 +243,7 @@ void amx_direct(Tiles& t, const GemmArgs& args, const std::vector<DirectTile>& t
       for (int64_t col0 = p0; col0 < p1; col0 += 2 * kPackColumns) {
         const int64_t cols = p1 - col0 < 2 * kPackColumns ? p1 - col0 : 2 * kPackColumns;
         int32_t* acc = accs + (block++ & 1) * kAccValues;
+        shape.set(t0.valid, t1 ? t1->valid : 0);
         amx_block(t, w, t1 ? 2 * kTileRows : kTileRows, col0, cols, a, 0, steps, true, acc, kAccStride);
         finish(pending);
         pending = {&t0, t1, col0, cols, acc};
@@ -250,8 +270,6 @@ void amx_gemm(Tiles& t, const GemmArgs& args, int64_t n_begin, int64_t n_end,
   if (panel > n_end - n_begin)
     panel = (n_end - n_begin + 2 * kPackColumns - 1) / (2 * kPackColumns) * 2 * kPackColumns;
   const int64_t strip_rows = args.m > kTileRows ? 2 * kTileRows : kTileRows;
-  // One tile of rows: the tiles as tall as A.
-  const int64_t tile_rows = args.m < kTileRows ? args.m : kTileRows;
   const int64_t step_block = strip_rows * kp <= kAmxStripBytes ? steps : kAmxKBlock / kTileBytes;
   const bool passes = step_block < steps;
   // One pass: each pair's 32 x 32 accumulators; several: the strip's accumulators over the panel. Both
@@ -260,16 +278,17 @@ void amx_gemm(Tiles& t, const GemmArgs& args, int64_t n_begin, int64_t n_end,
   const int64_t strip_bytes = 2 * kTileRows * kp, acc_bytes = 2 * kTileRows * acc_stride * 4;
   auto* strip = reinterpret_cast<uint8_t*>(scratch_int16(static_cast<size_t>((strip_bytes + acc_bytes) / 2)));
   auto* acc = reinterpret_cast<int32_t*>(strip + strip_bytes);
-  // In place: whole 16-row tiles of a plain A whose rows are whole 64-byte steps.
+  // In place: a plain A whose rows are whole 64-byte steps.
   const bool in_place = !args.a_rows && w.k == kp;
-  t.configure(tile_rows);
+  TileShape<Tiles> shape{t};
   for (int64_t p0 = n_begin; p0 < n_end; p0 += panel) {
     const int64_t p1 = n_end - p0 < panel ? n_end : p0 + panel;
     for (int64_t row0 = 0; row0 < args.m; row0 += 2 * kTileRows) {
       const int64_t rows = args.m - row0 < 2 * kTileRows ? args.m - row0 : 2 * kTileRows;
+      shape.strip(rows);
       const uint8_t* a = strip;
       int64_t a_stride = kp;
-      if (in_place && (rows == 2 * kTileRows || args.m <= kTileRows)) {
+      if (in_place) {  // the tiles read the strip's rows only
         a = args.a + row0 * args.lda;
         a_stride = args.lda;
       } else {

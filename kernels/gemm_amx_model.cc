@@ -19,8 +19,8 @@ struct ModelTiles {
   Tile tile[8];
   bool configured = false;
 
-  void configure(int64_t rows) {
-    const TileConfig config(rows);
+  void configure(int64_t rows0, int64_t rows1) {
+    const TileConfig config(rows0, rows1);
     for (int t = 0; t < 8; ++t) {
       tile[t].rows = config.rows[t];
       tile[t].colsb = config.colsb[t];
