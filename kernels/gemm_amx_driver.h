@@ -65,7 +65,9 @@ struct TileShape {
     rows1 = r1;
   }
   // A strip of `rows` rows (at most 32).
-  void strip(int64_t rows) { set(rows < kTileRows ? rows : kTileRows, rows > kTileRows ? rows - kTileRows : 0); }
+  void strip(int64_t rows) {
+    set(rows < kTileRows ? rows : kTileRows, rows > kTileRows ? rows - kTileRows : 0);
+  }
 };
 static_assert(sizeof(TileConfig) == 64);
 
