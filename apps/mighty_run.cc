@@ -93,10 +93,14 @@ int cpu() {
   using namespace mighty::kernels;
   const auto& f = cpu_features();
   fmt::print("cpu: {}\n", f.brand.empty() ? "(unknown)" : f.brand);
+#if defined(__aarch64__)
+  fmt::print("neon {} dotprod {} i8mm {} (getauxval AT_HWCAP, AT_HWCAP2)\n", f.neon, f.dotprod, f.i8mm);
+#else
   fmt::print("avx2 {} fma {} avx512f {} avx512bw {} avx512vl {} avx512vnni {} (os: ymm {} zmm {})\n", f.avx2,
              f.fma, f.avx512f, f.avx512bw, f.avx512vl, f.avx512vnni, f.os_saves_avx, f.os_saves_avx512);
   fmt::print("amx-tile {} amx-int8 {} (os: tile state {}; linux permission {}): {}\n", f.amx_tile, f.amx_int8,
              f.os_saves_amx, f.amx_permitted, f.amx_detail);
+#endif
   fmt::print("best path: {}; selected: {}\n", isa_name(f.best_supported()), isa_name(selected_isa()));
   return 0;
 }

@@ -1,8 +1,12 @@
 #include "kernels/cpu_features.h"
 
+#if defined(__x86_64__)
 #include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#elif defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
 
 #include <cstdint>
 #include <cstdlib>
@@ -12,6 +16,7 @@
 namespace mighty::kernels {
 namespace {
 
+#if defined(__x86_64__)
 uint64_t read_xcr0() {
   uint32_t eax = 0, edx = 0;
   // xgetbv is only valid when cpuid reports OSXSAVE; the caller checks that first.
@@ -85,6 +90,27 @@ CpuFeatures detect() {
   }
   return f;
 }
+#elif defined(__aarch64__)
+// Linux's hwcap bits (asm/hwcap.h), spelled out so the build needs no kernel headers of the target.
+constexpr unsigned long kHwcapAsimd = 1ul << 1, kHwcapAsimdDp = 1ul << 20, kHwcap2I8mm = 1ul << 13;
+
+CpuFeatures detect() {
+  CpuFeatures f;
+  const unsigned long hwcap = getauxval(AT_HWCAP), hwcap2 = getauxval(AT_HWCAP2);
+  f.neon = (hwcap & kHwcapAsimd) != 0;
+  f.dotprod = (hwcap & kHwcapAsimdDp) != 0;
+  f.i8mm = (hwcap2 & kHwcap2I8mm) != 0;
+  f.amx_detail = "not an x86-64 CPU";
+  f.brand = "aarch64";
+  return f;
+}
+#else
+CpuFeatures detect() {
+  CpuFeatures f;
+  f.amx_detail = "not an x86-64 CPU";
+  return f;
+}
+#endif
 
 }  // namespace
 

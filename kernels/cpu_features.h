@@ -29,13 +29,19 @@ struct CpuFeatures {
   // once at detection when the CPU and XCR0 allow AMX.
   bool amx_permitted = false;
   std::string amx_detail;  // why the AMX path can or cannot run here (one line, for `mighty-run cpu`)
+  // aarch64, from getauxval(AT_HWCAP / AT_HWCAP2): Advanced SIMD, the dot product (SDOT/UDOT) and the int8
+  // matrix multiply (USDOT/SMMLA) extensions.
+  bool neon = false;
+  bool dotprod = false;
+  bool i8mm = false;
   std::string brand;
 
   // The best path this CPU can run, regardless of MIGHTY_ISA.
   Isa best_supported() const;
 };
 
-// Reads cpuid/xgetbv on the first call; later calls return the same object.
+// Reads cpuid/xgetbv (x86-64) or the auxiliary vector (aarch64) on the first call; later calls return the
+// same object.
 const CpuFeatures& cpu_features();
 
 const char* isa_name(Isa isa);
