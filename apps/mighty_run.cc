@@ -36,7 +36,15 @@ struct Args {
   int64_t run_limit = 10, count = 200, top_k = 0;
   double temperature = 0.0;
   uint64_t seed = 1;
+  bool logits = false;
 };
+
+// The model's raw outputs, each as a C99 hex float (exact: two builds agree bit for bit iff the text does).
+std::string hex_outputs(const float* v, int64_t n) {
+  std::string s;
+  for (int64_t i = 0; i < n; ++i) s += fmt::format("\t{:a}", v[i]);
+  return s;
+}
 
 void add_threads(CLI::App* cmd, Args& a) {
   cmd->add_option("--threads", a.threads, "Threads for the int8 kernels (default 1)")
@@ -79,6 +87,8 @@ CLI::App* add_run(CLI::App& app, Args& a) {
   run->add_option("--limit", a.run_limit, "Images to classify (default 10)")->check(CLI::PositiveNumber);
   run->add_option("--prompt", a.prompt, "Text to continue (language models)");
   run->add_option("--email", a.emails, "Raw email / text files to classify (document classifiers)");
+  run->add_flag("--logits", a.logits,
+                "Images and emails: also print the raw outputs, as hex floats (exact, for comparing builds)");
   run->add_option("--tokens", a.count, "Characters to generate (default 200)")->check(CLI::PositiveNumber);
   run->add_option("--temperature", a.temperature, "0 = greedy (default); else sample")
       ->check(CLI::Range(0.0, 100.0));
@@ -123,7 +133,8 @@ void run_emails(const mighty::Session& session, const Args& a) {
     double sum = 0.0;
     for (double& v : p) sum += (v = std::exp(v - top));
     const int64_t best = std::max_element(p.begin(), p.end()) - p.begin();
-    fmt::print("{}\t{}\t{:.4f}\t({} tokens)\n", path, label_of(session, best), p[best] / sum, ids.size());
+    fmt::print("{}\t{}\t{:.4f}\t({} tokens){}\n", path, label_of(session, best), p[best] / sum, ids.size(),
+               a.logits ? hex_outputs(scores.data(), static_cast<int64_t>(scores.size())) : "");
   }
 }
 
@@ -141,7 +152,7 @@ void run_images(const mighty::Session& session, const Args& a) {
   for (int64_t i = 0; i < n; ++i) {
     const float* row = logits.data() + i * classes;
     const int64_t best = std::max_element(row, row + classes) - row;
-    fmt::print("{}\t{}\t{}\n", i, best, label_of(session, best));
+    fmt::print("{}\t{}\t{}{}\n", i, best, label_of(session, best), a.logits ? hex_outputs(row, classes) : "");
   }
 }
 

@@ -325,3 +325,59 @@ TEST_CASE("a spam filter from USE-Lite, end to end: compress, mighty-run on raw 
   std::filesystem::remove_all(dir);
   std::filesystem::remove(recipe);
 }
+
+#if defined(MIGHTY_AARCH64_BIN)
+// An artifact made here runs on the aarch64 build (scripts/build-aarch64, under qemu-aarch64) exactly as on
+// x86-64: the same outputs bit for bit (hex floats), for the int8 model (uint8 convolution chain, pools,
+// Linear) and its fp32 student, on every x86 path this CPU has. The C API example agrees too.
+TEST_CASE("aarch64: an x86-made artifact gives the same outputs, bit for bit, under qemu-aarch64") {
+  const auto dir = std::filesystem::temp_directory_path() / ("mighty_aarch64_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const std::string base = "/usr/share/datasets/fashion-mnist/";
+  const auto recipe = write_temp("aarch64.json", R"({
+  "name": "aarch64_agreement", "seed": 3,
+  "data": {"kind": "images", "validation_size": 100, "train_limit": 512, "test_limit": 100,
+           "normalize": {"mean": 0.286, "std": 0.353}},
+  "teacher": {"model": {"arch": "cnn", "blocks": [{"channels": 8, "kernel": 3, "pool": "max"}], "hidden": [16]},
+              "train": {"steps": 8, "batch_size": 64}},
+  "student": {"model": {"arch": "cnn", "blocks": [{"channels": 8, "kernel": 3},
+                                                 {"channels": 16, "kernel": 3, "pool": "max"}],
+                        "hidden": [16]}},
+  "stages": [{"kind": "distill", "train": {"steps": 8, "batch_size": 64}},
+             {"kind": "quantize", "activations": "static"}, {"kind": "export"}],
+  "eval": {"latency_runs": 3, "throughput_batch": 4}})");
+  auto o = run(kMighty + " compress " + recipe + " --threads 1 --out " + dir.string());
+  INFO(o.err);
+  REQUIRE(o.status == 0);
+  const std::string arm = std::string("qemu-aarch64 ") + MIGHTY_AARCH64_BIN;
+  for (const char* model : {"model.mighty", "student.fp32.mighty"}) {
+    const std::string args = std::string(" run ") + (dir / model).string() + " --images " + base +
+                             "t10k-images-idx3-ubyte.gz --limit 40 --logits";
+    const auto on_arm = run(arm + args);
+    INFO(model << ": " << on_arm.err);
+    REQUIRE(on_arm.status == 0);
+    REQUIRE(lines(on_arm.out) == 40);
+    for (const char* isa : {"ref", "avx2", "avx512vnni", "amx"}) {
+      const auto cpu = run("MIGHTY_ISA=" + std::string(isa) + " " + kMightyRun + " cpu");
+      if (cpu.status != 0) continue;  // a path this CPU lacks
+      const auto on_x86 = run("MIGHTY_ISA=" + std::string(isa) + " " + kMightyRun + args);
+      INFO("x86 path " << isa);
+      REQUIRE(on_x86.status == 0);
+      REQUIRE(on_x86.out == on_arm.out);
+    }
+  }
+  // The C API example on one raw 28 x 28 image of patterned bytes.
+  std::string pixels(784, '\0');
+  for (int i = 0; i < 784; ++i) pixels[static_cast<size_t>(i)] = static_cast<char>((i * 37) % 256);
+  const std::string image = write_temp("aarch64.raw", pixels);
+  const auto c_x86 = run(std::string(CLASSIFY_BIN) + " " + (dir / "model.mighty").string() + " " + image);
+  const auto c_arm = run("qemu-aarch64 " + std::string(MIGHTY_AARCH64_CLASSIFY) + " " +
+                         (dir / "model.mighty").string() + " " + image);
+  REQUIRE(c_x86.status == 0);
+  REQUIRE(c_arm.status == 0);
+  REQUIRE(c_arm.out == c_x86.out);
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove(recipe);
+  std::filesystem::remove(image);
+}
+#endif
