@@ -47,7 +47,7 @@ void set_gops(benchmark::State& state, const Shape& s, int threads) {
 }
 
 void mighty_gemm(benchmark::State& state, Shape s, Isa isa, int threads, OutputKind kind) {
-  if (isa > cpu_features().best_supported()) {
+  if (!cpu_features().supports(isa)) {
     state.SkipWithError("CPU lacks this path");
     return;
   }

@@ -21,7 +21,7 @@ constexpr long kLoops = 1 << 16;
 
 // False (and the benchmark skipped, naming the path) when this CPU cannot run `isa`.
 bool runs_here(benchmark::State& state, mighty::kernels::Isa isa) {
-  if (mighty::kernels::cpu_features().best_supported() >= isa) return true;
+  if (mighty::kernels::cpu_features().supports(isa)) return true;
   state.SkipWithError(("CPU lacks " + std::string(mighty::kernels::isa_name(isa))).c_str());
   return false;
 }

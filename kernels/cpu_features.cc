@@ -115,11 +115,17 @@ CpuFeatures detect() {
 }  // namespace
 
 Isa CpuFeatures::best_supported() const {
+  if (dotprod) return Isa::kDotprod;
   const bool vnni = os_saves_avx512 && avx512f && avx512bw && avx512vl && avx512vnni;
   if (vnni && amx_tile && amx_int8 && os_saves_amx && amx_permitted) return Isa::kAmx;
   if (os_saves_avx512 && avx512f && avx512bw && avx512vl && avx512vnni) return Isa::kAvx512Vnni;
   if (os_saves_avx && avx2 && fma) return Isa::kAvx2;
   return Isa::kRef;
+}
+
+bool CpuFeatures::supports(Isa isa) const {
+  const Isa best = best_supported();
+  return isa == Isa::kRef || (is_arm_isa(isa) == is_arm_isa(best) && isa <= best);
 }
 
 const CpuFeatures& cpu_features() {
@@ -137,6 +143,8 @@ const char* isa_name(Isa isa) {
       return "avx512vnni";
     case Isa::kAmx:
       return "amx";
+    case Isa::kDotprod:
+      return "dotprod";
   }
   return "unknown";
 }
@@ -154,9 +162,9 @@ Isa resolve_isa(const CpuFeatures& cpu, std::string_view override_value) {
   const auto forced = parse_isa(override_value);
   if (!forced) {
     throw std::runtime_error("MIGHTY_ISA=" + std::string(override_value) +
-                             " is not a known path (expected ref, avx2, avx512vnni or amx)");
+                             " is not a known path (expected ref, avx2, avx512vnni, amx or dotprod)");
   }
-  if (*forced > best) {
+  if (!cpu.supports(*forced)) {
     throw std::runtime_error("MIGHTY_ISA=" + std::string(override_value) +
                              " is not supported by this CPU (best: " + isa_name(best) + ")");
   }
@@ -164,7 +172,7 @@ Isa resolve_isa(const CpuFeatures& cpu, std::string_view override_value) {
 }
 
 void require_isa(Isa isa) {
-  if (isa > cpu_features().best_supported()) {
+  if (!cpu_features().supports(isa)) {
     throw std::runtime_error(std::string("kernel path ") + isa_name(isa) + " is not supported by this CPU");
   }
 }

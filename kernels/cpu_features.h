@@ -9,9 +9,11 @@
 
 namespace mighty::kernels {
 
-// Ordered worst to best: a path may be used whenever it is <= the best supported one.
-enum class Isa { kRef = 0, kAvx2 = 1, kAvx512Vnni = 2, kAmx = 3 };
-inline constexpr Isa kAllIsas[] = {Isa::kRef, Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx};
+// Per architecture, ordered worst to best: a path runs when it is `ref`, or of the CPU's architecture and <=
+// the best supported one (CpuFeatures::supports).
+enum class Isa { kRef = 0, kAvx2 = 1, kAvx512Vnni = 2, kAmx = 3, kDotprod = 4 };
+inline constexpr Isa kAllIsas[] = {Isa::kRef, Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx, Isa::kDotprod};
+inline constexpr bool is_arm_isa(Isa isa) { return isa >= Isa::kDotprod; }
 
 struct CpuFeatures {
   bool avx2 = false;
@@ -38,6 +40,8 @@ struct CpuFeatures {
 
   // The best path this CPU can run, regardless of MIGHTY_ISA.
   Isa best_supported() const;
+  // Whether this CPU can run `isa`: ref everywhere, else a path of its architecture up to the best one.
+  bool supports(Isa isa) const;
 };
 
 // Reads cpuid/xgetbv (x86-64) or the auxiliary vector (aarch64) on the first call; later calls return the

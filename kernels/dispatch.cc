@@ -1,13 +1,13 @@
-// The kernel tables, one per path, indexed by Isa. Compiled without ISA flags.
+// The kernel tables, one per path. Compiled without ISA flags.
 #include "kernels/dispatch.h"
 
-#include <iterator>
 #include <stdexcept>
+#include <string>
 
 namespace mighty::kernels {
 namespace {
 
-// Indexed by Isa: the paths of other architectures are absent from a build (their kernels were not compiled).
+// The paths of this build's architecture (the others' kernels are not compiled).
 constexpr KernelTable kTables[] = {
     {Isa::kRef, gemm_ref, &kQuantizeRef, depthwise_ref, sgemm_ref},
 #if defined(MIGHTY_X86_PATHS)
@@ -17,16 +17,19 @@ constexpr KernelTable kTables[] = {
     // have no tile form.
     {Isa::kAmx, gemm_amx, &kQuantizeAvx512, depthwise_avx512, sgemm_avx512, true},
 #endif
+#if defined(MIGHTY_ARM_PATHS)
+    // aarch64: the int8 GEMM on SDOT so far; the rest runs the reference kernels.
+    {Isa::kDotprod, gemm_dotprod, &kQuantizeRef, depthwise_ref, sgemm_ref},
+#endif
 };
 
 }  // namespace
 
 const KernelTable& kernel_table(Isa isa) {
   require_isa(isa);
-  const auto index = static_cast<size_t>(isa);
-  if (index >= std::size(kTables) || kTables[index].isa != isa)
-    throw std::runtime_error("no kernel table for this path");
-  return kTables[index];
+  for (const KernelTable& table : kTables)
+    if (table.isa == isa) return table;
+  throw std::runtime_error(std::string("no kernel table for path ") + isa_name(isa) + " in this build");
 }
 
 }  // namespace mighty::kernels

@@ -47,8 +47,30 @@ TEST_CASE("MIGHTY_ISA override rule") {
 TEST_CASE("this machine's detection is consistent") {
   const auto& f = cpu_features();
   INFO("cpu: " << f.brand << ", best path " << isa_name(f.best_supported()));
-  if (f.best_supported() >= Isa::kAvx512Vnni) REQUIRE(f.os_saves_avx512);
+  if (f.best_supported() == Isa::kAvx512Vnni || f.best_supported() == Isa::kAmx) REQUIRE(f.os_saves_avx512);
+  if (f.best_supported() == Isa::kDotprod) REQUIRE((f.neon && f.dotprod));
   if (f.best_supported() == Isa::kAmx) REQUIRE((f.amx_int8 && f.os_saves_amx && f.amx_permitted));
   REQUIRE_FALSE(f.amx_detail.empty());
   REQUIRE(&cpu_features() == &f);  // detected once
+}
+
+TEST_CASE("paths belong to their architecture") {
+  CpuFeatures arm;
+  arm.neon = true;
+  REQUIRE(arm.best_supported() == Isa::kRef);  // plain NEON: no path of its own yet
+  arm.dotprod = true;
+  REQUIRE(arm.best_supported() == Isa::kDotprod);
+  REQUIRE(arm.supports(Isa::kRef));
+  REQUIRE(arm.supports(Isa::kDotprod));
+  REQUIRE_FALSE(arm.supports(Isa::kAvx2));  // below dotprod in the enum, but an x86 path
+  REQUIRE_THROWS_WITH(resolve_isa(arm, "avx2"), Catch::Contains("not supported by this CPU"));
+  REQUIRE(resolve_isa(arm, "dotprod") == Isa::kDotprod);
+  CpuFeatures x86;
+  x86.avx2 = x86.fma = x86.os_saves_avx = true;
+  x86.avx512f = x86.avx512bw = x86.avx512vl = x86.avx512vnni = x86.os_saves_avx512 = true;
+  x86.amx_tile = x86.amx_int8 = x86.os_saves_amx = x86.amx_permitted = true;
+  REQUIRE(x86.best_supported() == Isa::kAmx);
+  REQUIRE_FALSE(x86.supports(Isa::kDotprod));
+  REQUIRE_THROWS_WITH(resolve_isa(x86, "dotprod"), Catch::Contains("not supported by this CPU"));
+  REQUIRE(parse_isa("dotprod") == Isa::kDotprod);
 }

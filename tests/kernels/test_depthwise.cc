@@ -26,7 +26,7 @@ struct Case {
 std::vector<Isa> paths() {
   std::vector<Isa> out = {Isa::kRef};
   for (Isa isa : {Isa::kAvx2, Isa::kAvx512Vnni}) {
-    if (isa <= cpu_features().best_supported()) {
+    if (cpu_features().supports(isa)) {
       out.push_back(isa);
     } else {
       static bool said[3] = {};

@@ -34,12 +34,11 @@ uint64_t test_seed() {
 
 std::vector<Isa> optimized_paths() {
   std::vector<Isa> out;
-  const Isa best = cpu_features().best_supported();
-  for (Isa isa : {Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx}) {
-    if (isa <= best) {
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx, Isa::kDotprod}) {
+    if (cpu_features().supports(isa)) {
       out.push_back(isa);
     } else {
-      static bool said[4] = {};
+      static bool said[8] = {};
       if (!said[static_cast<int>(isa)]) {
         std::cout << "gemm tests: SKIPPING path " << isa_name(isa) << ": this CPU lacks it\n";
         said[static_cast<int>(isa)] = true;

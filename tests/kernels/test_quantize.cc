@@ -18,7 +18,7 @@ namespace {
 std::vector<Isa> paths() {
   std::vector<Isa> out;
   for (Isa isa : {Isa::kAvx2, Isa::kAvx512Vnni}) {
-    if (isa <= cpu_features().best_supported())
+    if (cpu_features().supports(isa))
       out.push_back(isa);
     else
       WARN("SKIPPING path " << isa_name(isa) << ": this CPU lacks it");
