@@ -115,6 +115,7 @@ CpuFeatures detect() {
 }  // namespace
 
 Isa CpuFeatures::best_supported() const {
+  if (dotprod && i8mm) return Isa::kI8mm;
   if (dotprod) return Isa::kDotprod;
   const bool vnni = os_saves_avx512 && avx512f && avx512bw && avx512vl && avx512vnni;
   if (vnni && amx_tile && amx_int8 && os_saves_amx && amx_permitted) return Isa::kAmx;
@@ -145,6 +146,8 @@ const char* isa_name(Isa isa) {
       return "amx";
     case Isa::kDotprod:
       return "dotprod";
+    case Isa::kI8mm:
+      return "i8mm";
   }
   return "unknown";
 }
@@ -162,7 +165,7 @@ Isa resolve_isa(const CpuFeatures& cpu, std::string_view override_value) {
   const auto forced = parse_isa(override_value);
   if (!forced) {
     throw std::runtime_error("MIGHTY_ISA=" + std::string(override_value) +
-                             " is not a known path (expected ref, avx2, avx512vnni, amx or dotprod)");
+                             " is not a known path (expected ref, avx2, avx512vnni, amx, dotprod or i8mm)");
   }
   if (!cpu.supports(*forced)) {
     throw std::runtime_error("MIGHTY_ISA=" + std::string(override_value) +

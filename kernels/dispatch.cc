@@ -20,6 +20,7 @@ constexpr KernelTable kTables[] = {
 #if defined(MIGHTY_ARM_PATHS)
     // aarch64: the int8 GEMM on SDOT so far; the rest runs the reference kernels.
     {Isa::kDotprod, gemm_dotprod, &kQuantizeRef, depthwise_ref, sgemm_ref},
+    {Isa::kI8mm, gemm_i8mm, &kQuantizeRef, depthwise_ref, sgemm_ref},
 #endif
 };
 

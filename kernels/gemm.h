@@ -148,6 +148,7 @@ void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end);
 void gemm_avx512vnni(const GemmArgs& args, int64_t n_begin, int64_t n_end);
 void gemm_amx(const GemmArgs& args, int64_t n_begin, int64_t n_end);
 void gemm_dotprod(const GemmArgs& args, int64_t n_begin, int64_t n_end);  // aarch64
+void gemm_i8mm(const GemmArgs& args, int64_t n_begin, int64_t n_end);     // aarch64
 // The AMX path's blocking over a scalar model of the tile instructions (no ISA needed; tests).
 void gemm_amx_model(const GemmArgs& args, int64_t n_begin, int64_t n_end);
 

@@ -329,7 +329,7 @@ TEST_CASE("a spam filter from USE-Lite, end to end: compress, mighty-run on raw 
 #if defined(MIGHTY_AARCH64_BIN)
 // An artifact made here runs on the aarch64 build (scripts/build-aarch64, under qemu-aarch64) exactly as on
 // x86-64: the same outputs bit for bit (hex floats), for the int8 model (uint8 convolution chain, pools,
-// Linear) and its fp32 student, on every x86 path this CPU has and both aarch64 paths. The C API example
+// Linear) and its fp32 student, on every x86 path this CPU has and every aarch64 path. The C API example
 // agrees too.
 TEST_CASE("aarch64: an x86-made artifact gives the same outputs, bit for bit, under qemu-aarch64") {
   const auto dir = std::filesystem::temp_directory_path() / ("mighty_aarch64_" + std::to_string(::getpid()));
@@ -350,7 +350,7 @@ TEST_CASE("aarch64: an x86-made artifact gives the same outputs, bit for bit, un
   auto o = run(kMighty + " compress " + recipe + " --threads 1 --out " + dir.string());
   INFO(o.err);
   REQUIRE(o.status == 0);
-  // Two emulated CPUs: cortex-a53 (the ref path) and max (the dot-product path).
+  // Three emulated CPUs: cortex-a53 (the ref path), cortex-a76 (dotprod) and max (i8mm).
   const std::string arm = std::string("qemu-aarch64 ") + MIGHTY_AARCH64_BIN;
   for (const char* model : {"model.mighty", "student.fp32.mighty"}) {
     const std::string args = std::string(" run ") + (dir / model).string() + " --images " + base +
@@ -360,6 +360,7 @@ TEST_CASE("aarch64: an x86-made artifact gives the same outputs, bit for bit, un
     REQUIRE(on_arm.status == 0);
     REQUIRE(lines(on_arm.out) == 40);
     REQUIRE(run("QEMU_CPU=cortex-a53 " + arm + args).out == on_arm.out);
+    REQUIRE(run("QEMU_CPU=cortex-a76 " + arm + args).out == on_arm.out);
     for (const char* isa : {"ref", "avx2", "avx512vnni", "amx"}) {
       const auto cpu = run("MIGHTY_ISA=" + std::string(isa) + " " + kMightyRun + " cpu");
       if (cpu.status != 0) continue;  // a path this CPU lacks

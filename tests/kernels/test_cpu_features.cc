@@ -48,7 +48,8 @@ TEST_CASE("this machine's detection is consistent") {
   const auto& f = cpu_features();
   INFO("cpu: " << f.brand << ", best path " << isa_name(f.best_supported()));
   if (f.best_supported() == Isa::kAvx512Vnni || f.best_supported() == Isa::kAmx) REQUIRE(f.os_saves_avx512);
-  if (f.best_supported() == Isa::kDotprod) REQUIRE((f.neon && f.dotprod));
+  if (is_arm_isa(f.best_supported())) REQUIRE((f.neon && f.dotprod));
+  if (f.best_supported() == Isa::kI8mm) REQUIRE(f.i8mm);
   if (f.best_supported() == Isa::kAmx) REQUIRE((f.amx_int8 && f.os_saves_amx && f.amx_permitted));
   REQUIRE_FALSE(f.amx_detail.empty());
   REQUIRE(&cpu_features() == &f);  // detected once
@@ -65,6 +66,11 @@ TEST_CASE("paths belong to their architecture") {
   REQUIRE_FALSE(arm.supports(Isa::kAvx2));  // below dotprod in the enum, but an x86 path
   REQUIRE_THROWS_WITH(resolve_isa(arm, "avx2"), Catch::Contains("not supported by this CPU"));
   REQUIRE(resolve_isa(arm, "dotprod") == Isa::kDotprod);
+  REQUIRE_THROWS_WITH(resolve_isa(arm, "i8mm"), Catch::Contains("not supported by this CPU"));
+  arm.i8mm = true;
+  REQUIRE(arm.best_supported() == Isa::kI8mm);
+  REQUIRE(arm.supports(Isa::kDotprod));
+  REQUIRE_FALSE(arm.supports(Isa::kAmx));
   CpuFeatures x86;
   x86.avx2 = x86.fma = x86.os_saves_avx = true;
   x86.avx512f = x86.avx512bw = x86.avx512vl = x86.avx512vnni = x86.os_saves_avx512 = true;
