@@ -117,6 +117,7 @@ CpuFeatures detect() {
 Isa CpuFeatures::best_supported() const {
   if (dotprod && i8mm) return Isa::kI8mm;
   if (dotprod) return Isa::kDotprod;
+  if (neon) return Isa::kNeon;
   const bool vnni = os_saves_avx512 && avx512f && avx512bw && avx512vl && avx512vnni;
   if (vnni && amx_tile && amx_int8 && os_saves_amx && amx_permitted) return Isa::kAmx;
   if (os_saves_avx512 && avx512f && avx512bw && avx512vl && avx512vnni) return Isa::kAvx512Vnni;
@@ -144,6 +145,8 @@ const char* isa_name(Isa isa) {
       return "avx512vnni";
     case Isa::kAmx:
       return "amx";
+    case Isa::kNeon:
+      return "neon";
     case Isa::kDotprod:
       return "dotprod";
     case Isa::kI8mm:
@@ -164,8 +167,9 @@ Isa resolve_isa(const CpuFeatures& cpu, std::string_view override_value) {
   if (override_value.empty()) return best;
   const auto forced = parse_isa(override_value);
   if (!forced) {
-    throw std::runtime_error("MIGHTY_ISA=" + std::string(override_value) +
-                             " is not a known path (expected ref, avx2, avx512vnni, amx, dotprod or i8mm)");
+    throw std::runtime_error(
+        "MIGHTY_ISA=" + std::string(override_value) +
+        " is not a known path (expected ref, avx2, avx512vnni, amx, neon, dotprod or i8mm)");
   }
   if (!cpu.supports(*forced)) {
     throw std::runtime_error("MIGHTY_ISA=" + std::string(override_value) +

@@ -11,10 +11,10 @@ namespace mighty::kernels {
 
 // Per architecture, ordered worst to best: a path runs when it is `ref`, or of the CPU's architecture and <=
 // the best supported one (CpuFeatures::supports).
-enum class Isa { kRef = 0, kAvx2 = 1, kAvx512Vnni = 2, kAmx = 3, kDotprod = 4, kI8mm = 5 };
-inline constexpr Isa kAllIsas[] = {Isa::kRef, Isa::kAvx2,    Isa::kAvx512Vnni,
-                                   Isa::kAmx, Isa::kDotprod, Isa::kI8mm};
-inline constexpr bool is_arm_isa(Isa isa) { return isa >= Isa::kDotprod; }
+enum class Isa { kRef = 0, kAvx2 = 1, kAvx512Vnni = 2, kAmx = 3, kNeon = 4, kDotprod = 5, kI8mm = 6 };
+inline constexpr Isa kAllIsas[] = {Isa::kRef,  Isa::kAvx2,    Isa::kAvx512Vnni, Isa::kAmx,
+                                   Isa::kNeon, Isa::kDotprod, Isa::kI8mm};
+inline constexpr bool is_arm_isa(Isa isa) { return isa >= Isa::kNeon; }
 
 struct CpuFeatures {
   bool avx2 = false;

@@ -18,7 +18,8 @@ constexpr KernelTable kTables[] = {
     {Isa::kAmx, gemm_amx, &kQuantizeAvx512, depthwise_avx512, sgemm_avx512, true},
 #endif
 #if defined(MIGHTY_ARM_PATHS)
-    // aarch64: the int8 GEMM on SDOT so far; the rest runs the reference kernels.
+    // aarch64: the int8 GEMM so far; the rest runs the reference kernels.
+    {Isa::kNeon, gemm_neon, &kQuantizeRef, depthwise_ref, sgemm_ref},
     {Isa::kDotprod, gemm_dotprod, &kQuantizeRef, depthwise_ref, sgemm_ref},
     {Isa::kI8mm, gemm_i8mm, &kQuantizeRef, depthwise_ref, sgemm_ref},
 #endif

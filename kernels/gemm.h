@@ -147,6 +147,7 @@ void gemm_ref(const GemmArgs& args, int64_t n_begin, int64_t n_end);
 void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end);
 void gemm_avx512vnni(const GemmArgs& args, int64_t n_begin, int64_t n_end);
 void gemm_amx(const GemmArgs& args, int64_t n_begin, int64_t n_end);
+void gemm_neon(const GemmArgs& args, int64_t n_begin, int64_t n_end);     // aarch64
 void gemm_dotprod(const GemmArgs& args, int64_t n_begin, int64_t n_end);  // aarch64
 void gemm_i8mm(const GemmArgs& args, int64_t n_begin, int64_t n_end);     // aarch64
 // The AMX path's blocking over a scalar model of the tile instructions (no ISA needed; tests).

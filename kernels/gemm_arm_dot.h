@@ -42,19 +42,25 @@ template <class D, int MR>
 inline void dot_group(const int8_t* group, const uint32_t (&words)[MR], int32x4_t (&acc)[MR][4]) {
   int8x16_t b[4];
   for (int v = 0; v < 4; ++v) b[v] = vld1q_s8(group + 16 * v);
+#pragma GCC unroll 4
   for (int r = 0; r < MR; ++r) {
     const typename D::Act a = D::act(vreinterpretq_u8_u32(vdupq_n_u32(words[r])));
+#pragma GCC unroll 4
     for (int v = 0; v < 4; ++v) acc[r][v] = D::dot(acc[r][v], b[v], a);
   }
 }
 
 // Four groups at once: 16 bytes of each row's activations in one register, each group's 4 bytes picked by
-// SDOT's lane form (no per-group broadcast). Group L's weights are 64 bytes at group + 64 L.
+// SDOT's lane form (no per-group broadcast). Group L's weights are 64 bytes at group + 64 L. The loops over
+// the accumulators are unrolled in full (pragma), so they stay in registers: clang left the longer NEON form
+// as a loop over them in memory.
 template <class D, int MR, int L>
 inline void dot_lane(const int8_t* group, const typename D::Act (&a)[MR], int32x4_t (&acc)[MR][4]) {
   int8x16_t b[4];
   for (int v = 0; v < 4; ++v) b[v] = vld1q_s8(group + 64 * L + 16 * v);
+#pragma GCC unroll 4
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
     for (int v = 0; v < 4; ++v) acc[r][v] = D::template dot_lane<L>(acc[r][v], b[v], a[r]);
 }
 
@@ -116,7 +122,7 @@ template <class D>
 void gemm_dot(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   for (int64_t cb = n_begin / kPackColumns; cb * kPackColumns < n_end; ++cb) {
     int64_t row = 0;
-    for (; row + 4 <= args.m; row += 4) tile<D, 4>(args, row, cb, n_end);
+    for (; row + D::kRows <= args.m; row += D::kRows) tile<D, D::kRows>(args, row, cb, n_end);
     switch (args.m - row) {
       case 3:
         tile<D, 3>(args, row, cb, n_end);

@@ -9,6 +9,7 @@ namespace {
 struct Sudot {
   using Act = uint8x16_t;
   static constexpr uint32_t kCorrection = 0;
+  static constexpr int kRows = 4;  // register tile height
   static Act act(uint8x16_t a) { return a; }
   // SUDOT has only the by-lane form; lane 0 of a broadcast group is the group.
   static int32x4_t dot(int32x4_t acc, int8x16_t b, Act a) { return vsudotq_laneq_s32(acc, b, a, 0); }

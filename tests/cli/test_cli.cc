@@ -350,7 +350,7 @@ TEST_CASE("aarch64: an x86-made artifact gives the same outputs, bit for bit, un
   auto o = run(kMighty + " compress " + recipe + " --threads 1 --out " + dir.string());
   INFO(o.err);
   REQUIRE(o.status == 0);
-  // Three emulated CPUs: cortex-a53 (the ref path), cortex-a76 (dotprod) and max (i8mm).
+  // Three emulated CPUs: cortex-a53 (neon), cortex-a76 (dotprod) and max (i8mm).
   const std::string arm = std::string("qemu-aarch64 ") + MIGHTY_AARCH64_BIN;
   for (const char* model : {"model.mighty", "student.fp32.mighty"}) {
     const std::string args = std::string(" run ") + (dir / model).string() + " --images " + base +

@@ -48,7 +48,8 @@ TEST_CASE("this machine's detection is consistent") {
   const auto& f = cpu_features();
   INFO("cpu: " << f.brand << ", best path " << isa_name(f.best_supported()));
   if (f.best_supported() == Isa::kAvx512Vnni || f.best_supported() == Isa::kAmx) REQUIRE(f.os_saves_avx512);
-  if (is_arm_isa(f.best_supported())) REQUIRE((f.neon && f.dotprod));
+  if (is_arm_isa(f.best_supported())) REQUIRE(f.neon);
+  if (f.best_supported() == Isa::kDotprod) REQUIRE(f.dotprod);
   if (f.best_supported() == Isa::kI8mm) REQUIRE(f.i8mm);
   if (f.best_supported() == Isa::kAmx) REQUIRE((f.amx_int8 && f.os_saves_amx && f.amx_permitted));
   REQUIRE_FALSE(f.amx_detail.empty());
@@ -58,7 +59,8 @@ TEST_CASE("this machine's detection is consistent") {
 TEST_CASE("paths belong to their architecture") {
   CpuFeatures arm;
   arm.neon = true;
-  REQUIRE(arm.best_supported() == Isa::kRef);  // plain NEON: no path of its own yet
+  REQUIRE(arm.best_supported() == Isa::kNeon);
+  REQUIRE_FALSE(arm.supports(Isa::kDotprod));
   arm.dotprod = true;
   REQUIRE(arm.best_supported() == Isa::kDotprod);
   REQUIRE(arm.supports(Isa::kRef));
@@ -77,6 +79,7 @@ TEST_CASE("paths belong to their architecture") {
   x86.amx_tile = x86.amx_int8 = x86.os_saves_amx = x86.amx_permitted = true;
   REQUIRE(x86.best_supported() == Isa::kAmx);
   REQUIRE_FALSE(x86.supports(Isa::kDotprod));
+  REQUIRE_FALSE(x86.supports(Isa::kNeon));
   REQUIRE_THROWS_WITH(resolve_isa(x86, "dotprod"), Catch::Contains("not supported by this CPU"));
   REQUIRE(parse_isa("dotprod") == Isa::kDotprod);
 }

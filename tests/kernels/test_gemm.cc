@@ -34,7 +34,7 @@ uint64_t test_seed() {
 
 std::vector<Isa> optimized_paths() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx, Isa::kDotprod, Isa::kI8mm}) {
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx, Isa::kNeon, Isa::kDotprod, Isa::kI8mm}) {
     if (cpu_features().supports(isa)) {
       out.push_back(isa);
     } else {
