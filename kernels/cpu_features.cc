@@ -90,24 +90,22 @@ CpuFeatures detect() {
   }
   return f;
 }
-#elif defined(__aarch64__)
+#else
+#if defined(__aarch64__)
 // Linux's hwcap bits (asm/hwcap.h), spelled out so the build needs no kernel headers of the target.
 constexpr unsigned long kHwcapAsimd = 1ul << 1, kHwcapAsimdDp = 1ul << 20, kHwcap2I8mm = 1ul << 13;
+#endif
 
 CpuFeatures detect() {
   CpuFeatures f;
+  f.amx_detail = "not an x86-64 CPU";
+#if defined(__aarch64__)
   const unsigned long hwcap = getauxval(AT_HWCAP), hwcap2 = getauxval(AT_HWCAP2);
   f.neon = (hwcap & kHwcapAsimd) != 0;
   f.dotprod = (hwcap & kHwcapAsimdDp) != 0;
   f.i8mm = (hwcap2 & kHwcap2I8mm) != 0;
-  f.amx_detail = "not an x86-64 CPU";
   f.brand = "aarch64";
-  return f;
-}
-#else
-CpuFeatures detect() {
-  CpuFeatures f;
-  f.amx_detail = "not an x86-64 CPU";
+#endif
   return f;
 }
 #endif

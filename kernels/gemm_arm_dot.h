@@ -25,6 +25,14 @@
 namespace mighty::kernels {
 namespace {
 
+// The activations of the paths whose instruction multiplies signed bytes only: a - 128 (XOR 0x80), with 128 x
+// the column sums added back to the sums.
+struct SignFlipped {
+  using Act = int8x16_t;
+  static constexpr uint32_t kCorrection = 128;
+  static Act act(uint8x16_t a) { return vreinterpretq_s8_u8(veorq_u8(a, vdupq_n_u8(0x80))); }
+};
+
 inline uint32_t load_group(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);

@@ -5,11 +5,8 @@
 namespace mighty::kernels {
 namespace {
 
-struct Sdot {
-  using Act = int8x16_t;
-  static constexpr uint32_t kCorrection = 128;
+struct Sdot : SignFlipped {
   static constexpr int kRows = 4;  // register tile height
-  static Act act(uint8x16_t a) { return vreinterpretq_s8_u8(veorq_u8(a, vdupq_n_u8(0x80))); }
   static int32x4_t dot(int32x4_t acc, int8x16_t b, Act a) { return vdotq_s32(acc, b, a); }
   template <int L>
   static int32x4_t dot_lane(int32x4_t acc, int8x16_t b, Act a) {

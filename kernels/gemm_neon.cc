@@ -8,11 +8,8 @@
 namespace mighty::kernels {
 namespace {
 
-struct NeonDot {
-  using Act = int8x16_t;
-  static constexpr uint32_t kCorrection = 128;
+struct NeonDot : SignFlipped {
   static constexpr int kRows = 2;  // register tile height
-  static Act act(uint8x16_t a) { return vreinterpretq_s8_u8(veorq_u8(a, vdupq_n_u8(0x80))); }
   // b: 4 columns x 4 depths; a: one group's 4 bytes in every lane.
   static int32x4_t dot(int32x4_t acc, int8x16_t b, Act a) {
     const int32x4_t lo = vpaddlq_s16(vmull_s8(vget_low_s8(b), vget_low_s8(a)));  // columns 0-1, depth pairs
