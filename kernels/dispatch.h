@@ -5,6 +5,7 @@
 
 #include "kernels/cpu_features.h"
 #include "kernels/depthwise.h"
+#include "kernels/fp32_math.h"
 #include "kernels/gemm.h"
 #include "kernels/quantize.h"
 #include "kernels/sgemm.h"
@@ -13,10 +14,11 @@ namespace mighty::kernels {
 
 struct KernelTable {
   Isa isa;
-  GemmKernel gemm;                  // u8 x s8 GEMM over packed weights, output columns [n_begin, n_end)
-  const QuantizeKernels* quantize;  // activation quantize, range, dequantize
-  DepthwiseKernel depthwise;        // depthwise convolution, output rows [row_begin, row_end)
-  SgemmKernel sgemm;                // fp32 GEMM, output columns [n_begin, n_end)
+  GemmKernel gemm;                   // u8 x s8 GEMM over packed weights, output columns [n_begin, n_end)
+  const QuantizeKernels* quantize;   // activation quantize, range, dequantize
+  DepthwiseKernel depthwise;         // depthwise convolution, output rows [row_begin, row_end)
+  SgemmKernel sgemm;                 // fp32 GEMM, output columns [n_begin, n_end)
+  const Fp32MathKernels* fp32_math;  // softmax, GELU, SiLU, sigmoid, LayerNorm
   // The path reads convolutions' patches in place when given run-padded weights (GemmArgs::w_runs64): a
   // runtime that sees this packs them once per layer beside the usual ones.
   bool direct_conv = false;

@@ -3,9 +3,6 @@
 #include <algorithm>
 #include <limits>
 
-#include <Eigen/Core>
-#include <unsupported/Eigen/SpecialFunctions>
-
 #include "kernels/sgemm.h"
 
 #if defined(__SSE2__)
@@ -13,47 +10,6 @@
 #endif
 
 namespace mighty::kernels {
-namespace {
-
-using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using ConstRows = Eigen::Map<const RowMatrix>;
-using Rows = Eigen::Map<RowMatrix>;
-
-}  // namespace
-
-void layer_norm(const float* x, int64_t rows, int64_t dim, const float* gamma, const float* beta, float eps,
-                float* y) {
-  const Eigen::Map<const Eigen::ArrayXf> g(gamma, dim), b(beta, dim);
-  for (int64_t r = 0; r < rows; ++r) {
-    const Eigen::Map<const Eigen::ArrayXf> in(x + r * dim, dim);
-    const float mean = in.mean();
-    const float var = (in - mean).square().mean();
-    const float inv = 1.0f / std::sqrt(var + eps);
-    Eigen::Map<Eigen::ArrayXf>(y + r * dim, dim) = (in - mean) * inv * g + b;
-  }
-}
-
-void gelu(const float* x, int64_t count, float* y) {
-  const Eigen::Map<const Eigen::ArrayXf> in(x, count);
-  Eigen::Map<Eigen::ArrayXf> out(y, count);
-  out = 0.5f * in * (1.0f + (in * 0.70710678118654752f).erf());
-}
-
-void softmax_rows(const float* x, int64_t rows, int64_t cols, float* y) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const Eigen::Map<const Eigen::ArrayXf> in(x + r * cols, cols);
-    Eigen::Map<Eigen::ArrayXf> out(y + r * cols, cols);
-    const float mx = in.maxCoeff();
-    // Probabilities below FLT_MIN are 0 here, not denormal: exp of a difference below -87 underflows, and a
-    // quotient may still land below FLT_MIN. Every x86 operation on a denormal takes a microcode assist, and
-    // attention multiplies these by the values (measured: the KJV character model's full-context forward
-    // 11.9 -> 1.6 ms once no denormal reaches its GEMMs). The change is below 1.2e-38 per probability.
-    out = ((in - mx) < -87.0f).select(0.0f, (in - mx).exp());
-    out /= out.sum();
-    out = (out < std::numeric_limits<float>::min()).select(0.0f, out);
-  }
-}
-
 void linear_fp32(const float* x, int64_t rows, int64_t in, const float* wt, const float* b, int64_t out,
                  float* y, ThreadPool* pool) {
   SgemmArgs p;

@@ -6,7 +6,7 @@
 #include <cfloat>
 #include <cmath>
 
-#include "kernels/fp32_ops.h"
+#include "kernels/fp32_math.h"
 #include "runtime/exec/op_context.h"
 #include "runtime/graph/op_def.h"
 #include "runtime/ops/common.h"
@@ -33,13 +33,16 @@ void run_relu(exec::OpContext& ctx) {
                  [](float v) { return v > 0.0f ? v : 0.0f; });
 }
 
-void run_gelu(exec::OpContext& ctx) {
+// out = f(in) for one of the fp32 math kernels (kernels/fp32_math.h).
+void map_kernel(exec::OpContext& ctx, void (*f)(const float*, int64_t, float*)) {
   const exec::Value& in = ctx.in();
   exec::Value& out = ctx.out();
   out.shape = in.shape;
   out.data.resize(in.data.size());
-  kernels::gelu(in.data.data(), static_cast<int64_t>(in.data.size()), out.data.data());
+  f(in.data.data(), static_cast<int64_t>(in.data.size()), out.data.data());
 }
+
+void run_gelu(exec::OpContext& ctx) { map_kernel(ctx, kernels::fp32_math().gelu); }
 
 // out = f(in) elementwise, on float values.
 template <class F>
@@ -64,9 +67,7 @@ void run_clip(exec::OpContext& ctx) {
   map(ctx, [lo, hi](float v) { return std::min(std::max(v, lo), hi); });
 }
 
-void run_silu(exec::OpContext& ctx) {
-  map(ctx, [](float v) { return v / (1.0f + std::exp(-v)); });
-}
+void run_silu(exec::OpContext& ctx) { map_kernel(ctx, kernels::fp32_math().silu); }
 
 void run_hardswish(exec::OpContext& ctx) {
   map(ctx, [](float v) { return v * std::min(std::max(v + 3.0f, 0.0f), 6.0f) / 6.0f; });
@@ -84,9 +85,7 @@ void run_hardsigmoid(exec::OpContext& ctx) {
   map(ctx, [alpha, beta](float v) { return std::min(std::max(alpha * v + beta, 0.0f), 1.0f); });
 }
 
-void run_sigmoid(exec::OpContext& ctx) {
-  map(ctx, [](float v) { return 1.0f / (1.0f + std::exp(-v)); });
-}
+void run_sigmoid(exec::OpContext& ctx) { map_kernel(ctx, kernels::fp32_math().sigmoid); }
 
 void run_softmax(exec::OpContext& ctx) {
   const exec::Value& in = ctx.in();
@@ -94,7 +93,12 @@ void run_softmax(exec::OpContext& ctx) {
   out.shape = in.shape;
   out.data.resize(in.data.size());
   const int64_t cols = in.shape.back();
-  kernels::softmax_rows(in.data.data(), static_cast<int64_t>(in.data.size()) / cols, cols, out.data.data());
+  kernels::SoftmaxArgs a;
+  a.x = in.data.data();
+  a.y = out.data.data();
+  a.rows = static_cast<int64_t>(in.data.size()) / cols;
+  a.cols = cols;
+  kernels::fp32_math().softmax(a);
 }
 
 }  // namespace

@@ -3,9 +3,9 @@
 // node keeps the keys and values of the positions seen so far (exec::DecodeCache), so a new token costs one
 // position's work.
 #include <cmath>
-#include <limits>
 #include <tuple>
 
+#include "kernels/fp32_math.h"
 #include "kernels/fp32_ops.h"
 #include "kernels/sgemm.h"
 #include "kernels/transpose.h"
@@ -109,15 +109,15 @@ void run(exec::OpContext& ctx) {
       qk.m = t;
       qk.k = dh;
       kernels::sgemm(qk, ctx.call().pool);
-      ops::Rows s(scores.data(), t, kv.total);
-      s *= scale;
-      if (causal) {
-        // Query row r sits at absolute position start + r and sees keys 0 .. start + r.
-        for (int64_t r = 0; r < t; ++r)
-          for (int64_t c = start + r + 1; c < kv.total; ++c)
-            s(r, c) = -std::numeric_limits<float>::infinity();
-      }
-      kernels::softmax_rows(scores.data(), t, kv.total, scores.data());
+      // Scaled and (causal: query row r sits at absolute position start + r and sees keys 0 .. start + r)
+      // masked inside the softmax.
+      kernels::SoftmaxArgs sm;
+      sm.x = sm.y = scores.data();
+      sm.rows = t;
+      sm.cols = kv.total;
+      sm.scale = scale;
+      sm.causal_offset = causal ? start : -1;
+      kernels::fp32_math().softmax(sm);
       kernels::SgemmArgs sv;
       sv.a = scores.data();
       sv.lda = sv.k = kv.total;

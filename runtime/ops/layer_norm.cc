@@ -1,5 +1,5 @@
 // LayerNorm over the last dimension, with weight and bias; `eps` 1e-5 unless the attribute says otherwise.
-#include "kernels/fp32_ops.h"
+#include "kernels/fp32_math.h"
 #include "runtime/exec/op_context.h"
 #include "runtime/graph/op_def.h"
 #include "runtime/ops/common.h"
@@ -25,8 +25,9 @@ void run(exec::OpContext& ctx) {
   const int64_t dim = ctx.attr("dim");
   out.shape = in.shape;
   out.data.resize(in.data.size());
-  kernels::layer_norm(in.data.data(), static_cast<int64_t>(in.data.size()) / dim, dim, ctx.tensor("weight"),
-                      ctx.tensor("bias"), ctx.node().attrs.value("eps", ops::kNormEps), out.data.data());
+  kernels::fp32_math().layer_norm(in.data.data(), static_cast<int64_t>(in.data.size()) / dim, dim,
+                                  ctx.tensor("weight"), ctx.tensor("bias"),
+                                  ctx.node().attrs.value("eps", ops::kNormEps), out.data.data());
 }
 
 }  // namespace

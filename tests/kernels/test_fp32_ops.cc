@@ -1,4 +1,5 @@
-// fp32 operations against double-precision references computed in the most direct way.
+// fp32 Linear and pooling against double-precision references computed in the most direct way (the
+// elementwise math: test_fp32_math.cc).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -27,52 +28,6 @@ bool close(double got, double want, double rel = 2e-5, double abs = 2e-6) {
 
 }  // namespace
 
-TEST_CASE("fp32: layer norm") {
-  std::mt19937_64 rng(1);
-  for (int64_t dim : {1, 2, 7, 64, 193}) {
-    const int64_t rows = 3;
-    auto x = random_floats(static_cast<size_t>(rows * dim), rng);
-    auto g = random_floats(static_cast<size_t>(dim), rng, 1.0f),
-         b = random_floats(static_cast<size_t>(dim), rng, 1.0f);
-    std::vector<float> y(x.size());
-    layer_norm(x.data(), rows, dim, g.data(), b.data(), 1e-5f, y.data());
-    for (int64_t r = 0; r < rows; ++r) {
-      double mean = 0, var = 0;
-      for (int64_t i = 0; i < dim; ++i) mean += x[r * dim + i];
-      mean /= dim;
-      for (int64_t i = 0; i < dim; ++i) var += (x[r * dim + i] - mean) * (x[r * dim + i] - mean);
-      var /= dim;
-      for (int64_t i = 0; i < dim; ++i) {
-        const double want = (x[r * dim + i] - mean) / std::sqrt(var + 1e-5) * g[i] + b[i];
-        INFO("dim " << dim << " i " << i);
-        REQUIRE(close(y[r * dim + i], want, 1e-4, 1e-4));
-      }
-    }
-  }
-}
-
-TEST_CASE("fp32: GELU and softmax") {
-  std::mt19937_64 rng(2);
-  auto x = random_floats(1001, rng, 8.0f);
-  std::vector<float> y(x.size());
-  gelu(x.data(), static_cast<int64_t>(x.size()), y.data());
-  for (size_t i = 0; i < x.size(); ++i) {
-    const double want = 0.5 * x[i] * (1.0 + std::erf(x[i] / std::sqrt(2.0)));
-    REQUIRE(close(y[i], want, 1e-5, 1e-6));
-  }
-  const int64_t rows = 7, cols = 143;
-  auto s = random_floats(static_cast<size_t>(rows * cols), rng, 20.0f);
-  std::vector<float> p(s.size());
-  softmax_rows(s.data(), rows, cols, p.data());
-  for (int64_t r = 0; r < rows; ++r) {
-    double mx = -1e30, total = 0;
-    for (int64_t i = 0; i < cols; ++i) mx = std::max<double>(mx, s[r * cols + i]);
-    for (int64_t i = 0; i < cols; ++i) total += std::exp(s[r * cols + i] - mx);
-    for (int64_t i = 0; i < cols; ++i)
-      REQUIRE(close(p[r * cols + i], std::exp(s[r * cols + i] - mx) / total, 1e-5, 1e-9));
-  }
-}
-
 TEST_CASE("fp32: linear") {
   std::mt19937_64 rng(3);
   const int64_t rows = 5, in = 37, out = 19;
@@ -90,24 +45,6 @@ TEST_CASE("fp32: linear") {
       REQUIRE(close(y[r * out + o], want, 1e-5, 1e-4));
     }
   }
-}
-
-TEST_CASE("fp32: softmax gives no denormal probabilities") {
-  // Differences from the row's maximum around the underflow of exp (-87.3) and far below it.
-  const std::vector<float> s = {0.0f, -50.0f, -86.9f, -87.1f, -87.5f, -88.0f, -100.0f, -1e30f, 3.0f, 2.5f};
-  std::vector<float> p(s.size());
-  softmax_rows(s.data(), 1, static_cast<int64_t>(s.size()), p.data());
-  double total = 0;
-  for (size_t i = 0; i < s.size(); ++i) {
-    INFO("entry " << i << " = " << p[i]);
-    REQUIRE((p[i] == 0.0f || p[i] >= std::numeric_limits<float>::min()));
-    total += p[i];
-    double want = 0, denominator = 0;
-    for (float v : s) denominator += std::exp(double(v) - 3.0);
-    want = std::exp(double(s[i]) - 3.0) / denominator;
-    REQUIRE(std::fabs(p[i] - want) <= 1e-6 * want + 1.2e-38);
-  }
-  REQUIRE(std::fabs(total - 1.0) < 1e-6);
 }
 
 TEST_CASE("fp32: 2x2 max pooling equals std::max folded over each window, bit for bit") {
