@@ -16,8 +16,11 @@ void sgemm_ref(const SgemmArgs& p, int64_t n_begin, int64_t n_end) {
                 : p.row_bias ? p.row_bias[r]
                 : p.col_bias ? p.col_bias[col]
                              : 0.0f;
-      for (int64_t kk = 0; kk < p.k; ++kk) s = std::fma(p.a[r * p.lda + kk], p.b[kk * p.ldb + col], s);
-      p.c[r * p.ldc + col] = s;
+      for (int64_t kk = 0; kk < p.k; ++kk) {
+        const float* brow = p.b + (p.b_rows ? p.b_rows[kk] : kk * p.ldb);
+        s = std::fma(p.a[r * p.lda + kk], brow[col], s);
+      }
+      p.c[r * p.ldc + col] = p.relu ? (s > 0.0f ? s : 0.0f) : s;
     }
 }
 

@@ -6,9 +6,9 @@
 // are. (Against another library the results differ by summation order only: the fp32 tests compare with a
 // tolerance.)
 //
-// No packing: B's rows are read in place, a few vectors of one row per step, each reused by the register
-// tile's rows of A (broadcast). A convolution's patch matrix is B (K = patch, N = pixels) with its weights as
-// A, so neither is copied.
+// No packing: B's rows are read in place (at a stride, or at the offsets of `b_rows`), a few vectors of one
+// row per step, each reused by the register tile's rows of A (broadcast). A convolution's patch matrix is B
+// (K = patch, N = pixels) with its weights as A, so neither is copied.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +28,10 @@ struct SgemmArgs {
   const float* row_bias = nullptr;  // [m] (optional; not with col_bias)
   const float* col_bias = nullptr;  // [n] (optional)
   bool accumulate = false;          // the sum starts from C's current values instead (no bias)
+  // Implicit im2col: when set, B's row kk starts at b + b_rows[kk] (ldb unused), so a convolution's patch
+  // rows are read in place from its (padded) input, one offset per (tap, channel).
+  const int64_t* b_rows = nullptr;  // [k]
+  bool relu = false;                // each result is max(sum, 0) as the ReLU op computes it (NaN -> 0)
 };
 
 // Columns [n_begin, n_end) of C, all rows, on one path.

@@ -18,6 +18,7 @@ struct Avx2 {
   static Reg load(const float* p) { return _mm256_loadu_ps(p); }
   static Reg load(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
   static Reg fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static Reg max0(Reg v) { return _mm256_max_ps(v, _mm256_setzero_ps()); }  // NaN, -0 -> +0
   static void store(float* p, Reg v) { _mm256_storeu_ps(p, v); }
   static void store(float* p, Reg v, Mask m) { _mm256_maskstore_ps(p, m, v); }
   static Mask mask(int64_t valid) {

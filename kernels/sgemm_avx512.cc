@@ -18,6 +18,7 @@ struct Avx512 {
   static Reg load(const float* p) { return _mm512_loadu_ps(p); }
   static Reg load(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
   static Reg fma(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static Reg max0(Reg v) { return _mm512_max_ps(v, _mm512_setzero_ps()); }  // NaN, -0 -> +0
   static void store(float* p, Reg v) { _mm512_storeu_ps(p, v); }
   static void store(float* p, Reg v, Mask m) { _mm512_mask_storeu_ps(p, m, v); }
   static Mask mask(int64_t valid) {

@@ -6,7 +6,8 @@
 // row's columns is masked. Rows past the last whole tile take a tile of their own height.
 //
 // V: kLanes, kRows (MR), kVectors (NV), Reg, Mask, zero(), set1(float), load(const float*),
-// load(const float*, Mask), fma(a, b, c) = a * b + c rounded once, store(float*, Reg),
+// load(const float*, Mask), fma(a, b, c) = a * b + c rounded once, max0(v) = v > 0 ? v : 0 per lane (NaN
+// -> 0), store(float*, Reg),
 // store(float*, Reg, Mask), mask(int64_t valid lanes).
 #pragma once
 
@@ -38,15 +39,19 @@ inline void tile(const SgemmArgs& p, int64_t row0, int64_t col0, typename V::Mas
   const float* a = p.a + row0 * p.lda;
   const float* b = p.b + col0;
   for (int64_t kk = 0; kk < p.k; ++kk) {
+    const float* brow = p.b_rows ? p.b + p.b_rows[kk] + col0 : b;
     Reg bv[NV];
-    for (int v = 0; v + 1 < NV; ++v) bv[v] = V::load(b + v * V::kLanes);
-    bv[NV - 1] = V::load(b + (NV - 1) * V::kLanes, last);
+    for (int v = 0; v + 1 < NV; ++v) bv[v] = V::load(brow + v * V::kLanes);
+    bv[NV - 1] = V::load(brow + (NV - 1) * V::kLanes, last);
     for (int r = 0; r < R; ++r) {
       const Reg av = V::set1(a[r * p.lda + kk]);
       for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(av, bv[v], acc[r][v]);
     }
     b += p.ldb;
   }
+  if (p.relu)
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::max0(acc[r][v]);
   for (int r = 0; r < R; ++r) {
     float* c = p.c + (row0 + r) * p.ldc + col0;
     for (int v = 0; v + 1 < NV; ++v) V::store(c + v * V::kLanes, acc[r][v]);

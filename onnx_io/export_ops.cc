@@ -334,12 +334,11 @@ void embedding_bag(Ctx& ctx) {
   ctx.set_result(op("Mul", {Ctx::output(sum), op("Reciprocal", {n}, ".inv_count")}, ""));
 }
 
-// MultiHeadAttention in fp32 over x [batch, T, d]: the packed in_proj, heads as [batch, heads, T, head_dim],
-// scores q k^T x 1/sqrt(head_dim), the causal mask (-inf above the diagonal), Softmax, the context, out_proj.
-void attention(Ctx& ctx) {
-  const Node& n = ctx.node();
-  const int64_t heads = n.attrs.at("heads").get<int64_t>();
-  const int64_t dh = attention_head_dim(n), e = attention_inner(n);
+// The attention between the projections over the packed q|k|v [batch, T, 3e]: heads as
+// [batch, heads, T, head_dim], scores q k^T x 1/sqrt(head_dim), the causal mask (-inf above the diagonal),
+// Softmax, the context [batch, T, e] (returned).
+std::string attend(Ctx& ctx, const std::string& qkv, int64_t heads, int64_t dh, bool causal) {
+  const int64_t e = heads * dh;
   auto op = [&](const char* type, const std::vector<std::string>& in, const char* suffix) {
     return Ctx::output(ctx.add(type, in, suffix));
   };
@@ -348,10 +347,6 @@ void attention(Ctx& ctx) {
     Ctx::attr(t, "perm", perm);
     return Ctx::output(t);
   };
-  const std::string qkv = op("Add",
-                             {op("MatMul", {ctx.in(), ctx.float_transposed(".in_proj.weight")}, ".qkv0"),
-                              ctx.float_tensor(".in_proj.bias")},
-                             ".qkv");
   onnx::NodeProto& split = ctx.add("Split", {qkv, ctx.int64s(".split", {e, e, e})}, ".q");
   Ctx::attr(split, "axis", int64_t{-1});
   split.add_output(ctx.fresh(".k"));
@@ -367,9 +362,9 @@ void attention(Ctx& ctx) {
       op("Mul",
          {op("MatMul", {q, kt}, ".qk"), ctx.floats(".scale", {}, {1.0f / std::sqrt(static_cast<float>(dh))})},
          ".scores");
-  if (n.attrs.value("causal", false)) {
-    // mask[r][c] = c > r, from positions 0..T-1 (T from the input's shape)
-    const std::string shape = op("Shape", {ctx.in()}, ".x_shape");
+  if (causal) {
+    // mask[r][c] = c > r, from positions 0..T-1 (T from the packed input's shape)
+    const std::string shape = op("Shape", {qkv}, ".x_shape");
     onnx::NodeProto& g = ctx.add("Gather", {shape, ctx.int64s(".t_index", {1})}, ".t1");
     Ctx::attr(g, "axis", int64_t{0});
     const std::string t = op("Squeeze", {Ctx::output(g)}, ".t");
@@ -386,11 +381,32 @@ void attention(Ctx& ctx) {
   Ctx::attr(sm, "axis", int64_t{-1});
   const std::string context =
       transpose(op("MatMul", {Ctx::output(sm), v}, ".context_heads"), {0, 2, 1, 3}, ".context_t");
-  const std::string flat = op("Reshape", {context, ctx.int64s(".context_shape", {0, 0, e})}, ".context");
+  return op("Reshape", {context, ctx.int64s(".context_shape", {0, 0, e})}, ".context");
+}
+
+// MultiHeadAttention in fp32 over x [batch, T, d]: the packed in_proj, `attend`, out_proj.
+void attention(Ctx& ctx) {
+  const Node& n = ctx.node();
+  auto op = [&](const char* type, const std::vector<std::string>& in, const char* suffix) {
+    return Ctx::output(ctx.add(type, in, suffix));
+  };
+  const std::string qkv = op("Add",
+                             {op("MatMul", {ctx.in(), ctx.float_transposed(".in_proj.weight")}, ".qkv0"),
+                              ctx.float_tensor(".in_proj.bias")},
+                             ".qkv");
+  const std::string flat = attend(ctx, qkv, n.attrs.at("heads").get<int64_t>(), attention_head_dim(n),
+                                  n.attrs.value("causal", false));
   ctx.set_result(op("Add",
                     {op("MatMul", {flat, ctx.float_transposed(".out_proj.weight")}, ".out0"),
                      ctx.float_tensor(".out_proj.bias")},
                     ""));
+}
+
+// ScaledDotProductAttention: `attend` over its packed input; its result is the context.
+void scaled_dot_product_attention(Ctx& ctx) {
+  const Node& n = ctx.node();
+  ctx.set_result(attend(ctx, ctx.in(), n.attrs.at("heads").get<int64_t>(),
+                        n.attrs.at("head_dim").get<int64_t>(), n.attrs.value("causal", false)));
 }
 
 const std::vector<OnnxExportDef> kTable = {
@@ -416,6 +432,7 @@ const std::vector<OnnxExportDef> kTable = {
     {OpKind::kEmbedding, embedding},
     {OpKind::kEmbeddingBag, embedding_bag},
     {OpKind::kMultiHeadAttention, attention},
+    {OpKind::kScaledDotProductAttention, scaled_dot_product_attention},
 };
 
 }  // namespace

@@ -111,6 +111,34 @@ GraphModule fold_batchnorm(GraphModule& model) {
   return folded;
 }
 
+GraphModule split_attention(GraphModule& model) {
+  const Graph& g = model->graph();
+  Graph out;
+  std::vector<int> remap(g.nodes().size(), -1);
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const Node& n = g.nodes()[i];
+    std::vector<int> inputs;
+    for (int in : n.inputs) inputs.push_back(remap[static_cast<size_t>(in)]);
+    if (n.op != OpKind::kMultiHeadAttention) {
+      remap[i] = out.add(n.name, n.op, inputs, n.attrs);
+      continue;
+    }
+    const int64_t d = n.attrs.at("d_model").get<int64_t>(), e = attention_inner(n);
+    int x =
+        out.add(n.name + ".in_proj", OpKind::kLinear, inputs, {{"in_features", d}, {"out_features", 3 * e}});
+    x = out.add(n.name, OpKind::kScaledDotProductAttention, {x},
+                {{"heads", n.attrs.at("heads")},
+                 {"head_dim", attention_head_dim(n)},
+                 {"causal", n.attrs.value("causal", false)}});
+    remap[i] = out.add(n.name + ".out_proj", OpKind::kLinear, {x}, {{"in_features", e}, {"out_features", d}});
+  }
+  out.set_output(remap[static_cast<size_t>(g.output())]);
+  GraphModule split(out);
+  copy_parameters(model, split);  // the projections keep their tensor names
+  split->eval();
+  return split;
+}
+
 // ---- simulation ----
 
 namespace {
@@ -610,10 +638,12 @@ QuantizedModel quantize_model(GraphModule& student, const QuantizeSpec& spec, co
   student->eval();
   GraphModule model = spec.fold_batchnorm ? fold_batchnorm(student) : GraphModule(Graph(student->graph()));
   if (!spec.fold_batchnorm) copy_parameters(student, model);
+  if (spec.int8_attention) model = split_attention(model);
   model->eval();
   const auto batches = calibration_batches(data, spec.calibration_examples);
   report = {{"kind", "quantize"},
             {"fold_batchnorm", spec.fold_batchnorm},
+            {"int8_attention", spec.int8_attention},
             {"calibration_batches", batches.size()},
             {"observer", spec.observer}};
   if (spec.smoothquant_alpha > 0) report["smoothquant"] = smooth(model, spec.smoothquant_alpha, batches);

@@ -23,6 +23,12 @@ namespace mighty::compress {
 // statistics): w' = w * g / sqrt(var + eps), b' = (b - mean) * g / sqrt(var + eps) + beta.
 GraphModule fold_batchnorm(GraphModule& model);
 
+// A copy of `model` with every MultiHeadAttention split into Linear "<node>.in_proj" ->
+// ScaledDotProductAttention "<node>" -> Linear "<node>.out_proj" (the same function and tensor names), so
+// the projections are quantized as any Linear layer (observers, SmoothQuant after a LayerNorm, static or
+// dynamic activations, int8 in the runtime and the ONNX export).
+GraphModule split_attention(GraphModule& model);
+
 // Range observers over a tensor's values: a first pass finds min and max, a second fills a histogram.
 class RangeObserver {
  public:

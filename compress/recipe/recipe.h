@@ -214,6 +214,7 @@ struct QuantizeSpec {
   double percentile = 99.99;
   std::string activations = "static";  // static | dynamic (the recipe default: dynamic for text)
   bool fold_batchnorm = true;
+  bool int8_attention = true;  // attention projections int8 (split_attention), else the node stays fp32
   bool bias_correction = true;
   double smoothquant_alpha = 0.0;    // 0 = off; LayerNorm -> Linear pairs
   int64_t calibration_examples = 0;  // 0 = images: the data's calibration_size; text: 64 windows

@@ -224,6 +224,7 @@ void read_quantize(JsonReader& st, const Recipe& r, StageSpec& spec) {
   q.percentile = st.number("percentile", q.percentile, {50.0, 100.0, false, false});
   q.activations = st.choice("activations", q.activations, {"static", "dynamic"});
   q.fold_batchnorm = st.boolean("fold_batchnorm", q.fold_batchnorm);
+  q.int8_attention = st.boolean("int8_attention", q.int8_attention);
   q.bias_correction = st.boolean("bias_correction", q.bias_correction);
   q.smoothquant_alpha = st.number("smoothquant_alpha", q.smoothquant_alpha, {0.0, 1.0});
   q.calibration_examples = st.integer("calibration_examples", q.calibration_examples, 0, 1 << 20);
@@ -254,6 +255,7 @@ nlohmann::json quantize_to_json(const StageSpec& spec) {
           {"percentile", q.percentile},
           {"activations", q.activations},
           {"fold_batchnorm", q.fold_batchnorm},
+          {"int8_attention", q.int8_attention},
           {"bias_correction", q.bias_correction},
           {"smoothquant_alpha", q.smoothquant_alpha},
           {"calibration_examples", q.calibration_examples},

@@ -20,6 +20,7 @@ namespace mighty::exec {
 struct LayerAttrs {
   int64_t in = 0, out = 0, kernel = 1, stride = -1, padding = 0, groups = 1;
   bool bias = true;
+  bool relu = false;  // fp32 Conv2d: the ReLU after it is applied here (exec/fp32_fusion.h)
 };
 
 // A node as the session prepared it at load.
@@ -30,6 +31,8 @@ struct PreparedNode {
   std::vector<std::pair<std::string, std::vector<float>>> repacked;
   LayerAttrs attrs;
   std::unique_ptr<Int8Layer> int8;  // null for fp32 nodes
+  // Fused into its producer (exec/fp32_fusion.h): the node hands its input on unchanged.
+  bool pass_through = false;
 
   // The fp32 tensor `<node>.<suffix>`, or null.
   const float* find(const std::string& suffix) const {

@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 
 #include "runtime/error.h"
+#include "runtime/exec/fp32_fusion.h"
 #include "runtime/format/metadata.h"
 #include "runtime/graph/op_def.h"
 
@@ -39,6 +40,10 @@ Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)
     if (nodes[i].attrs.contains("quant")) quant[i] = node_list.at(i).at("attrs").at("quant");
     prepare_node(static_cast<int>(i), quant[i]);
   }
+  // The ops' own preparation sees the fp32 convolutions' folded weights.
+  exec::fuse_fp32_convolutions(graph_, nodes_);
+  for (size_t i = 0; i < nodes.size(); ++i)
+    if (const auto prepare = op_def(nodes[i].op).prepare) prepare(nodes[i], nodes_[i]);
   // Requantized uint8 outputs read their consumers' int8 forms, so they come once every node is prepared.
   std::vector<exec::Int8Layer*> int8(nodes.size());
   for (size_t i = 0; i < nodes.size(); ++i) int8[i] = nodes_[i].int8.get();
@@ -93,7 +98,7 @@ int64_t Session::batch_slice() const {
 }
 
 // Checks the node's tensors against the graph, finds its fp32 tensors, reads its layer attributes and, when
-// quantized, prepares its int8 form.
+// quantized, prepares its int8 form (the op's own prepare hook runs later, after fusion).
 void Session::prepare_node(int i, const std::optional<MetaValue>& quant) {
   const Node& n = graph_.nodes()[static_cast<size_t>(i)];
   exec::PreparedNode& p = nodes_[static_cast<size_t>(i)];
@@ -132,7 +137,6 @@ void Session::prepare_node(int i, const std::optional<MetaValue>& quant) {
     p.attrs.bias = n.attrs.value("bias", true);
   }
   if (quantized) p.int8 = exec::prepare_int8(artifact_, graph_, i, *quant);
-  if (const auto prepare = op_def(n.op).prepare) prepare(n, p);
 }
 
 const InputSpec& Session::input_spec() const {
@@ -218,7 +222,8 @@ std::vector<float> Session::run_tokens(const int64_t* tokens, int64_t batch, int
 std::vector<float> Session::decode(const int64_t* tokens, int64_t length, DecodeState& state) const {
   if (graph_.input_dtype() != DType::kInt64) throw Error("decode needs a language model (token input)");
   for (const Node& n : graph_.nodes()) {
-    if (n.op == OpKind::kMultiHeadAttention && !n.attrs.value("causal", false))
+    const bool attention = n.op == OpKind::kMultiHeadAttention || n.op == OpKind::kScaledDotProductAttention;
+    if (attention && !n.attrs.value("causal", false))
       throw Error("decode needs causal attention (a language model)");
     if (n.op == OpKind::kGlobalAvgPool)
       throw Error("decode needs a language model, not a sequence classifier");
@@ -300,6 +305,10 @@ std::vector<float> Session::run_graph(exec::RunCall call) const {
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& n = nodes[i];
     const OpDef& def = op_def(n.op);
+    if (nodes_[i].pass_through) {  // fused into its producer, its only input's only user
+      values[i] = std::move(values[static_cast<size_t>(n.inputs[0])]);
+      continue;
+    }
     buffers.take(values[i]);
     if (!n.inputs.empty() && values[static_cast<size_t>(n.inputs[0])].is_u8 && !def.takes_u8)
       throw Error(fmt::format("graph node '{}' ({}) cannot take a uint8 input", n.name, def.name));

@@ -1,8 +1,8 @@
 // Conv2d: square kernel, stride, zero padding, groups (in and out channels split into `groups` equal
-// parts, each convolved on its own: depthwise when groups = in_channels), NCHW; fp32 (im2col + the kernels'
-// fp32 GEMM per group, kernels/sgemm.h), or int8 (exec/int8_layer.h:
-// implicit im2col over channels-last uint8 for static activations, float patches quantized per row for
-// dynamic ones).
+// parts, each convolved on its own: depthwise when groups = in_channels), NCHW; fp32 (stride 1: one
+// implicit-im2col GEMM per group, else im2col + GEMM, both on kernels/sgemm.h; a folded BatchNorm2d and a
+// fused ReLU from exec/fp32_fusion.h), or int8 (exec/int8_layer.h: implicit im2col over channels-last uint8
+// for static activations, float patches quantized per row for dynamic ones).
 #include <algorithm>
 
 #include "kernels/sgemm.h"
@@ -105,51 +105,56 @@ void depthwise_fp32(const float* x, int64_t channels, int64_t h, int64_t w, cons
   }
 }
 
-// A stride-1 convolution as k x k accumulating GEMMs, one per tap, with no patch matrix: over a zero-padded
-// copy of the input, output pixel (oy, ox) at grid position q = oy * pw + ox reads tap (ky, kx) of channel c
-// at padded[c][q + ky * pw + kx], so for each tap the input channels are the rows of one B (row stride the
-// padded plane) and the tap's weights [gout][gin] are A. The grid's last pw - ow columns of each row are
-// computed and dropped. Per output the sum starts from the bias and takes the taps in (ky, kx) order, each
-// over the channels in order. Used from 8 input channels per group: measured on the default student's fp32
-// form (Intel Xeon, 1 thread), 3x3 over 16-32 channels ran 1.0-1.3x faster than im2col + one GEMM, and the
-// whole model 1.17x; over 1 channel (K = 1 per tap) it ran 3x slower.
-// `taps`: the weights per group and tap, [groups][k * k][gout][gin] (prepare).
-void conv_shifted(exec::OpContext& ctx, const float* taps, const float* x, int64_t batch, int64_t groups,
-                  int64_t gin, int64_t gout, int64_t h, int64_t w, int64_t k, int64_t pad, const float* bias,
-                  float* y) {
+// A stride-1 convolution as one GEMM with implicit im2col: over a zero-padded copy of the input (none for
+// 1x1 without padding), output pixel (oy, ox) at grid position q = oy * pw + ox reads tap (ky, kx) of channel
+// c at padded[c][q + ky * pw + kx], so patch row (tap, c) of B is the padded input from offset
+// c * plane + ky * pw + kx (SgemmArgs::b_rows) and the weights [gout][taps][gin] are A. The register tiles
+// keep their sums over all taps and channels. The grid's last pw - ow columns of each row are computed and
+// dropped. Per output the sum starts from the bias and takes the taps in (ky, kx) order, each over the
+// channels in order; a fused ReLU (exec/fp32_fusion.h) is applied as the tiles are stored.
+// `taps`: the weights per group, [groups][gout][k * k][gin] (prepare).
+void conv_implicit(exec::OpContext& ctx, const float* taps, const float* x, int64_t batch, int64_t groups,
+                   int64_t gin, int64_t gout, int64_t h, int64_t w, int64_t k, int64_t pad, const float* bias,
+                   float* y) {
   const int64_t cin = groups * gin, cout = groups * gout, ph = h + 2 * pad, pw = w + 2 * pad;
-  const int64_t oh = ph - k + 1, ow = pw - k + 1, plane = ph * pw;
+  const int64_t oh = ph - k + 1, ow = pw - k + 1, plane = ph * pw, patch = k * k * gin;
+  const bool direct = k == 1 && pad == 0;        // B is the input itself, and C the output
   thread_local std::vector<float> padded, grid;  // scratch reused across runs on this thread
-  // The last tap reads k - 1 floats past the last plane, for grid columns that are dropped.
-  padded.assign(static_cast<size_t>(gin * plane + k), 0.0f);
-  grid.resize(static_cast<size_t>(gout * oh * pw));
-  for (int64_t g = 0; g < groups; ++g) {
-    for (int64_t b = 0; b < batch; ++b) {
+  thread_local std::vector<int64_t> rows;
+  rows.resize(static_cast<size_t>(patch));
+  for (int64_t t = 0; t < k * k; ++t)
+    for (int64_t c = 0; c < gin; ++c) rows[static_cast<size_t>(t * gin + c)] = c * plane + t / k * pw + t % k;
+  if (!direct) {
+    // The last tap reads k - 1 floats past the last plane, for grid columns that are dropped.
+    padded.assign(static_cast<size_t>(gin * plane + k), 0.0f);
+    grid.resize(static_cast<size_t>(gout * oh * pw));
+  }
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t g = 0; g < groups; ++g) {
       const float* xb = x + (b * cin + g * gin) * h * w;
-      for (int64_t c = 0; c < gin; ++c)
-        for (int64_t iy = 0; iy < h; ++iy)
-          std::copy(xb + (c * h + iy) * w, xb + (c * h + iy + 1) * w,
-                    padded.data() + c * plane + (iy + pad) * pw + pad);
-      for (int64_t t = 0; t < k * k; ++t) {
-        kernels::SgemmArgs p;
-        p.a = taps + (g * k * k + t) * gout * gin;
-        p.lda = p.k = gin;
-        p.b = padded.data() + t / k * pw + t % k;
-        p.ldb = plane;
-        p.c = grid.data();
-        p.ldc = p.n = oh * pw;
-        p.m = gout;
-        p.row_bias = t == 0 && bias ? bias + g * gout : nullptr;
-        p.accumulate = t > 0;
-        kernels::sgemm(p, ctx.call().pool);
-      }
       float* yb = y + (b * cout + g * gout) * oh * ow;
+      if (!direct)
+        for (int64_t c = 0; c < gin; ++c)
+          for (int64_t iy = 0; iy < h; ++iy)
+            std::copy(xb + (c * h + iy) * w, xb + (c * h + iy + 1) * w,
+                      padded.data() + c * plane + (iy + pad) * pw + pad);
+      kernels::SgemmArgs p;
+      p.a = taps + g * gout * patch;
+      p.lda = p.k = patch;
+      p.b = direct ? xb : padded.data();
+      p.b_rows = rows.data();
+      p.c = direct ? yb : grid.data();
+      p.ldc = p.n = oh * pw;
+      p.m = gout;
+      p.row_bias = bias ? bias + g * gout : nullptr;
+      p.relu = ctx.attrs().relu;
+      kernels::sgemm(p, ctx.call().pool);
+      if (direct) continue;
       for (int64_t o = 0; o < gout; ++o)
         for (int64_t oy = 0; oy < oh; ++oy)
           std::copy(grid.data() + (o * oh + oy) * pw, grid.data() + (o * oh + oy) * pw + ow,
                     yb + (o * oh + oy) * ow);
     }
-  }
 }
 
 void run(exec::OpContext& ctx) {
@@ -173,11 +178,13 @@ void run(exec::OpContext& ctx) {
     for (int64_t b = 0; b < ctx.batch(); ++b)
       depthwise_fp32(in.data.data() + b * cin * h * w, cin, h, w, ctx.tensor("weight"), bias, k, stride, pad,
                      oh, ow, out.data.data() + b * cout * oh * ow);
+    if (la.relu)
+      for (float& v : out.data) v = v > 0.0f ? v : 0.0f;
     return;
   }
   if (const float* taps = ctx.find_repacked("taps")) {
-    conv_shifted(ctx, taps, in.data.data(), ctx.batch(), groups, gin, gout, h, w, k, pad, bias,
-                 out.data.data());
+    conv_implicit(ctx, taps, in.data.data(), ctx.batch(), groups, gin, gout, h, w, k, pad, bias,
+                  out.data.data());
     return;
   }
   const int64_t patch = gin * k * k, pixels = oh * ow;
@@ -196,24 +203,26 @@ void run(exec::OpContext& ctx) {
       p.c = out.data.data() + (b * cout + g * gout) * pixels;
       p.m = gout;
       p.row_bias = bias ? bias + g * gout : nullptr;
+      p.relu = la.relu;
       kernels::sgemm(p, ctx.call().pool);
     }
   }
 }
 
-// An fp32 stride-1 convolution with 8+ input channels per group runs per tap (conv_shifted): its weights
-// [gout][gin][k][k] per group rearranged once to [groups][k * k][gout][gin].
+// An fp32 stride-1 convolution that is not depthwise runs as one implicit-im2col GEMM (conv_implicit): its
+// weights [gout][gin][k][k] per group rearranged once to [groups][gout][k * k][gin].
 void prepare(const Node& n, exec::PreparedNode& p) {
+  static_cast<void>(n);
   const exec::LayerAttrs& la = p.attrs;
   const int64_t k = la.kernel, gin = la.in / la.groups, gout = la.out / la.groups;
-  if (p.int8 || la.stride > 1 || k == 1 || gin < 8) return;
+  if (p.int8 || la.stride > 1 || (gin == 1 && gout == 1)) return;
   const float* weight = p.find("weight");
   std::vector<float> taps(static_cast<size_t>(la.out * gin * k * k));
   for (int64_t g = 0; g < la.groups; ++g)
     for (int64_t o = 0; o < gout; ++o)
-      for (int64_t c = 0; c < gin; ++c)
-        for (int64_t t = 0; t < k * k; ++t)
-          taps[static_cast<size_t>(((g * k * k + t) * gout + o) * gin + c)] =
+      for (int64_t t = 0; t < k * k; ++t)
+        for (int64_t c = 0; c < gin; ++c)
+          taps[static_cast<size_t>(((g * gout + o) * k * k + t) * gin + c)] =
               weight[((g * gout + o) * gin + c) * k * k + t];
   p.repacked.emplace_back("taps", std::move(taps));
 }

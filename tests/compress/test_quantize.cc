@@ -243,7 +243,9 @@ TEST_CASE("quantize options: exclusions, overrides, bias correction, SmoothQuant
   sq.calibration_examples = 32;
   nlohmann::json rs;
   QuantizedModel smoothed = quantize_model(lm, sq, text, rs);
-  REQUIRE(rs["smoothquant"].size() == 2);  // ln2 -> fc1 and ln_f -> out
+  // ln1 -> attn.in_proj (the attention split for int8 projections), ln2 -> fc1 and ln_f -> out
+  REQUIRE(rs["smoothquant"].size() == 3);
+  REQUIRE(rs["int8_attention"] == true);
   const auto& first = rs["smoothquant"][0];
   REQUIRE(first["act_max_after"].get<double>() < first["act_max_before"].get<double>());
   torch::NoGradGuard no_grad;

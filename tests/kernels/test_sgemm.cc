@@ -1,7 +1,9 @@
 // The fp32 GEMM: every path the CPU has equals the scalar path bit for bit (one fused multiply-add per
 // product, in k order, from the bias), and the scalar path equals a double-precision sum within fp32
 // rounding. Shapes with rows and columns that are and are not multiples of the register tiles, strides wider
-// than the matrices, each bias kind; A, B and C end at a guard page.
+// than the matrices, each bias kind, with and without the fused ReLU and B's rows at given offsets (implicit
+// im2col); A, B and C end at a guard page.
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -24,7 +26,10 @@ TEST_CASE("sgemm: every path equals the scalar path, bit for bit") {
                                {7, 49, 33},  {8, 16, 144},   {16, 784, 144}, {9, 100, 1},
                                {13, 31, 64}, {32, 200, 288}, {2, 1000, 7}};
   for (const auto& s : shapes) {
-    for (int bias = 0; bias < 4; ++bias) {  // none, per row, per column, accumulating into C
+    // none, per row, per column, accumulating into C; the same with B's rows at shuffled offsets and ReLU
+    for (int mode = 0; mode < 8; ++mode) {
+      const int bias = mode % 4;
+      const bool offsets = mode >= 4;
       const int64_t m = s[0], n = s[1], k = s[2];
       const int64_t lda = k + static_cast<int64_t>(rng() % 3), ldb = n + static_cast<int64_t>(rng() % 5);
       const int64_t ldc = n + static_cast<int64_t>(rng() % 4);
@@ -48,6 +53,13 @@ TEST_CASE("sgemm: every path equals the scalar path, bit for bit") {
       if (bias == 1) p.row_bias = row_bias.data();
       if (bias == 2) p.col_bias = col_bias.data();
       p.accumulate = bias == 3;
+      std::vector<int64_t> rows(static_cast<size_t>(k));
+      for (int64_t i = 0; i < k; ++i) rows[static_cast<size_t>(i)] = i * ldb;
+      if (offsets) {
+        std::shuffle(rows.begin(), rows.end(), rng);
+        p.b_rows = rows.data();
+        p.relu = true;
+      }
       GuardedBuffer<float> expected(static_cast<size_t>((m - 1) * ldc + n)), start(expected.size());
       for (size_t i = 0; i < start.size(); ++i) start[i] = u(rng);
       std::memcpy(expected.data(), start.data(), start.size() * 4);
@@ -62,9 +74,11 @@ TEST_CASE("sgemm: every path equals the scalar path, bit for bit") {
                                    : 0.0;
           double mag = std::fabs(sum);
           for (int64_t i = 0; i < k; ++i) {
-            sum += static_cast<double>(a[r * lda + i]) * b[i * ldb + c];
-            mag += std::fabs(static_cast<double>(a[r * lda + i]) * b[i * ldb + c]);
+            const double prod = static_cast<double>(a[r * lda + i]) * b[rows[static_cast<size_t>(i)] + c];
+            sum += prod;
+            mag += std::fabs(prod);
           }
+          if (p.relu) sum = std::max(sum, 0.0);
           REQUIRE(std::fabs(expected[r * ldc + c] - sum) <= 1e-6 * (k + 1) * mag + 1e-30);
         }
       for (Isa isa : kAllIsas) {
@@ -77,7 +91,8 @@ TEST_CASE("sgemm: every path equals the scalar path, bit for bit") {
               std::memcpy(c.data() + r * ldc, start.data() + r * ldc, static_cast<size_t>(n) * 4);
           p.c = c.data();
           sgemm(p, isa, pool);
-          INFO("path " << isa_name(isa) << " m " << m << " n " << n << " k " << k << " bias " << bias);
+          INFO("path " << isa_name(isa) << " m " << m << " n " << n << " k " << k << " bias " << bias
+                       << " offsets and relu " << offsets);
           for (int64_t r = 0; r < m; ++r) {
             REQUIRE(std::memcmp(c.data() + r * ldc, expected.data() + r * ldc, static_cast<size_t>(n) * 4) ==
                     0);

@@ -235,9 +235,12 @@ TEST_CASE("fp32 executor: padded max and average pooling (with and without the p
   REQUIRE_THROWS_WITH(bad.infer_shapes(), Catch::Contains("padding"));
 }
 
+// The attention as one MultiHeadAttention node, or split as the quantizer splits it: Linear (in_proj) ->
+// ScaledDotProductAttention -> Linear (out_proj), the same tensors under the same names.
 TEST_CASE("fp32 executor: a transformer (embeddings, LayerNorm, attention, GELU) and incremental decoding") {
-  for (const bool causal : {true, false}) {
-    INFO("causal " << causal);
+  for (const int variant : {0, 1, 2, 3}) {
+    const bool causal = variant % 2 == 0, split = variant >= 2;
+    INFO("causal " << causal << " split " << split);
     const int64_t ctx = 6, d = 8, heads = 2, vocab = 11;
     Graph g;
     const int in = g.add("in", OpKind::kInput, {}, {{"shape", {ctx}}, {"dtype", "int64"}});
@@ -246,8 +249,16 @@ TEST_CASE("fp32 executor: a transformer (embeddings, LayerNorm, attention, GELU)
         g.add("pos", OpKind::kEmbedding, {in}, {{"num_embeddings", ctx}, {"dim", d}, {"positional", true}});
     int x = g.add("embed", OpKind::kAdd, {tok, pos});
     const int ln = g.add("ln", OpKind::kLayerNorm, {x}, {{"dim", d}});
-    const int att = g.add("att", OpKind::kMultiHeadAttention, {ln},
-                          {{"d_model", d}, {"heads", heads}, {"causal", causal}});
+    int att = -1;
+    if (split) {
+      att = g.add("att.in_proj", OpKind::kLinear, {ln}, {{"in_features", d}, {"out_features", 3 * d}});
+      att = g.add("att", OpKind::kScaledDotProductAttention, {att},
+                  {{"heads", heads}, {"head_dim", d / heads}, {"causal", causal}});
+      att = g.add("att.out_proj", OpKind::kLinear, {att}, {{"in_features", d}, {"out_features", d}});
+    } else {
+      att = g.add("att", OpKind::kMultiHeadAttention, {ln},
+                  {{"d_model", d}, {"heads", heads}, {"causal", causal}});
+    }
     x = g.add("res", OpKind::kAdd, {x, att});
     x = g.add("ff", OpKind::kLinear, {x}, {{"in_features", d}, {"out_features", d}});
     x = g.add("gelu", OpKind::kGELU, {x});
@@ -465,7 +476,8 @@ TEST_CASE("fp32: convolution at the edges (tiny and odd images, strides 1 to 3, 
     int64_t h, w, k, stride, pad, cin = 2, groups = 1;
   };
   // Kernel columns that read no pixel of a row (1 x 1 images at stride 2, padding 1) and rows whose inside
-  // run is empty or whole; then 8+ channels per group at stride 1 (the convolution as one GEMM per tap).
+  // run is empty or whole; then 8+ channels per group at stride 1 (the convolution as one implicit-im2col
+  // GEMM).
   for (const Case& c : {Case{1, 1, 3, 2, 1}, Case{3, 2, 3, 2, 1}, Case{5, 7, 5, 3, 2}, Case{4, 4, 3, 1, 0},
                         Case{2, 9, 3, 1, 1}, Case{1, 2, 5, 2, 2}, Case{6, 5, 1, 2, 0}, Case{5, 7, 3, 1, 1, 9},
                         Case{4, 3, 5, 1, 2, 8}, Case{6, 6, 3, 1, 0, 16, 2}, Case{1, 1, 3, 1, 1, 8},
@@ -498,4 +510,70 @@ TEST_CASE("fp32: convolution at the edges (tiny and odd images, strides 1 to 3, 
       }
     require_close(got, want);
   }
+}
+
+namespace {
+
+// BatchNorm2d (inference form) of one image, then ReLU when `relu`.
+Vec batch_norm(Vec y, int64_t channels, const Tensors& t, const std::string& bn, bool relu) {
+  const int64_t plane = static_cast<int64_t>(y.size()) / channels;
+  for (int64_t c = 0; c < channels; ++c) {
+    const double inv = 1.0 / std::sqrt(static_cast<double>(t.at(bn + ".running_var")[c]) + 1e-5);
+    for (int64_t p = 0; p < plane; ++p) {
+      float& v = y[c * plane + p];
+      v = static_cast<float>((v - t.at(bn + ".running_mean")[c]) * inv * t.at(bn + ".weight")[c] +
+                             t.at(bn + ".bias")[c]);
+      if (relu) v = std::max(v, 0.0f);
+    }
+  }
+  return y;
+}
+
+}  // namespace
+
+// Every fp32 convolution path (implicit-im2col GEMM from one input channel, 1x1 straight on the input,
+// im2col at stride 2, depthwise) with the BatchNorm2d folded into it and the ReLU applied in its epilogue;
+// and where fusion must not happen: a convolution with two users, a BatchNorm2d that is the graph's output.
+TEST_CASE("fp32: a convolution takes in the BatchNorm2d and ReLU after it at load") {
+  Graph g;
+  int x = g.add("in", OpKind::kInput, {}, {{"shape", {1, 9, 8}}});
+  x = g.add("c1", OpKind::kConv2d, {x},
+            {{"in_channels", 1}, {"out_channels", 6}, {"kernel", 3}, {"padding", 1}});
+  x = g.add("bn1", OpKind::kBatchNorm2d, {x}, {{"channels", 6}});
+  x = g.add("r1", OpKind::kReLU, {x});
+  x = g.add("c2", OpKind::kConv2d, {x},
+            {{"in_channels", 6}, {"out_channels", 10}, {"kernel", 1}, {"bias", false}});
+  x = g.add("bn2", OpKind::kBatchNorm2d, {x}, {{"channels", 10}});
+  x = g.add("c3", OpKind::kConv2d, {x},
+            {{"in_channels", 10}, {"out_channels", 10}, {"kernel", 3}, {"padding", 1}, {"groups", 10}});
+  x = g.add("r3", OpKind::kReLU, {x});
+  const int c4 =
+      g.add("c4", OpKind::kConv2d, {x},
+            {{"in_channels", 10}, {"out_channels", 4}, {"kernel", 3}, {"stride", 2}, {"padding", 1}});
+  x = g.add("bn4", OpKind::kBatchNorm2d, {c4}, {{"channels", 4}});
+  x = g.add("join", OpKind::kAdd, {x, c4});
+  g.add("bn5", OpKind::kBatchNorm2d, {x}, {{"channels", 4}});
+  Tensors t;
+  const Session s = make_session(g, t, 23);
+  const int64_t batch = 3, image = 9 * 8;
+  const Vec input = random_input(static_cast<size_t>(batch * image), 24);
+  const Vec got = s.run(input.data(), batch);
+  Vec want;
+  for (int64_t b = 0; b < batch; ++b) {
+    const Vec xb(input.begin() + b * image, input.begin() + (b + 1) * image);
+    Vec y = batch_norm(conv(xb, 1, 9, 8, t["c1.weight"], &t["c1.bias"], 6, 3, 1, 1), 6, t, "bn1", true);
+    y = batch_norm(conv(y, 6, 9, 8, t["c2.weight"], nullptr, 10, 1, 1, 0), 10, t, "bn2", false);
+    Vec dw;
+    for (int64_t c = 0; c < 10; ++c) {
+      const Vec plane(y.begin() + c * image, y.begin() + (c + 1) * image);
+      const Vec w(t["c3.weight"].begin() + c * 9, t["c3.weight"].begin() + (c + 1) * 9),
+          bias{t["c3.bias"][c]};
+      for (float v : conv(plane, 1, 9, 8, w, &bias, 1, 3, 1, 1)) dw.push_back(std::max(v, 0.0f));
+    }
+    const Vec y4 = conv(dw, 10, 9, 8, t["c4.weight"], &t["c4.bias"], 4, 3, 2, 1);  // [4][5][4]
+    Vec sum = batch_norm(y4, 4, t, "bn4", false);
+    for (size_t i = 0; i < sum.size(); ++i) sum[i] += y4[i];
+    for (float v : batch_norm(sum, 4, t, "bn5", false)) want.push_back(v);
+  }
+  require_close(got, want);
 }
