@@ -94,4 +94,20 @@ TEST_CASE("graph errors name the node and what was expected") {
     g.add("attn", OpKind::kMultiHeadAttention, {x}, {{"d_model", 30}, {"heads", 4}});
     REQUIRE_THROWS_WITH(g.infer_shapes(), Catch::Contains("not divisible by 4 heads"));
   }
+  SECTION("scaled dot-product attention: packed q|k|v width and a head_dim") {
+    Graph g;
+    int x = g.add("input", OpKind::kInput, {}, {{"shape", {4, 30}}});
+    g.add("sdpa", OpKind::kScaledDotProductAttention, {x}, {{"heads", 2}, {"head_dim", 4}});
+    REQUIRE_THROWS_WITH(g.infer_shapes(), Catch::Contains("packed q|k|v width") && Catch::Contains("24"));
+    Graph h;
+    x = h.add("input", OpKind::kInput, {}, {{"shape", {4, 24}}});
+    h.add("sdpa", OpKind::kScaledDotProductAttention, {x}, {{"heads", 2}});
+    REQUIRE_THROWS_WITH(h.infer_shapes(), Catch::Contains("head_dim"));
+    Graph ok;
+    x = ok.add("input", OpKind::kInput, {}, {{"shape", {4, 24}}});
+    ok.add("sdpa", OpKind::kScaledDotProductAttention, {x},
+           {{"heads", 2}, {"head_dim", 4}, {"causal", true}});
+    ok.infer_shapes();
+    REQUIRE(ok.output_shape() == Shape{4, 8});
+  }
 }
