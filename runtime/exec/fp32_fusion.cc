@@ -46,16 +46,10 @@ void fold_batchnorm(const Node& bn_node, const PreparedNode& bn, PreparedNode& c
 
 void fuse_fp32_convolutions(const Graph& graph, std::vector<PreparedNode>& nodes) {
   const auto& g = graph.nodes();
-  // The only user of each node, or -1 (none, several, or the graph's output).
-  std::vector<int> user(g.size(), -1), users(g.size(), 0);
-  for (size_t i = 0; i < g.size(); ++i)
-    for (int in : g[i].inputs) {
-      ++users[static_cast<size_t>(in)];
-      user[static_cast<size_t>(in)] = static_cast<int>(i);
-    }
+  // The only user of node i, or -1 (none, several, or the graph's output).
   auto only_user = [&](int i) {
-    const auto k = static_cast<size_t>(i);
-    return users[k] == 1 && i != graph.output() ? user[k] : -1;
+    const std::vector<int>& users = graph.users(i);
+    return users.size() == 1 && i != graph.output() ? users[0] : -1;
   };
   for (size_t i = 0; i < g.size(); ++i) {
     if (g[i].op != OpKind::kConv2d || nodes[i].int8) continue;

@@ -29,8 +29,7 @@ void run_relu(exec::OpContext& ctx) {
   out.shape = in.shape;
   if (in.is_u8) return pass_u8(ctx);  // clamped at the zero point by the producing conv
   out.data.resize(in.data.size());
-  std::transform(in.data.begin(), in.data.end(), out.data.begin(),
-                 [](float v) { return v > 0.0f ? v : 0.0f; });
+  std::transform(in.data.begin(), in.data.end(), out.data.begin(), ops::relu);
 }
 
 // out = f(in) for one of the fp32 math kernels (kernels/fp32_math.h).

@@ -24,6 +24,9 @@ inline int64_t product(const std::vector<int64_t>& shape, size_t from = 0) {
 
 inline constexpr float kNormEps = 1e-5f;  // LibTorch's default for BatchNorm2d and LayerNorm
 
+// The ReLU op's value (NaN and -0 give +0), also where a convolution applies a fused ReLU.
+inline float relu(float v) { return v > 0.0f ? v : 0.0f; }
+
 // The output shape is the first input's (elementwise ops).
 Shape same_shape(const ShapeContext& ctx);
 

@@ -179,7 +179,7 @@ void run(exec::OpContext& ctx) {
       depthwise_fp32(in.data.data() + b * cin * h * w, cin, h, w, ctx.tensor("weight"), bias, k, stride, pad,
                      oh, ow, out.data.data() + b * cout * oh * ow);
     if (la.relu)
-      for (float& v : out.data) v = v > 0.0f ? v : 0.0f;
+      for (float& v : out.data) v = ops::relu(v);
     return;
   }
   if (const float* taps = ctx.find_repacked("taps")) {
@@ -211,8 +211,7 @@ void run(exec::OpContext& ctx) {
 
 // An fp32 stride-1 convolution that is not depthwise runs as one implicit-im2col GEMM (conv_implicit): its
 // weights [gout][gin][k][k] per group rearranged once to [groups][gout][k * k][gin].
-void prepare(const Node& n, exec::PreparedNode& p) {
-  static_cast<void>(n);
+void prepare(const Node&, exec::PreparedNode& p) {
   const exec::LayerAttrs& la = p.attrs;
   const int64_t k = la.kernel, gin = la.in / la.groups, gout = la.out / la.groups;
   if (p.int8 || la.stride > 1 || (gin == 1 && gout == 1)) return;
