@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "kernels/cpu_features.h"
+#include "kernels/thread_pool.h"
 #include "runtime/error.h"
 #include "runtime/exec/session.h"
 #include "runtime/exec/tasks.h"
@@ -48,7 +49,14 @@ std::string hex_outputs(const float* v, int64_t n) {
 
 void add_threads(CLI::App* cmd, Args& a) {
   cmd->add_option("--threads", a.threads, "Threads for the int8 kernels (default 1)")
-      ->check(CLI::Range(1, 256));
+      ->check(CLI::Range(1, 256))
+      ->check(
+          [](const std::string& v) {
+            return mighty::kernels::ThreadPool::has_threads() || v == "1"
+                       ? std::string()
+                       : std::string("this build (WebAssembly without threads) runs on 1 thread");
+          },
+          "1 in builds without threads");
 }
 
 CLI::App* add_eval(CLI::App& app, Args& a) {
@@ -105,6 +113,9 @@ int cpu() {
   fmt::print("cpu: {}\n", f.brand.empty() ? "(unknown)" : f.brand);
 #if defined(__aarch64__)
   fmt::print("neon {} dotprod {} i8mm {} (getauxval AT_HWCAP, AT_HWCAP2)\n", f.neon, f.dotprod, f.i8mm);
+#elif defined(__wasm__)
+  fmt::print("simd128 {} (compiled in; an engine without it does not load the module); threads {}\n",
+             f.simd128, ThreadPool::has_threads());
 #else
   fmt::print("avx2 {} fma {} avx512f {} avx512bw {} avx512vl {} avx512vnni {} (os: ymm {} zmm {})\n", f.avx2,
              f.fma, f.avx512f, f.avx512bw, f.avx512vl, f.avx512vnni, f.os_saves_avx, f.os_saves_avx512);

@@ -105,6 +105,12 @@ CpuFeatures detect() {
   f.dotprod = (hwcap & kHwcapAsimdDp) != 0;
   f.i8mm = (hwcap2 & kHwcap2I8mm) != 0;
   f.brand = "aarch64";
+#elif defined(__wasm__)
+#if defined(__wasm_simd128__)
+  f.simd128 = true;
+#endif
+  f.amx_detail = "not an x86-64 CPU (WebAssembly)";
+  f.brand = "WebAssembly";
 #endif
   return f;
 }
@@ -113,6 +119,7 @@ CpuFeatures detect() {
 }  // namespace
 
 Isa CpuFeatures::best_supported() const {
+  if (simd128) return Isa::kSimd128;
   if (dotprod && i8mm) return Isa::kI8mm;
   if (dotprod) return Isa::kDotprod;
   if (neon) return Isa::kNeon;
@@ -125,7 +132,7 @@ Isa CpuFeatures::best_supported() const {
 
 bool CpuFeatures::supports(Isa isa) const {
   const Isa best = best_supported();
-  return isa == Isa::kRef || (is_arm_isa(isa) == is_arm_isa(best) && isa <= best);
+  return isa == Isa::kRef || (isa_arch(isa) == isa_arch(best) && isa <= best);
 }
 
 const CpuFeatures& cpu_features() {
@@ -149,6 +156,8 @@ const char* isa_name(Isa isa) {
       return "dotprod";
     case Isa::kI8mm:
       return "i8mm";
+    case Isa::kSimd128:
+      return "simd128";
   }
   return "unknown";
 }
@@ -167,7 +176,7 @@ Isa resolve_isa(const CpuFeatures& cpu, std::string_view override_value) {
   if (!forced) {
     throw std::runtime_error(
         "MIGHTY_ISA=" + std::string(override_value) +
-        " is not a known path (expected ref, avx2, avx512vnni, amx, neon, dotprod or i8mm)");
+        " is not a known path (expected ref, avx2, avx512vnni, amx, neon, dotprod, i8mm or simd128)");
   }
   if (!cpu.supports(*forced)) {
     throw std::runtime_error("MIGHTY_ISA=" + std::string(override_value) +

@@ -11,10 +11,26 @@ namespace mighty::kernels {
 
 // Per architecture, ordered worst to best: a path runs when it is `ref`, or of the CPU's architecture and <=
 // the best supported one (CpuFeatures::supports).
-enum class Isa { kRef = 0, kAvx2 = 1, kAvx512Vnni = 2, kAmx = 3, kNeon = 4, kDotprod = 5, kI8mm = 6 };
+enum class Isa {
+  kRef = 0,
+  kAvx2 = 1,
+  kAvx512Vnni = 2,
+  kAmx = 3,
+  kNeon = 4,
+  kDotprod = 5,
+  kI8mm = 6,
+  kSimd128 = 7
+};
 inline constexpr Isa kAllIsas[] = {Isa::kRef,  Isa::kAvx2,    Isa::kAvx512Vnni, Isa::kAmx,
-                                   Isa::kNeon, Isa::kDotprod, Isa::kI8mm};
-inline constexpr bool is_arm_isa(Isa isa) { return isa >= Isa::kNeon; }
+                                   Isa::kNeon, Isa::kDotprod, Isa::kI8mm,       Isa::kSimd128};
+// The architecture a path belongs to (ref: every one).
+enum class Arch { kAny, kX86, kArm, kWasm };
+inline constexpr Arch isa_arch(Isa isa) {
+  if (isa == Isa::kRef) return Arch::kAny;
+  if (isa == Isa::kSimd128) return Arch::kWasm;
+  return isa >= Isa::kNeon ? Arch::kArm : Arch::kX86;
+}
+inline constexpr bool is_arm_isa(Isa isa) { return isa_arch(isa) == Arch::kArm; }
 
 struct CpuFeatures {
   bool avx2 = false;
@@ -37,6 +53,9 @@ struct CpuFeatures {
   bool neon = false;
   bool dotprod = false;
   bool i8mm = false;
+  // WebAssembly: the module was built with the 128-bit SIMD proposal (an engine without it refuses to load
+  // the module at all, so there is nothing to detect at run time).
+  bool simd128 = false;
   std::string brand;
 
   // The best path this CPU can run, regardless of MIGHTY_ISA.

@@ -24,6 +24,10 @@ constexpr KernelTable kTables[] = {
     {Isa::kDotprod, gemm_dotprod, &kQuantizeRef, depthwise_ref, sgemm_ref, &kFp32MathVector},
     {Isa::kI8mm, gemm_i8mm, &kQuantizeRef, depthwise_ref, sgemm_ref, &kFp32MathVector},
 #endif
+#if defined(MIGHTY_WASM_PATHS)
+    // WebAssembly: the int8 GEMM and the fp32 math on 128-bit SIMD; the rest runs the reference kernels.
+    {Isa::kSimd128, gemm_wasm, &kQuantizeRef, depthwise_ref, sgemm_ref, &kFp32MathVector},
+#endif
 };
 
 }  // namespace

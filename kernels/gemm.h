@@ -150,6 +150,7 @@ void gemm_amx(const GemmArgs& args, int64_t n_begin, int64_t n_end);
 void gemm_neon(const GemmArgs& args, int64_t n_begin, int64_t n_end);     // aarch64
 void gemm_dotprod(const GemmArgs& args, int64_t n_begin, int64_t n_end);  // aarch64
 void gemm_i8mm(const GemmArgs& args, int64_t n_begin, int64_t n_end);     // aarch64
+void gemm_wasm(const GemmArgs& args, int64_t n_begin, int64_t n_end);     // WebAssembly SIMD128
 // The AMX path's blocking over a scalar model of the tile instructions (no ISA needed; tests).
 void gemm_amx_model(const GemmArgs& args, int64_t n_begin, int64_t n_end);
 

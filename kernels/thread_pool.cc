@@ -4,8 +4,9 @@
 
 namespace mighty::kernels {
 
-ThreadPool::ThreadPool(int threads) {
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads) {
+  if (!has_threads()) return;
+  for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -57,7 +58,9 @@ void ThreadPool::worker_loop(int self) {
 void ThreadPool::parallel_for(int64_t tasks, const std::function<void(int64_t)>& task) {
   if (tasks <= 0) return;
   if (workers_.empty() || tasks == 1) {
-    for (int64_t i = 0; i < tasks; ++i) task(i);
+    // One thread, or none to start: the caller runs each thread's home tasks in turn.
+    for (int64_t home = 0; home < threads_; ++home)
+      for (int64_t i = home; i < tasks; i += threads_) task(i);
     return;
   }
   uint64_t generation;

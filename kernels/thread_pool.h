@@ -7,6 +7,11 @@
 // again and again finds its share of the weights in the same core's private cache; a thread that is done
 // then takes any task no thread has started (a worker that was asleep or descheduled does not hold the
 // caller up).
+//
+// Where the platform has no threads (WebAssembly built without pthreads, as for a web page that is not
+// cross-origin isolated), a pool of N threads keeps its N home-thread split but the caller runs every task,
+// in home-thread order: the same results, and the split logic is still exercised by the tests. Programs
+// that take a thread count from a user check has_threads() and refuse more than one.
 #pragma once
 
 #include <atomic>
@@ -27,7 +32,15 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  int threads() const { return static_cast<int>(workers_.size()) + 1; }
+  int threads() const { return threads_; }
+  // Whether this build can start threads at all.
+  static constexpr bool has_threads() {
+#if defined(__EMSCRIPTEN__) && !defined(__EMSCRIPTEN_PTHREADS__)
+    return false;
+#else
+    return true;
+#endif
+  }
 
   // Runs task(i) for i in [0, tasks) and returns when all are done. Not reentrant.
   void parallel_for(int64_t tasks, const std::function<void(int64_t)>& task);
@@ -37,6 +50,7 @@ class ThreadPool {
   void run_tasks(int self, uint64_t generation);
   bool claim(int64_t task, uint64_t generation);
 
+  int threads_ = 1;
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_;

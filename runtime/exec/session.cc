@@ -76,7 +76,11 @@ int64_t Session::batch_slice() const {
       throw Error(fmt::format("MIGHTY_BATCH_SLICE='{}': expected a positive number of examples", env));
     return v;
   }
+#if defined(_SC_LEVEL2_CACHE_SIZE)
   const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#else
+  const long l2 = 0;  // not known (WebAssembly): 1 MB assumed
+#endif
   const int64_t budget = (l2 > 0 ? l2 : 1 << 20) / 16;
   const auto& nodes = graph_.nodes();
   std::vector<int64_t> bytes(nodes.size());

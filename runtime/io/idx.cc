@@ -1,6 +1,8 @@
 #include "runtime/io/idx.h"
 
+#if !defined(MIGHTY_NO_ZLIB)
 #include <zlib.h>
+#endif
 
 #include <fmt/format.h>
 
@@ -18,6 +20,13 @@ uint32_t read_be32(const std::string& b, size_t offset) {
 
 }  // namespace
 
+#if defined(MIGHTY_NO_ZLIB)
+// The WebAssembly build has no zlib (no package of it for wasm): gzip input is refused by name.
+std::string gunzip(const std::string&, const std::string& what) {
+  throw Error(what +
+              ": gzip data, which this build (WebAssembly, without zlib) cannot read; decompress it first");
+}
+#else
 std::string gunzip(const std::string& compressed, const std::string& what) {
   z_stream zs{};
   if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) throw Error(what + ": cannot initialize zlib");
@@ -53,6 +62,7 @@ std::string gunzip(const std::string& compressed, const std::string& what) {
   }
   return out;
 }
+#endif
 
 IdxArray parse_idx(const std::string& bytes, const std::string& what) {
   if (bytes.size() < 4)

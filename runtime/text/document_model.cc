@@ -2,7 +2,9 @@
 
 #include <algorithm>
 
+#if !defined(MIGHTY_NO_ZLIB)
 #include <zlib.h>
+#endif
 
 #include <fmt/format.h>
 
@@ -25,6 +27,12 @@ DocumentModel::DocumentModel(const Session& session) : session_(&session) {
   if (t.type != TensorType::kUint8 || t.shape.size() != 1)
     throw Error(fmt::format("{}: tensor '{}' must be uint8 [bytes]", a.name(), name));
   std::string json(static_cast<size_t>(spec.vocab_json_bytes), '\0');
+#if defined(MIGHTY_NO_ZLIB)
+  throw Error(
+      fmt::format("{}: document classifiers need zlib for tensor '{}', which this build (WebAssembly) "
+                  "does not have",
+                  a.name(), name));
+#else
   uLongf size = static_cast<uLongf>(json.size());
   const int rc =
       uncompress(reinterpret_cast<Bytef*>(json.data()), &size, t.as<Bytef>(), static_cast<uLong>(t.bytes));
@@ -33,6 +41,7 @@ DocumentModel::DocumentModel(const Session& session) : session_(&session) {
         fmt::format("{}: tensor '{}' does not inflate to the {} bytes of vocab.json the metadata states",
                     a.name(), name, json.size()));
   }
+#endif
   const auto vocab = nlohmann::json::parse(json, nullptr, false);
   if (vocab.is_discarded()) throw Error(fmt::format("{}: tensor '{}' is not JSON", a.name(), name));
   tokenizer_ = std::make_unique<UnigramTokenizer>(UnigramTokenizer::from_json(vocab, a.name() + ": " + name));

@@ -1,6 +1,8 @@
 #include "runtime/text/tokenizer.h"
 
+#if !defined(MIGHTY_NO_UTF8PROC)
 #include <utf8proc.h>
+#endif
 
 #include <algorithm>
 #include <cstdlib>
@@ -39,6 +41,10 @@ std::string nfkc(std::string_view utf8) {
   std::string clean;
   clean.reserve(utf8.size());
   for (char32_t c : utf8_code_points(utf8)) clean += encode_utf8(c);
+#if defined(MIGHTY_NO_UTF8PROC)
+  throw Error(
+      "NFKC normalization of non-ASCII text needs utf8proc, which this build (WebAssembly) does not have");
+#else
   utf8proc_uint8_t* out = nullptr;
   const auto n = utf8proc_map(
       reinterpret_cast<const utf8proc_uint8_t*>(clean.data()), static_cast<utf8proc_ssize_t>(clean.size()),
@@ -47,6 +53,7 @@ std::string nfkc(std::string_view utf8) {
   std::string result(reinterpret_cast<const char*>(out), static_cast<size_t>(n));
   std::free(out);
   return result;
+#endif
 }
 
 UnigramTokenizer::UnigramTokenizer(std::vector<std::pair<std::string, double>> pieces, int reserved)

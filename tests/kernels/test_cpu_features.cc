@@ -49,11 +49,30 @@ TEST_CASE("this machine's detection is consistent") {
   INFO("cpu: " << f.brand << ", best path " << isa_name(f.best_supported()));
   if (f.best_supported() == Isa::kAvx512Vnni || f.best_supported() == Isa::kAmx) REQUIRE(f.os_saves_avx512);
   if (is_arm_isa(f.best_supported())) REQUIRE(f.neon);
+  if (f.best_supported() == Isa::kSimd128) REQUIRE(f.simd128);
   if (f.best_supported() == Isa::kDotprod) REQUIRE(f.dotprod);
   if (f.best_supported() == Isa::kI8mm) REQUIRE(f.i8mm);
   if (f.best_supported() == Isa::kAmx) REQUIRE((f.amx_int8 && f.os_saves_amx && f.amx_permitted));
   REQUIRE_FALSE(f.amx_detail.empty());
   REQUIRE(&cpu_features() == &f);  // detected once
+}
+
+TEST_CASE("the WebAssembly path belongs to WebAssembly only") {
+  CpuFeatures wasm;
+  wasm.simd128 = true;
+  REQUIRE(wasm.best_supported() == Isa::kSimd128);
+  REQUIRE(wasm.supports(Isa::kRef));
+  REQUIRE_FALSE(wasm.supports(Isa::kAvx2));  // below simd128 in the enum, but x86 and ARM paths
+  REQUIRE_FALSE(wasm.supports(Isa::kI8mm));
+  REQUIRE(resolve_isa(wasm, "ref") == Isa::kRef);
+  REQUIRE_THROWS_WITH(resolve_isa(wasm, "neon"), Catch::Contains("not supported by this CPU"));
+  CpuFeatures x86;
+  x86.avx2 = x86.fma = x86.os_saves_avx = true;
+  REQUIRE_FALSE(x86.supports(Isa::kSimd128));
+  REQUIRE(isa_arch(Isa::kSimd128) == Arch::kWasm);
+  REQUIRE(isa_arch(Isa::kRef) == Arch::kAny);
+  REQUIRE(isa_arch(Isa::kAmx) == Arch::kX86);
+  REQUIRE(isa_arch(Isa::kNeon) == Arch::kArm);
 }
 
 TEST_CASE("paths belong to their architecture") {
