@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include "helpers.h"
 #include "runtime/format/artifact.h"
 #include "runtime/graph/graph.h"
+#include "runtime/io/idx.h"
 
 using namespace mighty::testing;
 
@@ -326,17 +328,13 @@ TEST_CASE("a spam filter from USE-Lite, end to end: compress, mighty-run on raw 
   std::filesystem::remove(recipe);
 }
 
-#if defined(MIGHTY_AARCH64_BIN)
-// An artifact made here runs on the aarch64 build (scripts/build-aarch64, under qemu-aarch64) exactly as on
-// x86-64: the same outputs bit for bit (hex floats), for the int8 model (uint8 convolution chain, pools,
-// Linear) and its fp32 student, on every x86 path this CPU has and every aarch64 path. The C API example
-// agrees too.
-TEST_CASE("aarch64: an x86-made artifact gives the same outputs, bit for bit, under qemu-aarch64") {
-  const auto dir = std::filesystem::temp_directory_path() / ("mighty_aarch64_" + std::to_string(::getpid()));
+#if defined(MIGHTY_AARCH64_BIN) || defined(MIGHTY_WASM_BIN)
+// A tiny compressed model (int8 with a uint8 convolution chain, pools and Linear; its fp32 student beside it)
+// for the other builds' agreement tests, written to `dir`.
+void compress_agreement_model(const std::filesystem::path& dir) {
   std::filesystem::remove_all(dir);
-  const std::string base = "/usr/share/datasets/fashion-mnist/";
-  const auto recipe = write_temp("aarch64.json", R"({
-  "name": "aarch64_agreement", "seed": 3,
+  const auto recipe = write_temp("agreement.json", R"({
+  "name": "agreement", "seed": 3,
   "data": {"kind": "images", "validation_size": 100, "train_limit": 512, "test_limit": 100,
            "normalize": {"mean": 0.286, "std": 0.353}},
   "teacher": {"model": {"arch": "cnn", "blocks": [{"channels": 8, "kernel": 3, "pool": "max"}], "hidden": [16]},
@@ -350,6 +348,38 @@ TEST_CASE("aarch64: an x86-made artifact gives the same outputs, bit for bit, un
   auto o = run(kMighty + " compress " + recipe + " --threads 1 --out " + dir.string());
   INFO(o.err);
   REQUIRE(o.status == 0);
+  std::filesystem::remove(recipe);
+}
+
+// `args` run on every x86 path this CPU has print exactly `want`.
+void require_x86_paths_print(const std::string& args, const std::string& want) {
+  for (const char* isa : {"ref", "avx2", "avx512vnni", "amx"}) {
+    const auto cpu = run("MIGHTY_ISA=" + std::string(isa) + " " + kMightyRun + " cpu");
+    if (cpu.status != 0) continue;  // a path this CPU lacks
+    const auto on_x86 = run("MIGHTY_ISA=" + std::string(isa) + " " + kMightyRun + args);
+    INFO("x86 path " << isa);
+    REQUIRE(on_x86.status == 0);
+    REQUIRE(on_x86.out == want);
+  }
+}
+
+// One raw 28 x 28 image of patterned bytes, for the C API example.
+std::string patterned_image(const std::string& name) {
+  std::string pixels(784, '\0');
+  for (int i = 0; i < 784; ++i) pixels[static_cast<size_t>(i)] = static_cast<char>((i * 37) % 256);
+  return write_temp(name, pixels);
+}
+#endif
+
+#if defined(MIGHTY_AARCH64_BIN)
+// An artifact made here runs on the aarch64 build (scripts/build-aarch64, under qemu-aarch64) exactly as on
+// x86-64: the same outputs bit for bit (hex floats), for the int8 model (uint8 convolution chain, pools,
+// Linear) and its fp32 student, on every x86 path this CPU has and every aarch64 path. The C API example
+// agrees too.
+TEST_CASE("aarch64: an x86-made artifact gives the same outputs, bit for bit, under qemu-aarch64") {
+  const auto dir = std::filesystem::temp_directory_path() / ("mighty_aarch64_" + std::to_string(::getpid()));
+  compress_agreement_model(dir);
+  const std::string base = "/usr/share/datasets/fashion-mnist/";
   // Three emulated CPUs: cortex-a53 (neon), cortex-a76 (dotprod) and max (i8mm).
   const std::string arm = std::string("qemu-aarch64 ") + MIGHTY_AARCH64_BIN;
   for (const char* model : {"model.mighty", "student.fp32.mighty"}) {
@@ -361,19 +391,9 @@ TEST_CASE("aarch64: an x86-made artifact gives the same outputs, bit for bit, un
     REQUIRE(lines(on_arm.out) == 40);
     REQUIRE(run("QEMU_CPU=cortex-a53 " + arm + args).out == on_arm.out);
     REQUIRE(run("QEMU_CPU=cortex-a76 " + arm + args).out == on_arm.out);
-    for (const char* isa : {"ref", "avx2", "avx512vnni", "amx"}) {
-      const auto cpu = run("MIGHTY_ISA=" + std::string(isa) + " " + kMightyRun + " cpu");
-      if (cpu.status != 0) continue;  // a path this CPU lacks
-      const auto on_x86 = run("MIGHTY_ISA=" + std::string(isa) + " " + kMightyRun + args);
-      INFO("x86 path " << isa);
-      REQUIRE(on_x86.status == 0);
-      REQUIRE(on_x86.out == on_arm.out);
-    }
+    require_x86_paths_print(args, on_arm.out);
   }
-  // The C API example on one raw 28 x 28 image of patterned bytes.
-  std::string pixels(784, '\0');
-  for (int i = 0; i < 784; ++i) pixels[static_cast<size_t>(i)] = static_cast<char>((i * 37) % 256);
-  const std::string image = write_temp("aarch64.raw", pixels);
+  const std::string image = patterned_image("aarch64.raw");
   const auto c_x86 = run(std::string(CLASSIFY_BIN) + " " + (dir / "model.mighty").string() + " " + image);
   const auto c_arm = run("qemu-aarch64 " + std::string(MIGHTY_AARCH64_CLASSIFY) + " " +
                          (dir / "model.mighty").string() + " " + image);
@@ -381,7 +401,47 @@ TEST_CASE("aarch64: an x86-made artifact gives the same outputs, bit for bit, un
   REQUIRE(c_arm.status == 0);
   REQUIRE(c_arm.out == c_x86.out);
   std::filesystem::remove_all(dir);
-  std::filesystem::remove(recipe);
+  std::filesystem::remove(image);
+}
+#endif
+
+#if defined(MIGHTY_WASM_BIN)
+// The same under Node.js for the WebAssembly build (scripts/build-wasm), on its simd128 and ref paths. That
+// build reads no gzip, so the test images go to it decompressed; a .gz is refused with one line naming it.
+TEST_CASE("wasm: an x86-made artifact gives the same outputs, bit for bit, under Node.js") {
+  const auto dir = std::filesystem::temp_directory_path() / ("mighty_wasm_" + std::to_string(::getpid()));
+  compress_agreement_model(dir);
+  const std::string gz = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+  const std::string images = (dir / "t10k-images-idx3-ubyte").string();
+  {
+    std::ifstream in(gz, std::ios::binary);
+    const std::string packed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(images, std::ios::binary) << mighty::gunzip(packed, gz);
+  }
+  const std::string wasm = std::string("node ") + MIGHTY_WASM_BIN;
+  for (const char* model : {"model.mighty", "student.fp32.mighty"}) {
+    const std::string args =
+        std::string(" run ") + (dir / model).string() + " --images " + images + " --limit 40 --logits";
+    const auto on_wasm = run(wasm + args);
+    INFO(model << ": " << on_wasm.err);
+    REQUIRE(on_wasm.status == 0);
+    REQUIRE(lines(on_wasm.out) == 40);
+    REQUIRE(run("MIGHTY_ISA=ref " + wasm + args).out == on_wasm.out);
+    require_x86_paths_print(args, on_wasm.out);
+  }
+  const auto refused =
+      run(wasm + " run " + (dir / "model.mighty").string() + " --images " + gz + " --limit 1");
+  REQUIRE(refused.status != 0);
+  REQUIRE(lines(refused.err) == 1);
+  REQUIRE(refused.err.find("gzip") != std::string::npos);
+  const std::string image = patterned_image("wasm.raw");
+  const auto c_x86 = run(std::string(CLASSIFY_BIN) + " " + (dir / "model.mighty").string() + " " + image);
+  const auto c_wasm =
+      run("node " + std::string(MIGHTY_WASM_CLASSIFY) + " " + (dir / "model.mighty").string() + " " + image);
+  REQUIRE(c_x86.status == 0);
+  REQUIRE(c_wasm.status == 0);
+  REQUIRE(c_wasm.out == c_x86.out);
+  std::filesystem::remove_all(dir);
   std::filesystem::remove(image);
 }
 #endif
