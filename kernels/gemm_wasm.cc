@@ -62,8 +62,60 @@ inline void dot_group(const int8_t* group, const uint32_t (&words)[MR], v128_t (
   }
 }
 
-// Rows [row0, row0 + MR) x the 16 columns of block cb, of which those below n_end are written.
-template <int MR>
+// The epilogue (gemm.h, requantize.h) for one row's 16 accumulators at column col0, `count` of them written:
+// 4 columns per step, each step the scalar definition's operations in its order (convert, multiply, clamp by
+// pseudo-min/max, which are `b < a ? b : a` as std::min is, round half to even), so the bytes are ref's.
+void epilogue16(const GemmArgs& args, int64_t row, int64_t col0, int64_t count, const v128_t (&acc)[4]) {
+  if (count < kPackColumns) {
+    int32_t out[kPackColumns];
+    for (int q = 0; q < 4; ++q) wasm_v128_store(out + 4 * q, acc[q]);
+    return apply_epilogue_ref(args, row, col0, count, out);
+  }
+  const Epilogue& e = args.epilogue;
+  const v128_t za = wasm_i32x4_splat(args.a_zero_points ? args.a_zero_points[row] : args.a_zero_point);
+  const int32_t* sums = args.w->column_sums.data() + col0;
+  v128_t v[4];
+  for (int q = 0; q < 4; ++q) {
+    v[q] = wasm_i32x4_sub(acc[q], wasm_i32x4_mul(za, wasm_v128_load(sums + 4 * q)));
+    if (e.bias) v[q] = wasm_i32x4_add(v[q], wasm_v128_load(e.bias + col0 + 4 * q));
+  }
+  const int64_t at = row * args.ldc + col0;
+  if (e.kind == OutputKind::kInt32) {
+    for (int q = 0; q < 4; ++q) wasm_v128_store(static_cast<int32_t*>(args.c) + at + 4 * q, v[q]);
+    return;
+  }
+  v128_t mult[4];
+  for (int q = 0; q < 4; ++q) {
+    mult[q] = e.per_channel ? wasm_v128_load(e.multiplier + col0 + 4 * q) : wasm_f32x4_splat(e.multiplier[0]);
+    if (e.row_scale) mult[q] = wasm_f32x4_mul(wasm_f32x4_splat(e.row_scale[row]), mult[q]);
+  }
+  if (e.kind == OutputKind::kFloat32) {
+    for (int q = 0; q < 4; ++q) {
+      v128_t f = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(v[q]), mult[q]);
+      f = wasm_f32x4_add(f, e.fp_bias ? wasm_v128_load(e.fp_bias + col0 + 4 * q) : wasm_f32x4_splat(0.0f));
+      wasm_v128_store(static_cast<float*>(args.c) + at + 4 * q, f);
+    }
+    return;
+  }
+  const v128_t lo = wasm_f32x4_splat(static_cast<float>(e.clamp_lo - e.out_zero_point));
+  const v128_t hi = wasm_f32x4_splat(static_cast<float>(e.clamp_hi - e.out_zero_point));
+  const v128_t zp = wasm_i32x4_splat(e.out_zero_point);
+  v128_t q32[4];
+  for (int q = 0; q < 4; ++q) {
+    v128_t f = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(v[q]), mult[q]);
+    f = wasm_f32x4_pmin(wasm_f32x4_pmax(f, lo), hi);
+    q32[q] = wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_nearest(f)), zp);
+  }
+  // Every value is within [clamp_lo, clamp_hi] (a subset of 0..255): the saturating narrows are exact.
+  const v128_t bytes = wasm_u8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(q32[0], q32[1]),
+                                               wasm_i16x8_narrow_i32x4(q32[2], q32[3]));
+  wasm_v128_store(static_cast<uint8_t*>(args.c) + at, bytes);
+}
+
+// Rows [row0, row0 + MR) x the 16 columns of block cb, of which those below n_end are written. SPARSE: only
+// the block's nonzero groups (PackedWeights::nz_group), group g of an implicit im2col row at
+// args.a_group_offsets[g].
+template <int MR, bool SPARSE>
 void tile(const GemmArgs& args, int64_t row0, int64_t cb, int64_t n_end) {
   const PackedWeights& w = *args.w;
   const int8_t* b = w.block(cb);
@@ -72,40 +124,56 @@ void tile(const GemmArgs& args, int64_t row0, int64_t cb, int64_t n_end) {
   v128_t acc[MR][4];
   for (int r = 0; r < MR; ++r)
     for (int q = 0; q < 4; ++q) acc[r][q] = wasm_i32x4_splat(0);
-  // K in runs of whole groups: one run for a plain A, the kernel rows of a patch for an implicit im2col.
-  const int64_t full = w.k / kPackDepth, runs = args.a_rows ? args.a_segments : 1, run_groups = full / runs;
+  constexpr int64_t kGroupBytes = kPackColumns * kPackDepth;
+  const int64_t full = w.k / kPackDepth, rest = w.k - full * kPackDepth;
   uint32_t words[MR];
-  for (int64_t s = 0; s < runs; ++s) {
-    const int64_t offset = s * args.a_segment_stride;
-    for (int64_t g = 0; g < run_groups; ++g) {
-      for (int r = 0; r < MR; ++r) words[r] = load_group(a[r] + offset + g * kPackDepth);
-      dot_group<MR>(b + (s * run_groups + g) * kPackColumns * kPackDepth, words, acc);
+  if constexpr (SPARSE) {
+    const int32_t* groups = w.nz_group.data() + w.nz_begin[cb];
+    int64_t count = w.nz_begin[cb + 1] - w.nz_begin[cb];
+    if (count > 0 && groups[count - 1] == full) --count;  // the partial last group: below
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t g = groups[j], at = args.a_rows ? args.a_group_offsets[g] : g * kPackDepth;
+      for (int r = 0; r < MR; ++r) words[r] = load_group(a[r] + at);
+      dot_group<MR>(b + g * kGroupBytes, words, acc);
+    }
+  } else {
+    // K in runs of whole groups: one run for a plain A, the kernel rows of a patch for an implicit im2col.
+    const int64_t runs = args.a_rows ? args.a_segments : 1, run_groups = full / runs;
+    for (int64_t s = 0; s < runs; ++s) {
+      const int64_t offset = s * args.a_segment_stride;
+      for (int64_t g = 0; g < run_groups; ++g) {
+        for (int r = 0; r < MR; ++r) words[r] = load_group(a[r] + offset + g * kPackDepth);
+        dot_group<MR>(b + (s * run_groups + g) * kGroupBytes, words, acc);
+      }
     }
   }
-  if (const int64_t rest = w.k - full * kPackDepth; rest > 0) {
+  if (rest > 0) {  // zero weights when a sparse block skipped it: adding them changes nothing
     for (int r = 0; r < MR; ++r) words[r] = load_tail(a[r] + full * kPackDepth, rest);
-    dot_group<MR>(b + full * kPackColumns * kPackDepth, words, acc);
+    dot_group<MR>(b + full * kGroupBytes, words, acc);
   }
   const int64_t col0 = cb * kPackColumns;
   const int64_t count = n_end - col0 < kPackColumns ? n_end - col0 : kPackColumns;
-  for (int r = 0; r < MR; ++r) {
-    int32_t out[kPackColumns];
-    for (int q = 0; q < 4; ++q) wasm_v128_store(out + 4 * q, acc[r][q]);
-    apply_epilogue_ref(args, row0 + r, col0, count, out);
+  for (int r = 0; r < MR; ++r) epilogue16(args, row0 + r, col0, count, acc[r]);
+}
+
+template <bool SPARSE>
+void gemm_blocks(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
+  constexpr int kRows = 2;
+  for (int64_t cb = n_begin / kPackColumns; cb * kPackColumns < n_end; ++cb) {
+    int64_t row = 0;
+    for (; row + kRows <= args.m; row += kRows) tile<kRows, SPARSE>(args, row, cb, n_end);
+    if (row < args.m) tile<1, SPARSE>(args, row, cb, n_end);
   }
 }
 
 }  // namespace
 
-// Columns [n_begin, n_end) (n_begin a multiple of 16), all rows. Block-sparse weights run densely: their
-// skipped groups are zero in the packing, so the sums are the same.
+// Columns [n_begin, n_end) (n_begin a multiple of 16), all rows.
 void gemm_wasm(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
-  constexpr int kRows = 2;
-  for (int64_t cb = n_begin / kPackColumns; cb * kPackColumns < n_end; ++cb) {
-    int64_t row = 0;
-    for (; row + kRows <= args.m; row += kRows) tile<kRows>(args, row, cb, n_end);
-    if (row < args.m) tile<1>(args, row, cb, n_end);
-  }
+  if (args.w->sparse)
+    gemm_blocks<true>(args, n_begin, n_end);
+  else
+    gemm_blocks<false>(args, n_begin, n_end);
 }
 
 }  // namespace mighty::kernels
