@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "kernels/gemm.h"
 
@@ -50,16 +51,66 @@ inline uint32_t load_tail(const uint8_t* p, int64_t n) {
   return v;
 }
 
+// Lane L's 32 bits in every lane (two int16 activations).
+template <int L>
+inline v128_t lane32(v128_t v) {
+  return wasm_i32x4_shuffle(v, v, L, L, L, L);
+}
+
+// One group's 4 depths for MR rows against its widened weights (8 vectors: quarter q's pairs at 2q, 2q + 1).
 template <int MR>
-inline void dot_group(const int8_t* group, const uint32_t (&words)[MR], v128_t (&acc)[MR][4]) {
+inline void dot_group(const v128_t* wg, const Pairs (&a)[MR], v128_t (&acc)[MR][4]) {
+  for (int q = 0; q < 4; ++q) {
+    const v128_t lo = wasm_v128_load(wg + 2 * q), hi = wasm_v128_load(wg + 2 * q + 1);
+    for (int r = 0; r < MR; ++r)
+      acc[r][q] = wasm_i32x4_add(
+          acc[r][q], wasm_i32x4_add(wasm_i32x4_dot_i16x8(lo, a[r].lo), wasm_i32x4_dot_i16x8(hi, a[r].hi)));
+  }
+}
+
+template <int MR>
+inline void dot_words(const v128_t* wg, const uint32_t (&words)[MR], v128_t (&acc)[MR][4]) {
   Pairs a[MR];
   for (int r = 0; r < MR; ++r) a[r] = activations(words[r]);
-  for (int q = 0; q < 4; ++q) {
-    const Pairs w = weights(group, q);
-    for (int r = 0; r < MR; ++r)
-      acc[r][q] = wasm_i32x4_add(acc[r][q], wasm_i32x4_add(wasm_i32x4_dot_i16x8(w.lo, a[r].lo),
-                                                           wasm_i32x4_dot_i16x8(w.hi, a[r].hi)));
+  dot_group<MR>(wg, a, acc);
+}
+
+// Groups G of four read as one 16-byte load per row, zero-extended to int16 once (x[r]: groups 0-1 and 2-3).
+template <int MR, int G>
+inline void dot_quad_group(const v128_t* wg, const v128_t (&x)[MR][2], v128_t (&acc)[MR][4]) {
+  Pairs a[MR];
+  for (int r = 0; r < MR; ++r)
+    a[r] = {lane32<(G % 2) * 2>(x[r][G / 2]), lane32<(G % 2) * 2 + 1>(x[r][G / 2])};
+  dot_group<MR>(wg + 8 * G, a, acc);
+}
+
+template <int MR>
+inline void dot_four_groups(const v128_t* wg, const uint8_t* const (&rows)[MR], v128_t (&acc)[MR][4]) {
+  v128_t x[MR][2];
+  for (int r = 0; r < MR; ++r) {
+    const v128_t bytes = wasm_v128_load(rows[r]);
+    x[r][0] = wasm_u16x8_extend_low_u8x16(bytes);
+    x[r][1] = wasm_u16x8_extend_high_u8x16(bytes);
   }
+  dot_quad_group<MR, 0>(wg, x, acc);
+  dot_quad_group<MR, 1>(wg, x, acc);
+  dot_quad_group<MR, 2>(wg, x, acc);
+  dot_quad_group<MR, 3>(wg, x, acc);
+}
+
+// Block cb's groups widened once for all the rows that pass over it (per-thread scratch).
+const v128_t* widen_block(const PackedWeights& w, int64_t cb) {
+  thread_local std::vector<v128_t> widened;
+  const int64_t groups = (w.k + kPackDepth - 1) / kPackDepth;
+  widened.resize(static_cast<size_t>(groups * 8));
+  const int8_t* b = w.block(cb);
+  for (int64_t g = 0; g < groups; ++g)
+    for (int q = 0; q < 4; ++q) {
+      const Pairs p = weights(b + g * kPackColumns * kPackDepth, q);
+      widened[static_cast<size_t>(g * 8 + 2 * q)] = p.lo;
+      widened[static_cast<size_t>(g * 8 + 2 * q + 1)] = p.hi;
+    }
+  return widened.data();
 }
 
 // The epilogue (gemm.h, requantize.h) for one row's 16 accumulators at column col0, `count` of them written:
@@ -116,15 +167,13 @@ void epilogue16(const GemmArgs& args, int64_t row, int64_t col0, int64_t count, 
 // the block's nonzero groups (PackedWeights::nz_group), group g of an implicit im2col row at
 // args.a_group_offsets[g].
 template <int MR, bool SPARSE>
-void tile(const GemmArgs& args, int64_t row0, int64_t cb, int64_t n_end) {
+void tile(const GemmArgs& args, const v128_t* wb, int64_t row0, int64_t cb, int64_t n_end) {
   const PackedWeights& w = *args.w;
-  const int8_t* b = w.block(cb);
   const uint8_t* a[MR];
   for (int r = 0; r < MR; ++r) a[r] = args.a + (args.a_rows ? args.a_rows[row0 + r] : (row0 + r) * args.lda);
   v128_t acc[MR][4];
   for (int r = 0; r < MR; ++r)
     for (int q = 0; q < 4; ++q) acc[r][q] = wasm_i32x4_splat(0);
-  constexpr int64_t kGroupBytes = kPackColumns * kPackDepth;
   const int64_t full = w.k / kPackDepth, rest = w.k - full * kPackDepth;
   uint32_t words[MR];
   if constexpr (SPARSE) {
@@ -134,22 +183,28 @@ void tile(const GemmArgs& args, int64_t row0, int64_t cb, int64_t n_end) {
     for (int64_t j = 0; j < count; ++j) {
       const int64_t g = groups[j], at = args.a_rows ? args.a_group_offsets[g] : g * kPackDepth;
       for (int r = 0; r < MR; ++r) words[r] = load_group(a[r] + at);
-      dot_group<MR>(b + g * kGroupBytes, words, acc);
+      dot_words<MR>(wb + 8 * g, words, acc);
     }
   } else {
     // K in runs of whole groups: one run for a plain A, the kernel rows of a patch for an implicit im2col.
     const int64_t runs = args.a_rows ? args.a_segments : 1, run_groups = full / runs;
     for (int64_t s = 0; s < runs; ++s) {
       const int64_t offset = s * args.a_segment_stride;
-      for (int64_t g = 0; g < run_groups; ++g) {
+      int64_t g = 0;
+      for (; g + 4 <= run_groups; g += 4) {  // 16 bytes of the run per row
+        const uint8_t* rows[MR];
+        for (int r = 0; r < MR; ++r) rows[r] = a[r] + offset + g * kPackDepth;
+        dot_four_groups<MR>(wb + 8 * (s * run_groups + g), rows, acc);
+      }
+      for (; g < run_groups; ++g) {
         for (int r = 0; r < MR; ++r) words[r] = load_group(a[r] + offset + g * kPackDepth);
-        dot_group<MR>(b + (s * run_groups + g) * kGroupBytes, words, acc);
+        dot_words<MR>(wb + 8 * (s * run_groups + g), words, acc);
       }
     }
   }
   if (rest > 0) {  // zero weights when a sparse block skipped it: adding them changes nothing
     for (int r = 0; r < MR; ++r) words[r] = load_tail(a[r] + full * kPackDepth, rest);
-    dot_group<MR>(b + full * kGroupBytes, words, acc);
+    dot_words<MR>(wb + 8 * full, words, acc);
   }
   const int64_t col0 = cb * kPackColumns;
   const int64_t count = n_end - col0 < kPackColumns ? n_end - col0 : kPackColumns;
@@ -160,9 +215,10 @@ template <bool SPARSE>
 void gemm_blocks(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   constexpr int kRows = 2;
   for (int64_t cb = n_begin / kPackColumns; cb * kPackColumns < n_end; ++cb) {
+    const v128_t* wb = widen_block(*args.w, cb);
     int64_t row = 0;
-    for (; row + kRows <= args.m; row += kRows) tile<kRows, SPARSE>(args, row, cb, n_end);
-    if (row < args.m) tile<1, SPARSE>(args, row, cb, n_end);
+    for (; row + kRows <= args.m; row += kRows) tile<kRows, SPARSE>(args, wb, row, cb, n_end);
+    if (row < args.m) tile<1, SPARSE>(args, wb, row, cb, n_end);
   }
 }
 
