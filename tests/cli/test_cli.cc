@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -443,5 +444,43 @@ TEST_CASE("wasm: an x86-made artifact gives the same outputs, bit for bit, under
   REQUIRE(c_wasm.out == c_x86.out);
   std::filesystem::remove_all(dir);
   std::filesystem::remove(image);
+}
+
+// The web page in headless Chromium (tests/web/page-test.js): it picks the model and test image 3 through the
+// page's file inputs and must show the class the native runtime gives, with no request leaving the page. The
+// screenshot stays at MIGHTY_WEB_SCREENSHOT for people to look at.
+TEST_CASE("wasm: the web page classifies a test image in headless Chromium, offline") {
+  const auto dir = std::filesystem::temp_directory_path() / ("mighty_web_" + std::to_string(::getpid()));
+  compress_agreement_model(dir);
+  const std::string model = (dir / "model.mighty").string();
+  const std::string gz = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+  const auto native = run(kMightyRun + " run " + model + " --images " + gz + " --limit 4");
+  REQUIRE(native.status == 0);
+  // The fourth line: "3<TAB>index<TAB>name".
+  std::istringstream lines_in(native.out);
+  std::string line;
+  for (int i = 0; i < 4; ++i) std::getline(lines_in, line);
+  const std::string expect = line.substr(line.rfind('\t') + 1);
+  const char* data = std::getenv("MIGHTY_DATA");
+  const std::string cache = data ? data : std::string(std::getenv("HOME")) + "/.cache/mighty";
+  std::filesystem::remove(MIGHTY_WEB_SCREENSHOT);
+  const auto o = run("NODE_PATH=" + cache +
+                     "/npm-playwright-core-1.64.1/node_modules node " MIGHTY_SOURCE_DIR
+                     "/tests/web/page-test.js --page " MIGHTY_WEB_PAGE " --model " +
+                     model + " --images " + gz + " --index 3 --expect '" + expect +
+                     "' --screenshot " MIGHTY_WEB_SCREENSHOT);
+  INFO(o.out << o.err);
+  REQUIRE(o.status == 0);
+  REQUIRE(o.out.find("none outside") != std::string::npos);
+  REQUIRE(std::filesystem::file_size(MIGHTY_WEB_SCREENSHOT) > 10000);
+  // A wrong expectation fails: the check can fail.
+  const auto wrong = run("NODE_PATH=" + cache +
+                         "/npm-playwright-core-1.64.1/node_modules node " MIGHTY_SOURCE_DIR
+                         "/tests/web/page-test.js --page " MIGHTY_WEB_PAGE " --model " +
+                         model + " --images " + gz + " --index 3 --expect 'not a class' --screenshot " +
+                         (dir / "wrong.png").string());
+  REQUIRE(wrong.status != 0);
+  REQUIRE(wrong.err.find("expected 'not a class'") != std::string::npos);
+  std::filesystem::remove_all(dir);
 }
 #endif
