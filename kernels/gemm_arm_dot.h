@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "kernels/gemm.h"
+#include "kernels/gemm_loads.h"
 
 namespace mighty::kernels {
 namespace {
@@ -32,19 +33,6 @@ struct SignFlipped {
   static constexpr uint32_t kCorrection = 128;
   static Act act(uint8x16_t a) { return vreinterpretq_s8_u8(veorq_u8(a, vdupq_n_u8(0x80))); }
 };
-
-inline uint32_t load_group(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-
-// The last, partial group of a plain A: only the bytes that exist (their weights beyond K are zero).
-inline uint32_t load_tail(const uint8_t* p, int64_t n) {
-  uint32_t v = 0;
-  std::memcpy(&v, p, static_cast<size_t>(n));
-  return v;
-}
 
 template <class D, int MR>
 inline void dot_group(const int8_t* group, const uint32_t (&words)[MR], int32x4_t (&acc)[MR][4]) {

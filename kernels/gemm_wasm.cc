@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/gemm_loads.h"
 
 namespace mighty::kernels {
 namespace {
@@ -36,19 +37,6 @@ inline Pairs weights(const int8_t* group, int q) {
 inline Pairs activations(uint32_t word) {
   return {wasm_i32x4_splat(static_cast<int32_t>((word & 0xffu) | ((word << 8) & 0xff0000u))),
           wasm_i32x4_splat(static_cast<int32_t>(((word >> 16) & 0xffu) | ((word >> 8) & 0xff0000u)))};
-}
-
-inline uint32_t load_group(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-
-// The last, partial group of a plain A: only the bytes that exist (their weights beyond K are zero).
-inline uint32_t load_tail(const uint8_t* p, int64_t n) {
-  uint32_t v = 0;
-  std::memcpy(&v, p, static_cast<size_t>(n));
-  return v;
 }
 
 // Lane L's 32 bits in every lane (two int16 activations).
