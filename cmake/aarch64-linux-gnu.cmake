@@ -10,7 +10,11 @@ set(CMAKE_C_COMPILER_TARGET aarch64-linux-gnu)
 set(CMAKE_CXX_COMPILER clang++)
 set(CMAKE_CXX_COMPILER_TARGET aarch64-linux-gnu)
 set(CMAKE_LIBRARY_ARCHITECTURE aarch64-linux-gnu)
-set(CMAKE_EXE_LINKER_FLAGS_INIT "-static")
+# Each function and object in its own section, and the linker drops those nothing uses: the static mighty-run
+# stripped goes from 3.2 MB to 1.4 MB (most of the C++ library's iostream and locale code is never reached).
+set(CMAKE_C_FLAGS_INIT "-ffunction-sections -fdata-sections")
+set(CMAKE_CXX_FLAGS_INIT "-ffunction-sections -fdata-sections")
+set(CMAKE_EXE_LINKER_FLAGS_INIT "-static -Wl,--gc-sections")
 set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64)
 # Headers and CMake packages of header-only libraries come from the host's /usr; libraries only from the
 # arm64 directories.
