@@ -25,8 +25,9 @@ constexpr KernelTable kTables[] = {
     {Isa::kI8mm, gemm_i8mm, &kQuantizeRef, depthwise_ref, sgemm_ref, &kFp32MathVector},
 #endif
 #if defined(MIGHTY_WASM_PATHS)
-    // WebAssembly: the int8 GEMM and the fp32 math on 128-bit SIMD; the rest runs the reference kernels.
-    {Isa::kSimd128, gemm_wasm, &kQuantizeRef, depthwise_ref, sgemm_ref, &kFp32MathVector},
+    // WebAssembly: the int8 GEMM, the fp32 GEMM and the fp32 math on 128-bit SIMD; quantization and the
+    // depthwise convolution run the reference kernels.
+    {Isa::kSimd128, gemm_wasm, &kQuantizeRef, depthwise_ref, sgemm_wasm, &kFp32MathVector},
 #endif
 };
 

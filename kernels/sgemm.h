@@ -39,6 +39,7 @@ using SgemmKernel = void (*)(const SgemmArgs& args, int64_t n_begin, int64_t n_e
 void sgemm_ref(const SgemmArgs& args, int64_t n_begin, int64_t n_end);
 void sgemm_avx2(const SgemmArgs& args, int64_t n_begin, int64_t n_end);
 void sgemm_avx512(const SgemmArgs& args, int64_t n_begin, int64_t n_end);
+void sgemm_wasm(const SgemmArgs& args, int64_t n_begin, int64_t n_end);  // WebAssembly SIMD128
 
 // On the selected path (MIGHTY_ISA or the best supported), column ranges split over `pool` when given.
 void sgemm(const SgemmArgs& args, ThreadPool* pool = nullptr);

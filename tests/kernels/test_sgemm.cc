@@ -103,3 +103,38 @@ TEST_CASE("sgemm: every path equals the scalar path, bit for bit") {
     }
   }
 }
+
+// Values where computing fma(a, b, c) as double then float rounds twice wrongly: a * b + c = 1 + 2^-24 +
+// 2^-60 exactly, which rounds to the float midpoint 1 + 2^-24 in double and then to 1.0 (ties to even), while
+// one rounding gives 1 + 2^-23. The WebAssembly path computes in double and must catch this case; subnormal
+// results and infinities as well.
+TEST_CASE("sgemm: the double-rounding traps of an fma computed in double") {
+  const float a_mid = 1.0f + 0x1p-12f, b_mid = (1.0f - 4095 * 0x1p-24f) * 0x1p-24f;
+  REQUIRE(std::fma(a_mid, b_mid, 1.0f) == 0x1.000002p+0f);
+  REQUIRE(static_cast<float>(static_cast<double>(a_mid) * b_mid + 1.0) == 1.0f);  // the trap
+  // Row r: bias[r] + a[r] * b[j] for the columns j: a midpoint, subnormal results, overflow to infinity.
+  const std::vector<float> a = {a_mid, 0x1p-100f, 0x1p100f, -1.5f};
+  const std::vector<float> b = {b_mid, 0x1.8p-30f, 0x1p30f, 3.0f, -0x1p-149f};
+  const std::vector<float> bias = {1.0f, 0x1p-127f, 0x1.fffffep127f, -0.0f};
+  const int64_t m = 4, n = 5;
+  std::vector<float> want(static_cast<size_t>(m * n)), got(want.size());
+  SgemmArgs p;
+  p.a = a.data();
+  p.b = b.data();
+  p.m = m;
+  p.n = n;
+  p.k = 1;
+  p.lda = 1;
+  p.ldb = p.ldc = n;
+  p.row_bias = bias.data();
+  p.c = want.data();
+  sgemm(p, Isa::kRef, nullptr);
+  REQUIRE(want[0] == 0x1.000002p+0f);
+  for (Isa isa : kAllIsas) {
+    if (isa == Isa::kRef || !cpu_features().supports(isa)) continue;
+    p.c = got.data();
+    sgemm(p, isa, nullptr);
+    INFO("path " << isa_name(isa));
+    REQUIRE(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0);
+  }
+}
