@@ -70,6 +70,58 @@ inline void dot_four_groups(const int8_t* groups, const uint8_t* const (&rows)[M
   dot_lane<D, MR, 3>(groups, a, acc);
 }
 
+// The epilogue (gemm.h, requantize.h) for one row's 16 accumulators at column col0, `count` of them written:
+// 4 columns per step, each step the scalar definition's operations in its order (convert, multiply, clamp as
+// std::max/min compare, round half to even: FCVTNS), so the bytes are ref's.
+inline void epilogue16(const GemmArgs& args, int64_t row, int64_t col0, int64_t count,
+                       const int32x4_t (&acc)[4]) {
+  if (count < kPackColumns) {
+    int32_t out[kPackColumns];
+    for (int q = 0; q < 4; ++q) vst1q_s32(out + 4 * q, acc[q]);
+    return apply_epilogue_ref(args, row, col0, count, out);
+  }
+  const Epilogue& e = args.epilogue;
+  const int32x4_t za = vdupq_n_s32(args.a_zero_points ? args.a_zero_points[row] : args.a_zero_point);
+  const int32_t* sums = args.w->column_sums.data() + col0;
+  int32x4_t v[4];
+  for (int q = 0; q < 4; ++q) {
+    v[q] = vsubq_s32(acc[q], vmulq_s32(za, vld1q_s32(sums + 4 * q)));
+    if (e.bias) v[q] = vaddq_s32(v[q], vld1q_s32(e.bias + col0 + 4 * q));
+  }
+  const int64_t at = row * args.ldc + col0;
+  if (e.kind == OutputKind::kInt32) {
+    for (int q = 0; q < 4; ++q) vst1q_s32(static_cast<int32_t*>(args.c) + at + 4 * q, v[q]);
+    return;
+  }
+  float32x4_t mult[4];
+  for (int q = 0; q < 4; ++q) {
+    mult[q] = e.per_channel ? vld1q_f32(e.multiplier + col0 + 4 * q) : vdupq_n_f32(e.multiplier[0]);
+    if (e.row_scale) mult[q] = vmulq_f32(vdupq_n_f32(e.row_scale[row]), mult[q]);
+  }
+  if (e.kind == OutputKind::kFloat32) {
+    for (int q = 0; q < 4; ++q) {
+      const float32x4_t f = vmulq_f32(vcvtq_f32_s32(v[q]), mult[q]);
+      vst1q_f32(static_cast<float*>(args.c) + at + 4 * q,
+                vaddq_f32(f, e.fp_bias ? vld1q_f32(e.fp_bias + col0 + 4 * q) : vdupq_n_f32(0.0f)));
+    }
+    return;
+  }
+  const float32x4_t lo = vdupq_n_f32(static_cast<float>(e.clamp_lo - e.out_zero_point));
+  const float32x4_t hi = vdupq_n_f32(static_cast<float>(e.clamp_hi - e.out_zero_point));
+  const int32x4_t zp = vdupq_n_s32(e.out_zero_point);
+  int32x4_t q32[4];
+  for (int q = 0; q < 4; ++q) {
+    float32x4_t f = vmulq_f32(vcvtq_f32_s32(v[q]), mult[q]);
+    f = vbslq_f32(vcltq_f32(f, lo), lo, f);  // std::max(f, lo)
+    f = vbslq_f32(vcltq_f32(hi, f), hi, f);  // std::min(f, hi)
+    q32[q] = vaddq_s32(vcvtnq_s32_f32(f), zp);
+  }
+  // Every value is within [clamp_lo, clamp_hi] (a subset of 0..255): the saturating narrows are exact.
+  const int16x8_t h0 = vcombine_s16(vqmovn_s32(q32[0]), vqmovn_s32(q32[1]));
+  const int16x8_t h1 = vcombine_s16(vqmovn_s32(q32[2]), vqmovn_s32(q32[3]));
+  vst1q_u8(static_cast<uint8_t*>(args.c) + at, vcombine_u8(vqmovun_s16(h0), vqmovun_s16(h1)));
+}
+
 // Rows [row0, row0 + MR) x the 16 columns of block cb, of which those below n_end are written.
 template <class D, int MR>
 void tile(const GemmArgs& args, int64_t row0, int64_t cb, int64_t n_end) {
@@ -102,14 +154,14 @@ void tile(const GemmArgs& args, int64_t row0, int64_t cb, int64_t n_end) {
   }
   const int64_t col0 = cb * kPackColumns;
   const int64_t count = n_end - col0 < kPackColumns ? n_end - col0 : kPackColumns;
+  // column_sums has an entry for every padded column: 16 can always be read.
   const uint32_t* sums = reinterpret_cast<const uint32_t*>(w.column_sums.data()) + col0;
   for (int r = 0; r < MR; ++r) {
-    int32_t out[kPackColumns];
-    for (int v = 0; v < 4; ++v) vst1q_s32(out + 4 * v, acc[r][v]);
     if (D::kCorrection != 0)
-      for (int64_t j = 0; j < count; ++j)
-        out[j] = static_cast<int32_t>(static_cast<uint32_t>(out[j]) + D::kCorrection * sums[j]);
-    apply_epilogue_ref(args, row0 + r, col0, count, out);
+      for (int v = 0; v < 4; ++v)
+        acc[r][v] = vreinterpretq_s32_u32(vaddq_u32(vreinterpretq_u32_s32(acc[r][v]),
+                                                    vmulq_n_u32(vld1q_u32(sums + 4 * v), D::kCorrection)));
+    epilogue16(args, row0 + r, col0, count, acc[r]);
   }
 }
 
