@@ -7,6 +7,7 @@
 
 #include "kernels/depthwise.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_loads.h"
 
 namespace mighty::kernels {
 namespace {
@@ -15,18 +16,6 @@ namespace {
 // picked by the linker for the generic code too and run on a CPU without the ISA.
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-
-inline uint32_t load_a4(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-
-inline uint32_t load_a_tail(const uint8_t* p, int64_t count) {
-  uint32_t v = 0;
-  std::memcpy(&v, p, static_cast<size_t>(count));
-  return v;
-}
 
 // The first byte of row m of A (its first run when a_rows is given).
 inline const uint8_t* a_row(const GemmArgs& args, int64_t m) {
@@ -162,7 +151,7 @@ void tile(const GemmArgs& args, int64_t row0, int64_t col0, int64_t n_end) {
       __m512i bv[NV];
       for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_si512(bs + v * block_stride + g * 64);
       for (int r = 0; r < MR; ++r) {
-        const __m512i av = _mm512_set1_epi32(static_cast<int>(load_a4(a[r] + g * kPackDepth)));
+        const __m512i av = _mm512_set1_epi32(static_cast<int>(load_group(a[r] + g * kPackDepth)));
         for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
       }
     }
@@ -176,7 +165,7 @@ void tile(const GemmArgs& args, int64_t row0, int64_t col0, int64_t n_end) {
     __m512i bv[NV];
     for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_si512(b + v * block_stride + g * 64);
     for (int r = 0; r < MR; ++r) {
-      const __m512i av = _mm512_set1_epi32(static_cast<int>(load_a_tail(a[r] + g * kPackDepth, rest)));
+      const __m512i av = _mm512_set1_epi32(static_cast<int>(load_tail(a[r] + g * kPackDepth, rest)));
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
     }
   }
@@ -271,7 +260,7 @@ void sparse_block(const GemmArgs& args, int64_t row0, int64_t cb, int64_t n_end)
       const int64_t g = groups[j + c];
       const __m512i bv = _mm512_load_si512(b + g * 64);
       for (int r = 0; r < MR; ++r) {
-        const __m512i av = _mm512_set1_epi32(static_cast<int>(load_a4(a[r] + at(g))));
+        const __m512i av = _mm512_set1_epi32(static_cast<int>(load_group(a[r] + at(g))));
         acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], av, bv);
       }
     }
@@ -280,7 +269,7 @@ void sparse_block(const GemmArgs& args, int64_t row0, int64_t cb, int64_t n_end)
     const int64_t g = groups[j];
     const __m512i bv = _mm512_load_si512(b + g * 64);
     for (int r = 0; r < MR; ++r) {
-      const __m512i av = _mm512_set1_epi32(static_cast<int>(load_a4(a[r] + at(g))));
+      const __m512i av = _mm512_set1_epi32(static_cast<int>(load_group(a[r] + at(g))));
       acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, bv);
     }
   }
@@ -288,7 +277,7 @@ void sparse_block(const GemmArgs& args, int64_t row0, int64_t cb, int64_t n_end)
     const int64_t g = full_groups, rest = w.k - full_groups * kPackDepth;
     const __m512i bv = _mm512_load_si512(b + g * 64);
     for (int r = 0; r < MR; ++r) {
-      const __m512i av = _mm512_set1_epi32(static_cast<int>(load_a_tail(a[r] + g * kPackDepth, rest)));
+      const __m512i av = _mm512_set1_epi32(static_cast<int>(load_tail(a[r] + g * kPackDepth, rest)));
       acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, bv);
     }
   }

@@ -1,5 +1,6 @@
 // A row's 4-byte group of activations, read as one word: shared by the paths whose inner loops broadcast or
-// splat a group (aarch64, WebAssembly). Internal linkage: each unit compiles its own copy with its own flags.
+// splat a group (AVX-512 VNNI, aarch64, WebAssembly). Internal linkage: each unit compiles its own copy with
+// its own flags.
 #pragma once
 
 #include <cstdint>
