@@ -86,18 +86,26 @@ inline void dot_four_groups(const v128_t* wg, const uint8_t* const (&rows)[MR], 
   dot_quad_group<MR, 3>(wg, x, acc);
 }
 
-// Block cb's groups widened once for all the rows that pass over it (per-thread scratch).
+// Block cb's groups widened once for all the rows that pass over it (per-thread scratch): every group, or
+// for block-sparse weights only those the loop reads (the nonzero ones and a partial last group).
 const v128_t* widen_block(const PackedWeights& w, int64_t cb) {
   thread_local std::vector<v128_t> widened;
   const int64_t groups = (w.k + kPackDepth - 1) / kPackDepth;
   widened.resize(static_cast<size_t>(groups * 8));
   const int8_t* b = w.block(cb);
-  for (int64_t g = 0; g < groups; ++g)
+  const auto widen = [&](int64_t g) {
     for (int q = 0; q < 4; ++q) {
       const Pairs p = weights(b + g * kPackColumns * kPackDepth, q);
       widened[static_cast<size_t>(g * 8 + 2 * q)] = p.lo;
       widened[static_cast<size_t>(g * 8 + 2 * q + 1)] = p.hi;
     }
+  };
+  if (!w.sparse) {
+    for (int64_t g = 0; g < groups; ++g) widen(g);
+    return widened.data();
+  }
+  for (int32_t j = w.nz_begin[cb]; j < w.nz_begin[cb + 1]; ++j) widen(w.nz_group[j]);
+  if (w.k % kPackDepth != 0) widen(groups - 1);
   return widened.data();
 }
 
