@@ -19,6 +19,9 @@
 #include "runtime/io/atomic_file.h"
 #include "runtime/io/idx.h"
 #include "runtime/text/document_model.h"
+#ifdef MIGHTY_WITH_SERVE
+#include "serve/server.h"
+#endif
 
 namespace {
 
@@ -38,6 +41,9 @@ struct Args {
   double temperature = 0.0;
   uint64_t seed = 1;
   bool logits = false;
+#ifdef MIGHTY_WITH_SERVE
+  mighty::serve::ServeOptions serve;
+#endif
 };
 
 // The model's raw outputs, each as a C99 hex float (exact: two builds agree bit for bit iff the text does).
@@ -106,6 +112,39 @@ CLI::App* add_run(CLI::App& app, Args& a) {
   add_threads(run, a);
   return run;
 }
+
+#ifdef MIGHTY_WITH_SERVE
+CLI::App* add_serve(CLI::App& app, Args& a) {
+  auto* serve = app.add_subcommand(
+      "serve",
+      "Serve every .mighty in a folder over HTTP (JSON; micro-batching, cascades, hot reload, metrics)");
+  auto& o = a.serve;
+  serve->add_option("dir", o.dir, "Folder of NAME.mighty files (and cascades.json)")->required();
+  serve->add_option("--host", o.host, "Address to listen on (default 127.0.0.1: this machine only)");
+  serve->add_option("--port", o.port, "Port (0: any free port; see --port-file)")
+      ->check(CLI::Range(0, 65535));
+  serve->add_option("--port-file", o.port_file, "Write the port here once listening");
+  serve->add_option("--threads", o.threads, "Kernel threads per model (default 1)")
+      ->check(CLI::Range(1, 256));
+  serve->add_option("--http-threads", o.http_threads, "Connections served at once (default 16)")
+      ->check(CLI::Range(1, 1024));
+  serve->add_option("--max-batch", o.max_batch, "Most examples per model run (default 64)")
+      ->check(CLI::Range(int64_t{1}, int64_t{65536}));
+  serve
+      ->add_option("--max-delay-us", o.max_delay_us,
+                   "Longest a queued request waits for a batch to fill (default 0: run what is queued)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000}));
+  serve->add_option("--max-queue", o.max_queue, "Examples queued over all models before 503 (default 4096)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  serve->add_option("--max-body-bytes", o.max_body_bytes, "Largest request body (default 16 MiB)")
+      ->check(CLI::Range(int64_t{64}, int64_t{1} << 32));
+  serve->add_option("--max-items", o.max_items, "Most instances per request (default 1024)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  serve->add_option("--poll-ms", o.poll_ms, "How often the folder is checked for new files (default 500)")
+      ->check(CLI::Range(10, 3600000));
+  return serve;
+}
+#endif
 
 int cpu() {
   using namespace mighty::kernels;
@@ -241,6 +280,9 @@ int main(int argc, char** argv) {
   auto* eval_cmd = add_eval(app, a);
   auto* bench_cmd = add_bench(app, a);
   auto* run_cmd = add_run(app, a);
+#ifdef MIGHTY_WITH_SERVE
+  auto* serve_cmd = add_serve(app, a);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -251,6 +293,9 @@ int main(int argc, char** argv) {
     if (run_cmd->parsed()) return run(a);
     if (eval_cmd->parsed()) return eval(a);
     if (bench_cmd->parsed()) return bench(a);
+#ifdef MIGHTY_WITH_SERVE
+    if (serve_cmd->parsed()) return mighty::serve::serve(a.serve);
+#endif
     if (inspect_cmd->parsed())
       fmt::print("{}", mighty::describe_artifact(mighty::Artifact::open(a.artifact)));
     return inspect_cmd->parsed() ? 0 : 2;

@@ -1,0 +1,194 @@
+#include "serve/protocol.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "runtime/error.h"
+#include "runtime/format/metadata.h"
+
+namespace mighty::serve {
+namespace {
+
+RequestError bad(const std::string& kind, const std::string& message) { return {400, kind, message}; }
+
+int base64_value(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+std::string read_image(const nlohmann::json& v, size_t index, int64_t pixels) {
+  std::string bytes;
+  if (v.is_object()) {
+    if (v.size() != 1 || !v.contains("b64") || !v["b64"].is_string())
+      throw bad("wrong_type", fmt::format("instance {}: an object instance is {{\"b64\": \"...\"}}", index));
+    if (!decode_base64(v["b64"].get<std::string>(), bytes))
+      throw bad("bad_base64", fmt::format("instance {}: \"b64\" is not base64", index));
+  } else if (v.is_array()) {
+    bytes.resize(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      const auto& p = v[i];
+      if (!p.is_number_integer() || p.get<int64_t>() < 0 || p.get<int64_t>() > 255)
+        throw bad("wrong_type", fmt::format("instance {}: pixel {} is {}, expected an integer 0..255", index,
+                                            i, describe_json(p)));
+      bytes[i] = static_cast<char>(p.get<int64_t>());
+    }
+  } else {
+    throw bad("wrong_type",
+              fmt::format("instance {}: expected an array of pixels or {{\"b64\": ...}}, found {}", index,
+                          describe_json(v)));
+  }
+  if (static_cast<int64_t>(bytes.size()) != pixels)
+    throw bad("wrong_size",
+              fmt::format("instance {}: expected {} pixels, found {}", index, pixels, bytes.size()));
+  return bytes;
+}
+
+std::string read_text(const nlohmann::json& v, size_t index) {
+  if (v.is_string()) return v.get<std::string>();
+  std::string bytes;
+  if (v.is_object() && v.size() == 1 && v.contains("b64") && v["b64"].is_string()) {
+    if (!decode_base64(v["b64"].get<std::string>(), bytes))
+      throw bad("bad_base64", fmt::format("instance {}: \"b64\" is not base64", index));
+    return bytes;
+  }
+  throw bad("wrong_type", fmt::format("instance {}: expected a string or {{\"b64\": ...}}, found {}", index,
+                                      describe_json(v)));
+}
+
+}  // namespace
+
+bool decode_base64(const std::string& text, std::string& out) {
+  out.clear();
+  if (text.size() % 4 != 0) return false;
+  out.reserve(text.size() / 4 * 3);
+  for (size_t i = 0; i < text.size(); i += 4) {
+    int v[4];
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = text[i + static_cast<size_t>(k)];
+      if (c == '=' && i + 4 == text.size() && k >= 2) {
+        v[k] = 0;
+        ++pad;
+        continue;
+      }
+      if (pad > 0) return false;  // data after padding
+      v[k] = base64_value(c);
+      if (v[k] < 0) return false;
+    }
+    const uint32_t w = (static_cast<uint32_t>(v[0]) << 18) | (static_cast<uint32_t>(v[1]) << 12) |
+                       (static_cast<uint32_t>(v[2]) << 6) | static_cast<uint32_t>(v[3]);
+    out += static_cast<char>(w >> 16);
+    if (pad < 2) out += static_cast<char>((w >> 8) & 0xff);
+    if (pad < 1) out += static_cast<char>(w & 0xff);
+  }
+  return true;
+}
+
+std::string error_body(const std::string& kind, const std::string& message) {
+  std::string line = message;
+  std::replace(line.begin(), line.end(), '\n', ' ');
+  return nlohmann::json({{"error", line}, {"kind", kind}})
+             .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+         "\n";
+}
+
+PredictRequest parse_predict(const std::string& body, const InputSpec& input, int64_t max_items) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(body);
+  } catch (const nlohmann::json::exception& e) {
+    throw bad("malformed_json", fmt::format("the body is not JSON: {}", e.what()));
+  }
+  if (!j.is_object())
+    throw bad("not_an_object", "the body is a JSON " + std::string(j.type_name()) + ", expected an object");
+  for (const auto& [key, value] : j.items()) {
+    if (key != "instances" && key != "top_k" && key != "logits")
+      throw bad("unknown_key", fmt::format("unknown key \"{}\" (expected instances, top_k, logits)", key));
+  }
+  if (!j.contains("instances")) throw bad("missing_instances", "the body has no \"instances\"");
+  const auto& instances = j["instances"];
+  if (!instances.is_array())
+    throw bad("wrong_type", "\"instances\" is " + describe_json(instances) + ", expected an array");
+  if (instances.empty()) throw bad("no_instances", "\"instances\" is empty");
+  if (static_cast<int64_t>(instances.size()) > max_items)
+    throw RequestError(
+        413, "too_many_items",
+        fmt::format("{} instances; this server takes at most {} per request", instances.size(), max_items));
+  PredictRequest r;
+  if (j.contains("top_k")) {
+    const auto& k = j["top_k"];
+    if (!k.is_number_integer() || k.get<int64_t>() < 1 || k.get<int64_t>() > 1000)
+      throw bad("wrong_type", "\"top_k\" is " + describe_json(k) + ", expected an integer 1..1000");
+    r.top_k = k.get<int64_t>();
+  }
+  if (j.contains("logits")) {
+    if (!j["logits"].is_boolean())
+      throw bad("wrong_type", "\"logits\" is " + describe_json(j["logits"]) + ", expected true or false");
+    r.logits = j["logits"].get<bool>();
+  }
+  for (size_t i = 0; i < instances.size(); ++i) {
+    r.raw.push_back(input.kind == "images" ? read_image(instances[i], i, input.example_size())
+                                           : read_text(instances[i], i));
+  }
+  return r;
+}
+
+Job make_job(const Model& m, const PredictRequest& r, const std::vector<size_t>& which) {
+  Job job;
+  job.count = static_cast<int64_t>(which.size());
+  const InputSpec& input = m.input();
+  for (size_t i : which) {
+    const std::string& raw = r.raw[i];
+    if (input.kind == "images") {
+      if (static_cast<int64_t>(raw.size()) != input.example_size())
+        throw RequestError(
+            500, "input_mismatch",
+            fmt::format("{} reads {} pixels, the request has {}", m.name, input.example_size(), raw.size()));
+      const auto x = input.images(reinterpret_cast<const uint8_t*>(raw.data()), 1);
+      job.floats.insert(job.floats.end(), x.begin(), x.end());
+    } else if (input.kind == "documents") {
+      job.sequences.push_back(m.documents->ids(raw));
+    } else {
+      std::vector<int64_t> ids;
+      try {
+        ids = input.encode(raw);
+      } catch (const Error& e) {
+        throw bad("unknown_character", fmt::format("instance {}: {}", i, e.what()));
+      }
+      if (ids.empty()) throw bad("empty_input", fmt::format("instance {}: the text is empty", i));
+      if (static_cast<int64_t>(ids.size()) > input.context) ids.erase(ids.begin(), ids.end() - input.context);
+      job.sequences.push_back(std::move(ids));
+    }
+  }
+  return job;
+}
+
+nlohmann::json prediction(const Model& m, const float* scores, int64_t top_k, bool logits) {
+  const int64_t n = m.outputs_per_example();
+  const std::vector<double> p = probabilities(scores, n);
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  const auto k = static_cast<size_t>(std::min(top_k, n));
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+                    [&](int64_t a, int64_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+  const auto& labels = m.session->artifact().labels();
+  auto label = [&](int64_t i) -> std::string {
+    if (m.input().kind == "text") return m.input().decode(i);
+    return i < static_cast<int64_t>(labels.size()) ? labels[static_cast<size_t>(i)] : std::to_string(i);
+  };
+  nlohmann::json top = nlohmann::json::array();
+  for (size_t i = 0; i < k; ++i)
+    top.push_back({{"label", label(order[i])}, {"index", order[i]}, {"probability", p[order[i]]}});
+  nlohmann::json out = {
+      {"label", label(order[0])}, {"index", order[0]}, {"probability", p[order[0]]}, {"top", top}};
+  if (logits) out["logits"] = std::vector<float>(scores, scores + n);
+  return out;
+}
+
+}  // namespace mighty::serve

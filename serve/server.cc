@@ -1,0 +1,313 @@
+#include "serve/server.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+#include <httplib.h>
+
+#include "runtime/error.h"
+#include "runtime/io/atomic_file.h"
+#include "serve/protocol.h"
+#include "serve/registry.h"
+
+namespace mighty::serve {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+void log_line(const std::string& line) {
+  std::fprintf(stderr, "mighty-run serve: %s\n", line.c_str());
+  std::fflush(stderr);
+}
+
+const char* kJson = "application/json";
+
+// The student's confidence in its answer for one example.
+double confidence(const float* scores, int64_t n, const std::string& kind) {
+  std::vector<double> p = probabilities(scores, n);
+  std::partial_sort(p.begin(), p.begin() + std::min<int64_t>(2, n), p.end(), std::greater<>());
+  return kind == "margin" && n > 1 ? p[0] - p[1] : p[0];
+}
+
+}  // namespace
+
+struct Server::Impl {
+  ServeOptions options;
+  Metrics metrics;
+  QueueLimit limit;
+  Registry registry;
+  httplib::Server http;
+  int port = 0;
+  std::mutex poll_mutex;
+  std::condition_variable poll_wake;
+  bool stopping = false;
+  std::thread poller;
+
+  explicit Impl(ServeOptions o)
+      : options(std::move(o)),
+        limit(options.max_queue),
+        registry(options.dir,
+                 {options.threads, {options.max_batch, std::chrono::microseconds(options.max_delay_us)}},
+                 limit, metrics) {}
+
+  void reply_error(httplib::Response& res, int status, const std::string& model, const std::string& kind,
+                   const std::string& message) {
+    res.status = status;
+    if (status == 503) res.set_header("Retry-After", "1");
+    res.set_content(error_body(kind, message), kJson);
+    metrics.error(model, kind);
+  }
+
+  // Runs a job on a model's batcher and waits for its rows.
+  JobResult run(const Model& m, Job job) { return m.batcher->submit(std::move(job)).get(); }
+
+  void predict_model(const Model& m, const std::string& body, httplib::Response& res) {
+    const auto t0 = Clock::now();
+    const PredictRequest r = parse_predict(body, m.input(), options.max_items);
+    std::vector<size_t> all(r.raw.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    const JobResult out = run(m, make_job(m, r, all));
+    const int64_t per = m.outputs_per_example();
+    nlohmann::json predictions = nlohmann::json::array();
+    for (size_t i = 0; i < all.size(); ++i)
+      predictions.push_back(
+          prediction(m, out.outputs.data() + static_cast<int64_t>(i) * per, r.top_k, r.logits));
+    res.set_content(nlohmann::json({{"model", m.name}, {"version", m.version}, {"predictions", predictions}})
+                        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                    kJson);
+    metrics.latency(m.name, "queue", out.queue_seconds);
+    metrics.latency(m.name, "run", out.run_seconds);
+    metrics.latency(m.name, "total", seconds_since(t0));
+    metrics.batch(m.name, out.batch_examples);
+  }
+
+  void predict_cascade(const Cascade& c, const std::string& body, httplib::Response& res) {
+    const auto t0 = Clock::now();
+    const auto student = registry.model(c.student), teacher = registry.model(c.teacher);
+    if (!student || !teacher)
+      throw RequestError(503, "model_unavailable",
+                         fmt::format("cascade {}: its {} {} is not loaded", c.name,
+                                     student ? "teacher" : "student", student ? c.teacher : c.student));
+    const std::optional<double> threshold = c.threshold ? c.threshold : student->cascade_threshold;
+    const std::string kind = c.threshold ? c.confidence : student->cascade_confidence;
+    if (!threshold)
+      throw RequestError(
+          500, "no_threshold",
+          fmt::format("cascade {}: no threshold in cascades.json or in {}'s file", c.name, c.student));
+    if (student->input().kind != teacher->input().kind)
+      throw RequestError(500, "input_mismatch",
+                         fmt::format("cascade {}: {} reads {}, {} reads {}", c.name, c.student,
+                                     student->input().kind, c.teacher, teacher->input().kind));
+    const PredictRequest r = parse_predict(body, student->input(), options.max_items);
+    std::vector<size_t> all(r.raw.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    const JobResult first = run(*student, make_job(*student, r, all));
+    metrics.latency(c.name, "student", seconds_since(t0));
+    const int64_t per_s = student->outputs_per_example(), per_t = teacher->outputs_per_example();
+    std::vector<size_t> deferred;
+    std::vector<double> conf(all.size());
+    for (size_t i = 0; i < all.size(); ++i) {
+      conf[i] = confidence(first.outputs.data() + static_cast<int64_t>(i) * per_s, per_s, kind);
+      if (conf[i] < *threshold) deferred.push_back(i);
+    }
+    JobResult second;
+    if (!deferred.empty()) {
+      const auto t1 = Clock::now();
+      second = run(*teacher, make_job(*teacher, r, deferred));
+      metrics.latency(c.name, "teacher", seconds_since(t1));
+    }
+    nlohmann::json predictions = nlohmann::json::array();
+    size_t d = 0;
+    for (size_t i = 0; i < all.size(); ++i) {
+      const bool by_teacher = d < deferred.size() && deferred[d] == i;
+      const Model& m = by_teacher ? *teacher : *student;
+      const float* scores = by_teacher ? second.outputs.data() + static_cast<int64_t>(d) * per_t
+                                       : first.outputs.data() + static_cast<int64_t>(i) * per_s;
+      nlohmann::json p = prediction(m, scores, r.top_k, r.logits);
+      p["answered_by"] = by_teacher ? "teacher" : "student";
+      p["model"] = m.name;
+      p["version"] = m.version;
+      p["student_confidence"] = conf[i];
+      predictions.push_back(std::move(p));
+      if (by_teacher) ++d;
+    }
+    res.set_content(
+        nlohmann::json({{"cascade", c.name},
+                        {"threshold", *threshold},
+                        {"confidence", kind},
+                        {"versions", {{"student", student->version}, {"teacher", teacher->version}}},
+                        {"predictions", predictions}})
+            .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+        kJson);
+    metrics.cascade(c.name, static_cast<int64_t>(all.size() - deferred.size()),
+                    static_cast<int64_t>(deferred.size()));
+    metrics.latency(c.name, "total", seconds_since(t0));
+  }
+
+  void predict(const httplib::Request& req, httplib::Response& res) {
+    const std::string name = req.matches[1];
+    std::string label;  // the metrics' model label: only names that exist (no unbounded label sets)
+    res.status = 200;
+    try {
+      if (const auto c = registry.cascade(name)) {
+        label = name;
+        predict_cascade(*c, req.body, res);
+      } else if (const auto m = registry.model(name)) {
+        label = name;
+        predict_model(*m, req.body, res);
+      } else {
+        throw RequestError(404, "unknown_model", fmt::format("no model or cascade named \"{}\"", name));
+      }
+    } catch (const RequestError& e) {
+      reply_error(res, e.status(), label, e.kind(), e.what());
+    } catch (const QueueFull& e) {
+      reply_error(res, 503, label, "queue_full",
+                  fmt::format("{} ({} examples queued); retry later", e.what(), limit.limit()));
+    } catch (const std::exception& e) {
+      reply_error(res, 500, label, "internal", e.what());
+    }
+    metrics.request(label, res.status);
+  }
+
+  void routes() {
+    http.Post(R"(/v1/models/([A-Za-z0-9._-]+):predict)",
+              [this](const httplib::Request& req, httplib::Response& res) { predict(req, res); });
+    http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+      res.status = 200;
+      res.set_content(registry.list().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
+                      kJson);
+      metrics.request("", res.status);
+    });
+    http.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(nlohmann::json({{"status", "ok"}, {"models", registry.size()}}).dump() + "\n", kJson);
+    });
+    http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics.prometheus(limit.depth(), limit.limit(), static_cast<int64_t>(registry.size())),
+                      "text/plain; version=0.0.4");
+    });
+    // Whatever httplib refuses itself (no route, body too large, bad request line) still answers one JSON
+    // line.
+    http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return;
+      const std::string kind = res.status == 404   ? "no_route"
+                               : res.status == 413 ? "body_too_large"
+                                                   : fmt::format("http_{}", res.status);
+      const std::string message =
+          res.status == 404 ? fmt::format("no route {} {}", req.method, req.path)
+          : res.status == 413
+              ? fmt::format("the body is larger than this server's limit of {} bytes", options.max_body_bytes)
+              : fmt::format("HTTP {}", res.status);
+      res.set_content(error_body(kind, message), kJson);
+      metrics.error("", kind);
+      metrics.request("", res.status);
+    });
+    http.set_exception_handler(
+        [this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+          std::string what = "unknown error";
+          try {
+            std::rethrow_exception(ep);
+          } catch (const std::exception& e) {
+            what = e.what();
+          } catch (...) {
+          }
+          res.status = 500;
+          res.set_content(error_body("internal", what), kJson);
+          metrics.error("", "internal");
+        });
+  }
+
+  void poll_loop() {
+    std::unique_lock lock(poll_mutex);
+    while (!stopping) {
+      poll_wake.wait_for(lock, std::chrono::milliseconds(options.poll_ms), [&] { return stopping; });
+      if (stopping) break;
+      lock.unlock();
+      try {
+        for (const auto& line : registry.poll()) log_line(line);
+      } catch (const std::exception& e) {
+        log_line(e.what());
+      }
+      lock.lock();
+    }
+  }
+};
+
+Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
+  Impl& s = *impl_;
+  for (const auto& line : s.registry.poll()) log_line(line);
+  s.http.new_task_queue = [n = s.options.http_threads] {
+    return new httplib::ThreadPool(static_cast<size_t>(n));
+  };
+  s.http.set_payload_max_length(static_cast<size_t>(s.options.max_body_bytes));
+  s.http.set_keep_alive_max_count(100000);
+  s.http.set_read_timeout(10, 0);
+  s.http.set_write_timeout(10, 0);
+  s.routes();
+  if (s.options.port == 0) {
+    s.port = s.http.bind_to_any_port(s.options.host);
+  } else {
+    s.port = s.http.bind_to_port(s.options.host, s.options.port) ? s.options.port : -1;
+  }
+  if (s.port <= 0)
+    throw Error(fmt::format("serve: cannot listen on {}:{} (in use, or not an address of this machine)",
+                            s.options.host, s.options.port));
+}
+
+Server::~Server() {
+  stop();
+  if (impl_->poller.joinable()) impl_->poller.join();
+}
+
+int Server::port() const { return impl_->port; }
+
+void Server::run() {
+  Impl& s = *impl_;
+  s.poller = std::thread([&s] { s.poll_loop(); });
+  if (!s.options.port_file.empty()) write_file_atomic(s.options.port_file, std::to_string(s.port) + "\n");
+  log_line(fmt::format("listening on http://{}:{} ({} model{} from {})", s.options.host, s.port,
+                       s.registry.size(), s.registry.size() == 1 ? "" : "s", s.options.dir));
+  s.http.listen_after_bind();
+}
+
+void Server::stop() {
+  {
+    std::lock_guard lock(impl_->poll_mutex);
+    impl_->stopping = true;
+  }
+  impl_->poll_wake.notify_all();
+  impl_->http.stop();
+}
+
+int serve(const ServeOptions& options) {
+  // SIGINT/SIGTERM go to one thread that stops the server; every other thread has them blocked.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  Server server(options);
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    log_line(sig == SIGINT ? "SIGINT: stopping" : "SIGTERM: stopping");
+    server.stop();
+  });
+  server.run();
+  // run() also returns when the server stops for another reason: wake the waiter so it can be joined.
+  pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  log_line("stopped");
+  return 0;
+}
+
+}  // namespace mighty::serve
