@@ -329,7 +329,7 @@ TEST_CASE("a spam filter from USE-Lite, end to end: compress, mighty-run on raw 
   std::filesystem::remove(recipe);
 }
 
-#if defined(MIGHTY_AARCH64_BIN) || defined(MIGHTY_WASM_BIN)
+#if defined(MIGHTY_AARCH64_BIN) || defined(MIGHTY_WASM_BIN) || defined(MIGHTY_SERVE_LOAD)
 // A tiny compressed model (int8 with a uint8 convolution chain, pools and Linear; its fp32 student beside it)
 // for the other builds' agreement tests, written to `dir`.
 void compress_agreement_model(const std::filesystem::path& dir) {
@@ -351,7 +351,9 @@ void compress_agreement_model(const std::filesystem::path& dir) {
   REQUIRE(o.status == 0);
   std::filesystem::remove(recipe);
 }
+#endif
 
+#if defined(MIGHTY_AARCH64_BIN) || defined(MIGHTY_WASM_BIN)
 // `args` run on every x86 path this CPU has print exactly `want`.
 void require_x86_paths_print(const std::string& args, const std::string& want) {
   for (const char* isa : {"ref", "avx2", "avx512vnni", "amx"}) {
@@ -481,6 +483,25 @@ TEST_CASE("wasm: the web page classifies a test image in headless Chromium, offl
                          (dir / "wrong.png").string());
   REQUIRE(wrong.status != 0);
   REQUIRE(wrong.err.find("expected 'not a class'") != std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+#endif
+
+#if defined(MIGHTY_SERVE_LOAD)
+// The short version of the serving load test (scripts/serve-load --quick; the full one is the same with
+// longer phases): mighty-run serve on loopback under load at 1 and 2 threads, paced at half load, a hot
+// reload and a damaged reload under load, a burst past the queue limit and 200 malformed requests of ten
+// kinds. The script fails on any failed, mixed-up or lost answer, a malformed request not answered 4xx, a
+// reload not taken or a damaged file not refused.
+TEST_CASE("serve: the short load test (reloads under load, a burst past the queue, 200 malformed requests)") {
+  const auto dir = std::filesystem::temp_directory_path() / ("mighty_serve_" + std::to_string(::getpid()));
+  compress_agreement_model(dir);
+  const auto o =
+      run(std::string(MIGHTY_SOURCE_DIR) + "/scripts/serve-load --quick --build " + MIGHTY_BUILD_DIR + " " +
+          (dir / "model.mighty").string() + " /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz");
+  INFO(o.out << o.err);
+  CHECK(o.status == 0);
+  CHECK_THAT(o.out, Catch::Contains("malformed: 200/200 answered 4xx"));
   std::filesystem::remove_all(dir);
 }
 #endif

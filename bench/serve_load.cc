@@ -1,0 +1,297 @@
+// mighty-serve-load: a load generator for mighty-run serve, on loopback. C connections (keep-alive) each send
+// requests of B images from an IDX file, for a time and/or a count, optionally paced to a total rate; prints
+// one JSON object: requests, examples, examples/s, latency percentiles, status codes, transport failures,
+// and "mixed": answers that differ for the same image and the same model version (a server that mixed up
+// requests' rows would show them). --malformed N instead sends N bad requests of ten kinds and reports their
+// statuses (every one must be a 4xx).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <httplib.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "runtime/io/idx.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string base64(const uint8_t* p, size_t n) {
+  static const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < n; i += 3) {
+    const uint32_t w = (uint32_t{p[i]} << 16) | (uint32_t{p[i + 1]} << 8) | p[i + 2];
+    for (int k = 3; k >= 0; --k) out += a[(w >> (6 * k)) & 63];
+  }
+  if (i < n) {
+    const uint32_t w = (uint32_t{p[i]} << 16) | (i + 1 < n ? uint32_t{p[i + 1]} << 8 : 0);
+    out += a[(w >> 18) & 63];
+    out += a[(w >> 12) & 63];
+    out += i + 1 < n ? a[(w >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+struct Options {
+  std::string host = "127.0.0.1", model, images;
+  int port = 0, connections = 8;
+  int64_t batch = 1, requests = 0, malformed = 0;
+  std::string get;
+  double seconds = 0.0, rate = 0.0;
+  bool arrays = false;
+};
+
+struct Shared {
+  std::mutex mutex;
+  std::vector<double> latencies_ms;
+  std::map<int, int64_t> statuses;
+  std::map<std::string, std::pair<int64_t, std::string>> answers;  // version/image -> index, probability
+  std::map<std::string, int64_t> versions;
+  int64_t transport_failures = 0, mixed = 0, examples = 0;
+};
+
+std::string body_for(const mighty::IdxArray& images, int64_t first, int64_t batch, int64_t pixels,
+                     bool arrays) {
+  const int64_t count = images.dims[0];
+  nlohmann::json instances = nlohmann::json::array();
+  for (int64_t k = 0; k < batch; ++k) {
+    const uint8_t* p = images.data.data() + ((first + k) % count) * pixels;
+    if (arrays)
+      instances.push_back(std::vector<int>(p, p + pixels));
+    else
+      instances.push_back({{"b64", base64(p, static_cast<size_t>(pixels))}});
+  }
+  return nlohmann::json({{"instances", instances}, {"top_k", 1}}).dump();
+}
+
+// Request bodies built before the clock starts (the client's own JSON work stays out of the measurement):
+// request n carries images n*batch ... of body n mod size.
+struct Bodies {
+  std::vector<std::string> bodies;
+  std::vector<int64_t> first;
+};
+
+Bodies make_bodies(const Options& o, const mighty::IdxArray& images) {
+  const int64_t pixels = static_cast<int64_t>(images.data.size()) / images.dims[0];
+  Bodies b;
+  const int64_t n = std::max<int64_t>(1, std::min<int64_t>(256, images.dims[0] / o.batch));
+  for (int64_t i = 0; i < n; ++i) {
+    b.first.push_back((i * o.batch) % images.dims[0]);
+    b.bodies.push_back(body_for(images, b.first.back(), o.batch, pixels, o.arrays));
+  }
+  return b;
+}
+
+void client_loop(const Options& o, const mighty::IdxArray& images, const Bodies& bodies, int id,
+                 Clock::time_point start, std::atomic<int64_t>& next, Shared& shared) {
+  httplib::Client client(o.host, o.port);
+  client.set_keep_alive(true);
+  client.set_tcp_nodelay(true);
+  client.set_read_timeout(30, 0);
+  const std::string path = "/v1/models/" + o.model + ":predict";
+  const double per_connection_interval = o.rate > 0 ? o.connections / o.rate : 0.0;
+  int64_t sent = 0;
+  for (;;) {
+    const int64_t n = next.fetch_add(1);
+    const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    if ((o.requests > 0 && n >= o.requests) || (o.seconds > 0 && elapsed >= o.seconds)) break;
+    if (per_connection_interval > 0) {  // paced: this connection's k-th request at k intervals (+ a phase)
+      const auto due = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+                                   (static_cast<double>(sent) + id / static_cast<double>(o.connections)) *
+                                   per_connection_interval));
+      std::this_thread::sleep_until(due);
+    }
+    ++sent;
+    const auto which = static_cast<size_t>(n % static_cast<int64_t>(bodies.bodies.size()));
+    const int64_t first = bodies.first[which];
+    const std::string& body = bodies.bodies[which];
+    const auto t0 = Clock::now();
+    auto res = client.Post(path.c_str(), body, "application/json");
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    std::lock_guard lock(shared.mutex);
+    if (!res) {
+      ++shared.transport_failures;
+      continue;
+    }
+    ++shared.statuses[res->status];
+    if (res->status != 200) continue;
+    shared.latencies_ms.push_back(ms);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(res->body);
+    } catch (...) {
+      ++shared.transport_failures;
+      continue;
+    }
+    const auto& preds = j["predictions"];
+    if (!preds.is_array() || static_cast<int64_t>(preds.size()) != o.batch) {
+      ++shared.mixed;
+      continue;
+    }
+    shared.examples += o.batch;
+    for (int64_t k = 0; k < o.batch; ++k) {
+      const auto& p = preds[static_cast<size_t>(k)];
+      const std::string version =
+          p.contains("version") ? p["version"].get<std::string>() : j["version"].get<std::string>();
+      ++shared.versions[version];
+      const std::string key = version + "/" + std::to_string((first + k) % images.dims[0]);
+      const std::pair<int64_t, std::string> answer{p["index"].get<int64_t>(), p["probability"].dump()};
+      const auto [it, inserted] = shared.answers.emplace(key, answer);
+      if (!inserted && it->second != answer) ++shared.mixed;
+    }
+  }
+}
+
+// Ten kinds of bad request, each sent malformed/10 times; returns statuses by kind.
+nlohmann::json send_malformed(const Options& o, const mighty::IdxArray& images) {
+  const int64_t pixels = static_cast<int64_t>(images.data.size()) / images.dims[0];
+  const std::string good = body_for(images, 0, 1, pixels, true);
+  std::string too_few = "{\"instances\": [[" + std::string("1");
+  for (int64_t i = 1; i < pixels - 1; ++i) too_few += ",1";
+  too_few += "]]}";
+  std::string out_of_range = "{\"instances\": [[300";
+  for (int64_t i = 1; i < pixels; ++i) out_of_range += ",1";
+  out_of_range += "]]}";
+  const std::string many = "{\"instances\": [" + std::string(2000000, ' ') + "]}";
+  struct Bad {
+    const char* kind;
+    std::string path, body;
+  };
+  const std::string path = "/v1/models/" + o.model + ":predict";
+  const std::vector<Bad> kinds = {
+      {"truncated JSON", path, good.substr(0, good.size() / 2)},
+      {"not an object", path, "[1, 2, 3]"},
+      {"no instances", path, "{\"inputs\": []}"},
+      {"empty instances", path, "{\"instances\": []}"},
+      {"wrong size", path, too_few},
+      {"pixel out of range", path, out_of_range},
+      {"wrong type", path, "{\"instances\": [\"an email\"]}"},
+      {"bad base64", path, "{\"instances\": [{\"b64\": \"!!!!\"}]}"},
+      {"unknown model", "/v1/models/no-such-model:predict", good},
+      {"body too large", path, many},
+  };
+  httplib::Client client(o.host, o.port);
+  client.set_read_timeout(30, 0);
+  nlohmann::json out = nlohmann::json::object();
+  int64_t all_4xx = 0, sent = 0;
+  for (int64_t i = 0; i < o.malformed; ++i) {
+    const Bad& b = kinds[static_cast<size_t>(i) % kinds.size()];
+    auto res = client.Post(b.path.c_str(), b.body, "application/json");
+    const int status = res ? res->status : 0;
+    ++sent;
+    bool one_line_json = false;
+    if (res) {
+      try {
+        const auto j = nlohmann::json::parse(res->body);
+        one_line_json = j.contains("error") && res->body.find('\n') == res->body.size() - 1;
+      } catch (...) {
+      }
+    }
+    if (status >= 400 && status < 500 && one_line_json) ++all_4xx;
+    auto& slot = out["by_kind"][b.kind][std::to_string(status)];
+    slot = slot.is_null() ? 1 : slot.get<int64_t>() + 1;
+  }
+  auto health = client.Get("/healthz");
+  out["sent"] = sent;
+  out["answered_4xx_json"] = all_4xx;
+  out["alive_after"] = health && health->status == 200;
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mighty-serve-load: load and correctness for mighty-run serve (loopback)"};
+  Options o;
+  app.add_option("--host", o.host, "Server address (default 127.0.0.1)");
+  app.add_option("--port", o.port, "Server port")->required();
+  app.add_option("--model", o.model, "Model or cascade name");
+  app.add_option("--images", o.images, "IDX images the requests carry");
+  app.add_option("--connections", o.connections, "Connections, each one request at a time (default 8)")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--batch", o.batch, "Images per request (default 1)")
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}));
+  app.add_option("--seconds", o.seconds, "Stop after this long")->check(CLI::Range(0.0, 3600.0));
+  app.add_option("--requests", o.requests, "Stop after this many requests")
+      ->check(CLI::Range(int64_t{0}, int64_t{100000000}));
+  app.add_option("--rate", o.rate, "Total requests/s (default: as fast as answers come)")
+      ->check(CLI::Range(0.0, 1e7));
+  app.add_flag("--arrays", o.arrays, "Send pixels as JSON arrays (default base64)");
+  app.add_option("--malformed", o.malformed, "Send this many bad requests (ten kinds) instead")
+      ->check(CLI::Range(int64_t{0}, int64_t{100000}));
+  app.add_option("--get", o.get, "Only GET this path and print the status, then the body");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (!o.get.empty()) {
+      httplib::Client client(o.host, o.port);
+      auto res = client.Get(o.get.c_str());
+      if (!res)
+        throw std::runtime_error("GET " + o.get + ": no answer (" + httplib::to_string(res.error()) + ")");
+      fmt::print("{}\n{}", res->status, res->body);
+      return 0;
+    }
+    if (o.model.empty() || o.images.empty()) throw std::runtime_error("give --model and --images (or --get)");
+    if (o.seconds <= 0 && o.requests <= 0 && o.malformed <= 0)
+      throw std::runtime_error("give --seconds or --requests");
+    const mighty::IdxArray images = mighty::read_idx(o.images);
+    if (images.dims.empty() || images.dims[0] == 0) throw std::runtime_error(o.images + ": no images");
+    if (o.malformed > 0) {
+      fmt::print("{}\n", send_malformed(o, images).dump());
+      return 0;
+    }
+    const Bodies bodies = make_bodies(o, images);
+    Shared shared;
+    std::atomic<int64_t> next{0};
+    const auto start = Clock::now();
+    std::vector<std::thread> threads;
+    for (int c = 0; c < o.connections; ++c)
+      threads.emplace_back([&, c] { client_loop(o, images, bodies, c, start, next, shared); });
+    for (auto& t : threads) t.join();
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    auto& l = shared.latencies_ms;
+    std::sort(l.begin(), l.end());
+    auto pct = [&](double q) {
+      return l.empty() ? 0.0
+                       : l[std::min(l.size() - 1, static_cast<size_t>(q * static_cast<double>(l.size())))];
+    };
+    nlohmann::json statuses = nlohmann::json::object();
+    int64_t requests = 0, failed = 0;
+    for (const auto& [code, n] : shared.statuses) {
+      statuses[std::to_string(code)] = n;
+      requests += n;
+      if (code != 200) failed += n;
+    }
+    nlohmann::json out = {
+        {"connections", o.connections},
+        {"batch", o.batch},
+        {"rate_asked", o.rate},
+        {"seconds", seconds},
+        {"requests", requests},
+        {"examples", shared.examples},
+        {"examples_per_s", static_cast<double>(shared.examples) / seconds},
+        {"requests_per_s", static_cast<double>(requests) / seconds},
+        {"latency_ms",
+         {{"p50", pct(0.5)}, {"p90", pct(0.9)}, {"p99", pct(0.99)}, {"max", l.empty() ? 0.0 : l.back()}}},
+        {"statuses", statuses},
+        {"non_200", failed},
+        {"transport_failures", shared.transport_failures},
+        {"mixed", shared.mixed},
+        {"versions", shared.versions}};
+    fmt::print("{}\n", out.dump());
+    return 0;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "mighty-serve-load: error: {}\n", e.what());
+    return 1;
+  }
+}
