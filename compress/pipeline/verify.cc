@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "compress/pipeline/cascade.h"
 #include "compress/pipeline/stages.h"
 #include "compress/pipeline/verify_onnxruntime.h"
 #include "compress/train/evaluate.h"
@@ -164,6 +165,7 @@ nlohmann::json verify(const VerifySpec& spec, StageContext& ctx, int threads) {
       if (r.contains("paired")) p.verify_models.push_back(r);
   }
   report["onnxruntime"] = ort;
+  if (spec.cascade) report["cascade"] = measure_cascade(ctx, spec, int8, threads);
   if (ctx.data.kind == "text") report["generation"] = generation(int8, p.artifact, ctx.recipe.seed);
   if (p.quantized) {
     // The LibTorch simulation against the deployed file: the same predictions, the same logits up to the
@@ -202,6 +204,12 @@ nlohmann::json run_verify_stage(const StageSpec& spec, StageContext& ctx) {
   Pipeline& p = ctx.pipeline;
   p.artifact_writer.metadata()["verify"] = {
       {"models", p.verify_models}, {"criteria", stage["criteria"]}, {"pass", stage["pass"]}};
+  if (stage.contains("cascade") && stage["cascade"].contains("validation") &&
+      stage["cascade"]["validation"]["met"].get<bool>()) {  // what mighty-run serve's cascades take
+    const auto& c = stage["cascade"];
+    p.artifact_writer.metadata()["cascade"] = {
+        {"threshold", c["threshold"]}, {"confidence", c["confidence"]}, {"teacher", c["teacher_file"]}};
+  }
   if (!p.onnx.is_null()) {  // the ONNX files written beside it, and what checked them
     nlohmann::json onnx = {{"files", nlohmann::json::array()}};
     for (const char* key : {"model", "fp32"})
@@ -230,6 +238,7 @@ std::string verify_markdown(const nlohmann::json& v) {
                        100.0 * v["simulation_vs_runtime"]["agreement"].get<double>());
   }
   if (v.contains("onnxruntime")) out += onnxruntime_markdown(v["onnxruntime"]);
+  if (v.contains("cascade")) out += cascade_markdown(v["cascade"]);
   if (!v["criteria"].empty()) {
     out += "\n| criterion | value | limit | |\n|---|---:|---:|---|\n";
     for (const auto& c : v["criteria"]) {

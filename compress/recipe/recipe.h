@@ -232,6 +232,9 @@ struct VerifySpec {
   int64_t max_bytes = 0;                    // artifact size on disk; 0 = not checked
   int64_t latency_runs = 0;                 // 0 = eval.latency_runs
   int64_t threads = 0;  // every model is measured at this thread count; 0 = the run's (--threads)
+  bool cascade = true;  // measure the student-first cascade (pipeline/cascade.h) where the run allows it
+  double cascade_min_accuracy = -1.0;  // percent, the cascade's validation target; < 0 = the teacher's own
+  double cpu_hour_price = 0.0;         // price of one CPU-hour, for the cascade's cost table; 0 = no prices
 };
 
 struct ExportSpec {

@@ -282,6 +282,9 @@ void read_verify(JsonReader& st, const Recipe&, StageSpec& spec) {
   v.max_bytes = st.integer("max_bytes", v.max_bytes, 0, kMaxCount);
   v.latency_runs = st.integer("latency_runs", v.latency_runs, 0, 1000000);
   v.threads = st.integer("threads", v.threads, 0, 1024);
+  v.cascade = st.boolean("cascade", v.cascade);
+  v.cascade_min_accuracy = st.number("cascade_min_accuracy", v.cascade_min_accuracy, {-1.0, 100.0});
+  v.cpu_hour_price = st.number("cpu_hour_price", v.cpu_hour_price, {0.0, 1e9});
   spec.spec = v;
 }
 
@@ -294,7 +297,10 @@ nlohmann::json verify_to_json(const StageSpec& spec) {
           {"onnxruntime", v.onnxruntime},
           {"max_bytes", v.max_bytes},
           {"latency_runs", v.latency_runs},
-          {"threads", v.threads}};
+          {"threads", v.threads},
+          {"cascade", v.cascade},
+          {"cascade_min_accuracy", v.cascade_min_accuracy},
+          {"cpu_hour_price", v.cpu_hour_price}};
 }
 
 }  // namespace mighty::compress::detail

@@ -1,0 +1,272 @@
+#include "compress/pipeline/cascade.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "compress/models/teacher.h"
+#include "compress/passes/export.h"
+#include "runtime/error.h"
+
+namespace mighty::compress {
+namespace {
+
+double cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+// One split as the runtime takes it: normalized floats [n][example] and the labels.
+struct SplitData {
+  std::vector<float> x;
+  std::vector<int64_t> y;
+  int64_t n = 0, example = 0;
+};
+
+SplitData split_data(const Dataset& d, bool test) {
+  const auto& xs = test ? d.images.test_x : d.images.val_x;
+  const auto& ys = test ? d.images.test_y : d.images.val_y;
+  const auto x = normalize_images(xs, d.images.mean, d.images.std).to(torch::kFloat32).contiguous();
+  const auto y = ys.to(torch::kInt64).contiguous();
+  SplitData s;
+  s.n = x.size(0);
+  s.example = s.n ? x.numel() / s.n : 0;
+  s.x.assign(x.data_ptr<float>(), x.data_ptr<float>() + x.numel());
+  s.y.assign(y.data_ptr<int64_t>(), y.data_ptr<int64_t>() + y.numel());
+  return s;
+}
+
+struct Answers {
+  std::vector<int64_t> pred;
+  std::vector<double> confidence;  // top-1 softmax probability
+  double cpu_seconds = 0.0;        // for the whole split, batches of `batch`
+};
+
+// A model over a subset of a split (all when `which` is empty), in batches: predictions and confidences.
+Answers answer(const Session& s, const SplitData& d, const std::vector<int64_t>& which, int64_t batch) {
+  const int64_t n = which.empty() ? d.n : static_cast<int64_t>(which.size());
+  const int64_t classes = s.output_size();
+  Answers a;
+  std::vector<float> x;
+  const double t0 = cpu_seconds();
+  for (int64_t lo = 0; lo < n; lo += batch) {
+    const int64_t hi = std::min(n, lo + batch);
+    x.clear();
+    for (int64_t i = lo; i < hi; ++i) {
+      const int64_t e = which.empty() ? i : which[static_cast<size_t>(i)];
+      x.insert(x.end(), d.x.begin() + e * d.example, d.x.begin() + (e + 1) * d.example);
+    }
+    const auto logits = s.run(x.data(), hi - lo);
+    for (int64_t i = 0; i < hi - lo; ++i) {
+      const float* row = logits.data() + i * classes;
+      const int64_t best = std::max_element(row, row + classes) - row;
+      double sum = 0.0;
+      for (int64_t c = 0; c < classes; ++c) sum += std::exp(static_cast<double>(row[c]) - row[best]);
+      a.pred.push_back(best);
+      a.confidence.push_back(1.0 / sum);
+    }
+  }
+  a.cpu_seconds = cpu_seconds() - t0;
+  return a;
+}
+
+struct Point {
+  double threshold, accuracy, student_share;
+};
+
+Point evaluate_threshold(double t, const Answers& student, const Answers& teacher, const SplitData& d) {
+  int64_t correct = 0, by_student = 0;
+  for (int64_t i = 0; i < d.n; ++i) {
+    const bool mine = student.confidence[static_cast<size_t>(i)] >= t;
+    by_student += mine;
+    const int64_t p = mine ? student.pred[static_cast<size_t>(i)] : teacher.pred[static_cast<size_t>(i)];
+    correct += p == d.y[static_cast<size_t>(i)];
+  }
+  return {t, static_cast<double>(correct) / static_cast<double>(d.n),
+          static_cast<double>(by_student) / static_cast<double>(d.n)};
+}
+
+double accuracy(const Answers& a, const SplitData& d) {
+  int64_t correct = 0;
+  for (int64_t i = 0; i < d.n; ++i) correct += a.pred[static_cast<size_t>(i)] == d.y[static_cast<size_t>(i)];
+  return static_cast<double>(correct) / static_cast<double>(d.n);
+}
+
+// The threshold that leaves the most examples to the student with validation accuracy >= target (the
+// candidates: every confidence the student gave on validation, and 0 and 1.0000001 = all to the teacher).
+Point choose(const Answers& student, const Answers& teacher, const SplitData& val, double target) {
+  std::vector<double> candidates = student.confidence;
+  candidates.push_back(0.0);
+  candidates.push_back(1.0000001);
+  std::sort(candidates.begin(), candidates.end());
+  candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+  Point best{2.0, 0.0, -1.0};
+  for (double t : candidates) {  // ascending: the first that meets the target keeps the most for the student
+    const Point p = evaluate_threshold(t, student, teacher, val);
+    if (p.accuracy >= target && p.student_share > best.student_share) best = p;
+  }
+  return best;
+}
+
+// Batch-1 latency of the cascade per example over the first `count` test examples (student, then the teacher
+// when the student is under the threshold), each example timed alone: mean and p99 in ms.
+nlohmann::json cascade_latency(const Session& student, const Session& teacher, const SplitData& d, double t,
+                               int64_t count) {
+  std::vector<double> ms;
+  const int64_t classes = student.output_size();
+  for (int64_t i = 0; i < std::min(count, d.n); ++i) {
+    const float* x = d.x.data() + i * d.example;
+    const auto start = std::chrono::steady_clock::now();
+    const auto logits = student.run(x, 1);
+    const float top = *std::max_element(logits.begin(), logits.end());
+    double sum = 0.0;
+    for (int64_t c = 0; c < classes; ++c)
+      sum += std::exp(static_cast<double>(logits[static_cast<size_t>(c)]) - top);
+    if (1.0 / sum < t) (void)teacher.run(x, 1);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  double mean = 0.0;
+  for (double v : ms) mean += v;
+  mean /= static_cast<double>(ms.size());
+  std::sort(ms.begin(), ms.end());
+  return {{"mean_ms", mean},
+          {"p99_ms", ms[std::min(ms.size() - 1, ms.size() * 99 / 100)]},
+          {"examples", ms.size()}};
+}
+
+}  // namespace
+
+nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const Session& student,
+                               int threads) {
+  if (ctx.data.kind != "images")
+    return {
+        {"unavailable", "cascades are measured for image classifiers (this run is " + ctx.data.kind + ")"}};
+  auto* zoo = dynamic_cast<ZooTeacher*>(&ctx.teacher);
+  if (!zoo)
+    return {{"unavailable", "the teacher (" + ctx.teacher.describe() + ") cannot be exported to a .mighty"}};
+  if (ctx.data.images.val_x.size(0) == 0) return {{"unavailable", "the run has no validation split"}};
+  // The teacher as a server runs it: a .mighty beside model.mighty, on the runtime.
+  const std::string path =
+      (std::filesystem::path(ctx.pipeline.artifact).parent_path() / "teacher.fp32.mighty").string();
+  zoo->module()->eval();
+  export_fp32(zoo->module(), artifact_metadata(ctx.recipe, ctx.data, "teacher_fp32")).write(path);
+  const Session teacher(Artifact::open(path), threads);
+  fmt::print(stderr, "verify: cascade (teacher {} on the runtime, student int8): validation\n", path);
+  const int64_t batch = ctx.recipe.eval.throughput_batch;
+  const SplitData val = split_data(ctx.data, false), test = split_data(ctx.data, true);
+  const Answers sv = answer(student, val, {}, batch), tv = answer(teacher, val, {}, batch);
+  const double target =
+      spec.cascade_min_accuracy >= 0 ? spec.cascade_min_accuracy / 100.0 : accuracy(tv, val);
+  const Point chosen = choose(sv, tv, val, target);
+  fmt::print(stderr, "verify: cascade: test\n");
+  const Answers st = answer(student, test, {}, batch), tt = answer(teacher, test, {}, batch);
+  // The cascade itself, run: the student on everything, the teacher on what the student left.
+  std::vector<int64_t> deferred;
+  for (int64_t i = 0; i < test.n; ++i)
+    if (st.confidence[static_cast<size_t>(i)] < chosen.threshold) deferred.push_back(i);
+  const Answers again = answer(student, test, {}, batch);
+  const Answers rest = deferred.empty() ? Answers{} : answer(teacher, test, deferred, batch);
+  const double per_million = 1e6 / static_cast<double>(test.n);
+  const double cost_teacher = tt.cpu_seconds * per_million, cost_student = st.cpu_seconds * per_million,
+               cost_cascade = (again.cpu_seconds + rest.cpu_seconds) * per_million;
+  const Point on_test = evaluate_threshold(chosen.threshold, st, tt, test);
+  nlohmann::json curve = nlohmann::json::array();
+  for (int k = 0; k <= 20; ++k) {
+    const double t = k == 20 ? 1.0000001 : k / 20.0;
+    const Point p = evaluate_threshold(t, st, tt, test);
+    const double cost = cost_student + (1.0 - p.student_share) * tt.cpu_seconds * per_million;
+    curve.push_back({{"threshold", t},
+                     {"accuracy", p.accuracy},
+                     {"student_share", p.student_share},
+                     {"cpu_seconds_per_million", cost}});
+  }
+  nlohmann::json out = {{"teacher_file", std::filesystem::path(path).filename().string()},
+                        {"confidence", "probability"},
+                        {"selected_on", "validation"},
+                        {"validation",
+                         {{"target_accuracy", target},
+                          {"teacher_accuracy", accuracy(tv, val)},
+                          {"student_accuracy", accuracy(sv, val)},
+                          {"accuracy", chosen.accuracy},
+                          {"student_share", chosen.student_share},
+                          {"met", chosen.student_share >= 0}}},
+                        {"threshold", chosen.student_share >= 0 ? chosen.threshold : 1.0000001},
+                        {"test",
+                         {{"teacher_accuracy", accuracy(tt, test)},
+                          {"student_accuracy", accuracy(st, test)},
+                          {"accuracy", on_test.accuracy},
+                          {"student_share", on_test.student_share},
+                          {"examples", test.n}}},
+                        {"cpu_seconds_per_million",
+                         {{"teacher", cost_teacher},
+                          {"student", cost_student},
+                          {"cascade", cost_cascade},
+                          {"cascade_vs_teacher", cost_cascade / cost_teacher},
+                          {"batch", batch},
+                          {"threads", threads}}},
+                        {"latency_b1", cascade_latency(student, teacher, test, chosen.threshold,
+                                                       std::min<int64_t>(test.n, 2000))},
+                        {"curve_test", curve}};
+  if (spec.cpu_hour_price > 0) {
+    out["price_per_million"] = {{"cpu_hour_price", spec.cpu_hour_price},
+                                {"teacher", cost_teacher / 3600.0 * spec.cpu_hour_price},
+                                {"student", cost_student / 3600.0 * spec.cpu_hour_price},
+                                {"cascade", cost_cascade / 3600.0 * spec.cpu_hour_price}};
+  }
+  return out;
+}
+
+std::string cascade_markdown(const nlohmann::json& c) {
+  if (c.contains("unavailable"))
+    return fmt::format("\nCascade: not measured ({}).\n", c["unavailable"].get<std::string>());
+  const auto& v = c["validation"];
+  const auto& t = c["test"];
+  const auto& cost = c["cpu_seconds_per_million"];
+  std::string out = fmt::format(
+      "\n**Cascade** (int8 student first, {} when its top-1 probability < {:.4f}; threshold chosen on the "
+      "validation split for accuracy >= {:.2f}%{}):\n\n"
+      "| on the test split | accuracy | answered by the student | CPU-seconds per million predictions |\n"
+      "|---|---:|---:|---:|\n"
+      "| teacher only (runtime fp32) | {:.2f}% | 0% | {:.1f} |\n"
+      "| student only (runtime int8) | {:.2f}% | 100% | {:.1f} |\n"
+      "| cascade | {:.2f}% | {:.1f}% | {:.1f} ({:.1f}% of teacher-only) |\n\n"
+      "Cascade batch-1 latency over {} test examples: {:.4f} ms mean, {:.4f} ms p99. Costs: process CPU time "
+      "of "
+      "each run over the test split in batches of {} at {} thread(s); the cascade's is the student on "
+      "everything "
+      "plus the teacher on what it left, run.\n",
+      c["teacher_file"].get<std::string>(), c["threshold"].get<double>(),
+      100.0 * v["target_accuracy"].get<double>(),
+      v["met"].get<bool>() ? "" : " — **not reachable on validation: everything goes to the teacher**",
+      100.0 * t["teacher_accuracy"].get<double>(), cost["teacher"].get<double>(),
+      100.0 * t["student_accuracy"].get<double>(), cost["student"].get<double>(),
+      100.0 * t["accuracy"].get<double>(), 100.0 * t["student_share"].get<double>(),
+      cost["cascade"].get<double>(), 100.0 * cost["cascade_vs_teacher"].get<double>(),
+      c["latency_b1"]["examples"].get<int64_t>(), c["latency_b1"]["mean_ms"].get<double>(),
+      c["latency_b1"]["p99_ms"].get<double>(), cost["batch"].get<int64_t>(), cost["threads"].get<int>());
+  if (c.contains("price_per_million")) {
+    const auto& p = c["price_per_million"];
+    out += fmt::format(
+        "At {} per CPU-hour, per million predictions: teacher {:.4f}, student {:.4f}, cascade {:.4f}.\n",
+        p["cpu_hour_price"].get<double>(), p["teacher"].get<double>(), p["student"].get<double>(),
+        p["cascade"].get<double>());
+  }
+  out +=
+      "\nThe whole curve on the test split (cost: student on everything + teacher on the rest, from the "
+      "measured "
+      "per-example costs):\n\n| threshold | accuracy | student share | CPU-s per million "
+      "|\n|---:|---:|---:|---:|\n";
+  for (const auto& p : c["curve_test"]) {
+    out += fmt::format("| {:.2f} | {:.2f}% | {:.1f}% | {:.1f} |\n",
+                       std::min(1.0, p["threshold"].get<double>()), 100.0 * p["accuracy"].get<double>(),
+                       100.0 * p["student_share"].get<double>(), p["cpu_seconds_per_million"].get<double>());
+  }
+  return out;
+}
+
+}  // namespace mighty::compress
