@@ -312,10 +312,28 @@ TEST_CASE("compress end to end on a small subset: distill, quantize, export, ver
   REQUIRE(paired["ratio"].get<double>() ==
           Approx(paired["a_ms"].get<double>() / paired["b_ms"].get<double>()));
   REQUIRE(report["verify"]["speedup_b1"] == paired["ratio"]);
+  // The cascade: chosen on validation at >= the teacher's validation accuracy, measured on test; its threshold
+  // travels in the shipped file (for mighty-run serve) when the target was reachable.
+  const auto& cascade = report["verify"]["cascade"];
+  REQUIRE(cascade["selected_on"] == "validation");
+  REQUIRE(std::filesystem::exists(o.out_dir + "/teacher.fp32.mighty"));
+  const auto& cv = cascade["validation"];
+  if (cv["met"].get<bool>())
+    REQUIRE(cv["accuracy"].get<double>() >= cv["target_accuracy"].get<double>());
+  REQUIRE(cv["target_accuracy"] == cv["teacher_accuracy"]);
+  REQUIRE(cascade["test"]["examples"] == 300);
+  for (const char* k : {"teacher", "student", "cascade"})
+    REQUIRE(cascade["cpu_seconds_per_million"][k].get<double>() > 0);
+  REQUIRE(cascade["curve_test"].size() == 21);
+  REQUIRE(cascade["curve_test"][0]["student_share"] == 1.0);   // threshold 0: all to the student
+  REQUIRE(cascade["curve_test"][20]["student_share"] == 0.0);  // above 1: all to the teacher
+  REQUIRE(cascade["curve_test"][20]["accuracy"] == cascade["test"]["teacher_accuracy"]);
   // The shipped file carries its verify results.
   const Artifact shipped = Artifact::open(o.out_dir + "/model.mighty");
   REQUIRE(shipped.metadata()["verify"]["pass"] == true);
   REQUIRE(shipped.metadata()["role"] == "student_int8");
+  REQUIRE(shipped.metadata().contains("cascade") == cv["met"].get<bool>());
+  if (cv["met"].get<bool>()) REQUIRE(shipped.metadata()["cascade"]["threshold"] == cascade["threshold"]);
   REQUIRE(shipped.metadata()["onnx"]["files"] == nlohmann::json({"model.onnx", "student.fp32.onnx"}));
   REQUIRE(shipped.metadata()["onnx"]["checked_by"] == "onnxruntime 1.30.0");
   REQUIRE_THAT(describe_artifact(shipped),
