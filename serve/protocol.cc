@@ -153,7 +153,11 @@ Job make_job(const Model& m, const PredictRequest& r, const std::vector<size_t>&
       const auto x = input.images(reinterpret_cast<const uint8_t*>(raw.data()), 1);
       job.floats.insert(job.floats.end(), x.begin(), x.end());
     } else if (input.kind == "documents") {
-      job.sequences.push_back(m.documents->ids(raw));
+      try {
+        job.sequences.push_back(m.documents->ids(raw));
+      } catch (const Error& e) {
+        throw bad("unreadable_text", fmt::format("instance {}: {}", i, e.what()));
+      }
     } else {
       std::vector<int64_t> ids;
       try {

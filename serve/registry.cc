@@ -160,8 +160,9 @@ nlohmann::json describe(const Model& m) {
 }  // namespace
 
 int64_t Model::outputs_per_example() const {
+  // Token models: a language model's outputs for one position (the next token), or a classifier's classes.
   if (input().kind == "images" || input().kind == "documents") return session->output_size();
-  return per_token_output(*session) ? session->output_size(1) : session->output_size(1);
+  return session->output_size(1);
 }
 
 std::vector<double> probabilities(const float* scores, int64_t n) {
