@@ -312,14 +312,13 @@ TEST_CASE("compress end to end on a small subset: distill, quantize, export, ver
   REQUIRE(paired["ratio"].get<double>() ==
           Approx(paired["a_ms"].get<double>() / paired["b_ms"].get<double>()));
   REQUIRE(report["verify"]["speedup_b1"] == paired["ratio"]);
-  // The cascade: chosen on validation at >= the teacher's validation accuracy, measured on test; its threshold
-  // travels in the shipped file (for mighty-run serve) when the target was reachable.
+  // The cascade: chosen on validation at >= the teacher's validation accuracy, measured on test; its
+  // threshold travels in the shipped file (for mighty-run serve) when the target was reachable.
   const auto& cascade = report["verify"]["cascade"];
   REQUIRE(cascade["selected_on"] == "validation");
   REQUIRE(std::filesystem::exists(o.out_dir + "/teacher.fp32.mighty"));
   const auto& cv = cascade["validation"];
-  if (cv["met"].get<bool>())
-    REQUIRE(cv["accuracy"].get<double>() >= cv["target_accuracy"].get<double>());
+  if (cv["met"].get<bool>()) REQUIRE(cv["accuracy"].get<double>() >= cv["target_accuracy"].get<double>());
   REQUIRE(cv["target_accuracy"] == cv["teacher_accuracy"]);
   REQUIRE(cascade["test"]["examples"] == 300);
   for (const char* k : {"teacher", "student", "cascade"})
