@@ -49,7 +49,7 @@ struct Options {
   int64_t batch = 1, requests = 0, malformed = 0;
   std::string get;
   double seconds = 0.0, rate = 0.0;
-  bool arrays = false;
+  bool arrays = false, binary = false;
 };
 
 struct Shared {
@@ -62,8 +62,16 @@ struct Shared {
 };
 
 std::string body_for(const mighty::IdxArray& images, int64_t first, int64_t batch, int64_t pixels,
-                     bool arrays) {
+                     bool arrays, bool binary = false) {
   const int64_t count = images.dims[0];
+  if (binary) {  // application/octet-stream: the images' bytes back to back
+    std::string body;
+    for (int64_t k = 0; k < batch; ++k) {
+      const uint8_t* p = images.data.data() + ((first + k) % count) * pixels;
+      body.append(reinterpret_cast<const char*>(p), static_cast<size_t>(pixels));
+    }
+    return body;
+  }
   nlohmann::json instances = nlohmann::json::array();
   for (int64_t k = 0; k < batch; ++k) {
     const uint8_t* p = images.data.data() + ((first + k) % count) * pixels;
@@ -88,7 +96,7 @@ Bodies make_bodies(const Options& o, const mighty::IdxArray& images) {
   const int64_t n = std::max<int64_t>(1, std::min<int64_t>(256, images.dims[0] / o.batch));
   for (int64_t i = 0; i < n; ++i) {
     b.first.push_back((i * o.batch) % images.dims[0]);
-    b.bodies.push_back(body_for(images, b.first.back(), o.batch, pixels, o.arrays));
+    b.bodies.push_back(body_for(images, b.first.back(), o.batch, pixels, o.arrays, o.binary));
   }
   return b;
 }
@@ -99,7 +107,8 @@ void client_loop(const Options& o, const mighty::IdxArray& images, const Bodies&
   client.set_keep_alive(true);
   client.set_tcp_nodelay(true);
   client.set_read_timeout(30, 0);
-  const std::string path = "/v1/models/" + o.model + ":predict";
+  const std::string path = "/v1/models/" + o.model + ":predict" + (o.binary ? "?top_k=1" : "");
+  const char* type = o.binary ? "application/octet-stream" : "application/json";
   const double per_connection_interval = o.rate > 0 ? o.connections / o.rate : 0.0;
   int64_t sent = 0;
   for (;;) {
@@ -117,7 +126,7 @@ void client_loop(const Options& o, const mighty::IdxArray& images, const Bodies&
     const int64_t first = bodies.first[which];
     const std::string& body = bodies.bodies[which];
     const auto t0 = Clock::now();
-    auto res = client.Post(path.c_str(), body, "application/json");
+    auto res = client.Post(path.c_str(), body, type);
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     std::lock_guard lock(shared.mutex);
     if (!res) {
@@ -228,6 +237,7 @@ int main(int argc, char** argv) {
   app.add_option("--rate", o.rate, "Total requests/s (default: as fast as answers come)")
       ->check(CLI::Range(0.0, 1e7));
   app.add_flag("--arrays", o.arrays, "Send pixels as JSON arrays (default base64)");
+  app.add_flag("--binary", o.binary, "Send raw pixel bytes (application/octet-stream) instead of JSON");
   app.add_option("--malformed", o.malformed, "Send this many bad requests (ten kinds) instead")
       ->check(CLI::Range(int64_t{0}, int64_t{100000}));
   app.add_option("--get", o.get, "Only GET this path and print the status, then the body");
@@ -275,6 +285,9 @@ int main(int argc, char** argv) {
     nlohmann::json out = {
         {"connections", o.connections},
         {"batch", o.batch},
+        {"body", o.binary   ? "binary"
+                 : o.arrays ? "json arrays"
+                            : "json base64"},
         {"rate_asked", o.rate},
         {"seconds", seconds},
         {"requests", requests},

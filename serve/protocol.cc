@@ -1,6 +1,7 @@
 #include "serve/protocol.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -136,6 +137,38 @@ PredictRequest parse_predict(const std::string& body, const InputSpec& input, in
     r.raw.push_back(input.kind == "images" ? read_image(instances[i], i, input.example_size())
                                            : read_text(instances[i], i));
   }
+  return r;
+}
+
+PredictRequest parse_predict_binary(const std::string& body, const InputSpec& input, int64_t max_items,
+                                    const std::string& top_k, const std::string& logits) {
+  PredictRequest r;
+  if (!top_k.empty()) {
+    char* end = nullptr;
+    const long k = std::strtol(top_k.c_str(), &end, 10);
+    if (*end != '\0' || k < 1 || k > 1000)
+      throw bad("wrong_type", "top_k=" + top_k + ": expected an integer 1..1000");
+    r.top_k = k;
+  }
+  if (!logits.empty()) {
+    if (logits != "true" && logits != "false")
+      throw bad("wrong_type", "logits=" + logits + ": expected true or false");
+    r.logits = logits == "true";
+  }
+  if (body.empty()) throw bad("no_instances", "the body is empty");
+  if (input.kind != "images") {
+    r.raw.push_back(body);
+    return r;
+  }
+  const auto pixels = static_cast<size_t>(input.example_size());
+  if (body.size() % pixels != 0)
+    throw bad("wrong_size",
+              fmt::format("{} bytes is not a whole number of {}-pixel images", body.size(), pixels));
+  const size_t n = body.size() / pixels;
+  if (static_cast<int64_t>(n) > max_items)
+    throw RequestError(413, "too_many_items",
+                       fmt::format("{} images; this server takes at most {} per request", n, max_items));
+  for (size_t i = 0; i < n; ++i) r.raw.push_back(body.substr(i * pixels, pixels));
   return r;
 }
 

@@ -40,6 +40,11 @@ struct PredictRequest {
 
 // Reads a request for a model whose input is `input`; at most `max_items` instances.
 PredictRequest parse_predict(const std::string& body, const InputSpec& input, int64_t max_items);
+// The binary form (Content-Type: application/octet-stream): image models take the pixels of N images back to
+// back (N x the pixel count bytes), other models one raw text; top_k and logits come from the query string
+// ("" when absent).
+PredictRequest parse_predict_binary(const std::string& body, const InputSpec& input, int64_t max_items,
+                                    const std::string& top_k, const std::string& logits);
 
 // The instances `which` (indices into r.raw) in the model's input form.
 Job make_job(const Model& m, const PredictRequest& r, const std::vector<size_t>& which);

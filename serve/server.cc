@@ -67,12 +67,21 @@ struct Server::Impl {
     metrics.error(model, kind);
   }
 
+  // A predict request in JSON, or raw bytes (application/octet-stream), for a model reading `input`.
+  PredictRequest read_request(const httplib::Request& req, const InputSpec& input) {
+    if (req.get_header_value("Content-Type").rfind("application/octet-stream", 0) == 0) {
+      return parse_predict_binary(req.body, input, options.max_items, req.get_param_value("top_k"),
+                                  req.get_param_value("logits"));
+    }
+    return parse_predict(req.body, input, options.max_items);
+  }
+
   // Runs a job on a model's batcher and waits for its rows.
   JobResult run(const Model& m, Job job) { return m.batcher->submit(std::move(job)).get(); }
 
-  void predict_model(const Model& m, const std::string& body, httplib::Response& res) {
+  void predict_model(const Model& m, const httplib::Request& req, httplib::Response& res) {
     const auto t0 = Clock::now();
-    const PredictRequest r = parse_predict(body, m.input(), options.max_items);
+    const PredictRequest r = read_request(req, m.input());
     std::vector<size_t> all(r.raw.size());
     for (size_t i = 0; i < all.size(); ++i) all[i] = i;
     const JobResult out = run(m, make_job(m, r, all));
@@ -90,7 +99,7 @@ struct Server::Impl {
     metrics.batch(m.name, out.batch_examples);
   }
 
-  void predict_cascade(const Cascade& c, const std::string& body, httplib::Response& res) {
+  void predict_cascade(const Cascade& c, const httplib::Request& req, httplib::Response& res) {
     const auto t0 = Clock::now();
     const auto student = registry.model(c.student), teacher = registry.model(c.teacher);
     if (!student || !teacher)
@@ -107,7 +116,7 @@ struct Server::Impl {
       throw RequestError(500, "input_mismatch",
                          fmt::format("cascade {}: {} reads {}, {} reads {}", c.name, c.student,
                                      student->input().kind, c.teacher, teacher->input().kind));
-    const PredictRequest r = parse_predict(body, student->input(), options.max_items);
+    const PredictRequest r = read_request(req, student->input());
     std::vector<size_t> all(r.raw.size());
     for (size_t i = 0; i < all.size(); ++i) all[i] = i;
     const JobResult first = run(*student, make_job(*student, r, all));
@@ -160,10 +169,10 @@ struct Server::Impl {
     try {
       if (const auto c = registry.cascade(name)) {
         label = name;
-        predict_cascade(*c, req.body, res);
+        predict_cascade(*c, req, res);
       } else if (const auto m = registry.model(name)) {
         label = name;
-        predict_model(*m, req.body, res);
+        predict_model(*m, req, res);
       } else {
         throw RequestError(404, "unknown_model", fmt::format("no model or cascade named \"{}\"", name));
       }

@@ -264,6 +264,23 @@ TEST_CASE("over HTTP — predictions, versions, errors, metrics, hot reload and 
   }
   const std::string v1 = j["version"];
   CHECK(v1.size() == 16);
+  // The binary form: the same two images' bytes back to back, options in the query string.
+  {
+    const std::string raw(pixels.begin(), pixels.begin() + 2 * kPixels);
+    auto res = client.Post("/v1/models/tiny:predict?top_k=2&logits=true", raw, "application/octet-stream");
+    REQUIRE(res);
+    REQUIRE(res->status == 200);
+    const auto b = nlohmann::json::parse(res->body);
+    REQUIRE(b["predictions"].size() == 2);
+    for (int i = 0; i < 2; ++i) {
+      CHECK(b["predictions"][i]["logits"] == j["predictions"][i]["logits"]);
+      CHECK(b["predictions"][i]["top"].size() == 2);
+    }
+    res = client.Post("/v1/models/tiny:predict", raw.substr(1), "application/octet-stream");
+    REQUIRE(res);
+    CHECK(res->status == 400);
+    CHECK(nlohmann::json::parse(res->body)["kind"] == "wrong_size");
+  }
 
   // Errors through HTTP: unknown model, no route, too large, and the metrics count them.
   std::tie(status, j) = post("/v1/models/nobody:predict", ok_body);
@@ -276,13 +293,13 @@ TEST_CASE("over HTTP — predictions, versions, errors, metrics, hot reload and 
   CHECK(j["kind"] == "body_too_large");
   auto metrics = client.Get("/metrics");
   REQUIRE(metrics);
-  CHECK(metrics->body.find("mighty_request_errors_total{model=\"tiny\",kind=\"wrong_size\"} 1") !=
+  CHECK(metrics->body.find("mighty_request_errors_total{model=\"tiny\",kind=\"wrong_size\"} 2") !=
         std::string::npos);
   CHECK(metrics->body.find("mighty_request_errors_total{model=\"\",kind=\"unknown_model\"} 1") !=
         std::string::npos);
-  CHECK(metrics->body.find("mighty_requests_total{model=\"tiny\",code=\"200\"} 1") != std::string::npos);
+  CHECK(metrics->body.find("mighty_requests_total{model=\"tiny\",code=\"200\"} 2") != std::string::npos);
   CHECK(metrics->body.find(
-            "mighty_request_duration_seconds_bucket{model=\"tiny\",stage=\"total\",le=\"+Inf\"} 1") !=
+            "mighty_request_duration_seconds_bucket{model=\"tiny\",stage=\"total\",le=\"+Inf\"} 2") !=
         std::string::npos);
   auto health = client.Get("/healthz");
   REQUIRE(health);
