@@ -126,6 +126,12 @@ CLI::App* add_serve(CLI::App& app, Args& a) {
   serve->add_option("--port-file", o.port_file, "Write the port here once listening");
   serve->add_option("--threads", o.threads, "Kernel threads per model (default 1)")
       ->check(CLI::Range(1, 256));
+  serve
+      ->add_option(
+          "--workers", o.workers,
+          "Batches of one model run at once (default 2; one that finds the kernel pool busy runs on its own "
+          "thread)")
+      ->check(CLI::Range(1, 64));
   serve->add_option("--http-threads", o.http_threads, "Connections served at once (default 16)")
       ->check(CLI::Range(1, 1024));
   serve->add_option("--max-batch", o.max_batch, "Most examples per model run (default 64)")

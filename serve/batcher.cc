@@ -1,5 +1,6 @@
 #include "serve/batcher.h"
 
+#include <algorithm>
 #include <exception>
 
 namespace mighty::serve {
@@ -13,7 +14,9 @@ bool QueueLimit::try_acquire(int64_t n) {
 }
 
 Batcher::Batcher(Runner run, Options options, QueueLimit& limit)
-    : run_(std::move(run)), options_(options), limit_(limit), worker_([this] { work(); }) {}
+    : run_(std::move(run)), options_(options), limit_(limit) {
+  for (int i = 0; i < std::max(1, options_.workers); ++i) workers_.emplace_back([this] { work(); });
+}
 
 Batcher::~Batcher() {
   {
@@ -21,7 +24,7 @@ Batcher::~Batcher() {
     stopping_ = true;
   }
   wake_.notify_all();
-  worker_.join();
+  for (auto& w : workers_) w.join();
 }
 
 std::future<JobResult> Batcher::submit(Job job) {

@@ -1,4 +1,4 @@
-// Dynamic micro-batching for one loaded model: requests of any size are queued, and one worker thread runs
+// Dynamic micro-batching for one loaded model: requests of any size are queued, and worker threads run
 // them together in batches of at most `max_batch` examples — whatever is queued when it is free, after
 // waiting at most `max_delay` from the oldest request for more to arrive. Each request gets back exactly its
 // own rows. The examples queued over all models are bounded (QueueLimit): past it a submit is refused at
@@ -57,6 +57,7 @@ class Batcher {
   struct Options {
     int64_t max_batch = 64;
     std::chrono::microseconds max_delay{0};
+    int workers = 1;  // batches run at once (each on the session's pool when free, else on its own thread)
   };
   Batcher(Runner run, Options options, QueueLimit& limit);
   ~Batcher();  // runs what is queued, then stops the worker
@@ -81,7 +82,7 @@ class Batcher {
   std::deque<Pending> queue_;
   int64_t queued_examples_ = 0;
   bool stopping_ = false;
-  std::thread worker_;  // last: starts after everything above exists
+  std::vector<std::thread> workers_;  // last: start after everything above exists
 };
 
 }  // namespace mighty::serve

@@ -1,5 +1,6 @@
 #include "serve/server.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -56,7 +57,8 @@ struct Server::Impl {
       : options(std::move(o)),
         limit(options.max_queue),
         registry(options.dir,
-                 {options.threads, {options.max_batch, std::chrono::microseconds(options.max_delay_us)}},
+                 {options.threads,
+                  {options.max_batch, std::chrono::microseconds(options.max_delay_us), options.workers}},
                  limit, metrics) {}
 
   void reply_error(httplib::Response& res, int status, const std::string& model, const std::string& kind,
@@ -305,6 +307,12 @@ int serve(const ServeOptions& options) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // Every batch allocates activations of a few MB. glibc's defaults give such blocks back to the kernel on
+  // free (mmap, and the worker threads' arenas trimmed with madvise), so the next batch page-faults them in
+  // again: a third of the server's CPU under load (perf), 42k -> 66k examples/s on the default student at 2
+  // cores. Keep them: blocks below 64 MiB come from the heap, and free memory is trimmed past 256 MiB only.
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   Server server(options);
   std::thread waiter([&] {
     int sig = 0;

@@ -19,6 +19,7 @@ struct ServeOptions {
   int port = 8080;        // 0: any free port (see port_file)
   std::string port_file;  // written (atomically) with the bound port once the server listens
   int threads = 1;        // kernel threads per model
+  int workers = 2;        // batches of one model run at once
   int http_threads = 16;  // connections served at once
   int64_t max_batch = 64;
   int64_t max_delay_us = 0;
