@@ -39,6 +39,20 @@ bool per_token_output(const Session& s) {
   return s.graph().nodes()[static_cast<size_t>(s.graph().output())].shape.size() > 1;
 }
 
+// A batch's outputs back to its jobs: each job its own `count x per` rows, in order.
+std::vector<std::vector<float>> split_rows(const std::vector<float>& y, const std::vector<const Job*>& jobs,
+                                           int64_t per) {
+  std::vector<std::vector<float>> out;
+  size_t at = 0;
+  for (const Job* j : jobs) {
+    const auto n = static_cast<size_t>(j->count * per);
+    out.emplace_back(y.begin() + static_cast<std::ptrdiff_t>(at),
+                     y.begin() + static_cast<std::ptrdiff_t>(at + n));
+    at += n;
+  }
+  return out;
+}
+
 // The batch runner of a model, by input kind.
 Batcher::Runner make_runner(const Model& m) {
   const Session& s = *m.session;
@@ -52,15 +66,7 @@ Batcher::Runner make_runner(const Model& m) {
       x.reserve(static_cast<size_t>(total * s.input_spec().example_size()));
       for (const Job* j : jobs) x.insert(x.end(), j->floats.begin(), j->floats.end());
       const std::vector<float> y = s.run(x.data(), total);
-      std::vector<std::vector<float>> out;
-      size_t at = 0;
-      for (const Job* j : jobs) {
-        const size_t n = static_cast<size_t>(j->count * per);
-        out.emplace_back(y.begin() + static_cast<std::ptrdiff_t>(at),
-                         y.begin() + static_cast<std::ptrdiff_t>(at + n));
-        at += n;
-      }
-      return out;
+      return split_rows(y, jobs, per);
     };
   }
   if (kind == "documents") {  // one run, padded with -1 (EmbeddingBag skips padding)
@@ -76,15 +82,7 @@ Batcher::Runner make_runner(const Model& m) {
       for (const Job* j : jobs)
         for (const auto& seq : j->sequences) std::copy(seq.begin(), seq.end(), ids.begin() + row++ * length);
       const std::vector<float> y = s.run_tokens(ids.data(), total, length);
-      std::vector<std::vector<float>> out;
-      size_t at = 0;
-      for (const Job* j : jobs) {
-        const size_t n = static_cast<size_t>(j->count * per);
-        out.emplace_back(y.begin() + static_cast<std::ptrdiff_t>(at),
-                         y.begin() + static_cast<std::ptrdiff_t>(at + n));
-        at += n;
-      }
-      return out;
+      return split_rows(y, jobs, per);
     };
   }
   // Token models: each sequence alone (lengths differ); a language model's answer is its last position's.
