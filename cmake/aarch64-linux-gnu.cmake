@@ -11,7 +11,8 @@ set(CMAKE_CXX_COMPILER clang++)
 set(CMAKE_CXX_COMPILER_TARGET aarch64-linux-gnu)
 set(CMAKE_LIBRARY_ARCHITECTURE aarch64-linux-gnu)
 # Each function and object in its own section, and the linker drops those nothing uses: the static mighty-run
-# stripped goes from 3.2 MB to 1.4 MB (most of the C++ library's iostream and locale code is never reached).
+# stripped goes from 3.16 MB to 2.63 MB (-Os everywhere would give 2.44 MB: glibc, libstdc++ locales, CLI11
+# and the utf8proc tables are most of what is left).
 set(CMAKE_C_FLAGS_INIT "-ffunction-sections -fdata-sections")
 set(CMAKE_CXX_FLAGS_INIT "-ffunction-sections -fdata-sections")
 set(CMAKE_EXE_LINKER_FLAGS_INIT "-static -Wl,--gc-sections")
