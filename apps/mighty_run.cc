@@ -184,12 +184,10 @@ void run_emails(const mighty::Session& session, const Args& a) {
     const std::string raw = mighty::read_file(path);
     const auto ids = model.ids(raw);
     const auto scores = model.run(raw);
-    std::vector<double> p(scores.begin(), scores.end());
-    const double top = *std::max_element(p.begin(), p.end());
-    double sum = 0.0;
-    for (double& v : p) sum += (v = std::exp(v - top));
+    const std::vector<double> p =
+        mighty::softmax_probabilities(scores.data(), static_cast<int64_t>(scores.size()));
     const int64_t best = std::max_element(p.begin(), p.end()) - p.begin();
-    fmt::print("{}\t{}\t{:.4f}\t({} tokens){}\n", path, label_of(session, best), p[best] / sum, ids.size(),
+    fmt::print("{}\t{}\t{:.4f}\t({} tokens){}\n", path, label_of(session, best), p[best], ids.size(),
                a.logits ? hex_outputs(scores.data(), static_cast<int64_t>(scores.size())) : "");
   }
 }

@@ -20,28 +20,11 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/io/idx.h"
+#include "serve/protocol.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string base64(const uint8_t* p, size_t n) {
-  static const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < n; i += 3) {
-    const uint32_t w = (uint32_t{p[i]} << 16) | (uint32_t{p[i + 1]} << 8) | p[i + 2];
-    for (int k = 3; k >= 0; --k) out += a[(w >> (6 * k)) & 63];
-  }
-  if (i < n) {
-    const uint32_t w = (uint32_t{p[i]} << 16) | (i + 1 < n ? uint32_t{p[i + 1]} << 8 : 0);
-    out += a[(w >> 18) & 63];
-    out += a[(w >> 12) & 63];
-    out += i + 1 < n ? a[(w >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
 
 struct Options {
   std::string host = "127.0.0.1", model, images;
@@ -78,7 +61,7 @@ std::string body_for(const mighty::IdxArray& images, int64_t first, int64_t batc
     if (arrays)
       instances.push_back(std::vector<int>(p, p + pixels));
     else
-      instances.push_back({{"b64", base64(p, static_cast<size_t>(pixels))}});
+      instances.push_back({{"b64", mighty::serve::encode_base64(p, static_cast<size_t>(pixels))}});
   }
   return nlohmann::json({{"instances", instances}, {"top_k", 1}}).dump();
 }

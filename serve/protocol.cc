@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "runtime/error.h"
+#include "runtime/exec/tasks.h"
 #include "runtime/format/metadata.h"
 
 namespace mighty::serve {
@@ -63,6 +64,21 @@ std::string read_text(const nlohmann::json& v, size_t index) {
 }
 
 }  // namespace
+
+std::string encode_base64(const uint8_t* p, size_t n) {
+  static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((n + 2) / 3 * 4);
+  for (size_t i = 0; i < n; i += 3) {
+    const uint32_t w = (uint32_t{p[i]} << 16) | (i + 1 < n ? uint32_t{p[i + 1]} << 8 : 0) |
+                       (i + 2 < n ? uint32_t{p[i + 2]} : 0);
+    out += alphabet[(w >> 18) & 63];
+    out += alphabet[(w >> 12) & 63];
+    out += i + 1 < n ? alphabet[(w >> 6) & 63] : '=';
+    out += i + 2 < n ? alphabet[w & 63] : '=';
+  }
+  return out;
+}
 
 bool decode_base64(const std::string& text, std::string& out) {
   out.clear();
@@ -208,7 +224,7 @@ Job make_job(const Model& m, const PredictRequest& r, const std::vector<size_t>&
 
 nlohmann::json prediction(const Model& m, const float* scores, int64_t top_k, bool logits) {
   const int64_t n = m.outputs_per_example();
-  const std::vector<double> p = probabilities(scores, n);
+  const std::vector<double> p = softmax_probabilities(scores, n);
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   const auto k = static_cast<size_t>(std::min(top_k, n));

@@ -57,5 +57,6 @@ std::string error_body(const std::string& kind, const std::string& message);
 
 // RFC 4648 base64 (padding required, no whitespace); false when `text` is not that.
 bool decode_base64(const std::string& text, std::string& out);
+std::string encode_base64(const uint8_t* bytes, size_t size);  // for clients (the load generator, tests)
 
 }  // namespace mighty::serve

@@ -163,15 +163,6 @@ int64_t Model::outputs_per_example() const {
   return session->output_size(1);
 }
 
-std::vector<double> probabilities(const float* scores, int64_t n) {
-  std::vector<double> p(scores, scores + n);
-  const double top = *std::max_element(p.begin(), p.end());
-  double sum = 0.0;
-  for (double& v : p) sum += (v = std::exp(v - top));
-  for (double& v : p) v /= sum;
-  return p;
-}
-
 Registry::Registry(std::string dir, RegistryOptions options, QueueLimit& limit, Metrics& metrics)
     : dir_(std::move(dir)), options_(options), limit_(limit), metrics_(metrics) {}
 

@@ -84,7 +84,4 @@ class Registry {
   std::map<std::string, FileState> seen_;  // every file looked at, loaded or refused
 };
 
-// Softmax of one row of scores (double precision), in place.
-std::vector<double> probabilities(const float* scores, int64_t n);
-
 }  // namespace mighty::serve

@@ -14,6 +14,7 @@
 #include <httplib.h>
 
 #include "runtime/error.h"
+#include "runtime/exec/tasks.h"
 #include "runtime/io/atomic_file.h"
 #include "serve/protocol.h"
 #include "serve/registry.h"
@@ -34,7 +35,7 @@ const char* kJson = "application/json";
 
 // The student's confidence in its answer for one example.
 double confidence(const float* scores, int64_t n, const std::string& kind) {
-  std::vector<double> p = probabilities(scores, n);
+  std::vector<double> p = softmax_probabilities(scores, n);
   std::partial_sort(p.begin(), p.begin() + std::min<int64_t>(2, n), p.end(), std::greater<>());
   return kind == "margin" && n > 1 ? p[0] - p[1] : p[0];
 }

@@ -11,6 +11,7 @@
 #include "compress/models/teacher.h"
 #include "compress/passes/export.h"
 #include "runtime/error.h"
+#include "runtime/exec/tasks.h"
 
 namespace mighty::compress {
 namespace {
@@ -65,10 +66,8 @@ Answers answer(const Session& s, const SplitData& d, const std::vector<int64_t>&
     for (int64_t i = 0; i < hi - lo; ++i) {
       const float* row = logits.data() + i * classes;
       const int64_t best = std::max_element(row, row + classes) - row;
-      double sum = 0.0;
-      for (int64_t c = 0; c < classes; ++c) sum += std::exp(static_cast<double>(row[c]) - row[best]);
       a.pred.push_back(best);
-      a.confidence.push_back(1.0 / sum);
+      a.confidence.push_back(softmax_probabilities(row, classes)[static_cast<size_t>(best)]);
     }
   }
   a.cpu_seconds = cpu_seconds() - t0;
@@ -123,11 +122,8 @@ nlohmann::json cascade_latency(const Session& student, const Session& teacher, c
     const float* x = d.x.data() + i * d.example;
     const auto start = std::chrono::steady_clock::now();
     const auto logits = student.run(x, 1);
-    const float top = *std::max_element(logits.begin(), logits.end());
-    double sum = 0.0;
-    for (int64_t c = 0; c < classes; ++c)
-      sum += std::exp(static_cast<double>(logits[static_cast<size_t>(c)]) - top);
-    if (1.0 / sum < t) (void)teacher.run(x, 1);
+    const auto p = softmax_probabilities(logits.data(), classes);
+    if (*std::max_element(p.begin(), p.end()) < t) (void)teacher.run(x, 1);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
   double mean = 0.0;
@@ -165,15 +161,14 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
   const Point chosen = choose(sv, tv, val, target);
   fmt::print(stderr, "verify: cascade: test\n");
   const Answers st = answer(student, test, {}, batch), tt = answer(teacher, test, {}, batch);
-  // The cascade itself, run: the student on everything, the teacher on what the student left.
+  // The cascade, run: the student's pass over everything (above), then the teacher on what the student left.
   std::vector<int64_t> deferred;
   for (int64_t i = 0; i < test.n; ++i)
     if (st.confidence[static_cast<size_t>(i)] < chosen.threshold) deferred.push_back(i);
-  const Answers again = answer(student, test, {}, batch);
   const Answers rest = deferred.empty() ? Answers{} : answer(teacher, test, deferred, batch);
   const double per_million = 1e6 / static_cast<double>(test.n);
   const double cost_teacher = tt.cpu_seconds * per_million, cost_student = st.cpu_seconds * per_million,
-               cost_cascade = (again.cpu_seconds + rest.cpu_seconds) * per_million;
+               cost_cascade = (st.cpu_seconds + rest.cpu_seconds) * per_million;
   const Point on_test = evaluate_threshold(chosen.threshold, st, tt, test);
   nlohmann::json curve = nlohmann::json::array();
   for (int k = 0; k <= 20; ++k) {

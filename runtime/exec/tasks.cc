@@ -277,4 +277,13 @@ nlohmann::json benchmark(const Session& session, const InputSpec& spec, int64_t 
   return r;
 }
 
+std::vector<double> softmax_probabilities(const float* scores, int64_t n) {
+  std::vector<double> p(scores, scores + n);
+  const double top = *std::max_element(p.begin(), p.end());
+  double sum = 0.0;
+  for (double& v : p) sum += (v = std::exp(v - top));
+  for (double& v : p) v /= sum;
+  return p;
+}
+
 }  // namespace mighty

@@ -29,6 +29,10 @@ std::string generate(const Session& session, const InputSpec& spec, const std::s
 nlohmann::json evaluate_documents(const Session& session, const std::string& dir, int64_t limit = 0);
 
 // What benchmark runs on: real examples, or (all empty) a synthetic input, labelled as such in the result.
+// Softmax of one row of scores, in double precision. The confidence a cascade compares with its threshold is
+// the top entry: verify chooses the threshold with it and mighty-run serve applies it, so both use this.
+std::vector<double> softmax_probabilities(const float* scores, int64_t n);
+
 struct BenchInputs {
   std::string images;    // IDX images (image models): run i takes image i mod N, a batch the first ones
   std::string text;      // a UTF-8 text file (language models): windows of the context, as for images

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -84,28 +85,7 @@ std::vector<float> alone(const Session& s, const std::vector<uint8_t>& pixels) {
   return s.run(x.data(), n);
 }
 
-std::string b64(const std::vector<uint8_t>& bytes) {
-  static const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    const uint32_t w = (uint32_t{bytes[i]} << 16) | (uint32_t{bytes[i + 1]} << 8) | bytes[i + 2];
-    for (int k = 3; k >= 0; --k) out += a[(w >> (6 * k)) & 63];
-  }
-  if (i + 1 == bytes.size()) {
-    const uint32_t w = uint32_t{bytes[i]} << 16;
-    out += a[(w >> 18) & 63];
-    out += a[(w >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == bytes.size()) {
-    const uint32_t w = (uint32_t{bytes[i]} << 16) | (uint32_t{bytes[i + 1]} << 8);
-    out += a[(w >> 18) & 63];
-    out += a[(w >> 12) & 63];
-    out += a[(w >> 6) & 63];
-    out += '=';
-  }
-  return out;
-}
+std::string b64(const std::vector<uint8_t>& bytes) { return encode_base64(bytes.data(), bytes.size()); }
 
 }  // namespace
 
@@ -166,6 +146,19 @@ TEST_CASE("base64 is decoded exactly and anything else is refused") {
     for (size_t i = 0; i < n; ++i) bytes[i] = static_cast<uint8_t>(200 + 7 * i);
     REQUIRE(decode_base64(b64(bytes), out));
     CHECK(std::string(bytes.begin(), bytes.end()) == out);
+  }
+  // RFC 4648's own test vectors.
+  const std::pair<const char*, const char*> vectors[] = {{"", ""},
+                                                         {"f", "Zg=="},
+                                                         {"fo", "Zm8="},
+                                                         {"foo", "Zm9v"},
+                                                         {"foob", "Zm9vYg=="},
+                                                         {"fooba", "Zm9vYmE="},
+                                                         {"foobar", "Zm9vYmFy"}};
+  for (const auto& [plain, coded] : vectors) {
+    CHECK(encode_base64(reinterpret_cast<const uint8_t*>(plain), std::strlen(plain)) == coded);
+    REQUIRE(decode_base64(coded, out));
+    CHECK(out == plain);
   }
   for (const char* bad : {"A", "AB=C", "A===", "AB!D", "AA==AAAA", "=AAA"})
     CHECK_FALSE(decode_base64(bad, out));
