@@ -182,11 +182,11 @@ struct Args {
   Common train_args, eval_args, export_args, compress_args;
   bool resume = false, compress_resume = false, export_int8 = false;
   int64_t stop_after = 0, compress_stop_after = 0;
-  std::string weights;
+  std::string weights, report_dir;
 };
 
 struct Verbs {
-  CLI::App *train, *eval, *export_cmd, *compress;
+  CLI::App *train, *eval, *export_cmd, *compress, *report;
 };
 
 Verbs declare_verbs(CLI::App& app, Args& a) {
@@ -226,6 +226,9 @@ Verbs declare_verbs(CLI::App& app, Args& a) {
                    "Stop a training run after this many steps, as if interrupted (resume later)")
       ->check(CLI::PositiveNumber);
 
+  v.report = app.add_subcommand(
+      "report", "Write a compress run's report.md and report.html again from its report.json");
+  v.report->add_option("run", a.report_dir, "Run directory (the --out of mighty compress)")->required();
   return v;
 }
 
@@ -268,6 +271,10 @@ int dispatch(const CLI::App& app, const Verbs& v, Args& a, int argc, char** argv
     const auto report = mighty::compress::run_compress(recipe, options);
     (void)report;  // a run stopped with --stop-after is continued with --resume
     return finish(0);
+  }
+  if (v.report->parsed()) {
+    fmt::print("{}\n", mighty::compress::rewrite_reports(a.report_dir));
+    return 0;
   }
   if (v.export_cmd->parsed()) {
     auto [recipe, options] = start(a.export_args);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -76,18 +77,24 @@ Answers answer(const Session& s, const SplitData& d, const std::vector<int64_t>&
 
 struct Point {
   double threshold, accuracy, student_share;
+  int64_t gain = 0,
+          loss = 0;  // examples the student answers right where the teacher is wrong, and the reverse
 };
 
 Point evaluate_threshold(double t, const Answers& student, const Answers& teacher, const SplitData& d) {
-  int64_t correct = 0, by_student = 0;
+  int64_t correct = 0, by_student = 0, gain = 0, loss = 0;
   for (int64_t i = 0; i < d.n; ++i) {
     const bool mine = student.confidence[static_cast<size_t>(i)] >= t;
     by_student += mine;
-    const int64_t p = mine ? student.pred[static_cast<size_t>(i)] : teacher.pred[static_cast<size_t>(i)];
-    correct += p == d.y[static_cast<size_t>(i)];
+    const int64_t y = d.y[static_cast<size_t>(i)];
+    const bool s_right = student.pred[static_cast<size_t>(i)] == y,
+               t_right = teacher.pred[static_cast<size_t>(i)] == y;
+    correct += mine ? s_right : t_right;
+    gain += mine && s_right && !t_right;
+    loss += mine && !s_right && t_right;
   }
   return {t, static_cast<double>(correct) / static_cast<double>(d.n),
-          static_cast<double>(by_student) / static_cast<double>(d.n)};
+          static_cast<double>(by_student) / static_cast<double>(d.n), gain, loss};
 }
 
 double accuracy(const Answers& a, const SplitData& d) {
@@ -96,9 +103,23 @@ double accuracy(const Answers& a, const SplitData& d) {
   return static_cast<double>(correct) / static_cast<double>(d.n);
 }
 
-// The threshold that leaves the most examples to the student with validation accuracy >= target (the
-// candidates: every confidence the student gave on validation, and 0 and 1.0000001 = all to the teacher).
-Point choose(const Answers& student, const Answers& teacher, const SplitData& val, double target) {
+// Whether the cascade at validation point `p` meets the target with `z` standard errors to spare. Against the
+// teacher (`vs_teacher`), the paired difference: the cascade differs from the teacher only on examples the
+// student answers, gaining `gain` (student right, teacher wrong) and losing `loss` (the reverse); the
+// difference (gain - loss) / n has a standard error of about sqrt(gain + loss) / n, so the rule is
+// gain - loss >= z * sqrt(gain + loss). Against a fixed accuracy: accuracy - z * sqrt(acc (1 - acc) / n).
+bool meets(const Point& p, double target, bool vs_teacher, double z, int64_t n) {
+  if (vs_teacher)
+    return static_cast<double>(p.gain - p.loss) >= z * std::sqrt(static_cast<double>(p.gain + p.loss));
+  const double se = std::sqrt(p.accuracy * (1.0 - p.accuracy) / static_cast<double>(n));
+  return p.accuracy - z * se >= target;
+}
+
+// The threshold that leaves the most examples to the student while the cascade meets the target on validation
+// (the candidates: every confidence the student gave on validation, and 0 and 1.0000001 = all to the
+// teacher).
+Point choose(const Answers& student, const Answers& teacher, const SplitData& val, double target,
+             bool vs_teacher, double z) {
   std::vector<double> candidates = student.confidence;
   candidates.push_back(0.0);
   candidates.push_back(1.0000001);
@@ -107,7 +128,7 @@ Point choose(const Answers& student, const Answers& teacher, const SplitData& va
   Point best{2.0, 0.0, -1.0};
   for (double t : candidates) {  // ascending: the first that meets the target keeps the most for the student
     const Point p = evaluate_threshold(t, student, teacher, val);
-    if (p.accuracy >= target && p.student_share > best.student_share) best = p;
+    if (meets(p, target, vs_teacher, z, val.n) && p.student_share > best.student_share) best = p;
   }
   return best;
 }
@@ -156,9 +177,9 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
   const int64_t batch = ctx.recipe.eval.throughput_batch;
   const SplitData val = split_data(ctx.data, false), test = split_data(ctx.data, true);
   const Answers sv = answer(student, val, {}, batch), tv = answer(teacher, val, {}, batch);
-  const double target =
-      spec.cascade_min_accuracy >= 0 ? spec.cascade_min_accuracy / 100.0 : accuracy(tv, val);
-  const Point chosen = choose(sv, tv, val, target);
+  const bool vs_teacher = spec.cascade_min_accuracy < 0;
+  const double target = vs_teacher ? accuracy(tv, val) : spec.cascade_min_accuracy / 100.0;
+  const Point chosen = choose(sv, tv, val, target, vs_teacher, spec.cascade_margin_se);
   fmt::print(stderr, "verify: cascade: test\n");
   const Answers st = answer(student, test, {}, batch), tt = answer(teacher, test, {}, batch);
   // The cascade, run: the student's pass over everything (above), then the teacher on what the student left.
@@ -185,6 +206,10 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
                         {"selected_on", "validation"},
                         {"validation",
                          {{"target_accuracy", target},
+                          {"target", vs_teacher ? "teacher" : "recipe"},
+                          {"margin_se", spec.cascade_margin_se},
+                          {"gain", chosen.gain},
+                          {"loss", chosen.loss},
                           {"teacher_accuracy", accuracy(tv, val)},
                           {"student_accuracy", accuracy(sv, val)},
                           {"accuracy", chosen.accuracy},
@@ -224,7 +249,7 @@ std::string cascade_markdown(const nlohmann::json& c) {
   const auto& cost = c["cpu_seconds_per_million"];
   std::string out = fmt::format(
       "\n**Cascade** (int8 student first, {} when its top-1 probability < {:.4f}; threshold chosen on the "
-      "validation split for accuracy >= {:.2f}%{}):\n\n"
+      "validation split for accuracy >= {:.2f}% ({}) with {:.1f} standard error(s) to spare{}):\n\n"
       "| on the test split | accuracy | answered by the student | CPU-seconds per million predictions |\n"
       "|---|---:|---:|---:|\n"
       "| teacher only (runtime fp32) | {:.2f}% | 0% | {:.1f} |\n"
@@ -237,6 +262,14 @@ std::string cascade_markdown(const nlohmann::json& c) {
       "plus the teacher on what it left, run.\n",
       c["teacher_file"].get<std::string>(), c["threshold"].get<double>(),
       100.0 * v["target_accuracy"].get<double>(),
+      v.value("target", "teacher") != "teacher" ? std::string("the recipe's")
+      : v.contains("gain")
+          ? fmt::format(
+                "the teacher's; on validation the student answered {} right where the teacher was wrong "
+                "and {} the reverse",
+                v["gain"].get<int64_t>(), v["loss"].get<int64_t>())
+          : std::string("the teacher's"),
+      v.value("margin_se", 0.0),
       v["met"].get<bool>() ? "" : " — **not reachable on validation: everything goes to the teacher**",
       100.0 * t["teacher_accuracy"].get<double>(), cost["teacher"].get<double>(),
       100.0 * t["student_accuracy"].get<double>(), cost["student"].get<double>(),

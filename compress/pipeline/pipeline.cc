@@ -16,6 +16,7 @@
 #include "compress/passes/export.h"
 #include "compress/passes/prune.h"
 #include "compress/passes/quantize.h"
+#include "compress/pipeline/report_html.h"
 #include "compress/pipeline/stages.h"
 #include "compress/train/distributed.h"
 #include "compress/train/evaluate.h"
@@ -149,6 +150,26 @@ std::string report_markdown(const nlohmann::json& report) {
   return out;
 }
 
+std::string rewrite_reports(const std::string& dir) {
+  const std::string path = dir + "/report.json";
+  if (!std::filesystem::exists(path)) throw Error(path + ": no such file (is " + dir + " a compress run?)");
+  const auto report = nlohmann::json::parse(read_file(path), nullptr, /*allow_exceptions=*/false);
+  if (report.is_discarded() || !report.is_object()) throw Error(path + ": not a JSON object");
+  for (const char* key : {"recipe", "models", "stages"})
+    if (!report.contains(key)) throw Error(fmt::format("{}: no '{}' (not a compress report)", path, key));
+  if (!report.value("completed", false)) throw Error(path + ": the run did not complete");
+  std::string md, html;
+  try {
+    md = report_markdown(report);
+    html = report_html(report, md);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{}: not a report this mighty can read ({})", path, e.what()));
+  }
+  write_text(dir + "/report.md", md);
+  write_text(dir + "/report.html", html);
+  return dir + "/report.html";
+}
+
 namespace {
 
 // The student: a TorchScript or ONNX model lowered to the graph IR, or a zoo spec (from a checkpoint, or
@@ -279,6 +300,7 @@ nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options) {
   write_json(options.out_dir + "/report.json", report);
   const std::string md = report_markdown(report);
   write_text(options.out_dir + "/report.md", md);
+  write_text(options.out_dir + "/report.html", report_html(report, md));
   if (!options.quiet) fmt::print("{}", md);
   if (verified && !report["verify"]["pass"].get<bool>()) {
     std::string failed;

@@ -18,4 +18,8 @@ namespace mighty::compress {
 nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options);
 std::string report_markdown(const nlohmann::json& report);
 
+// `mighty report DIR`: report.md and report.html written again from DIR/report.json (a run made by an older
+// mighty gets today's page). Returns report.html's path.
+std::string rewrite_reports(const std::string& dir);
+
 }  // namespace mighty::compress

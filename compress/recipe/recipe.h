@@ -234,7 +234,8 @@ struct VerifySpec {
   int64_t threads = 0;  // every model is measured at this thread count; 0 = the run's (--threads)
   bool cascade = true;  // measure the student-first cascade (pipeline/cascade.h) where the run allows it
   double cascade_min_accuracy = -1.0;  // percent, the cascade's validation target; < 0 = the teacher's own
-  double cpu_hour_price = 0.0;         // price of one CPU-hour, for the cascade's cost table; 0 = no prices
+  double cascade_margin_se = 1.0;  // standard errors the cascade's validation result must clear its target by
+  double cpu_hour_price = 0.0;     // price of one CPU-hour, for the cascade's cost table; 0 = no prices
 };
 
 struct ExportSpec {

@@ -202,6 +202,18 @@ TEST_CASE("compress distills on a small subset and prints the side-by-side table
                           Catch::Contains("gain of distillation over scratch"));
   REQUIRE(std::filesystem::exists(dir / "run" / "report.json"));
   REQUIRE_THAT(slurp((dir / "run" / "report.md").string()), Catch::Contains("| distilled | 4 |"));
+  // report.html beside it; `mighty report` writes both again from report.json, to the byte.
+  const std::string html = slurp((dir / "run" / "report.html").string());
+  REQUIRE_THAT(html,
+               Catch::Contains("data-chart=\"training\"") && Catch::Contains("data-chart=\"quality_bytes\""));
+  std::filesystem::remove(dir / "run" / "report.html");
+  o = run(kMighty + " report " + (dir / "run").string());
+  REQUIRE(o.status == 0);
+  REQUIRE(slurp((dir / "run" / "report.html").string()) == html);
+  o = run(kMighty + " report " + dir.string());  // not a run directory
+  REQUIRE(o.status != 0);
+  REQUIRE(lines(o.err) == 1);
+  REQUIRE_THAT(o.err, Catch::Contains("report.json: no such file"));
   std::filesystem::remove_all(dir);
   std::filesystem::remove(recipe);
   std::filesystem::remove(no_stages);
@@ -484,6 +496,51 @@ TEST_CASE("wasm: the web page classifies a test image in headless Chromium, offl
   REQUIRE(wrong.status != 0);
   REQUIRE(wrong.err.find("expected 'not a class'") != std::string::npos);
   std::filesystem::remove_all(dir);
+}
+#endif
+
+#if defined(MIGHTY_WEB_PAGE)
+// A compress run's report.html in headless Chromium (tests/web/report-test.js): every model, training epoch
+// and cascade point report.json holds is drawn inside its chart, and nothing is fetched. The screenshot stays
+// at MIGHTY_REPORT_SCREENSHOT for people to look at.
+TEST_CASE("report.html draws every point of a run in headless Chromium, offline") {
+  const auto dir = std::filesystem::temp_directory_path() / ("mighty_report_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const auto recipe = write_temp("report.json", R"({
+  "name": "report", "seed": 5,
+  "data": {"kind": "images", "validation_size": 200, "train_limit": 512, "test_limit": 200},
+  "teacher": {"model": {"arch": "mlp", "hidden": [32]}, "train": {"epochs": 2, "batch_size": 64}},
+  "student": {"from_teacher": {"width": 0.5}},
+  "stages": [{"kind": "distill", "train": {"epochs": 3, "batch_size": 64}},
+             {"kind": "quantize", "activations": "static"}, {"kind": "export", "onnx": false},
+             {"kind": "verify", "onnxruntime": false, "latency_runs": 3}],
+  "eval": {"latency_runs": 3, "throughput_batch": 8}})");
+  auto o = run(kMighty + " compress " + recipe + " --threads 1 --out " + dir.string());
+  INFO(o.err);
+  REQUIRE(o.status == 0);
+  const char* data = std::getenv("MIGHTY_DATA");
+  const std::string cache = data ? data : std::string(std::getenv("HOME")) + "/.cache/mighty";
+  const std::string node = "NODE_PATH=" + cache +
+                           "/npm-playwright-core-1.64.1/node_modules node " MIGHTY_SOURCE_DIR
+                           "/tests/web/report-test.js --run ";
+  std::filesystem::remove(MIGHTY_REPORT_SCREENSHOT);
+  o = run(node + dir.string() + " --screenshot " MIGHTY_REPORT_SCREENSHOT);
+  INFO(o.out << o.err);
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out, Catch::Contains("training 3") && Catch::Contains("cascade_accuracy 22") &&
+                          Catch::Contains("nothing fetched"));
+  REQUIRE(std::filesystem::file_size(MIGHTY_REPORT_SCREENSHOT) > 10000);
+  // The check can fail: a page that lost a cascade point is caught.
+  std::string page = slurp((dir / "report.html").string());
+  const auto at = page.find("<circle class=\"point\" data-chart=\"cascade_accuracy\"");
+  REQUIRE(at != std::string::npos);
+  page.erase(at, page.find("</circle>", at) + 9 - at);
+  std::ofstream(dir / "report.html", std::ios::binary | std::ios::trunc) << page;
+  o = run(node + dir.string() + " --screenshot " + (dir / "broken.png").string());
+  REQUIRE(o.status != 0);
+  REQUIRE_THAT(o.err, Catch::Contains("chart 'cascade_accuracy' draws 21 points, report.json has 22"));
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove(recipe);
 }
 #endif
 

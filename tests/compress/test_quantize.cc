@@ -318,8 +318,18 @@ TEST_CASE("compress end to end on a small subset: distill, quantize, export, ver
   REQUIRE(cascade["selected_on"] == "validation");
   REQUIRE(std::filesystem::exists(o.out_dir + "/teacher.fp32.mighty"));
   const auto& cv = cascade["validation"];
-  if (cv["met"].get<bool>()) REQUIRE(cv["accuracy"].get<double>() >= cv["target_accuracy"].get<double>());
+  if (cv["met"].get<bool>()) {
+    REQUIRE(cv["accuracy"].get<double>() >= cv["target_accuracy"].get<double>());
+    // Against the teacher, with a margin: gains minus losses clear `margin_se` standard errors.
+    const double gain = cv["gain"].get<double>(), loss = cv["loss"].get<double>();
+    REQUIRE(gain - loss >= cv["margin_se"].get<double>() * std::sqrt(gain + loss));
+  }
+  REQUIRE(cv["target"] == "teacher");
+  REQUIRE(cv["margin_se"] == 1.0);
   REQUIRE(cv["target_accuracy"] == cv["teacher_accuracy"]);
+  // report.html draws the cascade's curve (21 points and the chosen threshold).
+  const std::string html = read_file(o.out_dir + "/report.html");
+  REQUIRE(html.find("data-chart=\"cascade_accuracy\" data-points=\"22\"") != std::string::npos);
   REQUIRE(cascade["test"]["examples"] == 300);
   for (const char* k : {"teacher", "student", "cascade"})
     REQUIRE(cascade["cpu_seconds_per_million"][k].get<double>() > 0);

@@ -14,6 +14,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const zlib = require('zlib');
+const { openOffline } = require('./offline-browser');
 
 function args() {
   const out = {};
@@ -67,33 +68,11 @@ function bmp({ rows, cols, pixels }) {
 
 async function main() {
   const a = args();
-  let chromium;
-  try {
-    ({ chromium } = require('playwright-core'));
-  } catch (e) {
-    fail('playwright-core not found (run MIGHTY_SETUP_WASM=1 scripts/setup; NODE_PATH must reach it)');
-  }
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mighty-page-'));
   const image = path.join(tmp, `test-${a.index}.bmp`);
   fs.writeFileSync(image, bmp(idxImage(a.images, Number(a.index))));
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu'],
-  });
-  const outside = [], seen = [];
+  const { browser, page, outside, seen, problems } = await openOffline({ width: 980, height: 620 }, fail);
   try {
-    const context = await browser.newContext({ viewport: { width: 980, height: 620 } });
-    await context.route('**/*', (route) => {
-      const url = route.request().url();
-      seen.push(url);
-      if (url.startsWith('file://')) return route.continue();
-      outside.push(url);
-      return route.abort();
-    });
-    const page = await context.newPage();
-    const problems = [];
-    page.on('pageerror', (e) => problems.push(e.message));
-    page.on('websocket', (ws) => outside.push(ws.url()));
     await page.goto('file://' + path.resolve(a.page));
     await page.waitForFunction(() => /ready/.test(document.getElementById('status').textContent), null,
                                { timeout: 30000 });
