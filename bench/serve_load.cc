@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <string>
@@ -224,6 +225,10 @@ int main(int argc, char** argv) {
   app.add_option("--malformed", o.malformed, "Send this many bad requests (ten kinds) instead")
       ->check(CLI::Range(int64_t{0}, int64_t{100000}));
   app.add_option("--get", o.get, "Only GET this path and print the status, then the body");
+  std::string post, body_file;
+  app.add_option("--post", post,
+                 "Only POST --body (a JSON file) to this path and print the status, then the body");
+  app.add_option("--body", body_file, "The body --post sends");
   CLI11_PARSE(app, argc, argv);
   try {
     if (!o.get.empty()) {
@@ -234,7 +239,19 @@ int main(int argc, char** argv) {
       fmt::print("{}\n{}", res->status, res->body);
       return 0;
     }
-    if (o.model.empty() || o.images.empty()) throw std::runtime_error("give --model and --images (or --get)");
+    if (!post.empty()) {
+      std::ifstream in(body_file, std::ios::binary);
+      if (body_file.empty() || !in) throw std::runtime_error("--post needs a readable --body file");
+      const std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      httplib::Client client(o.host, o.port);
+      auto res = client.Post(post.c_str(), body, "application/json");
+      if (!res)
+        throw std::runtime_error("POST " + post + ": no answer (" + httplib::to_string(res.error()) + ")");
+      fmt::print("{}\n{}", res->status, res->body);
+      return 0;
+    }
+    if (o.model.empty() || o.images.empty())
+      throw std::runtime_error("give --model and --images (or --get, or --post)");
     if (o.seconds <= 0 && o.requests <= 0 && o.malformed <= 0)
       throw std::runtime_error("give --seconds or --requests");
     const mighty::IdxArray images = mighty::read_idx(o.images);

@@ -6,11 +6,13 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <memory>
 
 #include <fmt/format.h>
 
 #include "compress/models/teacher.h"
 #include "compress/passes/export.h"
+#include "compress/train/evaluate.h"
 #include "runtime/error.h"
 #include "runtime/exec/tasks.h"
 
@@ -23,22 +25,20 @@ double cpu_seconds() {
   return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
-// One split as the runtime takes it: normalized floats [n][example] and the labels.
+// One split as the models take it: normalized images or token ids [n, ...], and the labels.
 struct SplitData {
-  std::vector<float> x;
+  torch::Tensor x;
   std::vector<int64_t> y;
-  int64_t n = 0, example = 0;
+  int64_t n = 0;
 };
 
 SplitData split_data(const Dataset& d, bool test) {
   const auto& xs = test ? d.images.test_x : d.images.val_x;
   const auto& ys = test ? d.images.test_y : d.images.val_y;
-  const auto x = normalize_images(xs, d.images.mean, d.images.std).to(torch::kFloat32).contiguous();
   const auto y = ys.to(torch::kInt64).contiguous();
   SplitData s;
-  s.n = x.size(0);
-  s.example = s.n ? x.numel() / s.n : 0;
-  s.x.assign(x.data_ptr<float>(), x.data_ptr<float>() + x.numel());
+  s.x = normalize_images(xs, d.images.mean, d.images.std).contiguous();
+  s.n = s.x.size(0);
   s.y.assign(y.data_ptr<int64_t>(), y.data_ptr<int64_t>() + y.numel());
   return s;
 }
@@ -50,22 +50,19 @@ struct Answers {
 };
 
 // A model over a subset of a split (all when `which` is empty), in batches: predictions and confidences.
-Answers answer(const Session& s, const SplitData& d, const std::vector<int64_t>& which, int64_t batch) {
+Answers answer(const Forward& model, const SplitData& d, const std::vector<int64_t>& which, int64_t batch) {
+  torch::NoGradGuard no_grad;
   const int64_t n = which.empty() ? d.n : static_cast<int64_t>(which.size());
-  const int64_t classes = s.output_size();
   Answers a;
-  std::vector<float> x;
+  const auto index = torch::tensor(which.empty() ? std::vector<int64_t>{0} : which, torch::kInt64);
   const double t0 = cpu_seconds();
   for (int64_t lo = 0; lo < n; lo += batch) {
     const int64_t hi = std::min(n, lo + batch);
-    x.clear();
-    for (int64_t i = lo; i < hi; ++i) {
-      const int64_t e = which.empty() ? i : which[static_cast<size_t>(i)];
-      x.insert(x.end(), d.x.begin() + e * d.example, d.x.begin() + (e + 1) * d.example);
-    }
-    const auto logits = s.run(x.data(), hi - lo);
+    const auto x = which.empty() ? d.x.slice(0, lo, hi) : d.x.index_select(0, index.slice(0, lo, hi));
+    const auto logits = model(x).to(torch::kFloat32).contiguous();
+    const int64_t classes = logits.size(1);
     for (int64_t i = 0; i < hi - lo; ++i) {
-      const float* row = logits.data() + i * classes;
+      const float* row = logits.data_ptr<float>() + i * classes;
       const int64_t best = std::max_element(row, row + classes) - row;
       a.pred.push_back(best);
       a.confidence.push_back(softmax_probabilities(row, classes)[static_cast<size_t>(best)]);
@@ -135,16 +132,16 @@ Point choose(const Answers& student, const Answers& teacher, const SplitData& va
 
 // Batch-1 latency of the cascade per example over the first `count` test examples (student, then the teacher
 // when the student is under the threshold), each example timed alone: mean and p99 in ms.
-nlohmann::json cascade_latency(const Session& student, const Session& teacher, const SplitData& d, double t,
+nlohmann::json cascade_latency(const Forward& student, const Forward& teacher, const SplitData& d, double t,
                                int64_t count) {
+  torch::NoGradGuard no_grad;
   std::vector<double> ms;
-  const int64_t classes = student.output_size();
   for (int64_t i = 0; i < std::min(count, d.n); ++i) {
-    const float* x = d.x.data() + i * d.example;
+    const auto x = d.x.slice(0, i, i + 1);
     const auto start = std::chrono::steady_clock::now();
-    const auto logits = student.run(x, 1);
-    const auto p = softmax_probabilities(logits.data(), classes);
-    if (*std::max_element(p.begin(), p.end()) < t) (void)teacher.run(x, 1);
+    const auto logits = student(x).to(torch::kFloat32).contiguous();
+    const auto p = softmax_probabilities(logits.data_ptr<float>(), logits.size(1));
+    if (*std::max_element(p.begin(), p.end()) < t) (void)teacher(x);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
   double mean = 0.0;
@@ -158,22 +155,31 @@ nlohmann::json cascade_latency(const Session& student, const Session& teacher, c
 
 }  // namespace
 
-nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const Session& student,
+nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const Forward& student,
                                int threads) {
-  if (ctx.data.kind != "images")
-    return {
-        {"unavailable", "cascades are measured for image classifiers (this run is " + ctx.data.kind + ")"}};
-  auto* zoo = dynamic_cast<ZooTeacher*>(&ctx.teacher);
-  if (!zoo)
-    return {{"unavailable", "the teacher (" + ctx.teacher.describe() + ") cannot be exported to a .mighty"}};
+  if (!ctx.data.classifies())
+    return {{"unavailable", "cascades are measured for classifiers (this run is " + ctx.data.kind + ")"}};
   if (ctx.data.images.val_x.size(0) == 0) return {{"unavailable", "the run has no validation split"}};
-  // The teacher as a server runs it: a .mighty beside model.mighty, on the runtime.
-  const std::string path =
-      (std::filesystem::path(ctx.pipeline.artifact).parent_path() / "teacher.fp32.mighty").string();
-  zoo->module()->eval();
-  export_fp32(zoo->module(), artifact_metadata(ctx.recipe, ctx.data, "teacher_fp32")).write(path);
-  const Session teacher(Artifact::open(path), threads);
-  fmt::print(stderr, "verify: cascade (teacher {} on the runtime, student int8): validation\n", path);
+  // The teacher as a server runs it: a .mighty beside model.mighty, on the runtime. A teacher that is not a
+  // graph mighty exports (USE-Lite, TorchScript) is run in LibTorch: the cascade is measured but cannot be
+  // served.
+  std::unique_ptr<Session> session;
+  Forward teacher;
+  std::string file, engine = "runtime fp32";
+  if (auto* zoo = dynamic_cast<ZooTeacher*>(&ctx.teacher)) {
+    const std::string path =
+        (std::filesystem::path(ctx.pipeline.artifact).parent_path() / "teacher.fp32.mighty").string();
+    zoo->module()->eval();
+    export_fp32(zoo->module(), artifact_metadata(ctx.recipe, ctx.data, "teacher_fp32")).write(path);
+    session = std::make_unique<Session>(Artifact::open(path), threads);
+    teacher = session_forward(*session);
+    file = std::filesystem::path(path).filename().string();
+  } else {
+    teacher = [&ctx](const torch::Tensor& x) { return ctx.teacher.logits(x); };
+    engine = "libtorch fp32";
+  }
+  fmt::print(stderr, "verify: cascade (teacher {}, student runtime int8): validation\n",
+             file.empty() ? ctx.teacher.describe() + " in LibTorch" : file + " on the runtime");
   const int64_t batch = ctx.recipe.eval.throughput_batch;
   const SplitData val = split_data(ctx.data, false), test = split_data(ctx.data, true);
   const Answers sv = answer(student, val, {}, batch), tv = answer(teacher, val, {}, batch);
@@ -201,7 +207,9 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
                      {"student_share", p.student_share},
                      {"cpu_seconds_per_million", cost}});
   }
-  nlohmann::json out = {{"teacher_file", std::filesystem::path(path).filename().string()},
+  nlohmann::json out = {{"teacher_file", file.empty() ? nlohmann::json() : nlohmann::json(file)},
+                        {"teacher_engine", engine},
+                        {"teacher", ctx.teacher.describe()},
                         {"confidence", "probability"},
                         {"selected_on", "validation"},
                         {"validation",
@@ -252,16 +260,17 @@ std::string cascade_markdown(const nlohmann::json& c) {
       "validation split for accuracy >= {:.2f}% ({}) with {:.1f} standard error(s) to spare{}):\n\n"
       "| on the test split | accuracy | answered by the student | CPU-seconds per million predictions |\n"
       "|---|---:|---:|---:|\n"
-      "| teacher only (runtime fp32) | {:.2f}% | 0% | {:.1f} |\n"
+      "| teacher only ({}) | {:.2f}% | 0% | {:.1f} |\n"
       "| student only (runtime int8) | {:.2f}% | 100% | {:.1f} |\n"
       "| cascade | {:.2f}% | {:.1f}% | {:.1f} ({:.1f}% of teacher-only) |\n\n"
       "Cascade batch-1 latency over {} test examples: {:.4f} ms mean, {:.4f} ms p99. Costs: process CPU time "
       "of "
       "each run over the test split in batches of {} at {} thread(s); the cascade's is the student on "
       "everything "
-      "plus the teacher on what it left, run.\n",
-      c["teacher_file"].get<std::string>(), c["threshold"].get<double>(),
-      100.0 * v["target_accuracy"].get<double>(),
+      "plus the teacher on what it left, run.{}\n",
+      c["teacher_file"].is_string() ? c["teacher_file"].get<std::string>()
+                                    : c.value("teacher", "the teacher"),
+      c["threshold"].get<double>(), 100.0 * v["target_accuracy"].get<double>(),
       v.value("target", "teacher") != "teacher" ? std::string("the recipe's")
       : v.contains("gain")
           ? fmt::format(
@@ -271,12 +280,18 @@ std::string cascade_markdown(const nlohmann::json& c) {
           : std::string("the teacher's"),
       v.value("margin_se", 0.0),
       v["met"].get<bool>() ? "" : " — **not reachable on validation: everything goes to the teacher**",
-      100.0 * t["teacher_accuracy"].get<double>(), cost["teacher"].get<double>(),
-      100.0 * t["student_accuracy"].get<double>(), cost["student"].get<double>(),
-      100.0 * t["accuracy"].get<double>(), 100.0 * t["student_share"].get<double>(),
-      cost["cascade"].get<double>(), 100.0 * cost["cascade_vs_teacher"].get<double>(),
-      c["latency_b1"]["examples"].get<int64_t>(), c["latency_b1"]["mean_ms"].get<double>(),
-      c["latency_b1"]["p99_ms"].get<double>(), cost["batch"].get<int64_t>(), cost["threads"].get<int>());
+      c.value("teacher_engine", "runtime fp32"), 100.0 * t["teacher_accuracy"].get<double>(),
+      cost["teacher"].get<double>(), 100.0 * t["student_accuracy"].get<double>(),
+      cost["student"].get<double>(), 100.0 * t["accuracy"].get<double>(),
+      100.0 * t["student_share"].get<double>(), cost["cascade"].get<double>(),
+      100.0 * cost["cascade_vs_teacher"].get<double>(), c["latency_b1"]["examples"].get<int64_t>(),
+      c["latency_b1"]["mean_ms"].get<double>(), c["latency_b1"]["p99_ms"].get<double>(),
+      cost["batch"].get<int64_t>(), cost["threads"].get<int>(),
+      c.contains("teacher_file") && c["teacher_file"].is_null()
+          ? " The teacher is not a graph mighty exports, so it ran in LibTorch: this cascade is measured, "
+            "not "
+            "servable by `mighty-run serve`, and no threshold is stored in model.mighty."
+          : "");
   if (c.contains("price_per_million")) {
     const auto& p = c["price_per_million"];
     out += fmt::format(

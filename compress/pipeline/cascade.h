@@ -11,13 +11,15 @@
 #include <nlohmann/json.hpp>
 
 #include "compress/pipeline/stages.h"
+#include "compress/train/evaluate.h"
 #include "runtime/exec/session.h"
 
 namespace mighty::compress {
 
-// {"unavailable": why} when the run cannot have a cascade (not an image classifier, a teacher that is not a
-// zoo model); else the measurements, with "threshold" to store in the student's file.
-nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const Session& student,
+// {"unavailable": why} when the run cannot have a cascade (a language model, no validation split); else the
+// measurements, with "threshold" to store in the student's file when the teacher is servable ("teacher_file":
+// a zoo teacher exported to teacher.fp32.mighty; other teachers run in LibTorch, "teacher_file" null).
+nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const Forward& student,
                                int threads);
 
 std::string cascade_markdown(const nlohmann::json& c);

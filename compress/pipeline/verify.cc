@@ -18,28 +18,6 @@
 namespace mighty::compress {
 namespace {
 
-// A runtime session as a Forward over LibTorch tensors (normalized NCHW floats, or int64 ids [B, T]).
-Forward session_forward(const Session& s) {
-  return [&s](const torch::Tensor& x) {
-    const int64_t batch = x.size(0);
-    std::vector<float> out;
-    std::vector<int64_t> shape;
-    if (x.scalar_type() == torch::kInt64) {
-      const auto ids = x.contiguous();
-      const int64_t length = x.size(1);
-      out = s.run_tokens(ids.data_ptr<int64_t>(), batch, length);
-      const bool per_token = s.graph().nodes()[static_cast<size_t>(s.graph().output())].shape.size() > 1;
-      shape = per_token ? std::vector<int64_t>{batch, length, s.output_size(length) / length}
-                        : std::vector<int64_t>{batch, s.output_size(length)};
-    } else {
-      const auto in = x.to(torch::kFloat32).contiguous();
-      out = s.run(in.data_ptr<float>(), batch);
-      shape = {batch, s.output_size()};
-    }
-    return torch::from_blob(out.data(), shape, torch::kFloat32).clone();
-  };
-}
-
 struct Measured {
   const Forward &teacher, &teacher_on_test, &student, &fp32, &int8;
 };
@@ -165,7 +143,7 @@ nlohmann::json verify(const VerifySpec& spec, StageContext& ctx, int threads) {
       if (r.contains("paired")) p.verify_models.push_back(r);
   }
   report["onnxruntime"] = ort;
-  if (spec.cascade) report["cascade"] = measure_cascade(ctx, spec, int8, threads);
+  if (spec.cascade) report["cascade"] = measure_cascade(ctx, spec, int8_fwd, threads);
   if (ctx.data.kind == "text") report["generation"] = generation(int8, p.artifact, ctx.recipe.seed);
   if (p.quantized) {
     // The LibTorch simulation against the deployed file: the same predictions, the same logits up to the
@@ -205,7 +183,8 @@ nlohmann::json run_verify_stage(const StageSpec& spec, StageContext& ctx) {
   p.artifact_writer.metadata()["verify"] = {
       {"models", p.verify_models}, {"criteria", stage["criteria"]}, {"pass", stage["pass"]}};
   if (stage.contains("cascade") && stage["cascade"].contains("validation") &&
-      stage["cascade"]["validation"]["met"].get<bool>()) {  // what mighty-run serve's cascades take
+      stage["cascade"]["validation"]["met"].get<bool>() &&
+      stage["cascade"]["teacher_file"].is_string()) {  // what mighty-run serve's cascades take
     const auto& c = stage["cascade"];
     p.artifact_writer.metadata()["cascade"] = {
         {"threshold", c["threshold"]}, {"confidence", c["confidence"]}, {"teacher", c["teacher_file"]}};

@@ -266,4 +266,25 @@ std::string quality_cell(const nlohmann::json& m) {
   return "-";
 }
 
+Forward session_forward(const Session& s) {
+  return [&s](const torch::Tensor& x) {
+    const int64_t batch = x.size(0);
+    std::vector<float> out;
+    std::vector<int64_t> shape;
+    if (x.scalar_type() == torch::kInt64) {
+      const auto ids = x.contiguous();
+      const int64_t length = x.size(1);
+      out = s.run_tokens(ids.data_ptr<int64_t>(), batch, length);
+      const bool per_token = s.graph().nodes()[static_cast<size_t>(s.graph().output())].shape.size() > 1;
+      shape = per_token ? std::vector<int64_t>{batch, length, s.output_size(length) / length}
+                        : std::vector<int64_t>{batch, s.output_size(length)};
+    } else {
+      const auto in = x.to(torch::kFloat32).contiguous();
+      out = s.run(in.data_ptr<float>(), batch);
+      shape = {batch, s.output_size()};
+    }
+    return torch::from_blob(out.data(), shape, torch::kFloat32).clone();
+  };
+}
+
 }  // namespace mighty::compress

@@ -9,6 +9,7 @@
 #include "compress/data/data.h"
 #include "compress/models/zoo.h"
 #include "compress/recipe/recipe.h"
+#include "runtime/exec/session.h"
 
 namespace mighty::compress {
 
@@ -28,6 +29,10 @@ nlohmann::json evaluate_forward(const Forward& forward, const Dataset& data, Spl
 // `forward` with its results remembered in call order: when the same inputs come again in the same order (the
 // same split evaluated against several models), the remembered outputs are returned instead of recomputed.
 Forward remembered(Forward forward);
+
+// A runtime session as a Forward over LibTorch tensors (normalized NCHW floats, or int64 ids [B, T]); the
+// session must outlive it.
+Forward session_forward(const Session& s);
 
 // How closely `student` follows `teacher` on a split: top-1 agreement and the mean KL(teacher || student) at
 // temperature 1 (per example, or per character for language models).

@@ -4,12 +4,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -315,6 +317,17 @@ TEST_CASE("a spam filter from USE-Lite, end to end: compress, mighty-run on raw 
   REQUIRE(o.status == 0);
   REQUIRE_THAT(o.out, Catch::Contains("spam precision") && Catch::Contains("verify: **pass**"));
   const std::string model = (dir / "run" / "model.mighty").string();
+  // The cascade is measured with the USE-Lite teacher in LibTorch (it is not a graph mighty exports):
+  // reported, but no threshold goes into the file, since nothing could serve that teacher.
+  const auto report = nlohmann::json::parse(slurp((dir / "run" / "report.json").string()));
+  const auto& cascade = report["verify"]["cascade"];
+  REQUIRE(cascade["teacher_engine"] == "libtorch fp32");
+  REQUIRE(cascade["teacher_file"].is_null());
+  REQUIRE(cascade["test"]["examples"] == 20);
+  REQUIRE(cascade["curve_test"].size() == 21);
+  REQUIRE(cascade["cpu_seconds_per_million"]["teacher"].get<double>() > 0);
+  REQUIRE_THAT(o.out, Catch::Contains("this cascade is measured, not servable"));
+  REQUIRE(run(kMightyRun + " inspect " + model).out.find("cascade") == std::string::npos);
   // The deployed file reads raw emails: the easy cases come out right.
   const std::string spam_email = (dir / "corpus" / "spam-1" / "0.txt").string();
   const std::string ham_email = (dir / "corpus" / "easy-ham-1" / "0.txt").string();
@@ -337,6 +350,37 @@ TEST_CASE("a spam filter from USE-Lite, end to end: compress, mighty-run on raw 
   o = run(kMightyRun + " run " + model);
   REQUIRE(o.status != 0);
   REQUIRE_THAT(o.err, Catch::Contains("needs --email"));
+#if defined(MIGHTY_SERVE_LOAD)
+  // Served: the same file under mighty-run serve answers raw emails sent as JSON strings, as `run` does.
+  const auto served = dir / "served";
+  std::filesystem::create_directories(served);
+  std::filesystem::copy_file(model, served / "spam.mighty");
+  const auto port_file = dir / "port", pid_file = dir / "pid";
+  run("sh -c '" + kMightyRun + " serve " + served.string() + " --port 0 --port-file " + port_file.string() +
+      " >/dev/null 2>" + (dir / "server.log").string() + " & echo $! >" + pid_file.string() + "'");
+  for (int i = 0; i < 200 && !std::filesystem::exists(port_file); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  REQUIRE(std::filesystem::exists(port_file));
+  const std::string post = std::string(MIGHTY_BUILD_DIR) + "/mighty-serve-load --port " +
+                           std::to_string(std::stoi(slurp(port_file.string()))) +
+                           " --post /v1/models/spam:predict --body ";
+  const auto good = write_temp("spam_body.json",
+                               nlohmann::json{{"instances", {slurp(spam_email), slurp(ham_email)}}}.dump());
+  const auto bad = write_temp("spam_bad.json", R"({"instances": [[1, 2, 3]]})");
+  const auto answer = run(post + good), refused = run(post + bad);
+  run("kill " + slurp(pid_file.string()));
+  INFO(answer.out << answer.err << slurp((dir / "server.log").string()));
+  REQUIRE(answer.status == 0);
+  REQUIRE(answer.out.rfind("200\n", 0) == 0);
+  const auto predictions = nlohmann::json::parse(answer.out.substr(4))["predictions"];
+  REQUIRE(predictions.size() == 2);
+  REQUIRE(predictions[0]["label"] == "spam");
+  REQUIRE(predictions[1]["label"] == "ham");
+  REQUIRE(refused.out.rfind("400\n", 0) == 0);
+  REQUIRE(nlohmann::json::parse(refused.out.substr(4))["kind"] == "wrong_type");
+  std::filesystem::remove(good);
+  std::filesystem::remove(bad);
+#endif
   std::filesystem::remove_all(dir);
   std::filesystem::remove(recipe);
 }
