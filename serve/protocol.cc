@@ -1,7 +1,9 @@
 #include "serve/protocol.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
+#include <iterator>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -222,7 +224,20 @@ Job make_job(const Model& m, const PredictRequest& r, const std::vector<size_t>&
   return job;
 }
 
-nlohmann::json prediction(const Model& m, const float* scores, int64_t top_k, bool logits) {
+namespace {
+
+// A number as JSON: shortest round-trip form; null when not finite (as nlohmann::json writes it).
+void append_number(std::string& out, double v) {
+  if (std::isfinite(v))
+    fmt::format_to(std::back_inserter(out), "{}", v);
+  else
+    out += "null";
+}
+
+}  // namespace
+
+void append_prediction(std::string& out, const Model& m, const float* scores, int64_t top_k, bool logits,
+                       const std::string& extra) {
   const int64_t n = m.outputs_per_example();
   const std::vector<double> p = softmax_probabilities(scores, n);
   std::vector<int64_t> order(static_cast<size_t>(n));
@@ -230,18 +245,40 @@ nlohmann::json prediction(const Model& m, const float* scores, int64_t top_k, bo
   const auto k = static_cast<size_t>(std::min(top_k, n));
   std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
                     [&](int64_t a, int64_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
-  const auto& labels = m.session->artifact().labels();
-  auto label = [&](int64_t i) -> std::string {
-    if (m.input().kind == "text") return m.input().decode(i);
-    return i < static_cast<int64_t>(labels.size()) ? labels[static_cast<size_t>(i)] : std::to_string(i);
+  auto label = [&](int64_t i) {
+    if (m.input().kind == "text")
+      out +=
+          nlohmann::json(m.input().decode(i)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    else if (i < static_cast<int64_t>(m.json_labels.size()))
+      out += m.json_labels[static_cast<size_t>(i)];
+    else
+      fmt::format_to(std::back_inserter(out), "\"{}\"", i);
   };
-  nlohmann::json top = nlohmann::json::array();
-  for (size_t i = 0; i < k; ++i)
-    top.push_back({{"label", label(order[i])}, {"index", order[i]}, {"probability", p[order[i]]}});
-  nlohmann::json out = {
-      {"label", label(order[0])}, {"index", order[0]}, {"probability", p[order[0]]}, {"top", top}};
-  if (logits) out["logits"] = std::vector<float>(scores, scores + n);
-  return out;
+  auto answer = [&](int64_t i) {
+    out += "\"label\":";
+    label(i);
+    fmt::format_to(std::back_inserter(out), ",\"index\":{},\"probability\":", i);
+    append_number(out, p[static_cast<size_t>(i)]);
+  };
+  out += '{';
+  answer(order[0]);
+  out += ",\"top\":[";
+  for (size_t i = 0; i < k; ++i) {
+    out += i ? ",{" : "{";
+    answer(order[i]);
+    out += '}';
+  }
+  out += ']';
+  if (logits) {
+    out += ",\"logits\":[";
+    for (int64_t i = 0; i < n; ++i) {
+      if (i) out += ',';
+      append_number(out, static_cast<double>(scores[i]));  // the float's exact value, as before
+    }
+    out += ']';
+  }
+  out += extra;
+  out += '}';
 }
 
 }  // namespace mighty::serve

@@ -189,6 +189,10 @@ std::shared_ptr<Model> Registry::load(const std::string& name, const std::string
   }
   m->loaded_at = utc_now();
   m->info = describe(*m);
+  for (const auto& label : m->session->artifact().labels())
+    m->json_labels.push_back(
+        nlohmann::json(label).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+
   // One example through the model before it serves (the same runner requests use).
   const Job probe = warmup_job(*m);
   const auto out = make_runner(*m)({&probe});

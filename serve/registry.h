@@ -31,7 +31,8 @@ struct Model {
   nlohmann::json info;                       // what GET /v1/models shows
   std::optional<double> cascade_threshold;   // metadata "cascade"/"threshold" (written by verify)
   std::string cascade_confidence = "probability";
-  std::unique_ptr<Batcher> batcher;  // last: its worker stops before the session goes
+  std::vector<std::string> json_labels;  // each class label as a JSON string (quoted, escaped), for answers
+  std::unique_ptr<Batcher> batcher;      // last: its worker stops before the session goes
 
   const InputSpec& input() const { return session->input_spec(); }
   int64_t outputs_per_example() const;

@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
@@ -20,6 +21,14 @@
 #include "serve/registry.h"
 
 namespace mighty::serve {
+namespace {
+
+// A string as a JSON string (quoted, escaped; invalid UTF-8 replaced).
+std::string json_string(const std::string& s) {
+  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -89,13 +98,15 @@ struct Server::Impl {
     for (size_t i = 0; i < all.size(); ++i) all[i] = i;
     const JobResult out = run(m, make_job(m, r, all));
     const int64_t per = m.outputs_per_example();
-    nlohmann::json predictions = nlohmann::json::array();
-    for (size_t i = 0; i < all.size(); ++i)
-      predictions.push_back(
-          prediction(m, out.outputs.data() + static_cast<int64_t>(i) * per, r.top_k, r.logits));
-    res.set_content(nlohmann::json({{"model", m.name}, {"version", m.version}, {"predictions", predictions}})
-                        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                    kJson);
+    std::string body =
+        "{\"model\":" + json_string(m.name) + ",\"version\":" + json_string(m.version) + ",\"predictions\":[";
+    body.reserve(body.size() + all.size() * (r.logits ? 400 : 200));
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (i) body += ',';
+      append_prediction(body, m, out.outputs.data() + static_cast<int64_t>(i) * per, r.top_k, r.logits);
+    }
+    body += "]}";
+    res.set_content(std::move(body), kJson);
     metrics.latency(m.name, "queue", out.queue_seconds);
     metrics.latency(m.name, "run", out.run_seconds);
     metrics.latency(m.name, "total", seconds_since(t0));
@@ -137,29 +148,30 @@ struct Server::Impl {
       second = run(*teacher, make_job(*teacher, r, deferred));
       metrics.latency(c.name, "teacher", seconds_since(t1));
     }
-    nlohmann::json predictions = nlohmann::json::array();
+    std::string body =
+        nlohmann::json({{"cascade", c.name},
+                        {"threshold", *threshold},
+                        {"confidence", kind},
+                        {"versions", {{"student", student->version}, {"teacher", teacher->version}}}})
+            .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    body.pop_back();  // the closing brace: the predictions follow
+    body += ",\"predictions\":[";
     size_t d = 0;
     for (size_t i = 0; i < all.size(); ++i) {
       const bool by_teacher = d < deferred.size() && deferred[d] == i;
       const Model& m = by_teacher ? *teacher : *student;
       const float* scores = by_teacher ? second.outputs.data() + static_cast<int64_t>(d) * per_t
                                        : first.outputs.data() + static_cast<int64_t>(i) * per_s;
-      nlohmann::json p = prediction(m, scores, r.top_k, r.logits);
-      p["answered_by"] = by_teacher ? "teacher" : "student";
-      p["model"] = m.name;
-      p["version"] = m.version;
-      p["student_confidence"] = conf[i];
-      predictions.push_back(std::move(p));
+      if (i) body += ',';
+      append_prediction(
+          body, m, scores, r.top_k, r.logits,
+          fmt::format(",\"answered_by\":\"{}\",\"model\":{},\"version\":{},\"student_confidence\":{}",
+                      by_teacher ? "teacher" : "student", json_string(m.name), json_string(m.version),
+                      std::isfinite(conf[i]) ? fmt::format("{}", conf[i]) : std::string("null")));
       if (by_teacher) ++d;
     }
-    res.set_content(
-        nlohmann::json({{"cascade", c.name},
-                        {"threshold", *threshold},
-                        {"confidence", kind},
-                        {"versions", {{"student", student->version}, {"teacher", teacher->version}}},
-                        {"predictions", predictions}})
-            .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-        kJson);
+    body += "]}";
+    res.set_content(std::move(body), kJson);
     metrics.cascade(c.name, static_cast<int64_t>(all.size() - deferred.size()),
                     static_cast<int64_t>(deferred.size()));
     metrics.latency(c.name, "total", seconds_since(t0));
