@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "compress/passes/accuracy_control.h"
 #include "compress/passes/distill.h"
 #include "compress/passes/export.h"
 #include "compress/passes/prune.h"
@@ -53,8 +54,8 @@ nlohmann::json run_quantize(const StageSpec& spec, StageContext& ctx) {
   Pipeline& p = ctx.pipeline;
   nlohmann::json stage;
   fmt::print(stderr, "quantize: calibrating\n");
-  p.quantized =
-      std::make_unique<QuantizedModel>(quantize_model(p.student, spec.get<QuantizeSpec>(), ctx.data, stage));
+  p.quantized = std::make_unique<QuantizedModel>(
+      quantize_with_accuracy_control(p.student, spec.get<QuantizeSpec>(), ctx.data, stage));
   QuantizedModel& qm = *p.quantized;
   stage["simulated_test"] =
       evaluate_forward([&](const torch::Tensor& x) { return qm.forward(x); }, ctx.data, Split::kTest);
@@ -154,6 +155,29 @@ std::string quantize_markdown(const nlohmann::json& stage) {
   }
   if (!stage["excluded"].empty()) out += fmt::format("\nkept in fp32: {}\n", stage["excluded"].dump());
   out += fmt::format("\nsimulated int8 test: {}\n", quality_cell(stage["simulated_test"]));
+  if (stage.contains("accuracy_control")) {
+    const auto& a = stage["accuracy_control"];
+    out += fmt::format(
+        "\n**Accuracy control** ({}; limit: a drop of {} against the float student; fallback {}): fp32 "
+        "{:.4f}, "
+        "int8 {:.4f}.\n",
+        a["metric"].get<std::string>(), a["max_drop"].get<double>(), a["fallback"].get<std::string>(),
+        a["fp32"].get<double>(), a["int8"].get<double>());
+    if (a.contains("sensitivity")) {
+      out += "\n| layer | alone to " + a["fallback"].get<std::string>() + " | gain |\n|---|---:|---:|\n";
+      for (const auto& l : a["sensitivity"])
+        out += fmt::format("| {} | {:.4f} | {:+.4f} |\n", l["layer"].get<std::string>(),
+                           l["quality"].get<double>(), l["gain"].get<double>());
+      out += "\n| step | layer fallen back | quality | drop |\n|---:|---|---:|---:|\n";
+      int k = 0;
+      for (const auto& st : a["steps"])
+        out += fmt::format("| {} | {} | {:.4f} | {:.4f} |\n", ++k, st["layer"].get<std::string>(),
+                           st["quality"].get<double>(), st["drop"].get<double>());
+    }
+    out += fmt::format("\nFinal: {:.4f} (drop {:.4f}), {} layer(s) fallen back.\n",
+                       a["final"]["quality"].get<double>(), a["final"]["drop"].get<double>(),
+                       a["final"]["layers_fallen_back"].size());
+  }
   return out;
 }
 

@@ -209,6 +209,12 @@ struct QuantizeOverride {
   std::string activations;  // "" = the stage's
 };
 
+// Accuracy-aware quantization (passes/accuracy_control.h).
+struct AccuracyControl {
+  double max_drop = -1.0;         // validation accuracy points (bits/char for text) int8 may lose; < 0 = off
+  std::string fallback = "fp32";  // fp32 | dynamic: where a sensitive layer goes back to
+};
+
 struct QuantizeSpec {
   std::string observer = "percentile";  // minmax | percentile | mse | entropy
   double percentile = 99.99;
@@ -220,6 +226,7 @@ struct QuantizeSpec {
   int64_t calibration_examples = 0;  // 0 = images: the data's calibration_size; text: 64 windows
   std::vector<std::string> exclude;  // globs of layers kept in fp32
   std::vector<QuantizeOverride> overrides;
+  AccuracyControl accuracy_control;
 };
 
 // Acceptance criteria of the verify stage; a criterion that is not met fails the run (non-zero exit).

@@ -239,6 +239,12 @@ void read_quantize(JsonReader& st, const Recipe& r, StageSpec& spec) {
       q.overrides.push_back(v);
     }
   }
+  if (st.has("accuracy_control")) {
+    auto a = st.object("accuracy_control");
+    q.accuracy_control.max_drop = a.number("max_drop", std::nullopt, {-1.0, 100.0});  // < 0: off
+    q.accuracy_control.fallback = a.choice("fallback", q.accuracy_control.fallback, {"fp32", "dynamic"});
+    a.finish();
+  }
   spec.spec = std::move(q);
 }
 
@@ -251,16 +257,19 @@ nlohmann::json quantize_to_json(const StageSpec& spec) {
     if (!o.activations.empty()) j["activations"] = o.activations;
     overrides.push_back(j);
   }
-  return {{"observer", q.observer},
-          {"percentile", q.percentile},
-          {"activations", q.activations},
-          {"fold_batchnorm", q.fold_batchnorm},
-          {"int8_attention", q.int8_attention},
-          {"bias_correction", q.bias_correction},
-          {"smoothquant_alpha", q.smoothquant_alpha},
-          {"calibration_examples", q.calibration_examples},
-          {"exclude", q.exclude},
-          {"overrides", overrides}};
+  nlohmann::json j = {{"observer", q.observer},
+                      {"percentile", q.percentile},
+                      {"activations", q.activations},
+                      {"fold_batchnorm", q.fold_batchnorm},
+                      {"int8_attention", q.int8_attention},
+                      {"bias_correction", q.bias_correction},
+                      {"smoothquant_alpha", q.smoothquant_alpha},
+                      {"calibration_examples", q.calibration_examples},
+                      {"exclude", q.exclude},
+                      {"overrides", overrides}};
+  j["accuracy_control"] = {{"max_drop", q.accuracy_control.max_drop},
+                           {"fallback", q.accuracy_control.fallback}};
+  return j;
 }
 
 void read_export(JsonReader& st, const Recipe&, StageSpec& spec) {

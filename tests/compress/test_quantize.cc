@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "compress/passes/accuracy_control.h"
 #include "compress/passes/export.h"
 #include "compress/passes/quantize.h"
 #include "compress/pipeline/pipeline.h"
@@ -251,6 +252,75 @@ TEST_CASE("quantize options: exclusions, overrides, bias correction, SmoothQuant
   torch::NoGradGuard no_grad;
   const auto x = text.text.train.slice(0, 0, 48).view({4, 12});
   REQUIRE(torch::allclose(smoothed.fp32()->forward(x), lm->forward(x), 1e-3, 1e-3));
+}
+
+// A small CNN trained a little on small_data (about 70% validation accuracy), so quantization errors show.
+GraphModule trained_small_cnn() {
+  GraphModule m = small_cnn();
+  const Dataset& d = small_data();
+  torch::manual_seed(5);
+  torch::optim::Adam opt(m->parameters(), torch::optim::AdamOptions(0.003));
+  m->train();
+  const auto x = normalize_images(d.images.train_x, d.images.mean, d.images.std);
+  for (int step = 0; step < 60; ++step) {
+    const int64_t lo = (step * 64) % (x.size(0) - 64);
+    opt.zero_grad();
+    torch::nn::functional::cross_entropy(m->forward(x.slice(0, lo, lo + 64)),
+                                         d.images.train_y.slice(0, lo, lo + 64))
+        .backward();
+    opt.step();
+  }
+  m->eval();
+  return m;
+}
+
+TEST_CASE(
+    "accuracy control: the most sensitive layers fall back until the validation drop is within the limit") {
+  GraphModule m = trained_small_cnn();
+  QuantizeSpec spec;
+  spec.percentile = 55.0;  // ranges clipped hard: static activations lose accuracy
+  spec.bias_correction = false;
+  nlohmann::json report;
+  // Off: the plain quantization, no section.
+  quantize_with_accuracy_control(m, spec, small_data(), report);
+  REQUIRE_FALSE(report.contains("accuracy_control"));
+  // A loose limit: measured, nothing falls back.
+  spec.accuracy_control.max_drop = 100.0;
+  quantize_with_accuracy_control(m, spec, small_data(), report);
+  const auto& loose = report["accuracy_control"];
+  REQUIRE(loose["met"] == true);
+  REQUIRE(loose["steps"].empty());
+  const double fp32 = loose["fp32"].get<double>(), int8 = loose["int8"].get<double>();
+  INFO("validation accuracy fp32 " << fp32 << ", int8 " << int8);
+  REQUIRE(fp32 - int8 > 1.0);  // the clipped ranges cost accuracy: the fallback has something to do
+  // A tight limit with dynamic fallback: layers go dynamic in order of their measured gain until it holds.
+  spec.accuracy_control = {std::max(0.0, (fp32 - int8) / 4.0), "dynamic"};
+  QuantizedModel qm = quantize_with_accuracy_control(m, spec, small_data(), report);
+  const auto& a = report["accuracy_control"];
+  REQUIRE(a["met"] == true);
+  REQUIRE(a["final"]["drop"].get<double>() <= spec.accuracy_control.max_drop);
+  REQUIRE_FALSE(a["steps"].empty());
+  std::vector<std::pair<double, std::string>> by_gain;
+  for (const auto& l : a["sensitivity"])
+    by_gain.emplace_back(l["gain"].get<double>(), l["layer"].get<std::string>());
+  std::stable_sort(by_gain.begin(), by_gain.end(),
+                   [](const auto& x, const auto& y) { return x.first > y.first; });
+  for (size_t i = 0; i < a["steps"].size(); ++i) REQUIRE(a["steps"][i]["layer"] == by_gain[i].second);
+  // The returned model is the last step's: those layers dynamic, its quality the one reported.
+  for (const auto& name : a["final"]["layers_fallen_back"]) {
+    bool dynamic = false;
+    for (const auto& l : report["layers"])
+      dynamic = dynamic || (l["layer"] == name && l["activations"] == "dynamic");
+    REQUIRE(dynamic);
+  }
+  const auto measured = evaluate_forward([&](const torch::Tensor& x) { return qm.forward(x); }, small_data(),
+                                         Split::kValidation);
+  REQUIRE(100.0 * measured["accuracy"].get<double>() == Approx(a["final"]["quality"].get<double>()));
+  // fp32 fallback with no drop allowed: it ends when the int8 model is as good as the float one.
+  spec.accuracy_control = {0.0, "fp32"};
+  quantize_with_accuracy_control(m, spec, small_data(), report);
+  REQUIRE(report["accuracy_control"]["final"]["drop"].get<double>() <= 0.0);
+  REQUIRE(report["excluded"].size() == report["accuracy_control"]["final"]["layers_fallen_back"].size());
 }
 
 TEST_CASE("compress end to end on a small subset: distill, quantize, export, verify with criteria") {

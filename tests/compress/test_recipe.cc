@@ -114,6 +114,19 @@ TEST_CASE("recipe errors name the JSON path and line and column") {
     REQUIRE_THAT(recipe_error(bad),
                  Catch::Contains("/teacher/model/heads: d_model 30 is not divisible by 4 heads"));
   }
+  SECTION("quantize accuracy control") {
+    auto with = [](const std::string& control) {
+      return R"({"data": {"kind": "images"}, "teacher": {"model": {"arch": "mlp", "hidden": [4]},
+        "train": {"epochs": 1}}, "stages": [{"kind": "quantize", "accuracy_control": )" +
+             control + "}]}";
+    };
+    REQUIRE_THAT(recipe_error(with(R"({"fallback": "dynamic"})")),
+                 Catch::Contains("/stages/0/accuracy_control/max_drop") && Catch::Contains("required"));
+    REQUIRE_THAT(recipe_error(with(R"({"max_drop": 0.5, "fallback": "int4"})")),
+                 Catch::Contains("/stages/0/accuracy_control/fallback: 'int4' is not one of: fp32, dynamic"));
+    REQUIRE_THAT(recipe_error(with(R"({"max_drop": 0.5, "order": "random"})")),
+                 Catch::Contains("/stages/0/accuracy_control/order: unknown key"));
+  }
   SECTION("data and architecture must fit") {
     const std::string bad =
         R"({"data": {"kind": "text", "path": "x.txt"}, "teacher": {"model": {"arch": "mlp",
