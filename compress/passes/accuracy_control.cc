@@ -17,11 +17,13 @@ double quality(const nlohmann::json& m) {
 
 double validation_quality(QuantizedModel& qm, const Dataset& data) {
   torch::NoGradGuard no_grad;
-  return quality(evaluate_forward([&](const torch::Tensor& x) { return qm.forward(x); }, data, Split::kValidation));
+  return quality(
+      evaluate_forward([&](const torch::Tensor& x) { return qm.forward(x); }, data, Split::kValidation));
 }
 
 // `spec` with `layers` fallen back (kept in fp32, or given dynamic activations).
-QuantizeSpec with_fallback(QuantizeSpec spec, const std::vector<std::string>& layers, const std::string& mode) {
+QuantizeSpec with_fallback(QuantizeSpec spec, const std::vector<std::string>& layers,
+                           const std::string& mode) {
   for (const auto& l : layers) {
     if (mode == "fp32")
       spec.exclude.push_back(l);
@@ -33,8 +35,8 @@ QuantizeSpec with_fallback(QuantizeSpec spec, const std::vector<std::string>& la
 
 }  // namespace
 
-QuantizedModel quantize_with_accuracy_control(GraphModule& student, const QuantizeSpec& spec, const Dataset& data,
-                                              nlohmann::json& report) {
+QuantizedModel quantize_with_accuracy_control(GraphModule& student, const QuantizeSpec& spec,
+                                              const Dataset& data, nlohmann::json& report) {
   const AccuracyControl& ac = spec.accuracy_control;
   QuantizedModel qm = quantize_model(student, spec, data, report);
   if (ac.max_drop < 0) return qm;
@@ -51,24 +53,26 @@ QuantizedModel quantize_with_accuracy_control(GraphModule& student, const Quanti
   const double first = validation_quality(qm, data);
   const char* metric = text ? "validation bits/char (negated)" : "validation accuracy (points)";
   nlohmann::json out = {{"metric", metric}, {"max_drop", ac.max_drop}, {"fallback", ac.fallback},
-                        {"fp32", fp32},     {"int8", first},         {"steps", nlohmann::json::array()}};
-  fmt::print(stderr, "quantize: accuracy control: fp32 {:.4f}, int8 {:.4f} (drop {:.4f}, limit {})\n", fp32, first,
-             fp32 - first, ac.max_drop);
+                        {"fp32", fp32},     {"int8", first},           {"steps", nlohmann::json::array()}};
+  fmt::print(stderr, "quantize: accuracy control: fp32 {:.4f}, int8 {:.4f} (drop {:.4f}, limit {})\n", fp32,
+             first, fp32 - first, ac.max_drop);
   if (fp32 - first <= ac.max_drop) {
-    out["final"] = {{"quality", first}, {"drop", fp32 - first}, {"layers_fallen_back", nlohmann::json::array()}};
+    out["final"] = {
+        {"quality", first}, {"drop", fp32 - first}, {"layers_fallen_back", nlohmann::json::array()}};
     out["met"] = true;
     report["accuracy_control"] = out;
     return qm;
   }
-  // Sensitivity: each candidate layer fallen back alone. Candidates: every int8 layer (fp32 fallback), or every
-  // one with static activations (dynamic fallback).
+  // Sensitivity: each candidate layer fallen back alone. Candidates: every int8 layer (fp32 fallback), or
+  // every one with static activations (dynamic fallback).
   std::vector<std::pair<std::string, double>> gains;
   nlohmann::json sensitivity = nlohmann::json::array();
   for (const auto& l : report["layers"]) {
     const std::string name = l["layer"].get<std::string>();
     if (ac.fallback == "dynamic" && l.value("activations", "") != "static") continue;
     nlohmann::json trial_report;
-    QuantizedModel trial = quantize_model(student, with_fallback(spec, {name}, ac.fallback), data, trial_report);
+    QuantizedModel trial =
+        quantize_model(student, with_fallback(spec, {name}, ac.fallback), data, trial_report);
     const double q = validation_quality(trial, data);
     gains.emplace_back(name, q - first);
     sensitivity.push_back({{"layer", name}, {"quality", q}, {"gain", q - first}});
@@ -76,19 +80,21 @@ QuantizedModel quantize_with_accuracy_control(GraphModule& student, const Quanti
                q - first);
   }
   out["sensitivity"] = sensitivity;
-  std::stable_sort(gains.begin(), gains.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::stable_sort(gains.begin(), gains.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
   // Fall back in that order, one more layer per step, until the drop is within the limit.
   std::vector<std::string> fallen;
   double best = first;
   for (const auto& [name, gain] : gains) {
     fallen.push_back(name);
     nlohmann::json step_report;
-    QuantizedModel step = quantize_model(student, with_fallback(spec, fallen, ac.fallback), data, step_report);
+    QuantizedModel step =
+        quantize_model(student, with_fallback(spec, fallen, ac.fallback), data, step_report);
     const double q = validation_quality(step, data);
     best = std::max(best, q);
     out["steps"].push_back({{"layer", name}, {"quality", q}, {"drop", fp32 - q}});
-    fmt::print(stderr, "quantize: accuracy control: step {}: + {} to {}: {:.4f} (drop {:.4f})\n", fallen.size(), name,
-               ac.fallback, q, fp32 - q);
+    fmt::print(stderr, "quantize: accuracy control: step {}: + {} to {}: {:.4f} (drop {:.4f})\n",
+               fallen.size(), name, ac.fallback, q, fp32 - q);
     if (fp32 - q <= ac.max_drop) {
       out["final"] = {{"quality", q}, {"drop", fp32 - q}, {"layers_fallen_back", fallen}};
       out["met"] = true;
@@ -97,10 +103,11 @@ QuantizedModel quantize_with_accuracy_control(GraphModule& student, const Quanti
       return step;
     }
   }
-  throw Error(fmt::format(
-      "quantize: accuracy control: no fallback keeps the {} drop within {} (fp32 {:.4f}, int8 {:.4f}, best with "
-      "{} layer(s) to {} {:.4f}); raise accuracy_control.max_drop or train the student longer",
-      metric, ac.max_drop, fp32, first, fallen.size(), ac.fallback, best));
+  throw Error(
+      fmt::format("quantize: accuracy control: no fallback keeps the {} drop within {} (fp32 {:.4f}, int8 "
+                  "{:.4f}, best with "
+                  "{} layer(s) to {} {:.4f}); raise accuracy_control.max_drop or train the student longer",
+                  metric, ac.max_drop, fp32, first, fallen.size(), ac.fallback, best));
 }
 
 }  // namespace mighty::compress

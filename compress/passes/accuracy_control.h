@@ -15,9 +15,10 @@
 namespace mighty::compress {
 
 // quantize_model, then the fallback loop when spec.accuracy_control.max_drop >= 0; report gains
-// "accuracy_control": {metric, max_drop, fp32, int8 (first try), sensitivity: [{layer, quality, gain}], steps:
+// "accuracy_control": {metric, max_drop, fp32, int8 (first try), sensitivity: [{layer, quality, gain}],
+// steps:
 // [{layer, quality, drop}], fallback, final: {quality, drop, layers_fallen_back}, met}.
-QuantizedModel quantize_with_accuracy_control(GraphModule& student, const QuantizeSpec& spec, const Dataset& data,
-                                              nlohmann::json& report);
+QuantizedModel quantize_with_accuracy_control(GraphModule& student, const QuantizeSpec& spec,
+                                              const Dataset& data, nlohmann::json& report);
 
 }  // namespace mighty::compress
