@@ -98,6 +98,7 @@ std::string format_value(double v, AxisFormat format) {
     case AxisFormat::kMs:
       return fmt::format("{:.3g} ms", v);
     case AxisFormat::kNumber:
+      if (std::abs(v) >= 1e4 && std::abs(v) < 1e12) return fmt::format("{:.0f}", v);  // no exponent
       break;
   }
   return fmt::format("{:.4g}", v);
@@ -106,17 +107,18 @@ std::string format_value(double v, AxisFormat format) {
 namespace {
 
 bool usable(const Chart& c, const ChartPoint& p) {
-  return std::isfinite(p.x) && std::isfinite(p.y) && (!c.log_x || p.x > 0);
+  return std::isfinite(p.x) && std::isfinite(p.y) && (!c.log_x || p.x > 0) && (!c.log_y || p.y > 0);
 }
 
 // Data coordinates to the plot area's.
 struct Frame {
   Range xr, yr;
-  bool log_x;
+  bool log_x, log_y;
   double pw = kWidth - kLeft - kRight, ph = kHeight - kTop - kBottom;
   double axis_x(double t) const { return kLeft + (t - xr.lo) / (xr.hi - xr.lo) * pw; }
   double x(double v) const { return axis_x(log_x ? std::log10(v) : v); }
-  double y(double v) const { return kTop + ph - (v - yr.lo) / (yr.hi - yr.lo) * ph; }
+  double axis_y(double t) const { return kTop + ph - (t - yr.lo) / (yr.hi - yr.lo) * ph; }
+  double y(double v) const { return axis_y(log_y ? std::log10(v) : v); }
 };
 
 // The plot's frame, grid, ticks and axis labels.
@@ -131,11 +133,12 @@ std::string draw_axes(const Chart& c, const Frame& f) {
         f.axis_x(t), kTop, kTop + f.ph, kTop + f.ph + 16,
         escape_html(format_value(c.log_x ? std::pow(10.0, t) : t, c.x_format)));
   }
-  for (double t : ticks(f.yr, false)) {
+  for (double t : ticks(f.yr, c.log_y)) {
     out += fmt::format(
         "<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#e4e4e4\"/>"
         "<text x=\"{3}\" y=\"{4:.1f}\" font-size=\"11\" text-anchor=\"end\">{5}</text>\n",
-        kLeft, f.y(t), kLeft + f.pw, kLeft - 6, f.y(t) + 4, escape_html(format_value(t, c.y_format)));
+        kLeft, f.axis_y(t), kLeft + f.pw, kLeft - 6, f.axis_y(t) + 4,
+        escape_html(format_value(c.log_y ? std::pow(10.0, t) : t, c.y_format)));
   }
   return out +
          fmt::format(
@@ -143,7 +146,7 @@ std::string draw_axes(const Chart& c, const Frame& f) {
              "<text x=\"16\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 16 "
              "{})\">{}</text>\n",
              kLeft + f.pw / 2, kHeight - 12, escape_html(c.x_label), c.log_x ? " (log scale)" : "",
-             kTop + f.ph / 2, kTop + f.ph / 2, escape_html(c.y_label));
+             kTop + f.ph / 2, kTop + f.ph / 2, escape_html(c.y_label + (c.log_y ? " (log scale)" : "")));
 }
 
 // Series: lines first, then points on top (with tooltips; highlighted ones labelled); the legend on the
@@ -222,7 +225,7 @@ std::string render_svg(const Chart& c) {
   if (x_lo > x_hi)
     return out + fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"13\">no data</text>\n</svg>\n", kLeft,
                              kHeight / 2);
-  const Frame f{padded(x_lo, x_hi, c.log_x), padded(y_lo, y_hi, false), c.log_x};
+  const Frame f{padded(x_lo, x_hi, c.log_x), padded(y_lo, y_hi, c.log_y), c.log_x, c.log_y};
   out += draw_axes(c, f) + draw_series(c, f);
   if (left_out > 0)
     out += fmt::format(

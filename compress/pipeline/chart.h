@@ -29,12 +29,12 @@ struct Chart {
   std::string id;  // unique in the page: the data-chart attribute
   std::string title, x_label, y_label;
   AxisFormat x_format = AxisFormat::kNumber, y_format = AxisFormat::kNumber;
-  bool log_x = false;
+  bool log_x = false, log_y = false;
   std::vector<ChartSeries> series;
 };
 
-// The chart as an <svg> element (640 x 380 user units, scales with the page). Points with non-finite values,
-// or x <= 0 on a log axis, are left out and named in a note under the chart.
+// The chart as an <svg> element (720 x 380 user units, scales with the page). Points with non-finite values,
+// or <= 0 on a log axis, are left out and named in a note under the chart.
 std::string render_svg(const Chart& chart);
 
 // Text safe inside HTML elements and attribute values.

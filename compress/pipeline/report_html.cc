@@ -27,7 +27,7 @@ std::string model_label(const nlohmann::json& m) {
 // Quality against a per-model measure (bytes, batch-1 latency): one series per engine.
 Chart models_chart(const nlohmann::json& models, const Quality& q, const char* id, const char* title,
                    const char* x_key, const char* x_label, AxisFormat x_format) {
-  Chart c{id, title, x_label, q.label, x_format, q.format, true, {}};
+  Chart c{id, title, x_label, q.label, x_format, q.format, true, false, {}};
   for (const auto& m : models) {
     if (!m.contains(q.key) || !m.contains(x_key)) continue;
     const std::string engine = m.value("engine", "unknown engine");
@@ -82,8 +82,15 @@ ChartSeries history_series(const std::string& name, const nlohmann::json& histor
 // The training runs' validation curves: every distill run (distilled and scratch, each seed) and prune.
 std::string training_section(const nlohmann::json& stages) {
   const char* key = "accuracy";
-  Chart c{"training",          "Validation during training", "epoch", "",
-          AxisFormat::kNumber, AxisFormat::kPercent,         false,   {}};
+  Chart c{"training",
+          "Validation during training",
+          "epoch",
+          "",
+          AxisFormat::kNumber,
+          AxisFormat::kPercent,
+          false,
+          false,
+          {}};
   for (const auto& st : stages) {
     const std::string kind = st.value("kind", "");
     if (kind == "distill" && st.contains("runs")) {
@@ -131,6 +138,7 @@ std::string cascade_section(const nlohmann::json& c) {
             AxisFormat::kPercent,
             AxisFormat::kPercent,
             false,
+            false,
             {curve,
              chosen_share,
              {"teacher only", {{0.0, teacher, "teacher"}, {1.0, teacher, "teacher"}}, true, false, true},
@@ -146,6 +154,7 @@ std::string cascade_section(const nlohmann::json& c) {
       AxisFormat::kNumber,
       AxisFormat::kNumber,
       false,
+      true,  // costs span orders of magnitude (student alone to teacher alone)
       {cost,
        chosen_cost,
        {"teacher only",

@@ -41,7 +41,7 @@ nlohmann::json model(const char* role, const char* engine, double accuracy, doub
 }  // namespace
 
 TEST_CASE("a chart draws every point it can, says what it left out, and escapes its text") {
-  Chart c{"c1", "Title <b>", "bytes", "accuracy", AxisFormat::kBytes, AxisFormat::kPercent, true, {}};
+  Chart c{"c1", "Title <b>", "bytes", "accuracy", AxisFormat::kBytes, AxisFormat::kPercent, true, false, {}};
   c.series.push_back({"a & b", {{1000, 0.9, "one"}, {20000, 0.91, "two"}, {3e6, 0.95, "<script>", true}}});
   c.series.push_back({"curve", {{500, 0.8, ""}, {0.0, 0.85, "zero on a log axis"}, {800, NAN, "nan"}}, true});
   c.series.push_back({"reference", {{500, 0.9, ""}, {3e6, 0.9, ""}}, true, false, true});  // no markers
@@ -66,6 +66,16 @@ TEST_CASE("a chart draws every point it can, says what it left out, and escapes 
     REQUIRE(y >= 40);
     REQUIRE(y <= 328);
   }
+  // A log y axis: values <= 0 cannot be drawn; large numbers are written without an exponent.
+  Chart costs{"c3", "Costs", "threshold", "CPU-s", AxisFormat::kNumber, AxisFormat::kNumber, false, true, {}};
+  costs.series.push_back(
+      {"cost", {{0.0, 2.8, ""}, {0.5, 400.0, ""}, {1.0, 18612.0, ""}, {0.7, 0.0, "zero"}}, true});
+  const std::string log_svg = render_svg(costs);
+  REQUIRE(log_svg.find("data-points=\"3\"") != std::string::npos);
+  REQUIRE(log_svg.find("1 point(s) without a value left out") != std::string::npos);
+  REQUIRE(log_svg.find("CPU-s (log scale)") != std::string::npos);
+  REQUIRE(log_svg.find(">10000<") != std::string::npos);  // a decade tick
+  REQUIRE(log_svg.find("e+04") == std::string::npos);
   // A chart with nothing drawable says so.
   const std::string empty = render_svg({"c2",
                                         "Nothing",
@@ -73,6 +83,7 @@ TEST_CASE("a chart draws every point it can, says what it left out, and escapes 
                                         "y",
                                         AxisFormat::kNumber,
                                         AxisFormat::kNumber,
+                                        false,
                                         false,
                                         {{"s", {{NAN, 1.0, ""}}}}});
   REQUIRE(empty.find("no data") != std::string::npos);
