@@ -224,6 +224,10 @@ Job make_job(const Model& m, const PredictRequest& r, const std::vector<size_t>&
   return job;
 }
 
+std::string json_string(const std::string& s) {
+  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 namespace {
 
 // A number as JSON: shortest round-trip form; null when not finite (as nlohmann::json writes it).
@@ -247,8 +251,7 @@ void append_prediction(std::string& out, const Model& m, const float* scores, in
                     [&](int64_t a, int64_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
   auto label = [&](int64_t i) {
     if (m.input().kind == "text")
-      out +=
-          nlohmann::json(m.input().decode(i)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      out += json_string(m.input().decode(i));
     else if (i < static_cast<int64_t>(m.json_labels.size()))
       out += m.json_labels[static_cast<size_t>(i)];
     else

@@ -56,6 +56,9 @@ Job make_job(const Model& m, const PredictRequest& r, const std::vector<size_t>&
 void append_prediction(std::string& out, const Model& m, const float* scores, int64_t top_k, bool logits,
                        const std::string& extra = "");
 
+// A string as a JSON string (quoted, escaped; invalid UTF-8 replaced).
+std::string json_string(const std::string& s);
+
 // {"error": message, "kind": kind} on one line.
 std::string error_body(const std::string& kind, const std::string& message);
 

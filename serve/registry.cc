@@ -12,6 +12,7 @@
 #include "runtime/format/metadata.h"
 #include "runtime/io/atomic_file.h"
 #include "runtime/io/hash.h"
+#include "serve/protocol.h"
 
 namespace mighty::serve {
 namespace {
@@ -189,9 +190,7 @@ std::shared_ptr<Model> Registry::load(const std::string& name, const std::string
   }
   m->loaded_at = utc_now();
   m->info = describe(*m);
-  for (const auto& label : m->session->artifact().labels())
-    m->json_labels.push_back(
-        nlohmann::json(label).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  for (const auto& label : m->session->artifact().labels()) m->json_labels.push_back(json_string(label));
 
   // One example through the model before it serves (the same runner requests use).
   const Job probe = warmup_job(*m);

@@ -23,14 +23,6 @@
 namespace mighty::serve {
 namespace {
 
-// A string as a JSON string (quoted, escaped; invalid UTF-8 replaced).
-std::string json_string(const std::string& s) {
-  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-}  // namespace
-namespace {
-
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
