@@ -29,4 +29,16 @@ async function openOffline(viewport, fail) {
   return { browser, page, outside, seen, problems };
 }
 
-module.exports = { openOffline };
+// `--key value` pairs of the command line, `required` keys checked; `fail` reports a problem and exits.
+function parseArgs(required, fail) {
+  const out = {};
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i += 2) {
+    if (!argv[i].startsWith('--') || i + 1 >= argv.length) fail(`bad argument '${argv[i]}'`);
+    out[argv[i].slice(2)] = argv[i + 1];
+  }
+  for (const k of required) if (!(k in out)) fail(`--${k} is required`);
+  return out;
+}
+
+module.exports = { openOffline, parseArgs };

@@ -14,18 +14,10 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const zlib = require('zlib');
-const { openOffline } = require('./offline-browser');
+const { openOffline, parseArgs } = require('./offline-browser');
 
 function args() {
-  const out = {};
-  const argv = process.argv.slice(2);
-  for (let i = 0; i < argv.length; i += 2) {
-    if (!argv[i].startsWith('--') || i + 1 >= argv.length) fail(`bad argument '${argv[i]}'`);
-    out[argv[i].slice(2)] = argv[i + 1];
-  }
-  for (const k of ['page', 'model', 'images', 'index', 'expect', 'screenshot'])
-    if (!(k in out)) fail(`--${k} is required`);
-  return out;
+  return parseArgs(['page', 'model', 'images', 'index', 'expect', 'screenshot'], fail);
 }
 
 function fail(message) {

@@ -9,7 +9,7 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
-const { openOffline } = require('./offline-browser');
+const { openOffline, parseArgs } = require('./offline-browser');
 
 function fail(message) {
   console.error(`report-test: ${message}`);
@@ -17,14 +17,7 @@ function fail(message) {
 }
 
 function args() {
-  const out = {};
-  const argv = process.argv.slice(2);
-  for (let i = 0; i < argv.length; i += 2) {
-    if (!argv[i].startsWith('--') || i + 1 >= argv.length) fail(`bad argument '${argv[i]}'`);
-    out[argv[i].slice(2)] = argv[i + 1];
-  }
-  for (const k of ['run', 'screenshot']) if (!(k in out)) fail(`--${k} is required`);
-  return out;
+  return parseArgs(['run', 'screenshot'], fail);
 }
 
 // What report.json says the page must draw: chart id -> number of points.
