@@ -19,6 +19,7 @@
 #include "compress/pipeline/pipeline.h"
 #include "compress/recipe/recipe.h"
 #include "compress/train/distributed.h"
+#include "compress/tune/tune.h"
 #include "launch.h"
 #include "runtime/error.h"
 
@@ -179,14 +180,15 @@ int fail(const std::string& message) {
 }
 
 struct Args {
-  Common train_args, eval_args, export_args, compress_args;
-  bool resume = false, compress_resume = false, export_int8 = false;
+  Common train_args, eval_args, export_args, compress_args, tune_args;
+  bool resume = false, compress_resume = false, export_int8 = false, tune_resume = false;
+  double budget_minutes = 0.0;
   int64_t stop_after = 0, compress_stop_after = 0;
   std::string weights, report_dir;
 };
 
 struct Verbs {
-  CLI::App *train, *eval, *export_cmd, *compress, *report;
+  CLI::App *train, *eval, *export_cmd, *compress, *report, *tune;
 };
 
 Verbs declare_verbs(CLI::App& app, Args& a) {
@@ -225,6 +227,16 @@ Verbs declare_verbs(CLI::App& app, Args& a) {
       ->add_option("--stop-after", a.compress_stop_after,
                    "Stop a training run after this many steps, as if interrupted (resume later)")
       ->check(CLI::PositiveNumber);
+
+  v.tune = app.add_subcommand("tune",
+                              "Search the recipe's 'tune' space for the best model meeting its constraints "
+                              "(successive halving on the validation split), then export and verify it; "
+                              "writes <run directory>/report.html");
+  add_common(v.tune, a.tune_args);
+  v.tune->add_option("--budget-minutes", a.budget_minutes,
+                     "Stop starting trials when the next one would pass this budget (default: the whole plan)")
+      ->check(CLI::PositiveNumber);
+  v.tune->add_flag("--resume", a.tune_resume, "Continue a killed or stopped search in the run directory");
 
   v.report = app.add_subcommand(
       "report", "Write a compress run's report.md and report.html again from its report.json");
@@ -271,6 +283,15 @@ int dispatch(const CLI::App& app, const Verbs& v, Args& a, int argc, char** argv
     const auto report = mighty::compress::run_compress(recipe, options);
     (void)report;  // a run stopped with --stop-after is continued with --resume
     return finish(0);
+  }
+  if (v.tune->parsed()) {
+    auto [recipe, options] = start(a.tune_args);
+    mighty::compress::TuneOptions t;
+    t.out_dir = a.tune_args.out.empty() ? "runs/" + recipe.name + "-tune" : a.tune_args.out;
+    t.resume = a.tune_resume;
+    t.budget_minutes = a.budget_minutes;
+    mighty::compress::run_tune(recipe, t);
+    return 0;
   }
   if (v.report->parsed()) {
     fmt::print("{}\n", mighty::compress::rewrite_reports(a.report_dir));

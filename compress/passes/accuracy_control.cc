@@ -33,13 +33,33 @@ QuantizeSpec with_fallback(QuantizeSpec spec, const std::vector<std::string>& la
   return spec;
 }
 
+// Each candidate layer fallen back alone: its validation quality and the gain over `first`. Candidates: every
+// int8 layer (fp32 fallback), or every one with static activations (dynamic fallback).
+nlohmann::json layer_sensitivity(GraphModule& student, const QuantizeSpec& spec, const Dataset& data,
+                                 const nlohmann::json& layers, double first) {
+  const AccuracyControl& ac = spec.accuracy_control;
+  nlohmann::json sensitivity = nlohmann::json::array();
+  for (const auto& l : layers) {
+    const std::string name = l["layer"].get<std::string>();
+    if (ac.fallback == "dynamic" && l.value("activations", "") != "static") continue;
+    nlohmann::json trial_report;
+    QuantizedModel trial =
+        quantize_model(student, with_fallback(spec, {name}, ac.fallback), data, trial_report);
+    const double q = validation_quality(trial, data);
+    sensitivity.push_back({{"layer", name}, {"quality", q}, {"gain", q - first}});
+    fmt::print(stderr, "quantize: accuracy control: {} alone to {}: {:.4f} ({:+.4f})\n", name, ac.fallback, q,
+               q - first);
+  }
+  return sensitivity;
+}
+
 }  // namespace
 
 QuantizedModel quantize_with_accuracy_control(GraphModule& student, const QuantizeSpec& spec,
                                               const Dataset& data, nlohmann::json& report) {
   const AccuracyControl& ac = spec.accuracy_control;
   QuantizedModel qm = quantize_model(student, spec, data, report);
-  if (ac.max_drop < 0) return qm;
+  if (ac.max_drop < 0 && !ac.sensitivity) return qm;
   const bool text = data.kind == "text";
   if (!text && data.images.val_x.size(0) == 0)
     throw Error("quantize: accuracy_control needs a validation split (data.validation_size > 0)");
@@ -56,30 +76,17 @@ QuantizedModel quantize_with_accuracy_control(GraphModule& student, const Quanti
                         {"fp32", fp32},     {"int8", first},           {"steps", nlohmann::json::array()}};
   fmt::print(stderr, "quantize: accuracy control: fp32 {:.4f}, int8 {:.4f} (drop {:.4f}, limit {})\n", fp32,
              first, fp32 - first, ac.max_drop);
-  if (fp32 - first <= ac.max_drop) {
+  if (ac.sensitivity) out["sensitivity"] = layer_sensitivity(student, spec, data, report["layers"], first);
+  if (ac.max_drop < 0 || fp32 - first <= ac.max_drop) {
     out["final"] = {
         {"quality", first}, {"drop", fp32 - first}, {"layers_fallen_back", nlohmann::json::array()}};
-    out["met"] = true;
+    out["met"] = ac.max_drop < 0 ? nlohmann::json(nullptr) : nlohmann::json(true);
     report["accuracy_control"] = out;
     return qm;
   }
-  // Sensitivity: each candidate layer fallen back alone. Candidates: every int8 layer (fp32 fallback), or
-  // every one with static activations (dynamic fallback).
+  if (!out.contains("sensitivity")) out["sensitivity"] = layer_sensitivity(student, spec, data, report["layers"], first);
   std::vector<std::pair<std::string, double>> gains;
-  nlohmann::json sensitivity = nlohmann::json::array();
-  for (const auto& l : report["layers"]) {
-    const std::string name = l["layer"].get<std::string>();
-    if (ac.fallback == "dynamic" && l.value("activations", "") != "static") continue;
-    nlohmann::json trial_report;
-    QuantizedModel trial =
-        quantize_model(student, with_fallback(spec, {name}, ac.fallback), data, trial_report);
-    const double q = validation_quality(trial, data);
-    gains.emplace_back(name, q - first);
-    sensitivity.push_back({{"layer", name}, {"quality", q}, {"gain", q - first}});
-    fmt::print(stderr, "quantize: accuracy control: {} alone to {}: {:.4f} ({:+.4f})\n", name, ac.fallback, q,
-               q - first);
-  }
-  out["sensitivity"] = sensitivity;
+  for (const auto& l : out["sensitivity"]) gains.emplace_back(l["layer"].get<std::string>(), l["gain"].get<double>());
   std::stable_sort(gains.begin(), gains.end(),
                    [](const auto& a, const auto& b) { return a.second > b.second; });
   // Fall back in that order, one more layer per step, until the drop is within the limit.

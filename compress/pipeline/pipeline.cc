@@ -235,8 +235,15 @@ nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options) {
     throw Error(
         fmt::format("{}: no stages to run ('mighty compress' needs 'student' and 'stages')", recipe.file));
   }
+  return run_compress(recipe, load_dataset(recipe.data, recipe.seed), options);
+}
+
+nlohmann::json run_compress(const Recipe& recipe, const Dataset& data, const JobOptions& options) {
+  if (recipe.stages.empty()) {
+    throw Error(
+        fmt::format("{}: no stages to run ('mighty compress' needs 'student' and 'stages')", recipe.file));
+  }
   ensure_run_dir(options.out_dir);
-  const Dataset data = load_dataset(recipe.data, recipe.seed);
   nlohmann::json resolved = {{"recipe", recipe.to_json()},
                              {"recipe_hash", recipe.hash()},
                              {"teacher_hash", recipe.teacher_hash()},

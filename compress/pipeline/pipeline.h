@@ -16,6 +16,8 @@ namespace mighty::compress {
 // (export), report.json and report.md. Returns the report ({"completed": false} when stopped early). When
 // verify's criteria are not met, the report is written and then an Error names what failed.
 nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options);
+struct Dataset;
+nlohmann::json run_compress(const Recipe& recipe, const Dataset& data, const JobOptions& options);  // loaded
 std::string report_markdown(const nlohmann::json& report);
 
 // `mighty report DIR`: report.md and report.html written again from DIR/report.json (a run made by an older

@@ -157,18 +157,18 @@ std::string quantize_markdown(const nlohmann::json& stage) {
   out += fmt::format("\nsimulated int8 test: {}\n", quality_cell(stage["simulated_test"]));
   if (stage.contains("accuracy_control")) {
     const auto& a = stage["accuracy_control"];
-    out += fmt::format(
-        "\n**Accuracy control** ({}; limit: a drop of {} against the float student; fallback {}): fp32 "
-        "{:.4f}, "
-        "int8 {:.4f}.\n",
-        a["metric"].get<std::string>(), a["max_drop"].get<double>(), a["fallback"].get<std::string>(),
-        a["fp32"].get<double>(), a["int8"].get<double>());
+    const double limit = a["max_drop"].get<double>();
+    out += fmt::format("\n**Accuracy control** ({}; {}; fallback {}): fp32 {:.4f}, int8 {:.4f}.\n",
+                       a["metric"].get<std::string>(),
+                       limit < 0 ? std::string("sensitivity only, no limit")
+                                 : fmt::format("limit: a drop of {} against the float student", limit),
+                       a["fallback"].get<std::string>(), a["fp32"].get<double>(), a["int8"].get<double>());
     if (a.contains("sensitivity")) {
       out += "\n| layer | alone to " + a["fallback"].get<std::string>() + " | gain |\n|---|---:|---:|\n";
       for (const auto& l : a["sensitivity"])
         out += fmt::format("| {} | {:.4f} | {:+.4f} |\n", l["layer"].get<std::string>(),
                            l["quality"].get<double>(), l["gain"].get<double>());
-      out += "\n| step | layer fallen back | quality | drop |\n|---:|---|---:|---:|\n";
+      if (!a["steps"].empty()) out += "\n| step | layer fallen back | quality | drop |\n|---:|---|---:|---:|\n";
       int k = 0;
       for (const auto& st : a["steps"])
         out += fmt::format("| {} | {} | {:.4f} | {:.4f} |\n", ++k, st["layer"].get<std::string>(),

@@ -77,6 +77,14 @@ nlohmann::json criteria(const VerifySpec& spec, const nlohmann::json& models, co
     check("max_bpc_increase", q["bits_per_char"].get<double>() - models[1]["bits_per_char"].get<double>(),
           spec.max_bpc_increase, true, "bits/char added by int8, fp32 student -> int8 student");
   }
+  if (spec.min_accuracy >= 0 && q.contains("accuracy")) {
+    check("min_accuracy", 100.0 * q["accuracy"].get<double>(), spec.min_accuracy, false,
+          "test accuracy of the int8 student, percent");
+  }
+  if (spec.max_latency_ms > 0) {
+    check("max_latency_ms", q["latency_ms_b1"].get<double>(), spec.max_latency_ms, true,
+          "batch-1 median latency of the int8 student in the runtime, ms");
+  }
   if (spec.min_speedup > 0) {
     check("min_speedup", paired["ratio"].get<double>(), spec.min_speedup, false,
           "batch-1 latency, LibTorch fp32 teacher / runtime int8 student, timed alternately");

@@ -408,6 +408,7 @@ Recipe parse_recipe(const std::string& text, const std::string& file) {
     root.fail_at("stages", "the stages need a 'student'");
   }
   detail::check_stage_order(root, r.stages);
+  detail::read_tune(root, r);
 
   auto eval = root.object("eval", /*optional=*/true);
   r.eval.latency_runs = eval.integer("latency_runs", 200, 1, 1000000);
@@ -472,6 +473,7 @@ nlohmann::json Recipe::to_json() const {
     j["stages"] = nlohmann::json::array();
     for (const auto& s : stages) j["stages"].push_back(stage_to_json(s));
   }
+  if (tune.present) j["tune"] = detail::tune_to_json(tune);
   return j;
 }
 

@@ -213,6 +213,7 @@ struct QuantizeOverride {
 struct AccuracyControl {
   double max_drop = -1.0;         // validation accuracy points (bits/char for text) int8 may lose; < 0 = off
   std::string fallback = "fp32";  // fp32 | dynamic: where a sensitive layer goes back to
+  bool sensitivity = false;       // measure every layer's sensitivity even when no layer must fall back
 };
 
 struct QuantizeSpec {
@@ -233,6 +234,8 @@ struct QuantizeSpec {
 struct VerifySpec {
   double max_accuracy_drop = -1.0;  // points of accuracy, int8 student vs teacher; < 0 = not checked
   double max_bpc_increase = -1.0;   // bits/char, int8 student vs its fp32 twin; < 0 = not checked
+  double min_accuracy = -1.0;       // percent, the int8 student's test accuracy; < 0 = not checked
+  double max_latency_ms = 0.0;      // the int8 student's batch-1 median in the runtime; 0 = not checked
   double min_speedup = 0.0;         // batch-1 latency, LibTorch fp32 teacher / runtime int8 student; 0 = off
   double min_speedup_vs_onnxruntime = 0.0;  // batch-1 latency, ONNX Runtime int8 / runtime int8; 0 = off
   bool onnxruntime = true;                  // rows for the exported ONNX files run by ONNX Runtime
@@ -264,6 +267,44 @@ struct EvalSpec {
   int64_t throughput_batch = 64;
 };
 
+// `mighty tune` (compress/tune/tune.h): what the model must meet, what may vary, how the search spends its
+// budget. Empty lists keep the recipe's own value; trials are the recipe with one choice from each list.
+struct TuneConstraints {
+  double min_accuracy = -1.0;       // percent, the int8 model's accuracy; < 0 = none
+  double max_accuracy_drop = -1.0;  // points below the teacher's accuracy; < 0 = none
+  int64_t max_bytes = 0;            // the exported model.mighty on disk; 0 = none
+  double max_latency_ms = 0.0;      // batch-1 median in the runtime at `threads` threads; 0 = none
+  int64_t threads = 1;
+};
+
+struct TuneSpace {
+  std::vector<double> width, depth;      // the student derived from the teacher (student.from_teacher)
+  std::vector<std::string> supervision;  // teacher (distilled) | labels (the labels alone)
+  std::vector<double> alpha, temperature, mixup;  // the distill stage's
+  std::vector<std::string> prune_method;          // magnitude | block | n:m
+  std::vector<double> sparsity;                   // the prune stage's target; 0 = no pruning
+  std::vector<std::string> observer, activations;  // the quantize stage's
+  std::vector<std::string> fallback;               // none | fp32 | dynamic (accuracy control)
+  double fallback_max_drop = 0.5;                  // accuracy_control.max_drop of a fallback trial
+};
+
+struct TuneSearch {
+  int64_t trials = 9;              // configurations trained in the first rung
+  int64_t eta = 3;                 // each rung keeps the best 1/eta of the one before
+  int64_t rungs = 3;               // successive-halving rungs (fidelities)
+  double max_epoch_scale = 1.0;    // the last rung's training epochs relative to the recipe's stages
+  uint64_t seed = 0;               // which configurations are sampled (default: the recipe's seed)
+  int64_t latency_runs = 300;      // batch-1 runs timed per trial
+};
+
+struct TuneSpec {
+  bool present = false;
+  TuneConstraints constraints;
+  std::string objective = "accuracy";  // accuracy | bytes | latency: best among the trials meeting the rest
+  TuneSpace space;
+  TuneSearch search;
+};
+
 struct Recipe {
   std::string name;
   std::string file;  // where it was read from
@@ -282,6 +323,7 @@ struct Recipe {
   bool student_train_batchnorm = true;
   std::vector<StageSpec> stages;
   EvalSpec eval;
+  TuneSpec tune;  // `mighty tune` only; mighty compress ignores it
 
   nlohmann::json to_json() const;  // the resolved recipe: every default filled
   std::string hash() const;        // xxHash64 of the resolved recipe, hex

@@ -34,4 +34,8 @@ nlohmann::json export_to_json(const StageSpec& spec);
 void read_verify(JsonReader& st, const Recipe& r, StageSpec& spec);
 nlohmann::json verify_to_json(const StageSpec& spec);
 
+// The `tune` block (compress/recipe/recipe_tune.cc); read after the stages, which it varies.
+void read_tune(JsonReader& root, Recipe& r);
+nlohmann::json tune_to_json(const TuneSpec& t);
+
 }  // namespace mighty::compress::detail

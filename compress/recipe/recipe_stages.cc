@@ -243,6 +243,7 @@ void read_quantize(JsonReader& st, const Recipe& r, StageSpec& spec) {
     auto a = st.object("accuracy_control");
     q.accuracy_control.max_drop = a.number("max_drop", std::nullopt, {-1.0, 100.0});  // < 0: off
     q.accuracy_control.fallback = a.choice("fallback", q.accuracy_control.fallback, {"fp32", "dynamic"});
+    q.accuracy_control.sensitivity = a.boolean("sensitivity", q.accuracy_control.sensitivity);
     a.finish();
   }
   spec.spec = std::move(q);
@@ -268,7 +269,8 @@ nlohmann::json quantize_to_json(const StageSpec& spec) {
                       {"exclude", q.exclude},
                       {"overrides", overrides}};
   j["accuracy_control"] = {{"max_drop", q.accuracy_control.max_drop},
-                           {"fallback", q.accuracy_control.fallback}};
+                           {"fallback", q.accuracy_control.fallback},
+                           {"sensitivity", q.accuracy_control.sensitivity}};
   return j;
 }
 
@@ -284,6 +286,8 @@ void read_verify(JsonReader& st, const Recipe&, StageSpec& spec) {
   VerifySpec v;
   v.max_accuracy_drop = st.number("max_accuracy_drop", v.max_accuracy_drop, {-1.0, 100.0});
   v.max_bpc_increase = st.number("max_bpc_increase", v.max_bpc_increase, {-1.0, 100.0});
+  v.min_accuracy = st.number("min_accuracy", v.min_accuracy, {-1.0, 100.0});
+  v.max_latency_ms = st.number("max_latency_ms", v.max_latency_ms, {0.0, 1e9});
   v.min_speedup = st.number("min_speedup", v.min_speedup, {0.0, 1e6});
   v.min_speedup_vs_onnxruntime =
       st.number("min_speedup_vs_onnxruntime", v.min_speedup_vs_onnxruntime, {0.0, 1e6});
@@ -302,6 +306,8 @@ nlohmann::json verify_to_json(const StageSpec& spec) {
   const auto& v = spec.get<VerifySpec>();
   return {{"max_accuracy_drop", v.max_accuracy_drop},
           {"max_bpc_increase", v.max_bpc_increase},
+          {"min_accuracy", v.min_accuracy},
+          {"max_latency_ms", v.max_latency_ms},
           {"min_speedup", v.min_speedup},
           {"min_speedup_vs_onnxruntime", v.min_speedup_vs_onnxruntime},
           {"onnxruntime", v.onnxruntime},
