@@ -84,9 +84,11 @@ QuantizedModel quantize_with_accuracy_control(GraphModule& student, const Quanti
     report["accuracy_control"] = out;
     return qm;
   }
-  if (!out.contains("sensitivity")) out["sensitivity"] = layer_sensitivity(student, spec, data, report["layers"], first);
+  if (!out.contains("sensitivity"))
+    out["sensitivity"] = layer_sensitivity(student, spec, data, report["layers"], first);
   std::vector<std::pair<std::string, double>> gains;
-  for (const auto& l : out["sensitivity"]) gains.emplace_back(l["layer"].get<std::string>(), l["gain"].get<double>());
+  for (const auto& l : out["sensitivity"])
+    gains.emplace_back(l["layer"].get<std::string>(), l["gain"].get<double>());
   std::stable_sort(gains.begin(), gains.end(),
                    [](const auto& a, const auto& b) { return a.second > b.second; });
   // Fall back in that order, one more layer per step, until the drop is within the limit.

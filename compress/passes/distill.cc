@@ -349,6 +349,11 @@ std::unique_ptr<TeacherLogitCache> logit_cache(const DistillSetup& s, const RunP
   const std::string key =
       hash64_hex(fmt::format("{}/{}/{}/{}/{}/{}", s.teacher_key, s.data.hash,
                              s.recipe.to_json()["data"].dump(), run.seed, s.d.train.batch_size, s.d.mixup));
+  if (!s.options.teacher_cache_dir.empty()) {
+    ensure_run_dir(s.options.teacher_cache_dir);
+    return std::make_unique<TeacherLogitCache>(
+        s.options.teacher_cache_dir + "/teacher_logits." + key + ".bin", key);
+  }
   return std::make_unique<TeacherLogitCache>(
       s.options.dir + fmt::format("/teacher_logits.seed{}.bin", run.seed), key);
 }

@@ -101,6 +101,9 @@ struct StageOptions {
   bool resume = false;
   int64_t stop_after_steps = 0;  // stop the current training run after this many steps (tests)
   std::string identity;          // the recipe hash: checkpoints of another recipe are refused
+  // Where a distilled run's teacher logits cache lives (teacher_cache): the stage's directory when empty;
+  // runs that share the directory share the batches of equal keys (mighty tune's trials).
+  std::string teacher_cache_dir;
 };
 
 // Runs a distill stage on the graph of `student`. For each seed: the distilled student (starting from

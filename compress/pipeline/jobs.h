@@ -17,8 +17,9 @@ struct JobOptions {
   bool resume = false;           // continue from out_dir/checkpoint.pt
   int64_t stop_after_steps = 0;  // stop early as if interrupted (tests, debugging); 0 = run to the end
   bool measure_speed = true;
-  bool quiet = false;  // no table on stdout
-  bool int8 = false;   // export: int8 weights, dynamic activations
+  bool quiet = false;             // no table on stdout
+  bool int8 = false;              // export: int8 weights, dynamic activations
+  std::string teacher_cache_dir;  // distill's teacher logits cache (StageOptions::teacher_cache_dir)
 };
 
 // Trains the recipe's teacher: writes recipe.json (resolved, with hashes), checkpoint.pt (during training),

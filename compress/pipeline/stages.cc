@@ -24,6 +24,7 @@ StageOptions training_options(const StageContext& ctx) {
   o.resume = ctx.options.resume;
   o.stop_after_steps = ctx.options.stop_after_steps;
   o.identity = ctx.recipe.hash();
+  o.teacher_cache_dir = ctx.options.teacher_cache_dir;
   return o;
 }
 
@@ -168,7 +169,8 @@ std::string quantize_markdown(const nlohmann::json& stage) {
       for (const auto& l : a["sensitivity"])
         out += fmt::format("| {} | {:.4f} | {:+.4f} |\n", l["layer"].get<std::string>(),
                            l["quality"].get<double>(), l["gain"].get<double>());
-      if (!a["steps"].empty()) out += "\n| step | layer fallen back | quality | drop |\n|---:|---|---:|---:|\n";
+      if (!a["steps"].empty())
+        out += "\n| step | layer fallen back | quality | drop |\n|---:|---|---:|---:|\n";
       int k = 0;
       for (const auto& st : a["steps"])
         out += fmt::format("| {} | {} | {:.4f} | {:.4f} |\n", ++k, st["layer"].get<std::string>(),

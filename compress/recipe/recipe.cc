@@ -279,6 +279,15 @@ ModelSpec read_student(JsonReader& root, Recipe& r) {
 
 }  // namespace
 
+namespace detail {
+ModelSpec read_model_spec(JsonReader& parent, const std::string& key, size_t index, const std::string& kind) {
+  auto list = parent.object_list(key);
+  ModelSpec m = read_model(list.at(index));
+  check_model_fits_data(parent, fmt::format("{}/{}", key, index), m, kind);
+  return m;
+}
+}  // namespace detail
+
 ModelSpec derive_student(const ModelSpec& t, double width, double depth) {
   auto scale = [&](int64_t v) { return std::max<int64_t>(1, std::llround(static_cast<double>(v) * width)); };
   auto count = [&](size_t n) {

@@ -279,22 +279,23 @@ struct TuneConstraints {
 
 struct TuneSpace {
   std::vector<double> width, depth;      // the student derived from the teacher (student.from_teacher)
+  std::vector<ModelSpec> students;       // or given: zoo model specs (config key "student": the index)
   std::vector<std::string> supervision;  // teacher (distilled) | labels (the labels alone)
-  std::vector<double> alpha, temperature, mixup;  // the distill stage's
-  std::vector<std::string> prune_method;          // magnitude | block | n:m
-  std::vector<double> sparsity;                   // the prune stage's target; 0 = no pruning
+  std::vector<double> alpha, temperature, mixup;   // the distill stage's
+  std::vector<std::string> prune_method;           // magnitude | block | n:m
+  std::vector<double> sparsity;                    // the prune stage's target; 0 = no pruning
   std::vector<std::string> observer, activations;  // the quantize stage's
   std::vector<std::string> fallback;               // none | fp32 | dynamic (accuracy control)
   double fallback_max_drop = 0.5;                  // accuracy_control.max_drop of a fallback trial
 };
 
 struct TuneSearch {
-  int64_t trials = 9;              // configurations trained in the first rung
-  int64_t eta = 3;                 // each rung keeps the best 1/eta of the one before
-  int64_t rungs = 3;               // successive-halving rungs (fidelities)
-  double max_epoch_scale = 1.0;    // the last rung's training epochs relative to the recipe's stages
-  uint64_t seed = 0;               // which configurations are sampled (default: the recipe's seed)
-  int64_t latency_runs = 300;      // batch-1 runs timed per trial
+  int64_t trials = 9;            // configurations trained in the first rung
+  int64_t eta = 3;               // each rung keeps the best 1/eta of the one before
+  int64_t rungs = 3;             // successive-halving rungs (fidelities)
+  double max_epoch_scale = 1.0;  // the last rung's training epochs relative to the recipe's stages
+  uint64_t seed = 0;             // which configurations are sampled (default: the recipe's seed)
+  int64_t latency_runs = 300;    // batch-1 runs timed per trial
 };
 
 struct TuneSpec {

@@ -34,6 +34,9 @@ nlohmann::json export_to_json(const StageSpec& spec);
 void read_verify(JsonReader& st, const Recipe& r, StageSpec& spec);
 nlohmann::json verify_to_json(const StageSpec& spec);
 
+// The model spec at `key`/`index` of `parent` (a list of model objects), checked against the data kind.
+ModelSpec read_model_spec(JsonReader& parent, const std::string& key, size_t index, const std::string& kind);
+
 // The `tune` block (compress/recipe/recipe_tune.cc); read after the stages, which it varies.
 void read_tune(JsonReader& root, Recipe& r);
 nlohmann::json tune_to_json(const TuneSpec& t);

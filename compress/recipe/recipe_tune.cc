@@ -47,6 +47,13 @@ TuneSpace read_space(JsonReader s, const Recipe& r) {
     if (s.has(key) && !zoo_teacher)
       s.fail_at(key, "the student is derived from the teacher's zoo spec, and this teacher has none");
   }
+  if (s.has("students")) {
+    if (s.has("width") || s.has("depth"))
+      s.fail_at("students", "give either 'students' or 'width'/'depth', not both");
+    const size_t n = s.object_list("students").size();
+    if (n == 0) s.fail_at("students", "expected at least one model");
+    for (size_t i = 0; i < n; ++i) t.students.push_back(read_model_spec(s, "students", i, r.data.kind));
+  }
   t.supervision = choices(s, "supervision", {"teacher", "labels"});
   t.alpha = values(s, "alpha", {0.0, 1.0});
   t.temperature = values(s, "temperature", {0.0, 100.0, true, false});
@@ -89,7 +96,8 @@ void read_tune(JsonReader& root, Recipe& r) {
     t.fail("tune selects classifiers by accuracy; text (language-model) recipes are not supported");
   for (const char* kind : {"quantize", "export"}) {
     if (!has_stage(r, kind))
-      t.fail(fmt::format("tune measures every trial's exported int8 model: the recipe needs a '{}' stage", kind));
+      t.fail(fmt::format("tune measures every trial's exported int8 model: the recipe needs a '{}' stage",
+                         kind));
   }
   auto c = t.object("constraints", /*optional=*/true);
   TuneConstraints& k = spec.constraints;
@@ -117,6 +125,8 @@ nlohmann::json tune_to_json(const TuneSpec& t) {
   const TuneConstraints& k = t.constraints;
   const TuneSpace& s = t.space;
   const TuneSearch& x = t.search;
+  nlohmann::json students = nlohmann::json::array();
+  for (const auto& m : s.students) students.push_back(model_spec_to_json(m));
   return {{"constraints",
            {{"min_accuracy", k.min_accuracy},
             {"max_accuracy_drop", k.max_accuracy_drop},
@@ -127,6 +137,7 @@ nlohmann::json tune_to_json(const TuneSpec& t) {
           {"space",
            {{"width", s.width},
             {"depth", s.depth},
+            {"students", students},
             {"supervision", s.supervision},
             {"alpha", s.alpha},
             {"temperature", s.temperature},

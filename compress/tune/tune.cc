@@ -15,8 +15,8 @@
 #include "runtime/error.h"
 #include "runtime/exec/session.h"
 #include "runtime/io/atomic_file.h"
-#include "runtime/io/timing.h"
 #include "runtime/io/hash.h"
+#include "runtime/io/timing.h"
 
 namespace mighty::compress {
 namespace {
@@ -35,6 +35,11 @@ std::vector<Dimension> dimensions(const TuneSpace& s) {
     if (list.empty()) return;
     out.push_back({key, {list.begin(), list.end()}});
   };
+  if (!s.students.empty()) {
+    std::vector<int64_t> index(s.students.size());
+    for (size_t i = 0; i < index.size(); ++i) index[i] = static_cast<int64_t>(i);
+    add("student", index);
+  }
   add("width", s.width);
   add("depth", s.depth);
   add("supervision", s.supervision);
@@ -63,9 +68,9 @@ nlohmann::json normalized(nlohmann::json c, const Recipe& r) {
   }
   if (c.contains("sparsity") && c["sparsity"].get<double>() == 0.0) c.erase("prune_method");
   const StageSpec* prune = find_stage(r, "prune");
-  const std::string method =
-      c.contains("prune_method") ? c["prune_method"].get<std::string>() : prune ? prune->get<PruneSpec>().method
-                                                                                : "";
+  const std::string method = c.contains("prune_method") ? c["prune_method"].get<std::string>()
+                             : prune                    ? prune->get<PruneSpec>().method
+                                                        : "";
   if (method == "n:m" && c.value("sparsity", 1.0) > 0.0 && c.contains("sparsity")) {
     const PruneSpec& p = prune->get<PruneSpec>();  // n:m keeps n of m: its sparsity is fixed
     c["sparsity"] = 1.0 - static_cast<double>(p.n) / static_cast<double>(p.m);
@@ -105,8 +110,8 @@ Judged judge(const nlohmann::json& t, const TuneConstraints& k, double teacher_a
   if (k.min_accuracy >= 0 && acc < k.min_accuracy)
     j.misses.push_back(fmt::format("validation {:.2f}% < min_accuracy {}", acc, k.min_accuracy));
   if (k.max_accuracy_drop >= 0 && teacher_accuracy - acc > k.max_accuracy_drop)
-    j.misses.push_back(fmt::format("validation {:.2f}% is {:.2f} points below the teacher's {:.2f}% > {}", acc,
-                                   teacher_accuracy - acc, teacher_accuracy, k.max_accuracy_drop));
+    j.misses.push_back(fmt::format("validation {:.2f}% is {:.2f} points below the teacher's {:.2f}% > {}",
+                                   acc, teacher_accuracy - acc, teacher_accuracy, k.max_accuracy_drop));
   return j;
 }
 
@@ -158,9 +163,9 @@ nlohmann::json run_trial(Search& s, size_t config_index, const nlohmann::json& c
   const std::string dir = s.options.out_dir + "/trials/" + id;
   const nlohmann::json tj = trial_recipe(s.recipe, config, scale);
   const Recipe tr = parse_recipe(tj.dump(2), dir + "/trial.json");
-  const std::string identity = hash64_hex(fmt::format("{}/{}/{}/{}/v{}", tr.hash(), s.trial_data.hash,
-                                                      s.recipe.tune.constraints.threads,
-                                                      s.recipe.tune.search.latency_runs, kFormat));
+  const std::string identity =
+      hash64_hex(fmt::format("{}/{}/{}/{}/v{}", tr.hash(), s.trial_data.hash,
+                             s.recipe.tune.constraints.threads, s.recipe.tune.search.latency_runs, kFormat));
   const std::string result_path = dir + "/result.json";
   auto done = completed_record(result_path, {dir + "/model.mighty"}, "identity", identity);
   if (!done.is_null()) {
@@ -176,6 +181,7 @@ nlohmann::json run_trial(Search& s, size_t config_index, const nlohmann::json& c
   jo.resume = true;  // a trial directory is always continued
   jo.measure_speed = false;
   jo.quiet = true;
+  jo.teacher_cache_dir = s.options.out_dir + "/teacher_logits";  // every trial draws the same batches
   const nlohmann::json report = run_compress(tr, s.trial_data, jo);
   if (!report.value("completed", false)) return nullptr;
   nlohmann::json r = measure_artifact(dir + "/model.mighty", s.trial_data, s.recipe.tune);
@@ -210,7 +216,8 @@ std::vector<nlohmann::json> tune_configurations(const Recipe& recipe) {
   for (const auto& d : dims) {
     total *= d.values.size();
     if (total > 1000000)
-      throw Error(fmt::format("{}: /tune/space: more than 1,000,000 configurations; narrow the lists", recipe.file));
+      throw Error(
+          fmt::format("{}: /tune/space: more than 1,000,000 configurations; narrow the lists", recipe.file));
   }
   std::vector<nlohmann::json> all;
   std::set<std::string> seen;
@@ -239,8 +246,8 @@ std::vector<std::pair<int64_t, double>> tune_rungs(const TuneSearch& search, int
   std::vector<std::pair<int64_t, double>> out;
   int64_t n = configurations;
   for (int64_t r = 0; r < rungs; ++r) {
-    out.emplace_back(n, search.max_epoch_scale / std::pow(static_cast<double>(search.eta),
-                                                          static_cast<double>(rungs - 1 - r)));
+    out.emplace_back(n, search.max_epoch_scale /
+                            std::pow(static_cast<double>(search.eta), static_cast<double>(rungs - 1 - r)));
     n = std::max<int64_t>(1, n / search.eta);
   }
   return out;
@@ -250,9 +257,12 @@ nlohmann::json trial_recipe(const Recipe& recipe, const nlohmann::json& config, 
   nlohmann::json j = recipe.to_json();
   j.erase("tune");
   j["name"] = recipe.name + "-trial";
-  if (config.contains("width") || config.contains("depth")) {
-    j["student"] = {{"from_teacher",
-                     {{"width", config.value("width", 1.0)}, {"depth", config.value("depth", 1.0)}}}};
+  if (config.contains("student")) {
+    j["student"] = {
+        {"model", model_spec_to_json(recipe.tune.space.students.at(config["student"].get<size_t>()))}};
+  } else if (config.contains("width") || config.contains("depth")) {
+    j["student"] = {
+        {"from_teacher", {{"width", config.value("width", 1.0)}, {"depth", config.value("depth", 1.0)}}}};
   }
   const bool labels = config.value("supervision", "teacher") == "labels";
   nlohmann::json stages = nlohmann::json::array();
@@ -265,6 +275,8 @@ nlohmann::json trial_recipe(const Recipe& recipe, const nlohmann::json& config, 
       s["mixup"] = config.value("mixup", s["mixup"].get<double>());
       s["baseline"] = false;
       s["repeats"] = 1;
+      // Trials share the seed, so their batches: the teacher's logits are computed once (tune's cache).
+      if (s["features"].empty()) s["teacher_cache"] = true;
     } else if (kind == "prune") {
       if (config.contains("sparsity") && config["sparsity"].get<double>() == 0.0) continue;
       if (config.contains("sparsity")) s["sparsity"] = config["sparsity"];
@@ -403,13 +415,15 @@ void claim_directory(const Recipe& recipe, const TuneOptions& options, const nlo
   const std::string path = options.out_dir + "/tune.json";
   if (std::filesystem::exists(path)) {
     if (!options.resume)
-      throw Error(fmt::format("{}: a tune run is here already; continue it with --resume, or choose another --out",
-                              options.out_dir));
+      throw Error(
+          fmt::format("{}: a tune run is here already; continue it with --resume, or choose another --out",
+                      options.out_dir));
     const auto old = nlohmann::json::parse(read_file(path), nullptr, false);
     if (old.is_discarded() || old.value("recipe_hash", "") != recipe.hash())
-      throw Error(fmt::format("{}: tuned with another recipe (or damaged); --resume continues only the same "
-                              "recipe's search",
-                              path));
+      throw Error(
+          fmt::format("{}: tuned with another recipe (or damaged); --resume continues only the same "
+                      "recipe's search",
+                      path));
   }
   write_json(path, plan);
 }
@@ -432,7 +446,8 @@ Outcome search(Search& s, const std::vector<nlohmann::json>& configs,
       // 10% of the budget is kept for the final model's export and verify.
       if (budget > 0 && !o.trials.empty() &&
           s.spent_seconds + predicted_seconds(o.trials, r, rungs) > 0.9 * budget) {
-        fmt::print(stderr, "tune: the budget ({} min) would be exceeded by the next trial; stopping the search\n",
+        fmt::print(stderr,
+                   "tune: the budget ({} min) would be exceeded by the next trial; stopping the search\n",
                    s.options.budget_minutes);
         o.budget_stop = true;
         return o;
@@ -452,9 +467,11 @@ Outcome search(Search& s, const std::vector<nlohmann::json>& configs,
       o.trials.push_back(t);
     }
     if (r + 1 == rungs.size()) break;
-    std::sort(rung.begin(), rung.end(), [](const auto& a, const auto& b) { return better(a, b, "accuracy"); });
+    std::sort(rung.begin(), rung.end(),
+              [](const auto& a, const auto& b) { return better(a, b, "accuracy"); });
     alive.clear();
-    for (int64_t i = 0; i < rungs[r + 1].first; ++i) alive.push_back(rung[static_cast<size_t>(i)]["config_index"]);
+    for (int64_t i = 0; i < rungs[r + 1].first; ++i)
+      alive.push_back(rung[static_cast<size_t>(i)]["config_index"]);
     fmt::print(stderr, "tune: rung {} done; promoting {} of {} to epochs x{:.3g}\n", r, alive.size(),
                rung.size(), rungs[r + 1].second);
   }
@@ -474,7 +491,8 @@ nlohmann::json run_tune(const Recipe& recipe, const TuneOptions& options) {
   for (const auto& [n, scale] : rungs) plan["rungs"].push_back({{"trials", n}, {"epoch_scale", scale}});
   claim_directory(recipe, options, plan);
   write_json(options.out_dir + "/recipe.json", recipe.to_json());
-  fmt::print(stderr, "tune: {} configurations, {} rung(s): {}\n", configs.size(), rungs.size(), plan["rungs"].dump());
+  fmt::print(stderr, "tune: {} configurations, {} rung(s): {}\n", configs.size(), rungs.size(),
+             plan["rungs"].dump());
 
   Search s{recipe, options, load_dataset(recipe.data, recipe.seed)};
   const Dataset data = s.trial_data;
@@ -519,13 +537,14 @@ nlohmann::json run_tune(const Recipe& recipe, const TuneOptions& options) {
     const nlohmann::json* closest = &o.trials.front();
     for (const auto& t : o.trials) {
       const size_t a = t["misses"].size(), b = (*closest)["misses"].size();
-      if (a < b || (a == b && t["accuracy"].get<double>() > (*closest)["accuracy"].get<double>())) closest = &t;
+      if (a < b || (a == b && t["accuracy"].get<double>() > (*closest)["accuracy"].get<double>()))
+        closest = &t;
     }
     report["chosen"] = nullptr;
-    finish(fmt::format("tune: no trial meets the constraints on the validation split; the closest, {}, misses: "
-                       "{} (report: {}/report.md)",
-                       (*closest)["id"].get<std::string>(), (*closest)["misses"][0].get<std::string>(),
-                       options.out_dir));
+    finish(fmt::format(
+        "tune: no trial meets the constraints on the validation split; the closest, {}, misses: "
+        "{} (report: {}/report.md)",
+        (*closest)["id"].get<std::string>(), (*closest)["misses"][0].get<std::string>(), options.out_dir));
   }
   report["chosen"] = (*chosen)["id"];
   fmt::print(stderr, "tune: chose {} ({}); exporting and verifying it on the test split\n",
@@ -533,7 +552,8 @@ nlohmann::json run_tune(const Recipe& recipe, const TuneOptions& options) {
 
   // The final model: exported and verified as mighty compress does, on the test split (its only use).
   const std::string final_dir = options.out_dir + "/final";
-  const nlohmann::json fj = final_recipe(recipe, options.out_dir + "/trials/" + (*chosen)["id"].get<std::string>());
+  const nlohmann::json fj =
+      final_recipe(recipe, options.out_dir + "/trials/" + (*chosen)["id"].get<std::string>());
   ensure_run_dir(final_dir);
   write_text(final_dir + "/final.json", fj.dump(2) + "\n");
   const Recipe fr = parse_recipe(fj.dump(2), final_dir + "/final.json");

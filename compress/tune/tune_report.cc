@@ -1,6 +1,6 @@
 // mighty tune's report.md and report.html: the constraints, the plan, the chosen trial and the final model
-// on the test split, distillation against labels alone, every trial (table and charts with the Pareto fronts),
-// and the chosen model's per-layer quantization sensitivity.
+// on the test split, distillation against labels alone, every trial (table and charts with the Pareto
+// fronts), and the chosen model's per-layer quantization sensitivity.
 #include <algorithm>
 #include <set>
 
@@ -19,10 +19,12 @@ std::string constraints_line(const nlohmann::json& tune) {
   const auto& k = tune["constraints"];
   std::string out;
   auto add = [&](const std::string& s) { out += (out.empty() ? "" : ", ") + s; };
-  if (k["min_accuracy"].get<double>() >= 0) add(fmt::format("accuracy >= {}%", k["min_accuracy"].get<double>()));
+  if (k["min_accuracy"].get<double>() >= 0)
+    add(fmt::format("accuracy >= {}%", k["min_accuracy"].get<double>()));
   if (k["max_accuracy_drop"].get<double>() >= 0)
     add(fmt::format("at most {} points below the teacher", k["max_accuracy_drop"].get<double>()));
-  if (k["max_bytes"].get<int64_t>() > 0) add(fmt::format("<= {} bytes", with_commas(k["max_bytes"].get<int64_t>())));
+  if (k["max_bytes"].get<int64_t>() > 0)
+    add(fmt::format("<= {} bytes", with_commas(k["max_bytes"].get<int64_t>())));
   if (k["max_latency_ms"].get<double>() > 0)
     add(fmt::format("batch-1 latency <= {} ms", k["max_latency_ms"].get<double>()));
   if (out.empty()) out = "none";
@@ -47,7 +49,8 @@ std::set<std::string> ids(const nlohmann::json& list) {
 std::string final_text(const nlohmann::json& r) {
   if (!r.contains("final")) return "";
   const auto& f = r["final"];
-  std::string out = fmt::format("\n**Final model** (`{}`, the test split's only use): ", f["dir"].get<std::string>());
+  std::string out =
+      fmt::format("\n**Final model** (`{}`, the test split's only use): ", f["dir"].get<std::string>());
   if (f.contains("model")) {
     const auto& m = f["model"];
     out += fmt::format("test {}, {} bytes, {:.4f} ms batch-1", percent(m["accuracy"].get<double>()),
@@ -59,7 +62,8 @@ std::string final_text(const nlohmann::json& r) {
     out += "\n| criterion | value | limit | met |\n|---|---:|---:|---|\n";
     for (const auto& c : f["criteria"])
       out += fmt::format("| {} | {:.4g} | {:.4g} | {} |\n", c["criterion"].get<std::string>(),
-                         c["value"].get<double>(), c["limit"].get<double>(), c["pass"].get<bool>() ? "yes" : "no");
+                         c["value"].get<double>(), c["limit"].get<double>(),
+                         c["pass"].get<bool>() ? "yes" : "no");
   }
   return out;
 }
@@ -79,8 +83,9 @@ std::string tune_markdown(const nlohmann::json& r) {
   out += fmt::format(" {} trial(s) ran in {:.0f} s", r["trials"].size(), b["trial_seconds"].get<double>());
   if (b["minutes"].get<double>() > 0) out += fmt::format(" (budget {} min)", b["minutes"].get<double>());
   if (b["stopped_search"].get<bool>()) out += "; **the budget stopped the search early**";
-  out += fmt::format(". Every trial is judged on the validation split; the teacher's validation accuracy: {}.\n",
-                     percent(r["teacher_validation_accuracy"].get<double>()));
+  out +=
+      fmt::format(". Every trial is judged on the validation split; the teacher's validation accuracy: {}.\n",
+                  percent(r["teacher_validation_accuracy"].get<double>()));
   if (r.contains("seconds")) out += fmt::format("Whole run: {:.0f} s.\n", r["seconds"].get<double>());
   const std::string chosen = r["chosen"].is_string() ? r["chosen"].get<std::string>() : "";
   for (const auto& t : r["trials"]) {
@@ -114,20 +119,22 @@ std::string tune_markdown(const nlohmann::json& r) {
     if (front_l.count(id)) pareto += pareto.empty() ? "latency" : ", latency";
     std::string misses;
     for (const auto& m : t["misses"]) misses += (misses.empty() ? "" : "; ") + m.get<std::string>();
-    out += fmt::format("| {}{} | {} | {:.3g} | {} | {} | {} | {} | {:.4f} ms | {} | {} | {:.0f} |\n", id,
-                       id == chosen ? " (chosen)" : "", t["rung"].get<int64_t>(), t["epoch_scale"].get<double>(),
-                       config_text(t["config"]), percent(t["accuracy"].get<double>()),
-                       percent(t["fp32_accuracy"].get<double>()), with_commas(t["bytes"].get<int64_t>()),
-                       t["latency_ms_b1"].get<double>(), pareto.empty() ? "-" : pareto,
-                       misses.empty() ? "met" : misses, t["seconds"].get<double>());
+    out +=
+        fmt::format("| {}{} | {} | {:.3g} | {} | {} | {} | {} | {:.4f} ms | {} | {} | {:.0f} |\n", id,
+                    id == chosen ? " (chosen)" : "", t["rung"].get<int64_t>(), t["epoch_scale"].get<double>(),
+                    config_text(t["config"]), percent(t["accuracy"].get<double>()),
+                    percent(t["fp32_accuracy"].get<double>()), with_commas(t["bytes"].get<int64_t>()),
+                    t["latency_ms_b1"].get<double>(), pareto.empty() ? "-" : pareto,
+                    misses.empty() ? "met" : misses, t["seconds"].get<double>());
   }
   if (r.contains("sensitivity") && !r["sensitivity"].empty()) {
-    out += "\n## Per-layer quantization sensitivity of the chosen model\n\nValidation accuracy (points) with "
-           "that layer alone kept out of int8, and the gain over the all-int8 model.\n\n| layer | accuracy | "
-           "gain |\n|---|---:|---:|\n";
+    out +=
+        "\n## Per-layer quantization sensitivity of the chosen model\n\nValidation accuracy (points) with "
+        "that layer alone kept out of int8, and the gain over the all-int8 model.\n\n| layer | accuracy | "
+        "gain |\n|---|---:|---:|\n";
     for (const auto& l : r["sensitivity"])
-      out += fmt::format("| {} | {:.2f} | {:+.2f} |\n", l["layer"].get<std::string>(), l["quality"].get<double>(),
-                         l["gain"].get<double>());
+      out += fmt::format("| {} | {:.2f} | {:+.2f} |\n", l["layer"].get<std::string>(),
+                         l["quality"].get<double>(), l["gain"].get<double>());
   }
   return out;
 }
@@ -136,9 +143,10 @@ namespace {
 
 // Validation accuracy against a per-trial cost: distilled and labels-only trials apart, the Pareto front
 // joined, the chosen trial marked, the constraints drawn as dashed lines.
-Chart trials_chart(const nlohmann::json& r, const char* id, const char* title, const char* key, const char* x_label,
-                   AxisFormat x_format, double limit) {
-  Chart c{id, title, x_label, "validation accuracy (int8 artifact)", x_format, AxisFormat::kPercent, true, false, {}};
+Chart trials_chart(const nlohmann::json& r, const char* id, const char* title, const char* key,
+                   const char* x_label, AxisFormat x_format, double limit) {
+  Chart c{id,   title, x_label, "validation accuracy (int8 artifact)", x_format, AxisFormat::kPercent,
+          true, false, {}};
   ChartSeries distilled{"distilled (teacher)", {}}, labels{"labels alone", {}};
   ChartSeries front{"Pareto front", {}, true, false};
   const std::string chosen = r["chosen"].is_string() ? r["chosen"].get<std::string>() : "";
@@ -160,11 +168,17 @@ Chart trials_chart(const nlohmann::json& r, const char* id, const char* title, c
     if (!s->points.empty()) c.series.push_back(*s);
   if (!front.points.empty()) c.series.push_back(front);
   if (limit > 0 && lo <= hi)
-    c.series.push_back({fmt::format("limit {}", format_value(limit, x_format)), {{limit, lo, "limit"}, {limit, hi, "limit"}},
-                        true, false, true});
+    c.series.push_back({fmt::format("limit {}", format_value(limit, x_format)),
+                        {{limit, lo, "limit"}, {limit, hi, "limit"}},
+                        true,
+                        false,
+                        true});
   const double min_acc = r["tune"]["constraints"]["min_accuracy"].get<double>();
   if (min_acc >= 0 && x_hi > 0)
-    c.series.push_back({"min_accuracy", {{x_lo, min_acc / 100.0, "min"}, {x_hi, min_acc / 100.0, "min"}}, true, false,
+    c.series.push_back({"min_accuracy",
+                        {{x_lo, min_acc / 100.0, "min"}, {x_hi, min_acc / 100.0, "min"}},
+                        true,
+                        false,
                         true});
   return c;
 }
@@ -183,14 +197,21 @@ std::string tune_html(const nlohmann::json& r, const std::string& markdown) {
           render_svg(trials_chart(r, "tune_bytes", "Validation accuracy against size", "bytes",
                                   "bytes of model.mighty", AxisFormat::kBytes,
                                   static_cast<double>(k["max_bytes"].get<int64_t>()))) +
-          render_svg(trials_chart(r, "tune_latency", "Validation accuracy against batch-1 latency", "latency_ms_b1",
-                                  fmt::format("batch-1 latency (p50, {} thread(s))", k["threads"].get<int64_t>()).c_str(),
-                                  AxisFormat::kMs, k["max_latency_ms"].get<double>())) +
+          render_svg(trials_chart(
+              r, "tune_latency", "Validation accuracy against batch-1 latency", "latency_ms_b1",
+              fmt::format("batch-1 latency (p50, {} thread(s))", k["threads"].get<int64_t>()).c_str(),
+              AxisFormat::kMs, k["max_latency_ms"].get<double>())) +
           "</div>\n";
   if (r.contains("sensitivity") && !r["sensitivity"].empty()) {
-    Chart c{"tune_sensitivity", "Chosen model: accuracy gained by keeping one layer out of int8",
-            "layer (in graph order)", "validation accuracy gain (points)", AxisFormat::kNumber,
-            AxisFormat::kNumber, false, false, {{"layers", {}}}};
+    Chart c{"tune_sensitivity",
+            "Chosen model: accuracy gained by keeping one layer out of int8",
+            "layer (in graph order)",
+            "validation accuracy gain (points)",
+            AxisFormat::kNumber,
+            AxisFormat::kNumber,
+            false,
+            false,
+            {{"layers", {}}}};
     double i = 0;
     for (const auto& l : r["sensitivity"])
       c.series[0].points.push_back({++i, l["gain"].get<double>(), l["layer"].get<std::string>()});
