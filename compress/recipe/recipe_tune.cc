@@ -42,43 +42,48 @@ TuneSpace read_space(JsonReader s, const Recipe& r) {
   TuneSpace t;
   t.width = values(s, "width", {0.0, 16.0, true, false});
   t.depth = values(s, "depth", {0.0, 16.0, true, false});
+  // An empty list is the same as no list (the resolved recipe writes every key).
   const bool zoo_teacher = r.teacher_spec.source == "train" || r.teacher_spec.source == "checkpoint";
-  for (const char* key : {"width", "depth"}) {
-    if (s.has(key) && !zoo_teacher)
-      s.fail_at(key, "the student is derived from the teacher's zoo spec, and this teacher has none");
-  }
+  if ((!t.width.empty() || !t.depth.empty()) && !zoo_teacher)
+    s.fail_at(t.width.empty() ? "depth" : "width",
+              "the student is derived from the teacher's zoo spec, and this teacher has none");
   if (s.has("students")) {
-    if (s.has("width") || s.has("depth"))
-      s.fail_at("students", "give either 'students' or 'width'/'depth', not both");
     const size_t n = s.object_list("students").size();
-    if (n == 0) s.fail_at("students", "expected at least one model");
+    if (n > 0 && (!t.width.empty() || !t.depth.empty()))
+      s.fail_at("students", "give either 'students' or 'width'/'depth', not both");
     for (size_t i = 0; i < n; ++i) t.students.push_back(read_model_spec(s, "students", i, r.data.kind));
   }
   t.supervision = choices(s, "supervision", {"teacher", "labels"});
   t.alpha = values(s, "alpha", {0.0, 1.0});
   t.temperature = values(s, "temperature", {0.0, 100.0, true, false});
   t.mixup = values(s, "mixup", {0.0, 100.0});
-  for (const char* key : {"supervision", "alpha", "temperature", "mixup"}) {
-    if (s.has(key) && !has_stage(r, "distill"))
-      s.fail_at(key, "varies the distill stage, and the recipe has none");
-  }
+  const auto needs = [&](const char* kind, std::initializer_list<std::pair<const char*, size_t>> keys,
+                         const char* what) {
+    for (const auto& [key, size] : keys)
+      if (size > 0 && !has_stage(r, kind)) s.fail_at(key, what);
+  };
+  needs("distill",
+        {{"supervision", t.supervision.size()},
+         {"alpha", t.alpha.size()},
+         {"temperature", t.temperature.size()},
+         {"mixup", t.mixup.size()}},
+        "varies the distill stage, and the recipe has none");
   if (r.data.kind != "images" && !t.mixup.empty() &&
       std::any_of(t.mixup.begin(), t.mixup.end(), [](double m) { return m > 0; }))
     s.fail_at("mixup", "mixup is for images only");
   t.prune_method = choices(s, "prune_method", {"magnitude", "block", "n:m"});
   t.sparsity = values(s, "sparsity", {0.0, 1.0, false, true});
-  for (const char* key : {"prune_method", "sparsity"}) {
-    if (s.has(key) && !has_stage(r, "prune"))
-      s.fail_at(key, "varies the prune stage (its fine-tuning is the template), and the recipe has none");
-  }
+  needs("prune", {{"prune_method", t.prune_method.size()}, {"sparsity", t.sparsity.size()}},
+        "varies the prune stage (its fine-tuning is the template), and the recipe has none");
   t.observer = choices(s, "observer", {"minmax", "percentile", "mse", "entropy"});
   t.activations = choices(s, "activations", {"static", "dynamic"});
   t.fallback = choices(s, "fallback", {"none", "fp32", "dynamic"});
   t.fallback_max_drop = s.number("fallback_max_drop", t.fallback_max_drop, {0.0, 100.0});
-  for (const char* key : {"observer", "activations", "fallback"}) {
-    if (s.has(key) && !has_stage(r, "quantize"))
-      s.fail_at(key, "varies the quantize stage, and the recipe has none");
-  }
+  needs("quantize",
+        {{"observer", t.observer.size()},
+         {"activations", t.activations.size()},
+         {"fallback", t.fallback.size()}},
+        "varies the quantize stage, and the recipe has none");
   s.finish();
   return t;
 }
@@ -125,8 +130,25 @@ nlohmann::json tune_to_json(const TuneSpec& t) {
   const TuneConstraints& k = t.constraints;
   const TuneSpace& s = t.space;
   const TuneSearch& x = t.search;
+  // The space's lists as given: an absent list keeps the recipe's own value.
+  nlohmann::json space = {{"fallback_max_drop", s.fallback_max_drop}};
+  auto put = [&](const char* key, const auto& list) {
+    if (!list.empty()) space[key] = list;
+  };
   nlohmann::json students = nlohmann::json::array();
   for (const auto& m : s.students) students.push_back(model_spec_to_json(m));
+  put("students", students);
+  put("width", s.width);
+  put("depth", s.depth);
+  put("supervision", s.supervision);
+  put("alpha", s.alpha);
+  put("temperature", s.temperature);
+  put("mixup", s.mixup);
+  put("prune_method", s.prune_method);
+  put("sparsity", s.sparsity);
+  put("observer", s.observer);
+  put("activations", s.activations);
+  put("fallback", s.fallback);
   return {{"constraints",
            {{"min_accuracy", k.min_accuracy},
             {"max_accuracy_drop", k.max_accuracy_drop},
@@ -134,20 +156,7 @@ nlohmann::json tune_to_json(const TuneSpec& t) {
             {"max_latency_ms", k.max_latency_ms},
             {"threads", k.threads}}},
           {"objective", t.objective},
-          {"space",
-           {{"width", s.width},
-            {"depth", s.depth},
-            {"students", students},
-            {"supervision", s.supervision},
-            {"alpha", s.alpha},
-            {"temperature", s.temperature},
-            {"mixup", s.mixup},
-            {"prune_method", s.prune_method},
-            {"sparsity", s.sparsity},
-            {"observer", s.observer},
-            {"activations", s.activations},
-            {"fallback", s.fallback},
-            {"fallback_max_drop", s.fallback_max_drop}}},
+          {"space", space},
           {"search",
            {{"trials", x.trials},
             {"eta", x.eta},
