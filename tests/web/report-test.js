@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// A compress run's report.html in headless Chromium: every point the run's report.json holds is drawn, inside
-// its chart, and nothing is fetched from outside the page. Expected counts come from report.json, not from the
-// page: each model with a size (and each with a batch-1 latency) is one point; each training run's epochs with
-// a validation result; the cascade's 21-point test curve plus the chosen threshold, when it was measured.
+// A compress or tune run's report.html in headless Chromium: every point the run's report.json holds is drawn,
+// inside its chart, and nothing is fetched from outside the page. Expected counts come from report.json, not
+// from the page: each model with a size (and each with a batch-1 latency) is one point; each training run's
+// epochs with a validation result; the cascade's 21-point test curve plus the chosen threshold, when it was
+// measured; for mighty tune, every trial on each trial chart and every layer of the sensitivity chart.
 // A full-page screenshot goes to --screenshot.
 // Usage: node report-test.js --run DIR --screenshot OUT.png
 // Needs playwright-core (scripts/setup with MIGHTY_SETUP_WASM=1) and Debian's chromium.
@@ -22,6 +23,12 @@ function args() {
 
 // What report.json says the page must draw: chart id -> number of points.
 function expected(report) {
+  if (report.trials) {
+    // mighty tune: every trial on both trial charts, every layer on the sensitivity chart.
+    const want = { tune_bytes: report.trials.length, tune_latency: report.trials.length };
+    if (report.sensitivity && report.sensitivity.length) want.tune_sensitivity = report.sensitivity.length;
+    return want;
+  }
   const quality = report.models.some((m) => 'bits_per_char' in m) ? 'bits_per_char' : 'accuracy';
   const want = {
     quality_bytes: report.models.filter((m) => quality in m && 'bytes' in m).length,
