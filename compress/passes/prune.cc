@@ -535,10 +535,30 @@ nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher
     topts.after_step = [&](GraphModule&, int64_t step) {
       pruner.update(schedule_progress(spec, step, total));
     };
+    // Runs that share a teacher-logits directory (mighty tune's trials) and draw the same batches (the same
+    // data, seed and batch size) compute the teacher's logits once.
+    std::unique_ptr<TeacherLogitCache> cache;
+    if (spec.alpha > 0 && !options.teacher_cache_dir.empty() && !dist::active()) {
+      const std::string key = hash64_hex(fmt::format("prune/{}/{}/{}/{}/{}", recipe.teacher_hash(), data.hash,
+                                                     recipe.to_json()["data"].dump(),
+                                                     recipe.seed + stage_index, spec.train.batch_size));
+      ensure_run_dir(options.teacher_cache_dir);
+      cache = std::make_unique<TeacherLogitCache>(
+          options.teacher_cache_dir + "/teacher_logits." + key + ".bin", key);
+    }
     if (spec.alpha > 0) {
-      topts.objective = [&](GraphModule& m, const torch::Tensor& x, const torch::Tensor& y, int64_t) {
+      topts.objective = [&](GraphModule& m, const torch::Tensor& x, const torch::Tensor& y, int64_t step) {
         auto s_logits = m->forward(x);
-        auto loss = distillation_loss(s_logits, teacher.logits(x), y, spec.alpha, spec.temperature,
+        std::optional<torch::Tensor> cached;
+        if (cache) cached = cache->get(step);
+        torch::Tensor t_logits;
+        if (cached && cached->size(0) == x.size(0)) {
+          t_logits = *cached;
+        } else {
+          t_logits = teacher.logits(x);
+          if (cache) cache->put(step, t_logits);
+        }
+        auto loss = distillation_loss(s_logits, t_logits, y, spec.alpha, spec.temperature,
                                       spec.train.label_smoothing);
         return std::make_pair(loss.total, s_logits);
       };
