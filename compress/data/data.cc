@@ -29,8 +29,8 @@ Dataset load_images(const ImageDataSpec& s, uint64_t seed) {
   std::string hashed;
   auto load_pair = [&](const std::string& images_path, const std::string& labels_path, torch::Tensor& x,
                        torch::Tensor& y) {
-    IdxArray images = read_idx(images_path);
-    IdxArray labels = read_idx(labels_path);
+    IdxArray images = read_idx(expand_data_path(images_path));  // "$MIGHTY_DATA/...": the data cache
+    IdxArray labels = read_idx(expand_data_path(labels_path));
     if (images.dims.size() != 3 && images.dims.size() != 4) {
       throw Error(fmt::format("{}: images must have rank 3 (N, H, W) or 4 (N, C, H, W), found rank {}",
                               images_path, images.dims.size()));

@@ -226,6 +226,16 @@ void TeacherLogitCache::put(int64_t step, const torch::Tensor& logits) {
   end_ = payload + static_cast<int64_t>(bytes) + 8;
 }
 
+torch::Tensor teacher_logits(Teacher& teacher, const torch::Tensor& x, int64_t step,
+                             TeacherLogitCache* cache) {
+  std::optional<torch::Tensor> cached;
+  if (cache) cached = cache->get(step);
+  if (cached && cached->size(0) == x.size(0)) return *cached;
+  auto t = teacher.logits(x);
+  if (cache) cache->put(step, t);
+  return t;
+}
+
 // ---- the stage ----
 
 MixedBatch mix_batch(const torch::Tensor& x, const torch::Tensor& y, double beta, uint64_t seed,
@@ -309,14 +319,7 @@ Objective distilled_objective(const DistillSetup& s, const RunPlan& run, Teacher
       s_logits = sl;
       feature_loss = features->loss(sf, tf);
     } else {
-      std::optional<torch::Tensor> cached;
-      if (cache) cached = cache->get(step);
-      if (cached && cached->size(0) == x.size(0)) {
-        t_logits = *cached;
-      } else {
-        t_logits = s.teacher.logits(x);
-        if (cache) cache->put(step, t_logits);
-      }
+      t_logits = teacher_logits(s.teacher, x, step, cache);
       s_logits = m->forward(x);
     }
     auto loss = distillation_loss(s_logits, t_logits, y, d.alpha, d.temperature, d.train.label_smoothing);

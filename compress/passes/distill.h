@@ -87,6 +87,11 @@ class TeacherLogitCache {
   int64_t hits_ = 0, misses_ = 0;
 };
 
+// The teacher's logits of step `step`'s batch `x`: read from `cache` when it holds that step at this batch
+// size, else computed (and stored in `cache`; null: no cache).
+torch::Tensor teacher_logits(Teacher& teacher, const torch::Tensor& x, int64_t step,
+                             TeacherLogitCache* cache);
+
 // Mixup of a batch, deterministic in (seed, step): x = lambda x + (1 - lambda) x[perm] with lambda ~
 // Beta(beta, beta); y2 = y[perm].
 struct MixedBatch {

@@ -478,6 +478,48 @@ Outcome search(Search& s, const std::vector<nlohmann::json>& configs,
   return o;
 }
 
+// The final model: the chosen trial's student exported and verified as mighty compress does, on the test
+// split (its only use), in DIR/final; its results go into `report`. Returns the error that stopped it, or "".
+std::string run_final(const Recipe& recipe, const TuneOptions& options, const Dataset& data,
+                      const std::string& id, nlohmann::json& report) {
+  const std::string final_dir = options.out_dir + "/final";
+  const nlohmann::json fj = final_recipe(recipe, options.out_dir + "/trials/" + id);
+  ensure_run_dir(final_dir);
+  write_text(final_dir + "/final.json", fj.dump(2) + "\n");
+  const Recipe fr = parse_recipe(fj.dump(2), final_dir + "/final.json");
+  JobOptions jo;
+  jo.out_dir = final_dir;
+  jo.resume = true;
+  jo.quiet = true;
+  std::string error;
+  nlohmann::json final_report;
+  try {
+    final_report = run_compress(fr, data, jo);
+  } catch (const Error& e) {
+    error = e.what();
+    if (std::filesystem::exists(final_dir + "/report.json"))
+      final_report = nlohmann::json::parse(read_file(final_dir + "/report.json"));
+  }
+  if (!final_report.is_null()) {
+    nlohmann::json f = {{"dir", final_dir}};
+    for (const auto& m : final_report["models"])
+      if (m.value("role", "") == "student_int8" && m.value("engine", "") == "runtime int8") f["model"] = m;
+    if (final_report.contains("verify")) {
+      f["criteria"] = final_report["verify"]["criteria"];
+      f["pass"] = final_report["verify"]["pass"];
+    }
+    for (const auto& st : final_report["stages"])
+      if (st.value("kind", "") == "quantize" && st.contains("accuracy_control"))
+        report["sensitivity"] = st["accuracy_control"].value("sensitivity", nlohmann::json::array());
+    report["final"] = f;
+  }
+  if (error.empty()) {
+    write_file_atomic(options.out_dir + "/model.mighty", read_file(final_dir + "/model.mighty"));
+    report["model"] = options.out_dir + "/model.mighty";
+  }
+  return error;
+}
+
 }  // namespace
 
 nlohmann::json run_tune(const Recipe& recipe, const TuneOptions& options) {
@@ -550,44 +592,7 @@ nlohmann::json run_tune(const Recipe& recipe, const TuneOptions& options) {
   fmt::print(stderr, "tune: chose {} ({}); exporting and verifying it on the test split\n",
              (*chosen)["id"].get<std::string>(), (*chosen)["config"].dump());
 
-  // The final model: exported and verified as mighty compress does, on the test split (its only use).
-  const std::string final_dir = options.out_dir + "/final";
-  const nlohmann::json fj =
-      final_recipe(recipe, options.out_dir + "/trials/" + (*chosen)["id"].get<std::string>());
-  ensure_run_dir(final_dir);
-  write_text(final_dir + "/final.json", fj.dump(2) + "\n");
-  const Recipe fr = parse_recipe(fj.dump(2), final_dir + "/final.json");
-  JobOptions jo;
-  jo.out_dir = final_dir;
-  jo.resume = true;
-  jo.quiet = true;
-  std::string error;
-  nlohmann::json final_report;
-  try {
-    final_report = run_compress(fr, data, jo);
-  } catch (const Error& e) {
-    error = e.what();
-    if (std::filesystem::exists(final_dir + "/report.json"))
-      final_report = nlohmann::json::parse(read_file(final_dir + "/report.json"));
-  }
-  if (!final_report.is_null()) {
-    nlohmann::json f = {{"dir", final_dir}};
-    for (const auto& m : final_report["models"])
-      if (m.value("role", "") == "student_int8" && m.value("engine", "") == "runtime int8") f["model"] = m;
-    if (final_report.contains("verify")) {
-      f["criteria"] = final_report["verify"]["criteria"];
-      f["pass"] = final_report["verify"]["pass"];
-    }
-    for (const auto& st : final_report["stages"])
-      if (st.value("kind", "") == "quantize" && st.contains("accuracy_control"))
-        report["sensitivity"] = st["accuracy_control"].value("sensitivity", nlohmann::json::array());
-    report["final"] = f;
-  }
-  if (error.empty()) {
-    write_file_atomic(options.out_dir + "/model.mighty", read_file(final_dir + "/model.mighty"));
-    report["model"] = options.out_dir + "/model.mighty";
-  }
-  finish(error);
+  finish(run_final(recipe, options, data, (*chosen)["id"].get<std::string>(), report));
   return report;
 }
 

@@ -40,6 +40,23 @@ std::string config_text(const nlohmann::json& c) {
   return out;
 }
 
+// A student spec in a few words: "cnn 16-16p-32-32p, hidden 32" (p: a pooling block).
+std::string student_text(const nlohmann::json& m) {
+  std::string out = m.value("arch", "?");
+  if (m.contains("blocks") && !m["blocks"].empty()) {
+    std::string blocks;
+    for (const auto& b : m["blocks"])
+      blocks += fmt::format("{}{}{}", blocks.empty() ? "" : "-", b.value("channels", 0),
+                            b.value("pool", "none") == "none" ? "" : "p");
+    out += " " + blocks;
+  }
+  for (const char* key : {"dim", "d_model", "layers", "width"})
+    if (m.contains(key) && !(std::string(key) == "width" && m[key] == 1.0))
+      out += fmt::format(", {} {}", key, m[key].dump());
+  if (m.contains("hidden") && !m["hidden"].empty()) out += ", hidden " + m["hidden"].dump();
+  return out;
+}
+
 std::set<std::string> ids(const nlohmann::json& list) {
   std::set<std::string> out;
   for (const auto& v : list) out.insert(v.get<std::string>());
@@ -86,7 +103,14 @@ std::string tune_markdown(const nlohmann::json& r) {
   out +=
       fmt::format(". Every trial is judged on the validation split; the teacher's validation accuracy: {}.\n",
                   percent(r["teacher_validation_accuracy"].get<double>()));
-  if (r.contains("seconds")) out += fmt::format("Whole run: {:.0f} s.\n", r["seconds"].get<double>());
+  const auto& space = tune.value("space", nlohmann::json::object());
+  if (space.contains("students")) {
+    out += "\nStudents:";
+    for (size_t i = 0; i < space["students"].size(); ++i)
+      out += fmt::format(" `student={}`: {};", i, student_text(space["students"][i]));
+    out += "\n";
+  }
+  if (r.contains("seconds")) out += fmt::format("\nThis invocation: {:.0f} s.\n", r["seconds"].get<double>());
   const std::string chosen = r["chosen"].is_string() ? r["chosen"].get<std::string>() : "";
   for (const auto& t : r["trials"]) {
     if (t["id"] != chosen) continue;
