@@ -233,8 +233,9 @@ Verbs declare_verbs(CLI::App& app, Args& a) {
                               "(successive halving on the validation split), then export and verify it; "
                               "writes <run directory>/report.html");
   add_common(v.tune, a.tune_args);
-  v.tune->add_option("--budget-minutes", a.budget_minutes,
-                     "Stop starting trials when the next one would pass this budget (default: the whole plan)")
+  v.tune
+      ->add_option("--budget-minutes", a.budget_minutes,
+                   "Stop starting trials when the next one would pass this budget (default: the whole plan)")
       ->check(CLI::PositiveNumber);
   v.tune->add_flag("--resume", a.tune_resume, "Continue a killed or stopped search in the run directory");
 
