@@ -233,6 +233,7 @@ Verbs declare_verbs(CLI::App& app, Args& a) {
                               "(successive halving on the validation split), then export and verify it; "
                               "writes <run directory>/report.html");
   add_common(v.tune, a.tune_args);
+  add_distributed(v.tune, a.tune_args);  // --nproc N: N trials side by side
   v.tune
       ->add_option("--budget-minutes", a.budget_minutes,
                    "Stop starting trials when the next one would pass this budget (default: the whole plan)")
@@ -248,7 +249,8 @@ Verbs declare_verbs(CLI::App& app, Args& a) {
 int dispatch(const CLI::App& app, const Verbs& v, Args& a, int argc, char** argv) {
   // --nproc N: this process only starts the ranks and waits for them.
   for (auto [cmd, args] :
-       {std::make_pair(v.train, &a.train_args), std::make_pair(v.compress, &a.compress_args)}) {
+       {std::make_pair(v.train, &a.train_args), std::make_pair(v.compress, &a.compress_args),
+        std::make_pair(v.tune, &a.tune_args)}) {
     if (!cmd->parsed() || args->nproc <= 1) continue;
     if (args->rank >= 0 || args->world > 0) {
       throw mighty::Error("--nproc starts its own ranks: do not combine it with --rank or --world-size");
@@ -259,7 +261,7 @@ int dispatch(const CLI::App& app, const Verbs& v, Args& a, int argc, char** argv
   // Every verb: threads, the recipe, and the run directory (default runs/<recipe name>).
   auto start = [&](const Common& c) {
     auto recipe = mighty::compress::load_recipe(c.recipe);
-    if (&c == &a.train_args || &c == &a.compress_args) join_group(c);
+    if (&c == &a.train_args || &c == &a.compress_args || &c == &a.tune_args) join_group(c);
     apply_threads(c.threads);
     mighty::compress::JobOptions options;
     options.out_dir = out_dir(c, recipe);
@@ -286,13 +288,18 @@ int dispatch(const CLI::App& app, const Verbs& v, Args& a, int argc, char** argv
     return finish(0);
   }
   if (v.tune->parsed()) {
+    // A rank waits at the end of each round of trials for the slowest one (minutes, not the seconds of a
+    // training step): a longer default wait. A rank that dies closes its connections, which the others
+    // notice.
+    if (a.tune_args.dist_timeout <= 0 && std::getenv("MIGHTY_DIST_TIMEOUT") == nullptr)
+      a.tune_args.dist_timeout = 4 * 3600.0;
     auto [recipe, options] = start(a.tune_args);
     mighty::compress::TuneOptions t;
     t.out_dir = a.tune_args.out.empty() ? "runs/" + recipe.name + "-tune" : a.tune_args.out;
     t.resume = a.tune_resume;
     t.budget_minutes = a.budget_minutes;
     mighty::compress::run_tune(recipe, t);
-    return 0;
+    return finish(0);
   }
   if (v.report->parsed()) {
     fmt::print("{}\n", mighty::compress::rewrite_reports(a.report_dir));

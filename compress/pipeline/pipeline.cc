@@ -150,6 +150,12 @@ std::string report_markdown(const nlohmann::json& report) {
   return out;
 }
 
+void prepare_teacher(const Recipe& recipe, const Dataset& data) {
+  JobOptions options;
+  nlohmann::json info;
+  if (!obtain_teacher(recipe, data, options, info)) throw Error("teacher: its training stopped early");
+}
+
 std::string rewrite_reports(const std::string& dir) {
   const std::string path = dir + "/report.json";
   if (!std::filesystem::exists(path)) throw Error(path + ": no such file (is " + dir + " a compress run?)");

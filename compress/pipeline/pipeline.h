@@ -20,6 +20,9 @@ struct Dataset;
 nlohmann::json run_compress(const Recipe& recipe, const Dataset& data, const JobOptions& options);  // loaded
 std::string report_markdown(const nlohmann::json& report);
 
+// The recipe's teacher trained into the data cache when it is not there yet (or loaded, to check it).
+void prepare_teacher(const Recipe& recipe, const Dataset& data);
+
 // `mighty report DIR`: report.md and report.html written again from DIR/report.json (a run made by an older
 // mighty gets today's page). Returns report.html's path.
 std::string rewrite_reports(const std::string& dir);

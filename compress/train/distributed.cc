@@ -32,6 +32,7 @@ struct Group {
   std::atomic<bool> stop_beat{false};
   std::thread beat;
   bool finished = false;
+  int solo = 0;  // Solo scopes open
 };
 Group* g = nullptr;
 
@@ -164,16 +165,40 @@ void init(const Options& o) {
 }
 
 void finish() {
-  if (g == nullptr) return;
+  if (g == nullptr || g->solo > 0) return;  // a Solo scope's work ends, not the group
   g->stop_beat = true;
   g->finished = true;
 }
 
 bool joined() { return g != nullptr && g->options.world > 1; }
-bool active() { return g != nullptr && !g->finished && g->options.world > 1; }
+bool active() { return g != nullptr && !g->finished && g->solo == 0 && g->options.world > 1; }
 int rank() { return g == nullptr ? 0 : g->options.rank; }
 int world() { return active() ? g->options.world : 1; }
-bool writes() { return rank() == 0; }
+bool writes() { return rank() == 0 || (g != nullptr && g->solo > 0); }
+
+Solo::Solo() {
+  if (g != nullptr) ++g->solo;
+}
+Solo::~Solo() {
+  if (g != nullptr) --g->solo;
+}
+
+std::string broadcast_bytes(const std::string& bytes, int root) {
+  if (!active()) return bytes;
+  auto size =
+      torch::tensor({rank() == root ? static_cast<int64_t>(bytes.size()) : int64_t{0}}, torch::kInt64);
+  c10d::BroadcastOptions bo;
+  bo.rootRank = root;
+  std::vector<at::Tensor> ts{size};
+  guarded(fmt::format("broadcast of rank {}'s result size", root), [&] { g->pg->broadcast(ts, bo)->wait(); });
+  const int64_t n = size.item<int64_t>();
+  if (n == 0) return {};
+  auto data = torch::empty({n}, torch::kUInt8);
+  if (rank() == root) std::memcpy(data.data_ptr<uint8_t>(), bytes.data(), bytes.size());
+  std::vector<at::Tensor> ds{data};
+  guarded(fmt::format("broadcast of rank {}'s result", root), [&] { g->pg->broadcast(ds, bo)->wait(); });
+  return std::string(reinterpret_cast<const char*>(data.data_ptr<uint8_t>()), static_cast<size_t>(n));
+}
 
 std::pair<int64_t, int64_t> shard(int64_t n) {
   const int64_t w = world(), r = active() ? rank() : 0;

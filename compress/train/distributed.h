@@ -48,6 +48,19 @@ void allreduce_gradients(const std::vector<torch::Tensor>& params, double weight
 // Element-wise sum over ranks.
 std::vector<double> sum(std::vector<double> values);
 
+// `bytes` of rank `root`, received by every rank (the others' argument is ignored).
+std::string broadcast_bytes(const std::string& bytes, int root);
+
+// While one lives, this process works alone inside its group (mighty tune's trials): active() is false, it
+// writes its own files, and no collective is made; the group is there again after.
+class Solo {
+ public:
+  Solo();
+  ~Solo();
+  Solo(const Solo&) = delete;
+  Solo& operator=(const Solo&) = delete;
+};
+
 // Rank 0's view of a file: whether it exists, and its bytes (rank 0 reads, the others receive).
 bool exists(const std::string& path);
 std::string read_file(const std::string& path);

@@ -11,6 +11,7 @@
 #include "compress/data/data.h"
 #include "compress/pipeline/jobs.h"
 #include "compress/pipeline/pipeline.h"
+#include "compress/train/distributed.h"
 #include "compress/train/evaluate.h"
 #include "runtime/error.h"
 #include "runtime/exec/session.h"
@@ -140,20 +141,30 @@ struct Search {
 };
 
 // The trial's int8 artifact in the runtime: validation accuracy, bytes, batch-1 latency.
-nlohmann::json measure_artifact(const std::string& path, const Dataset& data, const TuneSpec& tune) {
+// Batch-1 latency (and batch-64 throughput) of an artifact in the runtime at the constraint's threads;
+// `alone`: nothing else of this search ran meanwhile.
+nlohmann::json measure_speed_of(const std::string& path, const Dataset& data, const TuneSpec& tune,
+                                bool alone) {
   const Session s(Artifact::open(path), static_cast<int>(tune.constraints.threads));
   const Forward f = session_forward(s);
-  const auto val = evaluate_forward(f, data, Split::kValidation);
   torch::NoGradGuard no_grad;
   const auto one = example_input(data, 1), batch = example_input(data, 64);
   auto speed = measure_latency([&] { f(one); }, [&] { f(batch); }, tune.search.latency_runs, 64);
-  return {{"accuracy", val["accuracy"]},
-          {"loss", val["loss"]},
-          {"bytes", static_cast<int64_t>(std::filesystem::file_size(path))},
-          {"latency_ms_b1", speed["latency_ms_b1"]},
+  return {{"latency_ms_b1", speed["latency_ms_b1"]},
           {"latency_ms_b1_p99", speed["latency_ms_b1_p99"]},
           {"throughput_b64", speed["throughput_per_s"]},
-          {"threads", tune.constraints.threads}};
+          {"threads", tune.constraints.threads},
+          {"latency_alone", alone}};
+}
+
+nlohmann::json measure_artifact(const std::string& path, const Dataset& data, const TuneSpec& tune) {
+  const Session s(Artifact::open(path), static_cast<int>(tune.constraints.threads));
+  const auto val = evaluate_forward(session_forward(s), data, Split::kValidation);
+  nlohmann::json r = {{"accuracy", val["accuracy"]},
+                      {"loss", val["loss"]},
+                      {"bytes", static_cast<int64_t>(std::filesystem::file_size(path))}};
+  r.update(measure_speed_of(path, data, tune, !dist::joined()));
+  return r;
 }
 
 // One trial: a compress run without verify in trials/<id>, then its artifact measured. Null when stopped.
@@ -196,6 +207,7 @@ nlohmann::json run_trial(Search& s, size_t config_index, const nlohmann::json& c
             {"params", models[1].at("params")},
             {"fp32_accuracy", models[1].at("accuracy")},
             {"teacher_accuracy", models[0].at("accuracy")},
+            {"rank", dist::rank()},
             {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
   for (const auto& st : report.at("stages")) {
     if (st.value("kind", "") == "quantize" && st.contains("accuracy_control"))
@@ -434,16 +446,63 @@ struct Outcome {
   bool completed = true;
 };
 
+// The trial files rank 0 needs from the rank that ran a trial: to measure it, to build the final model from
+// it.
+constexpr const char* kTrialFiles[] = {"trial.json", "model.mighty", "student.pt"};
+
+// A round of trials run side by side, one per rank (each alone: no collective inside a trial), then shared:
+// every rank receives every result, rank 0 the files too and measures each artifact's latency while the
+// others wait, so no latency is taken while another trial trains. Without a group: the one trial, as it ran.
+std::vector<nlohmann::json> run_round(Search& s, const std::vector<nlohmann::json>& configs,
+                                      const std::vector<size_t>& round, size_t rung, double scale) {
+  const int world = dist::world(), me = dist::rank();
+  nlohmann::json mine;
+  if (static_cast<size_t>(me) < round.size()) {
+    dist::Solo solo;
+    mine = run_trial(s, round[static_cast<size_t>(me)], configs[round[static_cast<size_t>(me)]], rung, scale);
+    if (mine.is_null()) throw Error("tune: a trial stopped before its end");
+  }
+  if (world == 1) return {mine};
+  std::vector<nlohmann::json> out;
+  for (int root = 0; root < world && static_cast<size_t>(root) < round.size(); ++root) {
+    nlohmann::json t = nlohmann::json::parse(dist::broadcast_bytes(root == me ? mine.dump() : "", root));
+    const std::string dir = s.options.out_dir + "/trials/" + t["id"].get<std::string>();
+    for (const char* name : kTrialFiles) {
+      const std::string bytes = dist::broadcast_bytes(root == me ? read_file(dir + "/" + name) : "", root);
+      if (me == 0 && root != 0) {
+        ensure_run_dir(dir);
+        write_file_atomic(dir + "/" + name, bytes);
+      }
+    }
+    out.push_back(t);
+  }
+  if (me == 0) {
+    for (auto& t : out) {
+      if (t.value("latency_alone", false)) continue;  // read back from an earlier run
+      const std::string dir = s.options.out_dir + "/trials/" + t["id"].get<std::string>();
+      t.update(measure_speed_of(dir + "/model.mighty", s.trial_data, s.recipe.tune, true));
+      write_json(dir + "/result.json", t);
+      fmt::print(stderr, "tune: trial {} (rank {}): validation {:.2f}%, {} bytes, {:.4f} ms alone\n",
+                 t["id"].get<std::string>(), t.value("rank", 0), 100.0 * t["accuracy"].get<double>(),
+                 t["bytes"].get<int64_t>(), t["latency_ms_b1"].get<double>());
+    }
+  }
+  return nlohmann::json::parse(dist::broadcast_bytes(me == 0 ? nlohmann::json(out).dump() : "", 0))
+      .get<std::vector<nlohmann::json>>();
+}
+
 Outcome search(Search& s, const std::vector<nlohmann::json>& configs,
                const std::vector<std::pair<int64_t, double>>& rungs) {
   Outcome o;
   const double budget = s.options.budget_minutes * 60.0;
+  const auto world = static_cast<size_t>(dist::world());
   std::vector<size_t> alive(static_cast<size_t>(rungs[0].first));
   for (size_t i = 0; i < alive.size(); ++i) alive[i] = i;
   for (size_t r = 0; r < rungs.size(); ++r) {
     std::vector<nlohmann::json> rung;
-    for (size_t c : alive) {
-      // 10% of the budget is kept for the final model's export and verify.
+    for (size_t k = 0; k < alive.size(); k += world) {
+      // The same decision on every rank (from the shared results). 10% of the budget is kept for the final
+      // model's export and verify.
       if (budget > 0 && !o.trials.empty() &&
           s.spent_seconds + predicted_seconds(o.trials, r, rungs) > 0.9 * budget) {
         fmt::print(stderr,
@@ -452,19 +511,21 @@ Outcome search(Search& s, const std::vector<nlohmann::json>& configs,
         o.budget_stop = true;
         return o;
       }
-      nlohmann::json t = run_trial(s, c, configs[c], r, rungs[r].second);
-      if (t.is_null()) {
-        o.completed = false;
-        return o;
+      const std::vector<size_t> round(
+          alive.begin() + static_cast<std::ptrdiff_t>(k),
+          alive.begin() + static_cast<std::ptrdiff_t>(std::min(k + world, alive.size())));
+      double longest = 0.0;  // the round's wall time: its trials ran side by side
+      for (nlohmann::json& t : run_round(s, configs, round, r, rungs[r].second)) {
+        if (s.teacher_accuracy < 0) s.teacher_accuracy = 100.0 * t["teacher_accuracy"].get<double>();
+        const Judged j = judge(t, s.recipe.tune.constraints, s.teacher_accuracy);
+        t["hard_ok"] = j.hard_ok;
+        t["misses"] = j.misses;
+        t["order"] = s.order++;
+        longest = std::max(longest, t["seconds"].get<double>());
+        rung.push_back(t);
+        o.trials.push_back(t);
       }
-      if (s.teacher_accuracy < 0) s.teacher_accuracy = 100.0 * t["teacher_accuracy"].get<double>();
-      const Judged j = judge(t, s.recipe.tune.constraints, s.teacher_accuracy);
-      t["hard_ok"] = j.hard_ok;
-      t["misses"] = j.misses;
-      t["order"] = s.order++;
-      s.spent_seconds += t["seconds"].get<double>();
-      rung.push_back(t);
-      o.trials.push_back(t);
+      s.spent_seconds += longest;
     }
     if (r + 1 == rungs.size()) break;
     std::sort(rung.begin(), rung.end(),
@@ -531,18 +592,36 @@ nlohmann::json run_tune(const Recipe& recipe, const TuneOptions& options) {
   const auto rungs = tune_rungs(recipe.tune.search, static_cast<int64_t>(configs.size()));
   nlohmann::json plan = {{"recipe_hash", recipe.hash()}, {"format", kFormat}, {"configurations", configs}};
   for (const auto& [n, scale] : rungs) plan["rungs"].push_back({{"trials", n}, {"epoch_scale", scale}});
-  claim_directory(recipe, options, plan);
-  write_json(options.out_dir + "/recipe.json", recipe.to_json());
-  fmt::print(stderr, "tune: {} configurations, {} rung(s): {}\n", configs.size(), rungs.size(),
-             plan["rungs"].dump());
+  if (dist::writes()) {
+    claim_directory(recipe, options, plan);
+    write_json(options.out_dir + "/recipe.json", recipe.to_json());
+  }
+  fmt::print(stderr, "tune: {} configurations, {} rung(s): {}{}\n", configs.size(), rungs.size(),
+             plan["rungs"].dump(),
+             dist::active() ? fmt::format("; {} ranks run the trials side by side", dist::world()) : "");
 
   Search s{recipe, options, load_dataset(recipe.data, recipe.seed)};
   const Dataset data = s.trial_data;
   s.trial_data.images.test_x = data.images.val_x;  // trials see the validation split only
   s.trial_data.images.test_y = data.images.val_y;
   s.trial_data.hash = data.hash + "/validation-as-test";
+  // The teacher in the data cache before any trial (trained there once, on the real splits, when it is not
+  // there yet). A group: rank 0 first, then the others find it (or, with a cache of their own, train the same
+  // one: the seed decides).
+  for (int pass : {0, 1}) {
+    const bool mine = dist::active() ? (dist::rank() == 0) == (pass == 0) : pass == 0;
+    if (mine) {
+      dist::Solo solo;
+      prepare_teacher(recipe, data);
+    }
+    if (dist::active()) dist::sum({1.0});  // everyone waits for that
+  }
   const Outcome o = search(s, configs, rungs);
   if (!o.completed) return {{"completed", false}};
+  if (dist::joined()) {
+    dist::finish();  // rank 0 alone from here: the report and the final model
+    if (dist::rank() != 0) return {{"completed", true}, {"rank", dist::rank()}};
+  }
 
   nlohmann::json trials = o.trials;
   nlohmann::json report = {{"recipe", recipe.name},

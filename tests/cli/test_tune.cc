@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <random>
+#include <set>
 #include <string>
 
 #include <fmt/format.h>
@@ -104,6 +105,24 @@ TEST_CASE(
     return r.out;
   };
   REQUIRE(logits(dir / "b" / "model.mighty") == logits(dir / "a" / "model.mighty"));
+
+  // Two ranks running the trials side by side (--nproc 2, the training launcher): the same trials, the same
+  // validation results and the same chosen model (latencies are measured by rank 0 alone, after each round).
+  o = run(env + kMighty + " tune " + recipe + " --nproc 2 --out " + (dir / "p").string());
+  INFO(o.err);
+  REQUIRE(o.status == 0);
+  const auto p = read_json(dir / "p" / "report.json");
+  REQUIRE(p["chosen"] == a["chosen"]);
+  REQUIRE(p["trials"].size() == a["trials"].size());
+  std::set<int64_t> ranks;
+  for (size_t i = 0; i < a["trials"].size(); ++i) {
+    REQUIRE(p["trials"][i]["id"] == a["trials"][i]["id"]);
+    REQUIRE(p["trials"][i]["accuracy"] == a["trials"][i]["accuracy"]);
+    REQUIRE(p["trials"][i]["latency_alone"] == true);
+    ranks.insert(p["trials"][i]["rank"].get<int64_t>());
+  }
+  REQUIRE(ranks == std::set<int64_t>{0, 1});
+  REQUIRE(logits(dir / "p" / "model.mighty") == logits(dir / "a" / "model.mighty"));
 
   // One line for each misuse.
   o = run(env + tune + (dir / "a").string());
