@@ -287,6 +287,22 @@ struct TuneSpace {
   std::vector<std::string> observer, activations;  // the quantize stage's
   std::vector<std::string> fallback;               // none | fp32 | dynamic (accuracy control)
   double fallback_max_drop = 0.5;                  // accuracy_control.max_drop of a fallback trial
+
+  // `f(key, list)` for each list of choices but `students`, always in this order.
+  template <class F>
+  void each_list(F&& f) const {
+    f("width", width);
+    f("depth", depth);
+    f("supervision", supervision);
+    f("alpha", alpha);
+    f("temperature", temperature);
+    f("mixup", mixup);
+    f("prune_method", prune_method);
+    f("sparsity", sparsity);
+    f("observer", observer);
+    f("activations", activations);
+    f("fallback", fallback);
+  }
 };
 
 struct TuneSearch {

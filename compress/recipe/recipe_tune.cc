@@ -138,17 +138,7 @@ nlohmann::json tune_to_json(const TuneSpec& t) {
   nlohmann::json students = nlohmann::json::array();
   for (const auto& m : s.students) students.push_back(model_spec_to_json(m));
   put("students", students);
-  put("width", s.width);
-  put("depth", s.depth);
-  put("supervision", s.supervision);
-  put("alpha", s.alpha);
-  put("temperature", s.temperature);
-  put("mixup", s.mixup);
-  put("prune_method", s.prune_method);
-  put("sparsity", s.sparsity);
-  put("observer", s.observer);
-  put("activations", s.activations);
-  put("fallback", s.fallback);
+  s.each_list(put);
   return {{"constraints",
            {{"min_accuracy", k.min_accuracy},
             {"max_accuracy_drop", k.max_accuracy_drop},

@@ -41,17 +41,7 @@ std::vector<Dimension> dimensions(const TuneSpace& s) {
     for (size_t i = 0; i < index.size(); ++i) index[i] = static_cast<int64_t>(i);
     add("student", index);
   }
-  add("width", s.width);
-  add("depth", s.depth);
-  add("supervision", s.supervision);
-  add("alpha", s.alpha);
-  add("temperature", s.temperature);
-  add("mixup", s.mixup);
-  add("prune_method", s.prune_method);
-  add("sparsity", s.sparsity);
-  add("observer", s.observer);
-  add("activations", s.activations);
-  add("fallback", s.fallback);
+  s.each_list(add);
   return out;
 }
 
