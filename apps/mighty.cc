@@ -234,6 +234,7 @@ Verbs declare_verbs(CLI::App& app, Args& a) {
                               "writes <run directory>/report.html");
   add_common(v.tune, a.tune_args);
   add_distributed(v.tune, a.tune_args);  // --nproc N: N trials side by side
+  v.tune->get_option("--out")->description("Run directory (default: runs/<recipe name>-tune)");
   v.tune
       ->add_option("--budget-minutes", a.budget_minutes,
                    "Stop starting trials when the next one would pass this budget (default: the whole plan)")
