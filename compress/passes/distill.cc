@@ -226,6 +226,11 @@ void TeacherLogitCache::put(int64_t step, const torch::Tensor& logits) {
   end_ = payload + static_cast<int64_t>(bytes) + 8;
 }
 
+std::unique_ptr<TeacherLogitCache> shared_logit_cache(const std::string& dir, const std::string& key) {
+  ensure_run_dir(dir);
+  return std::make_unique<TeacherLogitCache>(dir + "/teacher_logits." + key + ".bin", key);
+}
+
 torch::Tensor teacher_logits(Teacher& teacher, const torch::Tensor& x, int64_t step,
                              TeacherLogitCache* cache) {
   std::optional<torch::Tensor> cached;
@@ -352,11 +357,7 @@ std::unique_ptr<TeacherLogitCache> logit_cache(const DistillSetup& s, const RunP
   const std::string key =
       hash64_hex(fmt::format("{}/{}/{}/{}/{}/{}", s.teacher_key, s.data.hash,
                              s.recipe.to_json()["data"].dump(), run.seed, s.d.train.batch_size, s.d.mixup));
-  if (!s.options.teacher_cache_dir.empty()) {
-    ensure_run_dir(s.options.teacher_cache_dir);
-    return std::make_unique<TeacherLogitCache>(
-        s.options.teacher_cache_dir + "/teacher_logits." + key + ".bin", key);
-  }
+  if (!s.options.teacher_cache_dir.empty()) return shared_logit_cache(s.options.teacher_cache_dir, key);
   return std::make_unique<TeacherLogitCache>(
       s.options.dir + fmt::format("/teacher_logits.seed{}.bin", run.seed), key);
 }

@@ -87,6 +87,10 @@ class TeacherLogitCache {
   int64_t hits_ = 0, misses_ = 0;
 };
 
+// A logits cache in `dir` that runs with an equal `key` share (mighty tune's trials):
+// <dir>/teacher_logits.<key>.bin.
+std::unique_ptr<TeacherLogitCache> shared_logit_cache(const std::string& dir, const std::string& key);
+
 // The teacher's logits of step `step`'s batch `x`: read from `cache` when it holds that step at this batch
 // size, else computed (and stored in `cache`; null: no cache).
 torch::Tensor teacher_logits(Teacher& teacher, const torch::Tensor& x, int64_t step,

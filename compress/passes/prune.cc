@@ -483,16 +483,14 @@ nlohmann::json completed_result(const PruneSpec& spec, const std::string& dir, c
 
 // Runs that share a teacher-logits directory (mighty tune's trials) and draw the same batches (the same data,
 // seed and batch size) compute the distilled fine-tuning's teacher logits once. Null: no such directory.
-std::unique_ptr<TeacherLogitCache> shared_logit_cache(const Recipe& recipe, size_t stage_index,
-                                                      const Dataset& data, const StageOptions& options) {
+std::unique_ptr<TeacherLogitCache> finetune_logit_cache(const Recipe& recipe, size_t stage_index,
+                                                        const Dataset& data, const StageOptions& options) {
   const PruneSpec& spec = recipe.stages.at(stage_index).get<PruneSpec>();
   if (spec.alpha <= 0 || options.teacher_cache_dir.empty() || dist::active()) return nullptr;
   const std::string key = hash64_hex(fmt::format("prune/{}/{}/{}/{}/{}", recipe.teacher_hash(), data.hash,
                                                  recipe.to_json()["data"].dump(), recipe.seed + stage_index,
                                                  spec.train.batch_size));
-  ensure_run_dir(options.teacher_cache_dir);
-  return std::make_unique<TeacherLogitCache>(options.teacher_cache_dir + "/teacher_logits." + key + ".bin",
-                                             key);
+  return shared_logit_cache(options.teacher_cache_dir, key);
 }
 
 }  // namespace
@@ -549,7 +547,7 @@ nlohmann::json run_prune_stage(const Recipe& recipe, size_t stage_index, Teacher
     topts.after_step = [&](GraphModule&, int64_t step) {
       pruner.update(schedule_progress(spec, step, total));
     };
-    const auto cache = shared_logit_cache(recipe, stage_index, data, options);
+    const auto cache = finetune_logit_cache(recipe, stage_index, data, options);
     if (spec.alpha > 0) {
       topts.objective = [&](GraphModule& m, const torch::Tensor& x, const torch::Tensor& y, int64_t step) {
         auto s_logits = m->forward(x);

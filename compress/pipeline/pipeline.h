@@ -17,7 +17,8 @@ namespace mighty::compress {
 // verify's criteria are not met, the report is written and then an Error names what failed.
 nlohmann::json run_compress(const Recipe& recipe, const JobOptions& options);
 struct Dataset;
-nlohmann::json run_compress(const Recipe& recipe, const Dataset& data, const JobOptions& options);  // loaded
+// The same with the data loaded (the recipe has stages).
+nlohmann::json run_compress(const Recipe& recipe, const Dataset& data, const JobOptions& options);
 std::string report_markdown(const nlohmann::json& report);
 
 // The recipe's teacher trained into the data cache when it is not there yet (or loaded, to check it).

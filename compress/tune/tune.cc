@@ -130,12 +130,9 @@ struct Search {
   int64_t order = 0;
 };
 
-// The trial's int8 artifact in the runtime: validation accuracy, bytes, batch-1 latency.
 // Batch-1 latency (and batch-64 throughput) of an artifact in the runtime at the constraint's threads;
 // `alone`: nothing else of this search ran meanwhile.
-nlohmann::json measure_speed_of(const std::string& path, const Dataset& data, const TuneSpec& tune,
-                                bool alone) {
-  const Session s(Artifact::open(path), static_cast<int>(tune.constraints.threads));
+nlohmann::json measure_speed_of(const Session& s, const Dataset& data, const TuneSpec& tune, bool alone) {
   const Forward f = session_forward(s);
   torch::NoGradGuard no_grad;
   const auto one = example_input(data, 1), batch = example_input(data, 64);
@@ -147,13 +144,18 @@ nlohmann::json measure_speed_of(const std::string& path, const Dataset& data, co
           {"latency_alone", alone}};
 }
 
+Session open_session(const std::string& path, const TuneSpec& tune) {
+  return Session(Artifact::open(path), static_cast<int>(tune.constraints.threads));
+}
+
+// The trial's int8 artifact in the runtime: validation accuracy, bytes, batch-1 latency.
 nlohmann::json measure_artifact(const std::string& path, const Dataset& data, const TuneSpec& tune) {
-  const Session s(Artifact::open(path), static_cast<int>(tune.constraints.threads));
+  const Session s = open_session(path, tune);
   const auto val = evaluate_forward(session_forward(s), data, Split::kValidation);
   nlohmann::json r = {{"accuracy", val["accuracy"]},
                       {"loss", val["loss"]},
                       {"bytes", static_cast<int64_t>(std::filesystem::file_size(path))}};
-  r.update(measure_speed_of(path, data, tune, !dist::joined()));
+  r.update(measure_speed_of(s, data, tune, !dist::joined()));
   return r;
 }
 
@@ -318,9 +320,6 @@ std::vector<size_t> pareto_front(const std::vector<std::pair<double, double>>& q
   return out;
 }
 
-}  // namespace mighty::compress
-
-namespace mighty::compress {
 namespace {
 
 // The seconds a trial of rung `r` is expected to take: the mean of this rung's finished trials, else the
@@ -385,9 +384,8 @@ nlohmann::json final_recipe(const Recipe& recipe, const std::string& trial_dir) 
   j.erase("tune");
   j["student"] = {{"model", model_spec_to_json(tr.student)},
                   {"checkpoint", std::filesystem::absolute(trial_dir + "/student.pt").string()}};
-  const auto base = recipe.to_json()["stages"];
   nlohmann::json exp = {{"kind", "export"}}, verify = {{"kind", "verify"}};
-  for (const auto& s : base) {
+  for (const auto& s : j["stages"]) {
     if (s["kind"] == "export") exp = s;
     if (s["kind"] == "verify") verify = s;
   }
@@ -470,7 +468,8 @@ std::vector<nlohmann::json> run_round(Search& s, const std::vector<nlohmann::jso
     for (auto& t : out) {
       if (t.value("latency_alone", false)) continue;  // read back from an earlier run
       const std::string dir = s.options.out_dir + "/trials/" + t["id"].get<std::string>();
-      t.update(measure_speed_of(dir + "/model.mighty", s.trial_data, s.recipe.tune, true));
+      t.update(measure_speed_of(open_session(dir + "/model.mighty", s.recipe.tune), s.trial_data,
+                                s.recipe.tune, true));
       write_json(dir + "/result.json", t);
       fmt::print(stderr, "tune: trial {} (rank {}): validation {:.2f}%, {} bytes, {:.4f} ms alone\n",
                  t["id"].get<std::string>(), t.value("rank", 0), 100.0 * t["accuracy"].get<double>(),
