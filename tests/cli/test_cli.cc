@@ -71,7 +71,7 @@ TEST_CASE("bad recipes exit non-zero with one line naming the problem") {
   std::filesystem::remove_all("/tmp/mighty_cli_never");
 }
 
-TEST_CASE("usage errors exit non-zero; mighty offers no placeholder verbs") {
+TEST_CASE("usage errors exit non-zero, and mighty offers no placeholder verbs") {
   REQUIRE(run(kMighty + " train").status != 0);
   REQUIRE(run(kMighty + " frobnicate").status != 0);
   // inspect, run and bench live in mighty-run; mighty neither lists nor accepts them.

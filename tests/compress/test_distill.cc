@@ -285,7 +285,7 @@ TEST_CASE("distill recipes: student and stages are read strictly") {
   REQUIRE(other.teacher_hash() == r.teacher_hash());
 }
 
-TEST_CASE("compress runs a distill stage with a baseline; the teacher is trained once and cached") {
+TEST_CASE("compress runs a distill stage with a baseline, and the teacher is trained once and cached") {
   use_private_data_cache();
   const Recipe recipe = parse_recipe(recipe_text(kZooTeacher, distill_stage()), "r.json");
   const std::string dir = temp_dir("zoo");
@@ -318,7 +318,7 @@ TEST_CASE("compress runs a distill stage with a baseline; the teacher is trained
   REQUIRE(again["stages"][0]["runs"][0]["test"] == stage["runs"][0]["test"]);
 }
 
-TEST_CASE("gradients reach only the student; an interrupted stage resumes to the same result") {
+TEST_CASE("gradients reach only the student, and an interrupted stage resumes to the same result") {
   use_private_data_cache();
   {
     ModelSpec spec;
@@ -379,7 +379,7 @@ TEST_CASE("feature distillation between layers of different widths") {
                Catch::Contains("/stages/0/features/0/teacher: the teacher has no layer 'features.9.act'"));
 }
 
-TEST_CASE("a TorchScript teacher drives a distillation; a mismatched output is a clear error") {
+TEST_CASE("a TorchScript teacher drives a distillation, and a mismatched output is a clear error") {
   use_private_data_cache();
   const std::string dir = temp_dir("torchscript");
   const std::string ts = write_torchscript_teacher(dir, 10);

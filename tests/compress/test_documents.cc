@@ -175,7 +175,8 @@ TEST_CASE("bag model: the mean of the real tokens' rows, padding changes nothing
 }
 
 TEST_CASE(
-    "USE-Lite teacher: a frozen encoder trains only the head, finetune trains both; memory gives the same "
+    "USE-Lite teacher: a frozen encoder trains only the head, finetune trains both, and memory gives the "
+    "same "
     "logits") {
   const std::string model_json = use_lite_model_dir() + "/model.json";
   INFO("the npm packages come from scripts/setup");

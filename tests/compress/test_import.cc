@@ -180,7 +180,7 @@ void require_runtime_computes_simulation(QuantizedModel& qm, const Session& s, c
 }
 
 TEST_CASE(
-    "imported ONNX models with padded max pooling and constant arithmetic quantize static; the runtime "
+    "imported ONNX models with padded max pooling and constant arithmetic quantize static, and the runtime "
     "computes "
     "the simulation") {
   const Dataset data = testing::small_fashion_mnist(256, 50, 300, 200, /*augment=*/false, 3);
@@ -202,7 +202,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "an imported MobileNetV2 quantizes with int8 depthwise convolutions; the runtime computes the "
+    "an imported MobileNetV2 quantizes with int8 depthwise convolutions, and the runtime computes the "
     "simulation") {
   GraphModule m = lower_torchscript(models_dir() + "/mobilenet_v2.traced.pt", {1, 28, 28});
   const Dataset data = testing::small_fashion_mnist(256, 50, 300, 200, /*augment=*/false, 3);
