@@ -212,9 +212,43 @@ nlohmann::json run_trial(Search& s, size_t config_index, const nlohmann::json& c
   return r;
 }
 
+// What decides an artifact's bytes and its batch-1 latency: the student, its pruning and how its
+// activations are quantized; not how it is trained.
+constexpr const char* kShapeKeys[] = {"student", "width", "depth", "prune_method", "sparsity", "activations"};
+// A shape is left out before training when its pre-check artifact is more than this over a limit: training
+// can only make a few more int8 weights round to zero (fewer stored bytes), and latency is noisy.
+constexpr double kPrecheckBytesSlack = 0.03, kPrecheckLatencySlack = 0.5;
+
+nlohmann::json shape_of(const nlohmann::json& config) {
+  nlohmann::json s = nlohmann::json::object();
+  for (const char* key : kShapeKeys)
+    if (config.contains(key)) s[key] = config[key];
+  return s;
+}
+
 }  // namespace
 
-std::vector<nlohmann::json> tune_configurations(const Recipe& recipe) {
+nlohmann::json precheck_recipe(const Recipe& recipe, const nlohmann::json& shape) {
+  nlohmann::json c = shape_of(shape);
+  c["supervision"] = "labels";
+  nlohmann::json j = trial_recipe(recipe, c, 1.0);
+  j["name"] = recipe.name + "-precheck";
+  for (auto& s : j["stages"]) {
+    if (s.contains("train")) {
+      s["train"].erase("epochs");
+      s["train"]["steps"] = 1;
+      s["train"]["warmup_steps"] = 0;
+    }
+    if (s["kind"] == "distill") s["teacher_cache"] = false;
+    if (s["kind"] == "quantize" && s.contains("accuracy_control")) {
+      s["accuracy_control"]["max_drop"] = -1.0;  // an untrained model would keep its layers in fp32
+      s["accuracy_control"]["sensitivity"] = false;
+    }
+  }
+  return j;
+}
+
+std::vector<nlohmann::json> space_configurations(const Recipe& recipe) {
   const auto dims = dimensions(recipe.tune.space);
   uint64_t total = 1;
   for (const auto& d : dims) {
@@ -235,6 +269,11 @@ std::vector<nlohmann::json> tune_configurations(const Recipe& recipe) {
     c = normalized(c, recipe);
     if (seen.insert(c.dump()).second) all.push_back(c);
   }
+  return all;
+}
+
+std::vector<nlohmann::json> draw_configurations(const Recipe& recipe,
+                                                const std::vector<nlohmann::json>& all) {
   const auto trials = static_cast<size_t>(recipe.tune.search.trials);
   if (all.size() <= trials) return all;
   auto rng = make_rng(recipe.tune.search.seed, kSampleStream, 0);
@@ -242,6 +281,10 @@ std::vector<nlohmann::json> tune_configurations(const Recipe& recipe) {
   std::vector<nlohmann::json> out;
   for (size_t i = 0; i < trials; ++i) out.push_back(all[static_cast<size_t>(order[i])]);
   return out;
+}
+
+std::vector<nlohmann::json> tune_configurations(const Recipe& recipe) {
+  return draw_configurations(recipe, space_configurations(recipe));
 }
 
 std::vector<std::pair<int64_t, double>> tune_rungs(const TuneSearch& search, int64_t configurations) {
@@ -303,6 +346,33 @@ nlohmann::json trial_recipe(const Recipe& recipe, const nlohmann::json& config, 
   }
   j["stages"] = stages;
   return j;
+}
+
+// The chosen trial: the best of those meeting every constraint on the validation split. For accuracy, the
+// one-standard-error rule: of the trials within one standard error of the best (a binomial's, on `examples`),
+// the one trained longest (highest rung), then the best. The best of many short trials is the likeliest to
+// be ahead by chance. Null when none meets them; `why` says what was chosen and how.
+const nlohmann::json* choose_trial(const std::vector<nlohmann::json>& trials, const std::string& objective,
+                                   int64_t examples, nlohmann::json& why) {
+  const nlohmann::json* best = nullptr;
+  for (const auto& t : trials)
+    if (t["misses"].empty() && (!best || better(t, *best, objective))) best = &t;
+  if (!best || objective != "accuracy") return best;
+  const double p = (*best)["accuracy"].get<double>();
+  const double se = std::sqrt(p * (1.0 - p) / static_cast<double>(std::max<int64_t>(1, examples)));
+  const nlohmann::json* chosen = best;
+  for (const auto& t : trials) {
+    if (!t["misses"].empty() || t["accuracy"].get<double>() < p - se) continue;
+    const auto rt = t["rung"].get<size_t>(), rc = (*chosen)["rung"].get<size_t>();
+    if (rt > rc || (rt == rc && better(t, *chosen, objective))) chosen = &t;
+  }
+  why = {{"best", (*best)["id"]},
+         {"standard_error", se},
+         {"examples", examples},
+         {"rule",
+          "of the trials meeting every constraint within one standard error of the best, the one "
+          "trained longest, then the best"}};
+  return chosen;
 }
 
 std::vector<size_t> pareto_front(const std::vector<std::pair<double, double>>& qc) {
@@ -437,6 +507,89 @@ struct Outcome {
 // The trial files rank 0 needs from the rank that ran a trial: to measure it, to build the final model from
 // it.
 constexpr const char* kTrialFiles[] = {"trial.json", "model.mighty", "student.pt"};
+
+// One shape's pre-check: the trial's recipe trained one step per stage, quantized and exported in
+// DIR/precheck/<id>; its artifact's bytes and batch-1 latency measured as a trial's are. `skip`: the limits
+// it breaks beyond the slack (its configurations are left out before any training).
+nlohmann::json run_precheck(Search& s, size_t index, const nlohmann::json& shape) {
+  const std::string id = fmt::format("s{:02}", index);
+  const std::string dir = s.options.out_dir + "/precheck/" + id;
+  const nlohmann::json pj = precheck_recipe(s.recipe, shape);
+  const Recipe pr = parse_recipe(pj.dump(2), dir + "/precheck.json");
+  const TuneSpec& tune = s.recipe.tune;
+  const std::string identity =
+      hash64_hex(fmt::format("{}/{}/{}/{}/v{}", pr.hash(), s.trial_data.hash, tune.constraints.threads,
+                             tune.search.latency_runs, kFormat));
+  const std::string path = dir + "/model.mighty", result_path = dir + "/result.json";
+  auto done = completed_record(result_path, {path}, "identity", identity);
+  if (!done.is_null()) return done;
+  ensure_run_dir(dir);
+  write_text(dir + "/precheck.json", pj.dump(2) + "\n");
+  JobOptions jo;
+  jo.out_dir = dir;
+  jo.resume = true;
+  jo.measure_speed = false;
+  jo.quiet = true;
+  if (!run_compress(pr, s.trial_data, jo).value("completed", false))
+    throw Error("tune: a pre-check stopped before its end");
+  nlohmann::json r = measure_speed_of(open_session(path, tune), s.trial_data, tune, true);
+  const auto bytes = static_cast<int64_t>(std::filesystem::file_size(path));
+  const double ms = r["latency_ms_b1"].get<double>();
+  const TuneConstraints& k = tune.constraints;
+  nlohmann::json skip = nlohmann::json::array();
+  if (k.max_bytes > 0 &&
+      static_cast<double>(bytes) > static_cast<double>(k.max_bytes) * (1 + kPrecheckBytesSlack))
+    skip.push_back(
+        fmt::format("{} bytes > max_bytes {} + {:.0f}%", bytes, k.max_bytes, 100 * kPrecheckBytesSlack));
+  if (k.max_latency_ms > 0 && ms > k.max_latency_ms * (1 + kPrecheckLatencySlack))
+    skip.push_back(fmt::format("{:.4f} ms > max_latency_ms {} + {:.0f}%", ms, k.max_latency_ms,
+                               100 * kPrecheckLatencySlack));
+  r.update({{"identity", identity}, {"id", id}, {"shape", shape}, {"bytes", bytes}, {"skip", skip}});
+  write_json(result_path, r);
+  fmt::print(stderr, "tune: pre-check {} ({}): {} bytes, {:.4f} ms{}\n", id, shape.dump(), bytes, ms,
+             skip.empty() ? "" : "; left out: " + skip[0].get<std::string>());
+  return r;
+}
+
+// The pre-checks of every shape in the space (none without a bytes or latency limit), rank 0 alone; every
+// rank receives the results.
+nlohmann::json run_prechecks(Search& s, const std::vector<nlohmann::json>& all) {
+  const TuneConstraints& k = s.recipe.tune.constraints;
+  nlohmann::json out = nlohmann::json::array();
+  if (k.max_bytes <= 0 && k.max_latency_ms <= 0) return out;
+  std::vector<nlohmann::json> shapes;
+  std::set<std::string> seen;
+  for (const auto& c : all)
+    if (seen.insert(shape_of(c).dump()).second) shapes.push_back(shape_of(c));
+  if (dist::rank() == 0) {
+    dist::Solo solo;
+    for (size_t i = 0; i < shapes.size(); ++i) out.push_back(run_precheck(s, i, shapes[i]));
+  }
+  if (dist::active())
+    out = nlohmann::json::parse(dist::broadcast_bytes(dist::rank() == 0 ? out.dump() : "", 0));
+  return out;
+}
+
+// The configurations whose shape's pre-check broke no limit.
+std::vector<nlohmann::json> feasible(const std::vector<nlohmann::json>& all, const nlohmann::json& prechecks,
+                                     const std::string& file) {
+  std::set<std::string> out_shapes;
+  const nlohmann::json* smallest = nullptr;
+  for (const auto& p : prechecks) {
+    if (!p["skip"].empty()) out_shapes.insert(p["shape"].dump());
+    if (!smallest || p["bytes"].get<int64_t>() < (*smallest)["bytes"].get<int64_t>()) smallest = &p;
+  }
+  std::vector<nlohmann::json> out;
+  for (const auto& c : all)
+    if (!out_shapes.count(shape_of(c).dump())) out.push_back(c);
+  if (out.empty())
+    throw Error(
+        fmt::format("{}: /tune/space: no student of the space fits the limits, measured on a one-step "
+                    "export of each: the smallest, {} ({}), breaks {}",
+                    file, (*smallest)["id"].get<std::string>(), (*smallest)["shape"].dump(),
+                    (*smallest)["skip"][0].get<std::string>()));
+  return out;
+}
 
 // A round of trials run side by side, one per rank (each alone: no collective inside a trial), then shared:
 // every rank receives every result, rank 0 the files too and measures each artifact's latency while the
@@ -577,17 +730,12 @@ nlohmann::json run_tune(const Recipe& recipe, const TuneOptions& options) {
     throw Error(fmt::format("{}: no 'tune' block (what to meet, what may vary: docs/tune.md)", recipe.file));
   const auto t0 = std::chrono::steady_clock::now();
   ensure_run_dir(options.out_dir);
-  const auto configs = tune_configurations(recipe);
-  const auto rungs = tune_rungs(recipe.tune.search, static_cast<int64_t>(configs.size()));
-  nlohmann::json plan = {{"recipe_hash", recipe.hash()}, {"format", kFormat}, {"configurations", configs}};
-  for (const auto& [n, scale] : rungs) plan["rungs"].push_back({{"trials", n}, {"epoch_scale", scale}});
+  const auto all = space_configurations(recipe);
+  nlohmann::json plan = {{"recipe_hash", recipe.hash()}, {"format", kFormat}};
   if (dist::writes()) {
     claim_directory(recipe, options, plan);
     write_json(options.out_dir + "/recipe.json", recipe.to_json());
   }
-  fmt::print(stderr, "tune: {} configurations, {} rung(s): {}{}\n", configs.size(), rungs.size(),
-             plan["rungs"].dump(),
-             dist::active() ? fmt::format("; {} ranks run the trials side by side", dist::world()) : "");
 
   Search s{recipe, options, load_dataset(recipe.data, recipe.seed)};
   const Dataset data = s.trial_data;
@@ -605,6 +753,16 @@ nlohmann::json run_tune(const Recipe& recipe, const TuneOptions& options) {
     }
     if (dist::active()) dist::sum({1.0});  // everyone waits for that
   }
+  const nlohmann::json prechecks = run_prechecks(s, all);
+  const auto fits = feasible(all, prechecks, recipe.file);
+  const auto configs = draw_configurations(recipe, fits);
+  const auto rungs = tune_rungs(recipe.tune.search, static_cast<int64_t>(configs.size()));
+  plan["configurations"] = configs;
+  for (const auto& [n, scale] : rungs) plan["rungs"].push_back({{"trials", n}, {"epoch_scale", scale}});
+  write_json(options.out_dir + "/tune.json", plan);
+  fmt::print(stderr, "tune: {} configurations, {} within the limits, {} drawn; {} rung(s): {}{}\n",
+             all.size(), fits.size(), configs.size(), rungs.size(), plan["rungs"].dump(),
+             dist::active() ? fmt::format("; {} ranks run the trials side by side", dist::world()) : "");
   const Outcome o = search(s, configs, rungs);
   if (!o.completed) return {{"completed", false}};
   if (dist::joined()) {
@@ -619,6 +777,9 @@ nlohmann::json run_tune(const Recipe& recipe, const TuneOptions& options) {
                            {"tune", recipe.to_json()["tune"]},
                            {"plan", plan["rungs"]},
                            {"configurations", configs.size()},
+                           {"space_configurations", all.size()},
+                           {"feasible_configurations", fits.size()},
+                           {"precheck", prechecks},
                            {"teacher_validation_accuracy", s.teacher_accuracy / 100.0},
                            {"trials", trials},
                            {"pareto", fronts(o.trials)},
@@ -627,12 +788,8 @@ nlohmann::json run_tune(const Recipe& recipe, const TuneOptions& options) {
                             {{"minutes", options.budget_minutes},
                              {"trial_seconds", s.spent_seconds},
                              {"stopped_search", o.budget_stop}}}};
-  // The chosen trial: the best of those meeting every constraint on the validation split.
-  const nlohmann::json* chosen = nullptr;
-  for (const auto& t : o.trials) {
-    if (!t["misses"].empty()) continue;
-    if (!chosen || better(t, *chosen, recipe.tune.objective)) chosen = &t;
-  }
+  const nlohmann::json* chosen =
+      choose_trial(o.trials, recipe.tune.objective, s.trial_data.images.val_y.size(0), report["selection"]);
   auto finish = [&](const std::string& error) {
     report["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!error.empty()) report["error"] = error;

@@ -85,6 +85,26 @@ std::string final_text(const nlohmann::json& r) {
   return out;
 }
 
+// Each shape's one-step export, and which were left out before training.
+std::string precheck_text(const nlohmann::json& r) {
+  const auto& p = r.value("precheck", nlohmann::json::array());
+  if (p.empty()) return "";
+  std::string out = fmt::format(
+      "\n## Pre-check\n\nEach shape of the space exported after one training step, before any trial: {} of "
+      "the space's {} configurations are within the limits ({} drawn).\n\n| pre-check | shape | bytes | "
+      "latency b1 | left out |\n|---|---|---:|---:|---|\n",
+      r.value("feasible_configurations", int64_t{0}), r.value("space_configurations", int64_t{0}),
+      r["configurations"].get<int64_t>());
+  for (const auto& c : p) {
+    std::string skip;
+    for (const auto& m : c["skip"]) skip += (skip.empty() ? "" : "; ") + m.get<std::string>();
+    out += fmt::format("| {} | {} | {} | {:.4f} ms | {} |\n", c["id"].get<std::string>(),
+                       config_text(c["shape"]), with_commas(c["bytes"].get<int64_t>()),
+                       c["latency_ms_b1"].get<double>(), skip.empty() ? "no" : skip);
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string tune_markdown(const nlohmann::json& r) {
@@ -118,6 +138,13 @@ std::string tune_markdown(const nlohmann::json& r) {
                        config_text(t["config"]), percent(t["accuracy"].get<double>()),
                        with_commas(t["bytes"].get<int64_t>()), t["latency_ms_b1"].get<double>());
   }
+  const auto& sel = r.value("selection", nlohmann::json());
+  if (sel.is_object() && sel["best"] != chosen)
+    out += fmt::format(
+        "\nThe best on validation was {}; {} is within one standard error ({:.2f} points on {} examples) and "
+        "trained longer, so it was chosen (the one-standard-error rule).\n",
+        sel["best"].get<std::string>(), chosen, 100.0 * sel["standard_error"].get<double>(),
+        sel["examples"].get<int64_t>());
   if (chosen.empty()) out += "\n**No trial meets every constraint**: nothing was exported.\n";
   out += final_text(r);
   if (r.contains("error")) out += fmt::format("\nError: {}\n", r["error"].get<std::string>());
@@ -133,6 +160,7 @@ std::string tune_markdown(const nlohmann::json& r) {
   } else {
     out += "\nDistillation against labels alone: not compared (the space's `supervision` has one choice).\n";
   }
+  out += precheck_text(r);
   const auto front_b = ids(r["pareto"]["bytes"]), front_l = ids(r["pareto"]["latency_ms_b1"]);
   out +=
       "\n## Trials\n\n| trial | rung | epochs x | configuration | validation | fp32 validation | bytes | "

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <set>
 #include <string>
@@ -21,7 +22,8 @@ const std::string kMighty = MIGHTY_BIN;
 const std::string kMightyRun = MIGHTY_RUN_BIN;
 const std::string kTestImages = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
 
-// Two students, distilled or not, pruned or not: 8 configurations, 6 drawn; rungs of 6 and 3 trials.
+// Two students, distilled or not, pruned or not: 8 configurations; the pre-check leaves out the wider
+// unpruned student (over 8,000 bytes), and the 6 left are drawn; rungs of 6 and 3 trials.
 const char* kRecipe = R"({
   "name": "tiny_tune", "seed": 4,
   "data": {"kind": "images", "validation_size": 200, "train_limit": 512, "test_limit": 300},
@@ -38,7 +40,7 @@ const char* kRecipe = R"({
   ],
   "eval": {"latency_runs": 5, "throughput_batch": 4},
   "tune": {
-    "constraints": {"max_bytes": 20000, "max_latency_ms": 50},
+    "constraints": {"max_bytes": 8000, "max_latency_ms": 50},
     "space": {"width": [0.25, 0.5], "supervision": ["teacher", "labels"], "sparsity": [0, 0.7]},
     "search": {"trials": 6, "eta": 2, "rungs": 2, "latency_runs": 30}
   }
@@ -49,7 +51,8 @@ nlohmann::json read_json(const std::filesystem::path& p) { return nlohmann::json
 }  // namespace
 
 TEST_CASE(
-    "tune: a small search chooses, exports and verifies a model; killed and resumed it ships the same one") {
+    "tune: a small search chooses, exports and verifies a model, and killed and resumed it ships the same "
+    "one") {
   const auto dir = std::filesystem::temp_directory_path() / ("mighty_tune_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   const auto recipe = write_temp("tune.json", kRecipe);
@@ -66,11 +69,31 @@ TEST_CASE(
   REQUIRE(a["chosen"].is_string());
   REQUIRE(a["final"]["pass"] == true);
   REQUIRE(a["supervision"].is_object());  // distilled and labels-only trials met in a rung
+  // The pre-check: one export per shape (width x sparsity), the wider unpruned one left out before training.
+  REQUIRE(a["precheck"].size() == 4);
+  REQUIRE(a["feasible_configurations"] == 6);
+  std::map<std::string, nlohmann::json> shapes;
+  for (const auto& p : a["precheck"]) {
+    shapes[p["shape"].dump()] = p;
+    const bool over = p["bytes"].get<int64_t>() > 8000 * 1.03;
+    REQUIRE(p["skip"].empty() == !over);
+    REQUIRE(p["bytes"].get<int64_t>() ==
+            static_cast<int64_t>(std::filesystem::file_size(dir / "a" / "precheck" /
+                                                            p["id"].get<std::string>() / "model.mighty")));
+  }
+  REQUIRE(shapes.at(R"({"sparsity":0.0,"width":0.5})")["skip"].size() == 1);
   for (const auto& t : a["trials"]) {
     // Judged on its own exported artifact: bytes as on disk.
     const auto artifact = dir / "a" / "trials" / t["id"].get<std::string>() / "model.mighty";
     REQUIRE(t["bytes"].get<int64_t>() == static_cast<int64_t>(std::filesystem::file_size(artifact)));
-    if (t["bytes"].get<int64_t>() > 20000) REQUIRE_FALSE(t["misses"].empty());
+    if (t["bytes"].get<int64_t>() > 8000) REQUIRE_FALSE(t["misses"].empty());
+    // Never a left-out shape; its bytes those of its shape's pre-check, up to weights rounded to zero.
+    nlohmann::json shape = t["config"];
+    shape.erase("supervision");
+    const auto& p = shapes.at(shape.dump());
+    REQUIRE(p["skip"].empty());
+    REQUIRE(t["bytes"].get<int64_t>() <= p["bytes"].get<int64_t>());
+    REQUIRE(t["bytes"].get<int64_t>() >= p["bytes"].get<int64_t>() * 0.97);
   }
   REQUIRE_THAT(o.out, Catch::Contains("**Chosen: " + a["chosen"].get<std::string>()));
   REQUIRE(std::filesystem::exists(dir / "a" / "model.mighty"));

@@ -186,6 +186,52 @@ TEST_CASE("a trial's recipe: the choices applied, epochs scaled, no verify, and 
   REQUIRE(t.stages[0].get<DistillSpec>().train.epochs == 1);
 }
 
+TEST_CASE("a pre-check's recipe: the shape alone, one step per stage from labels, no accuracy control") {
+  const Recipe r = parse_recipe(tune_recipe(R"("space": {"supervision": ["teacher"], "alpha": [0.7],
+    "sparsity": [0.8], "activations": ["dynamic"], "fallback": ["fp32"]})"),
+                                "t.json");
+  const auto configs = tune_configurations(r);
+  REQUIRE(configs.size() == 1);
+  const Recipe p = parse_recipe(precheck_recipe(r, configs[0]).dump(), "precheck.json");
+  REQUIRE(p.stages.size() == 4);  // distill, prune, quantize, export
+  const auto& d = p.stages[0].get<DistillSpec>();
+  REQUIRE(d.alpha == 0.0);  // the shape's bytes and latency do not depend on the teacher
+  REQUIRE(d.train.steps == 1);
+  REQUIRE(d.train.epochs == 0);
+  REQUIRE(d.train.warmup_steps == 0);
+  const auto& pr = p.stages[1].get<PruneSpec>();
+  REQUIRE(pr.sparsity == 0.8);  // what decides the bytes stays
+  REQUIRE(pr.train.steps == 1);
+  const auto& q = p.stages[2].get<QuantizeSpec>();
+  REQUIRE(q.activations == "dynamic");
+  REQUIRE(q.accuracy_control.max_drop < 0);  // an untrained model would fall back everywhere
+}
+
+TEST_CASE("the chosen trial: constraints first, then the one-standard-error rule for accuracy") {
+  auto trial = [](const char* id, double acc, size_t rung, int64_t bytes, bool met) {
+    static int64_t order = 0;
+    return nlohmann::json{
+        {"id", id},         {"accuracy", acc},
+        {"rung", rung},     {"bytes", bytes},
+        {"hard_ok", met},   {"latency_ms_b1", 0.01},
+        {"order", order++}, {"misses", met ? nlohmann::json::array() : nlohmann::json{"x"}}};
+  };
+  std::vector<nlohmann::json> t = {trial("a0", 0.900, 0, 100, true), trial("b0", 0.915, 0, 90, true),
+                                   trial("c0", 0.990, 0, 500, false), trial("b1", 0.908, 1, 90, true)};
+  nlohmann::json why;
+  // n = 1000: one standard error of 91.5% is 0.88 points; b1 (90.8%) is within it and trained longer.
+  REQUIRE((*choose_trial(t, "accuracy", 1000, why))["id"] == "b1");
+  REQUIRE(why["best"] == "b0");
+  REQUIRE(why["standard_error"].get<double>() == Approx(std::sqrt(0.915 * 0.085 / 1000)));
+  // n = 100000: 0.09 points; b0 stays.
+  REQUIRE((*choose_trial(t, "accuracy", 100000, why))["id"] == "b0");
+  // Another objective: the smallest meeting every constraint, no rule.
+  REQUIRE((*choose_trial(t, "bytes", 1000, why))["id"] == "b0");
+  t.resize(1);
+  t[0]["misses"] = {"validation below min_accuracy"};
+  REQUIRE(choose_trial(t, "accuracy", 1000, why) == nullptr);
+}
+
 TEST_CASE("pareto front: what no other point beats") {
   // (quality, cost): higher quality and lower cost are better.
   const std::vector<std::pair<double, double>> pts = {{0.90, 100}, {0.92, 200}, {0.91, 300},
