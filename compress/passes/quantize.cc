@@ -242,12 +242,20 @@ torch::Tensor simulate_layer(const Node& n, const LayerQuant& q, const torch::Te
     const auto y = finish(q, acc.permute({0, 2, 3, 1}).reshape({-1, c}), static_multipliers(q, c));
     return y.reshape({b, oh, ow, c}).permute({0, 3, 1, 2}).contiguous();
   }
-  // One row per output pixel, patch order (channel, ky, kx): the runtime's im2col.
-  const auto cols = torch::nn::functional::unfold(
-      x, torch::nn::functional::UnfoldFuncOptions({k, k}).padding(pad).stride(stride));  // [B, patch, L]
-  const auto rows = cols.transpose(1, 2).reshape({b * oh * ow, -1});
-  const auto y = simulate_rows(q, rows, w2d);  // [B * L, out]
-  return y.reshape({b, oh, ow, -1}).permute({0, 3, 1, 2}).contiguous();
+  // One row per output pixel, patch order (channel, ky, kx): the runtime's im2col; a few images at a time,
+  // so the float64 rows (pixels x patch) stay near 16 MB: a whole evaluation batch's would be gigabytes,
+  // and the time would go to page faults. Rows are independent: the result is the same.
+  const int64_t patch = x.size(1) * k * k;
+  const int64_t step = std::max<int64_t>(1, (int64_t{16} << 20) / std::max<int64_t>(1, oh * ow * patch * 8));
+  std::vector<torch::Tensor> parts;
+  for (int64_t lo = 0; lo < b; lo += step) {
+    const auto xs = x.slice(0, lo, std::min(b, lo + step));
+    const auto cols = torch::nn::functional::unfold(
+        xs, torch::nn::functional::UnfoldFuncOptions({k, k}).padding(pad).stride(stride));  // [b, patch, L]
+    const auto y = simulate_rows(q, cols.transpose(1, 2).reshape({-1, patch}), w2d);        // [b * L, out]
+    parts.push_back(y.reshape({xs.size(0), oh, ow, -1}).permute({0, 3, 1, 2}));
+  }
+  return torch::cat(parts, 0).contiguous();
 }
 
 QuantizedModel::QuantizedModel(GraphModule fp32, std::map<int, LayerQuant> layers)

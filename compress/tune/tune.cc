@@ -126,7 +126,8 @@ struct Search {
   const TuneOptions& options;
   Dataset trial_data;  // the test split replaced by the validation split
   double teacher_accuracy = -1.0;
-  double spent_seconds = 0.0;
+  double spent_seconds = 0.0;     // the trials' (a parallel round: its longest), every invocation's
+  double overhead_seconds = 0.0;  // this invocation's before the first trial: data, teacher, pre-checks
   int64_t order = 0;
 };
 
@@ -650,7 +651,7 @@ Outcome search(Search& s, const std::vector<nlohmann::json>& configs,
       // The same decision on every rank (from the shared results). 10% of the budget is kept for the final
       // model's export and verify.
       if (budget > 0 && !o.trials.empty() &&
-          s.spent_seconds + predicted_seconds(o.trials, r, rungs) > 0.9 * budget) {
+          s.overhead_seconds + s.spent_seconds + predicted_seconds(o.trials, r, rungs) > 0.9 * budget) {
         fmt::print(stderr,
                    "tune: the budget ({} min) would be exceeded by the next trial; stopping the search\n",
                    s.options.budget_minutes);
@@ -767,6 +768,7 @@ nlohmann::json run_tune(const Recipe& recipe, const TuneOptions& options) {
   fmt::print(stderr, "tune: {} configurations, {} within the limits, {} drawn; {} rung(s): {}{}\n",
              all.size(), fits.size(), configs.size(), rungs.size(), plan["rungs"].dump(),
              dist::active() ? fmt::format("; {} ranks run the trials side by side", dist::world()) : "");
+  s.overhead_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const Outcome o = search(s, configs, rungs);
   if (!o.completed) return {{"completed", false}};
   if (dist::joined()) {
@@ -791,6 +793,7 @@ nlohmann::json run_tune(const Recipe& recipe, const TuneOptions& options) {
                            {"budget",
                             {{"minutes", options.budget_minutes},
                              {"trial_seconds", s.spent_seconds},
+                             {"overhead_seconds", s.overhead_seconds},
                              {"stopped_search", o.budget_stop}}}};
   const nlohmann::json* chosen =
       choose_trial(o.trials, recipe.tune.objective, s.trial_data.images.val_y.size(0), report["selection"]);

@@ -118,6 +118,9 @@ std::string tune_markdown(const nlohmann::json& r) {
                        r["plan"][i]["epoch_scale"].get<double>());
   const auto& b = r["budget"];
   out += fmt::format(" {} trial(s) ran in {:.0f} s", r["trials"].size(), b["trial_seconds"].get<double>());
+  if (b.contains("overhead_seconds"))
+    out += fmt::format(" after {:.0f} s of set-up (data, teacher, pre-checks)",
+                       b["overhead_seconds"].get<double>());
   if (b["minutes"].get<double>() > 0) out += fmt::format(" (budget {} min)", b["minutes"].get<double>());
   if (b["stopped_search"].get<bool>()) out += "; **the budget stopped the search early**";
   out +=
