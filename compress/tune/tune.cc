@@ -160,33 +160,47 @@ nlohmann::json measure_artifact(const std::string& path, const Dataset& data, co
   return r;
 }
 
+// A compress run of tune's (a trial or a pre-check) in `dir`, from the resolved recipe `rj` written there as
+// `name`. Returns the record of an earlier run with the same identity (recipe, data, how it is measured) when
+// there is one; else runs it (resumed from its checkpoints) and returns {"identity", "report"}.
+nlohmann::json run_job(Search& s, const std::string& dir, const nlohmann::json& rj, const std::string& name,
+                       const std::string& teacher_cache_dir, const std::string& announce) {
+  const Recipe r = parse_recipe(rj.dump(2), dir + "/" + name);
+  const TuneSpec& tune = s.recipe.tune;
+  const std::string identity =
+      hash64_hex(fmt::format("{}/{}/{}/{}/v{}", r.hash(), s.trial_data.hash, tune.constraints.threads,
+                             tune.search.latency_runs, kFormat));
+  auto done = completed_record(dir + "/result.json", {dir + "/model.mighty"}, "identity", identity);
+  if (!done.is_null()) return {{"done", done}};
+  if (!announce.empty()) fmt::print(stderr, "{}\n", announce);
+  ensure_run_dir(dir);
+  write_text(dir + "/" + name, rj.dump(2) + "\n");
+  JobOptions jo;
+  jo.out_dir = dir;
+  jo.resume = true;  // a tune job's directory is always continued
+  jo.measure_speed = false;
+  jo.quiet = true;
+  jo.teacher_cache_dir = teacher_cache_dir;
+  return {{"identity", identity}, {"report", run_compress(r, s.trial_data, jo)}};
+}
+
 // One trial: a compress run without verify in trials/<id>, then its artifact measured. Null when stopped.
 nlohmann::json run_trial(Search& s, size_t config_index, const nlohmann::json& config, size_t rung,
                          double scale) {
   const std::string id = trial_id(config_index, rung);
   const std::string dir = s.options.out_dir + "/trials/" + id;
-  const nlohmann::json tj = trial_recipe(s.recipe, config, scale);
-  const Recipe tr = parse_recipe(tj.dump(2), dir + "/trial.json");
-  const std::string identity =
-      hash64_hex(fmt::format("{}/{}/{}/{}/v{}", tr.hash(), s.trial_data.hash,
-                             s.recipe.tune.constraints.threads, s.recipe.tune.search.latency_runs, kFormat));
-  const std::string result_path = dir + "/result.json";
-  auto done = completed_record(result_path, {dir + "/model.mighty"}, "identity", identity);
-  if (!done.is_null()) {
-    fmt::print(stderr, "tune: trial {} done earlier ({})\n", id, result_path);
-    return done;
-  }
-  ensure_run_dir(dir);
-  write_text(dir + "/trial.json", tj.dump(2) + "\n");
-  fmt::print(stderr, "tune: trial {} (rung {}, epochs x{:.3g}): {}\n", id, rung, scale, config.dump());
   const auto t0 = std::chrono::steady_clock::now();
-  JobOptions jo;
-  jo.out_dir = dir;
-  jo.resume = true;  // a trial directory is always continued
-  jo.measure_speed = false;
-  jo.quiet = true;
-  jo.teacher_cache_dir = s.options.out_dir + "/teacher_logits";  // every trial draws the same batches
-  const nlohmann::json report = run_compress(tr, s.trial_data, jo);
+  // Every trial draws the same batches: the teacher's logits are computed once, in DIR/teacher_logits.
+  const nlohmann::json job = run_job(
+      s, dir, trial_recipe(s.recipe, config, scale), "trial.json", s.options.out_dir + "/teacher_logits",
+      fmt::format("tune: trial {} (rung {}, epochs x{:.3g}): {}", id, rung, scale, config.dump()));
+  if (job.contains("done")) {
+    fmt::print(stderr, "tune: trial {} done earlier ({}/result.json)\n", id, dir);
+    return job["done"];
+  }
+  const nlohmann::json& report = job["report"];
+  const std::string identity = job["identity"];
+  const std::string result_path = dir + "/result.json";
   if (!report.value("completed", false)) return nullptr;
   nlohmann::json r = measure_artifact(dir + "/model.mighty", s.trial_data, s.recipe.tune);
   const auto& models = report.at("models");
@@ -519,24 +533,11 @@ constexpr const char* kTrialFiles[] = {"trial.json", "model.mighty", "student.pt
 nlohmann::json run_precheck(Search& s, size_t index, const nlohmann::json& shape) {
   const std::string id = fmt::format("s{:02}", index);
   const std::string dir = s.options.out_dir + "/precheck/" + id;
-  const nlohmann::json pj = precheck_recipe(s.recipe, shape);
-  const Recipe pr = parse_recipe(pj.dump(2), dir + "/precheck.json");
+  const nlohmann::json job = run_job(s, dir, precheck_recipe(s.recipe, shape), "precheck.json", "", "");
+  if (job.contains("done")) return job["done"];
+  if (!job["report"].value("completed", false)) throw Error("tune: a pre-check stopped before its end");
   const TuneSpec& tune = s.recipe.tune;
-  const std::string identity =
-      hash64_hex(fmt::format("{}/{}/{}/{}/v{}", pr.hash(), s.trial_data.hash, tune.constraints.threads,
-                             tune.search.latency_runs, kFormat));
-  const std::string path = dir + "/model.mighty", result_path = dir + "/result.json";
-  auto done = completed_record(result_path, {path}, "identity", identity);
-  if (!done.is_null()) return done;
-  ensure_run_dir(dir);
-  write_text(dir + "/precheck.json", pj.dump(2) + "\n");
-  JobOptions jo;
-  jo.out_dir = dir;
-  jo.resume = true;
-  jo.measure_speed = false;
-  jo.quiet = true;
-  if (!run_compress(pr, s.trial_data, jo).value("completed", false))
-    throw Error("tune: a pre-check stopped before its end");
+  const std::string path = dir + "/model.mighty", identity = job["identity"];
   nlohmann::json r = measure_speed_of(open_session(path, tune), s.trial_data, tune, true);
   const auto bytes = static_cast<int64_t>(std::filesystem::file_size(path));
   const double ms = r["latency_ms_b1"].get<double>();
@@ -550,7 +551,7 @@ nlohmann::json run_precheck(Search& s, size_t index, const nlohmann::json& shape
     skip.push_back(fmt::format("{:.4f} ms > max_latency_ms {} + {:.0f}%", ms, k.max_latency_ms,
                                100 * kPrecheckLatencySlack));
   r.update({{"identity", identity}, {"id", id}, {"shape", shape}, {"bytes", bytes}, {"skip", skip}});
-  write_json(result_path, r);
+  write_json(dir + "/result.json", r);
   fmt::print(stderr, "tune: pre-check {} ({}): {} bytes, {:.4f} ms{}\n", id, shape.dump(), bytes, ms,
              skip.empty() ? "" : "; left out: " + skip[0].get<std::string>());
   return r;
@@ -564,8 +565,10 @@ nlohmann::json run_prechecks(Search& s, const std::vector<nlohmann::json>& all) 
   if (k.max_bytes <= 0 && k.max_latency_ms <= 0) return out;
   std::vector<nlohmann::json> shapes;
   std::set<std::string> seen;
-  for (const auto& c : all)
-    if (seen.insert(shape_of(c).dump()).second) shapes.push_back(shape_of(c));
+  for (const auto& c : all) {
+    nlohmann::json shape = shape_of(c);
+    if (seen.insert(shape.dump()).second) shapes.push_back(std::move(shape));
+  }
   if (dist::rank() == 0) {
     dist::Solo solo;
     for (size_t i = 0; i < shapes.size(); ++i) out.push_back(run_precheck(s, i, shapes[i]));
