@@ -7,8 +7,8 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <CLI/CLI.hpp>
 
+#include "apps/args.h"
 #include "kernels/cpu_features.h"
 #include "kernels/thread_pool.h"
 #include "runtime/error.h"
@@ -53,101 +53,85 @@ std::string hex_outputs(const float* v, int64_t n) {
   return s;
 }
 
-void add_threads(CLI::App* cmd, Args& a) {
-  cmd->add_option("--threads", a.threads, "Threads for the int8 kernels (default 1)")
-      ->check(CLI::Range(1, 256))
-      ->check(
-          [](const std::string& v) {
-            return mighty::kernels::ThreadPool::has_threads() || v == "1"
-                       ? std::string()
-                       : std::string("this build (WebAssembly without threads) runs on 1 thread");
-          },
-          "1 in builds without threads");
+void add_threads(mighty::args::Command& cmd, Args& a) {
+  cmd.option("--threads", &a.threads, "Threads for the int8 kernels (default 1)", 1, 256)
+      .check("--threads", [](const std::string& v) {
+        return mighty::kernels::ThreadPool::has_threads() || v == "1"
+                   ? std::string()
+                   : std::string("this build (WebAssembly without threads) runs on 1 thread");
+      });
 }
 
-CLI::App* add_eval(CLI::App& app, Args& a) {
-  auto* eval = app.add_subcommand("eval", "Accuracy on an IDX image/label pair, or bits/char on a text file");
-  eval->add_option("artifact", a.artifact, ".mighty file")->required();
-  eval->add_option("--images", a.images, "IDX images (plain or .gz)");
-  eval->add_option("--labels", a.labels, "IDX labels (plain or .gz)");
-  eval->add_option("--text", a.text, "UTF-8 text file (language models)");
-  eval->add_option("--documents", a.documents,
-                   "Folder of documents in subfolders named after the labels (document classifiers)");
-  eval->add_option("--limit", a.limit, "Evaluate only the first N images / characters")
-      ->check(CLI::NonNegativeNumber);
+mighty::args::Command& add_eval(mighty::args::Parser& app, Args& a) {
+  auto& eval = app.add("eval", "Accuracy on an IDX image/label pair, or bits/char on a text file");
+  eval.positional("artifact", &a.artifact, ".mighty file")
+      .option("--images", &a.images, "IDX images (plain or .gz)")
+      .option("--labels", &a.labels, "IDX labels (plain or .gz)")
+      .option("--text", &a.text, "UTF-8 text file (language models)")
+      .option("--documents", &a.documents,
+              "Folder of documents in subfolders named after the labels (document classifiers)")
+      .option("--limit", &a.limit, "Evaluate only the first N images / characters", 0, INT64_MAX);
   add_threads(eval, a);
   return eval;
 }
 
-CLI::App* add_bench(CLI::App& app, Args& a) {
-  auto* bench = app.add_subcommand("bench", "Batch-1 latency (median, p99) and throughput of an artifact");
-  bench->add_option("artifact", a.artifact, ".mighty file")->required();
-  bench->add_option("--runs", a.runs, "Timed batch-1 runs")->check(CLI::Range(int64_t{1}, int64_t{1000000}));
-  bench->add_option("--batch", a.batch, "Throughput batch size")
-      ->check(CLI::Range(int64_t{1}, int64_t{65536}));
-  bench->add_option("--images", a.bench_images, "Image models: time these IDX images (default: synthetic)");
-  bench->add_option("--text", a.bench_text,
-                    "Language models: time windows of this text (default: synthetic)");
-  bench->add_option("--email", a.bench_email, "Document classifiers: time this raw email end to end");
+mighty::args::Command& add_bench(mighty::args::Parser& app, Args& a) {
+  auto& bench = app.add("bench", "Batch-1 latency (median, p99) and throughput of an artifact");
+  bench.positional("artifact", &a.artifact, ".mighty file")
+      .option("--runs", &a.runs, "Timed batch-1 runs", 1, 1000000)
+      .option("--batch", &a.batch, "Throughput batch size", 1, 65536)
+      .option("--images", &a.bench_images, "Image models: time these IDX images (default: synthetic)")
+      .option("--text", &a.bench_text, "Language models: time windows of this text (default: synthetic)")
+      .option("--email", &a.bench_email, "Document classifiers: time this raw email end to end");
   add_threads(bench, a);
   return bench;
 }
 
-CLI::App* add_run(CLI::App& app, Args& a) {
-  auto* run =
-      app.add_subcommand("run", "Classify IDX images, or continue a text prompt with a language model");
-  run->add_option("artifact", a.artifact, ".mighty file")->required();
-  run->add_option("--images", a.run_images, "IDX images to classify (plain or .gz)");
-  run->add_option("--limit", a.run_limit, "Images to classify (default 10)")->check(CLI::PositiveNumber);
-  run->add_option("--prompt", a.prompt, "Text to continue (language models)");
-  run->add_option("--email", a.emails, "Raw email / text files to classify (document classifiers)");
-  run->add_flag("--logits", a.logits,
-                "Images and emails: also print the raw outputs, as hex floats (exact, for comparing builds)");
-  run->add_option("--tokens", a.count, "Characters to generate (default 200)")->check(CLI::PositiveNumber);
-  run->add_option("--temperature", a.temperature, "0 = greedy (default); else sample")
-      ->check(CLI::Range(0.0, 100.0));
-  run->add_option("--top-k", a.top_k, "Sample among the k most likely characters (0 = all)")
-      ->check(CLI::NonNegativeNumber);
-  run->add_option("--seed", a.seed, "Sampling seed");
+mighty::args::Command& add_run(mighty::args::Parser& app, Args& a) {
+  auto& run = app.add("run", "Classify IDX images, or continue a text prompt with a language model");
+  run.positional("artifact", &a.artifact, ".mighty file")
+      .option("--images", &a.run_images, "IDX images to classify (plain or .gz)")
+      .option("--limit", &a.run_limit, "Images to classify (default 10)", 1, INT64_MAX)
+      .option("--prompt", &a.prompt, "Text to continue (language models)")
+      .options("--email", &a.emails, "Raw email / text files to classify (document classifiers)")
+      .flag("--logits", &a.logits,
+            "Images and emails: also print the raw outputs, as hex floats (exact, for comparing builds)")
+      .option("--tokens", &a.count, "Characters to generate (default 200)", 1, INT64_MAX)
+      .option("--temperature", &a.temperature, "0 = greedy (default); else sample", 0.0, 100.0)
+      .option("--top-k", &a.top_k, "Sample among the k most likely characters (0 = all)", 0, INT64_MAX)
+      .option("--seed", &a.seed, "Sampling seed");
   add_threads(run, a);
   return run;
 }
 
 #ifdef MIGHTY_WITH_SERVE
-CLI::App* add_serve(CLI::App& app, Args& a) {
-  auto* serve = app.add_subcommand(
+mighty::args::Command& add_serve(mighty::args::Parser& app, Args& a) {
+  auto& serve = app.add(
       "serve",
       "Serve every .mighty in a folder over HTTP (JSON; micro-batching, cascades, hot reload, metrics)");
   auto& o = a.serve;
-  serve->add_option("dir", o.dir, "Folder of NAME.mighty files (and cascades.json)")->required();
-  serve->add_option("--host", o.host, "Address to listen on (default 127.0.0.1: this machine only)");
-  serve->add_option("--port", o.port, "Port (0: any free port; see --port-file)")
-      ->check(CLI::Range(0, 65535));
-  serve->add_option("--port-file", o.port_file, "Write the port here once listening");
-  serve->add_option("--threads", o.threads, "Kernel threads per model (default 1)")
-      ->check(CLI::Range(1, 256));
-  serve
-      ->add_option(
-          "--workers", o.workers,
+  serve.positional("dir", &o.dir, "Folder of NAME.mighty files (and cascades.json)")
+      .option("--host", &o.host, "Address to listen on (default 127.0.0.1: this machine only)")
+      .option("--port", &o.port, "Port (0: any free port; see --port-file)", 0, 65535)
+      .option("--port-file", &o.port_file, "Write the port here once listening")
+      .option("--threads", &o.threads, "Kernel threads per model (default 1)", 1, 256)
+      .option(
+          "--workers", &o.workers,
           "Batches of one model run at once (default 2; one that finds the kernel pool busy runs on its own "
-          "thread)")
-      ->check(CLI::Range(1, 64));
-  serve->add_option("--http-threads", o.http_threads, "Connections served at once (default 16)")
-      ->check(CLI::Range(1, 1024));
-  serve->add_option("--max-batch", o.max_batch, "Most examples per model run (default 64)")
-      ->check(CLI::Range(int64_t{1}, int64_t{65536}));
-  serve
-      ->add_option("--max-delay-us", o.max_delay_us,
-                   "Longest a queued request waits for a batch to fill (default 0: run what is queued)")
-      ->check(CLI::Range(int64_t{0}, int64_t{1000000}));
-  serve->add_option("--max-queue", o.max_queue, "Examples queued over all models before 503 (default 4096)")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
-  serve->add_option("--max-body-bytes", o.max_body_bytes, "Largest request body (default 16 MiB)")
-      ->check(CLI::Range(int64_t{64}, int64_t{1} << 32));
-  serve->add_option("--max-items", o.max_items, "Most instances per request (default 1024)")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  serve->add_option("--poll-ms", o.poll_ms, "How often the folder is checked for new files (default 500)")
-      ->check(CLI::Range(10, 3600000));
+          "thread)",
+          1, 64)
+      .option("--http-threads", &o.http_threads, "Connections served at once (default 16)", 1, 1024)
+      .option("--max-batch", &o.max_batch, "Most examples per model run (default 64)", 1, 65536)
+      .option("--max-delay-us", &o.max_delay_us,
+              "Longest a queued request waits for a batch to fill (default 0: run what is queued)", 0,
+              1000000)
+      .option("--max-queue", &o.max_queue, "Examples queued over all models before 503 (default 4096)", 1,
+              int64_t{1} << 30)
+      .option("--max-body-bytes", &o.max_body_bytes, "Largest request body (default 16 MiB)", 64,
+              int64_t{1} << 32)
+      .option("--max-items", &o.max_items, "Most instances per request (default 1024)", 1, int64_t{1} << 20)
+      .option("--poll-ms", &o.poll_ms, "How often the folder is checked for new files (default 500)", 10,
+              3600000);
   return serve;
 }
 #endif
@@ -272,37 +256,31 @@ int bench(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"mighty-run: run, evaluate, benchmark and inspect .mighty artifacts (no LibTorch)"};
-  app.set_version_flag("--version", "mighty-run 0.1.0");
-  app.require_subcommand(1);
+  mighty::args::Parser app("mighty-run",
+                           "mighty-run: run, evaluate, benchmark and inspect .mighty artifacts (no LibTorch)",
+                           "mighty-run 0.1.0");
   Args a;
-  auto* cpu_cmd =
-      app.add_subcommand("cpu", "Show the CPU features detected and the kernel path that will run");
-  auto* inspect_cmd =
-      app.add_subcommand("inspect", "Verify an artifact and describe it: provenance, graph, tensors, sizes");
-  inspect_cmd->add_option("artifact", a.artifact, ".mighty file")->required();
-  auto* eval_cmd = add_eval(app, a);
-  auto* bench_cmd = add_bench(app, a);
-  auto* run_cmd = add_run(app, a);
+  auto& cpu_cmd = app.add("cpu", "Show the CPU features detected and the kernel path that will run");
+  auto& inspect_cmd =
+      app.add("inspect", "Verify an artifact and describe it: provenance, graph, tensors, sizes");
+  inspect_cmd.positional("artifact", &a.artifact, ".mighty file");
+  auto& eval_cmd = add_eval(app, a);
+  auto& bench_cmd = add_bench(app, a);
+  auto& run_cmd = add_run(app, a);
 #ifdef MIGHTY_WITH_SERVE
-  auto* serve_cmd = add_serve(app, a);
+  auto& serve_cmd = add_serve(app, a);
 #endif
+  if (const int code = app.parse(argc, argv); code >= 0) return code;
   try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  try {
-    if (cpu_cmd->parsed()) return cpu();
-    if (run_cmd->parsed()) return run(a);
-    if (eval_cmd->parsed()) return eval(a);
-    if (bench_cmd->parsed()) return bench(a);
+    if (cpu_cmd.parsed()) return cpu();
+    if (run_cmd.parsed()) return run(a);
+    if (eval_cmd.parsed()) return eval(a);
+    if (bench_cmd.parsed()) return bench(a);
 #ifdef MIGHTY_WITH_SERVE
-    if (serve_cmd->parsed()) return mighty::serve::serve(a.serve);
+    if (serve_cmd.parsed()) return mighty::serve::serve(a.serve);
 #endif
-    if (inspect_cmd->parsed())
-      fmt::print("{}", mighty::describe_artifact(mighty::Artifact::open(a.artifact)));
-    return inspect_cmd->parsed() ? 0 : 2;
+    fmt::print("{}", mighty::describe_artifact(mighty::Artifact::open(a.artifact)));
+    return 0;
   } catch (const std::exception& e) {
     fmt::print(stderr, "mighty-run: error: {}\n", e.what());
     return 1;

@@ -7,7 +7,7 @@
 # (cmake/wasm-env.js); every unit is compiled for 128-bit SIMD and native wasm exceptions.
 set(MIGHTY_WASM_INCLUDE ${PROJECT_BINARY_DIR}/wasm-include)
 file(MAKE_DIRECTORY ${MIGHTY_WASM_INCLUDE})
-foreach(pair "Eigen=eigen3/Eigen" "nlohmann=nlohmann" "fmt=fmt" "catch2=catch2" "CLI=CLI" "xxhash.h=xxhash.h")
+foreach(pair "Eigen=eigen3/Eigen" "nlohmann=nlohmann" "fmt=fmt" "catch2=catch2" "xxhash.h=xxhash.h")
   string(REPLACE "=" ";" parts ${pair})
   list(GET parts 0 link)
   list(GET parts 1 target)
@@ -26,11 +26,12 @@ add_compile_options(-msimd128 -fwasm-exceptions -fno-slp-vectorize)
 add_link_options(-msimd128 -fwasm-exceptions -sALLOW_MEMORY_GROWTH=1)
 find_package(Threads REQUIRED)
 
-foreach(target Eigen3::Eigen nlohmann_json::nlohmann_json fmt::fmt-header-only Catch2::Catch2 CLI11::CLI11)
+foreach(target Eigen3::Eigen nlohmann_json::nlohmann_json fmt::fmt-header-only Catch2::Catch2)
   add_library(${target} INTERFACE IMPORTED)
   target_include_directories(${target} SYSTEM INTERFACE ${MIGHTY_WASM_INCLUDE})
 endforeach()
-target_compile_definitions(fmt::fmt-header-only INTERFACE FMT_HEADER_ONLY=1)
+# No std::locale behind fmt (as in cmake/aarch64-linux-gnu.cmake: 44 is ','; nothing formats with {:L}).
+target_compile_definitions(fmt::fmt-header-only INTERFACE FMT_HEADER_ONLY=1 FMT_STATIC_THOUSANDS_SEPARATOR=44)
 target_compile_definitions(Eigen3::Eigen INTERFACE EIGEN_DONT_PARALLELIZE)
 add_library(mighty_deploy_deps INTERFACE)
 target_include_directories(mighty_deploy_deps SYSTEM INTERFACE ${MIGHTY_WASM_INCLUDE})
