@@ -14,7 +14,7 @@ set(CMAKE_LIBRARY_ARCHITECTURE aarch64-linux-gnu)
 # stripped goes from 3.16 MB to 2.63 MB. FMT_STATIC_THOUSANDS_SEPARATOR (44 is ',') keeps fmt's header-only
 # code from asking std::locale for a separator in every unit: that one use linked libstdc++'s whole locale
 # machinery (every facet, wide and monetary included, and glibc's iconv and wide printf behind them). Nothing
-# here formats with {:L}. With mighty-run off CLI11 and read_file off ifstream: 2.63 MB -> see docs/runtime.md.
+# here formats with {:L}. With that, mighty-run off CLI11 and read_file off ifstream: 2.63 -> 1.78 MB.
 set(CMAKE_C_FLAGS_INIT "-ffunction-sections -fdata-sections")
 set(CMAKE_CXX_FLAGS_INIT "-ffunction-sections -fdata-sections -DFMT_STATIC_THOUSANDS_SEPARATOR=44")
 set(CMAKE_EXE_LINKER_FLAGS_INIT "-static -Wl,--gc-sections")
