@@ -3,8 +3,10 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <utility>
 
 #include "compress/data/data.h"
 #include "compress/pipeline/jobs.h"
@@ -53,6 +55,29 @@ inline std::string fresh_temp_dir(const std::string& suite, const std::string& n
   std::filesystem::create_directories(dir);
   return dir.string();
 }
+
+// An environment variable set for one test and restored when it ends (tests share a process when Catch runs
+// several: a data cache left in MIGHTY_DATA made later tests miss the real one).
+class ScopedEnv {
+ public:
+  ScopedEnv(std::string name, const std::string& value) : name_(std::move(name)) {
+    if (const char* old = std::getenv(name_.c_str())) old_ = old, had_ = true;
+    ::setenv(name_.c_str(), value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (had_) {
+      ::setenv(name_.c_str(), old_.c_str(), 1);
+    } else {
+      ::unsetenv(name_.c_str());
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_, old_;
+  bool had_ = false;
+};
 
 // Options of a compress run in `dir` that prints nothing and skips speed measurements.
 inline JobOptions quiet_run(const std::string& dir) {

@@ -25,9 +25,9 @@ namespace {
 std::string temp_dir(const std::string& name) { return testing::fresh_temp_dir("distill", name); }
 
 // A data cache of the test's own, so the teacher cache starts empty.
-void use_private_data_cache() {
+std::string private_data_cache() {
   static const std::string dir = temp_dir("cache");
-  ::setenv("MIGHTY_DATA", dir.c_str(), 1);
+  return dir;
 }
 
 // A small slice of Fashion-MNIST with a CNN teacher trained for a few steps; `teacher` and `rest` are spliced
@@ -286,7 +286,7 @@ TEST_CASE("distill recipes: student and stages are read strictly") {
 }
 
 TEST_CASE("compress runs a distill stage with a baseline, and the teacher is trained once and cached") {
-  use_private_data_cache();
+  const testing::ScopedEnv data_cache("MIGHTY_DATA", private_data_cache());
   const Recipe recipe = parse_recipe(recipe_text(kZooTeacher, distill_stage()), "r.json");
   const std::string dir = temp_dir("zoo");
   const auto report = run_compress(recipe, quiet_options(dir));
@@ -319,7 +319,7 @@ TEST_CASE("compress runs a distill stage with a baseline, and the teacher is tra
 }
 
 TEST_CASE("gradients reach only the student, and an interrupted stage resumes to the same result") {
-  use_private_data_cache();
+  const testing::ScopedEnv data_cache("MIGHTY_DATA", private_data_cache());
   {
     ModelSpec spec;
     spec.arch = "mlp";
@@ -363,7 +363,7 @@ TEST_CASE("gradients reach only the student, and an interrupted stage resumes to
 }
 
 TEST_CASE("feature distillation between layers of different widths") {
-  use_private_data_cache();
+  const testing::ScopedEnv data_cache("MIGHTY_DATA", private_data_cache());
   const Recipe recipe =
       parse_recipe(recipe_text(kZooTeacher, distill_stage(R"(, "features": [{"teacher": "features.0.act",
         "student": "features.0.act", "loss": "mse", "weight": 0.5}])")),
@@ -380,7 +380,7 @@ TEST_CASE("feature distillation between layers of different widths") {
 }
 
 TEST_CASE("a TorchScript teacher drives a distillation, and a mismatched output is a clear error") {
-  use_private_data_cache();
+  const testing::ScopedEnv data_cache("MIGHTY_DATA", private_data_cache());
   const std::string dir = temp_dir("torchscript");
   const std::string ts = write_torchscript_teacher(dir, 10);
   const std::string teacher = R"({"torchscript": ")" + ts + R"(", "input": {"layout": "flat",
@@ -441,7 +441,7 @@ TEST_CASE("mixup: deterministic mixed batches, and a stage that trains both runs
     const auto expect = x[i] * a.lambda + x[a.y2[i].item<int64_t>()] * (1.0 - a.lambda);
     REQUIRE(torch::allclose(a.x[i], expect));
   }
-  use_private_data_cache();
+  const testing::ScopedEnv data_cache("MIGHTY_DATA", private_data_cache());
   const Recipe recipe = parse_recipe(recipe_text(kZooTeacher, distill_stage(R"(, "mixup": 0.4)")), "r.json");
   REQUIRE(recipe.stages[0].get<DistillSpec>().mixup == 0.4);
   const auto mixed = run_compress(recipe, quiet_options(temp_dir("mixup")));

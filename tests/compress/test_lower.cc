@@ -72,7 +72,7 @@ TEST_CASE("an op outside the IR is a clear error naming the op and the node") {
 
 TEST_CASE("a TorchScript student goes through distill, quantize, export and verify") {
   const std::string dir = testing::fresh_temp_dir("lower", "pipeline");
-  ::setenv("MIGHTY_DATA", (dir + "/cache").c_str(), 1);
+  const testing::ScopedEnv data_cache("MIGHTY_DATA", dir + "/cache");
   const std::string student = write_cnn(dir);
   const Recipe recipe = parse_recipe(R"({"name": "ts", "seed": 2,
     "data": {"kind": "images", "validation_size": 100, "train_limit": 512, "test_limit": 300,

@@ -148,7 +148,7 @@ TEST_CASE("prune: a Pruner reaches each layer's target, skips what it must and n
 
 TEST_CASE("prune: the stage fine-tunes under masks that hold, resumes, and the artifact shrinks") {
   const std::string cache = testing::fresh_temp_dir("prune", "cache");
-  ::setenv("MIGHTY_DATA", cache.c_str(), 1);
+  const testing::ScopedEnv data_cache("MIGHTY_DATA", cache);
   const std::string text = R"({
   "name": "prune_test", "seed": 7,
   "data": {"kind": "images", "validation_size": 100, "train_limit": 512, "test_limit": 200,
@@ -211,7 +211,7 @@ TEST_CASE("prune: the sensitivity budget spends sparsity where it costs the leas
 
 TEST_CASE("prune: scope sensitivity measures every layer and prunes to the budget") {
   const std::string cache = testing::fresh_temp_dir("prune", "sens_cache");
-  ::setenv("MIGHTY_DATA", cache.c_str(), 1);
+  const testing::ScopedEnv data_cache("MIGHTY_DATA", cache);
   const std::string text = R"({
   "name": "sensitivity_test", "seed": 9,
   "data": {"kind": "images", "validation_size": 100, "train_limit": 512, "test_limit": 100,

@@ -326,7 +326,7 @@ TEST_CASE(
 TEST_CASE("compress end to end on a small subset: distill, quantize, export, verify with criteria") {
   const std::string ort = onnx_io::ort_node_modules(data_cache_dir());  // scripts/setup installed it there
   const std::string cache = temp_dir("cache");
-  ::setenv("MIGHTY_DATA", cache.c_str(), 1);
+  const testing::ScopedEnv data_cache("MIGHTY_DATA", cache);
   std::filesystem::create_directories(std::filesystem::path(onnx_io::ort_node_modules(cache)).parent_path());
   std::filesystem::create_directory_symlink(ort, onnx_io::ort_node_modules(cache));
   auto recipe_with = [](const std::string& criteria) {

@@ -151,10 +151,9 @@ TEST_CASE("json source records positions of nested values") {
 }
 
 TEST_CASE("data paths expand the data cache") {
-  setenv("MIGHTY_DATA", "/tmp/mighty-data", 1);
+  const testing::ScopedEnv data_cache("MIGHTY_DATA", "/tmp/mighty-data");
   REQUIRE(expand_data_path("$MIGHTY_DATA/kjv.txt") == "/tmp/mighty-data/kjv.txt");
   REQUIRE(expand_data_path("/abs/x.txt") == "/abs/x.txt");
-  unsetenv("MIGHTY_DATA");
 }
 
 TEST_CASE("every shipped recipe reads and resolves") {

@@ -173,7 +173,7 @@ TEST_CASE("structured: a model with units zeroed equals its physically shrunk ve
 
 TEST_CASE("structured: the channels stage ends with a smaller model that the runtime runs") {
   const std::string cache = testing::fresh_temp_dir("structured", "cache");
-  ::setenv("MIGHTY_DATA", cache.c_str(), 1);
+  const testing::ScopedEnv data_cache("MIGHTY_DATA", cache);
   const std::string text = R"({
   "name": "structured_test", "seed": 5,
   "data": {"kind": "images", "validation_size": 100, "train_limit": 512, "test_limit": 200,
