@@ -1,9 +1,11 @@
 #include "apps/args.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 #include <utility>
 
 #include <fmt/format.h>
@@ -13,37 +15,42 @@ namespace {
 
 bool is_help(const std::string& a) { return a == "--help" || a == "-h"; }
 
-std::string parse_int(const std::string& text, int64_t lo, int64_t hi, int64_t* out) {
-  if (text.empty()) return "an empty value is not an integer";
-  errno = 0;
-  char* end = nullptr;
-  const long long v = std::strtoll(text.c_str(), &end, 10);
-  if (*end != '\0' || end == text.c_str()) return fmt::format("'{}' is not an integer", text);
-  if (errno == ERANGE || v < lo || v > hi) return fmt::format("{} is outside [{}, {}]", text, lo, hi);
-  *out = v;
-  return {};
+using Setter = std::function<std::string(const std::string&)>;
+
+// Integers of either width: the whole text, within [lo, hi].
+template <typename T>
+Setter integer_into(T* out, int64_t lo, int64_t hi) {
+  return [out, lo, hi](const std::string& text) -> std::string {
+    if (text.empty()) return "an empty value is not an integer";
+    errno = 0;
+    char* end = nullptr;
+    const long long v = std::strtoll(text.c_str(), &end, 10);
+    if (*end != '\0') return fmt::format("'{}' is not an integer", text);
+    if (errno == ERANGE || v < lo || v > hi) return fmt::format("{} is outside [{}, {}]", text, lo, hi);
+    *out = static_cast<T>(v);
+    return {};
+  };
 }
 
-std::string parse_double(const std::string& text, double lo, double hi, double* out) {
-  errno = 0;
-  char* end = nullptr;
-  const double v = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0' || end == text.c_str() || !std::isfinite(v))
-    return fmt::format("'{}' is not a number", text);
-  if (v < lo || v > hi) return fmt::format("{} is outside [{}, {}]", text, lo, hi);
-  *out = v;
-  return {};
+Setter text_into(std::string* out) {
+  return [out](const std::string& v) {
+    *out = v;
+    return std::string();
+  };
 }
 
 }  // namespace
 
 Command::Command(std::string name, std::string help) : name_(std::move(name)), help_(std::move(help)) {}
 
-Command::Arg& Command::add(const std::string& name, const std::string& help) {
+Command::Arg& Command::add(const std::string& name, const std::string& help, Setter set, std::string range) {
   args_.push_back(Arg{});
-  args_.back().name = name;
-  args_.back().help = help;
-  return args_.back();
+  Arg& a = args_.back();
+  a.name = name;
+  a.help = help;
+  a.set = std::move(set);
+  a.range = std::move(range);
+  return a;
 }
 
 Command::Arg* Command::find(const std::string& name) {
@@ -53,45 +60,28 @@ Command::Arg* Command::find(const std::string& name) {
 }
 
 Command& Command::positional(const std::string& name, std::string* out, const std::string& help) {
-  Arg& a = add(name, help);
-  a.positional = true;
-  a.set = [out](const std::string& v) {
-    *out = v;
-    return std::string();
-  };
+  add(name, help, text_into(out)).positional = true;
   return *this;
 }
 
 Command& Command::option(const std::string& name, std::string* out, const std::string& help) {
-  add(name, help).set = [out](const std::string& v) {
-    *out = v;
-    return std::string();
-  };
+  add(name, help, text_into(out));
   return *this;
 }
 
 Command& Command::option(const std::string& name, int64_t* out, const std::string& help, int64_t lo,
                          int64_t hi) {
-  Arg& a = add(name, help);
-  a.range = fmt::format("{}..{}", lo, hi);
-  a.set = [out, lo, hi](const std::string& v) { return parse_int(v, lo, hi, out); };
+  add(name, help, integer_into(out, lo, hi), fmt::format("{}..{}", lo, hi));
   return *this;
 }
 
 Command& Command::option(const std::string& name, int* out, const std::string& help, int64_t lo, int64_t hi) {
-  Arg& a = add(name, help);
-  a.range = fmt::format("{}..{}", lo, hi);
-  a.set = [out, lo, hi](const std::string& v) {
-    int64_t wide = 0;
-    std::string e = parse_int(v, lo, hi, &wide);
-    if (e.empty()) *out = static_cast<int>(wide);
-    return e;
-  };
+  add(name, help, integer_into(out, lo, hi), fmt::format("{}..{}", lo, hi));
   return *this;
 }
 
 Command& Command::option(const std::string& name, uint64_t* out, const std::string& help) {
-  add(name, help).set = [out](const std::string& v) {
+  add(name, help, [out](const std::string& v) {
     errno = 0;
     char* end = nullptr;
     const unsigned long long x = std::strtoull(v.c_str(), &end, 10);
@@ -99,35 +89,37 @@ Command& Command::option(const std::string& name, uint64_t* out, const std::stri
       return fmt::format("'{}' is not an integer in [0, 2^64)", v);
     *out = x;
     return std::string();
-  };
+  });
   return *this;
 }
 
 Command& Command::option(const std::string& name, double* out, const std::string& help, double lo,
                          double hi) {
-  Arg& a = add(name, help);
-  a.range = fmt::format("{}..{}", lo, hi);
-  a.set = [out, lo, hi](const std::string& v) { return parse_double(v, lo, hi, out); };
+  auto set = [out, lo, hi](const std::string& text) -> std::string {
+    char* end = nullptr;
+    const double v = std::strtod(text.c_str(), &end);
+    if (text.empty() || *end != '\0' || !std::isfinite(v)) return fmt::format("'{}' is not a number", text);
+    if (v < lo || v > hi) return fmt::format("{} is outside [{}, {}]", text, lo, hi);
+    *out = v;
+    return {};
+  };
+  add(name, help, set, fmt::format("{}..{}", lo, hi));
   return *this;
 }
 
 Command& Command::options(const std::string& name, std::vector<std::string>* out, const std::string& help) {
-  Arg& a = add(name, help);
-  a.multi = true;
-  a.set = [out](const std::string& v) {
+  add(name, help, [out](const std::string& v) {
     out->push_back(v);
     return std::string();
-  };
+  }).multi = true;
   return *this;
 }
 
 Command& Command::flag(const std::string& name, bool* out, const std::string& help) {
-  Arg& a = add(name, help);
-  a.flag = true;
-  a.set = [out](const std::string&) {
+  add(name, help, [out](const std::string&) {
     *out = true;
     return std::string();
-  };
+  }).flag = true;
   return *this;
 }
 

@@ -45,7 +45,8 @@ class Command {
     std::function<std::string(const std::string&)> set;  // "" or the error
     std::vector<std::function<std::string(const std::string&)>> checks;
   };
-  Arg& add(const std::string& name, const std::string& help);
+  Arg& add(const std::string& name, const std::string& help,
+           std::function<std::string(const std::string&)> set, std::string range = "");
   Arg* find(const std::string& name);
   // Parses this command's arguments (after its name); "" or the error.
   std::string parse(const std::vector<std::string>& args, size_t begin);
