@@ -209,6 +209,18 @@ void clip(Ctx& ctx) {
       Ctx::output(ctx.add("Clip", {ctx.in(), ctx.floats(".min", {}, {lo}), ctx.floats(".max", {}, {hi})})));
 }
 
+// x / sqrt(max(sum of squares over the last axis, eps)) (opset 17: ReduceSumSquare takes axes as an
+// attribute).
+void l2_normalize(Ctx& ctx) {
+  onnx::NodeProto& r = ctx.add("ReduceSumSquare", {ctx.in()}, ".sumsq");
+  Ctx::attr(r, "axes", std::vector<int64_t>{-1});
+  Ctx::attr(r, "keepdims", int64_t{1});
+  const auto eps = static_cast<float>(ctx.node().attrs.value("eps", 1e-12));
+  const std::string m = Ctx::output(ctx.add("Max", {Ctx::output(r), ctx.floats(".eps", {}, {eps})}, ".max"));
+  const std::string q = Ctx::output(ctx.add("Sqrt", {m}, ".sqrt"));
+  ctx.set_result(Ctx::output(ctx.add("Div", {ctx.in(), q})));
+}
+
 void softmax(Ctx& ctx) {
   onnx::NodeProto& s = ctx.add("Softmax", {ctx.in()});
   Ctx::attr(s, "axis", int64_t{-1});
@@ -420,6 +432,8 @@ const std::vector<OnnxExportDef> kTable = {
     {OpKind::kHardSwish, [](Ctx& c) { unary(c, "HardSwish"); }},
     {OpKind::kHardSigmoid, hard_sigmoid},
     {OpKind::kSigmoid, [](Ctx& c) { unary(c, "Sigmoid"); }},
+    {OpKind::kTanh, [](Ctx& c) { unary(c, "Tanh"); }},
+    {OpKind::kL2Normalize, l2_normalize},
     {OpKind::kClip, clip},
     {OpKind::kSoftmax, softmax},
     {OpKind::kMaxPool2d, [](Ctx& c) { pool(c, true); }},

@@ -262,6 +262,7 @@ void layer_norm(ImportContext& c) {
 
 void relu(ImportContext& c) { c.add(OpKind::kReLU, {c.value(0)}); }
 void sigmoid(ImportContext& c) { c.add(OpKind::kSigmoid, {c.value(0)}); }
+void tanh_op(ImportContext& c) { c.add(OpKind::kTanh, {c.value(0)}); }
 void hardswish(ImportContext& c) { c.add(OpKind::kHardSwish, {c.value(0)}); }
 
 void hardsigmoid(ImportContext& c) {
@@ -542,6 +543,7 @@ const OnnxOpDef kOps[] = {
     {"Sigmoid", sigmoid},
     {"Softmax", softmax},
     {"Sub", sub},
+    {"Tanh", tanh_op},
     {"Unsqueeze", unsqueeze},
 };
 

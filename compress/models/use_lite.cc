@@ -167,6 +167,11 @@ torch::Tensor UseLiteEncoderImpl::layer_norm(const torch::Tensor& x, const torch
   return centered * (scale * torch::rsqrt(var + ln_epsilon_)) + bias;
 }
 
+torch::Tensor UseLiteEncoderImpl::timing(int64_t positions) const {
+  const auto position = torch::arange(positions, torch::kFloat32).unsqueeze(1) * inv_timescales_.unsqueeze(0);
+  return torch::cat({position.sin(), position.cos()}, 1);
+}
+
 torch::Tensor UseLiteEncoderImpl::forward(const torch::Tensor& ids_in) {
   TORCH_CHECK(ids_in.dim() == 2, "USE-Lite takes token ids [batch, tokens]");
   const auto ids = ids_in.slice(1, 0, std::min<int64_t>(ids_in.size(1), kMaxTokens));
@@ -174,9 +179,7 @@ torch::Tensor UseLiteEncoderImpl::forward(const torch::Tensor& ids_in) {
   const auto valid = ids.ge(0);                                      // [B, T]
   const auto validf = valid.to(torch::kFloat32).unsqueeze(-1);       // [B, T, 1]
   const auto emb = torch::embedding(embeddings_, ids.clamp_min(0));  // [B, T, 256]
-  const auto position = torch::arange(T, torch::kFloat32).unsqueeze(1) * inv_timescales_.unsqueeze(0);
-  const auto timing = torch::cat({position.sin(), position.cos()}, 1);  // [T, 256]
-  auto x = (emb * 2.0 + timing) * validf;
+  auto x = (emb * 2.0 + timing(T)) * validf;                         // timing [T, 256]
   const auto key_bias = (1.0 - valid.to(torch::kFloat32)).mul(-1e9).view({B, 1, 1, T});
   for (const UseLiteLayer& L : layers_) {
     const auto h = layer_norm(x, L.ln_scale, L.ln_bias);
@@ -223,6 +226,86 @@ torch::Tensor UseLiteClassifierImpl::head(const torch::Tensor& embedding) {
 }
 
 torch::Tensor UseLiteClassifierImpl::forward(const torch::Tensor& ids) { return head(encoder->forward(ids)); }
+
+GraphModule use_lite_graph(UseLiteClassifier& model, int64_t context) {
+  const UseLiteEncoderImpl& enc = *model->encoder;
+  if (context < 1 || context > UseLiteEncoderImpl::kMaxTokens)
+    throw Error(fmt::format("USE-Lite graph: a context of {} tokens (1 .. {})", context,
+                            UseLiteEncoderImpl::kMaxTokens));
+  Graph g;
+  std::vector<std::pair<std::string, torch::Tensor>> weights;  // IR tensor name -> value
+  const int64_t width0 = enc.embeddings_width();
+  const int input = g.add("input", OpKind::kInput, {}, {{"dtype", "int64"}, {"shape", {context}}});
+  const int tok = g.add("embed", OpKind::kEmbedding, {input},
+                        {{"num_embeddings", enc.vocabulary_rows()}, {"dim", width0}});
+  weights.emplace_back("embed.weight", enc.embeddings() * 2.0);
+  const int pos = g.add("timing", OpKind::kEmbedding, {input},
+                        {{"num_embeddings", context}, {"dim", width0}, {"positional", true}});
+  weights.emplace_back("timing.weight", enc.timing(context));
+  int x = g.add("embed.add", OpKind::kAdd, {tok, pos});
+  auto linear = [&](const std::string& name, int from, const torch::Tensor& w_in_out,
+                    const torch::Tensor& b) {
+    weights.emplace_back(name + ".weight", w_in_out.t().contiguous());
+    weights.emplace_back(name + ".bias", b);
+    return g.add(name, OpKind::kLinear, {from},
+                 {{"in_features", w_in_out.size(0)}, {"out_features", w_in_out.size(1)}});
+  };
+  auto layer_norm = [&](const std::string& name, int from, const torch::Tensor& scale,
+                        const torch::Tensor& bias) {
+    weights.emplace_back(name + ".weight", scale);
+    weights.emplace_back(name + ".bias", bias);
+    return g.add(name, OpKind::kLayerNorm, {from}, {{"dim", scale.size(0)}, {"eps", enc.ln_epsilon()}});
+  };
+  for (size_t l = 0; l < enc.layers().size(); ++l) {
+    const UseLiteLayer& L = enc.layers()[l];
+    const std::string p = fmt::format("layer{}.", l);
+    const auto expected = static_cast<float>(1.0 / std::sqrt(static_cast<double>(L.head_dim)));
+    if (std::fabs(L.scale - expected) > 1e-6 * expected)
+      throw Error(fmt::format("USE-Lite graph: layer {} scales its queries by {}, not 1 / sqrt({})", l,
+                              L.scale, L.head_dim));
+    const int h = layer_norm(p + "ln", x, L.ln_scale, L.ln_bias);
+    const int qkv = linear(p + "attention.in_proj", h, L.qkv_w, L.qkv_b);
+    const int ctx = g.add(p + "attention", OpKind::kScaledDotProductAttention, {qkv},
+                          {{"heads", L.heads}, {"head_dim", L.head_dim}, {"causal", false}});
+    const int attended = linear(p + "attention.out_proj", ctx, L.out_w, L.out_b);
+    const int residual = L.dense_w.defined() ? linear(p + "dense", x, L.dense_w, L.dense_b) : x;
+    x = g.add(p + "attention.add", OpKind::kAdd, {attended, residual});
+    const int f = layer_norm(p + "ffn.ln", x, L.ffn_ln_scale, L.ffn_ln_bias);
+    const int up = linear(p + "ffn.conv1", f, L.conv1_w, L.conv1_b);
+    const int act = g.add(p + "ffn.relu", OpKind::kReLU, {up});
+    const int down = linear(p + "ffn.conv2", act, L.conv2_w, L.conv2_b);
+    x = g.add(p + "ffn.add", OpKind::kAdd, {x, down});
+  }
+  const int pooled = g.add("pool", OpKind::kGlobalAvgPool, {x});
+  const int t = g.add("tanh", OpKind::kTanh, {linear("tanh_layer", pooled, enc.tanh_w(), enc.tanh_b())});
+  x = g.add("l2_normalize", OpKind::kL2Normalize, {t}, {{"eps", enc.l2_epsilon()}});
+  int head_linear = 0;
+  for (const auto& m : model->head_layers()->children()) {
+    if (const auto* lin = m->as<torch::nn::LinearImpl>()) {
+      x = linear(fmt::format("head.{}", head_linear++), x, lin->weight.t(), lin->bias);
+    } else if (m->as<torch::nn::ReLUImpl>()) {
+      x = g.add(fmt::format("head.{}.relu", head_linear - 1), OpKind::kReLU, {x});
+    } else {
+      throw Error("USE-Lite graph: the head holds a layer that is neither Linear nor ReLU");
+    }
+  }
+  g.set_output(x);
+  GraphModule module(std::move(g));
+  torch::NoGradGuard no_grad;
+  auto params = module->named_parameters(true);
+  auto buffers = module->named_buffers(true);
+  for (const auto& [name, value] : weights) {
+    torch::Tensor* dst = params.find(name);
+    if (!dst) dst = buffers.find(name);
+    if (!dst) throw Error(fmt::format("USE-Lite graph: no tensor '{}' in the graph module", name));
+    if (dst->sizes() != value.sizes())
+      throw Error(fmt::format("USE-Lite graph: tensor '{}' is [{}], the encoder's [{}]", name,
+                              fmt::join(dst->sizes().vec(), ", "), fmt::join(value.sizes().vec(), ", ")));
+    dst->copy_(value.detach().to(torch::kFloat32));
+  }
+  module->eval();
+  return module;
+}
 
 nlohmann::json train_use_lite(UseLiteClassifier& model, const TrainSpec& spec, bool finetune,
                               const Dataset& data, uint64_t seed) {

@@ -20,6 +20,7 @@
 
 #include "compress/data/data.h"
 #include "compress/models/teacher.h"
+#include "compress/models/zoo.h"
 #include "compress/recipe/recipe.h"
 
 namespace mighty::compress {
@@ -46,6 +47,15 @@ class UseLiteEncoderImpl : public torch::nn::Module {
   int64_t embedding_dim() const { return tanh_w_.size(1); }
   int64_t vocabulary_rows() const { return embeddings_.size(0); }
   int64_t embeddings_width() const { return embeddings_.size(1); }
+  // Its pieces, for use_lite_graph.
+  const torch::Tensor& embeddings() const { return embeddings_; }
+  const std::vector<UseLiteLayer>& layers() const { return layers_; }
+  const torch::Tensor& tanh_w() const { return tanh_w_; }
+  const torch::Tensor& tanh_b() const { return tanh_b_; }
+  double ln_epsilon() const { return ln_epsilon_; }
+  double l2_epsilon() const { return l2_epsilon_; }
+  // The timing signal [positions, width]: sin and cos of position x each inverse timescale.
+  torch::Tensor timing(int64_t positions) const;
 
  private:
   torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& scale,
@@ -63,12 +73,23 @@ class UseLiteClassifierImpl : public torch::nn::Module {
   UseLiteClassifierImpl(const std::string& model_json, const std::vector<int64_t>& hidden, int64_t classes);
   torch::Tensor forward(const torch::Tensor& ids);     // -> logits [B, classes]
   torch::Tensor head(const torch::Tensor& embedding);  // [B, 512] -> logits
+  torch::nn::Sequential& head_layers() { return head_; }
   UseLiteEncoder encoder{nullptr};
 
  private:
   torch::nn::Sequential head_{nullptr};
 };
 TORCH_MODULE(UseLiteClassifier);
+
+// The classifier as a graph of the IR with its weights (fp32), so the runtime can run it without LibTorch:
+// token ids [T] (T <= context, no padding: one document per run) -> logits. The same computation as forward
+// on an unpadded document, up to rounding (the queries are scaled after q k^T instead of before; LayerNorm
+// and the final normalization are the runtime's): Embedding (the table doubled, as the graph adds it twice)
+// + a positional Embedding holding the timing signal; per layer LayerNorm -> Linear (qkv) ->
+// ScaledDotProductAttention -> Linear (out) + the residual (layer 0: a Linear 256 -> 512), LayerNorm ->
+// Linear -> ReLU -> Linear + residual; GlobalAvgPool -> Linear -> Tanh -> L2Normalize -> the head.
+// Throws mighty::Error when a layer's query scale is not 1 / sqrt(head width) (the runtime's).
+GraphModule use_lite_graph(UseLiteClassifier& model, int64_t context);
 
 // Trains the head (encoder frozen: the embeddings of every document are computed once) or, with
 // `finetune`, encoder and head together, on the training split; per-epoch validation metrics in the result.
@@ -89,6 +110,7 @@ class UseLiteTeacher : public Teacher {
   int64_t fp32_bytes() const override { return bytes_; }
   std::string describe() const override { return "Universal Sentence Encoder Lite + head"; }
   void remember_outputs(bool on) override { remember_ = on; }
+  UseLiteClassifier& model() { return model_; }
 
  private:
   UseLiteClassifier model_;

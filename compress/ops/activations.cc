@@ -1,7 +1,7 @@
 // Element-wise activations in LibTorch: ReLU, GELU (exact, erf), Clip (hardtanh, relu6, clamp), SiLU,
-// HardSwish, HardSigmoid, Sigmoid, Softmax over the last dimension; lowered from their aten ops. ReLU, GELU,
-// Clip, SiLU and HardSwish are per channel for channel pruning; the sigmoids are gates (they feed a Mul,
-// which mixes paths) and Softmax mixes.
+// HardSwish, HardSigmoid, Sigmoid, Tanh, Softmax over the last dimension; lowered from their aten ops; and
+// L2Normalize. ReLU, GELU, Clip, SiLU, HardSwish and Tanh are per channel for channel pruning; the sigmoids
+// are gates (they feed a Mul, which mixes paths), Softmax and L2Normalize mix.
 #include <torch/csrc/jit/ir/ir.h>
 
 #include <cfloat>
@@ -29,6 +29,12 @@ torch::Tensor hardsigmoid(const TorchCall& c) {
   return (c.in() * alpha + beta).clamp(0.0, 1.0);
 }
 torch::Tensor sigmoid(const TorchCall& c) { return torch::sigmoid(c.in()); }
+torch::Tensor tanh(const TorchCall& c) { return torch::tanh(c.in()); }
+// x * rsqrt(max(sum of squares over the last dimension, eps)), as Universal Sentence Encoder computes it.
+torch::Tensor l2_normalize(const TorchCall& c) {
+  const double eps = c.node().attrs.value("eps", 1e-12);
+  return c.in() * torch::rsqrt(c.in().square().sum(-1, true).clamp_min(eps));
+}
 
 // aten::hardtanh(x, min, max), aten::relu6(x), aten::clamp(x, min?, max?).
 void lower_clip(ScriptLowering& l, const torch::jit::Node* n) {
@@ -60,6 +66,7 @@ void lower_hardsigmoid(ScriptLowering& l, const torch::jit::Node* n) {
 void lower_sigmoid(ScriptLowering& l, const torch::jit::Node* n) {
   lower_unary(l, n, "sigmoid", OpKind::kSigmoid);
 }
+void lower_tanh(ScriptLowering& l, const torch::jit::Node* n) { lower_unary(l, n, "tanh", OpKind::kTanh); }
 
 void lower_relu(ScriptLowering& l, const torch::jit::Node* n) {
   l.add(n, "relu", OpKind::kReLU, {l.input_of(n, 0)});
@@ -155,6 +162,23 @@ extern const TorchOpDef kSigmoidTorchOp = {OpKind::kSigmoid,
                                            false,
                                            nullptr,
                                            false};
+extern const TorchOpDef kTanhTorchOp = {OpKind::kTanh,
+                                        nullptr,
+                                        tanh,
+                                        {"aten::tanh", "aten::tanh_"},
+                                        lower_tanh,
+                                        nullptr,
+                                        ChannelRole::kPerChannel,
+                                        nullptr,
+                                        nullptr,
+                                        false,
+                                        nullptr,
+                                        false};
+// Built by exporters (Universal Sentence Encoder's last step), not lowered from TorchScript: F.normalize
+// divides by max(norm, eps) instead.
+extern const TorchOpDef kL2NormalizeTorchOp = {
+    OpKind::kL2Normalize, nullptr, l2_normalize, {},    nullptr, nullptr,
+    ChannelRole::kMixes,  nullptr, nullptr,      false, nullptr, false};
 extern const TorchOpDef kSoftmaxTorchOp = {
     OpKind::kSoftmax, nullptr, softmax, {"aten::softmax"}, lower_softmax, nullptr, ChannelRole::kMixes,
     nullptr,          nullptr, false,   nullptr,           false};

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "compress/models/teacher.h"
+#include "compress/models/use_lite.h"
 #include "compress/passes/export.h"
 #include "compress/train/evaluate.h"
 #include "runtime/error.h"
@@ -160,17 +161,29 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
   if (!ctx.data.classifies())
     return {{"unavailable", "cascades are measured for classifiers (this run is " + ctx.data.kind + ")"}};
   if (ctx.data.images.val_x.size(0) == 0) return {{"unavailable", "the run has no validation split"}};
-  // The teacher as a server runs it: a .mighty beside model.mighty, on the runtime. A teacher that is not a
-  // graph mighty exports (USE-Lite, TorchScript) is run in LibTorch: the cascade is measured but cannot be
-  // served.
+  // The teacher as a server runs it: a .mighty beside model.mighty, on the runtime (a zoo model, or
+  // Universal Sentence Encoder Lite + head). A teacher that is not a graph mighty exports (TorchScript) is
+  // run in LibTorch: the cascade is measured but cannot be served.
   std::unique_ptr<Session> session;
   Forward teacher;
   std::string file, engine = "runtime fp32";
+  const std::string path =
+      (std::filesystem::path(ctx.pipeline.artifact).parent_path() / "teacher.fp32.mighty").string();
+  bool exported = true;
   if (auto* zoo = dynamic_cast<ZooTeacher*>(&ctx.teacher)) {
-    const std::string path =
-        (std::filesystem::path(ctx.pipeline.artifact).parent_path() / "teacher.fp32.mighty").string();
     zoo->module()->eval();
     export_fp32(zoo->module(), artifact_metadata(ctx.recipe, ctx.data, "teacher_fp32")).write(path);
+  } else if (auto* use = dynamic_cast<UseLiteTeacher*>(&ctx.teacher)) {
+    // Universal Sentence Encoder Lite + head as a graph of the runtime (documents one at a time, unpadded),
+    // with the tokenizer the student carries.
+    GraphModule graph = use_lite_graph(use->model(), ctx.recipe.data.documents.max_tokens);
+    ArtifactWriter writer = export_fp32(graph, artifact_metadata(ctx.recipe, ctx.data, "teacher_fp32"));
+    add_input_tensors(writer, ctx.recipe, ctx.data);
+    writer.write(path);
+  } else {
+    exported = false;
+  }
+  if (exported) {
     session = std::make_unique<Session>(Artifact::open(path), threads);
     teacher = session_forward(*session);
     file = std::filesystem::path(path).filename().string();

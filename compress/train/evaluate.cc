@@ -8,6 +8,7 @@
 
 #include "runtime/error.h"
 #include "runtime/io/timing.h"
+#include "runtime/text/document_model.h"
 
 namespace mighty::compress {
 namespace {
@@ -271,7 +272,19 @@ Forward session_forward(const Session& s) {
     const int64_t batch = x.size(0);
     std::vector<float> out;
     std::vector<int64_t> shape;
-    if (x.scalar_type() == torch::kInt64) {
+    if (x.scalar_type() == torch::kInt64 && s.has_input_spec() && s.input_spec().kind == "documents" &&
+        !pads_documents(s)) {
+      // A sequence model over documents: each row alone, without its -1 padding.
+      const auto ids = x.contiguous();
+      const int64_t length = x.size(1);
+      for (int64_t b = 0; b < batch; ++b) {
+        const int64_t* row = ids.data_ptr<int64_t>() + b * length;
+        const auto real = static_cast<int64_t>(std::find(row, row + length, int64_t{-1}) - row);
+        const std::vector<float> y = s.run_tokens(row, 1, real);
+        out.insert(out.end(), y.begin(), y.end());
+      }
+      shape = {batch, s.output_size()};
+    } else if (x.scalar_type() == torch::kInt64) {
       const auto ids = x.contiguous();
       const int64_t length = x.size(1);
       out = s.run_tokens(ids.data_ptr<int64_t>(), batch, length);

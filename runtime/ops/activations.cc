@@ -1,7 +1,7 @@
 // Elementwise activations: ReLU (also on a uint8 chain, where the producing conv has already clamped at the
 // zero point), GELU (erf form), Clip to [min, max] (ReLU6 is Clip(0, 6)), SiLU (x sigmoid(x)), HardSwish
 // (x relu6(x + 3) / 6), HardSigmoid (clamp(alpha x + beta, 0, 1); LibTorch's alpha 1/6, beta 1/2 by
-// default), Sigmoid, and Softmax over the last dimension.
+// default), Sigmoid, Tanh, Softmax over the last dimension, and L2Normalize (each row over its L2 norm).
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -86,6 +86,35 @@ void run_hardsigmoid(exec::OpContext& ctx) {
 
 void run_sigmoid(exec::OpContext& ctx) { map_kernel(ctx, kernels::fp32_math().sigmoid); }
 
+// std::tanh in float on every path (scalar, so every build gives the same bits).
+void run_tanh(exec::OpContext& ctx) {
+  map(ctx, [](float v) { return std::tanh(v); });
+}
+
+Shape infer_l2(const ShapeContext& ctx) {
+  ctx.attr_number_or("eps", 1e-12, 0.0, 1.0);
+  return ctx.input();
+}
+
+// Each row (the last dimension) times 1 / sqrt(max(sum of its squares, eps)); the sum in double, the scale
+// rounded to float once (as Universal Sentence Encoder's l2_normalize: x * rsqrt(max(|x|^2, eps))).
+void run_l2_normalize(exec::OpContext& ctx) {
+  const exec::Value& in = ctx.in();
+  exec::Value& out = ctx.out();
+  out.shape = in.shape;
+  out.data.resize(in.data.size());
+  const double eps = ctx.node().attrs.value("eps", 1e-12);
+  const int64_t cols = in.shape.back(), rows = static_cast<int64_t>(in.data.size()) / cols;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = in.data.data() + r * cols;
+    double sum = 0.0;
+    for (int64_t c = 0; c < cols; ++c) sum += static_cast<double>(x[c]) * x[c];
+    const auto scale = static_cast<float>(1.0 / std::sqrt(std::max(sum, eps)));
+    float* y = out.data.data() + r * cols;
+    for (int64_t c = 0; c < cols; ++c) y[c] = x[c] * scale;
+  }
+}
+
 void run_softmax(exec::OpContext& ctx) {
   const exec::Value& in = ctx.in();
   exec::Value& out = ctx.out();
@@ -112,6 +141,9 @@ extern const OpDef kHardSigmoidOp = {OpKind::kHardSigmoid, "HardSigmoid", 1, inf
                                      run_hardsigmoid,      false};
 extern const OpDef kSigmoidOp = {OpKind::kSigmoid, "Sigmoid",   1,    ops::same_shape,
                                  nullptr,          run_sigmoid, false};
+extern const OpDef kTanhOp = {OpKind::kTanh, "Tanh", 1, ops::same_shape, nullptr, run_tanh, false};
+extern const OpDef kL2NormalizeOp = {OpKind::kL2Normalize, "L2Normalize", 1, infer_l2, nullptr,
+                                     run_l2_normalize,     false};
 extern const OpDef kSoftmaxOp = {OpKind::kSoftmax, "Softmax",   1,    ops::same_shape,
                                  nullptr,          run_softmax, false};
 

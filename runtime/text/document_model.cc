@@ -13,7 +13,17 @@
 
 namespace mighty {
 
-DocumentModel::DocumentModel(const Session& session) : session_(&session) {
+bool pads_documents(const Session& session) {
+  const Graph& g = session.graph();
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    if (g.nodes()[i].op != OpKind::kInput) continue;
+    for (int user : g.users(static_cast<int>(i)))
+      if (g.nodes()[static_cast<size_t>(user)].op != OpKind::kEmbeddingBag) return false;
+  }
+  return true;
+}
+
+DocumentModel::DocumentModel(const Session& session) : session_(&session), pads_(pads_documents(session)) {
   const Artifact& a = session.artifact();
   if (!session.has_input_spec() || session.input_spec().kind != "documents")
     throw Error(fmt::format("{}: not a document classifier", a.name()));
@@ -56,6 +66,7 @@ std::vector<int64_t> DocumentModel::ids(std::string_view raw) const {
 
 std::vector<float> DocumentModel::run(std::string_view raw) const {
   std::vector<int64_t> ids = this->ids(raw);
+  if (ids.empty() && !pads_) throw Error("the document has no tokens");  // the tokenizer always gives one
   if (ids.empty()) ids.push_back(-1);  // no tokens: one padding position (the bag's mean is zeros)
   return session_->run_tokens(ids.data(), 1, static_cast<int64_t>(ids.size()));
 }

@@ -317,17 +317,23 @@ TEST_CASE("a spam filter from USE-Lite, end to end: compress, mighty-run on raw 
   REQUIRE(o.status == 0);
   REQUIRE_THAT(o.out, Catch::Contains("spam precision") && Catch::Contains("verify: **pass**"));
   const std::string model = (dir / "run" / "model.mighty").string();
-  // The cascade is measured with the USE-Lite teacher in LibTorch (it is not a graph mighty exports):
-  // reported, but no threshold goes into the file, since nothing could serve that teacher.
+  // The cascade's teacher is USE-Lite + head as a graph on the runtime (teacher.fp32.mighty beside the
+  // student, the tokenizer inside), so the cascade can be served.
   const auto report = nlohmann::json::parse(slurp((dir / "run" / "report.json").string()));
   const auto& cascade = report["verify"]["cascade"];
-  REQUIRE(cascade["teacher_engine"] == "libtorch fp32");
-  REQUIRE(cascade["teacher_file"].is_null());
+  REQUIRE(cascade["teacher_engine"] == "runtime fp32");
+  REQUIRE(cascade["teacher_file"] == "teacher.fp32.mighty");
   REQUIRE(cascade["test"]["examples"] == 20);
   REQUIRE(cascade["curve_test"].size() == 21);
   REQUIRE(cascade["cpu_seconds_per_million"]["teacher"].get<double>() > 0);
-  REQUIRE_THAT(o.out, Catch::Contains("this cascade is measured, not servable"));
-  REQUIRE(run(kMightyRun + " inspect " + model).out.find("cascade") == std::string::npos);
+  REQUIRE_THAT(o.out, !Catch::Contains("not servable"));
+  // On the runtime the teacher computes what it computed in LibTorch: the same test accuracy.
+  for (const auto& m : report["models"])
+    if (m["role"] == "teacher")
+      REQUIRE(cascade["test"]["teacher_accuracy"].get<double>() == Approx(m["accuracy"].get<double>()));
+  const std::string teacher = (dir / "run" / "teacher.fp32.mighty").string();
+  REQUIRE_THAT(run(kMightyRun + " inspect " + teacher).out,
+               Catch::Contains("L2Normalize") && Catch::Contains("ScaledDotProductAttention"));
   // The deployed file reads raw emails: the easy cases come out right.
   const std::string spam_email = (dir / "corpus" / "spam-1" / "0.txt").string();
   const std::string ham_email = (dir / "corpus" / "easy-ham-1" / "0.txt").string();
@@ -355,6 +361,10 @@ TEST_CASE("a spam filter from USE-Lite, end to end: compress, mighty-run on raw 
   const auto served = dir / "served";
   std::filesystem::create_directories(served);
   std::filesystem::copy_file(model, served / "spam.mighty");
+  std::filesystem::copy_file(teacher, served / "teacher.mighty");
+  // Threshold 1: every email goes on to the teacher.
+  std::ofstream(served / "cascades.json")
+      << R"({"cascades": {"spam_cascade": {"student": "spam", "teacher": "teacher", "threshold": 1.0}}})";
   const auto port_file = dir / "port", pid_file = dir / "pid";
   run("sh -c '" + kMightyRun + " serve " + served.string() + " --port 0 --port-file " + port_file.string() +
       " >/dev/null 2>" + (dir / "server.log").string() + " & echo $! >" + pid_file.string() + "'");
@@ -368,6 +378,9 @@ TEST_CASE("a spam filter from USE-Lite, end to end: compress, mighty-run on raw 
                                nlohmann::json{{"instances", {slurp(spam_email), slurp(ham_email)}}}.dump());
   const auto bad = write_temp("spam_bad.json", R"({"instances": [[1, 2, 3]]})");
   const auto answer = run(post + good), refused = run(post + bad);
+  std::string cascade_post = post;
+  cascade_post.replace(cascade_post.find("spam:predict"), 12, "spam_cascade:predict");
+  const auto by_teacher = run(cascade_post + good);
   run("kill " + slurp(pid_file.string()));
   INFO(answer.out << answer.err << slurp((dir / "server.log").string()));
   REQUIRE(answer.status == 0);
@@ -378,6 +391,18 @@ TEST_CASE("a spam filter from USE-Lite, end to end: compress, mighty-run on raw 
   REQUIRE(predictions[1]["label"] == "ham");
   REQUIRE(refused.out.rfind("400\n", 0) == 0);
   REQUIRE(nlohmann::json::parse(refused.out.substr(4))["kind"] == "wrong_type");
+  // The cascade: both emails answered by the served USE-Lite teacher, as `mighty-run run` answers them.
+  INFO(by_teacher.out);
+  REQUIRE(by_teacher.out.rfind("200\n", 0) == 0);
+  const auto teacher_answers = nlohmann::json::parse(by_teacher.out.substr(4))["predictions"];
+  const auto teacher_run = run(kMightyRun + " run " + teacher + " --email " + spam_email + " " + ham_email);
+  REQUIRE(teacher_run.status == 0);
+  REQUIRE(teacher_answers.size() == 2);
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(teacher_answers[i]["answered_by"] == "teacher");
+    REQUIRE_THAT(teacher_run.out, Catch::Contains(std::string(i == 0 ? "spam-1" : "easy-ham-1") + "/0.txt\t" +
+                                                  teacher_answers[i]["label"].get<std::string>() + "\t"));
+  }
   std::filesystem::remove(good);
   std::filesystem::remove(bad);
 #endif

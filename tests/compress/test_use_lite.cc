@@ -1,6 +1,6 @@
 // Universal Sentence Encoder Lite ported to LibTorch from its TF.js files: the same embeddings as the
 // JavaScript model (cosine >= 0.9999) on hundreds of real sentences, batched with padding; bad files are
-// clear errors.
+// clear errors. The classifier as a graph of the IR runs as the model does, in LibTorch and on the runtime.
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -8,7 +8,9 @@
 
 #include "../use_lite_reference.h"
 #include "compress/models/use_lite.h"
+#include "compress/passes/export.h"
 #include "runtime/error.h"
+#include "runtime/exec/session.h"
 #include "runtime/io/atomic_file.h"
 #include "runtime/text/tokenizer.h"
 
@@ -92,4 +94,55 @@ TEST_CASE("broken TF.js model files are clear errors") {
   REQUIRE_THROWS_WITH(UseLiteEncoder(model),
                       Catch::Contains("no weight matches") && Catch::Contains("Embeddings_en"));
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("USE-Lite + head as a graph: LibTorch's IR execution and the runtime agree with the model") {
+  const std::string dir = use_lite_model_dir();
+  REQUIRE(std::filesystem::exists(dir + "/model.json"));
+  torch::manual_seed(5);
+  UseLiteClassifier model(dir + "/model.json", std::vector<int64_t>{16}, int64_t{2});
+  model->eval();
+  const auto tokenizer =
+      UnigramTokenizer::from_json(nlohmann::json::parse(read_file(dir + "/vocab.json")), dir + "/vocab.json");
+  constexpr int64_t kContext = 64;  // shorter than USE-Lite's 128: longer documents are cut to it
+  GraphModule graph = use_lite_graph(model, kContext);
+  // The graph's ops, in order of the first appearance of each.
+  std::vector<std::string> ops;
+  for (const Node& n : graph->graph().nodes())
+    if (std::find(ops.begin(), ops.end(), op_name(n.op)) == ops.end()) ops.push_back(op_name(n.op));
+  REQUIRE(ops == std::vector<std::string>{"Input", "Embedding", "Add", "LayerNorm", "Linear",
+                                          "ScaledDotProductAttention", "ReLU", "GlobalAvgPool", "Tanh",
+                                          "L2Normalize"});
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("mighty_use_graph_" + std::to_string(::getpid()) + ".mighty"))
+                               .string();
+  export_fp32(graph, {{"producer", "test"}}).write(path);
+  const Session session = Session::load(path);
+  torch::NoGradGuard no_grad;
+  int checked = 0;
+  double worst = 0.0;
+  for (const auto& s : use_lite_sentences(40)) {
+    std::vector<int32_t> ids32 = tokenizer.encode(s);
+    if (ids32.empty()) continue;
+    if (static_cast<int64_t>(ids32.size()) > kContext) ids32.resize(kContext);
+    std::vector<int64_t> ids(ids32.begin(), ids32.end());
+    const auto x = torch::tensor(ids, torch::kInt64).unsqueeze(0);
+    const auto want = model->forward(x)[0];
+    const auto ir = graph->forward(x)[0];
+    const std::vector<float> rt = session.run_tokens(ids.data(), 1, static_cast<int64_t>(ids.size()));
+    REQUIRE(rt.size() == 2);
+    INFO("sentence " << checked << " (" << ids.size() << " tokens)");
+    for (int c = 0; c < 2; ++c) {
+      const double w = want[c].item<double>();
+      REQUIRE(ir[c].item<double>() == Approx(w).margin(1e-4));
+      REQUIRE(rt[static_cast<size_t>(c)] == Approx(w).margin(1e-4));
+      worst = std::max(worst, std::fabs(rt[static_cast<size_t>(c)] - w));
+    }
+    ++checked;
+  }
+  REQUIRE(checked >= 60);
+  WARN("USE-Lite on the runtime vs LibTorch: largest logit difference " << worst << " over " << checked
+                                                                        << " sentences");
+  std::filesystem::remove(path);
+  REQUIRE_THROWS_WITH(use_lite_graph(model, 129), Catch::Contains("context of 129 tokens"));
 }

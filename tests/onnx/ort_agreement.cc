@@ -226,3 +226,37 @@ TEST_CASE("ONNX Runtime: a transformer language model (causal attention, LayerNo
   CHECK(a.same == 5);
   CHECK(a.worst < 1e-3);
 }
+
+TEST_CASE("ONNX Runtime: a sentence encoder's end (Tanh, L2Normalize) in fp32 as mighty computes it") {
+  const fs::path dir = fs::temp_directory_path() / ("mighty_ort_l2_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  Graph g;
+  int x = g.add("input", OpKind::kInput, {}, {{"shape", {6}}, {"dtype", "float32"}});
+  x = g.add("fc", OpKind::kLinear, {x}, {{"in_features", 6}, {"out_features", 8}});
+  x = g.add("tanh", OpKind::kTanh, {x});
+  x = g.add("norm", OpKind::kL2Normalize, {x}, {{"eps", 1e-12}});
+  g.add("out", OpKind::kLinear, {x}, {{"in_features", 8}, {"out_features", 3}});
+  g.set_output(static_cast<int>(g.nodes().size()) - 1);
+  g.infer_shapes();
+  std::mt19937 rng(12);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  ArtifactWriter w;
+  w.set_metadata({{"graph", g.to_json()}});
+  for (const auto& spec : g.all_tensors()) {
+    std::vector<float> v(static_cast<size_t>(spec.numel()));
+    for (float& e : v) e = u(rng);
+    w.add_tensor(spec.name, TensorType::kFloat32, spec.shape, v.data());
+  }
+  const std::string bytes = w.serialize();
+  onnx_io::write_onnx(Artifact::from_bytes(bytes, "l2.mighty"), (dir / "m.onnx").string());
+  const int64_t count = 200;
+  std::vector<float> in(static_cast<size_t>(count * 6));
+  for (float& v : in) v = 3.0f * u(rng);
+  onnx_io::OrtSession ort((dir / "m.onnx").string(), {node_modules(), 1, ""});
+  const Session session(Artifact::from_bytes(bytes, "l2.mighty"));
+  const Agreement a = compare_rows(ort.run(in.data(), {count, 6}), session.run(in.data(), count), 3);
+  INFO("identical top-1: " << a.same << " of " << a.rows << ", largest difference " << a.worst);
+  CHECK(a.same == count);
+  CHECK(a.worst < 1e-5);
+  fs::remove_all(dir);
+}

@@ -414,6 +414,45 @@ TEST_CASE("fp32: grouped and depthwise convolution, the MobileNet activations, a
   require_close(got, want);
 }
 
+TEST_CASE("fp32: a sentence encoder's end (Linear, Tanh, L2Normalize; a zero row stays zero)") {
+  Graph g;
+  const int x = g.add("in", OpKind::kInput, {}, {{"shape", {5}}});
+  const int fc = g.add("fc", OpKind::kLinear, {x}, {{"in_features", 5}, {"out_features", 7}});
+  const int t = g.add("tanh", OpKind::kTanh, {fc});
+  g.add("norm", OpKind::kL2Normalize, {t}, {{"eps", 1e-12}});
+  Tensors w;
+  const Session s = make_session(g, w, 31);
+  const int64_t batch = 3;
+  Vec input = random_input(static_cast<size_t>(batch * 5), 32);
+  const Vec got = s.run(input.data(), batch);
+  Vec want = linear(input, batch, 5, w["fc.weight"], &w["fc.bias"], 7);
+  for (int64_t r = 0; r < batch; ++r) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < 7; ++i) {
+      float& v = want[static_cast<size_t>(r * 7 + i)];
+      v = std::tanh(v);
+      sum += static_cast<double>(v) * v;
+    }
+    for (int64_t i = 0; i < 7; ++i)
+      want[static_cast<size_t>(r * 7 + i)] /= static_cast<float>(std::sqrt(sum));
+  }
+  require_close(got, want);
+  for (int64_t r = 0; r < batch; ++r) {
+    double norm = 0.0;
+    for (int64_t i = 0; i < 7; ++i) norm += static_cast<double>(got[r * 7 + i]) * got[r * 7 + i];
+    REQUIRE(norm == Approx(1.0).epsilon(1e-6));
+  }
+  // Below eps the row is scaled by 1 / sqrt(eps) instead of divided by its norm: zeros stay zeros.
+  Graph z;
+  const int zi = z.add("in", OpKind::kInput, {}, {{"shape", {4}}});
+  z.add("norm", OpKind::kL2Normalize, {zi}, {{"eps", 1e-6}});
+  Tensors none;
+  const Session zs = make_session(z, none, 33);
+  const Vec zeros(4, 0.0f), tiny = {1e-5f, 0.0f, 0.0f, 0.0f};
+  REQUIRE(zs.run(zeros.data(), 1) == zeros);
+  REQUIRE(zs.run(tiny.data(), 1)[0] == Approx(1e-5 / std::sqrt(1e-6)).epsilon(1e-6));
+}
+
 TEST_CASE("fp32: shapes that do not broadcast, join or group are refused at load") {
   auto refused = [](int op_case) {
     Graph g;
