@@ -62,10 +62,22 @@ TEST_CASE("a TorchScript CNN lowers to the graph IR and computes the same") {
 
 TEST_CASE("an op outside the IR is a clear error naming the op and the node") {
   const std::string dir = testing::fresh_temp_dir("lower", "bad");
-  const std::string path = write_cnn(dir, "y = torch.tanh(y)");
+  const std::string path = write_cnn(dir, "y = torch.sin(y)");
   REQUIRE_THROWS_WITH(lower_torchscript(path, {1, 28, 28}),
-                      Catch::Contains("TorchScript op 'aten::tanh'") && Catch::Contains("tanh(") &&
-                          Catch::Contains("supported: ") && Catch::Contains("aten::conv2d"));
+                      Catch::Contains("TorchScript op 'aten::sin'") && Catch::Contains("sin(") &&
+                          Catch::Contains("supported: ") && Catch::Contains("aten::conv2d") &&
+                          Catch::Contains("aten::tanh"));
+  // Tanh is in the IR: the same model with it lowers and computes what TorchScript computes.
+  const std::string with_tanh = write_cnn(testing::fresh_temp_dir("lower", "tanh"), "y = torch.tanh(y)");
+  auto m = lower_torchscript(with_tanh, {1, 28, 28});
+  bool has_tanh = false;
+  for (const auto& n : m->graph().nodes()) has_tanh = has_tanh || n.op == OpKind::kTanh;
+  REQUIRE(has_tanh);
+  auto module = torch::jit::load(with_tanh);
+  module.eval();
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({3, 1, 28, 28});
+  REQUIRE(torch::allclose(module.forward({x}).toTensor(), m->forward(x), 1e-5, 1e-5));
   REQUIRE_THROWS_WITH(lower_torchscript(dir + "/missing.pt", {1, 28, 28}),
                       Catch::Contains("missing.pt: TorchScript student file not found"));
 }

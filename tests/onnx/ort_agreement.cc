@@ -227,7 +227,7 @@ TEST_CASE("ONNX Runtime: a transformer language model (causal attention, LayerNo
   CHECK(a.worst < 1e-3);
 }
 
-TEST_CASE("ONNX Runtime: a sentence encoder's end (Tanh, L2Normalize) in fp32 as mighty computes it") {
+TEST_CASE("ONNX Runtime: a sentence encoder's end with Tanh and L2Normalize in fp32 as mighty computes it") {
   const fs::path dir = fs::temp_directory_path() / ("mighty_ort_l2_" + std::to_string(getpid()));
   fs::create_directories(dir);
   Graph g;

@@ -414,7 +414,7 @@ TEST_CASE("fp32: grouped and depthwise convolution, the MobileNet activations, a
   require_close(got, want);
 }
 
-TEST_CASE("fp32: a sentence encoder's end (Linear, Tanh, L2Normalize; a zero row stays zero)") {
+TEST_CASE("fp32: a sentence encoder's end: Linear then Tanh then L2Normalize that keeps a zero row zero") {
   Graph g;
   const int x = g.add("in", OpKind::kInput, {}, {{"shape", {5}}});
   const int fc = g.add("fc", OpKind::kLinear, {x}, {{"in_features", 5}, {"out_features", 7}});
