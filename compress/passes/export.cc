@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "compress/data/data.h"
+#include "compress/models/use_lite.h"
 #include "compress/ops/torch_op.h"
 #include "compress/recipe/recipe.h"
 #include "runtime/error.h"
@@ -96,6 +97,15 @@ nlohmann::json artifact_metadata(const Recipe& recipe, const Dataset& data, cons
           {"recipe", recipe.name},    {"recipe_hash", recipe.hash()},
           {"data_hash", data.hash},   {"role", role},
           {"input", input.to_json()}, {"labels", labels}};
+}
+
+ArtifactWriter export_use_lite(UseLiteClassifier& model, const Recipe& recipe, const Dataset& data,
+                               bool int8) {
+  GraphModule graph = use_lite_graph(model, recipe.data.documents.max_tokens);
+  const nlohmann::json metadata = artifact_metadata(recipe, data, int8 ? "teacher_int8" : "teacher_fp32");
+  ArtifactWriter writer = int8 ? export_int8_dynamic(graph, metadata) : export_fp32(graph, metadata);
+  add_input_tensors(writer, recipe, data);
+  return writer;
 }
 
 ArtifactWriter export_fp32(GraphModule& model, const nlohmann::json& metadata) {

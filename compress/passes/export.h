@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "compress/models/use_lite.h"
 #include "compress/models/zoo.h"
 #include "runtime/format/artifact.h"
 
@@ -31,6 +32,12 @@ nlohmann::json artifact_metadata(const Recipe& recipe, const Dataset& data, cons
 // What the runtime needs besides the model to read the recipe's raw input: for documents, the tokenizer's
 // vocab.json (zlib-compressed, tensor "tokenizer.vocab_json"). Nothing for images and text.
 void add_input_tensors(ArtifactWriter& writer, const Recipe& recipe, const Dataset& data);
+
+// A USE-Lite teacher (compress/models/use_lite.h) as the runtime runs it: use_lite_graph over the recipe's
+// max_tokens, the tokenizer inside (add_input_tensors); fp32, or with int8 Linear weights and dynamic
+// activations.
+ArtifactWriter export_use_lite(UseLiteClassifier& model, const Recipe& recipe, const Dataset& data,
+                               bool int8 = false);
 
 // Per-output-channel symmetric int8 quantization of a weight [out, ...]: {int8 [out, rest], float scales
 // [out]}.

@@ -176,10 +176,7 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
   } else if (auto* use = dynamic_cast<UseLiteTeacher*>(&ctx.teacher)) {
     // Universal Sentence Encoder Lite + head as a graph of the runtime (documents one at a time, unpadded),
     // with the tokenizer the student carries.
-    GraphModule graph = use_lite_graph(use->model(), ctx.recipe.data.documents.max_tokens);
-    ArtifactWriter writer = export_fp32(graph, artifact_metadata(ctx.recipe, ctx.data, "teacher_fp32"));
-    add_input_tensors(writer, ctx.recipe, ctx.data);
-    writer.write(path);
+    export_use_lite(use->model(), ctx.recipe, ctx.data).write(path);
   } else {
     exported = false;
   }

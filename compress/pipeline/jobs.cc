@@ -7,9 +7,11 @@
 
 #include "compress/data/data.h"
 #include "compress/models/teacher.h"
+#include "compress/models/use_lite.h"
 #include "compress/models/zoo.h"
 #include "compress/passes/distill.h"
 #include "compress/passes/export.h"
+#include "compress/pipeline/pipeline.h"
 #include "compress/train/distributed.h"
 #include "compress/train/evaluate.h"
 #include "compress/train/trainer.h"
@@ -180,17 +182,28 @@ nlohmann::json run_eval(const Recipe& recipe, const JobOptions& options, const s
 
 std::string run_export(const Recipe& recipe, const JobOptions& options) {
   if (recipe.teacher_spec.source == "torchscript" || recipe.teacher_spec.source == "onnx") {
-    throw Error(fmt::format("{}: 'export' exports a zoo teacher; this recipe's teacher is {}", recipe.file,
-                            teacher_kind(recipe)));
+    throw Error(fmt::format("{}: 'export' exports a zoo or USE-Lite teacher; this recipe's teacher is {}",
+                            recipe.file, teacher_kind(recipe)));
   }
   const Dataset data = load_dataset(recipe.data, recipe.seed);
+  const std::string path = options.out_dir + (options.int8 ? "/teacher.int8.mighty" : "/teacher.fp32.mighty");
+  if (recipe.teacher_spec.source == "use_lite") {  // its head trained once into the data cache, then exported
+    nlohmann::json info;
+    const auto teacher = obtain_teacher(recipe, data, options, info);
+    auto& use = dynamic_cast<UseLiteTeacher&>(*teacher);
+    ensure_run_dir(options.out_dir);
+    export_use_lite(use.model(), recipe, data, options.int8).write(path);
+    if (!options.quiet)
+      fmt::print("exported {} ({} parameters, {} bytes)\n", path, with_commas(use.parameter_count()),
+                 std::filesystem::file_size(path));
+    return path;
+  }
   const ModelSpec spec = fill_from_data(recipe.teacher, data, "/teacher/model");
   GraphModule model(build_graph(spec));
   load_weights(model, recipe.teacher_spec.source == "checkpoint" ? recipe.teacher_spec.checkpoint
                                                                  : options.out_dir + "/teacher.pt");
   model->eval();
   const nlohmann::json metadata = artifact_metadata(recipe, data, "teacher_fp32");
-  const std::string path = options.out_dir + (options.int8 ? "/teacher.int8.mighty" : "/teacher.fp32.mighty");
   (options.int8 ? export_int8_dynamic(model, metadata) : export_fp32(model, metadata)).write(path);
   if (!options.quiet) {
     fmt::print("exported {} ({} parameters, {} bytes)\n", path, with_commas(model->parameter_count()),

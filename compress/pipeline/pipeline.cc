@@ -74,8 +74,8 @@ std::unique_ptr<Teacher> obtain_use_lite(const Recipe& recipe, const Dataset& da
   return std::make_unique<UseLiteTeacher>(model);
 }
 
-// The teacher of a compress run: trained once per (seed, data, teacher) in the data cache and reused by every
-// recipe that shares them; or loaded from a checkpoint or a TorchScript file.
+}  // namespace
+
 std::unique_ptr<Teacher> obtain_teacher(const Recipe& recipe, const Dataset& data, const JobOptions& options,
                                         nlohmann::json& info) {
   const TeacherSpec& t = recipe.teacher_spec;
@@ -116,8 +116,6 @@ std::unique_ptr<Teacher> obtain_teacher(const Recipe& recipe, const Dataset& dat
   load_weights(model, weights);
   return std::make_unique<ZooTeacher>(model, spec.arch);
 }
-
-}  // namespace
 
 std::string report_markdown(const nlohmann::json& report) {
   std::string out = fmt::format("# {} — mighty compress\n\n", report.at("recipe").get<std::string>());

@@ -2,6 +2,7 @@
 // student, and the report that puts them side by side.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -20,6 +21,12 @@ struct Dataset;
 // The same with the data loaded (the recipe has stages).
 nlohmann::json run_compress(const Recipe& recipe, const Dataset& data, const JobOptions& options);
 std::string report_markdown(const nlohmann::json& report);
+
+// The teacher of a compress run: trained once per (seed, data, teacher) in the data cache and reused by every
+// recipe that shares them; or loaded from a checkpoint, a TorchScript or an ONNX file. `info` says which.
+class Teacher;
+std::unique_ptr<Teacher> obtain_teacher(const Recipe& recipe, const Dataset& data, const JobOptions& options,
+                                        nlohmann::json& info);
 
 // The recipe's teacher trained into the data cache when it is not there yet (or loaded, to check it).
 void prepare_teacher(const Recipe& recipe, const Dataset& data);

@@ -334,6 +334,19 @@ TEST_CASE("a spam filter from USE-Lite, end to end: compress, mighty-run on raw 
   const std::string teacher = (dir / "run" / "teacher.fp32.mighty").string();
   REQUIRE_THAT(run(kMightyRun + " inspect " + teacher).out,
                Catch::Contains("L2Normalize") && Catch::Contains("ScaledDotProductAttention"));
+  // `mighty export` writes the same teacher from the cached head, in fp32 (byte for byte what verify wrote)
+  // or with int8 Linear layers.
+  for (const char* precision : {"fp32", "int8"}) {
+    o = run("MIGHTY_DATA=" + (dir / "cache").string() + " " + kMighty + " export " + recipe + " --out " +
+            (dir / "exported").string() + (std::string(precision) == "int8" ? " --int8" : ""));
+    INFO(o.err);
+    REQUIRE(o.status == 0);
+    const std::string file = (dir / "exported" / (std::string("teacher.") + precision + ".mighty")).string();
+    if (std::string(precision) == "fp32") REQUIRE(slurp(file) == slurp(teacher));
+    o = run(kMightyRun + " run " + file + " --email " + (dir / "corpus" / "spam-1" / "0.txt").string());
+    REQUIRE(o.status == 0);
+    REQUIRE_THAT(o.out, Catch::Contains("0.txt\t"));
+  }
   // The deployed file reads raw emails: the easy cases come out right.
   const std::string spam_email = (dir / "corpus" / "spam-1" / "0.txt").string();
   const std::string ham_email = (dir / "corpus" / "easy-ham-1" / "0.txt").string();
