@@ -4,15 +4,19 @@
 // and "mixed": answers that differ for the same image and the same model version (a server that mixed up
 // requests' rows would show them). --malformed N instead sends N bad requests of ten kinds and reports their
 // statuses (every one must be a 4xx).
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <fmt/format.h>
@@ -36,11 +40,20 @@ struct Options {
   bool arrays = false, binary = false;
 };
 
+// User + system CPU time of this process so far.
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 struct Shared {
   std::mutex mutex;
   std::vector<double> latencies_ms;
   std::map<int, int64_t> statuses;
-  std::map<std::string, std::pair<int64_t, std::string>> answers;  // version/image -> index, probability
+  // Per model version, per image: the class index and the probability's bits first answered for it.
+  std::map<std::string, std::unordered_map<int64_t, std::pair<int64_t, uint64_t>>> answers;
   std::map<std::string, int64_t> versions;
   int64_t transport_failures = 0, mixed = 0, examples = 0;
 };
@@ -112,6 +125,34 @@ void client_loop(const Options& o, const mighty::IdxArray& images, const Bodies&
     const auto t0 = Clock::now();
     auto res = client.Post(path.c_str(), body, type);
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    // The answers are read before taking the lock (the parse is most of this client's CPU), then checked
+    // against the first answer for the same image and model version: a different one is a mixed answer.
+    struct Answer {
+      int64_t image, index;
+      uint64_t probability_bits;
+      std::string version;
+    };
+    std::vector<Answer> got;
+    bool parsed = false, whole = false;
+    if (res && res->status == 200) {
+      try {
+        const auto j = nlohmann::json::parse(res->body);
+        const auto& preds = j.at("predictions");
+        parsed = true;
+        whole = preds.is_array() && static_cast<int64_t>(preds.size()) == o.batch;
+        for (size_t k = 0; whole && k < preds.size(); ++k) {
+          const auto& p = preds[k];
+          const double prob = p.at("probability").get<double>();
+          uint64_t bits = 0;
+          std::memcpy(&bits, &prob, sizeof bits);
+          got.push_back(
+              {(first + static_cast<int64_t>(k)) % images.dims[0], p.at("index").get<int64_t>(), bits,
+               p.contains("version") ? p["version"].get<std::string>() : j.at("version").get<std::string>()});
+        }
+      } catch (...) {
+        parsed = false;
+      }
+    }
     std::lock_guard lock(shared.mutex);
     if (!res) {
       ++shared.transport_failures;
@@ -120,27 +161,19 @@ void client_loop(const Options& o, const mighty::IdxArray& images, const Bodies&
     ++shared.statuses[res->status];
     if (res->status != 200) continue;
     shared.latencies_ms.push_back(ms);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(res->body);
-    } catch (...) {
+    if (!parsed) {
       ++shared.transport_failures;
       continue;
     }
-    const auto& preds = j["predictions"];
-    if (!preds.is_array() || static_cast<int64_t>(preds.size()) != o.batch) {
+    if (!whole) {
       ++shared.mixed;
       continue;
     }
     shared.examples += o.batch;
-    for (int64_t k = 0; k < o.batch; ++k) {
-      const auto& p = preds[static_cast<size_t>(k)];
-      const std::string version =
-          p.contains("version") ? p["version"].get<std::string>() : j["version"].get<std::string>();
-      ++shared.versions[version];
-      const std::string key = version + "/" + std::to_string((first + k) % images.dims[0]);
-      const std::pair<int64_t, std::string> answer{p["index"].get<int64_t>(), p["probability"].dump()};
-      const auto [it, inserted] = shared.answers.emplace(key, answer);
+    for (const Answer& a : got) {
+      ++shared.versions[a.version];
+      const std::pair<int64_t, uint64_t> answer{a.index, a.probability_bits};
+      const auto [it, inserted] = shared.answers[a.version].emplace(a.image, answer);
       if (!inserted && it->second != answer) ++shared.mixed;
     }
   }
@@ -300,7 +333,8 @@ int main(int argc, char** argv) {
         {"non_200", failed},
         {"transport_failures", shared.transport_failures},
         {"mixed", shared.mixed},
-        {"versions", shared.versions}};
+        {"versions", shared.versions},
+        {"client_cpu_seconds", cpu_seconds()}};  // this process's CPU: on one machine, not the server's
     fmt::print("{}\n", out.dump());
     return 0;
   } catch (const std::exception& e) {
