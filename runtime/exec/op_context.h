@@ -77,7 +77,7 @@ class OpContext {
   }
   // The first input's uint8 buffer, handed on (a pass-through op of a uint8 chain is its producer's only
   // user).
-  std::vector<uint8_t> take_u8() { return std::move(values_[static_cast<size_t>(node_.inputs[0])].u8); }
+  U8Buffer take_u8() { return std::move(values_[static_cast<size_t>(node_.inputs[0])].u8); }
   Value& out() { return values_[static_cast<size_t>(index_)]; }
 
   // The node's fp32 tensor `<node>.<suffix>`; an Error if it has none of that name.

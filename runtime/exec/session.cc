@@ -261,7 +261,7 @@ namespace {
 struct RunBuffers {
   static constexpr size_t kKeepBytes = 64u << 20;
   std::vector<std::vector<float>> f;
-  std::vector<std::vector<uint8_t>> u8;
+  std::vector<exec::U8Buffer> u8;
 
   void take(exec::Value& v) {
     if (!f.empty()) {
