@@ -154,6 +154,36 @@ nlohmann::json cascade_latency(const Forward& student, const Forward& teacher, c
           {"examples", ms.size()}};
 }
 
+// The teacher as a server runs it: a .mighty beside model.mighty, on the runtime (a zoo model, or Universal
+// Sentence Encoder Lite + head). A teacher that is not a graph mighty exports (TorchScript) is run in
+// LibTorch: the cascade is measured but cannot be served ("file" empty).
+struct CascadeTeacher {
+  std::unique_ptr<Session> session;
+  Forward forward;
+  std::string file, engine = "runtime fp32";
+};
+
+CascadeTeacher cascade_teacher(StageContext& ctx, int threads) {
+  CascadeTeacher t;
+  const std::string path =
+      (std::filesystem::path(ctx.pipeline.artifact).parent_path() / "teacher.fp32.mighty").string();
+  if (auto* zoo = dynamic_cast<ZooTeacher*>(&ctx.teacher)) {
+    zoo->module()->eval();
+    export_fp32(zoo->module(), artifact_metadata(ctx.recipe, ctx.data, "teacher_fp32")).write(path);
+  } else if (auto* use = dynamic_cast<UseLiteTeacher*>(&ctx.teacher)) {
+    // Documents one at a time, unpadded, with the tokenizer the student carries.
+    export_use_lite(use->model(), ctx.recipe, ctx.data).write(path);
+  } else {
+    t.forward = [&ctx](const torch::Tensor& x) { return ctx.teacher.logits(x); };
+    t.engine = "libtorch fp32";
+    return t;
+  }
+  t.session = std::make_unique<Session>(Artifact::open(path), threads);
+  t.forward = session_forward(*t.session);
+  t.file = std::filesystem::path(path).filename().string();
+  return t;
+}
+
 }  // namespace
 
 nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const Forward& student,
@@ -161,33 +191,10 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
   if (!ctx.data.classifies())
     return {{"unavailable", "cascades are measured for classifiers (this run is " + ctx.data.kind + ")"}};
   if (ctx.data.images.val_x.size(0) == 0) return {{"unavailable", "the run has no validation split"}};
-  // The teacher as a server runs it: a .mighty beside model.mighty, on the runtime (a zoo model, or
-  // Universal Sentence Encoder Lite + head). A teacher that is not a graph mighty exports (TorchScript) is
-  // run in LibTorch: the cascade is measured but cannot be served.
-  std::unique_ptr<Session> session;
-  Forward teacher;
-  std::string file, engine = "runtime fp32";
-  const std::string path =
-      (std::filesystem::path(ctx.pipeline.artifact).parent_path() / "teacher.fp32.mighty").string();
-  bool exported = true;
-  if (auto* zoo = dynamic_cast<ZooTeacher*>(&ctx.teacher)) {
-    zoo->module()->eval();
-    export_fp32(zoo->module(), artifact_metadata(ctx.recipe, ctx.data, "teacher_fp32")).write(path);
-  } else if (auto* use = dynamic_cast<UseLiteTeacher*>(&ctx.teacher)) {
-    // Universal Sentence Encoder Lite + head as a graph of the runtime (documents one at a time, unpadded),
-    // with the tokenizer the student carries.
-    export_use_lite(use->model(), ctx.recipe, ctx.data).write(path);
-  } else {
-    exported = false;
-  }
-  if (exported) {
-    session = std::make_unique<Session>(Artifact::open(path), threads);
-    teacher = session_forward(*session);
-    file = std::filesystem::path(path).filename().string();
-  } else {
-    teacher = [&ctx](const torch::Tensor& x) { return ctx.teacher.logits(x); };
-    engine = "libtorch fp32";
-  }
+  const CascadeTeacher chosen_teacher = cascade_teacher(ctx, threads);
+  const Forward& teacher = chosen_teacher.forward;
+  const std::string& file = chosen_teacher.file;
+  const std::string& engine = chosen_teacher.engine;
   fmt::print(stderr, "verify: cascade (teacher {}, student runtime int8): validation\n",
              file.empty() ? ctx.teacher.describe() + " in LibTorch" : file + " on the runtime");
   const int64_t batch = ctx.recipe.eval.throughput_batch;
