@@ -25,15 +25,18 @@ nlohmann::json measure_latency(const std::function<void()>& run_one, const std::
   }
   run_batch();
   std::vector<double> batch_s;
-  for (int i = 0; i < 5; ++i) {
+  double total = 0.0;
+  while (batch_s.size() < 5 || (total < kThroughputSeconds && batch_s.size() < 10000)) {
     const auto t0 = clock::now();
     run_batch();
     batch_s.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+    total += batch_s.back();
   }
   return {{"latency_ms_b1", percentile(ms, 0.5)},
           {"latency_ms_b1_p99", percentile(ms, 0.99)},
           {"throughput_per_s", static_cast<double>(batch) / percentile(batch_s, 0.5)},
           {"throughput_batch", batch},
+          {"throughput_batches", batch_s.size()},
           {"latency_runs", runs}};
 }
 

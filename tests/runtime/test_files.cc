@@ -2,14 +2,17 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <thread>
 
 #include "runtime/error.h"
 #include "runtime/io/atomic_file.h"
 #include "runtime/io/hash.h"
 #include "runtime/io/progress.h"
+#include "runtime/io/timing.h"
 
 using namespace mighty;
 
@@ -55,4 +58,34 @@ TEST_CASE("plain progress prints lines with rate and ETA") {
   REQUIRE(text.find('\r') == std::string::npos);  // no redraws in logs
   REQUIRE(format_duration(3725) == "1:02:05");
   REQUIRE(format_duration(65) == "1:05");
+}
+
+TEST_CASE("timing: throughput is the median of at least 0.2 s of batches, at least 5 and at most 10,000") {
+  int64_t ones = 0, batches = 0;
+  const auto start = std::chrono::steady_clock::now();
+  auto slow = mighty::measure_latency([&] { ++ones; },
+                                      [&] {
+                                        ++batches;
+                                        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+                                      },
+                                      7, 16, 3);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  REQUIRE(ones == 3 + 7);
+  REQUIRE(slow["throughput_batches"].get<int64_t>() == batches - 1);  // one untimed call first
+  REQUIRE(batches - 1 >= 5);
+  REQUIRE(seconds >= mighty::kThroughputSeconds);
+  REQUIRE(slow["throughput_per_s"].get<double>() <= 16 / 0.002);
+  REQUIRE(slow["throughput_batch"] == 16);
+  // Instant batches stop at the cap, long before 0.2 s.
+  auto fast = mighty::measure_latency([] {}, [] {}, 1, 1, 0);
+  REQUIRE(fast["throughput_batches"] == 10000);
+  // Slow batches stop at 5 even past 0.2 s.
+  batches = 0;
+  auto five = mighty::measure_latency([] {},
+                                      [&] {
+                                        ++batches;
+                                        std::this_thread::sleep_for(std::chrono::milliseconds(60));
+                                      },
+                                      1, 1, 0);
+  REQUIRE(five["throughput_batches"] == 5);
 }
