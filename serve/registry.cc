@@ -70,7 +70,7 @@ Batcher::Runner make_runner(const Model& m) {
       return split_rows(y, jobs, per);
     };
   }
-  if (kind == "documents" && pads_documents(s)) {  // one run, padded with -1 (EmbeddingBag skips padding)
+  if (kind == "documents" && m.documents->pads()) {  // one run, padded with -1 (EmbeddingBag skips padding)
     return [&s, per](const std::vector<const Job*>& jobs) {
       int64_t total = 0, length = 1;
       for (const Job* j : jobs)
@@ -113,8 +113,7 @@ Job warmup_job(const Model& m) {
   if (m.input().kind == "images") {
     j.floats.assign(static_cast<size_t>(m.input().example_size()), 0.0f);
   } else {
-    j.sequences.push_back(
-        {m.input().kind == "documents" && pads_documents(*m.session) ? int64_t{-1} : int64_t{0}});
+    j.sequences.push_back({m.documents && m.documents->pads() ? int64_t{-1} : int64_t{0}});
   }
   return j;
 }

@@ -46,22 +46,6 @@ bool only_scalars(const torch::jit::Node* n) {
   return true;
 }
 
-// Copies each named tensor into the module's parameter or buffer of that name (which must exist with that
-// shape) and puts the module in eval mode.
-void set_tensors(GraphModule& m, const std::map<std::string, torch::Tensor>& tensors,
-                 const std::string& path) {
-  torch::NoGradGuard no_grad;
-  auto params = m->named_parameters(true), buffers = m->named_buffers(true);
-  for (const auto& [name, t] : tensors) {
-    torch::Tensor* dst = params.find(name);
-    if (!dst) dst = buffers.find(name);
-    if (!dst || dst->sizes() != t.sizes())
-      throw Error(fmt::format("{}: tensor '{}' does not fit the graph", path, name));
-    dst->copy_(t);
-  }
-  m->eval();
-}
-
 // Walks the inlined forward graph: constants and sizes are read by the ops that use them, shape assertions
 // and the traced size-to-tensor casts are skipped, ops that vanish at inference pass their input on, every
 // other node goes to its op's lowering (compress/ops/).
@@ -103,6 +87,20 @@ GraphModule lower_module(ScriptLowering& l, torch::jit::Module& module,
 }
 
 }  // namespace
+
+void set_tensors(GraphModule& m, const std::map<std::string, torch::Tensor>& tensors,
+                 const std::string& path) {
+  torch::NoGradGuard no_grad;
+  auto params = m->named_parameters(true), buffers = m->named_buffers(true);
+  for (const auto& [name, t] : tensors) {
+    torch::Tensor* dst = params.find(name);
+    if (!dst) dst = buffers.find(name);
+    if (!dst || dst->sizes() != t.sizes())
+      throw Error(fmt::format("{}: tensor '{}' does not fit the graph", path, name));
+    dst->copy_(t);
+  }
+  m->eval();
+}
 
 void ScriptLowering::fail(const torch::jit::Node* n, const std::string& what) const {
   throw Error(fmt::format("{}: TorchScript node '{}': {}", path_, describe(n), what));

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,11 @@ GraphModule import_onnx(const std::string& path, const std::vector<int64_t>& inp
 // to the identity (weight 1, bias 0, mean 0, variance 1 - eps): the same function in eval mode, and a student
 // whose exporter folded its BatchNorms into the convolutions trains normalized again. `inserted` counts them.
 GraphModule with_batchnorm_after_convs(GraphModule& model, int* inserted);
+
+// Copies each named tensor into the module's parameter or buffer of that name (which must exist with that
+// shape; else an Error naming `path` and the tensor) and puts the module in eval mode.
+void set_tensors(GraphModule& m, const std::map<std::string, torch::Tensor>& tensors,
+                 const std::string& path);
 
 // Copies every parameter and buffer that `dst` shares by name with `src`.
 void copy_parameters(GraphModule& src, GraphModule& dst);

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "compress/models/lower.h"
 #include "compress/train/evaluate.h"
 #include "compress/train/trainer.h"
 #include "runtime/error.h"
@@ -233,27 +234,27 @@ GraphModule use_lite_graph(UseLiteClassifier& model, int64_t context) {
     throw Error(fmt::format("USE-Lite graph: a context of {} tokens (1 .. {})", context,
                             UseLiteEncoderImpl::kMaxTokens));
   Graph g;
-  std::vector<std::pair<std::string, torch::Tensor>> weights;  // IR tensor name -> value
+  std::map<std::string, torch::Tensor> weights;  // IR tensor name -> value
   const int64_t width0 = enc.embeddings_width();
   const int input = g.add("input", OpKind::kInput, {}, {{"dtype", "int64"}, {"shape", {context}}});
   const int tok = g.add("embed", OpKind::kEmbedding, {input},
                         {{"num_embeddings", enc.vocabulary_rows()}, {"dim", width0}});
-  weights.emplace_back("embed.weight", enc.embeddings() * 2.0);
+  weights.emplace("embed.weight", enc.embeddings() * 2.0);
   const int pos = g.add("timing", OpKind::kEmbedding, {input},
                         {{"num_embeddings", context}, {"dim", width0}, {"positional", true}});
-  weights.emplace_back("timing.weight", enc.timing(context));
+  weights.emplace("timing.weight", enc.timing(context));
   int x = g.add("embed.add", OpKind::kAdd, {tok, pos});
   auto linear = [&](const std::string& name, int from, const torch::Tensor& w_in_out,
                     const torch::Tensor& b) {
-    weights.emplace_back(name + ".weight", w_in_out.t().contiguous());
-    weights.emplace_back(name + ".bias", b);
+    weights.emplace(name + ".weight", w_in_out.t().contiguous());
+    weights.emplace(name + ".bias", b);
     return g.add(name, OpKind::kLinear, {from},
                  {{"in_features", w_in_out.size(0)}, {"out_features", w_in_out.size(1)}});
   };
   auto layer_norm = [&](const std::string& name, int from, const torch::Tensor& scale,
                         const torch::Tensor& bias) {
-    weights.emplace_back(name + ".weight", scale);
-    weights.emplace_back(name + ".bias", bias);
+    weights.emplace(name + ".weight", scale);
+    weights.emplace(name + ".bias", bias);
     return g.add(name, OpKind::kLayerNorm, {from}, {{"dim", scale.size(0)}, {"eps", enc.ln_epsilon()}});
   };
   for (size_t l = 0; l < enc.layers().size(); ++l) {
@@ -291,19 +292,7 @@ GraphModule use_lite_graph(UseLiteClassifier& model, int64_t context) {
   }
   g.set_output(x);
   GraphModule module(std::move(g));
-  torch::NoGradGuard no_grad;
-  auto params = module->named_parameters(true);
-  auto buffers = module->named_buffers(true);
-  for (const auto& [name, value] : weights) {
-    torch::Tensor* dst = params.find(name);
-    if (!dst) dst = buffers.find(name);
-    if (!dst) throw Error(fmt::format("USE-Lite graph: no tensor '{}' in the graph module", name));
-    if (dst->sizes() != value.sizes())
-      throw Error(fmt::format("USE-Lite graph: tensor '{}' is [{}], the encoder's [{}]", name,
-                              fmt::join(dst->sizes().vec(), ", "), fmt::join(value.sizes().vec(), ", ")));
-    dst->copy_(value.detach().to(torch::kFloat32));
-  }
-  module->eval();
+  set_tensors(module, weights, "USE-Lite graph");
   return module;
 }
 

@@ -268,13 +268,13 @@ std::string quality_cell(const nlohmann::json& m) {
 }
 
 Forward session_forward(const Session& s) {
-  return [&s](const torch::Tensor& x) {
+  // A sequence model over documents runs each row alone, without its -1 padding.
+  const bool one_by_one = s.has_input_spec() && s.input_spec().kind == "documents" && !pads_documents(s);
+  return [&s, one_by_one](const torch::Tensor& x) {
     const int64_t batch = x.size(0);
     std::vector<float> out;
     std::vector<int64_t> shape;
-    if (x.scalar_type() == torch::kInt64 && s.has_input_spec() && s.input_spec().kind == "documents" &&
-        !pads_documents(s)) {
-      // A sequence model over documents: each row alone, without its -1 padding.
+    if (x.scalar_type() == torch::kInt64 && one_by_one) {
       const auto ids = x.contiguous();
       const int64_t length = x.size(1);
       for (int64_t b = 0; b < batch; ++b) {
