@@ -9,7 +9,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "compress/models/use_lite.h"
 #include "compress/models/zoo.h"
 #include "runtime/format/artifact.h"
 
@@ -36,6 +35,7 @@ void add_input_tensors(ArtifactWriter& writer, const Recipe& recipe, const Datas
 // A USE-Lite teacher (compress/models/use_lite.h) as the runtime runs it: use_lite_graph over the recipe's
 // max_tokens, the tokenizer inside (add_input_tensors); fp32, or with int8 Linear weights and dynamic
 // activations.
+class UseLiteClassifier;
 ArtifactWriter export_use_lite(UseLiteClassifier& model, const Recipe& recipe, const Dataset& data,
                                bool int8 = false);
 
