@@ -12,6 +12,8 @@ namespace mighty::kernels {
 void sgemm_ref(const SgemmArgs& p, int64_t n_begin, int64_t n_end) {
   for (int64_t r = 0; r < p.m; ++r)
     for (int64_t col = n_begin; col < n_end; ++col) {
+      if (p.c_pitch > 0 && col % p.c_pitch >= p.c_keep) continue;  // a grid column that is dropped
+      const int64_t at = p.c_pitch > 0 ? col / p.c_pitch * p.c_keep + col % p.c_pitch : col;
       float s = p.accumulate ? p.c[r * p.ldc + col]
                 : p.row_bias ? p.row_bias[r]
                 : p.col_bias ? p.col_bias[col]
@@ -20,7 +22,7 @@ void sgemm_ref(const SgemmArgs& p, int64_t n_begin, int64_t n_end) {
         const float* brow = p.b + (p.b_rows ? p.b_rows[kk] : kk * p.ldb);
         s = std::fma(p.a[r * p.lda + kk], brow[col], s);
       }
-      p.c[r * p.ldc + col] = p.relu ? (s > 0.0f ? s : 0.0f) : s;
+      p.c[r * p.ldc + at] = p.relu ? (s > 0.0f ? s : 0.0f) : s;
     }
 }
 

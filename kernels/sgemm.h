@@ -1,6 +1,6 @@
 // fp32 GEMM for the runtime's floating-point layers: C[m][n] = init + sum_k A[m][k] * B[k][n], A, B and C
-// row-major with their own row strides. The sum starts from the bias (row_bias[m], or col_bias[n], or 0; or C
-// itself when accumulating) and
+// row-major with their own row strides (or C's columns packed from a grid: SgemmArgs::c_pitch). The sum
+// starts from the bias (row_bias[m], or col_bias[n], or 0; or C itself when accumulating) and
 // takes the products in k order, one fused multiply-add each, on every path (ref: std::fma), so every path
 // gives the same bits and a SIMD path is tested byte for byte against the scalar one, as the int8 kernels
 // are. (Against another library the results differ by summation order only: the fp32 tests compare with a
@@ -32,6 +32,11 @@ struct SgemmArgs {
   // rows are read in place from its (padded) input, one offset per (tap, channel).
   const int64_t* b_rows = nullptr;  // [k]
   bool relu = false;                // each result is max(sum, 0) as the ReLU op computes it (NaN -> 0)
+  // Grid columns (a convolution's output over its padded input's row pitch): when c_pitch > 0, the columns
+  // are rows of c_pitch of which the first c_keep are stored, the others computed and dropped: column q goes
+  // to C column (q / c_pitch) * c_keep + q % c_pitch, so each row of C holds the kept columns packed. Not
+  // with accumulate or col_bias.
+  int64_t c_pitch = 0, c_keep = 0;
 };
 
 // Columns [n_begin, n_end) of C, all rows, on one path.

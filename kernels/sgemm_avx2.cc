@@ -21,6 +21,13 @@ struct Avx2 {
   static Reg max0(Reg v) { return _mm256_max_ps(v, _mm256_setzero_ps()); }  // NaN, -0 -> +0
   static void store(float* p, Reg v) { _mm256_storeu_ps(p, v); }
   static void store(float* p, Reg v, Mask m) { _mm256_maskstore_ps(p, m, v); }
+  static void store_kept(float* p, Reg v, uint32_t keep) {
+    if (keep == 0xffu) return _mm256_storeu_ps(p, v);
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, v);
+    for (int i = 0; i < 8; ++i)
+      if (keep >> i & 1u) *p++ = lanes[i];
+  }
   static Mask mask(int64_t valid) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(valid)),
                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));

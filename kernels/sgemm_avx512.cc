@@ -21,6 +21,11 @@ struct Avx512 {
   static Reg max0(Reg v) { return _mm512_max_ps(v, _mm512_setzero_ps()); }  // NaN, -0 -> +0
   static void store(float* p, Reg v) { _mm512_storeu_ps(p, v); }
   static void store(float* p, Reg v, Mask m) { _mm512_mask_storeu_ps(p, m, v); }
+  static void store_kept(float* p, Reg v, uint32_t keep) {
+    const int n = __builtin_popcount(keep);
+    _mm512_mask_storeu_ps(p, static_cast<Mask>((1u << n) - 1),
+                          _mm512_maskz_compress_ps(static_cast<Mask>(keep), v));
+  }
   static Mask mask(int64_t valid) {
     return valid >= 16 ? static_cast<Mask>(0xffff) : static_cast<Mask>((1u << valid) - 1);
   }

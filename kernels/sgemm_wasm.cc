@@ -79,6 +79,12 @@ struct Simd128 {
     store(buf, v);
     std::memcpy(p, buf, static_cast<size_t>(n) * sizeof(float));
   }
+  static void store_kept(float* p, Reg v, uint32_t keep) {
+    float buf[4];
+    store(buf, v);
+    for (int i = 0; i < 4; ++i)
+      if (keep >> i & 1u) *p++ = buf[i];
+  }
   static Mask mask(int64_t valid) { return valid; }
 };
 

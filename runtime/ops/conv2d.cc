@@ -106,34 +106,35 @@ void depthwise_fp32(const float* x, int64_t channels, int64_t h, int64_t w, cons
 }
 
 // A stride-1 convolution as one GEMM with implicit im2col: over a zero-padded copy of the input (none for
-// 1x1 without padding), output pixel (oy, ox) at grid position q = oy * pw + ox reads tap (ky, kx) of channel
-// c at padded[c][q + ky * pw + kx], so patch row (tap, c) of B is the padded input from offset
-// c * plane + ky * pw + kx (SgemmArgs::b_rows) and the weights [gout][taps][gin] are A. The register tiles
-// keep their sums over all taps and channels. The grid's last pw - ow columns of each row are computed and
-// dropped. Per output the sum starts from the bias and takes the taps in (ky, kx) order, each over the
-// channels in order; a fused ReLU (exec/fp32_fusion.h) is applied as the tiles are stored.
+// 1x1 without padding) with rows of pw = w + pad floats (the pad zeros after a row are also the ones before
+// the next; w + 2 * pad when pad > k - 1), output pixel (oy, ox) at grid position q = oy * pw + ox reads tap
+// (ky, kx) of channel c at padded[c][q + ky * pw + kx], so patch row (tap, c) of B is the padded input from
+// offset c * plane + ky * pw + kx (SgemmArgs::b_rows) and the weights [gout][taps][gin] are A. The register
+// tiles keep their sums over all taps and channels and store the ow kept columns of each grid row straight
+// into the output (SgemmArgs::c_pitch); the other pw - ow are computed and dropped. Per output the sum starts
+// from the bias and takes the taps in (ky, kx) order, each over the channels in order; a fused ReLU
+// (exec/fp32_fusion.h) is applied as the tiles are stored.
 // `taps`: the weights per group, [groups][gout][k * k][gin] (prepare).
 void conv_implicit(exec::OpContext& ctx, const float* taps, const float* x, int64_t batch, int64_t groups,
                    int64_t gin, int64_t gout, int64_t h, int64_t w, int64_t k, int64_t pad, const float* bias,
                    float* y) {
-  const int64_t cin = groups * gin, cout = groups * gout, ph = h + 2 * pad, pw = w + 2 * pad;
-  const int64_t oh = ph - k + 1, ow = pw - k + 1, plane = ph * pw, patch = k * k * gin;
-  const bool direct = k == 1 && pad == 0;        // B is the input itself, and C the output
-  thread_local std::vector<float> padded, grid;  // scratch reused across runs on this thread
+  const int64_t cin = groups * gin, cout = groups * gout, ph = h + 2 * pad;
+  const int64_t oh = ph - k + 1, ow = w + 2 * pad - k + 1, patch = k * k * gin;
+  const int64_t pw = pad <= k - 1 ? w + pad : w + 2 * pad, plane = ph * pw;
+  const bool direct = k == 1 && pad == 0;  // B is the input itself
+  thread_local std::vector<float> padded;  // scratch reused across runs on this thread
   thread_local std::vector<int64_t> rows;
   rows.resize(static_cast<size_t>(patch));
   for (int64_t t = 0; t < k * k; ++t)
     for (int64_t c = 0; c < gin; ++c) rows[static_cast<size_t>(t * gin + c)] = c * plane + t / k * pw + t % k;
-  if (!direct) {
-    // The last tap reads k - 1 floats past the last plane, for grid columns that are dropped.
-    padded.assign(static_cast<size_t>(gin * plane + k), 0.0f);
-    grid.resize(static_cast<size_t>(gout * oh * pw));
-  }
+  // The last channel's last row reads up to pad floats past its plane (its right padding), and nothing
+  // further: the grid stops at the last kept column.
+  if (!direct) padded.assign(static_cast<size_t>(gin * plane + pad), 0.0f);
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t g = 0; g < groups; ++g) {
       const float* xb = x + (b * cin + g * gin) * h * w;
       float* yb = y + (b * cout + g * gout) * oh * ow;
-      if (!direct)
+      if (!direct)  // over the previous image's rows: its zeros stay
         for (int64_t c = 0; c < gin; ++c)
           for (int64_t iy = 0; iy < h; ++iy)
             std::copy(xb + (c * h + iy) * w, xb + (c * h + iy + 1) * w,
@@ -143,17 +144,14 @@ void conv_implicit(exec::OpContext& ctx, const float* taps, const float* x, int6
       p.lda = p.k = patch;
       p.b = direct ? xb : padded.data();
       p.b_rows = rows.data();
-      p.c = direct ? yb : grid.data();
-      p.ldc = p.n = oh * pw;
+      p.c = yb;
+      p.ldc = oh * ow;
+      p.n = direct ? oh * ow : (oh - 1) * pw + ow;
+      if (!direct) p.c_pitch = pw, p.c_keep = ow;
       p.m = gout;
       p.row_bias = bias ? bias + g * gout : nullptr;
       p.relu = ctx.attrs().relu;
       kernels::sgemm(p, ctx.call().pool);
-      if (direct) continue;
-      for (int64_t o = 0; o < gout; ++o)
-        for (int64_t oy = 0; oy < oh; ++oy)
-          std::copy(grid.data() + (o * oh + oy) * pw, grid.data() + (o * oh + oy) * pw + ow,
-                    yb + (o * oh + oy) * ow);
     }
 }
 

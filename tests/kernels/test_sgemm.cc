@@ -138,3 +138,65 @@ TEST_CASE("sgemm: the double-rounding traps of an fma computed in double") {
     REQUIRE(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0);
   }
 }
+
+// Grid columns (SgemmArgs::c_pitch, a convolution's output over its padded rows): of each run of c_pitch
+// columns the first c_keep are stored packed in C, the others dropped. Every path equals the scalar one bit
+// for bit, the scalar path equals the plain GEMM's kept columns, and nothing past a row's kept columns or
+// between C's rows is written; pitches narrower and wider than a vector, one kept column or all but one.
+TEST_CASE("sgemm: grid columns stored packed, every path equal to the scalar one") {
+  std::mt19937 rng(29);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  ThreadPool pool2(2);
+  const int64_t cases[][5] = {// m, grid rows, pitch, keep, k
+                              {16, 28, 29, 28, 144}, {32, 14, 15, 14, 288}, {7, 5, 3, 1, 9},
+                              {9, 4, 17, 16, 5},     {8, 3, 40, 33, 12},    {5, 11, 16, 15, 1},
+                              {13, 2, 6, 6, 30},     {3, 20, 31, 2, 7}};
+  for (const auto& cs : cases) {
+    const int64_t m = cs[0], grid_rows = cs[1], pitch = cs[2], keep = cs[3], k = cs[4];
+    const int64_t n = (grid_rows - 1) * pitch + keep, kept = grid_rows * keep;
+    const int64_t lda = k + 1, ldb = n + 3, ldc = kept + static_cast<int64_t>(rng() % 4);
+    GuardedBuffer<float> a(static_cast<size_t>((m - 1) * lda + k)), b(static_cast<size_t>((k - 1) * ldb + n));
+    for (size_t i = 0; i < a.size(); ++i) a[i] = u(rng);
+    for (size_t i = 0; i < b.size(); ++i) b[i] = u(rng);
+    std::vector<float> bias(static_cast<size_t>(m));
+    for (auto& v : bias) v = u(rng);
+    SgemmArgs p;
+    p.a = a.data();
+    p.b = b.data();
+    p.m = m;
+    p.n = n;
+    p.k = k;
+    p.lda = lda;
+    p.ldb = ldb;
+    p.row_bias = bias.data();
+    p.relu = pitch % 2 == 1;
+    // The plain GEMM of every grid column, for the kept ones.
+    std::vector<float> full(static_cast<size_t>(m * n));
+    p.c = full.data();
+    p.ldc = n;
+    sgemm(p, Isa::kRef, nullptr);
+    p.c_pitch = pitch;
+    p.c_keep = keep;
+    p.ldc = ldc;
+    GuardedBuffer<float> expected(static_cast<size_t>((m - 1) * ldc + kept));
+    for (size_t i = 0; i < expected.size(); ++i) expected[i] = -7.0f;
+    p.c = expected.data();
+    sgemm(p, Isa::kRef, nullptr);
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t q = 0; q < n; ++q)
+        if (q % pitch < keep) REQUIRE(expected[r * ldc + q / pitch * keep + q % pitch] == full[r * n + q]);
+      for (int64_t col = kept; col < ldc && r + 1 < m; ++col) REQUIRE(expected[r * ldc + col] == -7.0f);
+    }
+    for (Isa isa : kAllIsas) {
+      if (isa == Isa::kRef || !cpu_features().supports(isa)) continue;
+      for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2}) {
+        GuardedBuffer<float> c(expected.size());
+        for (size_t i = 0; i < c.size(); ++i) c[i] = -7.0f;
+        p.c = c.data();
+        sgemm(p, isa, pool);
+        INFO("path " << isa_name(isa) << " m " << m << " pitch " << pitch << " keep " << keep << " k " << k);
+        REQUIRE(std::memcmp(c.data(), expected.data(), c.size() * sizeof(float)) == 0);
+      }
+    }
+  }
+}
