@@ -4,6 +4,9 @@
 // fused ReLU from exec/fp32_fusion.h), or int8 (exec/int8_layer.h: implicit im2col over channels-last uint8
 // for static activations, float patches quantized per row for dynamic ones).
 #include <algorithm>
+#include <array>
+#include <deque>
+#include <vector>
 
 #include "kernels/sgemm.h"
 #include "runtime/exec/op_context.h"
@@ -105,6 +108,25 @@ void depthwise_fp32(const float* x, int64_t channels, int64_t h, int64_t w, cons
   }
 }
 
+// A zero-padded copy of gin planes of h x w at row pitch pw, pad rows and columns of zeros around each:
+// one buffer per layout on each thread, so that its zeros are written once and each run copies only the
+// rows (the few layouts of the models this thread runs are kept; the oldest goes past eight).
+std::vector<float>& padded_scratch(int64_t gin, int64_t h, int64_t w, int64_t pad, int64_t pw) {
+  struct Layout {
+    std::array<int64_t, 5> key;
+    std::vector<float> data;
+  };
+  thread_local std::deque<Layout> layouts;
+  const std::array<int64_t, 5> key = {gin, h, w, pad, pw};
+  for (Layout& l : layouts)
+    if (l.key == key) return l.data;
+  if (layouts.size() == 8) layouts.pop_front();
+  // The last channel's last row reads up to pad floats past its plane (its right padding), and nothing
+  // further: the grid stops at the last kept column.
+  layouts.push_back({key, std::vector<float>(static_cast<size_t>(gin * (h + 2 * pad) * pw + pad), 0.0f)});
+  return layouts.back().data;
+}
+
 // A stride-1 convolution as one GEMM with implicit im2col: over a zero-padded copy of the input (none for
 // 1x1 without padding) with rows of pw = w + pad floats (the pad zeros after a row are also the ones before
 // the next; w + 2 * pad when pad > k - 1), output pixel (oy, ox) at grid position q = oy * pw + ox reads tap
@@ -122,27 +144,24 @@ void conv_implicit(exec::OpContext& ctx, const float* taps, const float* x, int6
   const int64_t oh = ph - k + 1, ow = w + 2 * pad - k + 1, patch = k * k * gin;
   const int64_t pw = pad <= k - 1 ? w + pad : w + 2 * pad, plane = ph * pw;
   const bool direct = k == 1 && pad == 0;  // B is the input itself
-  thread_local std::vector<float> padded;  // scratch reused across runs on this thread
   thread_local std::vector<int64_t> rows;
   rows.resize(static_cast<size_t>(patch));
   for (int64_t t = 0; t < k * k; ++t)
     for (int64_t c = 0; c < gin; ++c) rows[static_cast<size_t>(t * gin + c)] = c * plane + t / k * pw + t % k;
-  // The last channel's last row reads up to pad floats past its plane (its right padding), and nothing
-  // further: the grid stops at the last kept column.
-  if (!direct) padded.assign(static_cast<size_t>(gin * plane + pad), 0.0f);
+  std::vector<float>* padded = direct ? nullptr : &padded_scratch(gin, h, w, pad, pw);
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t g = 0; g < groups; ++g) {
       const float* xb = x + (b * cin + g * gin) * h * w;
       float* yb = y + (b * cout + g * gout) * oh * ow;
-      if (!direct)  // over the previous image's rows: its zeros stay
+      if (!direct)  // over the previous rows: the zeros stay
         for (int64_t c = 0; c < gin; ++c)
           for (int64_t iy = 0; iy < h; ++iy)
             std::copy(xb + (c * h + iy) * w, xb + (c * h + iy + 1) * w,
-                      padded.data() + c * plane + (iy + pad) * pw + pad);
+                      padded->data() + c * plane + (iy + pad) * pw + pad);
       kernels::SgemmArgs p;
       p.a = taps + g * gout * patch;
       p.lda = p.k = patch;
-      p.b = direct ? xb : padded.data();
+      p.b = direct ? xb : padded->data();
       p.b_rows = rows.data();
       p.c = yb;
       p.ldc = oh * ow;
