@@ -49,7 +49,8 @@ TEST_CASE("fp32: linear") {
 
 TEST_CASE("fp32: 2x2 max pooling equals std::max folded over each window, bit for bit") {
   std::mt19937_64 rng(9);
-  for (const auto& [h, w] : {std::pair<int64_t, int64_t>{2, 2}, {4, 9}, {7, 16}, {28, 28}, {5, 19}, {14, 14}, {3, 13}}) {
+  for (const auto& [h, w] :
+       {std::pair<int64_t, int64_t>{2, 2}, {4, 9}, {7, 16}, {28, 28}, {5, 19}, {14, 14}, {3, 13}}) {
     const int64_t planes = 3, oh = h / 2, ow = w / 2;
     auto x = random_floats(static_cast<size_t>(planes * h * w), rng);
     // NaNs, infinities and signed zeros where the fold's order decides the result.
