@@ -98,6 +98,70 @@ Bodies make_bodies(const Options& o, const mighty::IdxArray& images) {
   return b;
 }
 
+// A prediction response read without building its document (nlohmann's SAX interface; the DOM's allocations
+// were most of this client's CPU, which shares the machine with the server): the top-level "version" and, per
+// element of "predictions", its "index", "probability" and own "version" (a cascade's stage). Nested
+// containers (a prediction's "top") are skipped. Any JSON error fails the parse.
+struct PredictionReader {
+  struct Prediction {
+    int64_t index = -1;
+    double probability = 0.0;
+    bool has_index = false, has_probability = false;
+    std::string version;  // empty: the response's
+  };
+  std::string version;
+  std::vector<Prediction> predictions;
+  bool has_predictions = false;
+  int depth = 0;                // containers open
+  bool in_predictions = false;  // inside the top-level "predictions" array
+  std::string key1, key3;       // the last key of the top-level object and of a prediction
+
+  bool prediction_value() const { return in_predictions && depth == 3; }
+  bool number(double v, bool integral) {
+    if (!prediction_value()) return true;
+    Prediction& p = predictions.back();
+    if (key3 == "index" && integral) p.index = static_cast<int64_t>(v), p.has_index = true;
+    if (key3 == "probability") p.probability = v, p.has_probability = true;
+    return true;
+  }
+  bool null() { return true; }
+  bool boolean(bool) { return true; }
+  bool number_integer(int64_t v) { return number(static_cast<double>(v), true); }
+  bool number_unsigned(uint64_t v) { return number(static_cast<double>(v), true); }
+  bool number_float(double v, const std::string&) { return number(v, false); }
+  bool string(std::string& v) {
+    if (depth == 1 && key1 == "version") version = v;
+    if (prediction_value() && key3 == "version") predictions.back().version = v;
+    return true;
+  }
+  bool binary(std::vector<uint8_t>&) { return true; }
+  bool start_object(std::size_t) {
+    ++depth;
+    if (in_predictions && depth == 3) predictions.emplace_back();
+    return true;
+  }
+  bool key(std::string& k) {
+    if (depth == 1) key1 = k;
+    if (prediction_value()) key3 = k;
+    return true;
+  }
+  bool end_object() {
+    --depth;
+    return true;
+  }
+  bool start_array(std::size_t) {
+    ++depth;
+    if (depth == 2 && key1 == "predictions") in_predictions = has_predictions = true;
+    return true;
+  }
+  bool end_array() {
+    if (depth == 2) in_predictions = false;
+    --depth;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) { return false; }
+};
+
 void client_loop(const Options& o, const mighty::IdxArray& images, const Bodies& bodies, int id,
                  Clock::time_point start, std::atomic<int64_t>& next, Shared& shared) {
   httplib::Client client(o.host, o.port);
@@ -127,31 +191,13 @@ void client_loop(const Options& o, const mighty::IdxArray& images, const Bodies&
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     // The answers are read before taking the lock (the parse is most of this client's CPU), then checked
     // against the first answer for the same image and model version: a different one is a mixed answer.
-    struct Answer {
-      int64_t image, index;
-      uint64_t probability_bits;
-      std::string version;
-    };
-    std::vector<Answer> got;
+    PredictionReader reader;
     bool parsed = false, whole = false;
     if (res && res->status == 200) {
-      try {
-        const auto j = nlohmann::json::parse(res->body);
-        const auto& preds = j.at("predictions");
-        parsed = true;
-        whole = preds.is_array() && static_cast<int64_t>(preds.size()) == o.batch;
-        for (size_t k = 0; whole && k < preds.size(); ++k) {
-          const auto& p = preds[k];
-          const double prob = p.at("probability").get<double>();
-          uint64_t bits = 0;
-          std::memcpy(&bits, &prob, sizeof bits);
-          got.push_back(
-              {(first + static_cast<int64_t>(k)) % images.dims[0], p.at("index").get<int64_t>(), bits,
-               p.contains("version") ? p["version"].get<std::string>() : j.at("version").get<std::string>()});
-        }
-      } catch (...) {
-        parsed = false;
-      }
+      parsed = nlohmann::json::sax_parse(res->body, &reader) && reader.has_predictions;
+      for (const auto& p : reader.predictions)
+        parsed = parsed && p.has_index && p.has_probability && !(p.version.empty() && reader.version.empty());
+      whole = parsed && static_cast<int64_t>(reader.predictions.size()) == o.batch;
     }
     std::lock_guard lock(shared.mutex);
     if (!res) {
@@ -170,10 +216,15 @@ void client_loop(const Options& o, const mighty::IdxArray& images, const Bodies&
       continue;
     }
     shared.examples += o.batch;
-    for (const Answer& a : got) {
-      ++shared.versions[a.version];
-      const std::pair<int64_t, uint64_t> answer{a.index, a.probability_bits};
-      const auto [it, inserted] = shared.answers[a.version].emplace(a.image, answer);
+    for (size_t k = 0; k < reader.predictions.size(); ++k) {
+      const auto& p = reader.predictions[k];
+      const std::string& version = p.version.empty() ? reader.version : p.version;
+      ++shared.versions[version];
+      uint64_t bits = 0;
+      std::memcpy(&bits, &p.probability, sizeof bits);
+      const std::pair<int64_t, uint64_t> answer{p.index, bits};
+      const int64_t image = (first + static_cast<int64_t>(k)) % images.dims[0];
+      const auto [it, inserted] = shared.answers[version].emplace(image, answer);
       if (!inserted && it->second != answer) ++shared.mixed;
     }
   }
