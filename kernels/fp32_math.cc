@@ -3,11 +3,16 @@
 
 #include "kernels/dispatch.h"
 #include "kernels/fp32_math_impl.h"
+#include "kernels/fp32_ops.h"
 
 namespace mighty::kernels {
 
-const Fp32MathKernels kFp32MathRef = {scalar::softmax, scalar::map<gelu_t<float>>, scalar::map<silu_t<float>>,
-                                      scalar::map<sigmoid_t<float>>, scalar::layer_norm};
+const Fp32MathKernels kFp32MathRef = {scalar::softmax,
+                                      scalar::map<gelu_t<float>>,
+                                      scalar::map<silu_t<float>>,
+                                      scalar::map<sigmoid_t<float>>,
+                                      scalar::layer_norm,
+                                      max_pool2_fp32};
 
 const Fp32MathKernels& fp32_math(Isa isa) { return *kernel_table(isa).fp32_math; }
 

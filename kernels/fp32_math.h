@@ -43,6 +43,9 @@ struct Fp32MathKernels {
   // LibTorch).
   void (*layer_norm)(const float* x, int64_t rows, int64_t dim, const float* gamma, const float* beta,
                      float eps, float* y);
+  // 2x2 max pooling at stride 2 as kernels/fp32_ops.h's max_pool2_fp32 (that function is the scalar path),
+  // bit for bit: each output std::max folded from -inf over its window in row order.
+  void (*max_pool2)(const float* x, int64_t planes, int64_t h, int64_t w, float* y);
 };
 extern const Fp32MathKernels kFp32MathRef;
 extern const Fp32MathKernels kFp32MathAvx2;

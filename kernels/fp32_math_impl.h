@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "kernels/fp32_math.h"
+#include "kernels/fp32_ops.h"
 
 // A 64-byte vector passed by value is returned differently with and without AVX-512; every function here has
 // internal linkage and is inlined, so no call crosses that ABI.
@@ -297,7 +298,7 @@ inline void layer_norm(const float* x, int64_t rows, int64_t dim, const float* g
 
 // The table of a SIMD unit.
 constexpr Fp32MathKernels table() {
-  return {softmax, map<gelu_t<Vec>>, map<silu_t<Vec>>, map<sigmoid_t<Vec>>, layer_norm};
+  return {softmax, map<gelu_t<Vec>>, map<silu_t<Vec>>, map<sigmoid_t<Vec>>, layer_norm, max_pool2_fp32};
 }
 
 }  // namespace vector

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/conv.h"
+#include "kernels/fp32_math.h"
 #include "kernels/fp32_ops.h"
 #include "runtime/error.h"
 #include "runtime/exec/op_context.h"
@@ -62,7 +63,7 @@ void run_pool(exec::OpContext& ctx, bool is_max) {
   const bool include_pad = ctx.attr_bool("count_include_pad", true);
   out.data.resize(static_cast<size_t>(batch * c * oh * ow));
   if (pad == 0 && is_max && k == 2 && stride == 2) {
-    kernels::max_pool2_fp32(in.data.data(), batch * c, h, w, out.data.data());
+    kernels::fp32_math().max_pool2(in.data.data(), batch * c, h, w, out.data.data());
     return;
   }
   // Each window clipped to the image once (no per-element bounds tests: with them the default student's fp32

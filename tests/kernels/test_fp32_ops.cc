@@ -8,6 +8,8 @@
 #include <random>
 #include <vector>
 
+#include "kernels/cpu_features.h"
+#include "kernels/fp32_math.h"
 #include "kernels/fp32_ops.h"
 #include "kernels/transpose.h"
 
@@ -47,10 +49,18 @@ TEST_CASE("fp32: linear") {
   }
 }
 
-TEST_CASE("fp32: 2x2 max pooling equals std::max folded over each window, bit for bit") {
+TEST_CASE("fp32: 2x2 max pooling equals std::max folded over each window, bit for bit, on every path") {
   std::mt19937_64 rng(9);
-  for (const auto& [h, w] :
-       {std::pair<int64_t, int64_t>{2, 2}, {4, 9}, {7, 16}, {28, 28}, {5, 19}, {14, 14}, {3, 13}}) {
+  for (const auto& [h, w] : {std::pair<int64_t, int64_t>{2, 2},
+                             {4, 9},
+                             {7, 16},
+                             {28, 28},
+                             {5, 19},
+                             {14, 14},
+                             {3, 13},
+                             {2, 34},
+                             {2, 64},
+                             {4, 70}}) {
     const int64_t planes = 3, oh = h / 2, ow = w / 2;
     auto x = random_floats(static_cast<size_t>(planes * h * w), rng);
     // NaNs, infinities and signed zeros where the fold's order decides the result.
@@ -59,18 +69,23 @@ TEST_CASE("fp32: 2x2 max pooling equals std::max folded over each window, bit fo
     x[static_cast<size_t>(w)] = 0.0f;
     x[x.size() - 1] = std::numeric_limits<float>::infinity();
     x[x.size() / 2] = std::numeric_limits<float>::quiet_NaN();
-    std::vector<float> y(static_cast<size_t>(planes * oh * ow));
-    max_pool2_fp32(x.data(), planes, h, w, y.data());
-    for (int64_t p = 0; p < planes; ++p)
-      for (int64_t oy = 0; oy < oh; ++oy)
-        for (int64_t ox = 0; ox < ow; ++ox) {
-          float acc = -std::numeric_limits<float>::infinity();
-          for (int64_t dy = 0; dy < 2; ++dy)
-            for (int64_t dx = 0; dx < 2; ++dx)
-              acc = std::max(acc, x[(p * h + 2 * oy + dy) * w + 2 * ox + dx]);
-          const float got = y[(p * oh + oy) * ow + ox];
-          INFO(h << "x" << w << " plane " << p << " at " << oy << "," << ox);
-          REQUIRE(std::memcmp(&got, &acc, sizeof got) == 0);
-        }
+    for (Isa isa : kAllIsas) {
+      if (!cpu_features().supports(isa)) continue;
+      // One float of slack after the outputs, which no path may write.
+      std::vector<float> y(static_cast<size_t>(planes * oh * ow + 1), 7.0f);
+      fp32_math(isa).max_pool2(x.data(), planes, h, w, y.data());
+      REQUIRE(y.back() == 7.0f);
+      for (int64_t p = 0; p < planes; ++p)
+        for (int64_t oy = 0; oy < oh; ++oy)
+          for (int64_t ox = 0; ox < ow; ++ox) {
+            float acc = -std::numeric_limits<float>::infinity();
+            for (int64_t dy = 0; dy < 2; ++dy)
+              for (int64_t dx = 0; dx < 2; ++dx)
+                acc = std::max(acc, x[(p * h + 2 * oy + dy) * w + 2 * ox + dx]);
+            const float got = y[(p * oh + oy) * ow + ox];
+            INFO(isa_name(isa) << " " << h << "x" << w << " plane " << p << " at " << oy << "," << ox);
+            REQUIRE(std::memcmp(&got, &acc, sizeof got) == 0);
+          }
+    }
   }
 }
