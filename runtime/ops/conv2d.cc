@@ -148,7 +148,7 @@ void conv_implicit(exec::OpContext& ctx, const float* taps, const float* x, int6
   rows.resize(static_cast<size_t>(patch));
   for (int64_t t = 0; t < k * k; ++t)
     for (int64_t c = 0; c < gin; ++c) rows[static_cast<size_t>(t * gin + c)] = c * plane + t / k * pw + t % k;
-  std::vector<float>* padded = direct ? nullptr : &padded_scratch(gin, h, w, pad, pw);
+  float* padded = direct ? nullptr : padded_scratch(gin, h, w, pad, pw).data();
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t g = 0; g < groups; ++g) {
       const float* xb = x + (b * cin + g * gin) * h * w;
@@ -157,11 +157,11 @@ void conv_implicit(exec::OpContext& ctx, const float* taps, const float* x, int6
         for (int64_t c = 0; c < gin; ++c)
           for (int64_t iy = 0; iy < h; ++iy)
             std::copy(xb + (c * h + iy) * w, xb + (c * h + iy + 1) * w,
-                      padded->data() + c * plane + (iy + pad) * pw + pad);
+                      padded + c * plane + (iy + pad) * pw + pad);
       kernels::SgemmArgs p;
       p.a = taps + g * gout * patch;
       p.lda = p.k = patch;
-      p.b = direct ? xb : padded->data();
+      p.b = direct ? xb : padded;
       p.b_rows = rows.data();
       p.c = yb;
       p.ldc = oh * ow;

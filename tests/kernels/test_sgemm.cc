@@ -18,6 +18,24 @@
 using namespace mighty::kernels;
 using mighty::testing::GuardedBuffer;
 
+namespace {
+
+// C = A x B of m x n over k, A and B row-major at their row strides (the rest of the arguments as given
+// later).
+SgemmArgs product(const float* a, const float* b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb) {
+  SgemmArgs p;
+  p.a = a;
+  p.b = b;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.lda = lda;
+  p.ldb = ldb;
+  return p;
+}
+
+}  // namespace
+
 TEST_CASE("sgemm: every path equals the scalar path, bit for bit") {
   std::mt19937 rng(17);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -41,14 +59,7 @@ TEST_CASE("sgemm: every path equals the scalar path, bit for bit") {
       std::vector<float> row_bias(static_cast<size_t>(m)), col_bias(static_cast<size_t>(n));
       for (auto& v : row_bias) v = u(rng);
       for (auto& v : col_bias) v = u(rng);
-      SgemmArgs p;
-      p.a = a.data();
-      p.b = b.data();
-      p.m = m;
-      p.n = n;
-      p.k = k;
-      p.lda = lda;
-      p.ldb = ldb;
+      SgemmArgs p = product(a.data(), b.data(), m, n, k, lda, ldb);
       p.ldc = ldc;
       if (bias == 1) p.row_bias = row_bias.data();
       if (bias == 2) p.col_bias = col_bias.data();
@@ -160,14 +171,7 @@ TEST_CASE("sgemm: grid columns stored packed, every path equal to the scalar one
     for (size_t i = 0; i < b.size(); ++i) b[i] = u(rng);
     std::vector<float> bias(static_cast<size_t>(m));
     for (auto& v : bias) v = u(rng);
-    SgemmArgs p;
-    p.a = a.data();
-    p.b = b.data();
-    p.m = m;
-    p.n = n;
-    p.k = k;
-    p.lda = lda;
-    p.ldb = ldb;
+    SgemmArgs p = product(a.data(), b.data(), m, n, k, lda, ldb);
     p.row_bias = bias.data();
     p.relu = pitch % 2 == 1;
     // The plain GEMM of every grid column, for the kept ones.
