@@ -154,7 +154,9 @@ nlohmann::json describe(const Model& m) {
     info["verify"] = verify;
   }
   if (m.cascade_threshold)
-    info["cascade"] = {{"threshold", *m.cascade_threshold}, {"confidence", m.cascade_confidence}};
+    info["cascade"] = {{"threshold", *m.cascade_threshold},
+                       {"confidence", m.cascade_confidence},
+                       {"blend", m.cascade_blend}};
   return info;
 }
 
@@ -187,6 +189,7 @@ std::shared_ptr<Model> Registry::load(const std::string& name, const std::string
     const MetaValue c = meta.at("cascade");
     m->cascade_threshold = c.at("threshold").number(0.0, 1.0);
     m->cascade_confidence = c.string_or("confidence", "probability");
+    if (c.has("blend")) m->cascade_blend = c.at("blend").number(0.0, 1.0);
     if (m->cascade_confidence != "probability" && m->cascade_confidence != "margin")
       c.at("confidence").fail("expected \"probability\" or \"margin\"");
   }
@@ -223,12 +226,17 @@ std::map<std::string, Cascade> Registry::read_manifest(const std::string& path) 
     c.expect_object();
     if (!valid_name(name)) c.fail("a cascade's name is letters, digits, '.', '_' or '-'");
     for (const auto& [key, v] : value.items()) {
-      if (key != "student" && key != "teacher" && key != "threshold" && key != "confidence")
+      if (key != "student" && key != "teacher" && key != "threshold" && key != "confidence" && key != "blend")
         MetaValue(v, path, c.pointer() + "/" + key).fail("unknown key");
     }
     Cascade k{name, c.at("student").string(), c.at("teacher").string(), std::nullopt,
               c.string_or("confidence", "probability")};
     if (c.has("threshold")) k.threshold = c.at("threshold").number(0.0, 1.0);
+    if (c.has("blend")) {
+      if (!k.threshold)
+        c.at("blend").fail("give \"threshold\" too (without it both come from the student's file)");
+      k.blend = c.at("blend").number(0.0, 1.0);
+    }
     if (k.confidence != "probability" && k.confidence != "margin")
       c.at("confidence").fail("expected \"probability\" or \"margin\"");
     if (k.student == k.teacher) c.fail("the student and the teacher are the same model");
@@ -352,6 +360,7 @@ nlohmann::json Registry::list() const {
     const auto s = models_.find(c.student);
     if (!t && s != models_.end()) t = s->second->cascade_threshold;
     row["threshold"] = t ? nlohmann::json(*t) : nlohmann::json(nullptr);
+    row["blend"] = c.threshold ? c.blend : s != models_.end() ? s->second->cascade_blend : 0.0;
     row["threshold_from"] = c.threshold ? "cascades.json" : t ? "the student's file" : "none (cannot answer)";
     cascades.push_back(row);
   }

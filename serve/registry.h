@@ -31,6 +31,8 @@ struct Model {
   nlohmann::json info;                       // what GET /v1/models shows
   std::optional<double> cascade_threshold;   // metadata "cascade"/"threshold" (written by verify)
   std::string cascade_confidence = "probability";
+  double cascade_blend =
+      0.0;  // metadata "cascade"/"blend": the student's weight in what it leaves (0: teacher)
   std::vector<std::string> json_labels;  // each class label as a JSON string (quoted, escaped), for answers
   std::unique_ptr<Batcher> batcher;      // last: its worker stops before the session goes
 
@@ -42,6 +44,7 @@ struct Cascade {
   std::string name, student, teacher;
   std::optional<double> threshold;  // else the student's own (metadata), else the cascade cannot answer
   std::string confidence;           // "probability" (top-1 softmax) or "margin" (top-1 minus top-2)
+  double blend = 0.0;  // with `threshold`: the student's weight in what it leaves (0: the teacher's)
 };
 
 struct RegistryOptions {

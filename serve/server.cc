@@ -114,6 +114,7 @@ struct Server::Impl {
                                      student ? "teacher" : "student", student ? c.teacher : c.student));
     const std::optional<double> threshold = c.threshold ? c.threshold : student->cascade_threshold;
     const std::string kind = c.threshold ? c.confidence : student->cascade_confidence;
+    const double blend = c.threshold ? c.blend : student->cascade_blend;
     if (!threshold)
       throw RequestError(
           500, "no_threshold",
@@ -128,6 +129,11 @@ struct Server::Impl {
     const JobResult first = run(*student, make_job(*student, r, all));
     metrics.latency(c.name, "student", seconds_since(t0));
     const int64_t per_s = student->outputs_per_example(), per_t = teacher->outputs_per_example();
+    if (blend > 0 && per_s != per_t)
+      throw RequestError(
+          500, "blend_mismatch",
+          fmt::format("cascade {}: blend {} needs as many outputs from {} ({}) as from {} ({})", c.name,
+                      blend, c.student, per_s, c.teacher, per_t));
     std::vector<size_t> deferred;
     std::vector<double> conf(all.size());
     for (size_t i = 0; i < all.size(); ++i) {
@@ -144,6 +150,7 @@ struct Server::Impl {
         nlohmann::json({{"cascade", c.name},
                         {"threshold", *threshold},
                         {"confidence", kind},
+                        {"blend", blend},
                         {"versions", {{"student", student->version}, {"teacher", teacher->version}}}})
             .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     body.pop_back();  // the closing brace: the predictions follow
@@ -152,8 +159,12 @@ struct Server::Impl {
     for (size_t i = 0; i < all.size(); ++i) {
       const bool by_teacher = d < deferred.size() && deferred[d] == i;
       const Model& m = by_teacher ? *teacher : *student;
-      const float* scores = by_teacher ? second.outputs.data() + static_cast<int64_t>(d) * per_t
-                                       : first.outputs.data() + static_cast<int64_t>(i) * per_s;
+      const float* mine = first.outputs.data() + static_cast<int64_t>(i) * per_s;
+      const std::vector<float> mix =
+          by_teacher ? cascade_fallback_scores(mine, second.outputs.data() + static_cast<int64_t>(d) * per_t,
+                                               per_t, blend)
+                     : std::vector<float>();
+      const float* scores = by_teacher ? mix.data() : mine;
       if (i) body += ',';
       append_prediction(
           body, m, scores, r.top_k, r.logits,

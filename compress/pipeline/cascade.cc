@@ -47,7 +47,9 @@ SplitData split_data(const Dataset& d, bool test) {
 struct Answers {
   std::vector<int64_t> pred;
   std::vector<double> confidence;  // top-1 softmax probability
-  double cpu_seconds = 0.0;        // for the whole split, batches of `batch`
+  std::vector<float> scores;       // [n, classes], the model's outputs
+  int64_t classes = 0;
+  double cpu_seconds = 0.0;  // for the whole split, batches of `batch`
 };
 
 // A model over a subset of a split (all when `which` is empty), in batches: predictions and confidences.
@@ -61,9 +63,10 @@ Answers answer(const Forward& model, const SplitData& d, const std::vector<int64
     const int64_t hi = std::min(n, lo + batch);
     const auto x = which.empty() ? d.x.slice(0, lo, hi) : d.x.index_select(0, index.slice(0, lo, hi));
     const auto logits = model(x).to(torch::kFloat32).contiguous();
-    const int64_t classes = logits.size(1);
+    const int64_t classes = a.classes = logits.size(1);
     for (int64_t i = 0; i < hi - lo; ++i) {
       const float* row = logits.data_ptr<float>() + i * classes;
+      a.scores.insert(a.scores.end(), row, row + classes);
       const int64_t best = std::max_element(row, row + classes) - row;
       a.pred.push_back(best);
       a.confidence.push_back(softmax_probabilities(row, classes)[static_cast<size_t>(best)]);
@@ -73,39 +76,62 @@ Answers answer(const Forward& model, const SplitData& d, const std::vector<int64
   return a;
 }
 
+// What the cascade answers for the examples the student leaves, per example: the teacher's prediction, or
+// with `blend` > 0 the top class of the student's and teacher's probabilities mixed (cascade_fallback_scores,
+// as mighty-run serve answers).
+std::vector<int64_t> fallback_predictions(const Answers& student, const Answers& teacher, double blend) {
+  if (blend <= 0.0) return teacher.pred;
+  if (student.classes != teacher.classes)
+    throw Error(
+        fmt::format("verify: cascade: the student has {} outputs and the teacher {}; they cannot be "
+                    "blended (set cascade_blend to 0)",
+                    student.classes, teacher.classes));
+  std::vector<int64_t> out(student.pred.size());
+  const auto c = static_cast<size_t>(student.classes);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const auto mix = cascade_fallback_scores(student.scores.data() + i * c, teacher.scores.data() + i * c,
+                                             student.classes, blend);
+    out[i] = std::max_element(mix.begin(), mix.end()) - mix.begin();
+  }
+  return out;
+}
+
 struct Point {
   double threshold, accuracy, student_share;
   int64_t gain = 0,
-          loss = 0;  // examples the student answers right where the teacher is wrong, and the reverse
+          loss = 0;  // examples the student answers right where the fallback is wrong, and the reverse
 };
 
-Point evaluate_threshold(double t, const Answers& student, const Answers& teacher, const SplitData& d) {
+Point evaluate_threshold(double t, const Answers& student, const std::vector<int64_t>& fallback,
+                         const SplitData& d) {
   int64_t correct = 0, by_student = 0, gain = 0, loss = 0;
   for (int64_t i = 0; i < d.n; ++i) {
     const bool mine = student.confidence[static_cast<size_t>(i)] >= t;
     by_student += mine;
     const int64_t y = d.y[static_cast<size_t>(i)];
     const bool s_right = student.pred[static_cast<size_t>(i)] == y,
-               t_right = teacher.pred[static_cast<size_t>(i)] == y;
-    correct += mine ? s_right : t_right;
-    gain += mine && s_right && !t_right;
-    loss += mine && !s_right && t_right;
+               f_right = fallback[static_cast<size_t>(i)] == y;
+    correct += mine ? s_right : f_right;
+    gain += mine && s_right && !f_right;
+    loss += mine && !s_right && f_right;
   }
   return {t, static_cast<double>(correct) / static_cast<double>(d.n),
           static_cast<double>(by_student) / static_cast<double>(d.n), gain, loss};
 }
 
-double accuracy(const Answers& a, const SplitData& d) {
+double accuracy(const std::vector<int64_t>& pred, const SplitData& d) {
   int64_t correct = 0;
-  for (int64_t i = 0; i < d.n; ++i) correct += a.pred[static_cast<size_t>(i)] == d.y[static_cast<size_t>(i)];
+  for (int64_t i = 0; i < d.n; ++i) correct += pred[static_cast<size_t>(i)] == d.y[static_cast<size_t>(i)];
   return static_cast<double>(correct) / static_cast<double>(d.n);
 }
+double accuracy(const Answers& a, const SplitData& d) { return accuracy(a.pred, d); }
 
 // Whether the cascade at validation point `p` meets the target with `z` standard errors to spare. Against the
-// teacher (`vs_teacher`), the paired difference: the cascade differs from the teacher only on examples the
-// student answers, gaining `gain` (student right, teacher wrong) and losing `loss` (the reverse); the
-// difference (gain - loss) / n has a standard error of about sqrt(gain + loss) / n, so the rule is
-// gain - loss >= z * sqrt(gain + loss). Against a fixed accuracy: accuracy - z * sqrt(acc (1 - acc) / n).
+// teacher (`vs_teacher`), the paired difference from the fallback (the teacher, or the blend, which is only
+// used where it is at least as accurate as the teacher on validation): the cascade differs from the fallback
+// only on examples the student answers, gaining `gain` (student right, fallback wrong) and losing `loss` (the
+// reverse); the difference (gain - loss) / n has a standard error of about sqrt(gain + loss) / n, so the rule
+// is gain - loss >= z * sqrt(gain + loss). Against a fixed accuracy: accuracy - z * sqrt(acc (1 - acc) / n).
 bool meets(const Point& p, double target, bool vs_teacher, double z, int64_t n) {
   if (vs_teacher)
     return static_cast<double>(p.gain - p.loss) >= z * std::sqrt(static_cast<double>(p.gain + p.loss));
@@ -116,8 +142,8 @@ bool meets(const Point& p, double target, bool vs_teacher, double z, int64_t n) 
 // The threshold that leaves the most examples to the student while the cascade meets the target on validation
 // (the candidates: every confidence the student gave on validation, and 0 and 1.0000001 = all to the
 // teacher).
-Point choose(const Answers& student, const Answers& teacher, const SplitData& val, double target,
-             bool vs_teacher, double z) {
+Point choose(const Answers& student, const std::vector<int64_t>& fallback, const SplitData& val,
+             double target, bool vs_teacher, double z) {
   std::vector<double> candidates = student.confidence;
   candidates.push_back(0.0);
   candidates.push_back(1.0000001);
@@ -125,7 +151,7 @@ Point choose(const Answers& student, const Answers& teacher, const SplitData& va
   candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
   Point best{2.0, 0.0, -1.0};
   for (double t : candidates) {  // ascending: the first that meets the target keeps the most for the student
-    const Point p = evaluate_threshold(t, student, teacher, val);
+    const Point p = evaluate_threshold(t, student, fallback, val);
     if (meets(p, target, vs_teacher, z, val.n) && p.student_share > best.student_share) best = p;
   }
   return best;
@@ -134,7 +160,7 @@ Point choose(const Answers& student, const Answers& teacher, const SplitData& va
 // Batch-1 latency of the cascade per example over the first `count` test examples (student, then the teacher
 // when the student is under the threshold), each example timed alone: mean and p99 in ms.
 nlohmann::json cascade_latency(const Forward& student, const Forward& teacher, const SplitData& d, double t,
-                               int64_t count) {
+                               double blend, int64_t count) {
   torch::NoGradGuard no_grad;
   std::vector<double> ms;
   for (int64_t i = 0; i < std::min(count, d.n); ++i) {
@@ -142,7 +168,10 @@ nlohmann::json cascade_latency(const Forward& student, const Forward& teacher, c
     const auto start = std::chrono::steady_clock::now();
     const auto logits = student(x).to(torch::kFloat32).contiguous();
     const auto p = softmax_probabilities(logits.data_ptr<float>(), logits.size(1));
-    if (*std::max_element(p.begin(), p.end()) < t) (void)teacher(x);
+    if (*std::max_element(p.begin(), p.end()) < t) {
+      const auto other = teacher(x).to(torch::kFloat32).contiguous();
+      (void)cascade_fallback_scores(logits.data_ptr<float>(), other.data_ptr<float>(), logits.size(1), blend);
+    }
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
   double mean = 0.0;
@@ -202,9 +231,20 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
   const Answers sv = answer(student, val, {}, batch), tv = answer(teacher, val, {}, batch);
   const bool vs_teacher = spec.cascade_min_accuracy < 0;
   const double target = vs_teacher ? accuracy(tv, val) : spec.cascade_min_accuracy / 100.0;
-  const Point chosen = choose(sv, tv, val, target, vs_teacher, spec.cascade_margin_se);
+  // The mix answers what the student leaves unless, on validation, it is worse than the teacher alone by more
+  // than the margin (paired: the mix right where the teacher is wrong, and the reverse).
+  const std::vector<int64_t> mix_val = fallback_predictions(sv, tv, spec.cascade_blend);
+  const Point teacher_vs_mix =
+      evaluate_threshold(0.0, tv, mix_val, val);  // the teacher in the student's place
+  const int64_t mix_gain = teacher_vs_mix.loss, mix_loss = teacher_vs_mix.gain;
+  const bool mix_ok = static_cast<double>(mix_gain - mix_loss) >=
+                      -spec.cascade_margin_se * std::sqrt(static_cast<double>(mix_gain + mix_loss));
+  const double blend = spec.cascade_blend > 0 && mix_ok ? spec.cascade_blend : 0.0;
+  const Point chosen =
+      choose(sv, fallback_predictions(sv, tv, blend), val, target, vs_teacher, spec.cascade_margin_se);
   fmt::print(stderr, "verify: cascade: test\n");
   const Answers st = answer(student, test, {}, batch), tt = answer(teacher, test, {}, batch);
+  const std::vector<int64_t> fallback = fallback_predictions(st, tt, blend);
   // The cascade, run: the student's pass over everything (above), then the teacher on what the student left.
   std::vector<int64_t> deferred;
   for (int64_t i = 0; i < test.n; ++i)
@@ -213,11 +253,11 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
   const double per_million = 1e6 / static_cast<double>(test.n);
   const double cost_teacher = tt.cpu_seconds * per_million, cost_student = st.cpu_seconds * per_million,
                cost_cascade = (st.cpu_seconds + rest.cpu_seconds) * per_million;
-  const Point on_test = evaluate_threshold(chosen.threshold, st, tt, test);
+  const Point on_test = evaluate_threshold(chosen.threshold, st, fallback, test);
   nlohmann::json curve = nlohmann::json::array();
   for (int k = 0; k <= 20; ++k) {
     const double t = k == 20 ? 1.0000001 : k / 20.0;
-    const Point p = evaluate_threshold(t, st, tt, test);
+    const Point p = evaluate_threshold(t, st, fallback, test);
     const double cost = cost_student + (1.0 - p.student_share) * tt.cpu_seconds * per_million;
     curve.push_back({{"threshold", t},
                      {"accuracy", p.accuracy},
@@ -228,11 +268,16 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
                         {"teacher_engine", engine},
                         {"teacher", ctx.teacher.describe()},
                         {"confidence", "probability"},
+                        {"blend", blend},
                         {"selected_on", "validation"},
                         {"validation",
                          {{"target_accuracy", target},
                           {"target", vs_teacher ? "teacher" : "recipe"},
                           {"margin_se", spec.cascade_margin_se},
+                          {"blend_requested", spec.cascade_blend},
+                          {"blend_accuracy", accuracy(mix_val, val)},
+                          {"blend_gain", mix_gain},  // the mix right where the teacher is wrong
+                          {"blend_loss", mix_loss},
                           {"gain", chosen.gain},
                           {"loss", chosen.loss},
                           {"teacher_accuracy", accuracy(tv, val)},
@@ -244,6 +289,7 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
                         {"test",
                          {{"teacher_accuracy", accuracy(tt, test)},
                           {"student_accuracy", accuracy(st, test)},
+                          {"fallback_accuracy", accuracy(fallback, test)},
                           {"accuracy", on_test.accuracy},
                           {"student_share", on_test.student_share},
                           {"examples", test.n}}},
@@ -254,7 +300,7 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
                           {"cascade_vs_teacher", cost_cascade / cost_teacher},
                           {"batch", batch},
                           {"threads", threads}}},
-                        {"latency_b1", cascade_latency(student, teacher, test, chosen.threshold,
+                        {"latency_b1", cascade_latency(student, teacher, test, chosen.threshold, blend,
                                                        std::min<int64_t>(test.n, 2000))},
                         {"curve_test", curve}};
   if (spec.cpu_hour_price > 0) {
@@ -272,13 +318,15 @@ std::string cascade_markdown(const nlohmann::json& c) {
   const auto& v = c["validation"];
   const auto& t = c["test"];
   const auto& cost = c["cpu_seconds_per_million"];
+  const double blend = c.value("blend", 0.0);
   std::string out = fmt::format(
-      "\n**Cascade** (int8 student first, {} when its top-1 probability < {:.4f}; threshold chosen on the "
+      "\n**Cascade** (int8 student first, {}{} when its top-1 probability < {:.4f}; threshold chosen on the "
       "validation split for accuracy >= {:.2f}% ({}) with {:.1f} standard error(s) to spare{}):\n\n"
       "| on the test split | accuracy | answered by the student | CPU-seconds per million predictions |\n"
       "|---|---:|---:|---:|\n"
       "| teacher only ({}) | {:.2f}% | 0% | {:.1f} |\n"
       "| student only (runtime int8) | {:.2f}% | 100% | {:.1f} |\n"
+      "{}"
       "| cascade | {:.2f}% | {:.1f}% | {:.1f} ({:.1f}% of teacher-only) |\n\n"
       "Cascade batch-1 latency over {} test examples: {:.4f} ms mean, {:.4f} ms p99. Costs: process CPU time "
       "of "
@@ -287,23 +335,37 @@ std::string cascade_markdown(const nlohmann::json& c) {
       "plus the teacher on what it left, run.{}\n",
       c["teacher_file"].is_string() ? c["teacher_file"].get<std::string>()
                                     : c.value("teacher", "the teacher"),
+      blend > 0
+          ? fmt::format(" (its probabilities mixed with the student's, {:.2f} x student + {:.2f} x teacher)",
+                        blend, 1.0 - blend)
+          : std::string(),
       c["threshold"].get<double>(), 100.0 * v["target_accuracy"].get<double>(),
       v.value("target", "teacher") != "teacher" ? std::string("the recipe's")
       : v.contains("gain")
           ? fmt::format(
-                "the teacher's; on validation the student answered {} right where the teacher was wrong "
-                "and {} the reverse",
-                v["gain"].get<int64_t>(), v["loss"].get<int64_t>())
+                "the teacher's; on validation the student answered {} right where the {} was wrong "
+                "and {} the reverse{}",
+                v["gain"].get<int64_t>(), blend > 0 ? "mix" : "teacher", v["loss"].get<int64_t>(),
+                v.contains("blend_requested") && v["blend_requested"].get<double>() > 0 && blend == 0
+                    ? fmt::format(
+                          "; the mix was not used: {:.2f}% on validation, under the teacher's by more "
+                          "than the margin",
+                          100.0 * v["blend_accuracy"].get<double>())
+                    : std::string())
           : std::string("the teacher's"),
       v.value("margin_se", 0.0),
       v["met"].get<bool>() ? "" : " — **not reachable on validation: everything goes to the teacher**",
       c.value("teacher_engine", "runtime fp32"), 100.0 * t["teacher_accuracy"].get<double>(),
       cost["teacher"].get<double>(), 100.0 * t["student_accuracy"].get<double>(),
-      cost["student"].get<double>(), 100.0 * t["accuracy"].get<double>(),
-      100.0 * t["student_share"].get<double>(), cost["cascade"].get<double>(),
-      100.0 * cost["cascade_vs_teacher"].get<double>(), c["latency_b1"]["examples"].get<int64_t>(),
-      c["latency_b1"]["mean_ms"].get<double>(), c["latency_b1"]["p99_ms"].get<double>(),
-      cost["batch"].get<int64_t>(), cost["threads"].get<int>(),
+      cost["student"].get<double>(),
+      blend > 0 ? fmt::format("| the mix on everything (student + teacher) | {:.2f}% | — | {:.1f} |\n",
+                              100.0 * t["fallback_accuracy"].get<double>(),
+                              cost["teacher"].get<double>() + cost["student"].get<double>())
+                : std::string(),
+      100.0 * t["accuracy"].get<double>(), 100.0 * t["student_share"].get<double>(),
+      cost["cascade"].get<double>(), 100.0 * cost["cascade_vs_teacher"].get<double>(),
+      c["latency_b1"]["examples"].get<int64_t>(), c["latency_b1"]["mean_ms"].get<double>(),
+      c["latency_b1"]["p99_ms"].get<double>(), cost["batch"].get<int64_t>(), cost["threads"].get<int>(),
       c.contains("teacher_file") && c["teacher_file"].is_null()
           ? " The teacher is not a graph mighty exports, so it ran in LibTorch: this cascade is measured, "
             "not "

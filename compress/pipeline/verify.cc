@@ -224,8 +224,10 @@ nlohmann::json run_verify_stage(const StageSpec& spec, StageContext& ctx) {
       stage["cascade"]["validation"]["met"].get<bool>() &&
       stage["cascade"]["teacher_file"].is_string()) {  // what mighty-run serve's cascades take
     const auto& c = stage["cascade"];
-    p.artifact_writer.metadata()["cascade"] = {
-        {"threshold", c["threshold"]}, {"confidence", c["confidence"]}, {"teacher", c["teacher_file"]}};
+    p.artifact_writer.metadata()["cascade"] = {{"threshold", c["threshold"]},
+                                               {"confidence", c["confidence"]},
+                                               {"blend", c.value("blend", 0.0)},
+                                               {"teacher", c["teacher_file"]}};
   }
   if (!p.onnx.is_null()) {  // the ONNX files written beside it, and what checked them
     nlohmann::json onnx = {{"files", nlohmann::json::array()}};

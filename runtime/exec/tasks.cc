@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -284,6 +285,18 @@ std::vector<double> softmax_probabilities(const float* scores, int64_t n) {
   for (double& v : p) sum += (v = std::exp(v - top));
   for (double& v : p) v /= sum;
   return p;
+}
+
+std::vector<float> cascade_fallback_scores(const float* student, const float* teacher, int64_t n,
+                                           double blend) {
+  if (blend <= 0.0) return {teacher, teacher + n};
+  const std::vector<double> ps = softmax_probabilities(student, n), pt = softmax_probabilities(teacher, n);
+  std::vector<float> out(static_cast<size_t>(n));
+  for (size_t i = 0; i < out.size(); ++i) {
+    const double p = blend * ps[i] + (1.0 - blend) * pt[i];
+    out[i] = p > 0.0 ? static_cast<float>(std::log(p)) : std::numeric_limits<float>::lowest();
+  }
+  return out;
 }
 
 }  // namespace mighty

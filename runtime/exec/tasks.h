@@ -28,11 +28,18 @@ std::string generate(const Session& session, const InputSpec& spec, const std::s
 // and for two classes the second class's precision and recall, end to end from the raw text.
 nlohmann::json evaluate_documents(const Session& session, const std::string& dir, int64_t limit = 0);
 
-// What benchmark runs on: real examples, or (all empty) a synthetic input, labelled as such in the result.
 // Softmax of one row of scores, in double precision. The confidence a cascade compares with its threshold is
 // the top entry: verify chooses the threshold with it and mighty-run serve applies it, so both use this.
 std::vector<double> softmax_probabilities(const float* scores, int64_t n);
 
+// A cascade's answer for an example its student left (n classes each): with `blend` 0 the teacher's scores as
+// they are; else scores whose softmax is blend * p_student + (1 - blend) * p_teacher (log-probabilities; a
+// probability of 0 becomes the lowest float). Verify measures the cascade with it and mighty-run serve
+// answers with it, so both use this.
+std::vector<float> cascade_fallback_scores(const float* student, const float* teacher, int64_t n,
+                                           double blend);
+
+// What benchmark runs on: real examples, or (all empty) a synthetic input, labelled as such in the result.
 struct BenchInputs {
   std::string images;    // IDX images (image models): run i takes image i mod N, a batch the first ones
   std::string text;      // a UTF-8 text file (language models): windows of the context, as for images

@@ -59,10 +59,14 @@ std::string describe_artifact(const Artifact& a) {
   if (m.contains("cascade") && m["cascade"].is_object() && m["cascade"].contains("threshold") &&
       m["cascade"]["threshold"].is_number()) {  // chosen by verify; mighty-run serve's cascades take it
     const auto& c = m["cascade"];
-    out +=
-        fmt::format("  {:<18}the teacher ({}) when the top-1 probability < {:.4f}\n", "cascade",
-                    c.contains("teacher") && c["teacher"].is_string() ? c["teacher"].get<std::string>() : "?",
-                    c["threshold"].get<double>());
+    const double blend = c.contains("blend") && c["blend"].is_number() ? c["blend"].get<double>() : 0.0;
+    out += fmt::format(
+        "  {:<18}the teacher ({}){} when the top-1 probability < {:.4f}\n", "cascade",
+        c.contains("teacher") && c["teacher"].is_string() ? c["teacher"].get<std::string>() : "?",
+        blend > 0
+            ? fmt::format(", mixed {:.2f} : {:.2f} with this model's probabilities,", 1.0 - blend, blend)
+            : std::string(),
+        c["threshold"].get<double>());
   }
   if (m.contains("onnx") && m["onnx"].is_object()) {  // the ONNX files export wrote beside this file
     const auto& o = m["onnx"];

@@ -405,14 +405,26 @@ TEST_CASE("compress end to end on a small subset: distill, quantize, export, ver
     REQUIRE(cascade["cpu_seconds_per_million"][k].get<double>() > 0);
   REQUIRE(cascade["curve_test"].size() == 21);
   REQUIRE(cascade["curve_test"][0]["student_share"] == 1.0);   // threshold 0: all to the student
-  REQUIRE(cascade["curve_test"][20]["student_share"] == 0.0);  // above 1: all to the teacher
-  REQUIRE(cascade["curve_test"][20]["accuracy"] == cascade["test"]["teacher_accuracy"]);
+  REQUIRE(cascade["curve_test"][20]["student_share"] == 0.0);  // above 1: all to the fallback
+  REQUIRE(cascade["curve_test"][20]["accuracy"] == cascade["test"]["fallback_accuracy"]);
+  // The fallback mixes the two models' probabilities (cascade_blend, default 0.5) unless the mix is worse
+  // than the teacher on validation by more than the margin; then it is the teacher alone.
+  REQUIRE(cv["blend_requested"] == 0.5);
+  const double mix_gain = cv["blend_gain"].get<double>(), mix_loss = cv["blend_loss"].get<double>();
+  REQUIRE(cascade["blend"] == (mix_gain - mix_loss >= -std::sqrt(mix_gain + mix_loss) ? 0.5 : 0.0));
+  REQUIRE(cv["blend_accuracy"].get<double>() - cv["teacher_accuracy"].get<double>() ==
+          Approx((mix_gain - mix_loss) / 100.0));  // 100 validation examples
+  if (cascade["blend"] == 0.0)
+    REQUIRE(cascade["test"]["fallback_accuracy"] == cascade["test"]["teacher_accuracy"]);
   // The shipped file carries its verify results.
   const Artifact shipped = Artifact::open(o.out_dir + "/model.mighty");
   REQUIRE(shipped.metadata()["verify"]["pass"] == true);
   REQUIRE(shipped.metadata()["role"] == "student_int8");
   REQUIRE(shipped.metadata().contains("cascade") == cv["met"].get<bool>());
-  if (cv["met"].get<bool>()) REQUIRE(shipped.metadata()["cascade"]["threshold"] == cascade["threshold"]);
+  if (cv["met"].get<bool>()) {
+    REQUIRE(shipped.metadata()["cascade"]["threshold"] == cascade["threshold"]);
+    REQUIRE(shipped.metadata()["cascade"]["blend"] == cascade["blend"]);
+  }
   REQUIRE(shipped.metadata()["onnx"]["files"] == nlohmann::json({"model.onnx", "student.fp32.onnx"}));
   REQUIRE(shipped.metadata()["onnx"]["checked_by"] == "onnxruntime 1.30.0");
   REQUIRE_THAT(describe_artifact(shipped),

@@ -5,8 +5,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -351,11 +353,48 @@ TEST_CASE("over HTTP — predictions, versions, errors, metrics, hot reload and 
     CHECK(j["predictions"][i]["logits"].get<std::vector<float>>() ==
           std::vector<float>(want_big.begin() + 3 * i, want_big.begin() + 3 * i + 3));
   }
+  // Blend 0.25: what the student leaves is answered by 0.25 x its probabilities + 0.75 x the teacher's.
+  write_file_atomic(
+      dir.file("cascades.json"),
+      R"({"cascades": {"both": {"student": "tiny", "teacher": "big", "threshold": 1.0, "blend": 0.25}}})");
+  REQUIRE(wait_for([&] {
+    const auto r = post("/v1/models/both:predict", ok_body);
+    return r.first == 200 && r.second.value("blend", 0.0) == 0.25;
+  }));
+  std::tie(status, j) = post("/v1/models/both:predict", ok_body);
+  const Session tiny(Artifact::from_bytes(tiny_model(3), "tiny"));
+  const auto want_tiny = alone(tiny, std::vector<uint8_t>(pixels.begin(), pixels.begin() + 2 * kPixels));
+  auto softmax = [](const float* v) {
+    std::vector<double> p(3);
+    double sum = 0, top = std::max({v[0], v[1], v[2]});
+    for (int k = 0; k < 3; ++k) sum += p[k] = std::exp(v[k] - top);
+    for (double& x : p) x /= sum;
+    return p;
+  };
+  for (int i = 0; i < 2; ++i) {
+    const auto ps = softmax(want_tiny.data() + 3 * i), pt = softmax(want_big.data() + 3 * i);
+    std::vector<double> mix(3);
+    for (int k = 0; k < 3; ++k) mix[k] = 0.25 * ps[k] + 0.75 * pt[k];
+    const auto& p = j["predictions"][i];
+    CHECK(p["answered_by"] == "teacher");
+    const int64_t best = std::max_element(mix.begin(), mix.end()) - mix.begin();
+    CHECK(p["index"].get<int64_t>() == best);
+    CHECK(std::abs(p["probability"].get<double>() - mix[static_cast<size_t>(best)]) < 1e-6);
+    const auto logits = p["logits"].get<std::vector<float>>();
+    for (int k = 0; k < 3; ++k) CHECK(std::abs(std::exp(double(logits[k])) - mix[k]) < 1e-6);
+  }
+  // A blend without a threshold is refused (both come from the student's file or neither does).
+  write_file_atomic(dir.file("cascades.json"),
+                    R"({"cascades": {"both": {"student": "tiny", "teacher": "big", "blend": 0.5}}})");
+  REQUIRE(wait_for([&] {
+    auto res = client.Get("/metrics");
+    return res && res->body.find("model=\"cascades.json\",result=\"refused\"} 1") != std::string::npos;
+  }));
   // A manifest that does not parse is refused; the cascades already read stay.
   write_file_atomic(dir.file("cascades.json"), "{\"cascades\": {\"x\": {\"student\": 5}}}");
   REQUIRE(wait_for([&] {
     auto res = client.Get("/metrics");
-    return res && res->body.find("model=\"cascades.json\",result=\"refused\"} 1") != std::string::npos;
+    return res && res->body.find("model=\"cascades.json\",result=\"refused\"} 2") != std::string::npos;
   }));
   CHECK(post("/v1/models/both:predict", ok_body).first == 200);
 
