@@ -42,24 +42,39 @@ inline void kept_lanes(const SgemmArgs& p, int64_t col0, int last_lanes, uint32_
   }
 }
 
-// acc += the products of rows [row0, row0 + R) of A and the tile's columns of B, in k order.
-template <class V, int R, int NV>
-inline void products(const SgemmArgs& p, int64_t row0, int64_t col0, typename V::Mask last,
-                     typename V::Reg (&acc)[R][NV]) {
+// acc += the products of rows [row0, row0 + R) of A and the tile's columns of B, in k order. The sums are kept
+// in a local array for the loop: with `acc` itself (an array whose address the caller's stores take), clang
+// kept the accumulators in registers but also stored all of them to the stack on every k step.
+template <class V, int R, int NV, bool kRowOffsets>
+inline void products_loop(const SgemmArgs& p, int64_t row0, int64_t col0, typename V::Mask last,
+                          typename V::Reg (&acc)[R][NV]) {
   using Reg = typename V::Reg;
+  Reg sum[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) sum[r][v] = acc[r][v];
   const float* a = p.a + row0 * p.lda;
   const float* b = p.b + col0;
   for (int64_t kk = 0; kk < p.k; ++kk) {
-    const float* brow = p.b_rows ? p.b + p.b_rows[kk] + col0 : b;
+    const float* brow = kRowOffsets ? p.b + p.b_rows[kk] + col0 : b + kk * p.ldb;
     Reg bv[NV];
     for (int v = 0; v + 1 < NV; ++v) bv[v] = V::load(brow + v * V::kLanes);
     bv[NV - 1] = V::load(brow + (NV - 1) * V::kLanes, last);
     for (int r = 0; r < R; ++r) {
       const Reg av = V::set1(a[r * p.lda + kk]);
-      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(av, bv[v], acc[r][v]);
+      for (int v = 0; v < NV; ++v) sum[r][v] = V::fma(av, bv[v], sum[r][v]);
     }
-    b += p.ldb;
   }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = sum[r][v];
+}
+
+template <class V, int R, int NV>
+inline void products(const SgemmArgs& p, int64_t row0, int64_t col0, typename V::Mask last,
+                     typename V::Reg (&acc)[R][NV]) {
+  if (p.b_rows)
+    products_loop<V, R, NV, true>(p, row0, col0, last, acc);
+  else
+    products_loop<V, R, NV, false>(p, row0, col0, last, acc);
 }
 
 // Rows [row0, row0 + R) x columns [col0, col0 + NV * kLanes), the last vector holding the lanes of `last`
