@@ -42,9 +42,9 @@ inline void kept_lanes(const SgemmArgs& p, int64_t col0, int last_lanes, uint32_
   }
 }
 
-// acc += the products of rows [row0, row0 + R) of A and the tile's columns of B, in k order. The sums are kept
-// in a local array for the loop: with `acc` itself (an array whose address the caller's stores take), clang
-// kept the accumulators in registers but also stored all of them to the stack on every k step.
+// acc += the products of rows [row0, row0 + R) of A and the tile's columns of B, in k order. The sums are
+// kept in a local array for the loop: with `acc` itself (an array whose address the caller's stores take),
+// clang kept the accumulators in registers but also stored all of them to the stack on every k step.
 template <class V, int R, int NV, bool kRowOffsets>
 inline void products_loop(const SgemmArgs& p, int64_t row0, int64_t col0, typename V::Mask last,
                           typename V::Reg (&acc)[R][NV]) {
