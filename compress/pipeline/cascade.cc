@@ -157,6 +157,26 @@ Point choose(const Answers& student, const std::vector<int64_t>& fallback, const
   return best;
 }
 
+// Whether the recipe's mix answers what the student leaves: yes unless, on validation, it is worse than the
+// teacher alone by more than the margin (paired: the mix right where the teacher is wrong, and the reverse).
+struct MixCheck {
+  double blend = 0.0;  // the weight used: the recipe's, or 0 (the teacher alone)
+  double accuracy = 0.0;
+  int64_t gain = 0, loss = 0;
+};
+
+MixCheck check_mix(const Answers& student, const Answers& teacher, const SplitData& val,
+                   const VerifySpec& spec) {
+  const std::vector<int64_t> mix = fallback_predictions(student, teacher, spec.cascade_blend);
+  const Point teacher_vs_mix =
+      evaluate_threshold(0.0, teacher, mix, val);  // the teacher in the student's place
+  MixCheck c{0.0, accuracy(mix, val), teacher_vs_mix.loss, teacher_vs_mix.gain};
+  const bool ok = static_cast<double>(c.gain - c.loss) >=
+                  -spec.cascade_margin_se * std::sqrt(static_cast<double>(c.gain + c.loss));
+  c.blend = spec.cascade_blend > 0 && ok ? spec.cascade_blend : 0.0;
+  return c;
+}
+
 // Batch-1 latency of the cascade per example over the first `count` test examples (student, then the teacher
 // when the student is under the threshold), each example timed alone: mean and p99 in ms.
 nlohmann::json cascade_latency(const Forward& student, const Forward& teacher, const SplitData& d, double t,
@@ -231,15 +251,8 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
   const Answers sv = answer(student, val, {}, batch), tv = answer(teacher, val, {}, batch);
   const bool vs_teacher = spec.cascade_min_accuracy < 0;
   const double target = vs_teacher ? accuracy(tv, val) : spec.cascade_min_accuracy / 100.0;
-  // The mix answers what the student leaves unless, on validation, it is worse than the teacher alone by more
-  // than the margin (paired: the mix right where the teacher is wrong, and the reverse).
-  const std::vector<int64_t> mix_val = fallback_predictions(sv, tv, spec.cascade_blend);
-  const Point teacher_vs_mix =
-      evaluate_threshold(0.0, tv, mix_val, val);  // the teacher in the student's place
-  const int64_t mix_gain = teacher_vs_mix.loss, mix_loss = teacher_vs_mix.gain;
-  const bool mix_ok = static_cast<double>(mix_gain - mix_loss) >=
-                      -spec.cascade_margin_se * std::sqrt(static_cast<double>(mix_gain + mix_loss));
-  const double blend = spec.cascade_blend > 0 && mix_ok ? spec.cascade_blend : 0.0;
+  const MixCheck mix = check_mix(sv, tv, val, spec);
+  const double blend = mix.blend;
   const Point chosen =
       choose(sv, fallback_predictions(sv, tv, blend), val, target, vs_teacher, spec.cascade_margin_se);
   fmt::print(stderr, "verify: cascade: test\n");
@@ -275,9 +288,9 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
                           {"target", vs_teacher ? "teacher" : "recipe"},
                           {"margin_se", spec.cascade_margin_se},
                           {"blend_requested", spec.cascade_blend},
-                          {"blend_accuracy", accuracy(mix_val, val)},
-                          {"blend_gain", mix_gain},  // the mix right where the teacher is wrong
-                          {"blend_loss", mix_loss},
+                          {"blend_accuracy", mix.accuracy},
+                          {"blend_gain", mix.gain},  // the mix right where the teacher is wrong
+                          {"blend_loss", mix.loss},
                           {"gain", chosen.gain},
                           {"loss", chosen.loss},
                           {"teacher_accuracy", accuracy(tv, val)},
