@@ -207,6 +207,50 @@ void wide_strip(const GemmArgs& args, const int16_t* panel, int64_t p, const int
                   min64(p_end, c + 8));
 }
 
+// Implicit im2col with the source widened once (`src`: args.a's bytes as int16, same offsets): wide_tile,
+// with each row's K read as its runs from the copy instead of a row widened per strip. The same products in
+// the same order.
+template <int MR>
+void wide_tile_runs(const GemmArgs& args, const int16_t* b16, const int16_t* src, int64_t row0, int64_t col0,
+                    int64_t n_end) {
+  const int64_t run = args.w->k / args.a_segments, run_groups = run / kPackDepth;
+  __m256i acc[MR][2];
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  for (int64_t s = 0; s < args.a_segments; ++s) {
+    const int16_t* a[MR];
+    for (int r = 0; r < MR; ++r) a[r] = src + args.a_rows[row0 + r] + s * args.a_segment_stride;
+    const int16_t* bs = b16 + s * run_groups * 32;
+    for (int64_t g = 0; g < run_groups; ++g) {
+      const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bs + g * 32));
+      const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bs + g * 32 + 16));
+      for (int r = 0; r < MR; ++r) {
+        int64_t a4;
+        std::memcpy(&a4, a[r] + g * kPackDepth, 8);
+        const __m256i av = _mm256_set1_epi64x(a4);
+        acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, b0));
+        acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, b1));
+      }
+    }
+  }
+  store_tile<MR, 2>(args, row0, col0, n_end, acc);
+}
+
+template <int MR>
+void wide_strip_runs(const GemmArgs& args, const int16_t* panel, int64_t p, const int16_t* src, int64_t row0,
+                     int64_t p_end) {
+  const int64_t pair_values = args.w->k_padded / kPackDepth * 32;
+  for (int64_t c = p; c < p_end; c += 2 * kUnitColumns)
+    wide_tile_runs<MR>(args, panel + (c - p) / (2 * kUnitColumns) * pair_values, src, row0, c,
+                       min64(p_end, c + 8));
+}
+
+// The bytes of args.a that an implicit im2col's rows read: [0, extent).
+int64_t source_extent(const GemmArgs& args) {
+  int64_t last = 0;
+  for (int64_t r = 0; r < args.m; ++r) last = max64(last, args.a_rows[r]);
+  return last + (args.a_segments - 1) * args.a_segment_stride + args.w->k / args.a_segments;
+}
+
 // Block-sparse: rows [row0, row0 + MR) x the 16 columns of block `cb` over its nonzero groups only (the
 // widened activations are zero-padded to k_padded, so the partial last group needs no care).
 template <int MR>
@@ -293,16 +337,28 @@ void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   using WideStrip = void (*)(const GemmArgs&, const int16_t*, int64_t, const int16_t*, int64_t, int64_t);
   static constexpr WideStrip kWideStrips[kRows] = {wide_strip<1>, wide_strip<2>, wide_strip<3>,
                                                    wide_strip<4>, wide_strip<5>, wide_strip<6>};
+  static constexpr WideStrip kWideStripsRuns[kRows] = {wide_strip_runs<1>, wide_strip_runs<2>,
+                                                       wide_strip_runs<3>, wide_strip_runs<4>,
+                                                       wide_strip_runs<5>, wide_strip_runs<6>};
   const int64_t panel_cols =
       min64(max64(16, kPanelBudget / (2 * w.k_padded) / 16 * 16), (n_end - n_begin + 15) / 16 * 16);
-  const int64_t a_values = (kRows * w.k_padded + 31) / 32 * 32;  // the panel starts 64-byte aligned
+  // Implicit im2col reads each source byte in up to K / run rows: the source is widened once when that is
+  // less work than widening every row and the copy stays in L2.
+  const int64_t extent = args.a_rows ? source_extent(args) : 0;
+  const bool whole_source = args.a_rows && extent < args.m * w.k && extent <= kPanelBudget;
+  const int64_t a_values = ((whole_source ? extent : kRows * w.k_padded) + 31) / 32 * 32;  // panel aligned
   int16_t* a16 = scratch_int16(static_cast<size_t>(a_values + panel_cols * w.k_padded));
   int16_t* b16 = a16 + a_values;
+  if (whole_source) widen_row(args.a, extent, extent, a16);
   for (int64_t p = n_begin; p < n_end; p += panel_cols) {
     const int64_t p_end = min64(n_end, p + panel_cols);
     widen_panel(w, p, p_end, b16);
     for (int64_t row = 0; row < args.m; row += kRows) {
       const int rows = static_cast<int>(min64(kRows, args.m - row));
+      if (whole_source) {
+        kWideStripsRuns[rows - 1](args, b16, p, a16, row, p_end);
+        continue;
+      }
       for (int r = 0; r < rows; ++r) widen_a_row(args, row + r, a16 + r * w.k_padded);
       kWideStrips[rows - 1](args, b16, p, a16, row, p_end);
     }
