@@ -343,9 +343,9 @@ void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   const int64_t panel_cols =
       min64(max64(16, kPanelBudget / (2 * w.k_padded) / 16 * 16), (n_end - n_begin + 15) / 16 * 16);
   // Implicit im2col reads each source byte in up to K / run rows: the source is widened once when that is
-  // less work than widening every row and the copy stays in L2.
+  // less work than widening every row and its int16 copy fits the panel budget (L2).
   const int64_t extent = args.a_rows ? source_extent(args) : 0;
-  const bool whole_source = args.a_rows && extent < args.m * w.k && extent <= kPanelBudget;
+  const bool whole_source = args.a_rows && extent < args.m * w.k && 2 * extent <= kPanelBudget;
   const int64_t a_values = ((whole_source ? extent : kRows * w.k_padded) + 31) / 32 * 32;  // panel aligned
   int16_t* a16 = scratch_int16(static_cast<size_t>(a_values + panel_cols * w.k_padded));
   int16_t* b16 = a16 + a_values;
