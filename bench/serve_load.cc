@@ -56,6 +56,7 @@ struct Shared {
   std::map<std::string, std::unordered_map<int64_t, std::pair<int64_t, uint64_t>>> answers;
   std::map<std::string, int64_t> versions;
   int64_t transport_failures = 0, mixed = 0, examples = 0;
+  std::map<std::string, int64_t> failure_kinds;  // httplib's error name, or "unreadable 200"
 };
 
 std::string body_for(const mighty::IdxArray& images, int64_t first, int64_t batch, int64_t pixels,
@@ -202,6 +203,7 @@ void client_loop(const Options& o, const mighty::IdxArray& images, const Bodies&
     std::lock_guard lock(shared.mutex);
     if (!res) {
       ++shared.transport_failures;
+      ++shared.failure_kinds[httplib::to_string(res.error())];
       continue;
     }
     ++shared.statuses[res->status];
@@ -209,6 +211,7 @@ void client_loop(const Options& o, const mighty::IdxArray& images, const Bodies&
     shared.latencies_ms.push_back(ms);
     if (!parsed) {
       ++shared.transport_failures;
+      ++shared.failure_kinds["unreadable 200"];
       continue;
     }
     if (!whole) {
@@ -383,6 +386,7 @@ int main(int argc, char** argv) {
         {"statuses", statuses},
         {"non_200", failed},
         {"transport_failures", shared.transport_failures},
+        {"failure_kinds", shared.failure_kinds},
         {"mixed", shared.mixed},
         {"versions", shared.versions},
         {"client_cpu_seconds", cpu_seconds()}};  // this process's CPU: on one machine, not the server's
