@@ -176,51 +176,43 @@ void widen_panel(const PackedWeights& w, int64_t c0, int64_t c1, int16_t* out) {
   }
 }
 
+// Where the tiles read rows [row0, row0 + MR) of A, widened: row r's K is `segments` runs of `run_groups`
+// 4-deep groups, run s at a[r] + s * stride (rows widened per strip: one run of k_padded; implicit im2col
+// over a source widened once: the GEMM's runs, at its offsets).
+template <int MR>
+struct WideRows {
+  const int16_t* a[MR];
+  int64_t segments, stride, run_groups;
+};
+
+template <int MR, bool kWholeSource>
+WideRows<MR> wide_rows(const GemmArgs& args, const int16_t* a16, int64_t row0) {
+  WideRows<MR> rows{};
+  if constexpr (kWholeSource) {
+    for (int r = 0; r < MR; ++r) rows.a[r] = a16 + args.a_rows[row0 + r];
+    rows.segments = args.a_segments;
+    rows.stride = args.a_segment_stride;
+    rows.run_groups = args.w->k / args.a_segments / kPackDepth;
+  } else {
+    for (int r = 0; r < MR; ++r) rows.a[r] = a16 + r * args.w->k_padded;
+    rows.segments = 1;
+    rows.stride = 0;
+    rows.run_groups = args.w->k_padded / kPackDepth;
+  }
+  return rows;
+}
+
 // Rows [row0, row0 + MR) x the 8 columns at col0 whose widened weights start at b16.
 template <int MR>
-void wide_tile(const GemmArgs& args, const int16_t* b16, const int16_t* a16, int64_t row0, int64_t col0,
+void wide_tile(const GemmArgs& args, const int16_t* b16, const WideRows<MR>& rows, int64_t row0, int64_t col0,
                int64_t n_end) {
-  const PackedWeights& w = *args.w;
-  const int64_t groups = w.k_padded / kPackDepth;
   __m256i acc[MR][2];
   for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-  for (int64_t g = 0; g < groups; ++g) {
-    const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b16 + g * 32));
-    const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b16 + g * 32 + 16));
-    for (int r = 0; r < MR; ++r) {
-      int64_t a4;
-      std::memcpy(&a4, a16 + r * w.k_padded + g * kPackDepth, 8);
-      const __m256i av = _mm256_set1_epi64x(a4);
-      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, b0));
-      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, b1));
-    }
-  }
-  store_tile<MR, 2>(args, row0, col0, n_end, acc);
-}
-
-template <int MR>
-void wide_strip(const GemmArgs& args, const int16_t* panel, int64_t p, const int16_t* a16, int64_t row0,
-                int64_t p_end) {
-  const int64_t pair_values = args.w->k_padded / kPackDepth * 32;  // one 8-column pair of the panel
-  for (int64_t c = p; c < p_end; c += 2 * kUnitColumns)
-    wide_tile<MR>(args, panel + (c - p) / (2 * kUnitColumns) * pair_values, a16, row0, c,
-                  min64(p_end, c + 8));
-}
-
-// Implicit im2col with the source widened once (`src`: args.a's bytes as int16, same offsets): wide_tile,
-// with each row's K read as its runs from the copy instead of a row widened per strip. The same products in
-// the same order.
-template <int MR>
-void wide_tile_runs(const GemmArgs& args, const int16_t* b16, const int16_t* src, int64_t row0, int64_t col0,
-                    int64_t n_end) {
-  const int64_t run = args.w->k / args.a_segments, run_groups = run / kPackDepth;
-  __m256i acc[MR][2];
-  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-  for (int64_t s = 0; s < args.a_segments; ++s) {
+  for (int64_t s = 0; s < rows.segments; ++s) {
     const int16_t* a[MR];
-    for (int r = 0; r < MR; ++r) a[r] = src + args.a_rows[row0 + r] + s * args.a_segment_stride;
-    const int16_t* bs = b16 + s * run_groups * 32;
-    for (int64_t g = 0; g < run_groups; ++g) {
+    for (int r = 0; r < MR; ++r) a[r] = rows.a[r] + s * rows.stride;
+    const int16_t* bs = b16 + s * rows.run_groups * 32;
+    for (int64_t g = 0; g < rows.run_groups; ++g) {
       const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bs + g * 32));
       const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bs + g * 32 + 16));
       for (int r = 0; r < MR; ++r) {
@@ -235,13 +227,15 @@ void wide_tile_runs(const GemmArgs& args, const int16_t* b16, const int16_t* src
   store_tile<MR, 2>(args, row0, col0, n_end, acc);
 }
 
-template <int MR>
-void wide_strip_runs(const GemmArgs& args, const int16_t* panel, int64_t p, const int16_t* src, int64_t row0,
-                     int64_t p_end) {
-  const int64_t pair_values = args.w->k_padded / kPackDepth * 32;
+// `a16`: the strip's rows widened (kWholeSource false), or the whole source widened.
+template <int MR, bool kWholeSource>
+void wide_strip(const GemmArgs& args, const int16_t* panel, int64_t p, const int16_t* a16, int64_t row0,
+                int64_t p_end) {
+  const int64_t pair_values = args.w->k_padded / kPackDepth * 32;  // one 8-column pair of the panel
+  const WideRows<MR> rows = wide_rows<MR, kWholeSource>(args, a16, row0);
   for (int64_t c = p; c < p_end; c += 2 * kUnitColumns)
-    wide_tile_runs<MR>(args, panel + (c - p) / (2 * kUnitColumns) * pair_values, src, row0, c,
-                       min64(p_end, c + 8));
+    wide_tile<MR>(args, panel + (c - p) / (2 * kUnitColumns) * pair_values, rows, row0, c,
+                  min64(p_end, c + 8));
 }
 
 // The bytes of args.a that an implicit im2col's rows read: [0, extent).
@@ -335,11 +329,12 @@ void gemm_avx2(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   }
   constexpr int kRows = 6;
   using WideStrip = void (*)(const GemmArgs&, const int16_t*, int64_t, const int16_t*, int64_t, int64_t);
-  static constexpr WideStrip kWideStrips[kRows] = {wide_strip<1>, wide_strip<2>, wide_strip<3>,
-                                                   wide_strip<4>, wide_strip<5>, wide_strip<6>};
-  static constexpr WideStrip kWideStripsRuns[kRows] = {wide_strip_runs<1>, wide_strip_runs<2>,
-                                                       wide_strip_runs<3>, wide_strip_runs<4>,
-                                                       wide_strip_runs<5>, wide_strip_runs<6>};
+  static constexpr WideStrip kWideStrips[kRows] = {wide_strip<1, false>, wide_strip<2, false>,
+                                                   wide_strip<3, false>, wide_strip<4, false>,
+                                                   wide_strip<5, false>, wide_strip<6, false>};
+  static constexpr WideStrip kWideStripsRuns[kRows] = {wide_strip<1, true>, wide_strip<2, true>,
+                                                       wide_strip<3, true>, wide_strip<4, true>,
+                                                       wide_strip<5, true>, wide_strip<6, true>};
   const int64_t panel_cols =
       min64(max64(16, kPanelBudget / (2 * w.k_padded) / 16 * 16), (n_end - n_begin + 15) / 16 * 16);
   // Implicit im2col reads each source byte in up to K / run rows: the source is widened once when that is
