@@ -163,6 +163,8 @@ struct MixCheck {
   double blend = 0.0;  // the weight used: the recipe's, or 0 (the teacher alone)
   double accuracy = 0.0;
   int64_t gain = 0, loss = 0;
+  std::vector<int64_t>
+      fallback;  // on validation: the mix's predictions, or the teacher's when it is not used
 };
 
 MixCheck check_mix(const Answers& student, const Answers& teacher, const SplitData& val,
@@ -170,10 +172,11 @@ MixCheck check_mix(const Answers& student, const Answers& teacher, const SplitDa
   const std::vector<int64_t> mix = fallback_predictions(student, teacher, spec.cascade_blend);
   const Point teacher_vs_mix =
       evaluate_threshold(0.0, teacher, mix, val);  // the teacher in the student's place
-  MixCheck c{0.0, accuracy(mix, val), teacher_vs_mix.loss, teacher_vs_mix.gain};
+  MixCheck c{0.0, accuracy(mix, val), teacher_vs_mix.loss, teacher_vs_mix.gain, {}};
   const bool ok = static_cast<double>(c.gain - c.loss) >=
                   -spec.cascade_margin_se * std::sqrt(static_cast<double>(c.gain + c.loss));
   c.blend = spec.cascade_blend > 0 && ok ? spec.cascade_blend : 0.0;
+  c.fallback = c.blend > 0 ? mix : teacher.pred;
   return c;
 }
 
@@ -253,8 +256,7 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
   const double target = vs_teacher ? accuracy(tv, val) : spec.cascade_min_accuracy / 100.0;
   const MixCheck mix = check_mix(sv, tv, val, spec);
   const double blend = mix.blend;
-  const Point chosen =
-      choose(sv, fallback_predictions(sv, tv, blend), val, target, vs_teacher, spec.cascade_margin_se);
+  const Point chosen = choose(sv, mix.fallback, val, target, vs_teacher, spec.cascade_margin_se);
   fmt::print(stderr, "verify: cascade: test\n");
   const Answers st = answer(student, test, {}, batch), tt = answer(teacher, test, {}, batch);
   const std::vector<int64_t> fallback = fallback_predictions(st, tt, blend);
