@@ -201,8 +201,10 @@ Job make_job(const Model& m, const PredictRequest& r, const std::vector<size_t>&
         throw RequestError(
             500, "input_mismatch",
             fmt::format("{} reads {} pixels, the request has {}", m.name, input.example_size(), raw.size()));
-      const auto x = input.images(reinterpret_cast<const uint8_t*>(raw.data()), 1);
-      job.floats.insert(job.floats.end(), x.begin(), x.end());
+      if (job.floats.empty()) job.floats.reserve(which.size() * raw.size());
+      const size_t at = job.floats.size();
+      job.floats.resize(at + raw.size());
+      input.images_into(reinterpret_cast<const uint8_t*>(raw.data()), 1, job.floats.data() + at);
     } else if (input.kind == "documents") {
       try {
         job.sequences.push_back(m.documents->ids(raw));

@@ -78,8 +78,15 @@ int64_t InputSpec::example_size() const {
 
 std::vector<float> InputSpec::images(const uint8_t* pixels, int64_t count) const {
   std::vector<float> out(static_cast<size_t>(count * example_size()));
-  for (size_t i = 0; i < out.size(); ++i) out[i] = (static_cast<float>(pixels[i]) / 255.0f - mean) / std;
+  images_into(pixels, count, out.data());
   return out;
+}
+
+void InputSpec::images_into(const uint8_t* pixels, int64_t count, float* out) const {
+  float value[256];
+  for (int v = 0; v < 256; ++v) value[v] = (static_cast<float>(v) / 255.0f - mean) / std;
+  const int64_t n = count * example_size();
+  for (int64_t i = 0; i < n; ++i) out[i] = value[pixels[i]];
 }
 
 std::vector<int64_t> InputSpec::encode(const std::string& utf8) const {
