@@ -1,6 +1,7 @@
 #include "serve/protocol.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <iterator>
@@ -194,6 +195,11 @@ Job make_job(const Model& m, const PredictRequest& r, const std::vector<size_t>&
   Job job;
   job.count = static_cast<int64_t>(which.size());
   const InputSpec& input = m.input();
+  std::array<float, 256> pixel{};
+  if (input.kind == "images") {
+    pixel = input.pixel_values();
+    job.floats.reserve(which.size() * static_cast<size_t>(input.example_size()));
+  }
   for (size_t i : which) {
     const std::string& raw = r.raw[i];
     if (input.kind == "images") {
@@ -201,10 +207,10 @@ Job make_job(const Model& m, const PredictRequest& r, const std::vector<size_t>&
         throw RequestError(
             500, "input_mismatch",
             fmt::format("{} reads {} pixels, the request has {}", m.name, input.example_size(), raw.size()));
-      if (job.floats.empty()) job.floats.reserve(which.size() * raw.size());
-      const size_t at = job.floats.size();
-      job.floats.resize(at + raw.size());
-      input.images_into(reinterpret_cast<const uint8_t*>(raw.data()), 1, job.floats.data() + at);
+      const auto at = static_cast<std::ptrdiff_t>(job.floats.size());
+      job.floats.resize(job.floats.size() + raw.size());
+      std::transform(raw.begin(), raw.end(), job.floats.begin() + at,
+                     [&](char c) { return pixel[static_cast<uint8_t>(c)]; });
     } else if (input.kind == "documents") {
       try {
         job.sequences.push_back(m.documents->ids(raw));

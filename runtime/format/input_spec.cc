@@ -77,16 +77,16 @@ int64_t InputSpec::example_size() const {
 }
 
 std::vector<float> InputSpec::images(const uint8_t* pixels, int64_t count) const {
+  const std::array<float, 256> value = pixel_values();
   std::vector<float> out(static_cast<size_t>(count * example_size()));
-  images_into(pixels, count, out.data());
+  for (size_t i = 0; i < out.size(); ++i) out[i] = value[pixels[i]];
   return out;
 }
 
-void InputSpec::images_into(const uint8_t* pixels, int64_t count, float* out) const {
-  float value[256];
-  for (int v = 0; v < 256; ++v) value[v] = (static_cast<float>(v) / 255.0f - mean) / std;
-  const int64_t n = count * example_size();
-  for (int64_t i = 0; i < n; ++i) out[i] = value[pixels[i]];
+std::array<float, 256> InputSpec::pixel_values() const {
+  std::array<float, 256> value{};
+  for (int v = 0; v < 256; ++v) value[static_cast<size_t>(v)] = (static_cast<float>(v) / 255.0f - mean) / std;
+  return value;
 }
 
 std::vector<int64_t> InputSpec::encode(const std::string& utf8) const {

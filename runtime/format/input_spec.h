@@ -3,6 +3,7 @@
 // vocabulary. The deployed model therefore preprocesses exactly as training did.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -34,9 +35,9 @@ struct InputSpec {
   int64_t example_size() const;  // floats per image
   // uint8 pixels [count][example_size] -> normalized floats.
   std::vector<float> images(const uint8_t* pixels, int64_t count) const;
-  // The same into `out` (count x example_size floats): each of the 256 byte values is normalized once, so the
-  // floats are those of `images`, bit for bit, without a division per pixel.
-  void images_into(const uint8_t* pixels, int64_t count, float* out) const;
+  // The normalized float of each byte value: `images` maps pixel p to pixel_values()[p], so a caller that
+  // converts many images one at a time builds this once and looks each pixel up.
+  std::array<float, 256> pixel_values() const;
   // UTF-8 text -> ids; a character outside the vocabulary is an error naming it and its byte offset.
   std::vector<int64_t> encode(const std::string& utf8) const;
   std::string decode(int64_t id) const;
