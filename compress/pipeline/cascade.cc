@@ -157,26 +157,53 @@ Point choose(const Answers& student, const std::vector<int64_t>& fallback, const
   return best;
 }
 
-// Whether the recipe's mix answers what the student leaves: yes unless, on validation, it is worse than the
-// teacher alone by more than the margin (paired: the mix right where the teacher is wrong, and the reverse).
+// The mix that answers what the student leaves, decided on validation (paired against the teacher alone: the
+// mix right where the teacher is wrong, and the reverse).
+// - "auto" tries the student weights 0.1 ... 0.5 (the student is the smaller model: at most an equal say) and
+//   keeps the one with the most (gain - loss), the smaller on a tie; else the recipe's weight is checked.
+// - The mix is used unless it is worse than the teacher by more than the margin: gain - loss >= -margin_se *
+//   sqrt(gain + loss); else the teacher alone answers.
 struct MixCheck {
-  double blend = 0.0;  // the weight used: the recipe's, or 0 (the teacher alone)
+  double blend = 0.0;    // the weight used: the recipe's or the chosen one, or 0 (the teacher alone)
+  double checked = 0.0;  // the weight `accuracy`, `gain` and `loss` are for: the recipe's, or the best tried
   double accuracy = 0.0;
   int64_t gain = 0, loss = 0;
   std::vector<int64_t>
       fallback;  // on validation: the mix's predictions, or the teacher's when it is not used
+  nlohmann::json candidates = nlohmann::json::array();  // with "auto": {blend, accuracy, gain, loss} each
 };
+
+MixCheck try_mix(const Answers& student, const Answers& teacher, const SplitData& val, double blend) {
+  MixCheck c;
+  c.fallback = fallback_predictions(student, teacher, blend);
+  const Point teacher_vs_mix = evaluate_threshold(0.0, teacher, c.fallback, val);  // the teacher in its place
+  c.blend = c.checked = blend;
+  c.accuracy = accuracy(c.fallback, val);
+  c.gain = teacher_vs_mix.loss;
+  c.loss = teacher_vs_mix.gain;
+  return c;
+}
 
 MixCheck check_mix(const Answers& student, const Answers& teacher, const SplitData& val,
                    const VerifySpec& spec) {
-  const std::vector<int64_t> mix = fallback_predictions(student, teacher, spec.cascade_blend);
-  const Point teacher_vs_mix =
-      evaluate_threshold(0.0, teacher, mix, val);  // the teacher in the student's place
-  MixCheck c{0.0, accuracy(mix, val), teacher_vs_mix.loss, teacher_vs_mix.gain, {}};
-  const bool ok = static_cast<double>(c.gain - c.loss) >=
-                  -spec.cascade_margin_se * std::sqrt(static_cast<double>(c.gain + c.loss));
-  c.blend = spec.cascade_blend > 0 && ok ? spec.cascade_blend : 0.0;
-  c.fallback = c.blend > 0 ? mix : teacher.pred;
+  MixCheck c;
+  nlohmann::json candidates = nlohmann::json::array();
+  if (spec.cascade_blend) {
+    c = try_mix(student, teacher, val, *spec.cascade_blend);
+  } else {
+    for (int k = 1; k <= 5; ++k) {
+      MixCheck m = try_mix(student, teacher, val, k / 10.0);
+      candidates.push_back(
+          {{"blend", m.blend}, {"accuracy", m.accuracy}, {"gain", m.gain}, {"loss", m.loss}});
+      if (k == 1 || m.gain - m.loss > c.gain - c.loss) c = std::move(m);
+    }
+  }
+  c.candidates = std::move(candidates);
+  const double se = std::sqrt(static_cast<double>(c.gain + c.loss));
+  if (c.checked <= 0 || static_cast<double>(c.gain - c.loss) < -spec.cascade_margin_se * se) {
+    c.blend = 0.0;
+    c.fallback = teacher.pred;
+  }
   return c;
 }
 
@@ -289,7 +316,10 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
                          {{"target_accuracy", target},
                           {"target", vs_teacher ? "teacher" : "recipe"},
                           {"margin_se", spec.cascade_margin_se},
-                          {"blend_requested", spec.cascade_blend},
+                          {"blend_requested",
+                           spec.cascade_blend ? nlohmann::json(*spec.cascade_blend) : nlohmann::json("auto")},
+                          {"blend_tried", mix.candidates},
+                          {"blend_checked", mix.checked},
                           {"blend_accuracy", mix.accuracy},
                           {"blend_gain", mix.gain},  // the mix right where the teacher is wrong
                           {"blend_loss", mix.loss},
@@ -327,6 +357,32 @@ nlohmann::json measure_cascade(StageContext& ctx, const VerifySpec& spec, const 
   return out;
 }
 
+namespace {
+
+// How the mix was decided, for the report: the weight chosen on validation ("auto"), or why there is none.
+std::string mix_note(const nlohmann::json& v, double blend) {
+  if (!v.contains("blend_requested")) return "";
+  const auto& requested = v["blend_requested"];
+  const double acc = 100.0 * v.value("blend_accuracy", 0.0);
+  if (requested.is_string()) {
+    const std::string paired = fmt::format(
+        "{:.2f}% there, right {} times where the teacher was wrong and wrong {} "
+        "times where it was right",
+        acc, v.value("blend_gain", 0), v.value("blend_loss", 0));
+    return blend > 0 ? fmt::format("; the mix's weight chosen on validation from 0.1 ... 0.5: {}", paired)
+                     : fmt::format(
+                           "; no mix: its best weight on validation, {:.1f}, gave {}, under the teacher "
+                           "by more than the margin",
+                           v.value("blend_checked", 0.0), paired);
+  }
+  if (requested.get<double>() > 0 && blend == 0)
+    return fmt::format(
+        "; the mix was not used: {:.2f}% on validation, under the teacher's by more than the margin", acc);
+  return "";
+}
+
+}  // namespace
+
 std::string cascade_markdown(const nlohmann::json& c) {
   if (c.contains("unavailable"))
     return fmt::format("\nCascade: not measured ({}).\n", c["unavailable"].get<std::string>());
@@ -357,16 +413,10 @@ std::string cascade_markdown(const nlohmann::json& c) {
       c["threshold"].get<double>(), 100.0 * v["target_accuracy"].get<double>(),
       v.value("target", "teacher") != "teacher" ? std::string("the recipe's")
       : v.contains("gain")
-          ? fmt::format(
-                "the teacher's; on validation the student answered {} right where the {} was wrong "
-                "and {} the reverse{}",
-                v["gain"].get<int64_t>(), blend > 0 ? "mix" : "teacher", v["loss"].get<int64_t>(),
-                v.contains("blend_requested") && v["blend_requested"].get<double>() > 0 && blend == 0
-                    ? fmt::format(
-                          "; the mix was not used: {:.2f}% on validation, under the teacher's by more "
-                          "than the margin",
-                          100.0 * v["blend_accuracy"].get<double>())
-                    : std::string())
+          ? fmt::format("the teacher's; on validation the student answered {} right where the {} was wrong "
+                        "and {} the reverse{}",
+                        v["gain"].get<int64_t>(), blend > 0 ? "mix" : "teacher", v["loss"].get<int64_t>(),
+                        mix_note(v, blend))
           : std::string("the teacher's"),
       v.value("margin_se", 0.0),
       v["met"].get<bool>() ? "" : " — **not reachable on validation: everything goes to the teacher**",

@@ -102,6 +102,16 @@ double JsonReader::number(const std::string& key, std::optional<double> fallback
   return d;
 }
 
+std::optional<double> JsonReader::number_or_auto(const std::string& key, std::optional<double> fallback,
+                                                 Range range) {
+  const auto* v = lookup(key);
+  if (!v) return fallback;
+  if (v->is_string() && v->get<std::string>() == "auto") return std::nullopt;
+  if (!v->is_number())
+    fail_at(key, "expected a number in " + format_range(range) + " or \"auto\", found " + describe_json(*v));
+  return number(key, std::nullopt, range);
+}
+
 int64_t JsonReader::integer(const std::string& key, std::optional<int64_t> fallback, int64_t lo, int64_t hi) {
   const auto* v = lookup(key);
   if (!v) {

@@ -40,6 +40,8 @@ class JsonReader {
   // Optional defaults: std::nullopt makes the key required.
   double number(const std::string& key, std::optional<double> fallback, Range range);
   int64_t integer(const std::string& key, std::optional<int64_t> fallback, int64_t lo, int64_t hi);
+  // A number in `range` or the string "auto" (std::nullopt); absent: `fallback`.
+  std::optional<double> number_or_auto(const std::string& key, std::optional<double> fallback, Range range);
   bool boolean(const std::string& key, std::optional<bool> fallback);
   std::string string(const std::string& key, std::optional<std::string> fallback);
   std::string choice(const std::string& key, std::optional<std::string> fallback,

@@ -245,7 +245,9 @@ struct VerifySpec {
   bool cascade = true;  // measure the student-first cascade (pipeline/cascade.h) where the run allows it
   double cascade_min_accuracy = -1.0;  // percent, the cascade's validation target; < 0 = the teacher's own
   double cascade_margin_se = 1.0;  // standard errors the cascade's validation result must clear its target by
-  double cascade_blend = 0.5;   // student's weight in the answer for what it leaves (0 = the teacher's alone)
+  // The student's weight in the answer for what it leaves (0 = the teacher's alone); std::nullopt = "auto":
+  // chosen on validation (pipeline/cascade.h).
+  std::optional<double> cascade_blend;
   double cpu_hour_price = 0.0;  // price of one CPU-hour, for the cascade's cost table; 0 = no prices
 };
 

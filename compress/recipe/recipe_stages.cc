@@ -298,7 +298,7 @@ void read_verify(JsonReader& st, const Recipe&, StageSpec& spec) {
   v.cascade = st.boolean("cascade", v.cascade);
   v.cascade_min_accuracy = st.number("cascade_min_accuracy", v.cascade_min_accuracy, {-1.0, 100.0});
   v.cascade_margin_se = st.number("cascade_margin_se", v.cascade_margin_se, {0.0, 10.0});
-  v.cascade_blend = st.number("cascade_blend", v.cascade_blend, {0.0, 1.0});
+  v.cascade_blend = st.number_or_auto("cascade_blend", v.cascade_blend, {0.0, 1.0});
   v.cpu_hour_price = st.number("cpu_hour_price", v.cpu_hour_price, {0.0, 1e9});
   spec.spec = v;
 }
@@ -318,7 +318,7 @@ nlohmann::json verify_to_json(const StageSpec& spec) {
           {"cascade", v.cascade},
           {"cascade_min_accuracy", v.cascade_min_accuracy},
           {"cascade_margin_se", v.cascade_margin_se},
-          {"cascade_blend", v.cascade_blend},
+          {"cascade_blend", v.cascade_blend ? nlohmann::json(*v.cascade_blend) : nlohmann::json("auto")},
           {"cpu_hour_price", v.cpu_hour_price}};
 }
 

@@ -407,13 +407,26 @@ TEST_CASE("compress end to end on a small subset: distill, quantize, export, ver
   REQUIRE(cascade["curve_test"][0]["student_share"] == 1.0);   // threshold 0: all to the student
   REQUIRE(cascade["curve_test"][20]["student_share"] == 0.0);  // above 1: all to the fallback
   REQUIRE(cascade["curve_test"][20]["accuracy"] == cascade["test"]["fallback_accuracy"]);
-  // The fallback mixes the two models' probabilities (cascade_blend, default 0.5) unless the mix is worse
-  // than the teacher on validation by more than the margin; then it is the teacher alone.
-  REQUIRE(cv["blend_requested"] == 0.5);
+  // The fallback mixes the two models' probabilities. Default cascade_blend "auto": the student weights 0.1
+  // ... 0.5 are tried on validation, the one with the most (gain - loss) against the teacher (the smaller on
+  // a tie) is used unless it is worse than the teacher by more than the margin; then the teacher alone.
+  REQUIRE(cv["blend_requested"] == "auto");
+  REQUIRE(cv["blend_tried"].size() == 5);
+  double best = -1e9, best_blend = 0.0;
+  for (size_t k = 0; k < 5; ++k) {
+    const auto& m = cv["blend_tried"][k];
+    REQUIRE(m["blend"].get<double>() == Approx(0.1 * static_cast<double>(k + 1)));
+    REQUIRE(m["accuracy"].get<double>() - cv["teacher_accuracy"].get<double>() ==
+            Approx((m["gain"].get<double>() - m["loss"].get<double>()) / 100.0));  // 100 validation examples
+    if (m["gain"].get<double>() - m["loss"].get<double>() > best) {
+      best = m["gain"].get<double>() - m["loss"].get<double>();
+      best_blend = m["blend"].get<double>();
+    }
+  }
+  REQUIRE(cv["blend_checked"] == best_blend);
   const double mix_gain = cv["blend_gain"].get<double>(), mix_loss = cv["blend_loss"].get<double>();
-  REQUIRE(cascade["blend"] == (mix_gain - mix_loss >= -std::sqrt(mix_gain + mix_loss) ? 0.5 : 0.0));
-  REQUIRE(cv["blend_accuracy"].get<double>() - cv["teacher_accuracy"].get<double>() ==
-          Approx((mix_gain - mix_loss) / 100.0));  // 100 validation examples
+  REQUIRE(mix_gain - mix_loss == best);
+  REQUIRE(cascade["blend"] == (mix_gain - mix_loss >= -std::sqrt(mix_gain + mix_loss) ? best_blend : 0.0));
   if (cascade["blend"] == 0.0)
     REQUIRE(cascade["test"]["fallback_accuracy"] == cascade["test"]["teacher_accuracy"]);
   // The shipped file carries its verify results.
@@ -437,12 +450,22 @@ TEST_CASE("compress end to end on a small subset: distill, quantize, export, ver
   // Criteria that cannot be met fail the run after the report is written.
   o.out_dir = temp_dir("e2e_fail");
   REQUIRE_THROWS_WITH(run_compress(parse_recipe(recipe_with(R"(, "max_bytes": 100, "min_speedup": 1000000,
-                                                "min_speedup_vs_onnxruntime": 1000000)"),
+                                                "min_speedup_vs_onnxruntime": 1000000, "cascade_blend": 0.25)"),
                                                 "e2e.json"),
                                    o),
                       Catch::Contains("verify: criteria not met: min_speedup") &&
                           Catch::Contains("max_bytes") && Catch::Contains("min_speedup_vs_onnxruntime"));
   REQUIRE_THAT(read_file(o.out_dir + "/report.md"), Catch::Contains("**FAIL**"));
+  {  // A fixed cascade_blend is used unless the mix is worse than the teacher on validation by the margin.
+    const auto failed = nlohmann::json::parse(read_file(o.out_dir + "/report.json"))["verify"]["cascade"];
+    const auto& fv = failed["validation"];
+    REQUIRE(fv["blend_requested"] == 0.25);
+    REQUIRE(fv["blend_tried"].empty());
+    const double g = fv["blend_gain"].get<double>(), l = fv["blend_loss"].get<double>();
+    REQUIRE(fv["blend_accuracy"].get<double>() - fv["teacher_accuracy"].get<double>() ==
+            Approx((g - l) / 100.0));
+    REQUIRE(failed["blend"] == (g - l >= -std::sqrt(g + l) ? 0.25 : 0.0));
+  }
   // A criterion that needs ONNX Runtime where it cannot run: one line saying why, before the measurements.
   o.out_dir = temp_dir("e2e_no_ort");
   REQUIRE_THROWS_WITH(

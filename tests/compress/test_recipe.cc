@@ -127,6 +127,26 @@ TEST_CASE("recipe errors name the JSON path and line and column") {
     REQUIRE_THAT(recipe_error(with(R"({"max_drop": 0.5, "order": "random"})")),
                  Catch::Contains("/stages/0/accuracy_control/order: unknown key"));
   }
+  SECTION("verify cascade_blend: a number in [0, 1] or \"auto\"") {
+    auto with = [](const std::string& blend) {
+      return R"({"data": {"kind": "images"}, "teacher": {"model": {"arch": "mlp", "hidden": [4]},
+        "train": {"epochs": 1}}, "student": {"from_teacher": {}},
+        "stages": [{"kind": "quantize"}, {"kind": "export"},
+        {"kind": "verify", "cascade_blend": )" +
+             blend + "}]}";
+    };
+    REQUIRE_THAT(
+        recipe_error(with(R"("half")")),
+        Catch::Contains("/stages/2/cascade_blend: expected a number in [0, 1] or \"auto\", found string "
+                        "\"half\""));
+    REQUIRE_THAT(recipe_error(with("1.5")),
+                 Catch::Contains("/stages/2/cascade_blend: 1.5 is outside [0, 1]"));
+    for (const char* ok : {R"("auto")", "0.25"}) {
+      const Recipe r = parse_recipe(with(ok), "t.json");
+      REQUIRE(parse_recipe(r.to_json().dump(2), "resolved.json").hash() == r.hash());
+      REQUIRE(r.to_json()["stages"][2]["cascade_blend"] == nlohmann::json::parse(ok));
+    }
+  }
   SECTION("data and architecture must fit") {
     const std::string bad =
         R"({"data": {"kind": "text", "path": "x.txt"}, "teacher": {"model": {"arch": "mlp",
