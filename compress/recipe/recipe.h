@@ -249,6 +249,11 @@ struct VerifySpec {
   // chosen on validation (pipeline/cascade.h).
   std::optional<double> cascade_blend;
   double cpu_hour_price = 0.0;  // price of one CPU-hour, for the cascade's cost table; 0 = no prices
+
+  // cascade_blend as a recipe spells it: the number, or "auto".
+  nlohmann::json cascade_blend_json() const {
+    return cascade_blend ? nlohmann::json(*cascade_blend) : nlohmann::json("auto");
+  }
 };
 
 struct ExportSpec {

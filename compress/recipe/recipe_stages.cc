@@ -318,7 +318,7 @@ nlohmann::json verify_to_json(const StageSpec& spec) {
           {"cascade", v.cascade},
           {"cascade_min_accuracy", v.cascade_min_accuracy},
           {"cascade_margin_se", v.cascade_margin_se},
-          {"cascade_blend", v.cascade_blend ? nlohmann::json(*v.cascade_blend) : nlohmann::json("auto")},
+          {"cascade_blend", v.cascade_blend_json()},
           {"cpu_hour_price", v.cpu_hour_price}};
 }
 
