@@ -1,13 +1,17 @@
 #include "serve/server.h"
 
 #include <malloc.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -39,6 +43,43 @@ double confidence(const float* scores, int64_t n, const std::string& kind) {
   std::vector<double> p = softmax_probabilities(scores, n);
   std::partial_sort(p.begin(), p.begin() + std::min<int64_t>(2, n), p.end(), std::greater<>());
   return kind == "margin" && n > 1 ? p[0] - p[1] : p[0];
+}
+
+// The port a socket is bound to, or -1 when it is not an IPv4/IPv6 socket.
+int bound_port(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return -1;
+  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(addr).sin_port);
+  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(addr).sin6_port);
+  return -1;
+}
+
+// httplib 0.11 listens with a backlog of 5. More clients connecting at once than that (a burst of new
+// connections while the accept thread waits for a core) overflow the accept queue: the kernel drops their
+// handshakes, and some of them saw their first request fail after the 1 s SYN-ACK retry (3 to 18 of 32
+// connections in 1 of 5 bursts on 2 cores). Calling listen() again on the listening socket sets its backlog
+// (Linux); httplib does not hand out the socket, so it is the one of this process listening on `port`.
+void widen_backlog(int port) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    int fd = -1;
+    try {
+      fd = std::stoi(entry.path().filename().string());
+    } catch (const std::exception&) {
+      continue;
+    }
+    struct stat st {};
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    if (bound_port(fd) != port) continue;
+    if (listen(fd, SOMAXCONN) != 0)
+      log_line(fmt::format("cannot widen the listen backlog of port {} (it stays at 5)", port));
+    return;
+  }
+  log_line(fmt::format("found no listening socket on port {} to widen its backlog (it stays at 5)", port));
 }
 
 }  // namespace
@@ -288,6 +329,7 @@ Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>(std::move(op
   if (s.port <= 0)
     throw Error(fmt::format("serve: cannot listen on {}:{} (in use, or not an address of this machine)",
                             s.options.host, s.options.port));
+  widen_backlog(s.port);
 }
 
 Server::~Server() {

@@ -629,10 +629,13 @@ TEST_CASE("report.html draws every point of a run in headless Chromium, offline"
 #if defined(MIGHTY_SERVE_LOAD)
 // The short version of the serving load test (scripts/serve-load --quick; the full one is the same with
 // longer phases): mighty-run serve on loopback under load at 1 and 2 threads, paced at half load, a hot
-// reload and a damaged reload under load, a burst past the queue limit and 200 malformed requests of ten
-// kinds. The script fails on any failed, mixed-up or lost answer, a malformed request not answered 4xx, a
-// reload not taken or a damaged file not refused.
-TEST_CASE("serve: the short load test (reloads under load, a burst past the queue, 200 malformed requests)") {
+// reload and a damaged reload under load, 256 clients connecting at once (each answered: the listen backlog
+// holds them), a burst past the queue limit and 200 malformed requests of ten kinds. The script fails on any
+// failed, mixed-up or lost answer, a malformed request not answered 4xx, a reload not taken or a damaged file
+// not refused.
+TEST_CASE(
+    "serve: the short load test (reloads under load, 256 connections at once, a burst past the queue, 200 "
+    "malformed requests)") {
   const auto dir = std::filesystem::temp_directory_path() / ("mighty_serve_" + std::to_string(::getpid()));
   compress_agreement_model(dir);
   const auto o =
@@ -641,6 +644,7 @@ TEST_CASE("serve: the short load test (reloads under load, a burst past the queu
   INFO(o.out << o.err);
   CHECK(o.status == 0);
   CHECK_THAT(o.out, Catch::Contains("malformed: 200/200 answered 4xx"));
+  CHECK_THAT(o.out, Catch::Contains("| connect: 256 connections at once, 1 image each |"));
   std::filesystem::remove_all(dir);
 }
 #endif
