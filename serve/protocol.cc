@@ -18,21 +18,22 @@ namespace {
 
 RequestError bad(const std::string& kind, const std::string& message) { return {400, kind, message}; }
 
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
+// Each byte's 6-bit value in the base64 alphabet (RFC 4648), or -1 (anything else, '=' included).
+constexpr std::array<int8_t, 256> base64_table() {
+  std::array<int8_t, 256> t{};
+  for (auto& v : t) v = -1;
+  const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (int i = 0; i < 64; ++i) t[static_cast<uint8_t>(alphabet[i])] = static_cast<int8_t>(i);
+  return t;
 }
+constexpr std::array<int8_t, 256> kBase64 = base64_table();
 
 std::string read_image(const nlohmann::json& v, size_t index, int64_t pixels) {
   std::string bytes;
   if (v.is_object()) {
     if (v.size() != 1 || !v.contains("b64") || !v["b64"].is_string())
       throw bad("wrong_type", fmt::format("instance {}: an object instance is {{\"b64\": \"...\"}}", index));
-    if (!decode_base64(v["b64"].get<std::string>(), bytes))
+    if (!decode_base64(v["b64"].get_ref<const std::string&>(), bytes))
       throw bad("bad_base64", fmt::format("instance {}: \"b64\" is not base64", index));
   } else if (v.is_array()) {
     bytes.resize(v.size());
@@ -58,7 +59,7 @@ std::string read_text(const nlohmann::json& v, size_t index) {
   if (v.is_string()) return v.get<std::string>();
   std::string bytes;
   if (v.is_object() && v.size() == 1 && v.contains("b64") && v["b64"].is_string()) {
-    if (!decode_base64(v["b64"].get<std::string>(), bytes))
+    if (!decode_base64(v["b64"].get_ref<const std::string&>(), bytes))
       throw bad("bad_base64", fmt::format("instance {}: \"b64\" is not base64", index));
     return bytes;
   }
@@ -83,29 +84,37 @@ std::string encode_base64(const uint8_t* p, size_t n) {
   return out;
 }
 
-bool decode_base64(const std::string& text, std::string& out) {
+bool decode_base64(std::string_view text, std::string& out) {
   out.clear();
   if (text.size() % 4 != 0) return false;
-  out.reserve(text.size() / 4 * 3);
-  for (size_t i = 0; i < text.size(); i += 4) {
-    int v[4];
-    int pad = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char c = text[i + static_cast<size_t>(k)];
-      if (c == '=' && i + 4 == text.size() && k >= 2) {
-        v[k] = 0;
-        ++pad;
-        continue;
-      }
-      if (pad > 0) return false;  // data after padding
-      v[k] = base64_value(c);
-      if (v[k] < 0) return false;
-    }
-    const uint32_t w = (static_cast<uint32_t>(v[0]) << 18) | (static_cast<uint32_t>(v[1]) << 12) |
-                       (static_cast<uint32_t>(v[2]) << 6) | static_cast<uint32_t>(v[3]);
-    out += static_cast<char>(w >> 16);
-    if (pad < 2) out += static_cast<char>((w >> 8) & 0xff);
-    if (pad < 1) out += static_cast<char>(w & 0xff);
+  if (text.empty()) return true;
+  // '=' only as the last one or two characters (then the quad before them carries 2 or 1 bytes).
+  const size_t pad = text.back() != '=' ? 0 : text[text.size() - 2] == '=' ? 2 : 1;
+  out.resize(text.size() / 4 * 3 - pad);
+  const auto* in = reinterpret_cast<const uint8_t*>(text.data());
+  auto* dst = reinterpret_cast<uint8_t*>(out.data());
+  const size_t quads = text.size() / 4 - (pad ? 1 : 0);
+  int32_t invalid = 0;  // negative once any character is outside the alphabet
+  for (size_t q = 0; q < quads; ++q, in += 4, dst += 3) {
+    const int32_t a = kBase64[in[0]], b = kBase64[in[1]], c = kBase64[in[2]], d = kBase64[in[3]];
+    invalid |= a | b | c | d;
+    const uint32_t w = (static_cast<uint32_t>(a) << 18) | (static_cast<uint32_t>(b) << 12) |
+                       (static_cast<uint32_t>(c) << 6) | static_cast<uint32_t>(d);
+    dst[0] = static_cast<uint8_t>(w >> 16);
+    dst[1] = static_cast<uint8_t>(w >> 8);
+    dst[2] = static_cast<uint8_t>(w);
+  }
+  if (pad) {  // the last quad: 2 or 3 characters of the alphabet, then the padding
+    const int32_t a = kBase64[in[0]], b = kBase64[in[1]], c = pad == 1 ? kBase64[in[2]] : 0;
+    invalid |= a | b | c;
+    const uint32_t w =
+        (static_cast<uint32_t>(a) << 18) | (static_cast<uint32_t>(b) << 12) | (static_cast<uint32_t>(c) << 6);
+    dst[0] = static_cast<uint8_t>(w >> 16);
+    if (pad == 1) dst[1] = static_cast<uint8_t>(w >> 8);
+  }
+  if (invalid < 0) {
+    out.clear();
+    return false;
   }
   return true;
 }

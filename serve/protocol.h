@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -63,7 +64,7 @@ std::string json_string(const std::string& s);
 std::string error_body(const std::string& kind, const std::string& message);
 
 // RFC 4648 base64 (padding required, no whitespace); false when `text` is not that.
-bool decode_base64(const std::string& text, std::string& out);
+bool decode_base64(std::string_view text, std::string& out);
 std::string encode_base64(const uint8_t* bytes, size_t size);  // for clients (the load generator, tests)
 
 }  // namespace mighty::serve

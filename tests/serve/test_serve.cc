@@ -162,8 +162,20 @@ TEST_CASE("base64 is decoded exactly and anything else is refused") {
     REQUIRE(decode_base64(coded, out));
     CHECK(out == plain);
   }
-  for (const char* bad : {"A", "AB=C", "A===", "AB!D", "AA==AAAA", "=AAA"})
+  for (const char* bad : {"A", "AB=C", "A===", "AB!D", "AA==AAAA", "=AAA", "====", "AAAA===="})
     CHECK_FALSE(decode_base64(bad, out));
+  // Every byte value in every place of the last quad: only the alphabet decodes, and '=' only at the end.
+  const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (int c = 0; c < 256; ++c) {
+    const bool in_alphabet = alphabet.find(static_cast<char>(c)) != std::string::npos;
+    for (size_t place = 0; place < 4; ++place) {
+      std::string coded = "QUJDQUJD";  // "ABCABC"
+      coded[4 + place] = static_cast<char>(c);
+      INFO("byte " << c << " at " << place);
+      CHECK(decode_base64(coded, out) == (in_alphabet || (c == '=' && place == 3)));
+      if (in_alphabet) CHECK(out.size() == 6);
+    }
+  }
 }
 
 TEST_CASE("every kind of bad request is one 4xx line naming what is wrong") {
