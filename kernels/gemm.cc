@@ -46,6 +46,15 @@ PackedWeights pack_weights(const int8_t* w, int64_t n, int64_t k, int64_t ldw) {
     }
     p.column_sums[col] = sum;
   }
+  if (p.n_padded == kPackColumns) {  // the pairs layout (gemm.h): a permutation of the block's bytes
+    p.pairs = aligned_bytes(static_cast<size_t>(p.block_stride));
+    auto* pairs = reinterpret_cast<int8_t*>(p.pairs.get());
+    for (int64_t pair = 0; pair < p.block_stride / 128; ++pair)
+      for (int64_t lane = 0; lane < 32; ++lane) {  // 8 columns x 2 groups, twice
+        const int64_t col = lane / 2, group = 2 * pair + lane % 2;
+        std::memcpy(pairs + pair * 128 + lane * 4, out + group * 64 + col * 4, 4);
+      }
+  }
   const double zero = index_zero_blocks(p, false);
   p.sparse = zero >= kSparseCrossover;
   return p;

@@ -49,6 +49,10 @@ struct PackedWeights {
   int64_t block_stride =
       0;              // bytes from one block of 16 columns to the next (>= 16 * k_padded rounded to 64)
   AlignedBytes data;  // n_padded / 16 * block_stride bytes in the packed layout
+  // Layers of one block (n <= 16) also keep their groups in pairs for the AVX-512 path, which then broadcasts
+  // 8 activation bytes (two groups) per two vpdpbusd instead of 4 bytes per one: pair p is 128 bytes, columns
+  // 0-7 then 8-15, each column's group 2p then 2p + 1 (4 bytes each). block_stride bytes; empty otherwise.
+  AlignedBytes pairs;
   std::vector<int32_t> column_sums;  // sum_k W[n][k], n_padded entries (zero for padding)
   // Block-sparse execution (set by index_zero_blocks when worth it): per block of 16 columns, the 4-deep
   // groups whose 64 packed bytes are not all zero; every path then skips the others. The packed bytes stay as

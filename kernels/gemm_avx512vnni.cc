@@ -181,6 +181,58 @@ void tile(const GemmArgs& args, int64_t row0, int64_t col0, int64_t n_end) {
   store_tile<MR, NV>(args, row0, col0, n_end, sums);
 }
 
+// Whether a GEMM can use the pairs layout (gemm.h): a one-block layer without a partial group whose runs
+// (implicit im2col) hold whole pairs, so a row's 8-byte read stays inside its run.
+bool pairs_fit(const GemmArgs& args) {
+  const PackedWeights& w = *args.w;
+  const int64_t runs = args.a_rows ? args.a_segments : 1;
+  return w.pairs && w.k % kPackDepth == 0 && (w.k / kPackDepth) % (2 * runs) == 0;
+}
+
+// One tile of MR rows x the layer's 16 columns over the pairs layout: each row's two groups are broadcast as
+// one 64-bit value, so the even lanes of acc[r][h] sum group 2p and the odd lanes group 2p + 1 of columns
+// 8h ... 8h + 7; adjacent lanes are added at the end (the same int32 sum in another order: exact). One
+// broadcast per two vpdpbusd, as with two weight vectors in `tile`; with one vector (16 columns) `tile` needs
+// one per vpdpbusd.
+template <int MR>
+void pair_tile(const GemmArgs& args, int64_t row0, int64_t n_end) {
+  const PackedWeights& w = *args.w;
+  const int8_t* b = reinterpret_cast<const int8_t*>(w.pairs.get());
+  const uint8_t* a[MR];
+  for (int r = 0; r < MR; ++r) a[r] = a_row(args, row0 + r);
+  __m512i acc[MR][2];
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+  const int64_t runs = args.a_rows ? args.a_segments : 1, run_pairs = w.k / kPackDepth / runs / 2;
+  for (int64_t s = 0; s < runs; ++s) {
+    const int8_t* bs = b + s * run_pairs * 128;
+    for (int64_t p = 0; p < run_pairs; ++p) {
+      const __m512i b0 = _mm512_load_si512(bs + p * 128), b1 = _mm512_load_si512(bs + p * 128 + 64);
+      for (int r = 0; r < MR; ++r) {
+        uint64_t v;
+        std::memcpy(&v, a[r] + p * 2 * kPackDepth, sizeof v);
+        const __m512i av = _mm512_set1_epi64(static_cast<long long>(v));
+        acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
+        acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
+      }
+    }
+    if (s + 1 < runs)
+      for (int r = 0; r < MR; ++r) a[r] += args.a_segment_stride;
+  }
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  __m512i sum[MR][1];
+  for (int r = 0; r < MR; ++r)
+    sum[r][0] = _mm512_add_epi32(_mm512_permutex2var_epi32(acc[r][0], even, acc[r][1]),
+                                 _mm512_permutex2var_epi32(acc[r][0], odd, acc[r][1]));
+  if (!args.a_zero_points && !args.epilogue.row_scale) {
+    store_tile_regs<MR, 1>(args, row0, 0, n_end, sum);
+    return;
+  }
+  alignas(64) int32_t spilled[MR][1][16];
+  for (int r = 0; r < MR; ++r) _mm512_store_si512(spilled[r][0], sum[r][0]);
+  store_tile<MR, 1>(args, row0, 0, n_end, spilled);
+}
+
 // tile<MR, nv> for a run-time nv in [1, NVMAX].
 template <int MR, int NVMAX>
 void tile_nv(int nv, const GemmArgs& args, int64_t row0, int64_t col0, int64_t n_end) {
@@ -323,6 +375,12 @@ void gemm_avx512vnni(const GemmArgs& args, int64_t n_begin, int64_t n_end) {
   }
   if (args.m <= 5) {
     small_rows(static_cast<int>(args.m), args, 0, n_begin, n_end);
+    return;
+  }
+  if (n_begin == 0 && pairs_fit(args)) {  // one block of columns: 8-row tiles over the pairs, then the rest
+    int64_t row = 0;
+    for (; row + 8 <= args.m; row += 8) pair_tile<8>(args, row, n_end);
+    if (row < args.m) gemm_rows(args, row, n_begin, n_end);
     return;
   }
   // Column panels sized so a panel of packed weights stays in L2 while every row strip passes over it.
