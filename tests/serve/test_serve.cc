@@ -11,6 +11,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <thread>
@@ -18,6 +20,7 @@
 
 #include <httplib.h>
 
+#include "../fuzz/predict_one.h"
 #include "runtime/format/artifact.h"
 #include "runtime/graph/graph.h"
 #include "runtime/io/atomic_file.h"
@@ -176,6 +179,21 @@ TEST_CASE("base64 is decoded exactly and anything else is refused") {
       if (in_alphabet) CHECK(out.size() == 6);
     }
   }
+}
+
+// The request-reader fuzzer's corpus (scripts/fuzz), replayed through the same check: every input is either
+// read into instances of the right size or refused with a 4xx RequestError.
+TEST_CASE("the request-reader fuzzer's corpus replays: each body read right or refused with a 4xx") {
+  const auto corpus = std::filesystem::path(MIGHTY_SOURCE_DIR) / "tests/fuzz/corpus/predict";
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(corpus)) {
+    std::ifstream in(e.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    INFO(e.path().filename().string());
+    CHECK(mighty::fuzz::predict_one(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()) == "");
+    ++files;
+  }
+  REQUIRE(files > 100);
 }
 
 TEST_CASE("every kind of bad request is one 4xx line naming what is wrong") {
