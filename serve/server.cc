@@ -1,17 +1,14 @@
 #include "serve/server.h"
 
 #include <malloc.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
-#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -45,43 +42,6 @@ double confidence(const float* scores, int64_t n, const std::string& kind) {
   return kind == "margin" && n > 1 ? p[0] - p[1] : p[0];
 }
 
-// The port a socket is bound to, or -1 when it is not an IPv4/IPv6 socket.
-int bound_port(int fd) {
-  sockaddr_storage addr{};
-  socklen_t len = sizeof addr;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return -1;
-  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(addr).sin_port);
-  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(addr).sin6_port);
-  return -1;
-}
-
-// httplib 0.11 listens with a backlog of 5. More clients connecting at once than that (a burst of new
-// connections while the accept thread waits for a core) overflow the accept queue: the kernel drops their
-// handshakes, and some of them saw their first request fail after the 1 s SYN-ACK retry (3 to 18 of 32
-// connections in 1 of 5 bursts on 2 cores). Calling listen() again on the listening socket sets its backlog
-// (Linux); httplib does not hand out the socket, so it is the one of this process listening on `port`.
-void widen_backlog(int port) {
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
-    int fd = -1;
-    try {
-      fd = std::stoi(entry.path().filename().string());
-    } catch (const std::exception&) {
-      continue;
-    }
-    struct stat st {};
-    int listening = 0;
-    socklen_t len = sizeof listening;
-    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
-    if (bound_port(fd) != port) continue;
-    if (listen(fd, SOMAXCONN) != 0)
-      log_line(fmt::format("cannot widen the listen backlog of port {} (it stays at 5)", port));
-    return;
-  }
-  log_line(fmt::format("found no listening socket on port {} to widen its backlog (it stays at 5)", port));
-}
-
 }  // namespace
 
 struct Server::Impl {
@@ -91,6 +51,7 @@ struct Server::Impl {
   Registry registry;
   httplib::Server http;
   int port = 0;
+  int listen_fd = -1;  // the listening socket, as httplib made it
   std::mutex poll_mutex;
   std::condition_variable poll_wake;
   bool stopping = false;
@@ -321,6 +282,12 @@ Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>(std::move(op
   s.http.set_read_timeout(10, 0);
   s.http.set_write_timeout(10, 0);
   s.routes();
+  // httplib's own options for the socket it listens on, and the socket kept (the last one it made is the one
+  // that bound: it closes those that fail).
+  s.http.set_socket_options([&s](socket_t sock) {
+    httplib::default_socket_options(sock);
+    s.listen_fd = sock;
+  });
   if (s.options.port == 0) {
     s.port = s.http.bind_to_any_port(s.options.host);
   } else {
@@ -329,7 +296,13 @@ Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>(std::move(op
   if (s.port <= 0)
     throw Error(fmt::format("serve: cannot listen on {}:{} (in use, or not an address of this machine)",
                             s.options.host, s.options.port));
-  widen_backlog(s.port);
+  // Debian's cpp-httplib 0.11 (compiled) listens with a backlog of 5. More clients connecting at once than
+  // that (a burst of new connections while the accept thread waits for a core) overflowed the accept queue:
+  // the kernel dropped their handshakes, and some first requests failed after the 1 s SYN-ACK retry (3 to 18
+  // of 32 connections in 1 of 5 bursts on 2 cores). Calling listen() again on a listening socket sets its
+  // backlog.
+  if (::listen(s.listen_fd, SOMAXCONN) != 0)
+    log_line(fmt::format("cannot widen the listen backlog of port {} (it stays at 5)", s.port));
 }
 
 Server::~Server() {
