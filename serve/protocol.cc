@@ -18,12 +18,13 @@ namespace {
 
 RequestError bad(const std::string& kind, const std::string& message) { return {400, kind, message}; }
 
+constexpr char kBase64Alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
 // Each byte's 6-bit value in the base64 alphabet (RFC 4648), or -1 (anything else, '=' included).
 constexpr std::array<int8_t, 256> base64_table() {
   std::array<int8_t, 256> t{};
   for (auto& v : t) v = -1;
-  const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  for (int i = 0; i < 64; ++i) t[static_cast<uint8_t>(alphabet[i])] = static_cast<int8_t>(i);
+  for (int i = 0; i < 64; ++i) t[static_cast<uint8_t>(kBase64Alphabet[i])] = static_cast<int8_t>(i);
   return t;
 }
 constexpr std::array<int8_t, 256> kBase64 = base64_table();
@@ -70,16 +71,15 @@ std::string read_text(const nlohmann::json& v, size_t index) {
 }  // namespace
 
 std::string encode_base64(const uint8_t* p, size_t n) {
-  static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   out.reserve((n + 2) / 3 * 4);
   for (size_t i = 0; i < n; i += 3) {
     const uint32_t w = (uint32_t{p[i]} << 16) | (i + 1 < n ? uint32_t{p[i + 1]} << 8 : 0) |
                        (i + 2 < n ? uint32_t{p[i + 2]} : 0);
-    out += alphabet[(w >> 18) & 63];
-    out += alphabet[(w >> 12) & 63];
-    out += i + 1 < n ? alphabet[(w >> 6) & 63] : '=';
-    out += i + 2 < n ? alphabet[w & 63] : '=';
+    out += kBase64Alphabet[(w >> 18) & 63];
+    out += kBase64Alphabet[(w >> 12) & 63];
+    out += i + 1 < n ? kBase64Alphabet[(w >> 6) & 63] : '=';
+    out += i + 2 < n ? kBase64Alphabet[w & 63] : '=';
   }
   return out;
 }
@@ -90,13 +90,15 @@ bool decode_base64(std::string_view text, std::string& out) {
   if (text.empty()) return true;
   // '=' only as the last one or two characters (then the quad before them carries 2 or 1 bytes).
   const size_t pad = text.back() != '=' ? 0 : text[text.size() - 2] == '=' ? 2 : 1;
-  out.resize(text.size() / 4 * 3 - pad);
+  out.resize(text.size() / 4 * 3);
   const auto* in = reinterpret_cast<const uint8_t*>(text.data());
   auto* dst = reinterpret_cast<uint8_t*>(out.data());
-  const size_t quads = text.size() / 4 - (pad ? 1 : 0);
+  const size_t quads = text.size() / 4;
   int32_t invalid = 0;  // negative once any character is outside the alphabet
   for (size_t q = 0; q < quads; ++q, in += 4, dst += 3) {
-    const int32_t a = kBase64[in[0]], b = kBase64[in[1]], c = kBase64[in[2]], d = kBase64[in[3]];
+    const size_t padded = q + 1 == quads ? pad : 0;  // the last quad's '=' carry no bits
+    const int32_t a = kBase64[in[0]], b = kBase64[in[1]];
+    const int32_t c = padded == 2 ? 0 : kBase64[in[2]], d = padded ? 0 : kBase64[in[3]];
     invalid |= a | b | c | d;
     const uint32_t w = (static_cast<uint32_t>(a) << 18) | (static_cast<uint32_t>(b) << 12) |
                        (static_cast<uint32_t>(c) << 6) | static_cast<uint32_t>(d);
@@ -104,14 +106,7 @@ bool decode_base64(std::string_view text, std::string& out) {
     dst[1] = static_cast<uint8_t>(w >> 8);
     dst[2] = static_cast<uint8_t>(w);
   }
-  if (pad) {  // the last quad: 2 or 3 characters of the alphabet, then the padding
-    const int32_t a = kBase64[in[0]], b = kBase64[in[1]], c = pad == 1 ? kBase64[in[2]] : 0;
-    invalid |= a | b | c;
-    const uint32_t w =
-        (static_cast<uint32_t>(a) << 18) | (static_cast<uint32_t>(b) << 12) | (static_cast<uint32_t>(c) << 6);
-    dst[0] = static_cast<uint8_t>(w >> 16);
-    if (pad == 1) dst[1] = static_cast<uint8_t>(w >> 8);
-  }
+  out.resize(out.size() - pad);
   if (invalid < 0) {
     out.clear();
     return false;
