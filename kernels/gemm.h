@@ -52,6 +52,8 @@ struct PackedWeights {
   // Layers of one block (n <= 16) also keep their groups in pairs for the AVX-512 path, which then broadcasts
   // 8 activation bytes (two groups) per two vpdpbusd instead of 4 bytes per one: pair p is 128 bytes, columns
   // 0-7 then 8-15, each column's group 2p then 2p + 1 (4 bytes each). block_stride bytes; empty otherwise.
+  // Built on every machine, as the 64-byte depth padding is: one packed model serves every path (the tests
+  // run them all).
   AlignedBytes pairs;
   std::vector<int32_t> column_sums;  // sum_k W[n][k], n_padded entries (zero for padding)
   // Block-sparse execution (set by index_zero_blocks when worth it): per block of 16 columns, the 4-deep

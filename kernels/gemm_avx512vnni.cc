@@ -128,6 +128,22 @@ __attribute__((always_inline)) inline void store_tile_regs(const GemmArgs& args,
   }
 }
 
+// A tile's accumulators through the epilogue: from the registers (one activation zero point, no row scales),
+// or spilled once through a plain buffer: indexing the register array from the (not unrolled) epilogue loop
+// would force the compiler to keep the accumulators in memory throughout the tile's K loop.
+template <int MR, int NV>
+__attribute__((always_inline)) inline void finish_tile(const GemmArgs& args, int64_t row0, int64_t col0,
+                                                       int64_t n_end, const __m512i (&acc)[MR][NV]) {
+  if (!args.a_zero_points && !args.epilogue.row_scale) {
+    store_tile_regs<MR, NV>(args, row0, col0, n_end, acc);
+    return;
+  }
+  alignas(64) int32_t sums[MR][NV][16];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) _mm512_store_si512(sums[r][v], acc[r][v]);
+  store_tile<MR, NV>(args, row0, col0, n_end, sums);
+}
+
 // One register tile: rows [row0, row0 + MR) x columns [col0, col0 + 16 * NV) (col0 a multiple of 16), of
 // which the columns below n_end are written.
 template <int MR, int NV>
@@ -169,16 +185,7 @@ void tile(const GemmArgs& args, int64_t row0, int64_t col0, int64_t n_end) {
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
     }
   }
-  if (!args.a_zero_points && !args.epilogue.row_scale) {
-    store_tile_regs<MR, NV>(args, row0, col0, n_end, acc);
-    return;
-  }
-  // Spill once through a plain buffer: indexing the register array from the (not unrolled) epilogue loop
-  // would force the compiler to keep the accumulators in memory throughout the loop above.
-  alignas(64) int32_t sums[MR][NV][16];
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) _mm512_store_si512(sums[r][v], acc[r][v]);
-  store_tile<MR, NV>(args, row0, col0, n_end, sums);
+  finish_tile<MR, NV>(args, row0, col0, n_end, acc);
 }
 
 // Whether a GEMM can use the pairs layout (gemm.h): a one-block layer without a partial group whose runs
@@ -224,13 +231,7 @@ void pair_tile(const GemmArgs& args, int64_t row0, int64_t n_end) {
   for (int r = 0; r < MR; ++r)
     sum[r][0] = _mm512_add_epi32(_mm512_permutex2var_epi32(acc[r][0], even, acc[r][1]),
                                  _mm512_permutex2var_epi32(acc[r][0], odd, acc[r][1]));
-  if (!args.a_zero_points && !args.epilogue.row_scale) {
-    store_tile_regs<MR, 1>(args, row0, 0, n_end, sum);
-    return;
-  }
-  alignas(64) int32_t spilled[MR][1][16];
-  for (int r = 0; r < MR; ++r) _mm512_store_si512(spilled[r][0], sum[r][0]);
-  store_tile<MR, 1>(args, row0, 0, n_end, spilled);
+  finish_tile<MR, 1>(args, row0, 0, n_end, sum);
 }
 
 // tile<MR, nv> for a run-time nv in [1, NVMAX].
