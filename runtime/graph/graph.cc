@@ -22,6 +22,17 @@ void check_common_attrs(const ShapeContext& ctx) {
     ctx.fail("attribute 'train_dropout' must be a number in [0, 1)");
 }
 
+// Whether a shape's element count is above `limit`, computed without overflowing.
+bool elements_over(const Shape& shape, int64_t limit) {
+  int64_t elements = 1;
+  for (int64_t d : shape) {
+    if (d <= 0) return false;  // nothing to hold (the ops' own checks refuse negative dimensions)
+    if (elements > limit / d) return true;
+    elements *= d;
+  }
+  return false;
+}
+
 }  // namespace
 
 const char* op_name(OpKind op) { return op_def(op).name; }
@@ -91,6 +102,17 @@ void Graph::infer_shapes() {
         ctx.fail(fmt::format("input index {} is not an earlier node (must be in [0, {}))", in, i));
     }
     n.shape = def.infer(ctx);
+    if (elements_over(n.shape, kMaxElements)) {
+      ctx.fail(fmt::format("output shape [{}] holds more than 2^31 elements per example",
+                           fmt::join(n.shape, ", ")));
+    }
+    if (def.tensors) {
+      for (const auto& t : def.tensors(n)) {
+        if (elements_over(t.shape, kMaxTensorElements))
+          ctx.fail(fmt::format("tensor '{}' of shape [{}] holds more than 2^40 elements", t.name,
+                               fmt::join(t.shape, ", ")));
+      }
+    }
   }
 }
 

@@ -44,6 +44,10 @@ class ShapeContext {
 
 // The largest dimension or feature count the IR accepts.
 inline constexpr int64_t kMaxDim = int64_t{1} << 31;
+// The most elements a node's output may hold per example (8 GiB of fp32), and a tensor (a weight): products
+// of dimensions that are each in range can still overflow int64 in every byte count computed from them.
+inline constexpr int64_t kMaxElements = int64_t{1} << 31;
+inline constexpr int64_t kMaxTensorElements = int64_t{1} << 40;
 
 inline constexpr int kVariadic = -1;
 

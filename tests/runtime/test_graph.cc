@@ -88,6 +88,25 @@ TEST_CASE("graph errors name the node and what was expected") {
     REQUIRE_THROWS_WITH(Graph::from_json(j),
                         Catch::Contains("graph node 1") && Catch::Contains("'bias' must be true or false"));
   }
+  SECTION("sizes whose dimensions are each in range but whose products are not") {
+    // Found by scripts/fuzz onnx: four dimensions of 65536 overflowed the session's byte counts.
+    Graph g;
+    g.add("input", OpKind::kInput, {}, {{"shape", {3, 65536, 65536, 65536}}});
+    REQUIRE_THROWS_WITH(g.infer_shapes(),
+                        Catch::Contains("graph node 0 ('input'") &&
+                            Catch::Contains("output shape [3, 65536, 65536, 65536] holds more "
+                                            "than 2^31 elements per example"));
+    Graph h;
+    const int x = h.add("input", OpKind::kInput, {}, {{"shape", {1 << 30}}});
+    h.add("fc", OpKind::kLinear, {x}, {{"in_features", 1 << 30}, {"out_features", 1 << 30}});
+    REQUIRE_THROWS_WITH(h.infer_shapes(), Catch::Contains("'fc'") &&
+                                              Catch::Contains("tensor 'fc.weight' of shape [1073741824, "
+                                                              "1073741824] holds more than 2^40 elements"));
+    Graph ok;
+    ok.add("input", OpKind::kInput, {}, {{"shape", {2, 32768, 32768}}});  // exactly 2^31
+    ok.infer_shapes();
+    REQUIRE(ok.output_shape() == Shape{2, 32768, 32768});
+  }
   SECTION("heads must divide the width") {
     Graph g;
     int x = g.add("input", OpKind::kInput, {}, {{"shape", {4, 30}}});
