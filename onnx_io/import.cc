@@ -9,6 +9,7 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <type_traits>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -229,21 +230,24 @@ Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& what) {
     count *= d;
   }
   const bool raw = t.has_raw_data();
+  // The values are counted before anything is allocated: a few bytes of dims may claim terabytes.
   auto need = [&](size_t found) {
     if (found != static_cast<size_t>(count))
       throw Error(fmt::format("{}: {} values for shape [{}] ({} expected)", what, found,
                               fmt::join(out.shape, ", "), count));
+    out.data.resize(static_cast<size_t>(count));
   };
-  out.data.resize(static_cast<size_t>(count));
   auto from_raw = [&](auto sample) {
     using T = decltype(sample);
     if (t.raw_data().size() != static_cast<size_t>(count) * sizeof(T))
       throw Error(fmt::format("{}: {} raw bytes for {} values of {} bytes", what, t.raw_data().size(), count,
                               sizeof(T)));
+    out.data.resize(static_cast<size_t>(count));
     for (int64_t i = 0; i < count; ++i) {
       T v;
       std::memcpy(&v, t.raw_data().data() + i * sizeof(T), sizeof(T));
       out.data[static_cast<size_t>(i)] = static_cast<float>(v);
+      if constexpr (std::is_integral_v<T>) out.ints.push_back(v);
     }
   };
   switch (t.data_type()) {
@@ -271,6 +275,7 @@ Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& what) {
         need(static_cast<size_t>(t.int64_data_size()));
         std::transform(t.int64_data().begin(), t.int64_data().end(), out.data.begin(),
                        [](int64_t v) { return static_cast<float>(v); });
+        out.ints.assign(t.int64_data().begin(), t.int64_data().end());
       }
       break;
     case onnx::TensorProto::INT32:
@@ -280,6 +285,7 @@ Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& what) {
         need(static_cast<size_t>(t.int32_data_size()));
         std::transform(t.int32_data().begin(), t.int32_data().end(), out.data.begin(),
                        [](int32_t v) { return static_cast<float>(v); });
+        out.ints.assign(t.int32_data().begin(), t.int32_data().end());
       }
       break;
     default:

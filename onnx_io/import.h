@@ -24,6 +24,9 @@ namespace mighty::onnx_io {
 struct Tensor {
   std::vector<int64_t> shape;
   std::vector<float> data;  // float32 (int64 constants are converted; they only carry shapes and axes)
+  // An integer tensor's exact values (int32, int64, a Constant's value_int[s]), which shape computations
+  // read: float holds integers exactly only up to 2^24. Empty for floating-point tensors.
+  std::vector<int64_t> ints;
 };
 
 struct Imported {

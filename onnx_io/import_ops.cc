@@ -70,12 +70,24 @@ void need_one_output(ImportContext& c) {
 
 // ---- shape computations (x.view(x.size(0), -1) as exporters write it) ----
 
+// A constant's values as integers: an integer tensor's exact values; a float tensor's only when each is whole
+// and within +-2^62.
+std::vector<int64_t> integers(ImportContext& c, const Tensor& t, int k) {
+  if (t.data.empty() || !t.ints.empty()) return t.ints;
+  std::vector<int64_t> out;
+  for (float x : t.data) {
+    if (!(std::abs(x) <= 0x1p62f) || x != std::trunc(x))
+      c.fail(fmt::format("input {} holds {}, where an integer is needed", k, x));
+    out.push_back(static_cast<int64_t>(x));
+  }
+  return out;
+}
+
 // Input k as a shape value: a computed shape, or an integer constant.
 ImportContext::ShapeValue shape_value(ImportContext& c, int k) {
   if (const auto* v = c.has_input(k) ? c.find_shape_value(c.node().input(k)) : nullptr) return *v;
-  const Tensor& t = c.constant(k);
   ImportContext::ShapeValue out;
-  for (float x : t.data) out.emplace_back(static_cast<int64_t>(x));
+  for (int64_t x : integers(c, c.constant(k), k)) out.emplace_back(x);
   return out;
 }
 
@@ -97,10 +109,11 @@ void gather(ImportContext& c) {
   const Tensor& idx = c.constant(1);
   if (c.attr_int("axis", 0) != 0 || idx.shape.size() > 1) c.fail("only indices into a shape vector");
   ImportContext::ShapeValue out;
-  for (float f : idx.data) {
-    int64_t i = static_cast<int64_t>(f);
+  for (const int64_t index : integers(c, idx, 1)) {
+    int64_t i = index;
     if (i < 0) i += static_cast<int64_t>(v.size());
-    if (i < 0 || i >= static_cast<int64_t>(v.size())) c.fail(fmt::format("index {} is outside the shape", f));
+    if (i < 0 || i >= static_cast<int64_t>(v.size()))
+      c.fail(fmt::format("index {} is outside the shape", index));
     out.push_back(v[static_cast<size_t>(i)]);
   }
   c.set_shape_value(c.node().output(0),
@@ -248,14 +261,15 @@ void layer_norm(ImportContext& c) {
   if (axis != -1 && axis != static_cast<int64_t>(in.size())) c.fail("only normalization over the last axis");
   need_one_output(c);
   const int64_t dim = in.back();
-  Tensor bias{{dim}, std::vector<float>(static_cast<size_t>(dim), 0.0f)};
   if (c.constant(1).shape != std::vector<int64_t>{dim} ||
       (c.has_input(2) && c.constant(2).shape != std::vector<int64_t>{dim}))
     c.fail(fmt::format("scale and bias must be vectors of {} values", dim));
   const std::string name =
       c.add(OpKind::kLayerNorm, {c.value(0)}, {{"dim", dim}, {"eps", c.attr_float("epsilon", 1e-5f)}});
   c.weight(name + ".weight", c.constant(1));
-  c.weight(name + ".bias", c.has_input(2) ? c.constant(2) : bias);
+  c.weight(name + ".bias", c.has_input(2)
+                               ? c.constant(2)
+                               : Tensor{{dim}, std::vector<float>(static_cast<size_t>(dim), 0.0f), {}});
 }
 
 // ---- elementwise ----
@@ -365,8 +379,8 @@ bool affine_constant(ImportContext& c) {
     c.fail(fmt::format("the constant operand of shape [{}] must be one value or one per channel ([{}, 1, 1])",
                        fmt::join(k.shape, ", "), channels));
   if (op == "Div" && x_index == 1) c.fail("a constant divided by a computed value is not supported");
-  Tensor scale{{channels}, std::vector<float>(static_cast<size_t>(channels), 1.0f)};
-  Tensor shift{{channels}, std::vector<float>(static_cast<size_t>(channels), 0.0f)};
+  Tensor scale{{channels}, std::vector<float>(static_cast<size_t>(channels), 1.0f), {}};
+  Tensor shift{{channels}, std::vector<float>(static_cast<size_t>(channels), 0.0f), {}};
   for (int64_t ch = 0; ch < channels; ++ch) {
     affine_of(op, x_index == 1, k.data[static_cast<size_t>(one ? 0 : ch)],
               &scale.data[static_cast<size_t>(ch)], &shift.data[static_cast<size_t>(ch)]);
@@ -376,9 +390,9 @@ bool affine_constant(ImportContext& c) {
   c.weight(name + ".weight", scale);
   c.weight(name + ".bias", shift);
   c.weight(name + ".running_mean",
-           Tensor{{channels}, std::vector<float>(static_cast<size_t>(channels), 0.0f)});
+           Tensor{{channels}, std::vector<float>(static_cast<size_t>(channels), 0.0f), {}});
   c.weight(name + ".running_var",
-           Tensor{{channels}, std::vector<float>(static_cast<size_t>(channels), 1.0f)});
+           Tensor{{channels}, std::vector<float>(static_cast<size_t>(channels), 1.0f), {}});
   return true;
 }
 
@@ -496,14 +510,15 @@ void constant(ImportContext& c) {
   if (a.name() == "value" && a.type() == onnx::AttributeProto::TENSOR) {
     t = tensor_from_proto(a.t(), fmt::format("{}: Constant node {}", c.file(), c.index()));
   } else if (a.name() == "value_float") {
-    t = {{}, {a.f()}};
+    t = {{}, {a.f()}, {}};
   } else if (a.name() == "value_floats") {
-    t = {{a.floats_size()}, std::vector<float>(a.floats().begin(), a.floats().end())};
+    t = {{a.floats_size()}, std::vector<float>(a.floats().begin(), a.floats().end()), {}};
   } else if (a.name() == "value_int") {
-    t = {{}, {static_cast<float>(a.i())}};
+    t = {{}, {static_cast<float>(a.i())}, {a.i()}};
   } else if (a.name() == "value_ints") {
     t.shape = {a.ints_size()};
     for (int64_t v : a.ints()) t.data.push_back(static_cast<float>(v));
+    t.ints.assign(a.ints().begin(), a.ints().end());
   } else {
     c.fail(fmt::format("Constant attribute '{}' is not supported", a.name()));
   }

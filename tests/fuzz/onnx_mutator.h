@@ -1,8 +1,9 @@
 // A structure-aware mutation for the ONNX import fuzzer (libFuzzer's LLVMFuzzerCustomMutator): parse the
 // input as a ModelProto, change one thing through protobuf reflection, serialize. Byte flips mostly break a
-// protobuf's lengths and varints, so they rarely reach past the parser and ONNX's checker; these keep the file
-// well formed and change what the importer and the runtime read: a dimension, an attribute's value or type,
-// a tensor value (NaN, infinities, huge), an op type, which value a node reads, a repeated field's length.
+// protobuf's lengths and varints, so they rarely reach past the parser and ONNX's checker; these keep the
+// file well formed and change what the importer and the runtime read: a dimension, an attribute's value or
+// type, a tensor value (NaN, infinities, huge), an op type, which value a node reads, a repeated field's
+// length.
 #pragma once
 
 #include <onnx/onnx_pb.h>
@@ -69,17 +70,29 @@ T interesting_int(std::minstd_rand& rng, T current) {
                       static_cast<T>(int64_t{1} << 31),
                       std::numeric_limits<T>::max(),
                       std::numeric_limits<T>::min(),
-                      static_cast<T>(current + 1),
-                      static_cast<T>(current - 1),
-                      static_cast<T>(current * 2)};
+                      static_cast<T>(static_cast<uint64_t>(current) + 1),
+                      static_cast<T>(static_cast<uint64_t>(current) - 1),
+                      static_cast<T>(static_cast<uint64_t>(current) * 2)};
   return values[rng() % (sizeof(values) / sizeof(values[0]))];
 }
 
 inline double interesting_float(std::minstd_rand& rng, double current) {
-  const double values[] = {0.0,    -0.0,   1.0,     -1.0,     0.5,
-                           1e-45,  1e-30,  1e30,    3.4e38,   -3.4e38,
-                           1e300,  2.5,    current * -1.0,    current * 1e10,
-                           std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()};
+  const double values[] = {0.0,
+                           -0.0,
+                           1.0,
+                           -1.0,
+                           0.5,
+                           1e-45,
+                           1e-30,
+                           1e30,
+                           3.4e38,
+                           -3.4e38,
+                           1e300,
+                           2.5,
+                           current * -1.0,
+                           current * 1e10,
+                           std::numeric_limits<double>::infinity(),
+                           std::numeric_limits<double>::quiet_NaN()};
   return values[rng() % (sizeof(values) / sizeof(values[0]))];
 }
 
@@ -91,12 +104,14 @@ inline void mutate_leaf(const Leaf& leaf, std::minstd_rand& rng, const std::vect
   const int i = leaf.index;
   switch (f->cpp_type()) {
     case FD::CPPTYPE_INT32: {
-      const int32_t v = interesting_int<int32_t>(rng, i < 0 ? r->GetInt32(*m, f) : r->GetRepeatedInt32(*m, f, i));
+      const int32_t v =
+          interesting_int<int32_t>(rng, i < 0 ? r->GetInt32(*m, f) : r->GetRepeatedInt32(*m, f, i));
       i < 0 ? r->SetInt32(m, f, v) : r->SetRepeatedInt32(m, f, i, v);
       break;
     }
     case FD::CPPTYPE_INT64: {
-      const int64_t v = interesting_int<int64_t>(rng, i < 0 ? r->GetInt64(*m, f) : r->GetRepeatedInt64(*m, f, i));
+      const int64_t v =
+          interesting_int<int64_t>(rng, i < 0 ? r->GetInt64(*m, f) : r->GetRepeatedInt64(*m, f, i));
       i < 0 ? r->SetInt64(m, f, v) : r->SetRepeatedInt64(m, f, i, v);
       break;
     }
@@ -145,9 +160,10 @@ inline void mutate_leaf(const Leaf& leaf, std::minstd_rand& rng, const std::vect
       } else if (!names.empty() && rng() % 4 != 0) {
         v = names[rng() % names.size()];  // another value's name: rewires the graph
       } else {
-        const char* ops[] = {"Conv",    "Gemm",   "MatMul",  "Add",    "Mul",     "Relu",      "MaxPool",
-                             "Reshape", "Concat", "Flatten", "Clip",   "Softmax", "Transpose", "AveragePool",
-                             "Shape",   "Gather", "Erf",     "Div",    "Sub",     "LayerNormalization"};
+        const char* ops[] = {"Conv",   "Gemm",    "MatMul",    "Add",         "Mul",
+                             "Relu",   "MaxPool", "Reshape",   "Concat",      "Flatten",
+                             "Clip",   "Softmax", "Transpose", "AveragePool", "Shape",
+                             "Gather", "Erf",     "Div",       "Sub",         "LayerNormalization"};
         v = ops[rng() % (sizeof(ops) / sizeof(ops[0]))];
       }
       i < 0 ? r->SetString(m, f, v) : r->SetRepeatedString(m, f, i, v);
@@ -180,7 +196,8 @@ inline size_t mutate_onnx(uint8_t* data, size_t size, size_t max_size, unsigned 
       using FD = google::protobuf::FieldDescriptor;
       switch (rep.field->cpp_type()) {
         case FD::CPPTYPE_MESSAGE:
-          r->AddMessage(rep.message, rep.field)->CopyFrom(r->GetRepeatedMessage(*rep.message, rep.field, n - 1));
+          r->AddMessage(rep.message, rep.field)
+              ->CopyFrom(r->GetRepeatedMessage(*rep.message, rep.field, n - 1));
           break;
         case FD::CPPTYPE_INT64:
           r->AddInt64(rep.message, rep.field, r->GetRepeatedInt64(*rep.message, rep.field, n - 1));

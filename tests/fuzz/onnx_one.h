@@ -10,20 +10,46 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <onnx/onnx_pb.h>
 
 #include "onnx_io/import.h"
 #include "runtime/error.h"
 #include "runtime/exec/session.h"
 #include "runtime/format/artifact.h"
+#include "runtime/graph/op_def.h"
 
 namespace mighty::fuzz {
 
 // Examples larger than this are imported and loaded but not run (a fuzz input may declare a huge image).
 inline constexpr int64_t kMaxRunElements = int64_t{1} << 16;
+// A model whose declared input holds more than this per example, but no more than the IR's limit, is not
+// imported: the importer then rightly needs memory in proportion (a per-channel affine's weights for 2^30
+// channels), which is a big model, not a bad file. Larger declarations must be refused before anything is
+// allocated, and are imported.
+inline constexpr int64_t kMaxImportElements = int64_t{1} << 22;
+
+// The declared input's elements per example (past the first dimension), saturating at 2^62; 0 when the file
+// does not parse or declares none.
+inline int64_t declared_input_elements(const std::string& bytes) {
+  onnx::ModelProto m;
+  if (!m.ParseFromString(bytes) || m.graph().input_size() == 0) return 0;
+  const auto& type = m.graph().input(0).type();
+  if (!type.has_tensor_type() || !type.tensor_type().has_shape()) return 0;
+  int64_t elements = 1;
+  const auto& dims = type.tensor_type().shape().dim();
+  for (int d = 1; d < dims.size(); ++d) {
+    const int64_t v = dims[d].dim_value();
+    if (v <= 0) return 0;
+    elements = elements > (int64_t{1} << 62) / v ? int64_t{1} << 62 : elements * v;
+  }
+  return elements;
+}
 
 // "" when the input was imported and run right or refused with mighty::Error; else what went wrong.
 inline std::string onnx_one(const uint8_t* data, size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);
+  const int64_t declared = declared_input_elements(bytes);
+  if (declared > kMaxImportElements && declared <= kMaxElements) return "";
   try {
     const onnx_io::Imported model = onnx_io::import_bytes(bytes, "fuzz.onnx");
     for (const auto& spec : model.graph.all_tensors()) {

@@ -32,8 +32,8 @@ void add_dims(onnx::ValueInfoProto* v, const std::vector<int64_t>& dims) {
   }
 }
 
-// x [batch, 2, 3, 4] -> Reshape(x, shape) -> y, with `shape` an initializer of the given type and values.
-std::string reshape_model(onnx::TensorProto::DataType type, const std::vector<double>& shape) {
+// x [batch, 2, 3, 4] -> Reshape(x, shape) -> y, with `shape` an initializer: int64 values, or float ones.
+std::string reshape_model(const std::vector<int64_t>& ints, const std::vector<float>& floats = {}) {
   onnx::ModelProto m;
   m.set_ir_version(8);
   m.add_opset_import()->set_version(13);
@@ -41,19 +41,14 @@ std::string reshape_model(onnx::TensorProto::DataType type, const std::vector<do
   g->set_name("reshape");
   add_dims(g->add_input(), {-1, 2, 3, 4});
   g->mutable_input(0)->set_name("x");
-  auto* out = g->add_output();
-  out->set_name("y");
-  out->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+  add_dims(g->add_output(), {-1, 24});
+  g->mutable_output(0)->set_name("y");
   auto* t = g->add_initializer();
   t->set_name("shape");
-  t->set_data_type(type);
-  t->add_dims(static_cast<int64_t>(shape.size()));
-  for (double v : shape) {
-    if (type == onnx::TensorProto::INT64)
-      t->add_int64_data(static_cast<int64_t>(v));
-    else
-      t->add_float_data(static_cast<float>(v));
-  }
+  t->set_data_type(floats.empty() ? onnx::TensorProto::INT64 : onnx::TensorProto::FLOAT);
+  t->add_dims(static_cast<int64_t>(floats.empty() ? ints.size() : floats.size()));
+  for (int64_t v : ints) t->add_int64_data(v);
+  for (float v : floats) t->add_float_data(v);
   auto* n = g->add_node();
   n->set_op_type("Reshape");
   n->set_name("flatten");
@@ -80,26 +75,45 @@ TEST_CASE("the ONNX import fuzzer's corpus replays: each file imported and run, 
 
 TEST_CASE("ONNX import: shape constants are read as exact integers") {
   // [batch, -1] and [0, 24] flatten; int64 values are not rounded through float.
-  REQUIRE(onnx_io::import_bytes(reshape_model(onnx::TensorProto::INT64, {0, -1}), "m.onnx").graph.output_shape() ==
-          Shape{24});
-  REQUIRE(onnx_io::import_bytes(reshape_model(onnx::TensorProto::INT64, {0, 24}), "m.onnx").graph.output_shape() ==
-          Shape{24});
+  REQUIRE(onnx_io::import_bytes(reshape_model({0, -1}), "m.onnx").graph.output_shape() == Shape{24});
+  REQUIRE(onnx_io::import_bytes(reshape_model({0, 24}), "m.onnx").graph.output_shape() == Shape{24});
   // 2^24 + 1 has no float of its own (it would read as 2^24); the message shows the value as written.
   REQUIRE_THROWS_WITH(
-      onnx_io::import_bytes(reshape_model(onnx::TensorProto::INT64, {0, 16777217}), "m.onnx"),
-      Catch::Contains("m.onnx: ONNX node 0 ('flatten', Reshape): only a reshape to [batch, -1] (a flatten) is "
-                      "supported; shape [0, 16777217]"));
+      onnx_io::import_bytes(reshape_model({0, 16777217}), "m.onnx"),
+      Catch::Contains(
+          "m.onnx: ONNX node 0 ('flatten', Reshape): only a reshape to [batch, -1] (a flatten) is "
+          "supported; shape [0, 16777217]"));
   // A value past what float -> int64 can hold was undefined behaviour (found by scripts/fuzz onnx).
-  REQUIRE_THROWS_WITH(onnx_io::import_bytes(reshape_model(onnx::TensorProto::INT64,
-                                                          {0, static_cast<double>(std::numeric_limits<int64_t>::max())}),
-                                            "m.onnx"),
-                      Catch::Contains("shape [0, 9223372036854775807]"));
+  REQUIRE_THROWS_WITH(
+      onnx_io::import_bytes(reshape_model({0, std::numeric_limits<int64_t>::max()}), "m.onnx"),
+      Catch::Contains("shape [0, 9223372036854775807]"));
   // A float constant as a shape must hold whole numbers.
-  REQUIRE(onnx_io::import_bytes(reshape_model(onnx::TensorProto::FLOAT, {0, -1}), "m.onnx").graph.output_shape() ==
-          Shape{24});
-  REQUIRE_THROWS_WITH(onnx_io::import_bytes(reshape_model(onnx::TensorProto::FLOAT, {0, 2.5}), "m.onnx"),
-                      Catch::Contains("m.onnx: ONNX node 0 ('flatten', Reshape): input 1 holds 2.5, where an integer "
-                                      "is needed"));
-  REQUIRE_THROWS_WITH(onnx_io::import_bytes(reshape_model(onnx::TensorProto::FLOAT, {0, 1e30}), "m.onnx"),
+  REQUIRE(onnx_io::import_bytes(reshape_model({}, {0, -1}), "m.onnx").graph.output_shape() == Shape{24});
+  REQUIRE_THROWS_WITH(
+      onnx_io::import_bytes(reshape_model({}, {0, 2.5}), "m.onnx"),
+      Catch::Contains("m.onnx: ONNX node 0 ('flatten', Reshape): input 1 holds 2.5, where an integer "
+                      "is needed"));
+  REQUIRE_THROWS_WITH(onnx_io::import_bytes(reshape_model({}, {0, 1e30}), "m.onnx"),
                       Catch::Contains("input 1 holds 1e+30, where an integer is needed"));
+}
+
+TEST_CASE("ONNX import: a tensor's values are counted before its dims are believed") {
+  // A few bytes of dims claiming 2^40 floats with no data behind them (found by scripts/fuzz onnx as a 4 GB
+  // allocation): one line, nothing allocated.
+  onnx::ModelProto m;
+  REQUIRE(m.ParseFromString(reshape_model({0, -1})));
+  auto* huge = m.mutable_graph()->add_initializer();
+  huge->set_name("huge");
+  huge->set_data_type(onnx::TensorProto::FLOAT);
+  huge->add_dims(int64_t{1} << 20);
+  huge->add_dims(int64_t{1} << 20);
+  huge->add_float_data(1.0f);
+  REQUIRE_THROWS_WITH(onnx_io::import_bytes(m.SerializeAsString(), "m.onnx"),
+                      Catch::Equals("m.onnx: initializer 'huge': 1 values for shape [1048576, 1048576] "
+                                    "(1099511627776 expected)"));
+  huge->clear_float_data();
+  huge->set_raw_data(std::string(16, '\0'));
+  REQUIRE_THROWS_WITH(
+      onnx_io::import_bytes(m.SerializeAsString(), "m.onnx"),
+      Catch::Equals("m.onnx: initializer 'huge': 16 raw bytes for 1099511627776 values of 4 bytes"));
 }
