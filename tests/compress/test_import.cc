@@ -6,9 +6,11 @@
 #include <torch/script.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <numeric>
 #include <stdexcept>
 
 #include "compress/data/data.h"
@@ -339,4 +341,40 @@ TEST_CASE("recipes name the teacher and student sources they accept") {
       Catch::Contains("the student needs one of: 'model'") && Catch::Contains("'onnx' (an ONNX file)"));
   REQUIRE(testing::recipe_error(base + R"("teacher": {"onnx": "m.onnx"}, "student": {"onnx": "s.onnx"}})") ==
           "no error");
+}
+
+// Every model in the ONNX import fuzzer's corpus (scripts/fuzz onnx: ONNX's node tests and their mutations)
+// that imports is a student too: the LibTorch module compress trains computes what the runtime computes.
+TEST_CASE("every importable model of the ONNX fuzz corpus computes the same in LibTorch and the runtime") {
+  const auto corpus = std::filesystem::path(MIGHTY_SOURCE_DIR) / "tests/fuzz/corpus/onnx";
+  const std::string dir = testing::fresh_temp_dir("import", "onnx_corpus");
+  int compared = 0;
+  for (const auto& e : std::filesystem::directory_iterator(corpus)) {
+    std::ifstream in(e.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    onnx_io::Imported imported;
+    try {
+      imported = onnx_io::import_bytes(bytes, e.path().string());
+    } catch (const Error&) {
+      continue;  // refused: the ONNX tests check the message
+    }
+    const Shape& shape = imported.graph.input_shape();
+    if (std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>()) > 4096) continue;
+    INFO(e.path().filename().string());
+    const std::string path = dir + "/model.onnx";
+    std::ofstream(path, std::ios::binary) << bytes;
+    GraphModule m = import_onnx(path, std::vector<int64_t>(shape.begin(), shape.end()));
+    m->eval();
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(5);
+    std::vector<int64_t> batch_shape = {2};
+    batch_shape.insert(batch_shape.end(), shape.begin(), shape.end());
+    const auto x = torch::randn(batch_shape);
+    const auto expected = m->forward(x).reshape({2, -1});
+    const auto got = run_runtime(onnx_io::to_artifact(imported, {{"producer", "test"}}), x);
+    REQUIRE(got.sizes() == expected.sizes());
+    REQUIRE(torch::allclose(got, expected, 1e-4, 1e-4, /*equal_nan=*/true));
+    ++compared;
+  }
+  REQUIRE(compared > 50);
 }
