@@ -20,8 +20,14 @@ namespace mighty::onnx_io {
 
 class ExportContext {
  public:
+  // The graph's input and output values are named "input" and "output": reserved, so that no node named so in
+  // the IR (any name is allowed there) makes a second value of that name.
   ExportContext(const Artifact& artifact, const Graph& graph, onnx::GraphProto& proto)
-      : artifact_(artifact), graph_(graph), proto_(proto), values_(graph.nodes().size()) {}
+      : artifact_(artifact),
+        graph_(graph),
+        proto_(proto),
+        values_(graph.nodes().size()),
+        names_{"input", "output"} {}
 
   void begin(int index) { index_ = index; }
   const Node& node() const { return graph_.nodes()[static_cast<size_t>(index_)]; }

@@ -5,6 +5,7 @@
 // Shared by the libFuzzer target (fuzz_onnx.cc) and the replay of its corpus in the ONNX tests.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include <fmt/format.h>
 #include <onnx/onnx_pb.h>
 
+#include "onnx_io/export.h"
 #include "onnx_io/import.h"
 #include "runtime/error.h"
 #include "runtime/exec/session.h"
@@ -45,6 +47,29 @@ inline int64_t declared_input_elements(const std::string& bytes) {
   return elements;
 }
 
+// An imported model written back as ONNX (onnx_io/export.h) and imported again computes what it did: every
+// op the importer produces has an ONNX form, so export must not refuse it.
+inline std::string round_trip(const Session& session, const std::vector<float>& x,
+                              const std::vector<float>& y) {
+  std::string exported;
+  try {
+    exported = onnx_io::export_onnx(session.artifact()).bytes;
+  } catch (const Error& e) {
+    return fmt::format("an imported model does not export: {}", e.what());
+  }
+  const onnx_io::Imported again = onnx_io::import_bytes(exported, "exported.onnx");
+  const Session back(Artifact::from_bytes(onnx_io::to_artifact(again, {}).serialize(), "exported.mighty"));
+  const std::vector<float> z = back.run(x.data(), 1);
+  if (z.size() != y.size())
+    return fmt::format("exported and imported again: {} outputs, not {}", z.size(), y.size());
+  for (size_t i = 0; i < y.size(); ++i) {
+    const bool same = (std::isnan(y[i]) && std::isnan(z[i])) || y[i] == z[i] ||
+                      std::abs(y[i] - z[i]) <= 1e-5f + 1e-4f * std::abs(y[i]);
+    if (!same) return fmt::format("exported and imported again: output {} is {}, was {}", i, z[i], y[i]);
+  }
+  return "";
+}
+
 // "" when the input was imported and run right or refused with mighty::Error; else what went wrong.
 inline std::string onnx_one(const uint8_t* data, size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);
@@ -69,6 +94,7 @@ inline std::string onnx_one(const uint8_t* data, size_t size) {
     const std::vector<float> y = session.run(x.data(), 1);
     if (static_cast<int64_t>(y.size()) != session.output_size())
       return fmt::format("{} outputs, the session says {}", y.size(), session.output_size());
+    return round_trip(session, x, y);
   } catch (const Error&) {
   }
   return "";

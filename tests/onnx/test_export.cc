@@ -155,6 +155,19 @@ TEST_CASE("fp32 export: a token MLP with LayerNorm over [T, d] round-trips (MatM
   REQUIRE(std::count(e.op_types.begin(), e.op_types.end(), "MatMul") == 1);
 }
 
+TEST_CASE("fp32 export: IR nodes named like the graph's own input and output values") {
+  // The graph's values "input" and "output" are the exporter's; a node of either name (found by the ONNX
+  // import fuzzer's round trip: an ONNX node named "output") made a second value of that name, which ONNX's
+  // checker refuses (SSA).
+  Graph g;
+  int x = g.add("input", OpKind::kInput, {}, {{"shape", {5}}});
+  x = g.add("output", OpKind::kLinear, {x}, {{"in_features", 5}, {"out_features", 4}});
+  x = g.add("input_1", OpKind::kReLU, {x});
+  x = g.add("output_1", OpKind::kLinear, {x}, {{"in_features", 4}, {"out_features", 3}});
+  g.set_output(x);
+  require_round_trip(fp32_artifact(g, 5), 3);
+}
+
 TEST_CASE("int8 export: QDQ with the artifact's own scales, zero points, weights and int32 biases") {
   const std::string bytes = int8_cnn_artifact();
   const Artifact artifact = Artifact::from_bytes(bytes, "int8.mighty");
