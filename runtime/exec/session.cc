@@ -27,6 +27,12 @@ Session::Session(Artifact artifact, int threads) : artifact_(std::move(artifact)
   } catch (const Error& e) {
     throw Error(fmt::format("{}: {}", artifact_.name(), e.what()));
   }
+  // Float input as the output is the identity (ONNX's Identity and Dropout tests); token ids have no float
+  // buffer, so it would hand back a recycled buffer's stale contents.
+  if (graph_.output() == 0 && graph_.input_dtype() == DType::kInt64) {
+    throw Error(fmt::format("{}: the graph's output is its token-id Input node: the model computes nothing",
+                            artifact_.name()));
+  }
   if (meta.has("input")) {
     input_ = InputSpec::from_json(meta.at("input"));
     has_input_ = true;

@@ -100,6 +100,10 @@ void Graph::infer_shapes() {
     for (int in : n.inputs) {
       if (in < 0 || in >= i)
         ctx.fail(fmt::format("input index {} is not an earlier node (must be in [0, {}))", in, i));
+      // Token ids are no floats: only the embeddings read them (each op reads node 0 as floats otherwise).
+      if (in == 0 && i > 0 && input_dtype() == DType::kInt64 && n.op != OpKind::kEmbedding &&
+          n.op != OpKind::kEmbeddingBag)
+        ctx.fail("reads the int64 token input; only Embedding and EmbeddingBag do");
     }
     n.shape = def.infer(ctx);
     if (elements_over(n.shape, kMaxElements)) {

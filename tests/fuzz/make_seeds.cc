@@ -1,6 +1,7 @@
 // Writes seed artifacts for the fuzzer corpus (argument: output directory): small valid files of every dtype,
 // and a small model with a graph in fp32 and with an int8 layer, so mutations reach the session's checks.
 #include <string>
+#include <vector>
 
 #include "runtime/format/artifact.h"
 #include "runtime/graph/graph.h"
@@ -122,6 +123,80 @@ int main(int argc, char** argv) {
       m.add_tensor("fc.bias", mighty::TensorType::kFloat32, {2}, bias);
       m.write(dir + "/wrong_type_" + std::to_string(index++) + ".mighty");
     }
+  }
+  // A student-shaped int8 CNN: two static convolutions and a static Linear on a uint8 chain through ReLU,
+  // max pooling and Flatten; and a small causal language model (token and positional embeddings, LayerNorm,
+  // attention, a Linear to the vocabulary). Mutations of these reach the kernels the real models run.
+  {
+    mighty::Graph g;
+    int x = g.add("input", mighty::OpKind::kInput, {}, {{"shape", {1, 8, 8}}});
+    const nlohmann::json qa = {{"weight", "int8"},        {"activation", "static"}, {"input_scale", 0.02},
+                               {"input_zero_point", 128}, {"output_scale", 0.05},   {"output_zero_point", 0},
+                               {"output_relu", true}};
+    x = g.add("c1", mighty::OpKind::kConv2d, {x},
+              {{"in_channels", 1}, {"out_channels", 4}, {"kernel", 3}, {"padding", 1}, {"quant", qa}});
+    x = g.add("r1", mighty::OpKind::kReLU, {x});
+    x = g.add("p1", mighty::OpKind::kMaxPool2d, {x}, {{"kernel", 2}});
+    const nlohmann::json qb = {{"weight", "int8"},      {"activation", "static"}, {"input_scale", 0.05},
+                               {"input_zero_point", 0}, {"output_scale", 0.1},    {"output_zero_point", 0},
+                               {"output_relu", true}};
+    x = g.add("c2", mighty::OpKind::kConv2d, {x},
+              {{"in_channels", 4}, {"out_channels", 8}, {"kernel", 3}, {"padding", 1}, {"quant", qb}});
+    x = g.add("r2", mighty::OpKind::kReLU, {x});
+    x = g.add("p2", mighty::OpKind::kMaxPool2d, {x}, {{"kernel", 2}});
+    x = g.add("f", mighty::OpKind::kFlatten, {x});
+    g.add("fc", mighty::OpKind::kLinear, {x},
+          {{"in_features", 32},
+           {"out_features", 3},
+           {"quant",
+            {{"weight", "int8"}, {"activation", "static"}, {"input_scale", 0.1}, {"input_zero_point", 0}}}});
+    g.infer_shapes();
+    mighty::ArtifactWriter m;
+    m.set_metadata({{"graph", g.to_json()},
+                    {"input", {{"kind", "images"}, {"shape", {1, 8, 8}}, {"mean", 0.5}, {"std", 0.25}}},
+                    {"labels", {"a", "b", "c"}}});
+    std::vector<int8_t> w1(36), w2(288), w3(96);
+    for (size_t i = 0; i < w1.size(); ++i) w1[i] = static_cast<int8_t>(static_cast<int>(i * 37 % 255) - 127);
+    for (size_t i = 0; i < w2.size(); ++i) w2[i] = static_cast<int8_t>(static_cast<int>(i * 53 % 255) - 127);
+    for (size_t i = 0; i < w3.size(); ++i) w3[i] = static_cast<int8_t>(static_cast<int>(i * 71 % 255) - 127);
+    const float s1[4] = {0.01f, 0.02f, 0.015f, 0.03f}, b1[4] = {0.1f, -0.1f, 0.0f, 0.2f};
+    const float s2[8] = {0.01f, 0.02f, 0.015f, 0.03f, 0.01f, 0.02f, 0.015f, 0.03f};
+    const float b2[8] = {0.1f, -0.1f, 0.0f, 0.2f, 0.1f, -0.1f, 0.0f, 0.2f};
+    const float s3[3] = {0.01f, 0.02f, 0.03f}, b3[3] = {0.0f, 0.5f, -0.5f};
+    m.add_tensor("c1.weight", mighty::TensorType::kInt8, {4, 1, 3, 3}, w1.data());
+    m.add_tensor("c1.weight_scale", mighty::TensorType::kFloat32, {4}, s1);
+    m.add_tensor("c1.bias", mighty::TensorType::kFloat32, {4}, b1);
+    m.add_tensor("c2.weight", mighty::TensorType::kInt8, {8, 4, 3, 3}, w2.data());
+    m.add_tensor("c2.weight_scale", mighty::TensorType::kFloat32, {8}, s2);
+    m.add_tensor("c2.bias", mighty::TensorType::kFloat32, {8}, b2);
+    m.add_tensor("fc.weight", mighty::TensorType::kInt8, {3, 32}, w3.data());
+    m.add_tensor("fc.weight_scale", mighty::TensorType::kFloat32, {3}, s3);
+    m.add_tensor("fc.bias", mighty::TensorType::kFloat32, {3}, b3);
+    m.write(dir + "/student_cnn_int8.mighty");
+  }
+  {
+    mighty::Graph g;
+    const int t = g.add("input", mighty::OpKind::kInput, {}, {{"shape", {6}}, {"dtype", "int64"}});
+    const int a = g.add("tok", mighty::OpKind::kEmbedding, {t}, {{"num_embeddings", 5}, {"dim", 8}});
+    const int b = g.add("pos", mighty::OpKind::kEmbedding, {t},
+                        {{"num_embeddings", 6}, {"dim", 8}, {"positional", true}});
+    int x = g.add("sum", mighty::OpKind::kAdd, {a, b});
+    x = g.add("ln", mighty::OpKind::kLayerNorm, {x}, {{"dim", 8}});
+    x = g.add("attn", mighty::OpKind::kMultiHeadAttention, {x},
+              {{"d_model", 8}, {"heads", 2}, {"causal", true}});
+    g.add("head", mighty::OpKind::kLinear, {x}, {{"in_features", 8}, {"out_features", 5}});
+    g.infer_shapes();
+    mighty::ArtifactWriter m;
+    m.set_metadata({{"graph", g.to_json()},
+                    {"input", {{"kind", "text"}, {"context", 6}, {"vocab", {97, 98, 99, 100, 101}}}}});
+    int k = 0;
+    for (const auto& spec : g.all_tensors()) {
+      std::vector<float> v(static_cast<size_t>(spec.numel()));
+      for (float& f : v)
+        f = static_cast<float>((k++ * 29) % 17 - 8) * 0.05f + (spec.name == "ln.weight" ? 1.0f : 0.0f);
+      m.add_tensor(spec.name, mighty::TensorType::kFloat32, spec.shape, v.data());
+    }
+    m.write(dir + "/char_lm_fp32.mighty");
   }
   return 0;
 }

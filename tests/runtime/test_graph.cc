@@ -1,6 +1,10 @@
 #include <catch2/catch.hpp>
 
+#include <vector>
+
 #include "runtime/error.h"
+#include "runtime/exec/session.h"
+#include "runtime/format/artifact.h"
 #include "runtime/graph/graph.h"
 
 using namespace mighty;
@@ -106,6 +110,29 @@ TEST_CASE("graph errors name the node and what was expected") {
     ok.add("input", OpKind::kInput, {}, {{"shape", {2, 32768, 32768}}});  // exactly 2^31
     ok.infer_shapes();
     REQUIRE(ok.output_shape() == Shape{2, 32768, 32768});
+  }
+  SECTION("token ids are read by embeddings only; the token Input is no output") {
+    // Found by fuzzing artifacts with a run: a Linear reading the int64 input read a null float buffer, and
+    // an output index of 0 handed back a recycled buffer's stale contents.
+    Graph g;
+    const int t = g.add("input", OpKind::kInput, {}, {{"shape", {6}}, {"dtype", "int64"}});
+    g.add("fc", OpKind::kLinear, {t}, {{"in_features", 6}, {"out_features", 3}});
+    REQUIRE_THROWS_WITH(g.infer_shapes(),
+                        Catch::Contains("graph node 1 ('fc', Linear): reads the int64 token "
+                                        "input; only Embedding and EmbeddingBag do"));
+    Graph h;
+    const int u = h.add("input", OpKind::kInput, {}, {{"shape", {6}}, {"dtype", "int64"}});
+    h.add("tok", OpKind::kEmbedding, {u}, {{"num_embeddings", 5}, {"dim", 8}});
+    h.set_output(0);
+    h.infer_shapes();
+    ArtifactWriter w;
+    w.set_metadata({{"graph", h.to_json()}});
+    const std::vector<float> table(40, 0.5f);
+    w.add_tensor("tok.weight", TensorType::kFloat32, {5, 8}, table.data());
+    REQUIRE_THROWS_WITH(
+        Session(Artifact::from_bytes(w.serialize(), "t.mighty")),
+        Catch::Equals("t.mighty: the graph's output is its token-id Input node: the model computes "
+                      "nothing"));
   }
   SECTION("heads must divide the width") {
     Graph g;
