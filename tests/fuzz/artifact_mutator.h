@@ -55,7 +55,9 @@ inline nlohmann::json interesting_json(std::minstd_rand& rng, const nlohmann::js
     case 10:
       return current.is_number() ? nlohmann::json(current.get<double>() * -1.0) : nlohmann::json(3);
     case 11:
-      return current.is_number_integer() ? nlohmann::json(current.get<int64_t>() + 1) : nlohmann::json(7);
+      return current.is_number_integer()
+                 ? nlohmann::json(static_cast<int64_t>(static_cast<uint64_t>(current.get<int64_t>()) + 1))
+                 : nlohmann::json(7);
     case 12:
       return strings.empty() ? nlohmann::json("x") : nlohmann::json(strings[rng() % strings.size()]);
     case 13:
