@@ -382,8 +382,13 @@ bool affine_constant(ImportContext& c) {
   Tensor scale{{channels}, std::vector<float>(static_cast<size_t>(channels), 1.0f), {}};
   Tensor shift{{channels}, std::vector<float>(static_cast<size_t>(channels), 0.0f), {}};
   for (int64_t ch = 0; ch < channels; ++ch) {
-    affine_of(op, x_index == 1, k.data[static_cast<size_t>(one ? 0 : ch)],
-              &scale.data[static_cast<size_t>(ch)], &shift.data[static_cast<size_t>(ch)]);
+    const float value = k.data[static_cast<size_t>(one ? 0 : ch)];
+    affine_of(op, x_index == 1, value, &scale.data[static_cast<size_t>(ch)],
+              &shift.data[static_cast<size_t>(ch)]);
+    // x / k is x * (1 / k): a zero or subnormal k has no finite reciprocal (training and quantization need
+    // one).
+    if (!std::isfinite(scale.data[static_cast<size_t>(ch)]))
+      c.fail(fmt::format("dividing by {} has no finite reciprocal in float", value));
   }
   const std::string name = c.add(OpKind::kBatchNorm2d, {c.value(x_index)},
                                  {{"channels", channels}, {"eps", 1e-12}, {"frozen_statistics", true}});

@@ -117,3 +117,37 @@ TEST_CASE("ONNX import: a tensor's values are counted before its dims are believ
       onnx_io::import_bytes(m.SerializeAsString(), "m.onnx"),
       Catch::Equals("m.onnx: initializer 'huge': 16 raw bytes for 1099511627776 values of 4 bytes"));
 }
+
+TEST_CASE("ONNX import: dividing by a constant without a finite reciprocal is one line") {
+  // Found by the differential test over the fuzz corpus: x / 1e-45 became a scale of inf, which the runtime
+  // computed as infinities and LibTorch's BatchNorm as NaN.
+  auto div_model = [](float k) {
+    onnx::ModelProto m;
+    m.set_ir_version(8);
+    m.add_opset_import()->set_version(13);
+    auto* g = m.mutable_graph();
+    g->set_name("div");
+    add_dims(g->add_input(), {-1, 4, 1, 5});
+    g->mutable_input(0)->set_name("x");
+    add_dims(g->add_output(), {-1, 4, 1, 5});
+    g->mutable_output(0)->set_name("y");
+    auto* t = g->add_initializer();
+    t->set_name("k");
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    t->add_float_data(k);
+    auto* n = g->add_node();
+    n->set_op_type("Div");
+    n->set_name("scale");
+    n->add_input("x");
+    n->add_input("k");
+    n->add_output("y");
+    return m.SerializeAsString();
+  };
+  REQUIRE(onnx_io::import_bytes(div_model(4.0f), "m.onnx").graph.output_shape() == Shape{4, 1, 5});
+  REQUIRE_THROWS_WITH(
+      onnx_io::import_bytes(div_model(0.0f), "m.onnx"),
+      Catch::Equals("m.onnx: ONNX node 0 ('scale', Div): dividing by 0 has no finite reciprocal in "
+                    "float"));
+  REQUIRE_THROWS_WITH(onnx_io::import_bytes(div_model(1e-45f), "m.onnx"),
+                      Catch::Contains("dividing by 1e-45 has no finite reciprocal in float"));
+}
