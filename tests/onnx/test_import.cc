@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../fuzz/onnx_one.h"
+#include "../fuzz/replay.h"
 #include "onnx_io/import.h"
 #include "runtime/error.h"
 
@@ -61,16 +62,9 @@ std::string reshape_model(const std::vector<int64_t>& ints, const std::vector<fl
 }  // namespace
 
 TEST_CASE("the ONNX import fuzzer's corpus replays: each file imported and run, or one error") {
-  const auto corpus = std::filesystem::path(MIGHTY_SOURCE_DIR) / "tests/fuzz/corpus/onnx";
-  int files = 0;
-  for (const auto& e : std::filesystem::directory_iterator(corpus)) {
-    std::ifstream in(e.path(), std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    INFO(e.path().filename().string());
-    CHECK(fuzz::onnx_one(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()) == "");
-    ++files;
-  }
-  REQUIRE(files > 100);
+  REQUIRE(fuzz::replay_corpus("onnx", [](const std::string& bytes) {
+            return fuzz::onnx_one(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+          }) > 100);
 }
 
 TEST_CASE("ONNX import: shape constants are read as exact integers") {

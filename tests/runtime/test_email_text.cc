@@ -7,6 +7,7 @@
 #include <random>
 #include <string>
 
+#include "../fuzz/replay.h"
 #include "../fuzz/text_one.h"
 #include "runtime/text/email_text.h"
 #include "runtime/text/tokenizer.h"
@@ -93,16 +94,9 @@ TEST_CASE("email text: not an email, truncation at a character boundary, and gar
 TEST_CASE(
     "email text: the text fuzzer's corpus replays: no throw, at most max_bytes of valid UTF-8, ids in "
     "range") {
-  const auto corpus = std::filesystem::path(MIGHTY_SOURCE_DIR) / "tests/fuzz/corpus/text";
-  int files = 0;
-  for (const auto& e : std::filesystem::directory_iterator(corpus)) {
-    std::ifstream in(e.path(), std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    INFO(e.path().filename().string());
-    CHECK(fuzz::text_one(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()) == "");
-    ++files;
-  }
-  REQUIRE(files > 100);
+  REQUIRE(fuzz::replay_corpus("text", [](const std::string& bytes) {
+            return fuzz::text_one(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+          }) > 100);
   // The replay's UTF-8 oracle itself: overlong forms, surrogates, cut-off and out-of-range sequences fail.
   REQUIRE(fuzz::valid_utf8("plain \xc3\xa9 \xe2\x96\x81 \xf0\x9f\x98\x80"));
   for (const char* bad :

@@ -21,6 +21,7 @@
 #include <httplib.h>
 
 #include "../fuzz/predict_one.h"
+#include "../fuzz/replay.h"
 #include "runtime/format/artifact.h"
 #include "runtime/graph/graph.h"
 #include "runtime/io/atomic_file.h"
@@ -184,16 +185,9 @@ TEST_CASE("base64 is decoded exactly and anything else is refused") {
 // The request-reader fuzzer's corpus (scripts/fuzz), replayed through the same check: every input is either
 // read into instances of the right size or refused with a 4xx RequestError.
 TEST_CASE("the request-reader fuzzer's corpus replays: each body read right or refused with a 4xx") {
-  const auto corpus = std::filesystem::path(MIGHTY_SOURCE_DIR) / "tests/fuzz/corpus/predict";
-  int files = 0;
-  for (const auto& e : std::filesystem::directory_iterator(corpus)) {
-    std::ifstream in(e.path(), std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    INFO(e.path().filename().string());
-    CHECK(mighty::fuzz::predict_one(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()) == "");
-    ++files;
-  }
-  REQUIRE(files > 100);
+  REQUIRE(mighty::fuzz::replay_corpus("predict", [](const std::string& bytes) {
+            return mighty::fuzz::predict_one(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+          }) > 100);
 }
 
 TEST_CASE("every kind of bad request is one 4xx line naming what is wrong") {
