@@ -7,33 +7,22 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #include "artifact_mutator.h"
 #include "artifact_one.h"
+#include "target.h"
 
 namespace {
 
 void check(const std::string& bytes) {
-  const std::string wrong = mighty::fuzz::artifact_one(bytes);
-  if (!wrong.empty()) {
-    std::fprintf(stderr, "fuzz_artifact: %s\n", wrong.c_str());
-    std::abort();
-  }
+  mighty::fuzz::report("fuzz_artifact", mighty::fuzz::artifact_one(bytes));
 }
 
 }  // namespace
 
-extern "C" size_t LLVMFuzzerMutate(uint8_t* data, size_t size, size_t max_size);
-
 extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size, unsigned int seed) {
-  if (seed % 2 == 0) {
-    const size_t n = mighty::fuzz::mutate_artifact(data, size, max_size, seed / 2);
-    if (n > 0) return n;
-  }
-  return LLVMFuzzerMutate(data, size, max_size);
+  return mighty::fuzz::mutate_half_structured(data, size, max_size, seed, mighty::fuzz::mutate_artifact);
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
