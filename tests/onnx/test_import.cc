@@ -11,6 +11,7 @@
 #include <iterator>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../fuzz/onnx_one.h"
@@ -33,30 +34,38 @@ void add_dims(onnx::ValueInfoProto* v, const std::vector<int64_t>& dims) {
   }
 }
 
-// x [batch, 2, 3, 4] -> Reshape(x, shape) -> y, with `shape` an initializer: int64 values, or float ones.
-std::string reshape_model(const std::vector<int64_t>& ints, const std::vector<float>& floats = {}) {
+// x -> OP(x, k) -> y as node `node`: one operation on the data input and a constant k (the initializer `t`,
+// whose name is set here).
+std::string one_op_model(const char* op, const char* node, const std::vector<int64_t>& in,
+                         const std::vector<int64_t>& out, onnx::TensorProto t) {
   onnx::ModelProto m;
   m.set_ir_version(8);
   m.add_opset_import()->set_version(13);
   auto* g = m.mutable_graph();
-  g->set_name("reshape");
-  add_dims(g->add_input(), {-1, 2, 3, 4});
+  g->set_name(node);
+  add_dims(g->add_input(), in);
   g->mutable_input(0)->set_name("x");
-  add_dims(g->add_output(), {-1, 24});
+  add_dims(g->add_output(), out);
   g->mutable_output(0)->set_name("y");
-  auto* t = g->add_initializer();
-  t->set_name("shape");
-  t->set_data_type(floats.empty() ? onnx::TensorProto::INT64 : onnx::TensorProto::FLOAT);
-  t->add_dims(static_cast<int64_t>(floats.empty() ? ints.size() : floats.size()));
-  for (int64_t v : ints) t->add_int64_data(v);
-  for (float v : floats) t->add_float_data(v);
+  t.set_name("k");
+  *g->add_initializer() = std::move(t);
   auto* n = g->add_node();
-  n->set_op_type("Reshape");
-  n->set_name("flatten");
+  n->set_op_type(op);
+  n->set_name(node);
   n->add_input("x");
-  n->add_input("shape");
+  n->add_input("k");
   n->add_output("y");
   return m.SerializeAsString();
+}
+
+// x [batch, 2, 3, 4] -> Reshape(x, shape) -> y, with the shape an initializer: int64 values, or float ones.
+std::string reshape_model(const std::vector<int64_t>& ints, const std::vector<float>& floats = {}) {
+  onnx::TensorProto t;
+  t.set_data_type(floats.empty() ? onnx::TensorProto::INT64 : onnx::TensorProto::FLOAT);
+  t.add_dims(static_cast<int64_t>(floats.empty() ? ints.size() : floats.size()));
+  for (int64_t v : ints) t.add_int64_data(v);
+  for (float v : floats) t.add_float_data(v);
+  return one_op_model("Reshape", "flatten", {-1, 2, 3, 4}, {-1, 24}, t);
 }
 
 }  // namespace
@@ -116,26 +125,10 @@ TEST_CASE("ONNX import: dividing by a constant without a finite reciprocal is on
   // Found by the differential test over the fuzz corpus: x / 1e-45 became a scale of inf, which the runtime
   // computed as infinities and LibTorch's BatchNorm as NaN.
   auto div_model = [](float k) {
-    onnx::ModelProto m;
-    m.set_ir_version(8);
-    m.add_opset_import()->set_version(13);
-    auto* g = m.mutable_graph();
-    g->set_name("div");
-    add_dims(g->add_input(), {-1, 4, 1, 5});
-    g->mutable_input(0)->set_name("x");
-    add_dims(g->add_output(), {-1, 4, 1, 5});
-    g->mutable_output(0)->set_name("y");
-    auto* t = g->add_initializer();
-    t->set_name("k");
-    t->set_data_type(onnx::TensorProto::FLOAT);
-    t->add_float_data(k);
-    auto* n = g->add_node();
-    n->set_op_type("Div");
-    n->set_name("scale");
-    n->add_input("x");
-    n->add_input("k");
-    n->add_output("y");
-    return m.SerializeAsString();
+    onnx::TensorProto t;
+    t.set_data_type(onnx::TensorProto::FLOAT);
+    t.add_float_data(k);
+    return one_op_model("Div", "scale", {-1, 4, 1, 5}, {-1, 4, 1, 5}, t);
   };
   REQUIRE(onnx_io::import_bytes(div_model(4.0f), "m.onnx").graph.output_shape() == Shape{4, 1, 5});
   REQUIRE_THROWS_WITH(
